@@ -27,6 +27,8 @@ pub mod q6_k;
 pub mod q8_0;
 pub mod q8_1;
 pub mod q8_k;
+#[cfg(test)]
+pub(crate) mod testing;
 
 /// Dequantizes whole blocks: `src.len()` is a multiple of the type size and `dst.len()` the
 /// matching number of elements.
