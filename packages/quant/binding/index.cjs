@@ -835,6 +835,8 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.GgufHandle = nativeBinding.GgufHandle
 module.exports.dequantize = nativeBinding.dequantize
 module.exports.ggmlTypes = nativeBinding.ggmlTypes
+module.exports.openGguf = nativeBinding.openGguf
 module.exports.quantize = nativeBinding.quantize

@@ -9,6 +9,24 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** An open GGUF file; the data stays mapped until the object is collected or closed. */
+export declare class GgufHandle {
+  /**
+   * The header as JSON: version, alignment, offsets, typed metadata and tensor infos.
+   * 64-bit integers and non-finite floats are strings (JSON has neither).
+   */
+  headerJson(): string
+  /** A copy of one tensor's raw bytes. */
+  tensorBytes(name: string): Promise<Uint8Array>
+  /** One tensor dequantized to f32 (ggml order: the first dimension is contiguous). */
+  dequantizeTensor(name: string): Promise<Float32Array>
+  /**
+   * Releases the mapping now rather than when the object is collected. Pending reads keep
+   * their own reference and finish normally.
+   */
+  close(): void
+}
+
 /** Dequantizes whole blocks of `type` (a ggml type name such as "Q4_K") to f32. */
 export declare function dequantize(typeName: string, data: Uint8Array): Promise<Float32Array>
 
@@ -25,6 +43,9 @@ export interface GgmlTypeInfo {
 
 /** Every ggml tensor type, with its block geometry and what this build can do with it. */
 export declare function ggmlTypes(): Array<GgmlTypeInfo>
+
+/** Opens and validates a GGUF file (the tensor data is memory-mapped, not read). */
+export declare function openGguf(path: string): Promise<GgufHandle>
 
 /** Quantizes f32 values (a whole number of blocks) into `type`. */
 export declare function quantize(typeName: string, data: Float32Array): Promise<Uint8Array>

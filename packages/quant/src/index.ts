@@ -7,3 +7,12 @@ export {
   type GgmlTypeInfo,
   type GgmlTypeName,
 } from './formats.js';
+export { GgufFile, type GgufTensorInfo } from './gguf.js';
+export {
+  isGgufArray,
+  type GgufArray,
+  type GgufMetadataEntry,
+  type GgufScalar,
+  type GgufValue,
+  type GgufValueType,
+} from './gguf-value.js';

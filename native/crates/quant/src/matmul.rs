@@ -1,1 +1,292 @@
-//! Quantized matrix products (being written).
+//! Quantized matrix products, following ggml's recipe: the activation rows are converted once
+//! to the weight type's `vec_dot_type` (Q8_0, Q8_1, Q8_K or plain f32), then every output is
+//! an integer dot product over one contiguous weight row. Output rows are split across the
+//! thread pool, so for a single token the weights stream through memory exactly once.
+
+use mistralrs_common::{Isa, ParallelCtx, ThreadPool};
+
+use crate::formats::{clamp_isa, type_traits, TypeTraits};
+use crate::{GgmlType, QuantError, Result};
+
+/// Rows handed to a thread at a time: a multiple of 8 so that repacked 8-row layouts (later)
+/// split on the same boundaries, and small enough to balance two threads.
+const ROW_ALIGN: usize = 16;
+
+/// A weight matrix in one ggml type: `rows` rows of `cols` elements each, row-major, in place
+/// (usually a slice of an mmap'd GGUF file).
+#[derive(Clone, Copy)]
+pub struct QMatrix<'a> {
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    row_bytes: usize,
+    data: &'a [u8],
+    traits: &'static TypeTraits,
+}
+
+impl<'a> QMatrix<'a> {
+    pub fn new(ty: GgmlType, rows: usize, cols: usize, data: &'a [u8]) -> Result<QMatrix<'a>> {
+        let traits = type_traits(ty)
+            .ok_or_else(|| QuantError::UnsupportedType { name: ty.name().to_string() })?;
+        let row_bytes = ty.bytes_for(cols as u64).ok_or_else(|| {
+            QuantError::invalid(format!(
+                "a row of {cols} elements is not a whole number of {ty} blocks of {}",
+                ty.block_size()
+            ))
+        })? as usize;
+        if type_traits(traits.vec_dot_type).is_none() {
+            return Err(QuantError::UnsupportedType { name: traits.vec_dot_type.to_string() });
+        }
+        let expected = row_bytes.checked_mul(rows);
+        if expected != Some(data.len()) {
+            return Err(QuantError::invalid(format!(
+                "a {rows}x{cols} {ty} matrix takes {} bytes, got {}",
+                expected.map_or("too many".to_string(), |n| n.to_string()),
+                data.len()
+            )));
+        }
+        Ok(QMatrix { ty, rows, cols, row_bytes, data, traits })
+    }
+
+    pub fn ty(&self) -> GgmlType {
+        self.ty
+    }
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+    pub fn data(&self) -> &'a [u8] {
+        self.data
+    }
+
+    fn row(&self, r: usize) -> &'a [u8] {
+        &self.data[r * self.row_bytes..(r + 1) * self.row_bytes]
+    }
+}
+
+/// Scratch memory for the converted activations, kept between calls so a decode step does not
+/// allocate.
+#[derive(Default)]
+pub struct MatmulScratch {
+    activation: Vec<u8>,
+}
+
+/// A raw output pointer shared by the threads of a region; each writes disjoint rows.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: threads write disjoint indices (their own row ranges) and the region ends before the
+// borrow of the output slice does.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    // A method, not a field access, so closures capture the whole (Sync) wrapper.
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// `y[t, r] = Σ_c w[r, c] · x[t, c]`: `x` is `[n_tokens, cols]`, `y` is `[n_tokens, rows]`,
+/// both row-major.
+pub fn matmul(
+    pool: &ThreadPool,
+    isa: Isa,
+    w: &QMatrix<'_>,
+    x: &[f32],
+    y: &mut [f32],
+    scratch: &mut MatmulScratch,
+) -> Result<()> {
+    let n_tokens = check_shapes(w, x, y)?;
+    let isa = clamp_isa(isa);
+    let act_type = w.traits.vec_dot_type;
+    let act_row_bytes = act_type.bytes_for(w.cols as u64).unwrap_or(0) as usize;
+
+    // f32 activations are used as they are; others are converted once per token.
+    let activation: &[u8] = if act_type == GgmlType::F32 {
+        bytemuck::cast_slice(x)
+    } else {
+        let quantize = type_traits(act_type)
+            .and_then(|t| t.quantize)
+            .ok_or_else(|| QuantError::UnsupportedType { name: act_type.to_string() })?;
+        scratch.activation.resize(n_tokens * act_row_bytes, 0);
+        let act = &mut scratch.activation;
+        if n_tokens == 1 {
+            quantize(x, act);
+        } else {
+            // Converting a batch of rows is worth a region of its own.
+            let act_ptr = SharedBytes(act.as_mut_ptr());
+            pool.run(|ctx| {
+                for t in ctx.split(n_tokens, 1) {
+                    // SAFETY: token rows are disjoint between threads and inside `act`.
+                    let dst = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            act_ptr.get().add(t * act_row_bytes),
+                            act_row_bytes,
+                        )
+                    };
+                    quantize(&x[t * w.cols..(t + 1) * w.cols], dst);
+                }
+            });
+        }
+        &scratch.activation
+    };
+
+    let out = OutPtr(y.as_mut_ptr());
+    pool.run(|ctx| dot_rows(ctx, isa, w, activation, act_row_bytes, n_tokens, out));
+    Ok(())
+}
+
+/// `y = W·x` for one activation row.
+pub fn matvec(
+    pool: &ThreadPool,
+    isa: Isa,
+    w: &QMatrix<'_>,
+    x: &[f32],
+    y: &mut [f32],
+    scratch: &mut MatmulScratch,
+) -> Result<()> {
+    if x.len() != w.cols {
+        return Err(QuantError::invalid(format!(
+            "matvec: the matrix has {} columns but x has {} values",
+            w.cols,
+            x.len()
+        )));
+    }
+    matmul(pool, isa, w, x, y, scratch)
+}
+
+#[derive(Clone, Copy)]
+struct SharedBytes(*mut u8);
+// SAFETY: as for OutPtr, each thread writes its own disjoint token rows.
+unsafe impl Send for SharedBytes {}
+unsafe impl Sync for SharedBytes {}
+
+impl SharedBytes {
+    fn get(self) -> *mut u8 {
+        self.0
+    }
+}
+
+fn check_shapes(w: &QMatrix<'_>, x: &[f32], y: &[f32]) -> Result<usize> {
+    if w.cols == 0 || x.len() % w.cols != 0 {
+        return Err(QuantError::invalid(format!(
+            "matmul: x has {} values, not a whole number of rows of {}",
+            x.len(),
+            w.cols
+        )));
+    }
+    let n_tokens = x.len() / w.cols;
+    if y.len() != n_tokens * w.rows {
+        return Err(QuantError::invalid(format!(
+            "matmul: y must hold {n_tokens}x{} values, got {}",
+            w.rows,
+            y.len()
+        )));
+    }
+    Ok(n_tokens)
+}
+
+/// One thread's share: a block of output rows, all tokens. Rows go in chunks so that a chunk
+/// of weights stays in cache while every token's activation passes over it.
+fn dot_rows(
+    ctx: &ParallelCtx,
+    isa: Isa,
+    w: &QMatrix<'_>,
+    activation: &[u8],
+    act_row_bytes: usize,
+    n_tokens: usize,
+    out: OutPtr,
+) {
+    let rows = ctx.split(w.rows, ROW_ALIGN);
+    let vec_dot = w.traits.vec_dot;
+    let mut chunk_start = rows.start;
+    while chunk_start < rows.end {
+        let chunk_end = (chunk_start + ROW_ALIGN).min(rows.end);
+        for t in 0..n_tokens {
+            let act = &activation[t * act_row_bytes..(t + 1) * act_row_bytes];
+            for r in chunk_start..chunk_end {
+                let value = vec_dot(isa, w.cols, w.row(r), act);
+                // SAFETY: row r belongs to this thread alone and t*rows + r < y.len()
+                // (checked by check_shapes).
+                unsafe { *out.get().add(t * w.rows + r) = value };
+            }
+        }
+        chunk_start = chunk_end;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::{dequantize, quantize, testing::Rng};
+
+    fn reference(w: &[f32], rows: usize, cols: usize, x: &[f32]) -> Vec<f32> {
+        let n_tokens = x.len() / cols;
+        let mut y = vec![0f32; n_tokens * rows];
+        for t in 0..n_tokens {
+            for r in 0..rows {
+                let mut acc = 0f64;
+                for c in 0..cols {
+                    acc += w[r * cols + c] as f64 * x[t * cols + c] as f64;
+                }
+                y[t * rows + r] = acc as f32;
+            }
+        }
+        y
+    }
+
+    /// Every supported weight type, on every ISA tier, against dequantize-then-f64: the only
+    /// error left is the activation's own quantization (8 bits), bounded relative to Σ|w·x|.
+    #[test]
+    fn matmul_matches_dequantized_reference_on_every_type_and_tier() {
+        let pool = ThreadPool::new(2);
+        let mut rng = Rng::new(7);
+        let (rows, cols) = (37, 512);
+        for ty in GgmlType::all().filter(|t| t.is_supported() && *t != GgmlType::Q8_K) {
+            if type_traits(ty).and_then(|t| t.quantize).is_none() {
+                continue;
+            }
+            let source = rng.f32_vec(rows * cols, 1.0);
+            let mut bytes = vec![0u8; ty.bytes_for((rows * cols) as u64).unwrap() as usize];
+            quantize(ty, &source, &mut bytes).unwrap();
+            let mut w = vec![0f32; rows * cols];
+            dequantize(ty, &bytes, &mut w).unwrap();
+            let m = QMatrix::new(ty, rows, cols, &bytes).unwrap();
+            for n_tokens in [1usize, 3] {
+                let x = rng.f32_vec(n_tokens * cols, 1.0);
+                let expected = reference(&w, rows, cols, &x);
+                let magnitude: f32 = w.iter().take(cols).map(|v| v.abs()).sum::<f32>() / cols as f32;
+                for isa in Isa::available() {
+                    let mut y = vec![0f32; n_tokens * rows];
+                    matmul(&pool, isa, &m, &x, &mut y, &mut MatmulScratch::default()).unwrap();
+                    for (i, (a, b)) in y.iter().zip(&expected).enumerate() {
+                        // Activation error per element <= amax/254 (8-bit): summed over cols.
+                        let tol = 1e-4 + magnitude * cols as f32 / 254.0;
+                        assert!(
+                            (a - b).abs() <= tol,
+                            "{ty} {isa} tokens={n_tokens} output {i}: {a} vs {b} (tol {tol})"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn shapes_that_disagree_are_errors() {
+        let bytes = vec![0u8; 2 * 34];
+        assert!(QMatrix::new(GgmlType::Q8_0, 2, 32, &bytes[..67]).is_err());
+        assert!(QMatrix::new(GgmlType::Q8_0, 2, 33, &bytes).is_err());
+        assert!(QMatrix::new(GgmlType::IQ2_XXS, 1, 256, &bytes).is_err());
+        let m = QMatrix::new(GgmlType::Q8_0, 2, 32, &bytes).unwrap();
+        let pool = ThreadPool::new(1);
+        let mut s = MatmulScratch::default();
+        let mut y = vec![0f32; 2];
+        assert!(matvec(&pool, Isa::Scalar, &m, &[0.0; 31], &mut y, &mut s).is_err());
+        assert!(matmul(&pool, Isa::Scalar, &m, &[0.0; 64], &mut y, &mut s).is_err());
+        let mut y = vec![0f32; 4];
+        assert!(matmul(&pool, Isa::Scalar, &m, &[0.0; 64], &mut y, &mut s).is_ok());
+    }
+}

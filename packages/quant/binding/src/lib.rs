@@ -2,6 +2,7 @@
 //! conversion, errors and async plumbing only; the work happens in `mistralrs-quant`.
 
 mod formats;
+mod gguf;
 
 use mistralrs_napi_support::js_error;
 use mistralrs_quant::QuantError;
