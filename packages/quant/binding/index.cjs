@@ -840,3 +840,4 @@ module.exports.dequantize = nativeBinding.dequantize
 module.exports.ggmlTypes = nativeBinding.ggmlTypes
 module.exports.openGguf = nativeBinding.openGguf
 module.exports.quantize = nativeBinding.quantize
+module.exports.writeGguf = nativeBinding.writeGguf

@@ -44,8 +44,21 @@ export interface GgmlTypeInfo {
 /** Every ggml tensor type, with its block geometry and what this build can do with it. */
 export declare function ggmlTypes(): Array<GgmlTypeInfo>
 
+export interface GgufTensorInput {
+  name: string
+  /** ggml order: `dims[0]` is the row length. */
+  dims: Array<number>
+  /** A ggml type name such as "Q4_K". */
+  type: string
+  /** Exactly the bytes `dims` elements of `type` take. */
+  data: Uint8Array
+}
+
 /** Opens and validates a GGUF file (the tensor data is memory-mapped, not read). */
 export declare function openGguf(path: string): Promise<GgufHandle>
 
 /** Quantizes f32 values (a whole number of blocks) into `type`. */
 export declare function quantize(typeName: string, data: Float32Array): Promise<Uint8Array>
+
+/** Writes a GGUF v3 file. `metadata_json` is an array of `{ key, type, value }` entries. */
+export declare function writeGguf(path: string, metadataJson: string, tensors: Array<GgufTensorInput>): Promise<void>

@@ -1,6 +1,6 @@
 import { callNative, callNativeSync, MistralrsError } from './errors.js';
 import type { GgmlTypeName } from './formats.js';
-import { fromWire, isGgufArray, type GgufMetadataEntry, type GgufValue, type GgufValueType } from './gguf-value.js';
+import { fromWire, isGgufArray, toWire, type GgufMetadataEntry, type GgufValue, type GgufValueType } from './gguf-value.js';
 import { binding, type Binding } from './native.js';
 
 export interface GgufTensorInfo {
@@ -116,4 +116,25 @@ export class GgufFile {
   [Symbol.dispose](): void {
     this.close();
   }
+}
+
+export interface GgufTensorData {
+  name: string;
+  /** ggml order: `dims[0]` is the row length. */
+  dims: number[];
+  type: GgmlTypeName;
+  /** Exactly the bytes that the tensor's elements take in `type` (see `quantize`). */
+  data: Uint8Array;
+}
+
+export interface GgufContents {
+  /** Written in this order; `general.alignment` (u32) sets the data alignment. */
+  metadata: GgufMetadataEntry[];
+  tensors: GgufTensorData[];
+}
+
+/** Writes a GGUF v3 file (to a temporary name, then renamed into place). */
+export function writeGguf(path: string, contents: GgufContents): Promise<void> {
+  const metadata = JSON.stringify(contents.metadata.map((e) => ({ key: e.key, type: e.type, value: toWire(e.type, e.value) })));
+  return callNative(() => binding.writeGguf(path, metadata, contents.tensors));
 }

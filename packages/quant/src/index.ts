@@ -7,7 +7,7 @@ export {
   type GgmlTypeInfo,
   type GgmlTypeName,
 } from './formats.js';
-export { GgufFile, type GgufTensorInfo } from './gguf.js';
+export { GgufFile, writeGguf, type GgufContents, type GgufTensorData, type GgufTensorInfo } from './gguf.js';
 export {
   isGgufArray,
   type GgufArray,

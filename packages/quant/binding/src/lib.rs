@@ -3,6 +3,7 @@
 
 mod formats;
 mod gguf;
+mod gguf_write;
 
 use mistralrs_napi_support::js_error;
 use mistralrs_quant::QuantError;
