@@ -41,10 +41,17 @@ export async function main(argv: string[]): Promise<number> {
     .help()
     .version(false)
     .fail((message, error) => {
-      if (error) throw error;
-      process.stderr.write(`mistralrs-server: ${message}\nRun with --help for usage.\n`);
-      exitCode = 1;
+      // Throwing stops yargs before any command handler runs.
+      throw error ?? new UsageError(message);
     });
-  await parser.parseAsync();
+  try {
+    await parser.parseAsync();
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    process.stderr.write(`mistralrs-server: ${error.message}\nRun with --help for usage.\n`);
+    return 1;
+  }
   return exitCode;
 }
+
+class UsageError extends Error {}
