@@ -836,8 +836,11 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.GgufHandle = nativeBinding.GgufHandle
+module.exports.SafetensorsHandle = nativeBinding.SafetensorsHandle
 module.exports.dequantize = nativeBinding.dequantize
 module.exports.ggmlTypes = nativeBinding.ggmlTypes
 module.exports.openGguf = nativeBinding.openGguf
+module.exports.openSafetensors = nativeBinding.openSafetensors
 module.exports.quantize = nativeBinding.quantize
 module.exports.writeGguf = nativeBinding.writeGguf
+module.exports.writeSafetensors = nativeBinding.writeSafetensors

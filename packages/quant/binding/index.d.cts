@@ -27,6 +27,17 @@ export declare class GgufHandle {
   close(): void
 }
 
+/** An open safetensors file, or a model folder of shards. */
+export declare class SafetensorsHandle {
+  /** `{ files: [{ path, metadata, tensors: [{ name, dtype, shape, dataOffsets, sizeBytes }] }] }` */
+  headerJson(): string
+  /** A copy of one tensor's raw bytes. */
+  tensorBytes(name: string): Promise<Uint8Array>
+  /** One tensor converted to f32 (F32, F16, BF16, F64 and the F8 types). */
+  tensorF32(name: string): Promise<Float32Array>
+  close(): void
+}
+
 /** Dequantizes whole blocks of `type` (a ggml type name such as "Q4_K") to f32. */
 export declare function dequantize(typeName: string, data: Uint8Array): Promise<Float32Array>
 
@@ -57,8 +68,26 @@ export interface GgufTensorInput {
 /** Opens and validates a GGUF file (the tensor data is memory-mapped, not read). */
 export declare function openGguf(path: string): Promise<GgufHandle>
 
+/**
+ * Opens a `.safetensors` file, or a folder with `model.safetensors.index.json` or
+ * `model.safetensors`.
+ */
+export declare function openSafetensors(path: string): Promise<SafetensorsHandle>
+
 /** Quantizes f32 values (a whole number of blocks) into `type`. */
 export declare function quantize(typeName: string, data: Float32Array): Promise<Uint8Array>
 
+export interface SafetensorsTensorInput {
+  name: string
+  /** A safetensors dtype name such as "BF16". */
+  dtype: string
+  /** Row-major: the last dimension is contiguous. */
+  shape: Array<number>
+  data: Uint8Array
+}
+
 /** Writes a GGUF v3 file. `metadata_json` is an array of `{ key, type, value }` entries. */
 export declare function writeGguf(path: string, metadataJson: string, tensors: Array<GgufTensorInput>): Promise<void>
+
+/** Writes a safetensors file as Hugging Face does. */
+export declare function writeSafetensors(path: string, tensors: Array<SafetensorsTensorInput>, metadata?: Record<string, string> | undefined | null): Promise<void>

@@ -16,3 +16,10 @@ export {
   type GgufValue,
   type GgufValueType,
 } from './gguf-value.js';
+export {
+  SafetensorsFile,
+  writeSafetensors,
+  type SafetensorsDtype,
+  type SafetensorsTensorData,
+  type SafetensorsTensorInfo,
+} from './safetensors.js';

@@ -110,9 +110,19 @@ impl GgufHandle {
     }
 }
 
+/// A tensor handed to JavaScript: raw bytes or converted floats, moved without a copy.
 pub enum TensorOutput {
     Bytes(Vec<u8>),
     Floats(Vec<f32>),
+}
+
+impl TensorOutput {
+    pub fn into_js(self) -> napi::Either<Uint8Array, Float32Array> {
+        match self {
+            TensorOutput::Bytes(b) => napi::Either::A(Uint8Array::new(b)),
+            TensorOutput::Floats(f) => napi::Either::B(Float32Array::new(f)),
+        }
+    }
 }
 
 pub struct TensorTask {
@@ -147,10 +157,7 @@ impl Task for TensorTask {
     }
 
     fn resolve(&mut self, _env: Env, output: TensorOutput) -> napi::Result<Self::JsValue> {
-        Ok(match output {
-            TensorOutput::Bytes(b) => napi::Either::A(Uint8Array::new(b)),
-            TensorOutput::Floats(f) => napi::Either::B(Float32Array::new(f)),
-        })
+        Ok(output.into_js())
     }
 }
 

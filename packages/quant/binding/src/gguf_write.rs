@@ -75,18 +75,21 @@ pub fn write_gguf(
     for t in tensors {
         let ty = GgmlType::from_name(&t.r#type)
             .ok_or_else(|| invalid(format!("tensor `{}`: unknown type {:?}", t.name, t.r#type)))?;
-        let dims = t
-            .dims
-            .iter()
-            .map(|&d| {
-                (d.fract() == 0.0 && (0.0..9.007_199_254_740_992e15).contains(&d))
-                    .then_some(d as u64)
-                    .ok_or_else(|| invalid(format!("tensor `{}`: bad dimension {d}", t.name)))
-            })
-            .collect::<napi::Result<Vec<u64>>>()?;
+        let dims = dims_u64(&t.name, &t.dims)?;
         parsed.push((t.name, dims, ty, t.data));
     }
     Ok(AsyncTask::new(WriteGgufTask { path: PathBuf::from(path), metadata, tensors: parsed }))
+}
+
+/// JavaScript numbers as dimensions: whole, non-negative and exact (below 2^53).
+pub(crate) fn dims_u64(tensor: &str, dims: &[f64]) -> napi::Result<Vec<u64>> {
+    dims.iter()
+        .map(|&d| {
+            (d.fract() == 0.0 && (0.0..9.007_199_254_740_992e15).contains(&d))
+                .then_some(d as u64)
+                .ok_or_else(|| js_error("InvalidArgumentError", format!("tensor `{tensor}`: bad dimension {d}")))
+        })
+        .collect()
 }
 
 fn value_type(name: &str) -> Result<GgufValueType, String> {

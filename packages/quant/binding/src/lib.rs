@@ -4,6 +4,7 @@
 mod formats;
 mod gguf;
 mod gguf_write;
+mod safetensors;
 
 use mistralrs_napi_support::js_error;
 use mistralrs_quant::QuantError;
