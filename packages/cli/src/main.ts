@@ -11,10 +11,10 @@ export async function main(argv: string[]): Promise<number> {
     .usage('$0 <command> [options]')
     .command(
       'inspect [file]',
-      'Print the metadata and tensor table of a GGUF file (default: the default model)',
+      'Print the metadata and tensor table of a GGUF or safetensors file or folder (default: the default model)',
       (y) =>
         y
-          .positional('file', { type: 'string', describe: 'a .gguf file or a registry model id' })
+          .positional('file', { type: 'string', describe: 'a .gguf or .safetensors file, a model folder, or a registry model id' })
           .option('json', { type: 'boolean', default: false, describe: 'one JSON object, for machines' })
           .option('max-array', {
             type: 'number',

@@ -74,3 +74,19 @@ describe('mistralrs-server inspect', () => {
     expect(cli('inspect', model, '--bogus').code).toBe(1);
   });
 });
+
+describe('mistralrs-server inspect on safetensors', () => {
+  it('prints the tensor table of a .safetensors file, and JSON', async () => {
+    const { writeSafetensors } = await import('@mistralrs/quant');
+    const path = join(dir, 'w.safetensors');
+    await writeSafetensors(path, [{ name: 'lm_head.weight', dtype: 'BF16', shape: [2, 4], data: new Uint8Array(16) }], {
+      format: 'pt',
+    });
+    const text = cli('inspect', path);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toMatch(/lm_head\.weight\s+BF16\s+\[2, 4\]\s+16 B/);
+    const json = JSON.parse(cli('inspect', path, '--json').stdout);
+    expect(json).toMatchObject({ format: 'safetensors', metadata: { format: 'pt' } });
+    expect(json.tensors[0]).toMatchObject({ name: 'lm_head.weight', dtype: 'BF16', shape: [2, 4], sizeBytes: 16 });
+  });
+});

@@ -1,4 +1,6 @@
-import { GgufFile, isGgufArray, MistralrsError, type GgufValue } from '@mistralrs/quant';
+import { statSync } from 'node:fs';
+
+import { GgufFile, isGgufArray, MistralrsError, SafetensorsFile, type GgufValue } from '@mistralrs/quant';
 
 import { resolveModelFile } from './pull.js';
 import { formatBytes, formatCount, table } from '../format.js';
@@ -13,9 +15,10 @@ export interface InspectOptions {
 
 /** `mistralrs-server inspect FILE`: prints the file's header; exit code 1 on a bad file. */
 export async function inspectCommand(options: InspectOptions): Promise<number> {
-  let file: GgufFile;
+  let file: GgufFile | SafetensorsFile;
   try {
-    file = await GgufFile.open(await resolveModelFile(options.file));
+    const path = await resolveModelFile(options.file);
+    file = isSafetensors(path) ? await SafetensorsFile.open(path) : await GgufFile.open(path);
   } catch (error) {
     const message = error instanceof MistralrsError || error instanceof Error ? error.message : String(error);
     // The native message already names the file; others (fetch failures) say what failed.
@@ -23,7 +26,11 @@ export async function inspectCommand(options: InspectOptions): Promise<number> {
     return 1;
   }
   try {
-    process.stdout.write(options.json ? `${JSON.stringify(ggufJson(file), bigintReplacer)}\n` : ggufText(file, options));
+    if (file instanceof SafetensorsFile) {
+      process.stdout.write(options.json ? `${JSON.stringify(safetensorsJson(file))}\n` : safetensorsText(file));
+    } else {
+      process.stdout.write(options.json ? `${JSON.stringify(ggufJson(file), bigintReplacer)}\n` : ggufText(file, options));
+    }
     return 0;
   } finally {
     file.close();
@@ -116,4 +123,36 @@ function showValue(value: GgufValue, maxArray: number): string {
     return oneLine.length > 80 ? `${oneLine.slice(0, 77)}…" (${value.length} chars)` : oneLine;
   }
   return String(value);
+}
+
+function isSafetensors(path: string): boolean {
+  try {
+    return path.endsWith('.safetensors') || statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+export function safetensorsJson(file: SafetensorsFile): object {
+  return { format: 'safetensors', path: file.path, files: file.files, metadata: file.metadata, tensors: file.tensors };
+}
+
+export function safetensorsText(file: SafetensorsFile): string {
+  const params = file.tensors.reduce((sum, t) => sum + t.shape.reduce((a, b) => a * b, 1), 0);
+  const bytes = file.tensors.reduce((sum, t) => sum + t.sizeBytes, 0);
+  const out = [
+    file.path,
+    `  safetensors, ${file.files.length} file(s), ${file.tensors.length} tensors, ` +
+      `${formatCount(params)} parameters (${formatBytes(bytes)} of data)`,
+    '',
+    'Metadata',
+    table(['key', 'value'], Object.entries(file.metadata).map(([k, v]) => [k, JSON.stringify(v)])),
+    '',
+    'Tensors',
+    table(
+      ['name', 'dtype', 'shape', 'size'],
+      file.tensors.map((t) => [t.name, t.dtype, `[${t.shape.join(', ')}]`, formatBytes(t.sizeBytes)]),
+    ),
+  ];
+  return `${out.join('\n')}\n`;
 }
