@@ -27,6 +27,7 @@ pub mod q6_k;
 pub mod q8_0;
 pub mod q8_1;
 pub mod q8_k;
+pub(crate) mod k_quant_search;
 #[cfg(test)]
 pub(crate) mod testing;
 
