@@ -23,7 +23,10 @@ pub fn guard<T>(f: impl FnOnce() -> napi::Result<T>) -> napi::Result<T> {
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_string());
-            Err(js_error("InternalError", format!("native code panicked: {what}")))
+            Err(js_error(
+                "InternalError",
+                format!("native code panicked: {what}"),
+            ))
         }
     }
 }

@@ -111,7 +111,10 @@ impl CpuFeatures {
             ("avx512vnni", self.avx512vnni),
             ("avxvnni", self.avxvnni),
         ];
-        all.into_iter().filter(|(_, on)| *on).map(|(n, _)| n).collect()
+        all.into_iter()
+            .filter(|(_, on)| *on)
+            .map(|(n, _)| n)
+            .collect()
     }
 }
 
@@ -127,7 +130,11 @@ pub fn selected_isa() -> Isa {
     static SELECTED: OnceLock<Isa> = OnceLock::new();
     *SELECTED.get_or_init(|| {
         let best = cpu_features().best_isa();
-        match std::env::var("MISTRALRS_ISA").ok().as_deref().and_then(Isa::parse) {
+        match std::env::var("MISTRALRS_ISA")
+            .ok()
+            .as_deref()
+            .and_then(Isa::parse)
+        {
             Some(asked) => asked.min(best),
             None => best,
         }
@@ -156,7 +163,12 @@ mod tests {
 
     #[test]
     fn best_isa_needs_every_feature_of_a_tier() {
-        let mut f = CpuFeatures { avx2: true, fma: true, f16c: false, ..Default::default() };
+        let mut f = CpuFeatures {
+            avx2: true,
+            fma: true,
+            f16c: false,
+            ..Default::default()
+        };
         assert_eq!(f.best_isa(), Isa::Scalar);
         f.f16c = true;
         assert_eq!(f.best_isa(), Isa::Avx2);

@@ -141,7 +141,11 @@ impl ThreadPool {
                     .expect("the OS refused to start a thread-pool worker")
             })
             .collect();
-        ThreadPool { shared, region_lock: Mutex::new(()), workers }
+        ThreadPool {
+            shared,
+            region_lock: Mutex::new(()),
+            workers,
+        }
     }
 
     /// The process-wide pool: `MISTRALRS_NUM_THREADS` threads if set, else one per available
@@ -163,7 +167,11 @@ impl ThreadPool {
     {
         let s = &*self.shared;
         if s.n_threads == 1 || IN_REGION.with(Cell::get) {
-            f(&ParallelCtx { tid: 0, nth: 1, shared: s });
+            f(&ParallelCtx {
+                tid: 0,
+                nth: 1,
+                shared: s,
+            });
             return;
         }
         let _region = self.region_lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -175,7 +183,8 @@ impl ThreadPool {
         s.poisoned.store(false, Ordering::Relaxed);
         s.barrier_arrived.store(0, Ordering::Relaxed);
         s.pending.store(s.n_threads - 1, Ordering::Relaxed);
-        s.job.store(&job_ref as *const JobRef as *mut JobRef, Ordering::Release);
+        s.job
+            .store(&job_ref as *const JobRef as *mut JobRef, Ordering::Release);
         s.generation.fetch_add(1, Ordering::SeqCst);
         if s.sleepers.load(Ordering::SeqCst) > 0 {
             let _guard = s.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -183,7 +192,11 @@ impl ThreadPool {
         }
 
         IN_REGION.with(|c| c.set(true));
-        let ctx = ParallelCtx { tid: 0, nth: s.n_threads, shared: s };
+        let ctx = ParallelCtx {
+            tid: 0,
+            nth: s.n_threads,
+            shared: s,
+        };
         let own = panic::catch_unwind(AssertUnwindSafe(|| f(&ctx)));
         IN_REGION.with(|c| c.set(false));
         if let Err(payload) = own {
@@ -200,7 +213,11 @@ impl ThreadPool {
             }
         }
         s.job.store(std::ptr::null_mut(), Ordering::Relaxed);
-        let payload = s.panic_payload.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let payload = s
+            .panic_payload
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(payload) = payload {
             panic::resume_unwind(payload);
         }
@@ -211,7 +228,11 @@ impl Drop for ThreadPool {
     fn drop(&mut self) {
         self.shared.shutdown.store(true, Ordering::SeqCst);
         {
-            let _guard = self.shared.sleep_lock.lock().unwrap_or_else(|e| e.into_inner());
+            let _guard = self
+                .shared
+                .sleep_lock
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             self.shared.wake.notify_all();
         }
         for worker in self.workers.drain(..) {
@@ -225,7 +246,11 @@ fn default_thread_count() -> usize {
         .ok()
         .and_then(|v| v.trim().parse::<usize>().ok())
         .filter(|n| *n > 0)
-        .unwrap_or_else(|| thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+        .unwrap_or_else(|| {
+            thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
 }
 
 fn store_first_panic(s: &Shared, payload: Box<dyn Any + Send>) {
@@ -251,7 +276,7 @@ fn worker_loop(s: &Shared, tid: usize) {
                 return;
             }
             spins = spins.wrapping_add(1);
-            if spins % 64 != 0 || started.elapsed() < IDLE_SPIN {
+            if !spins.is_multiple_of(64) || started.elapsed() < IDLE_SPIN {
                 std::hint::spin_loop();
                 continue;
             }
@@ -268,7 +293,11 @@ fn worker_loop(s: &Shared, tid: usize) {
             // SAFETY: the dispatcher published `job` before bumping the generation and keeps it
             // alive until `pending` reaches zero, which happens only after the line below.
             let f = unsafe { &*(*job).f };
-            let ctx = ParallelCtx { tid, nth: s.n_threads, shared: s };
+            let ctx = ParallelCtx {
+                tid,
+                nth: s.n_threads,
+                shared: s,
+            };
             if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| f(&ctx))) {
                 s.poisoned.store(true, Ordering::Release);
                 store_first_panic(s, payload);
@@ -296,7 +325,7 @@ mod tests {
                     for tid in 0..nth {
                         let r = split_range(len, align, tid, nth);
                         assert_eq!(r.start, next.min(len));
-                        assert!(r.start % align == 0 || r.start == len);
+                        assert!(r.start.is_multiple_of(align) || r.start == len);
                         next = r.end;
                     }
                     assert_eq!(next, len);

@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 #[derive(Debug)]
 pub enum QuantError {
     /// The file could not be opened or mapped.
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The file's content is malformed; `what` says how.
     Format { path: PathBuf, what: String },
     /// A tensor type that exists but that this build cannot compute with.
@@ -20,11 +23,17 @@ pub type Result<T> = std::result::Result<T, QuantError>;
 
 impl QuantError {
     pub fn format(path: &Path, what: impl Into<String>) -> QuantError {
-        QuantError::Format { path: path.to_path_buf(), what: what.into() }
+        QuantError::Format {
+            path: path.to_path_buf(),
+            what: what.into(),
+        }
     }
 
     pub fn io(path: &Path, source: std::io::Error) -> QuantError {
-        QuantError::Io { path: path.to_path_buf(), source }
+        QuantError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
     }
 
     pub fn invalid(what: impl Into<String>) -> QuantError {

@@ -92,7 +92,10 @@ impl GgmlType {
     }
 
     pub fn from_name(name: &str) -> Option<GgmlType> {
-        TABLE.iter().find(|row| row.1.eq_ignore_ascii_case(name)).map(|row| row.0)
+        TABLE
+            .iter()
+            .find(|row| row.1.eq_ignore_ascii_case(name))
+            .map(|row| row.0)
     }
 
     pub fn id(self) -> u32 {
@@ -122,7 +125,7 @@ impl GgmlType {
     /// blocks or the size overflows.
     pub fn bytes_for(self, n_elements: u64) -> Option<u64> {
         let block = self.block_size() as u64;
-        if n_elements % block != 0 {
+        if !n_elements.is_multiple_of(block) {
             return None;
         }
         (n_elements / block).checked_mul(self.type_size() as u64)

@@ -26,8 +26,9 @@ pub struct QMatrix<'a> {
 
 impl<'a> QMatrix<'a> {
     pub fn new(ty: GgmlType, rows: usize, cols: usize, data: &'a [u8]) -> Result<QMatrix<'a>> {
-        let traits = type_traits(ty)
-            .ok_or_else(|| QuantError::UnsupportedType { name: ty.name().to_string() })?;
+        let traits = type_traits(ty).ok_or_else(|| QuantError::UnsupportedType {
+            name: ty.name().to_string(),
+        })?;
         let row_bytes = ty.bytes_for(cols as u64).ok_or_else(|| {
             QuantError::invalid(format!(
                 "a row of {cols} elements is not a whole number of {ty} blocks of {}",
@@ -35,7 +36,9 @@ impl<'a> QMatrix<'a> {
             ))
         })? as usize;
         if type_traits(traits.vec_dot_type).is_none() {
-            return Err(QuantError::UnsupportedType { name: traits.vec_dot_type.to_string() });
+            return Err(QuantError::UnsupportedType {
+                name: traits.vec_dot_type.to_string(),
+            });
         }
         let expected = row_bytes.checked_mul(rows);
         if expected != Some(data.len()) {
@@ -45,7 +48,14 @@ impl<'a> QMatrix<'a> {
                 data.len()
             )));
         }
-        Ok(QMatrix { ty, rows, cols, row_bytes, data, traits })
+        Ok(QMatrix {
+            ty,
+            rows,
+            cols,
+            row_bytes,
+            data,
+            traits,
+        })
     }
 
     pub fn ty(&self) -> GgmlType {
@@ -109,7 +119,9 @@ pub fn matmul(
     } else {
         let quantize = type_traits(act_type)
             .and_then(|t| t.quantize)
-            .ok_or_else(|| QuantError::UnsupportedType { name: act_type.to_string() })?;
+            .ok_or_else(|| QuantError::UnsupportedType {
+                name: act_type.to_string(),
+            })?;
         scratch.activation.resize(n_tokens * act_row_bytes, 0);
         let act = &mut scratch.activation;
         if n_tokens == 1 {
@@ -170,7 +182,7 @@ impl SharedBytes {
 }
 
 fn check_shapes(w: &QMatrix<'_>, x: &[f32], y: &[f32]) -> Result<usize> {
-    if w.cols == 0 || x.len() % w.cols != 0 {
+    if w.cols == 0 || !x.len().is_multiple_of(w.cols) {
         return Err(QuantError::invalid(format!(
             "matmul: x has {} values, not a whole number of rows of {}",
             x.len(),
@@ -257,7 +269,8 @@ mod tests {
             for n_tokens in [1usize, 3] {
                 let x = rng.f32_vec(n_tokens * cols, 1.0);
                 let expected = reference(&w, rows, cols, &x);
-                let magnitude: f32 = w.iter().take(cols).map(|v| v.abs()).sum::<f32>() / cols as f32;
+                let magnitude: f32 =
+                    w.iter().take(cols).map(|v| v.abs()).sum::<f32>() / cols as f32;
                 for isa in Isa::available() {
                     let mut y = vec![0f32; n_tokens * rows];
                     matmul(&pool, isa, &m, &x, &mut y, &mut MatmulScratch::default()).unwrap();

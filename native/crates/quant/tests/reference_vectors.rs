@@ -68,12 +68,19 @@ impl Manifest {
         });
         let json: Value = serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("{}: not JSON: {e}", path.display()));
-        assert_eq!(json["format"].as_str(), Some(FORMAT), "{}: unknown format", path.display());
+        assert_eq!(
+            json["format"].as_str(),
+            Some(FORMAT),
+            "{}: unknown format",
+            path.display()
+        );
         Manifest { json }
     }
 
     fn list(&self, key: &str) -> &Vec<Value> {
-        self.json[key].as_array().unwrap_or_else(|| panic!("manifest.json: no array {key:?}"))
+        self.json[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("manifest.json: no array {key:?}"))
     }
 
     fn gguf_version(&self) -> &str {
@@ -82,29 +89,41 @@ impl Manifest {
 
     /// gguf-py's type table row for `name`.
     fn gguf_type(&self, name: &str) -> Option<&Value> {
-        self.list("types").iter().find(|t| t["name"].as_str() == Some(name))
+        self.list("types")
+            .iter()
+            .find(|t| t["name"].as_str() == Some(name))
     }
 }
 
 fn str_field<'a>(v: &'a Value, key: &str) -> &'a str {
-    v[key].as_str().unwrap_or_else(|| panic!("manifest.json: {key:?} missing in {v}"))
+    v[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("manifest.json: {key:?} missing in {v}"))
 }
 
 fn usize_field(v: &Value, key: &str) -> usize {
-    v[key].as_u64().unwrap_or_else(|| panic!("manifest.json: {key:?} missing in {v}")) as usize
+    v[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("manifest.json: {key:?} missing in {v}")) as usize
 }
 
 fn read_fixture(name: &str, expected_len: usize) -> Result<Vec<u8>, String> {
     let path = fixture_dir().join(name);
     let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     if bytes.len() != expected_len {
-        return Err(format!("{name}: {} bytes, manifest implies {expected_len}", bytes.len()));
+        return Err(format!(
+            "{name}: {} bytes, manifest implies {expected_len}",
+            bytes.len()
+        ));
     }
     Ok(bytes)
 }
 
 fn le_f32s(bytes: &[u8]) -> Vec<f32> {
-    bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 /// Writes straight to the process's stderr, which the test harness does not capture: what
@@ -170,8 +189,10 @@ impl Report {
             eprintln!("{line}");
         }
         if !self.unchecked.is_empty() {
-            let mut text =
-                format!("\n!!!!!!!! {title}: NOT CHECKED ({}) !!!!!!!!\n", self.unchecked.len());
+            let mut text = format!(
+                "\n!!!!!!!! {title}: NOT CHECKED ({}) !!!!!!!!\n",
+                self.unchecked.len()
+            );
             for u in &self.unchecked {
                 text += &format!("!!  {u}\n");
             }
@@ -211,7 +232,10 @@ fn dequantize_matches_gguf_py() {
         let n_blocks = usize_field(case, "n_blocks");
         let n = usize_field(case, "n_elements");
         if n != n_blocks * ty.block_size() {
-            report.fail(&label, format!("manifest: {n_blocks} blocks but {n} elements"));
+            report.fail(
+                &label,
+                format!("manifest: {n_blocks} blocks but {n} elements"),
+            );
             continue;
         }
         let blocks = read_fixture(str_field(case, "blocks_file"), n_blocks * ty.type_size());
@@ -243,7 +267,11 @@ fn dequantize_matches_gguf_py() {
                 zero_signs += (a.to_bits() != b.to_bits()) as usize;
             } else {
                 let rel = (a as f64 - b as f64).abs() / (b as f64).abs().max(1e-30);
-                worst = if rel.is_nan() { f64::INFINITY } else { worst.max(rel) };
+                worst = if rel.is_nan() {
+                    f64::INFINITY
+                } else {
+                    worst.max(rel)
+                };
                 mismatches.push(i);
             }
         }
@@ -253,7 +281,10 @@ fn dequantize_matches_gguf_py() {
             String::new()
         };
         if mismatches.is_empty() {
-            report.pass(&label, format!("{n} values in {n_blocks} blocks, exact{zero_note}"));
+            report.pass(
+                &label,
+                format!("{n} values in {n_blocks} blocks, exact{zero_note}"),
+            );
         } else {
             let bs = ty.block_size();
             let shown: Vec<String> = mismatches
@@ -323,7 +354,10 @@ fn quantize_matches_gguf_py() {
         let n = usize_field(case, "n_elements");
         let (bs, ts) = (ty.block_size(), ty.type_size());
         if n != n_blocks * bs {
-            report.fail(&label, format!("manifest: {n_blocks} blocks but {n} elements"));
+            report.fail(
+                &label,
+                format!("manifest: {n_blocks} blocks but {n} elements"),
+            );
             continue;
         }
         let input = read_fixture(str_field(case, "input_file"), n * 4);
@@ -347,9 +381,14 @@ fn quantize_matches_gguf_py() {
             }
             Ok(Ok(())) => {}
         }
-        let differing: Vec<usize> = (0..ours.len()).filter(|&i| ours[i] != expected[i]).collect();
+        let differing: Vec<usize> = (0..ours.len())
+            .filter(|&i| ours[i] != expected[i])
+            .collect();
         if differing.is_empty() {
-            report.pass(&label, format!("{n_blocks} blocks, {} bytes identical", ours.len()));
+            report.pass(
+                &label,
+                format!("{n_blocks} blocks, {} bytes identical", ours.len()),
+            );
             continue;
         }
         // Q8_0: differences only at exact half-way quants, rounded to even, are accepted.
@@ -415,10 +454,16 @@ fn type_table_matches_gguf_py() {
     for row in manifest.list("types") {
         let name = str_field(row, "name");
         let id = usize_field(row, "id") as u32;
-        let (bs, ts) = (usize_field(row, "block_size"), usize_field(row, "type_size"));
+        let (bs, ts) = (
+            usize_field(row, "block_size"),
+            usize_field(row, "type_size"),
+        );
         let Some(ty) = GgmlType::from_id(id) else {
             if GgmlType::from_name(name).is_some() {
-                report.fail(name, format!("gguf-py gives id {id}, GgmlType has another id"));
+                report.fail(
+                    name,
+                    format!("gguf-py gives id {id}, GgmlType has another id"),
+                );
             } else {
                 gguf_only.push(format!("{name} (id {id}, {bs} elements / {ts} bytes)"));
             }
@@ -430,8 +475,9 @@ fn type_table_matches_gguf_py() {
             report.fail(name, format!("id {id} is {} in GgmlType", ours.0));
         } else if (ours.1, ours.2) == (bs, ts) {
             report.pass(name, format!("id {id}, {bs} elements / {ts} bytes"));
-        } else if let Some(e) =
-            GGUF_PY_ERRATA.iter().find(|e| e.0 == name && (e.1, e.2) == (bs, ts))
+        } else if let Some(e) = GGUF_PY_ERRATA
+            .iter()
+            .find(|e| e.0 == name && (e.1, e.2) == (bs, ts))
         {
             let note = format!(
                 "ours {} / {} bytes, gguf-py {bs} / {ts}: known gguf-py error: {}",
@@ -442,13 +488,24 @@ fn type_table_matches_gguf_py() {
         } else {
             report.fail(
                 name,
-                format!("GgmlType {} elements / {} bytes, gguf-py {bs} / {ts}", ours.1, ours.2),
+                format!(
+                    "GgmlType {} elements / {} bytes, gguf-py {bs} / {ts}",
+                    ours.1, ours.2
+                ),
             );
         }
     }
-    let ours_only: Vec<&str> =
-        GgmlType::all().filter(|t| !seen.contains(&t.id())).map(|t| t.name()).collect();
-    let list = |v: Vec<String>| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+    let ours_only: Vec<&str> = GgmlType::all()
+        .filter(|t| !seen.contains(&t.id()))
+        .map(|t| t.name())
+        .collect();
+    let list = |v: Vec<String>| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
     loud(&format!(
         "\ntype table: gguf-py {} knows types GgmlType lacks: {}\n\
          type table: GgmlType knows types gguf-py lacks: {}\n\
@@ -475,13 +532,19 @@ fn every_supported_type_has_vectors() {
         *quant.entry(str_field(case, "type")).or_default() += 1;
     }
     let gguf_can = |name: &str, key: &str| {
-        manifest.gguf_type(name).and_then(|t| t[key].as_bool()).unwrap_or(false)
+        manifest
+            .gguf_type(name)
+            .and_then(|t| t[key].as_bool())
+            .unwrap_or(false)
     };
     for ty in GgmlType::all() {
         let name = ty.name();
         let Some(traits) = formats::type_traits(ty) else {
             if dequant.contains_key(name) || quant.contains_key(name) {
-                report.skip(name, "has gguf-py vectors but this build does not support it".into());
+                report.skip(
+                    name,
+                    "has gguf-py vectors but this build does not support it".into(),
+                );
             }
             continue;
         };

@@ -10,8 +10,12 @@ use napi_derive::napi;
 use crate::quant_error;
 
 fn ggml_type(name: &str) -> napi::Result<GgmlType> {
-    GgmlType::from_name(name)
-        .ok_or_else(|| js_error("InvalidArgumentError", format!("unknown tensor type {name:?}")))
+    GgmlType::from_name(name).ok_or_else(|| {
+        js_error(
+            "InvalidArgumentError",
+            format!("unknown tensor type {name:?}"),
+        )
+    })
 }
 
 #[napi(object)]
@@ -69,7 +73,10 @@ impl Task for DequantizeTask {
 /// Dequantizes whole blocks of `type` (a ggml type name such as "Q4_K") to f32.
 #[napi(ts_return_type = "Promise<Float32Array>")]
 pub fn dequantize(type_name: String, data: Uint8Array) -> napi::Result<AsyncTask<DequantizeTask>> {
-    Ok(AsyncTask::new(DequantizeTask { ty: ggml_type(&type_name)?, data }))
+    Ok(AsyncTask::new(DequantizeTask {
+        ty: ggml_type(&type_name)?,
+        data,
+    }))
 }
 
 pub struct QuantizeTask {
@@ -109,5 +116,8 @@ impl Task for QuantizeTask {
 /// Quantizes f32 values (a whole number of blocks) into `type`.
 #[napi(ts_return_type = "Promise<Uint8Array>")]
 pub fn quantize(type_name: String, data: Float32Array) -> napi::Result<AsyncTask<QuantizeTask>> {
-    Ok(AsyncTask::new(QuantizeTask { ty: ggml_type(&type_name)?, data }))
+    Ok(AsyncTask::new(QuantizeTask {
+        ty: ggml_type(&type_name)?,
+        data,
+    }))
 }

@@ -22,7 +22,9 @@ pub struct GgufHandle {
 
 impl GgufHandle {
     fn file(&self) -> napi::Result<Arc<GgufFile>> {
-        self.file.clone().ok_or_else(|| js_error("InvalidArgumentError", "the GGUF file is closed"))
+        self.file
+            .clone()
+            .ok_or_else(|| js_error("InvalidArgumentError", "the GGUF file is closed"))
     }
 }
 
@@ -40,14 +42,18 @@ impl Task for OpenGgufTask {
     }
 
     fn resolve(&mut self, _env: Env, file: GgufFile) -> napi::Result<GgufHandle> {
-        Ok(GgufHandle { file: Some(Arc::new(file)) })
+        Ok(GgufHandle {
+            file: Some(Arc::new(file)),
+        })
     }
 }
 
 /// Opens and validates a GGUF file (the tensor data is memory-mapped, not read).
 #[napi(ts_return_type = "Promise<GgufHandle>")]
 pub fn open_gguf(path: String) -> AsyncTask<OpenGgufTask> {
-    AsyncTask::new(OpenGgufTask { path: PathBuf::from(path) })
+    AsyncTask::new(OpenGgufTask {
+        path: PathBuf::from(path),
+    })
 }
 
 #[napi]
@@ -93,13 +99,21 @@ impl GgufHandle {
     /// A copy of one tensor's raw bytes.
     #[napi(ts_return_type = "Promise<Uint8Array>")]
     pub fn tensor_bytes(&self, name: String) -> napi::Result<AsyncTask<TensorTask>> {
-        Ok(AsyncTask::new(TensorTask { file: self.file()?, name, dequantize: false }))
+        Ok(AsyncTask::new(TensorTask {
+            file: self.file()?,
+            name,
+            dequantize: false,
+        }))
     }
 
     /// One tensor dequantized to f32 (ggml order: the first dimension is contiguous).
     #[napi(ts_return_type = "Promise<Float32Array>")]
     pub fn dequantize_tensor(&self, name: String) -> napi::Result<AsyncTask<TensorTask>> {
-        Ok(AsyncTask::new(TensorTask { file: self.file()?, name, dequantize: true }))
+        Ok(AsyncTask::new(TensorTask {
+            file: self.file()?,
+            name,
+            dequantize: true,
+        }))
     }
 
     /// Releases the mapping now rather than when the object is collected. Pending reads keep
@@ -141,7 +155,11 @@ impl Task for TensorTask {
             let info = self.file.tensor(&self.name).ok_or_else(|| {
                 js_error(
                     "InvalidArgumentError",
-                    format!("{}: no tensor named {:?}", self.file.path().display(), self.name),
+                    format!(
+                        "{}: no tensor named {:?}",
+                        self.file.path().display(),
+                        self.name
+                    ),
                 )
             })?;
             let data = self.file.tensor_data(info);

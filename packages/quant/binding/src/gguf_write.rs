@@ -39,10 +39,14 @@ impl Task for WriteGgufTask {
         guard(|| {
             let mut writer = GgufWriter::new();
             for (key, value) in &self.metadata {
-                writer.add_metadata(key, value.clone()).map_err(quant_error)?;
+                writer
+                    .add_metadata(key, value.clone())
+                    .map_err(quant_error)?;
             }
             for (name, dims, ty, data) in &self.tensors {
-                writer.add_tensor(name, dims, *ty, &data[..]).map_err(quant_error)?;
+                writer
+                    .add_tensor(name, dims, *ty, &data[..])
+                    .map_err(quant_error)?;
             }
             writer.write(&self.path).map_err(quant_error)
         })
@@ -65,7 +69,9 @@ pub fn write_gguf(
         .map_err(|e| invalid(format!("metadata is not a JSON array: {e}")))?;
     let mut metadata = Vec::with_capacity(entries.len());
     for entry in &entries {
-        let key = entry["key"].as_str().ok_or_else(|| invalid("a metadata entry has no key".into()))?;
+        let key = entry["key"]
+            .as_str()
+            .ok_or_else(|| invalid("a metadata entry has no key".into()))?;
         let ty = entry["type"].as_str().unwrap_or_default();
         let value = wire_value(ty, &entry["value"])
             .map_err(|what| invalid(format!("metadata `{key}`: {what}")))?;
@@ -78,7 +84,11 @@ pub fn write_gguf(
         let dims = dims_u64(&t.name, &t.dims)?;
         parsed.push((t.name, dims, ty, t.data));
     }
-    Ok(AsyncTask::new(WriteGgufTask { path: PathBuf::from(path), metadata, tensors: parsed }))
+    Ok(AsyncTask::new(WriteGgufTask {
+        path: PathBuf::from(path),
+        metadata,
+        tensors: parsed,
+    }))
 }
 
 /// JavaScript numbers as dimensions: whole, non-negative and exact (below 2^53).
@@ -87,7 +97,12 @@ pub(crate) fn dims_u64(tensor: &str, dims: &[f64]) -> napi::Result<Vec<u64>> {
         .map(|&d| {
             (d.fract() == 0.0 && (0.0..9.007_199_254_740_992e15).contains(&d))
                 .then_some(d as u64)
-                .ok_or_else(|| js_error("InvalidArgumentError", format!("tensor `{tensor}`: bad dimension {d}")))
+                .ok_or_else(|| {
+                    js_error(
+                        "InvalidArgumentError",
+                        format!("tensor `{tensor}`: bad dimension {d}"),
+                    )
+                })
         })
         .collect()
 }
@@ -101,11 +116,15 @@ fn value_type(name: &str) -> Result<GgufValueType, String> {
 
 fn int<T: TryFrom<i128>>(v: &Value) -> Result<T, String> {
     let wide: Option<i128> = match v {
-        Value::Number(n) => n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from)),
+        Value::Number(n) => n
+            .as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from)),
         Value::String(s) => s.parse().ok(),
         _ => None,
     };
-    wide.and_then(|w| T::try_from(w).ok()).ok_or_else(|| format!("{v} is not a valid integer here"))
+    wide.and_then(|w| T::try_from(w).ok())
+        .ok_or_else(|| format!("{v} is not a valid integer here"))
 }
 
 fn float(v: &Value) -> Result<f64, String> {
@@ -130,10 +149,14 @@ fn wire_value(ty: &str, v: &Value) -> Result<GgufValue, String> {
         GgufValueType::I64 => GgufValue::I64(int(v)?),
         GgufValueType::F32 => GgufValue::F32(float(v)? as f32),
         GgufValueType::F64 => GgufValue::F64(float(v)?),
-        GgufValueType::Bool => GgufValue::Bool(v.as_bool().ok_or_else(|| format!("{v} is not a bool"))?),
-        GgufValueType::String => {
-            GgufValue::String(v.as_str().ok_or_else(|| format!("{v} is not a string"))?.to_string())
+        GgufValueType::Bool => {
+            GgufValue::Bool(v.as_bool().ok_or_else(|| format!("{v} is not a bool"))?)
         }
+        GgufValueType::String => GgufValue::String(
+            v.as_str()
+                .ok_or_else(|| format!("{v} is not a string"))?
+                .to_string(),
+        ),
         GgufValueType::Array => GgufValue::Array(wire_array(v, 0)?),
     })
 }
@@ -143,8 +166,12 @@ fn wire_array(v: &Value, depth: usize) -> Result<GgufArray, String> {
         return Err("arrays nested too deeply".to_string());
     }
     let item_type = value_type(v["itemType"].as_str().unwrap_or_default())?;
-    let items = v["items"].as_array().ok_or_else(|| "an array needs `items`".to_string())?;
-    let all = |f: &dyn Fn(&Value) -> Result<GgufValue, String>| items.iter().map(f).collect::<Result<Vec<_>, _>>();
+    let items = v["items"]
+        .as_array()
+        .ok_or_else(|| "an array needs `items`".to_string())?;
+    let all = |f: &dyn Fn(&Value) -> Result<GgufValue, String>| {
+        items.iter().map(f).collect::<Result<Vec<_>, _>>()
+    };
     let scalars = all(&|item| wire_value(item_type.name(), item));
     macro_rules! collect {
         ($variant:ident) => {
@@ -161,7 +188,10 @@ fn wire_array(v: &Value, depth: usize) -> Result<GgufArray, String> {
     }
     Ok(match item_type {
         GgufValueType::Array => GgufArray::Array(
-            items.iter().map(|item| wire_array(item, depth + 1)).collect::<Result<_, _>>()?,
+            items
+                .iter()
+                .map(|item| wire_array(item, depth + 1))
+                .collect::<Result<_, _>>()?,
         ),
         GgufValueType::U8 => collect!(U8),
         GgufValueType::I8 => collect!(I8),

@@ -60,7 +60,9 @@ impl Task for OpenSafetensorsTask {
     }
 
     fn resolve(&mut self, _env: Env, source: Source) -> napi::Result<SafetensorsHandle> {
-        Ok(SafetensorsHandle { source: Some(Arc::new(source)) })
+        Ok(SafetensorsHandle {
+            source: Some(Arc::new(source)),
+        })
     }
 }
 
@@ -68,13 +70,17 @@ impl Task for OpenSafetensorsTask {
 /// `model.safetensors`.
 #[napi(ts_return_type = "Promise<SafetensorsHandle>")]
 pub fn open_safetensors(path: String) -> AsyncTask<OpenSafetensorsTask> {
-    AsyncTask::new(OpenSafetensorsTask { path: PathBuf::from(path) })
+    AsyncTask::new(OpenSafetensorsTask {
+        path: PathBuf::from(path),
+    })
 }
 
 #[napi]
 impl SafetensorsHandle {
     fn source(&self) -> napi::Result<Arc<Source>> {
-        self.source.clone().ok_or_else(|| js_error("InvalidArgumentError", "the safetensors file is closed"))
+        self.source
+            .clone()
+            .ok_or_else(|| js_error("InvalidArgumentError", "the safetensors file is closed"))
     }
 
     /// `{ files: [{ path, metadata, tensors: [{ name, dtype, shape, dataOffsets, sizeBytes }] }] }`
@@ -107,13 +113,21 @@ impl SafetensorsHandle {
     /// A copy of one tensor's raw bytes.
     #[napi(ts_return_type = "Promise<Uint8Array>")]
     pub fn tensor_bytes(&self, name: String) -> napi::Result<AsyncTask<SafetensorsTensorTask>> {
-        Ok(AsyncTask::new(SafetensorsTensorTask { source: self.source()?, name, to_f32: false }))
+        Ok(AsyncTask::new(SafetensorsTensorTask {
+            source: self.source()?,
+            name,
+            to_f32: false,
+        }))
     }
 
     /// One tensor converted to f32 (F32, F16, BF16, F64 and the F8 types).
     #[napi(ts_return_type = "Promise<Float32Array>")]
     pub fn tensor_f32(&self, name: String) -> napi::Result<AsyncTask<SafetensorsTensorTask>> {
-        Ok(AsyncTask::new(SafetensorsTensorTask { source: self.source()?, name, to_f32: true }))
+        Ok(AsyncTask::new(SafetensorsTensorTask {
+            source: self.source()?,
+            name,
+            to_f32: true,
+        }))
     }
 
     #[napi]
@@ -177,7 +191,9 @@ impl Task for WriteSafetensorsTask {
                 writer.add_metadata(key, value);
             }
             for (name, dtype, shape, data) in &self.tensors {
-                writer.add_tensor(name, *dtype, shape, &data[..]).map_err(quant_error)?;
+                writer
+                    .add_tensor(name, *dtype, shape, &data[..])
+                    .map_err(quant_error)?;
             }
             writer.write(&self.path).map_err(quant_error)
         })
@@ -198,12 +214,19 @@ pub fn write_safetensors(
     let mut parsed = Vec::with_capacity(tensors.len());
     for t in tensors {
         let dtype = Dtype::from_name(&t.dtype).ok_or_else(|| {
-            js_error("InvalidArgumentError", format!("tensor `{}`: unknown dtype {:?}", t.name, t.dtype))
+            js_error(
+                "InvalidArgumentError",
+                format!("tensor `{}`: unknown dtype {:?}", t.name, t.dtype),
+            )
         })?;
         let shape = crate::gguf_write::dims_u64(&t.name, &t.shape)?;
         parsed.push((t.name, dtype, shape, t.data));
     }
     let mut metadata: Vec<_> = metadata.unwrap_or_default().into_iter().collect();
     metadata.sort();
-    Ok(AsyncTask::new(WriteSafetensorsTask { path: PathBuf::from(path), tensors: parsed, metadata }))
+    Ok(AsyncTask::new(WriteSafetensorsTask {
+        path: PathBuf::from(path),
+        tensors: parsed,
+        metadata,
+    }))
 }

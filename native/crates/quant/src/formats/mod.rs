@@ -15,6 +15,7 @@ pub mod f16;
 pub mod f32;
 pub mod iq4_nl;
 pub mod iq4_xs;
+pub(crate) mod k_quant_search;
 pub mod q2_k;
 pub mod q3_k;
 pub mod q4_0;
@@ -27,7 +28,6 @@ pub mod q6_k;
 pub mod q8_0;
 pub mod q8_1;
 pub mod q8_k;
-pub(crate) mod k_quant_search;
 #[cfg(test)]
 pub(crate) mod testing;
 
@@ -77,7 +77,9 @@ pub fn type_traits(ty: GgmlType) -> Option<&'static TypeTraits> {
 }
 
 fn traits_or_error(ty: GgmlType) -> Result<&'static TypeTraits> {
-    type_traits(ty).ok_or_else(|| QuantError::UnsupportedType { name: ty.name().to_string() })
+    type_traits(ty).ok_or_else(|| QuantError::UnsupportedType {
+        name: ty.name().to_string(),
+    })
 }
 
 /// Checks that `bytes` holds exactly `n_elements` values of `ty`.
@@ -140,16 +142,4 @@ pub fn as_blocks<B: bytemuck::Pod>(bytes: &[u8]) -> &[B] {
 #[inline(always)]
 pub fn as_blocks_mut<B: bytemuck::Pod>(bytes: &mut [u8]) -> &mut [B] {
     bytemuck::cast_slice_mut(bytes)
-}
-
-/// Placeholder while a format is being written; removed once every module is complete.
-#[allow(dead_code)]
-pub(crate) mod pending {
-    use mistralrs_common::Isa;
-    pub fn dequantize(_: &[u8], _: &mut [f32]) {
-        panic!("format not implemented yet")
-    }
-    pub fn vec_dot(_: Isa, _: usize, _: &[u8], _: &[u8]) -> f32 {
-        panic!("format not implemented yet")
-    }
 }
