@@ -1,0 +1,54 @@
+/**
+ * Our tokenizers against llama.cpp's (through node-llama-cpp), loaded from the same vocabulary
+ * GGUF, on a few hundred strings of our own: without and with special-token parsing.
+ */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { getLlama, type Llama } from 'node-llama-cpp';
+
+import { Tokenizer } from '../../src/index.js';
+import { tokenizerCorpus } from '../fixtures/tokenizer-corpus.js';
+import { KNOWN_PEER_DIFFERENCES } from '../fixtures/tokenizer-peer-differences.js';
+
+const vocabDir = new URL('../../../../../shared/fixtures/vocab', import.meta.url).pathname;
+const vocabs = existsSync(vocabDir) ? readdirSync(vocabDir).filter((f) => f.endsWith('.gguf')).sort() : [];
+if (vocabs.length === 0) console.warn(`SKIPPED tokenizer peer comparison: no vocab GGUFs in ${vocabDir}`);
+
+const corpus = tokenizerCorpus();
+let llama: Llama;
+
+beforeAll(async () => {
+  llama = await getLlama({ gpu: false, build: 'never', logLevel: 'error' as never });
+}, 120_000);
+afterAll(async () => {
+  await llama?.dispose();
+});
+
+describe.each(vocabs.map((v) => [v]))('%s: ours vs llama.cpp', (name) => {
+  it(`encodes all ${corpus.length} strings the same, or the difference is explained`, async () => {
+    const path = join(vocabDir, name);
+    const ours = await Tokenizer.fromGguf(path);
+    const peer = await llama.loadModel({ modelPath: path, vocabOnly: true });
+    const unexplained: string[] = [];
+    const explained = KNOWN_PEER_DIFFERENCES[name] ?? {};
+    let compared = 0;
+    try {
+      for (const parseSpecial of [false, true]) {
+        for (const text of corpus) {
+          const a = Array.from(ours.encode(text, { addSpecialTokens: false, parseSpecial }));
+          const b = Array.from(peer.tokenize(text, parseSpecial));
+          compared++;
+          if (a.join(' ') === b.join(' ')) continue;
+          const key = `${parseSpecial ? 'special' : 'plain'}:${text}`;
+          if (key in explained) continue;
+          unexplained.push(`${JSON.stringify(key)}\n    ours: ${a.join(' ')}\n    peer: ${b.join(' ')}`);
+        }
+      }
+    } finally {
+      await peer.dispose();
+    }
+    expect(compared).toBe(corpus.length * 2);
+    expect(unexplained).toEqual([]);
+  }, 120_000);
+});
