@@ -22,15 +22,32 @@ pub struct AttentionParams {
     pub sliding_window: Option<usize>,
 }
 
-/// A raw output pointer: threads write disjoint `(token, head)` rows of it.
+/// The output of a parallel `attend`: every thread of the region holds a copy and writes only
+/// its own `(token, head)` rows, so no thread ever holds a `&mut` to the whole buffer.
 #[derive(Clone, Copy)]
-struct Out(*mut f32);
+pub struct AttnOut {
+    ptr: *mut f32,
+    len: usize,
+}
 // SAFETY: every (token, head) row is written by exactly one thread, inside the region.
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
-impl Out {
+unsafe impl Send for AttnOut {}
+unsafe impl Sync for AttnOut {}
+
+impl AttnOut {
+    /// Wraps `out` for the threads of one region.
+    ///
+    /// # Safety
+    /// `out` must outlive every use of the returned value (the region), and nothing else may
+    /// touch `out` meanwhile.
+    pub unsafe fn new(out: &mut [f32]) -> AttnOut {
+        AttnOut {
+            ptr: out.as_mut_ptr(),
+            len: out.len(),
+        }
+    }
+
     fn get(self) -> *mut f32 {
-        self.0
+        self.ptr
     }
 }
 
@@ -51,20 +68,11 @@ pub fn attend(
     q: &[f32],
     positions: &[usize],
     params: &AttentionParams,
-    out: &mut [f32],
+    out: AttnOut,
 ) -> Result<(), KvCacheError> {
-    check(cache, table, q, positions, params, out.len())?;
+    check(cache, table, q, positions, params, out.len)?;
     let items = ctx.split(positions.len() * params.n_heads, 1);
-    attend_items(
-        cache,
-        layer,
-        table,
-        q,
-        positions,
-        params,
-        items,
-        Out(out.as_mut_ptr()),
-    );
+    attend_items(cache, layer, table, q, positions, params, items, out);
     Ok(())
 }
 
@@ -80,16 +88,9 @@ pub fn attend_serial(
 ) -> Result<(), KvCacheError> {
     check(cache, table, q, positions, params, out.len())?;
     let items = 0..positions.len() * params.n_heads;
-    attend_items(
-        cache,
-        layer,
-        table,
-        q,
-        positions,
-        params,
-        items,
-        Out(out.as_mut_ptr()),
-    );
+    // SAFETY: `out` is borrowed mutably for the whole call, on this thread alone.
+    let out = unsafe { AttnOut::new(out) };
+    attend_items(cache, layer, table, q, positions, params, items, out);
     Ok(())
 }
 
@@ -137,7 +138,7 @@ fn attend_items(
     positions: &[usize],
     p: &AttentionParams,
     items: Range<usize>,
-    out: Out,
+    out: AttnOut,
 ) {
     let hd = p.head_dim;
     let bs = cache.config().block_size;
@@ -327,10 +328,10 @@ mod tests {
                 attend_serial(&cache, 1, &table, &q, &positions, &p, &mut out).unwrap();
                 let pool = ThreadPool::new(3);
                 let mut par = vec![0f32; q.len()];
-                let par_ptr = Out(par.as_mut_ptr());
+                // SAFETY: `par` is not touched until the region ends.
+                let par_out = unsafe { AttnOut::new(&mut par) };
                 pool.run(|ctx| {
-                    let items = ctx.split(positions.len() * p.n_heads, 1);
-                    attend_items(&cache, 1, &table, &q, &positions, &p, items, par_ptr);
+                    attend(ctx, &cache, 1, &table, &q, &positions, &p, par_out).unwrap();
                 });
                 for i in 0..out.len() {
                     assert!(

@@ -9,5 +9,5 @@
 pub mod attention;
 pub mod cache;
 
-pub use attention::{attend, AttentionParams};
+pub use attention::{attend, attend_serial, AttentionParams, AttnOut};
 pub use cache::{KvCache, KvCacheConfig, KvCacheError};
