@@ -10,3 +10,11 @@ export {
   type RegistryModelPart,
 } from './registry-models.js';
 export { runtimeInfo, type RuntimeInfo } from './runtime-info.js';
+export {
+  IncrementalDecoder,
+  Tokenizer,
+  type DecodeOptions,
+  type EncodeOptions,
+  type TokenType,
+} from './tokenizer.js';
+export * from './chat-template/index.js';
