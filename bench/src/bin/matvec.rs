@@ -1,5 +1,5 @@
 //! Quantized matrix-vector product per weight type on a 2048×8192 matrix (2048 output rows,
-//! 8192 columns), against the machine's memory read bandwidth measured in the same run.
+//! 8192 columns; `--rows`/`--cols` change it), against the machine's memory read bandwidth measured in the same run.
 //!
 //! `cargo run --release -p mistralrs-bench --bin matvec [-- --types Q4_0,Q4_K --isa avx2]`
 //!
@@ -15,8 +15,6 @@ use mistralrs_quant::formats::{quantize, type_traits};
 use mistralrs_quant::matmul::{matvec, MatmulScratch, QMatrix};
 use mistralrs_quant::GgmlType;
 
-const ROWS: usize = 2048;
-const COLS: usize = 8192;
 /// The working set each type's matrices add up to, well past a 32 MiB L3.
 const WORKING_SET_BYTES: usize = 256 << 20;
 
@@ -40,6 +38,8 @@ fn main() {
             })
             .collect(),
     };
+    let rows: usize = arg("--rows").and_then(|s| s.parse().ok()).unwrap_or(2048);
+    let cols: usize = arg("--cols").and_then(|s| s.parse().ok()).unwrap_or(8192);
     let pool = ThreadPool::global();
 
     println!("CPU features: {}", cpu_features().names().join(" "));
@@ -56,14 +56,14 @@ fn main() {
         pool.n_threads()
     );
     println!();
-    println!("matvec {ROWS}x{COLS}, {} threads", pool.n_threads());
+    println!("matvec {rows}x{cols}, {} threads", pool.n_threads());
     println!(
         "{:<8} {:<11} {:>6} {:>10} {:>14} {:>8} {:>9}",
         "type", "tier", "bpw", "MiB", "ms (min)", "GB/s", "% of bw"
     );
 
     let mut rng = 0x1234_5678_9abc_def0u64;
-    let source: Vec<f32> = (0..ROWS * COLS)
+    let source: Vec<f32> = (0..rows * cols)
         .map(|_| {
             rng ^= rng << 13;
             rng ^= rng >> 7;
@@ -71,12 +71,12 @@ fn main() {
             (rng >> 40) as f32 / (1u64 << 24) as f32 - 0.5
         })
         .collect();
-    let x: Vec<f32> = source[..COLS].to_vec();
-    let mut y = vec![0f32; ROWS];
+    let x: Vec<f32> = source[..cols].to_vec();
+    let mut y = vec![0f32; rows];
     let mut scratch = MatmulScratch::default();
 
     for ty in types {
-        let Some(bytes) = ty.bytes_for((ROWS * COLS) as u64).map(|b| b as usize) else {
+        let Some(bytes) = ty.bytes_for((rows * cols) as u64).map(|b| b as usize) else {
             continue;
         };
         let mut one = vec![0u8; bytes];
@@ -86,14 +86,14 @@ fn main() {
         }
         let copies = WORKING_SET_BYTES.div_ceil(bytes).clamp(2, 32);
         let matrices: Vec<Vec<u8>> = (0..copies).map(|_| one.clone()).collect();
-        let bpw = bytes as f64 * 8.0 / (ROWS * COLS) as f64;
+        let bpw = bytes as f64 * 8.0 / (rows * cols) as f64;
         for &isa in &isas {
             let mut times = Vec::new();
             let started = Instant::now();
             let mut i = 0;
             while times.len() < 20 || (started.elapsed().as_secs_f64() < 1.0 && times.len() < 2000)
             {
-                let m = QMatrix::new(ty, ROWS, COLS, &matrices[i % copies]).expect("valid matrix");
+                let m = QMatrix::new(ty, rows, cols, &matrices[i % copies]).expect("valid matrix");
                 let t = Instant::now();
                 matvec(pool, isa, &m, &x, &mut y, &mut scratch).expect("matvec");
                 times.push(t.elapsed().as_secs_f64());

@@ -835,4 +835,10 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.DecoderHandle = nativeBinding.DecoderHandle
+module.exports.ModelHandle = nativeBinding.ModelHandle
+module.exports.TokenizerHandle = nativeBinding.TokenizerHandle
+module.exports.loadModel = nativeBinding.loadModel
 module.exports.runtimeInfo = nativeBinding.runtimeInfo
+module.exports.tokenizerFromFile = nativeBinding.tokenizerFromFile
+module.exports.tokenizerFromGguf = nativeBinding.tokenizerFromGguf

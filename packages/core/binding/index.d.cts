@@ -9,6 +9,54 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** Incremental decoding state of one generation. */
+export declare class DecoderHandle {
+  /** The text completed by `id`, "" while a character is incomplete. */
+  push(id: number): string
+  flush(): string
+}
+
+export declare class ModelHandle {
+  info(): ModelInfo
+  /** Registers a sequence and its sampling parameters. */
+  addSequence(seqId: number, sampling?: SamplingOptions | undefined | null): void
+  removeSequence(seqId: number): void
+  /** One engine step over `batch`; resolves with one output per sequence, in order. */
+  step(batch: Array<StepInput>): Promise<Array<StepOutput>>
+}
+
+export declare class TokenizerHandle {
+  info(): TokenizerInfo
+  encode(text: string, addSpecial: boolean, parseSpecial: boolean): Uint32Array
+  encodeAsync(text: string, addSpecial: boolean, parseSpecial: boolean): Promise<Uint32Array>
+  decode(ids: Uint32Array, skipSpecial: boolean): string
+  tokenToPiece(id: number): Uint8Array
+  tokenText(id: number): string
+  tokenType(id: number): string
+  createDecoder(skipSpecial: boolean): DecoderHandle
+}
+
+/** Loads the model of a GGUF file with a KV pool of `kvTokens` tokens. */
+export declare function loadModel(path: string, options?: LoadModelOptions | undefined | null): Promise<ModelHandle>
+
+export interface LoadModelOptions {
+  blockSize?: number
+  kvTokens?: number
+}
+
+export interface ModelInfo {
+  architecture: string
+  vocabSize: number
+  hiddenSize: number
+  nLayers: number
+  nHeads: number
+  nKvHeads: number
+  headDim: number
+  contextLength: number
+  blockSize: number
+  nBlocks: number
+}
+
 export declare function runtimeInfo(): RuntimeInfo
 
 export interface RuntimeInfo {
@@ -20,4 +68,58 @@ export interface RuntimeInfo {
   selectedIsa: string
   /** Threads of the process's pool (`MISTRALRS_NUM_THREADS` or the available cores). */
   threads: number
+}
+
+export interface SamplingOptions {
+  temperature?: number
+  topK?: number
+  topP?: number
+  minP?: number
+  repetitionPenalty?: number
+  frequencyPenalty?: number
+  presencePenalty?: number
+  penaltyLastN?: number
+  /** `[tokenId, bias]` pairs. */
+  logitBias?: Array<Array<number>>
+  /** Integer seed (below 2^53). */
+  seed?: number
+  topLogprobs?: number
+}
+
+export interface StepInput {
+  seqId: number
+  tokens: Uint32Array
+  startPos: number
+  blockTable: Uint32Array
+  sample: boolean
+  returnLogits?: boolean
+}
+
+export interface StepOutput {
+  seqId: number
+  /** The sampled token, when `sample` was set. */
+  token?: number
+  logprob?: number
+  topLogprobs?: Array<TokenLogprob>
+  logits?: Float32Array
+}
+
+/** A Hugging Face `tokenizer.json` (and optionally its `tokenizer_config.json`). */
+export declare function tokenizerFromFile(path: string, config?: string | undefined | null): Promise<TokenizerHandle>
+
+/** The tokenizer of a GGUF file (`tokenizer.ggml.*`). */
+export declare function tokenizerFromGguf(path: string): Promise<TokenizerHandle>
+
+export interface TokenizerInfo {
+  vocabSize: number
+  bosId?: number
+  eosIds: Array<number>
+  addBos: boolean
+  addEos: boolean
+  kind: string
+}
+
+export interface TokenLogprob {
+  token: number
+  logprob: number
 }

@@ -18,3 +18,4 @@ export {
   type TokenType,
 } from './tokenizer.js';
 export * from './chat-template/index.js';
+export * from './engine/index.js';

@@ -1,0 +1,32 @@
+//! Element-wise activations of the MLPs.
+
+/// `a = silu(a) · b` (SwiGLU), in place.
+pub fn swiglu(a: &mut [f32], b: &[f32]) {
+    for (x, &y) in a.iter_mut().zip(b) {
+        *x = *x / (1.0 + (-*x).exp()) * y;
+    }
+}
+
+/// `a = gelu(a) · b` (GeGLU), with the tanh approximation the Gemma family uses.
+pub fn geglu(a: &mut [f32], b: &[f32]) {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    for (x, &y) in a.iter_mut().zip(b) {
+        let v = *x;
+        *x = 0.5 * v * (1.0 + (SQRT_2_OVER_PI * (v + 0.044_715 * v * v * v)).tanh()) * y;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_values() {
+        let mut a = [0.0f32, 1.0, -1.0];
+        swiglu(&mut a, &[1.0, 2.0, 1.0]);
+        assert!((a[1] - 2.0 * 0.731_058_6).abs() < 1e-6 && (a[2] + 0.268_941_4).abs() < 1e-6);
+        let mut g = [0.0f32, 1.0, -3.0];
+        geglu(&mut g, &[1.0, 1.0, 1.0]);
+        assert!((g[1] - 0.841_192).abs() < 1e-5 && g[2].abs() < 0.01);
+    }
+}

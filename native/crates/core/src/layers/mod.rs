@@ -1,0 +1,13 @@
+//! The shared building blocks every architecture is made of. Models see `Linear` and one
+//! attention entry point (in `mistralrs-paged-attn`), never a weight format or a KV layout.
+
+pub mod activations;
+pub mod embedding;
+pub mod linear;
+pub mod norm;
+pub mod rope;
+
+pub use embedding::Embedding;
+pub use linear::{Linear, WeightBytes};
+pub use norm::{rms_norm, rms_norm_inplace};
+pub use rope::{Rope, RopeScaling, RopeStyle};

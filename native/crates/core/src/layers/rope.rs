@@ -1,0 +1,123 @@
+//! Rotary position embeddings, in ggml's two layouts, with linear and Llama 3 frequency
+//! scaling. Angles are computed as llama.cpp does (a running f32 product of the frequency
+//! step) so that logits track the reference closely.
+
+/// Which elements rotate together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RopeStyle {
+    /// Adjacent pairs `(2i, 2i+1)`: ggml's "normal" (Llama GGUFs, whose Q/K rows the
+    /// converter permuted).
+    Normal,
+    /// Halves `(i, i + d/2)`: GPT-NeoX style (Qwen, Gemma, Phi, HF Llama checkpoints).
+    Neox,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum RopeScaling {
+    None,
+    /// Positions divided by `factor`.
+    Linear {
+        factor: f32,
+    },
+    /// Per-frequency divisors (Llama 3.1's `rope_freqs.weight`), one per rotated pair.
+    FreqFactors(Vec<f32>),
+}
+
+#[derive(Clone, Debug)]
+pub struct Rope {
+    style: RopeStyle,
+    /// Rotated dimensions of each head (the rest pass through).
+    n_rot: usize,
+    head_dim: usize,
+    theta_scale: f32,
+    freq_scale: f32,
+    freq_factors: Option<Vec<f32>>,
+}
+
+impl Rope {
+    pub fn new(
+        style: RopeStyle,
+        head_dim: usize,
+        n_rot: usize,
+        base: f32,
+        scaling: RopeScaling,
+    ) -> Rope {
+        let n_rot = n_rot.min(head_dim) & !1;
+        let theta_scale = base.powf(-2.0 / n_rot as f32);
+        let (freq_scale, freq_factors) = match scaling {
+            RopeScaling::None => (1.0, None),
+            RopeScaling::Linear { factor } => (1.0 / factor, None),
+            RopeScaling::FreqFactors(f) => (1.0, Some(f)),
+        };
+        Rope {
+            style,
+            n_rot,
+            head_dim,
+            theta_scale,
+            freq_scale,
+            freq_factors,
+        }
+    }
+
+    /// Rotates `x` (`[n_tokens, n_heads, head_dim]`), token `t` at `positions[t]`.
+    pub fn apply(&self, x: &mut [f32], positions: &[usize], n_heads: usize) {
+        let half = self.n_rot / 2;
+        let mut cos_sin = vec![(0f32, 0f32); half];
+        let row = n_heads * self.head_dim;
+        for (t, &pos) in positions.iter().enumerate() {
+            let mut theta = pos as f32;
+            for (i, cs) in cos_sin.iter_mut().enumerate() {
+                let factor = self
+                    .freq_factors
+                    .as_ref()
+                    .and_then(|f| f.get(i))
+                    .copied()
+                    .unwrap_or(1.0);
+                let angle = theta * self.freq_scale / factor;
+                *cs = (angle.cos(), angle.sin());
+                theta *= self.theta_scale;
+            }
+            for head in x[t * row..(t + 1) * row].chunks_exact_mut(self.head_dim) {
+                for (i, &(cos, sin)) in cos_sin.iter().enumerate() {
+                    let (a, b) = match self.style {
+                        RopeStyle::Normal => (2 * i, 2 * i + 1),
+                        RopeStyle::Neox => (i, i + half),
+                    };
+                    let (x0, x1) = (head[a], head[b]);
+                    head[a] = x0 * cos - x1 * sin;
+                    head[b] = x0 * sin + x1 * cos;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn position_zero_is_identity_and_rotation_keeps_norms() {
+        let rope = Rope::new(RopeStyle::Neox, 8, 8, 10000.0, RopeScaling::None);
+        let orig: Vec<f32> = (0..16).map(|i| i as f32 * 0.1 - 0.7).collect();
+        let mut x = orig.clone();
+        rope.apply(&mut x, &[0, 5], 1);
+        assert_eq!(&x[..8], &orig[..8]);
+        let norm = |v: &[f32]| v.iter().map(|a| a * a).sum::<f32>();
+        assert!((norm(&x[8..]) - norm(&orig[8..])).abs() < 1e-5);
+        assert_ne!(&x[8..], &orig[8..]);
+    }
+
+    #[test]
+    fn normal_and_neox_differ_only_in_pairing() {
+        // Normal pairs (0,1),(2,3); Neox pairs (0,2),(1,3): permuting the input maps one onto
+        // the other.
+        let a = Rope::new(RopeStyle::Normal, 4, 4, 100.0, RopeScaling::None);
+        let b = Rope::new(RopeStyle::Neox, 4, 4, 100.0, RopeScaling::None);
+        let mut x = vec![1.0f32, 2.0, 3.0, 4.0];
+        let mut y = vec![1.0f32, 3.0, 2.0, 4.0];
+        a.apply(&mut x, &[3], 1);
+        b.apply(&mut y, &[3], 1);
+        assert_eq!(x, vec![y[0], y[2], y[1], y[3]]);
+    }
+}

@@ -1,0 +1,232 @@
+//! `llama`: Llama 2/3.x, SmolLM2, Mistral-style GGUFs. Pre-norm decoder: RMSNorm → GQA
+//! attention with RoPE → residual → RMSNorm → SwiGLU MLP → residual.
+
+use std::sync::Mutex;
+
+use mistralrs_common::ThreadPool;
+use mistralrs_paged_attn::{attend, AttentionParams, AttnOut, KvCache};
+
+use crate::layers::activations::swiglu;
+use crate::layers::{rms_norm, Embedding, Linear, Rope, RopeScaling, RopeStyle};
+use crate::model_config::ModelConfig;
+use crate::model_error::{ModelError, Result};
+use crate::models::{check_batch, ForwardScratch, Model, SeqInput};
+use crate::weights::GgufWeights;
+
+struct Layer {
+    attn_norm: Vec<f32>,
+    wq: Linear,
+    wk: Linear,
+    wv: Linear,
+    wo: Linear,
+    ffn_norm: Vec<f32>,
+    w_gate: Linear,
+    w_up: Linear,
+    w_down: Linear,
+}
+
+pub struct Llama {
+    cfg: ModelConfig,
+    embed: Embedding,
+    layers: Vec<Layer>,
+    output_norm: Vec<f32>,
+    output: Linear,
+    rope: Rope,
+}
+
+impl Llama {
+    pub fn load(w: &GgufWeights) -> Result<Box<dyn Model>> {
+        // The GGUF converter permutes Llama's Q/K rows so that ggml's adjacent-pair rotation
+        // applies.
+        let cfg = ModelConfig::from_gguf(w.file(), RopeStyle::Normal)?;
+        let (d, hd) = (cfg.hidden_size, cfg.head_dim);
+        let q_dim = cfg.n_heads * hd;
+        let kv_dim = cfg.n_kv_heads * hd;
+        let embed = w.embedding("token_embd.weight", d, cfg.vocab_size)?;
+        let layers = (0..cfg.n_layers)
+            .map(|i| {
+                let p = |t: &str| format!("blk.{i}.{t}.weight");
+                Ok(Layer {
+                    attn_norm: w.vector(&p("attn_norm"), d)?,
+                    wq: w.linear(&p("attn_q"), d, q_dim)?,
+                    wk: w.linear(&p("attn_k"), d, kv_dim)?,
+                    wv: w.linear(&p("attn_v"), d, kv_dim)?,
+                    wo: w.linear(&p("attn_output"), q_dim, d)?,
+                    ffn_norm: w.vector(&p("ffn_norm"), d)?,
+                    w_gate: w.linear(&p("ffn_gate"), d, cfg.intermediate_size)?,
+                    w_up: w.linear(&p("ffn_up"), d, cfg.intermediate_size)?,
+                    w_down: w.linear(&p("ffn_down"), cfg.intermediate_size, d)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let output = if w.has("output.weight") {
+            w.linear("output.weight", d, cfg.vocab_size)?
+        } else {
+            // Tied embeddings: the same [vocab, dim] table read as a linear layer.
+            Linear::new(embed.ty(), cfg.vocab_size, d, embed.bytes().clone())?
+        };
+        let scaling = match w.vector_opt("rope_freqs.weight", cfg.rope_dims / 2)? {
+            Some(factors) => RopeScaling::FreqFactors(factors),
+            None if cfg.rope_linear_factor != 1.0 => RopeScaling::Linear {
+                factor: cfg.rope_linear_factor,
+            },
+            None => RopeScaling::None,
+        };
+        let rope = Rope::new(cfg.rope_style, hd, cfg.rope_dims, cfg.rope_base, scaling);
+        Ok(Box::new(Llama {
+            output_norm: w.vector("output_norm.weight", d)?,
+            output,
+            embed,
+            layers,
+            rope,
+            cfg,
+        }))
+    }
+}
+
+impl Model for Llama {
+    fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    fn forward(
+        &self,
+        pool: &ThreadPool,
+        cache: &mut KvCache,
+        batch: &[SeqInput<'_>],
+        scratch: &mut ForwardScratch,
+        logits: &mut Vec<f32>,
+    ) -> Result<()> {
+        let c = &self.cfg;
+        check_batch(c, cache, batch)?;
+        let n: usize = batch.iter().map(|s| s.tokens.len()).sum();
+        let (d, hd, ff) = (c.hidden_size, c.head_dim, c.intermediate_size);
+        let (q_dim, kv_dim) = (c.n_heads * hd, c.n_kv_heads * hd);
+
+        let tokens: Vec<u32> = batch
+            .iter()
+            .flat_map(|s| s.tokens.iter().copied())
+            .collect();
+        scratch.positions.clear();
+        for s in batch {
+            scratch
+                .positions
+                .extend(s.start_pos..s.start_pos + s.tokens.len());
+        }
+        let positions = std::mem::take(&mut scratch.positions);
+        let mut bufs = scratch.take(&[
+            n * d,
+            n * d,
+            n * q_dim,
+            n * kv_dim,
+            n * kv_dim,
+            n * q_dim,
+            n * ff,
+            n * ff,
+        ]);
+        let [x, h, q, k, v, attn, gate, up] = &mut bufs[..] else {
+            unreachable!("take returns one buffer per length")
+        };
+
+        self.embed.lookup(&tokens, 1.0, x)?; // x: [n, d]
+        let params = AttentionParams {
+            n_heads: c.n_heads,
+            n_kv_heads: c.n_kv_heads,
+            head_dim: hd,
+            scale: 1.0 / (hd as f32).sqrt(),
+            softcap: None,
+            sliding_window: None,
+        };
+        for (li, layer) in self.layers.iter().enumerate() {
+            rms_norm(x, &layer.attn_norm, c.rms_norm_eps, h); // h: [n, d]
+            layer.wq.forward(pool, h, q, &mut scratch.matmul)?; // q: [n, n_heads, hd]
+            layer.wk.forward(pool, h, k, &mut scratch.matmul)?; // k: [n, n_kv_heads, hd]
+            layer.wv.forward(pool, h, v, &mut scratch.matmul)?; // v: [n, n_kv_heads, hd]
+            self.rope.apply(q, &positions, c.n_heads);
+            self.rope.apply(k, &positions, c.n_kv_heads);
+
+            let mut t0 = 0;
+            for seq in batch {
+                let len = seq.tokens.len();
+                for t in t0..t0 + len {
+                    let (kr, vr) = (
+                        &k[t * kv_dim..(t + 1) * kv_dim],
+                        &v[t * kv_dim..(t + 1) * kv_dim],
+                    );
+                    cache.write(li, seq.block_table, positions[t], kr, vr)?;
+                }
+                let rows = t0 * q_dim..(t0 + len) * q_dim;
+                attend_all(
+                    pool,
+                    cache,
+                    li,
+                    seq.block_table,
+                    &q[rows.clone()],
+                    &positions[t0..t0 + len],
+                    &params,
+                    &mut attn[rows],
+                )?;
+                t0 += len;
+            }
+
+            layer.wo.forward(pool, attn, h, &mut scratch.matmul)?; // h: [n, d]
+            x.iter_mut().zip(h.iter()).for_each(|(a, b)| *a += b);
+
+            rms_norm(x, &layer.ffn_norm, c.rms_norm_eps, h);
+            layer.w_gate.forward(pool, h, gate, &mut scratch.matmul)?; // gate: [n, ff]
+            layer.w_up.forward(pool, h, up, &mut scratch.matmul)?; // up: [n, ff]
+            swiglu(gate, up);
+            layer.w_down.forward(pool, gate, h, &mut scratch.matmul)?; // h: [n, d]
+            x.iter_mut().zip(h.iter()).for_each(|(a, b)| *a += b);
+        }
+
+        // Final norm and the output head, only for the rows whose logits are wanted.
+        let mut last = Vec::new();
+        let mut t0 = 0;
+        for s in batch {
+            t0 += s.tokens.len();
+            if s.want_logits && !s.tokens.is_empty() {
+                last.extend_from_slice(&x[(t0 - 1) * d..t0 * d]);
+            }
+        }
+        let rows = last.len() / d;
+        let mut normed = vec![0f32; last.len()];
+        rms_norm(&last, &self.output_norm, c.rms_norm_eps, &mut normed);
+        logits.clear();
+        logits.resize(rows * c.vocab_size, 0.0);
+        self.output
+            .forward(pool, &normed, logits, &mut scratch.matmul)?;
+
+        scratch.give_back(bufs);
+        scratch.positions = positions;
+        Ok(())
+    }
+}
+
+/// Runs paged attention for one sequence's query rows over the whole pool.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attend_all(
+    pool: &ThreadPool,
+    cache: &KvCache,
+    layer: usize,
+    table: &[u32],
+    q: &[f32],
+    positions: &[usize],
+    params: &AttentionParams,
+    out: &mut [f32],
+) -> Result<()> {
+    let failure = Mutex::new(None);
+    // SAFETY: `out` is not touched by anything else until the region below has ended.
+    let rows = unsafe { AttnOut::new(out) };
+    pool.run(|ctx| {
+        if let Err(e) = attend(ctx, cache, layer, table, q, positions, params, rows) {
+            if let Ok(mut f) = failure.lock() {
+                *f = Some(e);
+            }
+        }
+    });
+    match failure.into_inner().ok().flatten() {
+        Some(e) => Err(ModelError::Cache(e)),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,129 @@
+//! Model architectures, one file each, keyed by the Hugging Face `model_type` (= GGUF
+//! `general.architecture`). The registry below is the only shared touch point.
+
+use std::sync::Arc;
+
+use mistralrs_common::ThreadPool;
+use mistralrs_paged_attn::{KvCache, KvCacheConfig};
+use mistralrs_quant::gguf::GgufFile;
+use mistralrs_quant::matmul::MatmulScratch;
+
+use crate::model_config::ModelConfig;
+use crate::model_error::{ModelError, Result};
+use crate::weights::GgufWeights;
+
+pub mod llama;
+
+/// One sequence's part of a step: its new tokens, where they start, and its block table.
+pub struct SeqInput<'a> {
+    pub tokens: &'a [u32],
+    /// Position of `tokens[0]`; the cache already holds positions `0..start_pos`.
+    pub start_pos: usize,
+    pub block_table: &'a [u32],
+    /// Whether the logits of the last token are wanted (false for a prefill chunk that is
+    /// not the last).
+    pub want_logits: bool,
+}
+
+/// Buffers reused across steps, so a decode step does not allocate.
+#[derive(Default)]
+pub struct ForwardScratch {
+    pub bufs: Vec<Vec<f32>>,
+    pub matmul: MatmulScratch,
+    pub positions: Vec<usize>,
+}
+
+impl ForwardScratch {
+    /// `n` zeroed buffers with the given lengths.
+    pub fn take(&mut self, lens: &[usize]) -> Vec<Vec<f32>> {
+        let mut out = Vec::with_capacity(lens.len());
+        for &len in lens {
+            let mut b = self.bufs.pop().unwrap_or_default();
+            b.clear();
+            b.resize(len, 0.0);
+            out.push(b);
+        }
+        out
+    }
+
+    pub fn give_back(&mut self, bufs: Vec<Vec<f32>>) {
+        self.bufs.extend(bufs);
+    }
+}
+
+/// A loaded model: the forward pass of one step over a batch of sequences.
+pub trait Model: Send + Sync {
+    fn config(&self) -> &ModelConfig;
+
+    /// Runs `batch`, writing its keys and values into `cache` and, for each sequence with
+    /// `want_logits`, the logits of its last token into `logits` (`[n_wanted, vocab]`).
+    fn forward(
+        &self,
+        pool: &ThreadPool,
+        cache: &mut KvCache,
+        batch: &[SeqInput<'_>],
+        scratch: &mut ForwardScratch,
+        logits: &mut Vec<f32>,
+    ) -> Result<()>;
+
+    /// The cache geometry this model needs for `n_blocks` blocks of `block_size` tokens.
+    fn kv_cache_config(&self, block_size: usize, n_blocks: usize) -> KvCacheConfig {
+        let c = self.config();
+        KvCacheConfig {
+            n_layers: c.n_layers,
+            n_kv_heads: c.n_kv_heads,
+            head_dim: c.head_dim,
+            block_size,
+            n_blocks,
+        }
+    }
+}
+
+type Loader = fn(&GgufWeights) -> Result<Box<dyn Model>>;
+
+/// Architecture id → loader. Adding a model = one file + one line here.
+const REGISTRY: &[(&str, Loader)] = &[("llama", llama::Llama::load)];
+
+/// Architectures this build can run.
+pub fn supported_architectures() -> Vec<&'static str> {
+    REGISTRY.iter().map(|(id, _)| *id).collect()
+}
+
+/// Builds the model a GGUF file describes.
+pub fn load_gguf(file: Arc<GgufFile>) -> Result<Box<dyn Model>> {
+    let arch = file.get_string("general.architecture")?.to_string();
+    let loader = REGISTRY
+        .iter()
+        .find(|(id, _)| *id == arch)
+        .map(|(_, l)| l)
+        .ok_or_else(|| {
+            ModelError::Unsupported(format!(
+                "{}: architecture `{arch}` is not supported (supported: {})",
+                file.path().display(),
+                supported_architectures().join(", ")
+            ))
+        })?;
+    loader(&GgufWeights::new(file))
+}
+
+/// Checks a batch against the model and the cache before any work starts, so a bad request
+/// fails whole and never half-writes the cache.
+pub fn check_batch(cfg: &ModelConfig, cache: &KvCache, batch: &[SeqInput<'_>]) -> Result<()> {
+    for seq in batch {
+        if let Some(&t) = seq.tokens.iter().find(|&&t| t as usize >= cfg.vocab_size) {
+            return Err(ModelError::InvalidInput(format!(
+                "token id {t} is past the vocabulary of {}",
+                cfg.vocab_size
+            )));
+        }
+        let end = seq.start_pos + seq.tokens.len();
+        if end > cfg.context_length {
+            return Err(ModelError::InvalidInput(format!(
+                "{end} tokens exceed the model's context of {}",
+                cfg.context_length
+            )));
+        }
+        cache.check_table(seq.block_table, end)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,184 @@
+//! The runner of engine steps: a loaded model, its paged KV cache, and per-sequence sampling
+//! state. One `step` = one forward pass over a batch of sequences plus sampling, so the
+//! JavaScript side crosses into native code once per step.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use mistralrs_common::ThreadPool;
+use mistralrs_paged_attn::KvCache;
+use mistralrs_quant::gguf::GgufFile;
+
+use crate::model_config::ModelConfig;
+use crate::model_error::{ModelError, Result};
+use crate::models::{load_gguf, ForwardScratch, Model, SeqInput};
+use crate::sampler::{Sampled, Sampler, SamplingParams};
+
+#[derive(Clone, Debug)]
+pub struct RunnerOptions {
+    /// Tokens per KV block.
+    pub block_size: usize,
+    /// Tokens the KV pool holds in all (rounded up to whole blocks); defaults to the model's
+    /// context length, capped at 8192.
+    pub kv_tokens: Option<usize>,
+}
+
+impl Default for RunnerOptions {
+    fn default() -> Self {
+        RunnerOptions {
+            block_size: 32,
+            kv_tokens: None,
+        }
+    }
+}
+
+/// One sequence's part of a step, as the engine sends it.
+pub struct StepSeq<'a> {
+    pub seq_id: u64,
+    pub tokens: &'a [u32],
+    pub start_pos: usize,
+    pub block_table: &'a [u32],
+    /// Sample a token after this step (false for a prefill chunk that is not the last).
+    pub sample: bool,
+    /// Also return the raw logits of the last token (tests, scoring).
+    pub return_logits: bool,
+}
+
+pub struct StepOut {
+    pub seq_id: u64,
+    pub sampled: Option<Sampled>,
+    pub logits: Option<Vec<f32>>,
+}
+
+struct SeqState {
+    sampler: Sampler,
+    /// Every token the sequence has seen, for the penalties.
+    history: Vec<u32>,
+}
+
+pub struct Runner {
+    model: Box<dyn Model>,
+    cache: KvCache,
+    scratch: ForwardScratch,
+    sequences: HashMap<u64, SeqState>,
+    block_size: usize,
+    file: Option<Arc<GgufFile>>,
+}
+
+impl Runner {
+    pub fn load_gguf(path: &Path, options: &RunnerOptions) -> Result<Runner> {
+        let file = Arc::new(GgufFile::open(path)?);
+        let model = load_gguf(Arc::clone(&file))?;
+        let mut runner = Runner::new(model, options)?;
+        runner.file = Some(file);
+        Ok(runner)
+    }
+
+    pub fn new(model: Box<dyn Model>, options: &RunnerOptions) -> Result<Runner> {
+        let block_size = options.block_size.clamp(1, 4096);
+        let tokens = options
+            .kv_tokens
+            .unwrap_or(model.config().context_length.min(8192))
+            .max(block_size);
+        let cache = KvCache::new(model.kv_cache_config(block_size, tokens.div_ceil(block_size)))?;
+        Ok(Runner {
+            model,
+            cache,
+            scratch: ForwardScratch::default(),
+            sequences: HashMap::new(),
+            block_size,
+            file: None,
+        })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        self.model.config()
+    }
+
+    pub fn block_size(&self) -> usize {
+        self.block_size
+    }
+
+    pub fn n_blocks(&self) -> usize {
+        self.cache.config().n_blocks
+    }
+
+    pub fn gguf(&self) -> Option<&Arc<GgufFile>> {
+        self.file.as_ref()
+    }
+
+    /// Registers a sequence with its sampling parameters and the tokens it starts from.
+    pub fn add_sequence(&mut self, seq_id: u64, params: SamplingParams) {
+        self.sequences.insert(
+            seq_id,
+            SeqState {
+                sampler: Sampler::new(params),
+                history: Vec::new(),
+            },
+        );
+    }
+
+    pub fn remove_sequence(&mut self, seq_id: u64) {
+        self.sequences.remove(&seq_id);
+    }
+
+    /// Runs one forward pass over `batch` and samples where asked. The sampled token is not
+    /// fed back here: the engine sends it in the next step (it may stop first).
+    pub fn step(&mut self, batch: &[StepSeq<'_>]) -> Result<Vec<StepOut>> {
+        for s in batch {
+            if !self.sequences.contains_key(&s.seq_id) {
+                return Err(ModelError::InvalidInput(format!(
+                    "unknown sequence id {}",
+                    s.seq_id
+                )));
+            }
+        }
+        let inputs: Vec<SeqInput<'_>> = batch
+            .iter()
+            .map(|s| SeqInput {
+                tokens: s.tokens,
+                start_pos: s.start_pos,
+                block_table: s.block_table,
+                want_logits: s.sample || s.return_logits,
+            })
+            .collect();
+        let mut logits = Vec::new();
+        self.model.forward(
+            ThreadPool::global(),
+            &mut self.cache,
+            &inputs,
+            &mut self.scratch,
+            &mut logits,
+        )?;
+
+        let vocab = self.model.config().vocab_size;
+        let mut rows = logits.chunks_exact_mut(vocab);
+        let mut out = Vec::with_capacity(batch.len());
+        for s in batch {
+            let state = self.sequences.get_mut(&s.seq_id).ok_or_else(|| {
+                ModelError::InvalidInput(format!("unknown sequence id {}", s.seq_id))
+            })?;
+            state.history.extend_from_slice(s.tokens);
+            if !(s.sample || s.return_logits) || s.tokens.is_empty() {
+                out.push(StepOut {
+                    seq_id: s.seq_id,
+                    sampled: None,
+                    logits: None,
+                });
+                continue;
+            }
+            let row = rows
+                .next()
+                .ok_or_else(|| ModelError::InvalidInput("missing logits row".into()))?;
+            let raw = s.return_logits.then(|| row.to_vec());
+            let sampled = s.sample.then(|| state.sampler.sample(row, &state.history));
+            out.push(StepOut {
+                seq_id: s.seq_id,
+                sampled,
+                logits: raw,
+            });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,382 @@
+//! Choosing the next token from logits: greedy, or temperature sampling with top-k, top-p and
+//! min-p truncation; repetition / frequency / presence penalties and logit bias first; a seeded
+//! generator so a seed reproduces a completion; log-probabilities on request.
+
+/// How to pick tokens. The defaults are greedy decoding with nothing applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SamplingParams {
+    /// 0 (or below) means greedy.
+    pub temperature: f32,
+    /// Keep the k most likely tokens; 0 keeps all.
+    pub top_k: usize,
+    /// Keep the smallest set whose probability reaches p; 1 keeps all.
+    pub top_p: f32,
+    /// Drop tokens less likely than `min_p` times the most likely; 0 keeps all.
+    pub min_p: f32,
+    /// Divides positive (multiplies negative) logits of tokens seen in the last
+    /// `penalty_last_n` tokens; 1 is off (llama.cpp / CTRL style).
+    pub repetition_penalty: f32,
+    /// Subtracts `count · frequency_penalty` (OpenAI style).
+    pub frequency_penalty: f32,
+    /// Subtracts `presence_penalty` once per seen token (OpenAI style).
+    pub presence_penalty: f32,
+    /// How many recent tokens the penalties look at; 0 means all.
+    pub penalty_last_n: usize,
+    /// Added to the logits of the given tokens before anything else.
+    pub logit_bias: Vec<(u32, f32)>,
+    /// Seed of this sequence's generator; None seeds from the clock.
+    pub seed: Option<u64>,
+    /// Return the log-probability of the chosen token and of the `n` most likely.
+    pub top_logprobs: Option<usize>,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        SamplingParams {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            repetition_penalty: 1.0,
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
+            penalty_last_n: 64,
+            logit_bias: Vec::new(),
+            seed: None,
+            top_logprobs: None,
+        }
+    }
+}
+
+/// The token chosen, with log-probabilities when asked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sampled {
+    pub token: u32,
+    /// log p(token) under the distribution after penalties and bias, before truncation.
+    pub logprob: Option<f32>,
+    /// The most likely tokens with their log-probabilities, best first.
+    pub top: Vec<(u32, f32)>,
+}
+
+/// xoshiro256**: small, fast, and the same sequence on every platform.
+#[derive(Clone, Debug)]
+pub struct Rng([u64; 4]);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        let mut z = seed;
+        let mut next = || {
+            z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut x = z;
+            x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            x ^ (x >> 31)
+        };
+        Rng([next(), next(), next(), next()])
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let s = &mut self.0;
+        let result = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
+        let t = s[1] << 17;
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = s[3].rotate_left(45);
+        result
+    }
+
+    /// Uniform in [0, 1).
+    pub fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// A sequence's sampler: its parameters and its generator.
+#[derive(Clone, Debug)]
+pub struct Sampler {
+    params: SamplingParams,
+    rng: Rng,
+}
+
+impl Sampler {
+    pub fn new(params: SamplingParams) -> Sampler {
+        let seed = params.seed.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0x5EED)
+        });
+        Sampler {
+            params,
+            rng: Rng::new(seed),
+        }
+    }
+
+    pub fn params(&self) -> &SamplingParams {
+        &self.params
+    }
+
+    /// Picks the next token from `logits` (modified in place), given the tokens so far.
+    pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> Sampled {
+        let p = &self.params;
+        for &(token, bias) in &p.logit_bias {
+            if let Some(l) = logits.get_mut(token as usize) {
+                *l += bias;
+            }
+        }
+        apply_penalties(logits, history, p);
+
+        let top_logprobs = p.top_logprobs;
+        let log_z = if top_logprobs.is_some() {
+            log_sum_exp(logits)
+        } else {
+            0.0
+        };
+        let token = if p.temperature <= 0.0 {
+            argmax(logits)
+        } else {
+            self.sample_random(logits)
+        };
+        let (logprob, top) = match top_logprobs {
+            Some(n) => {
+                let top = top_n(logits, n)
+                    .into_iter()
+                    .map(|(t, l)| (t, l - log_z))
+                    .collect();
+                (Some(logits[token as usize] - log_z), top)
+            }
+            None => (None, Vec::new()),
+        };
+        Sampled {
+            token,
+            logprob,
+            top,
+        }
+    }
+
+    fn sample_random(&mut self, logits: &[f32]) -> u32 {
+        let p = &self.params;
+        // Candidates sorted by logit, best first, truncated by top-k.
+        let mut cands: Vec<(u32, f32)> = logits
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.is_finite())
+            .map(|(i, &l)| (i as u32, l))
+            .collect();
+        if cands.is_empty() {
+            return argmax(logits);
+        }
+        let k = if p.top_k == 0 {
+            cands.len()
+        } else {
+            p.top_k.min(cands.len())
+        };
+        if k < cands.len() {
+            cands.select_nth_unstable_by(k - 1, |a, b| b.1.total_cmp(&a.1));
+            cands.truncate(k);
+        }
+        cands.sort_by(|a, b| b.1.total_cmp(&a.1));
+
+        // Softmax at temperature 1 for top-p and min-p, as llama.cpp's chain orders them
+        // before the temperature.
+        let probs = softmax(cands.iter().map(|c| c.1), 1.0);
+        let mut keep = cands.len();
+        if p.top_p < 1.0 {
+            let mut cum = 0.0;
+            for (i, q) in probs.iter().enumerate() {
+                cum += q;
+                if cum >= p.top_p as f64 {
+                    keep = i + 1;
+                    break;
+                }
+            }
+        }
+        if p.min_p > 0.0 {
+            let floor = probs[0] * p.min_p as f64;
+            keep = keep.min(probs.iter().take_while(|&&q| q >= floor).count().max(1));
+        }
+        cands.truncate(keep.max(1));
+
+        let probs = softmax(cands.iter().map(|c| c.1), p.temperature);
+        let r = self.rng.next_f64();
+        let mut cum = 0.0;
+        for (c, q) in cands.iter().zip(&probs) {
+            cum += q;
+            if r < cum {
+                return c.0;
+            }
+        }
+        cands[cands.len() - 1].0
+    }
+}
+
+fn apply_penalties(logits: &mut [f32], history: &[u32], p: &SamplingParams) {
+    let active =
+        p.repetition_penalty != 1.0 || p.frequency_penalty != 0.0 || p.presence_penalty != 0.0;
+    if !active || history.is_empty() {
+        return;
+    }
+    let window = if p.penalty_last_n == 0 {
+        history.len()
+    } else {
+        p.penalty_last_n.min(history.len())
+    };
+    let mut counts: std::collections::HashMap<u32, u32> = std::collections::HashMap::new();
+    for &t in &history[history.len() - window..] {
+        *counts.entry(t).or_default() += 1;
+    }
+    for (&t, &count) in &counts {
+        let Some(l) = logits.get_mut(t as usize) else {
+            continue;
+        };
+        if p.repetition_penalty != 1.0 {
+            *l = if *l > 0.0 {
+                *l / p.repetition_penalty
+            } else {
+                *l * p.repetition_penalty
+            };
+        }
+        *l -= count as f32 * p.frequency_penalty + p.presence_penalty;
+    }
+}
+
+/// The first index of the largest logit (ties go to the lower id, as llama.cpp's greedy does).
+pub fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &l) in logits.iter().enumerate() {
+        if l > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+fn softmax(logits: impl Iterator<Item = f32> + Clone, temperature: f32) -> Vec<f64> {
+    let t = f64::from(temperature.max(1e-6));
+    let max = logits.clone().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let exps: Vec<f64> = logits.map(|l| ((l as f64 - max) / t).exp()).collect();
+    let sum: f64 = exps.iter().sum();
+    exps.into_iter().map(|e| e / sum).collect()
+}
+
+fn log_sum_exp(logits: &[f32]) -> f32 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&l| ((l - max) as f64).exp()).sum();
+    max + sum.ln() as f32
+}
+
+fn top_n(logits: &[f32], n: usize) -> Vec<(u32, f32)> {
+    let mut all: Vec<(u32, f32)> = logits
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| (i as u32, l))
+        .collect();
+    let n = n.min(all.len());
+    if n == 0 {
+        return Vec::new();
+    }
+    all.select_nth_unstable_by(n - 1, |a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    all.truncate(n);
+    all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logits() -> Vec<f32> {
+        vec![1.0, 3.0, 2.0, -1.0, 3.0, 0.5]
+    }
+
+    #[test]
+    fn greedy_takes_the_first_maximum() {
+        let mut s = Sampler::new(SamplingParams::default());
+        assert_eq!(s.sample(&mut logits(), &[]).token, 1);
+    }
+
+    #[test]
+    fn logit_bias_and_penalties_change_the_choice() {
+        let mut s = Sampler::new(SamplingParams {
+            logit_bias: vec![(5, 10.0)],
+            ..Default::default()
+        });
+        assert_eq!(s.sample(&mut logits(), &[]).token, 5);
+        let mut s = Sampler::new(SamplingParams {
+            repetition_penalty: 2.0,
+            ..Default::default()
+        });
+        // Tokens 1 and 4 (logit 3) were seen: 3/2 = 1.5 < 2.
+        assert_eq!(s.sample(&mut logits(), &[1, 4]).token, 2);
+        let mut s = Sampler::new(SamplingParams {
+            presence_penalty: 1.5,
+            frequency_penalty: 0.1,
+            ..Default::default()
+        });
+        assert_eq!(s.sample(&mut logits(), &[1]).token, 4);
+    }
+
+    #[test]
+    fn a_seed_reproduces_and_truncation_limits_the_choices() {
+        let params = SamplingParams {
+            temperature: 1.0,
+            seed: Some(42),
+            ..Default::default()
+        };
+        let draw = |p: SamplingParams| {
+            let mut s = Sampler::new(p);
+            (0..200)
+                .map(|_| s.sample(&mut logits(), &[]).token)
+                .collect::<Vec<_>>()
+        };
+        let a = draw(params.clone());
+        assert_eq!(a, draw(params.clone()));
+        assert_ne!(
+            a,
+            draw(SamplingParams {
+                seed: Some(43),
+                ..params.clone()
+            })
+        );
+        assert!(a.iter().collect::<std::collections::HashSet<_>>().len() >= 4);
+        let top2 = draw(SamplingParams {
+            top_k: 2,
+            ..params.clone()
+        });
+        assert!(top2.iter().all(|&t| t == 1 || t == 4));
+        let min_p = draw(SamplingParams {
+            min_p: 0.5,
+            ..params.clone()
+        });
+        assert!(min_p.iter().all(|&t| t == 1 || t == 4 || t == 2)); // e^-1 = 0.37 < 0.5 drops 2
+        assert!(min_p.iter().all(|&t| t != 2));
+        let top_p = draw(SamplingParams {
+            top_p: 0.5,
+            ..params
+        });
+        assert!(top_p.iter().all(|&t| t == 1 || t == 4));
+    }
+
+    #[test]
+    fn logprobs_are_normalised() {
+        let mut s = Sampler::new(SamplingParams {
+            top_logprobs: Some(3),
+            ..Default::default()
+        });
+        let out = s.sample(&mut logits(), &[]);
+        let total: f32 = logits()
+            .iter()
+            .map(|&l| (l - log_sum_exp(&logits())).exp())
+            .sum();
+        assert!((total - 1.0).abs() < 1e-5);
+        assert_eq!(
+            out.top.iter().map(|t| t.0).collect::<Vec<_>>(),
+            vec![1, 4, 2]
+        );
+        assert_eq!(out.logprob, Some(out.top[0].1));
+        assert!(out.top[0].1 < 0.0);
+    }
+}

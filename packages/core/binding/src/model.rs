@@ -1,0 +1,290 @@
+//! Models from JavaScript: load off-thread, then one `step` per engine step (an AsyncTask on
+//! the libuv pool; the forward pass runs on the native thread pool).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use mistralrs_core::runner::{Runner, RunnerOptions, StepSeq};
+use mistralrs_core::sampler::SamplingParams;
+use mistralrs_core::ModelError;
+use mistralrs_napi_support::{guard, js_error};
+use napi::bindgen_prelude::{AsyncTask, Float32Array, Uint32Array};
+use napi::{Env, Task};
+use napi_derive::napi;
+
+fn model_error(err: ModelError) -> napi::Error {
+    js_error(err.code(), err)
+}
+
+#[napi(object)]
+pub struct LoadModelOptions {
+    pub block_size: Option<u32>,
+    pub kv_tokens: Option<u32>,
+}
+
+#[napi(object)]
+pub struct ModelInfo {
+    pub architecture: String,
+    pub vocab_size: u32,
+    pub hidden_size: u32,
+    pub n_layers: u32,
+    pub n_heads: u32,
+    pub n_kv_heads: u32,
+    pub head_dim: u32,
+    pub context_length: u32,
+    pub block_size: u32,
+    pub n_blocks: u32,
+}
+
+#[napi]
+pub struct ModelHandle {
+    runner: Arc<Mutex<Runner>>,
+}
+
+pub struct LoadModelTask {
+    path: PathBuf,
+    options: RunnerOptions,
+}
+
+#[napi]
+impl Task for LoadModelTask {
+    type Output = Runner;
+    type JsValue = ModelHandle;
+
+    fn compute(&mut self) -> napi::Result<Runner> {
+        guard(|| Runner::load_gguf(&self.path, &self.options).map_err(model_error))
+    }
+
+    fn resolve(&mut self, _env: Env, runner: Runner) -> napi::Result<ModelHandle> {
+        Ok(ModelHandle {
+            runner: Arc::new(Mutex::new(runner)),
+        })
+    }
+}
+
+/// Loads the model of a GGUF file with a KV pool of `kvTokens` tokens.
+#[napi(ts_return_type = "Promise<ModelHandle>")]
+pub fn load_model(path: String, options: Option<LoadModelOptions>) -> AsyncTask<LoadModelTask> {
+    let mut opts = RunnerOptions::default();
+    if let Some(o) = options {
+        if let Some(b) = o.block_size {
+            opts.block_size = b as usize;
+        }
+        opts.kv_tokens = o.kv_tokens.map(|t| t as usize);
+    }
+    AsyncTask::new(LoadModelTask {
+        path: PathBuf::from(path),
+        options: opts,
+    })
+}
+
+#[napi(object)]
+pub struct SamplingOptions {
+    pub temperature: Option<f64>,
+    pub top_k: Option<u32>,
+    pub top_p: Option<f64>,
+    pub min_p: Option<f64>,
+    pub repetition_penalty: Option<f64>,
+    pub frequency_penalty: Option<f64>,
+    pub presence_penalty: Option<f64>,
+    pub penalty_last_n: Option<u32>,
+    /// `[tokenId, bias]` pairs.
+    pub logit_bias: Option<Vec<Vec<f64>>>,
+    /// Integer seed (below 2^53).
+    pub seed: Option<f64>,
+    pub top_logprobs: Option<u32>,
+}
+
+fn sampling_params(o: SamplingOptions) -> napi::Result<SamplingParams> {
+    let d = SamplingParams::default();
+    let logit_bias = o
+        .logit_bias
+        .unwrap_or_default()
+        .into_iter()
+        .map(|pair| match pair[..] {
+            [t, b] if t >= 0.0 && t.fract() == 0.0 && t < u32::MAX as f64 => {
+                Ok((t as u32, b as f32))
+            }
+            _ => Err(js_error(
+                "InvalidArgumentError",
+                format!("bad logit bias entry {pair:?}"),
+            )),
+        })
+        .collect::<napi::Result<Vec<_>>>()?;
+    Ok(SamplingParams {
+        temperature: o.temperature.map_or(d.temperature, |v| v as f32),
+        top_k: o.top_k.map_or(d.top_k, |v| v as usize),
+        top_p: o.top_p.map_or(d.top_p, |v| v as f32),
+        min_p: o.min_p.map_or(d.min_p, |v| v as f32),
+        repetition_penalty: o
+            .repetition_penalty
+            .map_or(d.repetition_penalty, |v| v as f32),
+        frequency_penalty: o
+            .frequency_penalty
+            .map_or(d.frequency_penalty, |v| v as f32),
+        presence_penalty: o.presence_penalty.map_or(d.presence_penalty, |v| v as f32),
+        penalty_last_n: o.penalty_last_n.map_or(d.penalty_last_n, |v| v as usize),
+        logit_bias,
+        seed: o.seed.map(|s| s as u64),
+        top_logprobs: o.top_logprobs.map(|n| n as usize),
+    })
+}
+
+#[napi(object)]
+pub struct StepInput {
+    pub seq_id: u32,
+    pub tokens: Uint32Array,
+    pub start_pos: u32,
+    pub block_table: Uint32Array,
+    pub sample: bool,
+    pub return_logits: Option<bool>,
+}
+
+#[napi(object)]
+pub struct TokenLogprob {
+    pub token: u32,
+    pub logprob: f64,
+}
+
+#[napi(object)]
+pub struct StepOutput {
+    pub seq_id: u32,
+    /// The sampled token, when `sample` was set.
+    pub token: Option<u32>,
+    pub logprob: Option<f64>,
+    pub top_logprobs: Option<Vec<TokenLogprob>>,
+    pub logits: Option<Float32Array>,
+}
+
+pub struct StepTask {
+    runner: Arc<Mutex<Runner>>,
+    batch: Vec<StepInput>,
+}
+
+pub struct StepRaw {
+    seq_id: u32,
+    token: Option<u32>,
+    logprob: Option<f32>,
+    top: Option<Vec<(u32, f32)>>,
+    logits: Option<Vec<f32>>,
+}
+
+#[napi]
+impl Task for StepTask {
+    type Output = Vec<StepRaw>;
+    type JsValue = Vec<StepOutput>;
+
+    fn compute(&mut self) -> napi::Result<Vec<StepRaw>> {
+        guard(|| {
+            let mut runner = self
+                .runner
+                .lock()
+                .map_err(|_| js_error("InternalError", "model state poisoned"))?;
+            let batch: Vec<StepSeq<'_>> = self
+                .batch
+                .iter()
+                .map(|s| StepSeq {
+                    seq_id: u64::from(s.seq_id),
+                    tokens: &s.tokens,
+                    start_pos: s.start_pos as usize,
+                    block_table: &s.block_table,
+                    sample: s.sample,
+                    return_logits: s.return_logits.unwrap_or(false),
+                })
+                .collect();
+            let out = runner.step(&batch).map_err(model_error)?;
+            Ok(out
+                .into_iter()
+                .map(|o| StepRaw {
+                    seq_id: o.seq_id as u32,
+                    token: o.sampled.as_ref().map(|s| s.token),
+                    logprob: o.sampled.as_ref().and_then(|s| s.logprob),
+                    top: o
+                        .sampled
+                        .as_ref()
+                        .filter(|s| s.logprob.is_some())
+                        .map(|s| s.top.clone()),
+                    logits: o.logits,
+                })
+                .collect())
+        })
+    }
+
+    fn resolve(&mut self, _env: Env, output: Vec<StepRaw>) -> napi::Result<Vec<StepOutput>> {
+        Ok(output
+            .into_iter()
+            .map(|o| StepOutput {
+                seq_id: o.seq_id,
+                token: o.token,
+                logprob: o.logprob.map(f64::from),
+                top_logprobs: o.top.map(|t| {
+                    t.into_iter()
+                        .map(|(token, lp)| TokenLogprob {
+                            token,
+                            logprob: f64::from(lp),
+                        })
+                        .collect()
+                }),
+                logits: o.logits.map(Float32Array::new),
+            })
+            .collect())
+    }
+}
+
+#[napi]
+impl ModelHandle {
+    #[napi(catch_unwind)]
+    pub fn info(&self) -> napi::Result<ModelInfo> {
+        let r = self
+            .runner
+            .lock()
+            .map_err(|_| js_error("InternalError", "model state poisoned"))?;
+        let c = r.config();
+        Ok(ModelInfo {
+            architecture: c.architecture.clone(),
+            vocab_size: c.vocab_size as u32,
+            hidden_size: c.hidden_size as u32,
+            n_layers: c.n_layers as u32,
+            n_heads: c.n_heads as u32,
+            n_kv_heads: c.n_kv_heads as u32,
+            head_dim: c.head_dim as u32,
+            context_length: c.context_length as u32,
+            block_size: r.block_size() as u32,
+            n_blocks: r.n_blocks() as u32,
+        })
+    }
+
+    /// Registers a sequence and its sampling parameters.
+    #[napi(catch_unwind)]
+    pub fn add_sequence(&self, seq_id: u32, sampling: Option<SamplingOptions>) -> napi::Result<()> {
+        let params = match sampling {
+            Some(o) => sampling_params(o)?,
+            None => SamplingParams::default(),
+        };
+        let mut r = self
+            .runner
+            .lock()
+            .map_err(|_| js_error("InternalError", "model state poisoned"))?;
+        r.add_sequence(u64::from(seq_id), params);
+        Ok(())
+    }
+
+    #[napi(catch_unwind)]
+    pub fn remove_sequence(&self, seq_id: u32) -> napi::Result<()> {
+        let mut r = self
+            .runner
+            .lock()
+            .map_err(|_| js_error("InternalError", "model state poisoned"))?;
+        r.remove_sequence(u64::from(seq_id));
+        Ok(())
+    }
+
+    /// One engine step over `batch`; resolves with one output per sequence, in order.
+    #[napi(ts_return_type = "Promise<Array<StepOutput>>")]
+    pub fn step(&self, batch: Vec<StepInput>) -> AsyncTask<StepTask> {
+        AsyncTask::new(StepTask {
+            runner: Arc::clone(&self.runner),
+            batch,
+        })
+    }
+}

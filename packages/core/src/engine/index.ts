@@ -1,0 +1,20 @@
+export { BlockAllocator } from './block-allocator.js';
+export {
+  Engine,
+  EngineError,
+  type ChatRequest,
+  type CompleteRequest,
+  type EngineOptions,
+  type ModelInfo,
+} from './engine.js';
+export { Generation } from './generation.js';
+export { ModelNotFoundError, resolveGgufPath } from './model-source.js';
+export type {
+  FinishReason,
+  GenerationChunk,
+  GenerationOptions,
+  GenerationResult,
+  SamplingOptions,
+  TokenLogprob,
+} from './sampling.js';
+export { StopStringMatcher } from './stop-strings.js';

@@ -1,0 +1,111 @@
+import { callNative, callNativeSync } from '@mistralrs/quant/errors';
+
+import { binding, type Binding } from './native.js';
+
+export interface EncodeOptions {
+  /** Add the model's BOS/EOS (per its add_bos/add_eos flags; CLS/SEP for BERT). Default true. */
+  addSpecialTokens?: boolean;
+  /**
+   * Recognise special-token text such as `<|im_start|>` as the special token. Default false:
+   * user text is never turned into control tokens unless asked (a rendered chat template is).
+   */
+  parseSpecial?: boolean;
+}
+
+export interface DecodeOptions {
+  /** Drop control tokens (BOS, EOS, …) from the text. Default false. */
+  skipSpecialTokens?: boolean;
+}
+
+export type TokenType = 'normal' | 'unknown' | 'control' | 'user_defined' | 'unused' | 'byte';
+
+/**
+ * A model's tokenizer, native: from a GGUF file's `tokenizer.ggml.*` metadata (SentencePiece,
+ * byte-level BPE with its pre-tokenizer, WordPiece, Unigram) or from a Hugging Face
+ * `tokenizer.json`.
+ */
+export class Tokenizer {
+  readonly vocabSize: number;
+  readonly bosId: number | undefined;
+  /** Tokens that end generation (EOS, EOT, EOM …). */
+  readonly eosIds: readonly number[];
+  readonly addBos: boolean;
+  readonly addEos: boolean;
+  /** `llama`, `gpt2`, `bert`, `t5` (from GGUF) or `tokenizer.json`. */
+  readonly kind: string;
+
+  private constructor(private readonly handle: Binding.TokenizerHandle) {
+    const info = handle.info();
+    this.vocabSize = info.vocabSize;
+    this.bosId = info.bosId ?? undefined;
+    this.eosIds = info.eosIds;
+    this.addBos = info.addBos;
+    this.addEos = info.addEos;
+    this.kind = info.kind;
+  }
+
+  /** The tokenizer embedded in a GGUF file. */
+  static async fromGguf(path: string): Promise<Tokenizer> {
+    return new Tokenizer(await callNative(() => binding.tokenizerFromGguf(path)));
+  }
+
+  /** A Hugging Face `tokenizer.json`, with its `tokenizer_config.json` when given. */
+  static async fromFile(tokenizerJson: string, options: { config?: string } = {}): Promise<Tokenizer> {
+    return new Tokenizer(await callNative(() => binding.tokenizerFromFile(tokenizerJson, options.config)));
+  }
+
+  /** Token ids of `text`. Synchronous: fine for prompts; use `encodeAsync` for long documents. */
+  encode(text: string, options: EncodeOptions = {}): Uint32Array {
+    const { addSpecialTokens = true, parseSpecial = false } = options;
+    return callNativeSync(() => this.handle.encode(text, addSpecialTokens, parseSpecial));
+  }
+
+  /** `encode` off the JavaScript thread. */
+  encodeAsync(text: string, options: EncodeOptions = {}): Promise<Uint32Array> {
+    const { addSpecialTokens = true, parseSpecial = false } = options;
+    return callNative(() => this.handle.encodeAsync(text, addSpecialTokens, parseSpecial));
+  }
+
+  decode(ids: ArrayLike<number>, options: DecodeOptions = {}): string {
+    return callNativeSync(() => this.handle.decode(Uint32Array.from(ids), options.skipSpecialTokens ?? false));
+  }
+
+  /** The bytes of text a token stands for (a byte token gives its byte; `▁` gives a space). */
+  tokenToBytes(id: number): Uint8Array {
+    return callNativeSync(() => this.handle.tokenToPiece(id));
+  }
+
+  /** `tokenToBytes` as text (invalid UTF-8 shown as U+FFFD). */
+  tokenToPiece(id: number): string {
+    return Buffer.from(this.tokenToBytes(id)).toString('utf8');
+  }
+
+  /** The token's string as stored in the vocabulary (e.g. `Ġthe`, `▁the`, `<0x0A>`). */
+  tokenText(id: number): string {
+    return callNativeSync(() => this.handle.tokenText(id));
+  }
+
+  tokenType(id: number): TokenType {
+    return callNativeSync(() => this.handle.tokenType(id)) as TokenType;
+  }
+
+  /** A decoder for streaming: text comes out only in whole UTF-8 characters. */
+  createDecoder(options: DecodeOptions = {}): IncrementalDecoder {
+    return new IncrementalDecoder(this.handle.createDecoder(options.skipSpecialTokens ?? false));
+  }
+}
+
+/** Turns generated token ids into text as they arrive, never splitting a character. */
+export class IncrementalDecoder {
+  constructor(private readonly handle: Binding.DecoderHandle) {}
+
+  /** The text completed by `id` (often empty while a multi-byte character is pending). */
+  push(id: number): string {
+    return callNativeSync(() => this.handle.push(id));
+  }
+
+  /** Whatever is still held back (an incomplete character becomes U+FFFD). */
+  flush(): string {
+    return callNativeSync(() => this.handle.flush());
+  }
+}
