@@ -1,8 +1,12 @@
-//! The engine's native core: tokenizers now; model architectures, shared layers, the sampler,
-//! grammar-constrained decoding and the runner of one engine step to follow.
+//! The engine's native core.
 //!
 //! - [`tokenizer`]: text ↔ token ids from GGUF metadata or `tokenizer.json`, and incremental
 //!   decoding for streaming.
+//! - [`models`]: one file per architecture over the shared [`layers`]; [`weights`] reads
+//!   them from GGUF, [`model_config`] describes them.
+//! - [`sampler`]: choosing tokens from logits.
+//! - [`runner`]: one engine step (forward pass over the paged KV cache, then sampling) per
+//!   native call.
 
 pub mod layers;
 pub mod model_config;

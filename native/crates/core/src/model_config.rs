@@ -95,7 +95,7 @@ impl ModelConfig {
 
     fn validate(&self, source: &str) -> Result<()> {
         let bad = |what: String| Err(ModelError::Unsupported(format!("{source}: {what}")));
-        if self.n_heads % self.n_kv_heads != 0 {
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return bad(format!(
                 "{} attention heads cannot share {} KV heads",
                 self.n_heads, self.n_kv_heads
@@ -104,7 +104,7 @@ impl ModelConfig {
         if self.vocab_size == 0 {
             return bad("the vocabulary size is unknown".into());
         }
-        if self.rope_dims > self.head_dim || self.rope_dims % 2 != 0 {
+        if self.rope_dims > self.head_dim || !self.rope_dims.is_multiple_of(2) {
             return bad(format!(
                 "rope dimension {} does not fit head size {}",
                 self.rope_dims, self.head_dim

@@ -157,7 +157,7 @@ pub(crate) fn build(file: &GgufFile) -> Result<Parts> {
     let stored = meta.quant(file.get_str_array(&format!("{PREFIX}tokens")))?;
     // An empty token would be an added token matching everywhere; llama.cpp renames such
     // entries "[EMPTY_<id>]" (with a warning), and so do we.
-    let tokens: Vec<String> = stored
+    let owned_tokens: Vec<String> = stored
         .iter()
         .enumerate()
         .map(|(i, t)| {
@@ -168,13 +168,13 @@ pub(crate) fn build(file: &GgufFile) -> Result<Parts> {
             }
         })
         .collect();
-    if tokens.iter().zip(stored).any(|(t, s)| t != s) {
+    if owned_tokens.iter().zip(stored).any(|(t, s)| t != s) {
         log::warn!(
             "{}: empty tokens renamed [EMPTY_<id>]",
             meta.path().display()
         );
     }
-    let tokens = &tokens[..];
+    let tokens = &owned_tokens[..];
     let n = tokens.len();
     if n == 0 {
         return Err(meta.err(format!("metadata `{PREFIX}tokens` is empty")));
@@ -263,7 +263,7 @@ pub(crate) fn build(file: &GgufFile) -> Result<Parts> {
         source: file.path().to_path_buf(),
         kind,
         inner,
-        tokens: tokens.to_vec(),
+        tokens: owned_tokens,
         types,
         style,
         ids,

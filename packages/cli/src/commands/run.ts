@@ -1,0 +1,83 @@
+import { Engine, type GenerationOptions, type GenerationResult } from '@mistralrs/core';
+
+import { interactiveChat } from '../interactive.js';
+
+export interface RunOptions {
+  /** Model path, folder or registry id (`-m`); the default model when absent. */
+  model?: string;
+  /** File inside the `-m` folder (`-f`). */
+  file?: string;
+  interactive: boolean;
+  prompt?: string;
+  maxTokens?: number;
+  json: boolean;
+  throughput: boolean;
+  chatTemplate?: string;
+  sampling: GenerationOptions;
+}
+
+/** Loads the model, then runs one prompt or the interactive chat. Returns the exit code. */
+export async function runCommand(o: RunOptions): Promise<number> {
+  let engine: Engine;
+  try {
+    engine = await Engine.load({ model: o.model, file: o.file, chatTemplate: o.chatTemplate });
+  } catch (error) {
+    process.stderr.write(`mistralrs-server: ${(error as Error).message}\n`);
+    return 1;
+  }
+  try {
+    if (o.prompt !== undefined) return await oneShot(engine, o);
+    if (o.interactive || process.stdin.isTTY) return await interactiveChat(engine, o);
+    process.stderr.write('mistralrs-server: nothing to do: give --prompt TEXT, or -i for an interactive chat\n');
+    return 1;
+  } finally {
+    engine.close();
+  }
+}
+
+async function oneShot(engine: Engine, o: RunOptions): Promise<number> {
+  const request = { ...o.sampling, maxTokens: o.maxTokens };
+  const generation = engine.chatTemplate
+    ? engine.chat({ ...request, messages: [{ role: 'user', content: o.prompt! }] })
+    : engine.complete({ ...request, prompt: o.prompt! });
+  let result: GenerationResult;
+  try {
+    if (!o.json) {
+      for await (const chunk of generation) process.stdout.write(chunk.text);
+      process.stdout.write('\n');
+    }
+    result = await generation.result;
+  } catch (error) {
+    process.stderr.write(`mistralrs-server: ${(error as Error).message}\n`);
+    return 1;
+  }
+  if (o.json) {
+    process.stdout.write(`${JSON.stringify(jsonResult(result))}\n`);
+  } else if (o.throughput) {
+    process.stderr.write(`${throughputLine(result)}\n`);
+  }
+  return 0;
+}
+
+export function jsonResult(r: GenerationResult) {
+  return {
+    text: r.text,
+    prompt_token_ids: r.promptTokenIds,
+    token_ids: r.tokenIds,
+    finish_reason: r.finishReason,
+    prompt_tps: r.timings.promptTps,
+    generation_tps: r.timings.generationTps,
+    usage: {
+      prompt_tokens: r.usage.promptTokens,
+      completion_tokens: r.usage.completionTokens,
+      total_tokens: r.usage.totalTokens,
+    },
+  };
+}
+
+export function throughputLine(r: GenerationResult): string {
+  return (
+    `prompt: ${r.usage.promptTokens} tokens, ${r.timings.promptTps.toFixed(1)} tok/s; ` +
+    `generation: ${r.usage.completionTokens} tokens, ${r.timings.generationTps.toFixed(1)} tok/s`
+  );
+}
