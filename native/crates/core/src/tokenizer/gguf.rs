@@ -549,7 +549,13 @@ fn add_special_tokens(parts: &mut Parts, phi3_rstrip: bool) {
                 special.push(AddedToken::from(text.clone(), true).rstrip(rstrip))
             }
             TokenType::UserDefined => {
-                plain.push(AddedToken::from(text.clone(), false).rstrip(rstrip))
+                // Matched on the raw text, as tokenizer.json files mark them (`normalized:
+                // false`): a prepended "▁" must not hide them after punctuation.
+                plain.push(
+                    AddedToken::from(text.clone(), false)
+                        .rstrip(rstrip)
+                        .normalized(false),
+                )
             }
             _ => {}
         }
