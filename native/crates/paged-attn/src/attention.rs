@@ -5,6 +5,8 @@
 use std::cell::RefCell;
 use std::ops::Range;
 
+use half::f16;
+use half::slice::HalfFloatSliceExt;
 use mistralrs_common::ParallelCtx;
 
 use crate::cache::{KvCache, KvCacheError};
@@ -51,8 +53,23 @@ impl AttnOut {
     }
 }
 
+/// Per-thread buffers: scores of one query, one block of keys or values in f32, the query in
+/// f16 precision.
+#[derive(Default)]
+struct Scratch {
+    scores: Vec<f32>,
+    block: Vec<f32>,
+    q: Vec<f32>,
+}
+
 thread_local! {
-    static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// `x` rounded through f16, as ggml converts the operand of an f16 matrix product.
+#[inline]
+fn round_f16(x: f32) -> f32 {
+    f16::from_f32(x).to_f32()
 }
 
 /// Attention of `q` (`[n_tokens, n_heads, head_dim]`, query token `i` at absolute position
@@ -143,40 +160,50 @@ fn attend_items(
     let hd = p.head_dim;
     let bs = cache.config().block_size;
     let group = p.n_heads / p.n_kv_heads;
-    SCORES.with(|scores| {
-        let mut scores = scores.borrow_mut();
+    SCRATCH.with(|scratch| {
+        let scratch = &mut *scratch.borrow_mut();
+        scratch.block.resize(bs * hd, 0.0);
         for item in items {
             let (t, h) = (item / p.n_heads, item % p.n_heads);
             let kv_head = h / group;
             let pos = positions[t];
             let start = p.sliding_window.map_or(0, |w| (pos + 1).saturating_sub(w));
-            let qh = &q[item * hd..(item + 1) * hd]; // [head_dim]
+            // The query meets f16 keys in f16 precision, as in llama.cpp's K·Q.
+            scratch.q.clear();
+            scratch
+                .q
+                .extend(q[item * hd..(item + 1) * hd].iter().map(|&x| round_f16(x))); // [head_dim]
 
             // Scores of keys start..=pos, block by block.
-            scores.clear();
+            scratch.scores.clear();
             let mut j = start;
             while j <= pos {
                 let block = table[j / bs] as usize;
                 let slot = j % bs;
                 let n = (bs - slot).min(pos + 1 - j);
-                let keys = cache.k_block(layer, block, kv_head); // [block_size, head_dim]
+                let keys = &mut scratch.block[..(slot + n) * hd]; // [slot + n, head_dim]
+                cache.k_block(layer, block, kv_head)[..(slot + n) * hd].convert_to_f32_slice(keys);
                 for s in slot..slot + n {
-                    let mut score = dot(qh, &keys[s * hd..(s + 1) * hd]) * p.scale;
+                    let mut score = dot(&scratch.q, &keys[s * hd..(s + 1) * hd]) * p.scale;
                     if let Some(cap) = p.softcap {
                         score = cap * (score / cap).tanh();
                     }
-                    scores.push(score);
+                    scratch.scores.push(score);
                 }
                 j += n;
             }
 
-            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
-            for s in scores.iter_mut() {
+            let max = scratch
+                .scores
+                .iter()
+                .copied()
+                .fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0f64;
+            for s in scratch.scores.iter_mut() {
                 *s = (*s - max).exp();
-                sum += *s;
+                sum += f64::from(*s);
             }
-            let inv = 1.0 / sum;
+            let inv = (1.0 / sum) as f32;
 
             // SAFETY: row `item` of `out` belongs to this thread; bounds were checked in `check`.
             let acc = unsafe { std::slice::from_raw_parts_mut(out.get().add(item * hd), hd) };
@@ -187,9 +214,16 @@ fn attend_items(
                 let block = table[j / bs] as usize;
                 let slot = j % bs;
                 let n = (bs - slot).min(pos + 1 - j);
-                let values = cache.v_block(layer, block, kv_head); // [block_size, head_dim]
+                let values = &mut scratch.block[..(slot + n) * hd]; // [slot + n, head_dim]
+                cache.v_block(layer, block, kv_head)[..(slot + n) * hd]
+                    .convert_to_f32_slice(values);
                 for s in slot..slot + n {
-                    axpy(scores[k] * inv, &values[s * hd..(s + 1) * hd], acc);
+                    // Probabilities meet f16 values in f16 precision, as in llama.cpp's KQ·V.
+                    axpy(
+                        round_f16(scratch.scores[k] * inv),
+                        &values[s * hd..(s + 1) * hd],
+                        acc,
+                    );
                     k += 1;
                 }
                 j += n;
@@ -254,15 +288,21 @@ mod tests {
         for (t, &pos) in positions.iter().enumerate() {
             for h in 0..p.n_heads {
                 let kvh = h / (p.n_heads / p.n_kv_heads);
-                let qh = &q[(t * p.n_heads + h) * hd..][..hd];
+                let qh: Vec<f32> = q[(t * p.n_heads + h) * hd..][..hd]
+                    .iter()
+                    .map(|&x| round_f16(x))
+                    .collect();
                 let start = p.sliding_window.map_or(0, |w| (pos + 1).saturating_sub(w));
                 let mut s: Vec<f64> = (start..=pos)
                     .map(|j| {
-                        let kj = &k[(j * p.n_kv_heads + kvh) * hd..][..hd];
+                        let kj: Vec<f32> = k[(j * p.n_kv_heads + kvh) * hd..][..hd]
+                            .iter()
+                            .map(|&x| round_f16(x))
+                            .collect();
                         let mut x = qh
                             .iter()
                             .zip(kj)
-                            .map(|(a, b)| (*a as f64) * (*b as f64))
+                            .map(|(a, b)| (*a as f64) * (b as f64))
                             .sum::<f64>()
                             * p.scale as f64;
                         if let Some(cap) = p.softcap {
@@ -280,9 +320,13 @@ mod tests {
                     })
                     .sum();
                 for (i, j) in (start..=pos).enumerate() {
-                    let vj = &v[(j * p.n_kv_heads + kvh) * hd..][..hd];
+                    let vj: Vec<f32> = v[(j * p.n_kv_heads + kvh) * hd..][..hd]
+                        .iter()
+                        .map(|&x| round_f16(x))
+                        .collect();
                     for d in 0..hd {
-                        out[(t * p.n_heads + h) * hd + d] += (s[i] / sum * vj[d] as f64) as f32;
+                        out[(t * p.n_heads + h) * hd + d] +=
+                            (f64::from(round_f16((s[i] / sum) as f32)) * vj[d] as f64) as f32;
                     }
                 }
             }

@@ -1,6 +1,11 @@
-//! Block storage for keys and values.
+//! Block storage for keys and values, in f16 as llama.cpp keeps them by default: half the
+//! memory of f32, and the same rounding as the reference, so logits track it.
+
+use half::f16;
 
 use std::fmt;
+
+use half::slice::HalfFloatSliceExt;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KvCacheConfig {
@@ -36,9 +41,9 @@ impl std::error::Error for KvCacheError {}
 pub struct KvCache {
     cfg: KvCacheConfig,
     /// `[n_layers, n_blocks, n_kv_heads, block_size, head_dim]`
-    k: Vec<f32>,
+    k: Vec<f16>,
     /// same layout as `k`
-    v: Vec<f32>,
+    v: Vec<f16>,
 }
 
 impl KvCache {
@@ -61,8 +66,8 @@ impl KvCache {
         }
         Ok(KvCache {
             cfg,
-            k: vec![0.0; len],
-            v: vec![0.0; len],
+            k: vec![f16::ZERO; len],
+            v: vec![f16::ZERO; len],
         })
     }
 
@@ -72,7 +77,7 @@ impl KvCache {
 
     /// Bytes held by the pool.
     pub fn size_bytes(&self) -> usize {
-        (self.k.len() + self.v.len()) * std::mem::size_of::<f32>()
+        (self.k.len() + self.v.len()) * std::mem::size_of::<f16>()
     }
 
     fn block_len(&self) -> usize {
@@ -140,22 +145,22 @@ impl KvCache {
         let base = (layer * self.cfg.n_blocks + block) * self.block_len();
         for h in 0..self.cfg.n_kv_heads {
             let at = base + (h * self.cfg.block_size + slot) * hd;
-            self.k[at..at + hd].copy_from_slice(&k[h * hd..(h + 1) * hd]);
-            self.v[at..at + hd].copy_from_slice(&v[h * hd..(h + 1) * hd]);
+            self.k[at..at + hd].convert_from_f32_slice(&k[h * hd..(h + 1) * hd]);
+            self.v[at..at + hd].convert_from_f32_slice(&v[h * hd..(h + 1) * hd]);
         }
         Ok(())
     }
 
     /// Keys of one head in one block: `[block_size, head_dim]`.
     #[inline]
-    pub fn k_block(&self, layer: usize, block: usize, head: usize) -> &[f32] {
+    pub fn k_block(&self, layer: usize, block: usize, head: usize) -> &[f16] {
         let at = self.head_offset(layer, block, head);
         &self.k[at..at + self.cfg.block_size * self.cfg.head_dim]
     }
 
     /// Values of one head in one block: `[block_size, head_dim]`.
     #[inline]
-    pub fn v_block(&self, layer: usize, block: usize, head: usize) -> &[f32] {
+    pub fn v_block(&self, layer: usize, block: usize, head: usize) -> &[f16] {
         let at = self.head_offset(layer, block, head);
         &self.v[at..at + self.cfg.block_size * self.cfg.head_dim]
     }
@@ -209,12 +214,13 @@ mod tests {
         let k: Vec<f32> = (0..8).map(|i| i as f32).collect();
         let v: Vec<f32> = (0..8).map(|i| -(i as f32)).collect();
         cache.write(1, &table, 4, &k, &v).unwrap(); // block 1, slot 1
-        assert_eq!(&cache.k_block(1, 1, 0)[4..8], &k[0..4]);
-        assert_eq!(&cache.k_block(1, 1, 1)[4..8], &k[4..8]);
-        assert_eq!(&cache.v_block(1, 1, 1)[4..8], &v[4..8]);
-        assert!(cache.k_block(0, 1, 0).iter().all(|&x| x == 0.0));
+        let f32s = |x: &[f16]| x.iter().map(|v| v.to_f32()).collect::<Vec<_>>();
+        assert_eq!(f32s(&cache.k_block(1, 1, 0)[4..8]), &k[0..4]);
+        assert_eq!(f32s(&cache.k_block(1, 1, 1)[4..8]), &k[4..8]);
+        assert_eq!(f32s(&cache.v_block(1, 1, 1)[4..8]), &v[4..8]);
+        assert!(cache.k_block(0, 1, 0).iter().all(|&x| x == f16::ZERO));
         cache.copy_block(1, 2).unwrap();
-        assert_eq!(&cache.k_block(1, 2, 1)[4..8], &k[4..8]);
+        assert_eq!(f32s(&cache.k_block(1, 2, 1)[4..8]), &k[4..8]);
     }
 
     #[test]

@@ -117,11 +117,7 @@ pub fn matmul(
     let activation: &[u8] = if act_type == GgmlType::F32 {
         bytemuck::cast_slice(x)
     } else {
-        let quantize = type_traits(act_type)
-            .and_then(|t| t.quantize)
-            .ok_or_else(|| QuantError::UnsupportedType {
-                name: act_type.to_string(),
-            })?;
+        let quantize = activation_quantizer(act_type)?;
         scratch.activation.resize(n_tokens * act_row_bytes, 0);
         let act = &mut scratch.activation;
         if n_tokens == 1 {
@@ -148,6 +144,20 @@ pub fn matmul(
     let out = OutPtr(y.as_mut_ptr());
     pool.run(|ctx| dot_rows(ctx, isa, w, activation, act_row_bytes, n_tokens, out));
     Ok(())
+}
+
+/// How activation rows become `act_type`: Q8_0 and Q8_1 by the rule ggml's CPU backend uses
+/// at run time (so products match llama.cpp's to the last bit), others by their quantizer.
+fn activation_quantizer(act_type: GgmlType) -> Result<crate::formats::QuantizeFn> {
+    match act_type {
+        GgmlType::Q8_0 => Ok(crate::formats::q8_0::quantize_activation),
+        GgmlType::Q8_1 => Ok(crate::formats::q8_1::quantize_activation),
+        _ => type_traits(act_type)
+            .and_then(|t| t.quantize)
+            .ok_or_else(|| QuantError::UnsupportedType {
+                name: act_type.to_string(),
+            }),
+    }
 }
 
 /// `y = W·x` for one activation row.

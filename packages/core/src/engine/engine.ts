@@ -121,6 +121,29 @@ export class Engine {
     return ids;
   }
 
+  /** The raw logits of the token after `promptIds` (scoring, tests against a reference). */
+  nextTokenLogits(promptIds: number[]): Promise<Float32Array> {
+    const run = this.#queue.then(async () => {
+      const blocks = this.#allocator.allocate(Math.ceil(promptIds.length / this.info.blockSize));
+      if (!blocks) throw new EngineError('PromptTooLongError', 'the KV cache has no room for this prompt');
+      const seqId = this.#nextSeq++;
+      callNativeSync(() => this.model.addSequence(seqId, {}));
+      try {
+        const [out] = await callNative(() =>
+          this.model.step([
+            { seqId, tokens: Uint32Array.from(promptIds), startPos: 0, blockTable: Uint32Array.from(blocks), sample: false, returnLogits: true },
+          ]),
+        );
+        return out!.logits!;
+      } finally {
+        callNativeSync(() => this.model.removeSequence(seqId));
+        this.#allocator.release(blocks);
+      }
+    });
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
   close(): void {
     this.#closed = true;
   }

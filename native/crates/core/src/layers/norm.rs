@@ -1,7 +1,8 @@
 //! Normalisation layers.
 
 /// RMSNorm of each row: `out = x / sqrt(mean(x²) + eps) · w`. `x` and `out` are
-/// `[n_rows, dim]`, `w` is `[dim]`. The mean is accumulated in f64, as ggml does.
+/// `[n_rows, dim]`, `w` is `[dim]`. As in ggml, squares are f32 products summed in f64, and
+/// the scale is applied before the weight.
 pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     let dim = w.len();
     for (row, dst) in x.chunks_exact(dim).zip(out.chunks_exact_mut(dim)) {
@@ -24,7 +25,7 @@ pub fn rms_norm_inplace(x: &mut [f32], w: &[f32], eps: f32) {
 }
 
 fn inv_rms(row: &[f32], eps: f32) -> f32 {
-    let sum: f64 = row.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+    let sum: f64 = row.iter().map(|&v| f64::from(v * v)).sum();
     let mean = (sum / row.len() as f64) as f32;
     1.0 / (mean + eps).sqrt()
 }

@@ -58,6 +58,33 @@ fn quantize(src: &[f32], dst: &mut [u8]) {
     }
 }
 
+/// Activation rows as ggml's CPU backend quantizes them at run time (its SIMD
+/// `quantize_row_q8_0`, not the reference): `id = 127 / amax` and rounding to nearest even.
+/// The reference (`quantize`) differs in the last bit for some blocks, and on models with
+/// large activations that last bit shows in the logits, so matching llama.cpp token for token
+/// needs this exact rule.
+pub fn quantize_activation(src: &[f32], dst: &mut [u8]) {
+    let rows: &[[f32; QK8_0]] = bytemuck::cast_slice(src);
+    let blocks: &mut [BlockQ8_0] = as_blocks_mut(dst);
+    for (x, b) in rows.iter().zip(blocks.iter_mut()) {
+        let (d, _) = quantize_block_runtime(x, &mut b.qs);
+        b.d = f16_to_le(d);
+    }
+}
+
+/// One block by ggml's run-time rule; returns `d` (unrounded) and `Σq`.
+pub(crate) fn quantize_block_runtime(x: &[f32; QK8_0], qs: &mut [i8; QK8_0]) -> (f32, i32) {
+    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+    let mut sum = 0i32;
+    for (q, &v) in qs.iter_mut().zip(x) {
+        *q = (v * id).round_ties_even() as i8;
+        sum += *q as i32;
+    }
+    (d, sum)
+}
+
 /// ggml's `quantize_row_q8_0_ref` for one block: `d = amax / 127`, `q = round(x / d)` with
 /// halves away from zero (C `roundf`). Returns the unrounded `d` and the sum of the quants
 /// (Q8_1 stores `d·Σq`). `q` never reaches -128, which the SIMD dot products rely on.

@@ -42,6 +42,18 @@ fn dequantize(src: &[u8], dst: &mut [f32]) {
 }
 
 /// ggml's `quantize_row_q8_1_ref`: Q8_0's block, then `s = f16(d·Σq)`.
+/// Activation rows by ggml's run-time rule (see `q8_0::quantize_activation`); `s = d·Σq`
+/// with the unrounded `d`, as ggml stores it.
+pub fn quantize_activation(src: &[f32], dst: &mut [u8]) {
+    let rows: &[[f32; QK8_1]] = bytemuck::cast_slice(src);
+    let blocks: &mut [BlockQ8_1] = as_blocks_mut(dst);
+    for (x, b) in rows.iter().zip(blocks.iter_mut()) {
+        let (d, sum) = super::q8_0::quantize_block_runtime(x, &mut b.qs);
+        b.d = f16_to_le(d);
+        b.s = f16_to_le(d * sum as f32);
+    }
+}
+
 fn quantize(src: &[f32], dst: &mut [u8]) {
     let rows: &[[f32; QK8_1]] = bytemuck::cast_slice(src);
     let blocks: &mut [BlockQ8_1] = as_blocks_mut(dst);
