@@ -83,7 +83,8 @@ export async function fetchRegistryModel(id: string, options: FetchOptions = {})
 
   await mkdir(dir, { recursive: true });
   const work = await mkdtemp(join(tmpdir(), 'mistralrs-fetch-'));
-  const partial = `${target}.partial`;
+  // A name of its own: two processes fetching at once must not write into one file.
+  const partial = `${target}.${process.pid}.${Date.now()}.partial`;
   try {
     await rm(partial, { force: true });
     for (const [i, part] of model.parts.entries()) {
