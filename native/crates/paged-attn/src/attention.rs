@@ -60,6 +60,9 @@ struct Scratch {
     scores: Vec<f32>,
     block: Vec<f32>,
     q: Vec<f32>,
+    /// Per query of an item: (first key, end key, output row offset).
+    ranges: Vec<(usize, usize, usize)>,
+    offsets: Vec<usize>,
 }
 
 thread_local! {
@@ -88,7 +91,7 @@ pub fn attend(
     out: AttnOut,
 ) -> Result<(), KvCacheError> {
     check(cache, table, q, positions, params, out.len)?;
-    let items = ctx.split(positions.len() * params.n_heads, 1);
+    let items = ctx.split(n_items(positions.len(), params), 1);
     attend_items(cache, layer, table, q, positions, params, items, out);
     Ok(())
 }
@@ -104,7 +107,7 @@ pub fn attend_serial(
     out: &mut [f32],
 ) -> Result<(), KvCacheError> {
     check(cache, table, q, positions, params, out.len())?;
-    let items = 0..positions.len() * params.n_heads;
+    let items = 0..n_items(positions.len(), params);
     // SAFETY: `out` is borrowed mutably for the whole call, on this thread alone.
     let out = unsafe { AttnOut::new(out) };
     attend_items(cache, layer, table, q, positions, params, items, out);
@@ -146,6 +149,15 @@ fn check(
     cache.check_table(table, max_pos + 1)
 }
 
+/// Query tokens handled together: each block of keys and values is converted from f16 once
+/// for all of them (and for every query head sharing the KV head).
+const Q_CHUNK: usize = 16;
+
+/// Work items: (KV head, chunk of query tokens) pairs.
+fn n_items(n_tokens: usize, p: &AttentionParams) -> usize {
+    p.n_kv_heads * n_tokens.div_ceil(Q_CHUNK)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn attend_items(
     cache: &KvCache,
@@ -160,73 +172,100 @@ fn attend_items(
     let hd = p.head_dim;
     let bs = cache.config().block_size;
     let group = p.n_heads / p.n_kv_heads;
+    let n_chunks = positions.len().div_ceil(Q_CHUNK);
     SCRATCH.with(|scratch| {
         let scratch = &mut *scratch.borrow_mut();
         scratch.block.resize(bs * hd, 0.0);
         for item in items {
-            let (t, h) = (item / p.n_heads, item % p.n_heads);
-            let kv_head = h / group;
-            let pos = positions[t];
-            let start = p.sliding_window.map_or(0, |w| (pos + 1).saturating_sub(w));
-            // The query meets f16 keys in f16 precision, as in llama.cpp's K·Q.
+            let (kv_head, chunk) = (item / n_chunks, item % n_chunks);
+            let tokens = chunk * Q_CHUNK..((chunk + 1) * Q_CHUNK).min(positions.len());
+            // Queries of this item: every token of the chunk times every head of the group,
+            // in f16 precision (as llama.cpp's K·Q sees them). Query i covers keys
+            // ranges[i] and keeps its scores at offsets[i].
             scratch.q.clear();
-            scratch
-                .q
-                .extend(q[item * hd..(item + 1) * hd].iter().map(|&x| round_f16(x))); // [head_dim]
-
-            // Scores of keys start..=pos, block by block.
+            scratch.ranges.clear();
+            scratch.offsets.clear();
+            let mut total = 0;
+            for t in tokens.clone() {
+                let pos = positions[t];
+                let start = p.sliding_window.map_or(0, |w| (pos + 1).saturating_sub(w));
+                for h in kv_head * group..(kv_head + 1) * group {
+                    let row = (t * p.n_heads + h) * hd;
+                    scratch
+                        .q
+                        .extend(q[row..row + hd].iter().map(|&x| round_f16(x)));
+                    scratch.ranges.push((start, pos + 1, row));
+                    scratch.offsets.push(total);
+                    total += pos + 1 - start;
+                }
+            }
             scratch.scores.clear();
-            let mut j = start;
-            while j <= pos {
-                let block = table[j / bs] as usize;
-                let slot = j % bs;
-                let n = (bs - slot).min(pos + 1 - j);
-                let keys = &mut scratch.block[..(slot + n) * hd]; // [slot + n, head_dim]
-                cache.k_block(layer, block, kv_head)[..(slot + n) * hd].convert_to_f32_slice(keys);
-                for s in slot..slot + n {
-                    let mut score = dot(&scratch.q, &keys[s * hd..(s + 1) * hd]) * p.scale;
-                    if let Some(cap) = p.softcap {
-                        score = cap * (score / cap).tanh();
+            scratch.scores.resize(total, 0.0);
+            let first = scratch.ranges.iter().map(|r| r.0).min().unwrap_or(0);
+            let last = scratch.ranges.iter().map(|r| r.1).max().unwrap_or(0);
+
+            // Scores, one key block at a time.
+            let mut b = first / bs;
+            while b * bs < last {
+                let keys = &mut scratch.block[..]; // [block_size, head_dim]
+                cache
+                    .k_block(layer, table[b] as usize, kv_head)
+                    .convert_to_f32_slice(keys);
+                for (i, &(start, end, _)) in scratch.ranges.iter().enumerate() {
+                    let (lo, hi) = (start.max(b * bs), end.min((b + 1) * bs));
+                    let qi = &scratch.q[i * hd..(i + 1) * hd];
+                    for j in lo..hi {
+                        let s = j - b * bs;
+                        let mut score = dot(qi, &keys[s * hd..(s + 1) * hd]) * p.scale;
+                        if let Some(cap) = p.softcap {
+                            score = cap * (score / cap).tanh();
+                        }
+                        scratch.scores[scratch.offsets[i] + j - start] = score;
                     }
-                    scratch.scores.push(score);
                 }
-                j += n;
+                b += 1;
             }
 
-            let max = scratch
-                .scores
-                .iter()
-                .copied()
-                .fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f64;
-            for s in scratch.scores.iter_mut() {
-                *s = (*s - max).exp();
-                sum += f64::from(*s);
+            // Softmax per query; the probabilities are rounded through f16 as llama.cpp's KQ·V
+            // sees them.
+            for (i, &(start, end, _)) in scratch.ranges.iter().enumerate() {
+                let row = &mut scratch.scores[scratch.offsets[i]..scratch.offsets[i] + end - start];
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = 0f64;
+                for s in row.iter_mut() {
+                    *s = (*s - max).exp();
+                    sum += f64::from(*s);
+                }
+                let inv = (1.0 / sum) as f32;
+                row.iter_mut().for_each(|s| *s = round_f16(*s * inv));
             }
-            let inv = (1.0 / sum) as f32;
 
-            // SAFETY: row `item` of `out` belongs to this thread; bounds were checked in `check`.
-            let acc = unsafe { std::slice::from_raw_parts_mut(out.get().add(item * hd), hd) };
-            acc.fill(0.0);
-            let mut j = start;
-            let mut k = 0;
-            while j <= pos {
-                let block = table[j / bs] as usize;
-                let slot = j % bs;
-                let n = (bs - slot).min(pos + 1 - j);
-                let values = &mut scratch.block[..(slot + n) * hd]; // [slot + n, head_dim]
-                cache.v_block(layer, block, kv_head)[..(slot + n) * hd]
+            // Outputs, one value block at a time.
+            for &(_, _, row) in scratch.ranges.iter() {
+                // SAFETY: the rows of this item's (token, head) pairs belong to this thread;
+                // bounds were checked in `check`.
+                unsafe { std::slice::from_raw_parts_mut(out.get().add(row), hd) }.fill(0.0);
+            }
+            let mut b = first / bs;
+            while b * bs < last {
+                let values = &mut scratch.block[..]; // [block_size, head_dim]
+                cache
+                    .v_block(layer, table[b] as usize, kv_head)
                     .convert_to_f32_slice(values);
-                for s in slot..slot + n {
-                    // Probabilities meet f16 values in f16 precision, as in llama.cpp's KQ·V.
-                    axpy(
-                        round_f16(scratch.scores[k] * inv),
-                        &values[s * hd..(s + 1) * hd],
-                        acc,
-                    );
-                    k += 1;
+                for (i, &(start, end, row)) in scratch.ranges.iter().enumerate() {
+                    let (lo, hi) = (start.max(b * bs), end.min((b + 1) * bs));
+                    // SAFETY: as above.
+                    let acc = unsafe { std::slice::from_raw_parts_mut(out.get().add(row), hd) };
+                    for j in lo..hi {
+                        let s = j - b * bs;
+                        axpy(
+                            scratch.scores[scratch.offsets[i] + j - start],
+                            &values[s * hd..(s + 1) * hd],
+                            acc,
+                        );
+                    }
                 }
-                j += n;
+                b += 1;
             }
         }
     });

@@ -182,7 +182,7 @@ export class Engine {
     const seqId = this.#nextSeq++;
     callNativeSync(() => this.model.addSequence(seqId, nativeSampling(o)));
 
-    const stopIds = new Set([...this.tokenizer.eosIds, ...(o.stopTokenIds ?? [])]);
+    const stopIds = new Set([...(o.ignoreEos ? [] : this.tokenizer.eosIds), ...(o.stopTokenIds ?? [])]);
     const stops = new StopStringMatcher(typeof o.stop === 'string' ? [o.stop] : (o.stop ?? []));
     const decoder = this.tokenizer.createDecoder({ skipSpecialTokens: true });
     const generated: number[] = [];

@@ -26,6 +26,8 @@ export interface GenerationOptions extends SamplingOptions {
   stop?: string | string[];
   /** Extra token ids that end generation (the model's EOS/EOT ids always do). */
   stopTokenIds?: number[];
+  /** Keep generating through the model's end-of-generation tokens (benchmarks). */
+  ignoreEos?: boolean;
   signal?: AbortSignal;
 }
 

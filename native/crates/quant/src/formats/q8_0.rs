@@ -79,10 +79,18 @@ pub(crate) fn quantize_block_runtime(x: &[f32; QK8_0], qs: &mut [i8; QK8_0]) -> 
     let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
     let mut sum = 0i32;
     for (q, &v) in qs.iter_mut().zip(x) {
-        *q = (v * id).round_ties_even() as i8;
+        *q = round_ties_even_small(v * id) as i8;
         sum += *q as i32;
     }
     (d, sum)
+}
+
+/// Round to nearest, ties to even, for |x| < 2^22: adding and removing 1.5·2^23 leaves the
+/// hardware's default rounding to do the work, without a libm call. NaN stays NaN (→ 0 as i8).
+#[inline(always)]
+fn round_ties_even_small(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    (x + MAGIC) - MAGIC
 }
 
 /// ggml's `quantize_row_q8_0_ref` for one block: `d = amax / 127`, `q = round(x / d)` with
@@ -180,41 +188,26 @@ pub(crate) mod x86 {
     /// blocks do not wait on each other's FMA latency, then adds the eight lanes up. The
     /// second form also adds up a scalar `extra(w[i], a[i])` per block in the same pass (the
     /// `m·s` terms of Q4_1 / Q5_1). Must expand inside a function with AVX2 + FMA.
+    /// Sums the blocks' contributions in ggml's order (one running accumulator, block after
+    /// block; extra scalar terms summed on the side and added last), so that each dot product
+    /// is bit-identical to llama.cpp's on the same inputs. Models with large activations need
+    /// that to follow the reference token for token.
     macro_rules! sum_blocks {
         ($w:expr, $a:expr, $step:ident) => {{
-            let (w, a) = ($w, $a);
-            let mut acc0 = ::core::arch::x86_64::_mm256_setzero_ps();
-            let mut acc1 = ::core::arch::x86_64::_mm256_setzero_ps();
-            let (wp, ap) = (w.chunks_exact(2), a.chunks_exact(2));
-            let (wr, ar) = (wp.remainder(), ap.remainder());
-            for (x, y) in wp.zip(ap) {
-                acc0 = $step(&x[0], &y[0], acc0);
-                acc1 = $step(&x[1], &y[1], acc1);
+            let mut acc = ::core::arch::x86_64::_mm256_setzero_ps();
+            for (x, y) in $w.iter().zip($a) {
+                acc = $step(x, y, acc);
             }
-            if let (Some(x), Some(y)) = (wr.first(), ar.first()) {
-                acc0 = $step(x, y, acc0);
-            }
-            $crate::formats::q8_0::x86::hsum(::core::arch::x86_64::_mm256_add_ps(acc0, acc1))
+            $crate::formats::q8_0::x86::hsum(acc)
         }};
         ($w:expr, $a:expr, $step:ident, $extra:ident) => {{
-            let (w, a) = ($w, $a);
-            let mut acc0 = ::core::arch::x86_64::_mm256_setzero_ps();
-            let mut acc1 = ::core::arch::x86_64::_mm256_setzero_ps();
-            let (mut e0, mut e1) = (0.0f32, 0.0f32);
-            let (wp, ap) = (w.chunks_exact(2), a.chunks_exact(2));
-            let (wr, ar) = (wp.remainder(), ap.remainder());
-            for (x, y) in wp.zip(ap) {
-                acc0 = $step(&x[0], &y[0], acc0);
-                e0 += $extra(&x[0], &y[0]);
-                acc1 = $step(&x[1], &y[1], acc1);
-                e1 += $extra(&x[1], &y[1]);
+            let mut acc = ::core::arch::x86_64::_mm256_setzero_ps();
+            let mut extra = 0.0f32;
+            for (x, y) in $w.iter().zip($a) {
+                acc = $step(x, y, acc);
+                extra += $extra(x, y);
             }
-            if let (Some(x), Some(y)) = (wr.first(), ar.first()) {
-                acc0 = $step(x, y, acc0);
-                e0 += $extra(x, y);
-            }
-            let acc = ::core::arch::x86_64::_mm256_add_ps(acc0, acc1);
-            $crate::formats::q8_0::x86::hsum(acc) + (e0 + e1)
+            $crate::formats::q8_0::x86::hsum(acc) + extra
         }};
     }
     pub(crate) use sum_blocks;
