@@ -2,6 +2,7 @@
 //! of the process.
 
 pub mod cpu;
+pub mod numerics;
 pub mod thread_pool;
 
 pub use cpu::{cpu_features, selected_isa, CpuFeatures, Isa};

@@ -10,6 +10,7 @@ use half::slice::HalfFloatSliceExt;
 use mistralrs_common::ParallelCtx;
 
 use crate::cache::{KvCache, KvCacheError};
+use mistralrs_common::numerics::{dot8, expf_ggml, hsum8, VecDotF16Acc};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AttentionParams {
@@ -22,6 +23,10 @@ pub struct AttentionParams {
     pub softcap: Option<f32>,
     /// Keys more than `window - 1` positions behind the query are masked (sliding layers).
     pub sliding_window: Option<usize>,
+    /// The whole step has one query token (a decode step of one sequence): llama.cpp then
+    /// sums its products with its vector-dot kernel instead of its matrix kernel, in another
+    /// order, and we follow it.
+    pub single_token_step: bool,
 }
 
 /// The output of a parallel `attend`: every thread of the region holds a copy and writes only
@@ -63,6 +68,8 @@ struct Scratch {
     /// Per query of an item: (first key, end key, output row offset).
     ranges: Vec<(usize, usize, usize)>,
     offsets: Vec<usize>,
+    /// `[n_queries, 8, head_dim]` lane accumulators of the outputs.
+    lanes: Vec<f32>,
 }
 
 thread_local! {
@@ -216,7 +223,17 @@ fn attend_items(
                     let qi = &scratch.q[i * hd..(i + 1) * hd];
                     for j in lo..hi {
                         let s = j - b * bs;
-                        let mut score = dot(qi, &keys[s * hd..(s + 1) * hd]) * p.scale;
+                        let ks = &keys[s * hd..(s + 1) * hd];
+                        let dot = if p.single_token_step {
+                            let mut acc = VecDotF16Acc::new();
+                            for (e, (&a, &b)) in ks.iter().zip(qi).enumerate() {
+                                acc.add(e, a, b);
+                            }
+                            acc.sum()
+                        } else {
+                            dot8(qi, ks)
+                        };
+                        let mut score = dot * p.scale;
                         if let Some(cap) = p.softcap {
                             score = cap * (score / cap).tanh();
                         }
@@ -226,73 +243,78 @@ fn attend_items(
                 b += 1;
             }
 
-            // Softmax per query; the probabilities are rounded through f16 as llama.cpp's KQ·V
-            // sees them.
+            // Softmax per query as ggml computes it: exponentials in groups of 8 keys counted
+            // from position 0, each group summed across its lanes, the groups summed in f64;
+            // the probabilities then rounded through f16, as llama.cpp's KQ·V sees them.
             for (i, &(start, end, _)) in scratch.ranges.iter().enumerate() {
                 let row = &mut scratch.scores[scratch.offsets[i]..scratch.offsets[i] + end - start];
                 let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                 let mut sum = 0f64;
-                for s in row.iter_mut() {
-                    *s = (*s - max).exp();
-                    sum += f64::from(*s);
+                let mut g = start / 8 * 8;
+                while g < end {
+                    let mut lanes = [0f32; 8];
+                    for (l, lane) in lanes.iter_mut().enumerate() {
+                        let j = g + l;
+                        if (start..end).contains(&j) {
+                            *lane = expf_ggml(row[j - start] - max);
+                            row[j - start] = *lane;
+                        }
+                    }
+                    sum += f64::from(hsum8(&lanes));
+                    g += 8;
                 }
                 let inv = (1.0 / sum) as f32;
                 row.iter_mut().for_each(|s| *s = round_f16(*s * inv));
             }
 
-            // Outputs, one value block at a time.
-            for &(_, _, row) in scratch.ranges.iter() {
-                // SAFETY: the rows of this item's (token, head) pairs belong to this thread;
-                // bounds were checked in `check`.
-                unsafe { std::slice::from_raw_parts_mut(out.get().add(row), hd) }.fill(0.0);
-            }
+            // Outputs, one value block at a time: lane j % 8 of query i accumulates key j's
+            // value with one FMA per element, and the lanes are summed at the end, which is the
+            // order of llama.cpp's KQ·V product.
+            let n_q = scratch.ranges.len();
+            // 8 lanes (matrix kernel) or 4 x 8 (vector kernel, single-token steps) per element.
+            let slots = if p.single_token_step { 32 } else { 8 };
+            scratch.lanes.clear();
+            scratch.lanes.resize(n_q * slots * hd, 0.0); // [n_queries, slots, head_dim]
             let mut b = first / bs;
             while b * bs < last {
                 let values = &mut scratch.block[..]; // [block_size, head_dim]
                 cache
                     .v_block(layer, table[b] as usize, kv_head)
                     .convert_to_f32_slice(values);
-                for (i, &(start, end, row)) in scratch.ranges.iter().enumerate() {
+                for (i, &(start, end, _)) in scratch.ranges.iter().enumerate() {
                     let (lo, hi) = (start.max(b * bs), end.min((b + 1) * bs));
-                    // SAFETY: as above.
-                    let acc = unsafe { std::slice::from_raw_parts_mut(out.get().add(row), hd) };
                     for j in lo..hi {
-                        let s = j - b * bs;
-                        axpy(
-                            scratch.scores[scratch.offsets[i] + j - start],
-                            &values[s * hd..(s + 1) * hd],
-                            acc,
-                        );
+                        let pj = scratch.scores[scratch.offsets[i] + j - start];
+                        let slot = i * slots + j % slots;
+                        let acc = &mut scratch.lanes[slot * hd..(slot + 1) * hd];
+                        let v = &values[(j - b * bs) * hd..(j - b * bs + 1) * hd];
+                        for (a, &x) in acc.iter_mut().zip(v) {
+                            *a = x.mul_add(pj, *a);
+                        }
                     }
                 }
                 b += 1;
             }
+            for (i, &(_, _, row)) in scratch.ranges.iter().enumerate() {
+                // SAFETY: the rows of this item's (token, head) pairs belong to this thread;
+                // bounds were checked in `check`.
+                let out_row = unsafe { std::slice::from_raw_parts_mut(out.get().add(row), hd) };
+                let lanes = &scratch.lanes[i * slots * hd..(i + 1) * slots * hd];
+                for (d, o) in out_row.iter_mut().enumerate() {
+                    *o = if p.single_token_step {
+                        // Slot k holds element k of each 32-chunk: accumulator k / 8, lane k % 8.
+                        let mut acc = VecDotF16Acc::new();
+                        for k in 0..32 {
+                            acc.add(k, lanes[k * hd + d], 1.0);
+                        }
+                        acc.sum()
+                    } else {
+                        hsum8(&std::array::from_fn(|l| lanes[l * hd + d]))
+                    };
+                }
+            }
         }
     });
-}
-
-/// Eight independent partial sums, so the compiler vectorises without reassociating.
-#[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let chunks = a.len() / 8;
-    for c in 0..chunks {
-        for l in 0..8 {
-            acc[l] += a[c * 8 + l] * b[c * 8 + l];
-        }
-    }
-    let mut sum: f32 = acc.iter().sum();
-    for i in chunks * 8..a.len() {
-        sum += a[i] * b[i];
-    }
-    sum
-}
-
-#[inline]
-fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
-    for (yi, xi) in y.iter_mut().zip(x) {
-        *yi += alpha * xi;
-    }
 }
 
 #[cfg(test)]
@@ -384,6 +406,7 @@ mod tests {
                 scale: 0.25,
                 softcap,
                 sliding_window: window,
+                single_token_step: false,
             };
             let cfg = KvCacheConfig {
                 n_layers: 2,
@@ -405,6 +428,10 @@ mod tests {
             }
             // A prefill chunk of the last 5 tokens, then a decode of the last one.
             for positions in [vec![8usize, 9, 10, 11, 12], vec![12]] {
+                let p = AttentionParams {
+                    single_token_step: positions.len() == 1,
+                    ..p
+                };
                 let q = rng.vec(positions.len() * 6 * 16);
                 let expected = reference(&q, &k, &v, &positions, &p);
                 let mut out = vec![0f32; q.len()];
@@ -417,8 +444,10 @@ mod tests {
                     attend(ctx, &cache, 1, &table, &q, &positions, &p, par_out).unwrap();
                 });
                 for i in 0..out.len() {
+                    // Probabilities are rounded through f16 on both sides, from exponentials up
+                    // to 2 ulp apart: one f16 step (2^-11 relative) of a probability may differ.
                     assert!(
-                        (out[i] - expected[i]).abs() < 1e-5,
+                        (out[i] - expected[i]).abs() < 1e-3,
                         "{softcap:?} {window:?} {i}"
                     );
                     assert_eq!(out[i], par[i]);
@@ -444,6 +473,7 @@ mod tests {
             scale: 1.0,
             softcap: None,
             sliding_window: None,
+            single_token_step: false,
         };
         let q = [0f32; 8];
         let mut out = [0f32; 8];

@@ -1,9 +1,13 @@
 //! Element-wise activations of the MLPs.
 
-/// `a = silu(a) · b` (SwiGLU), in place.
+use mistralrs_common::numerics::expf_ggml;
+
+/// `a = silu(a) · b` (SwiGLU), in place. The exponential is ggml's vectorised approximation,
+/// as llama.cpp computes SiLU: its output feeds an 8-bit quantization, where one ulp can flip
+/// a rounding.
 pub fn swiglu(a: &mut [f32], b: &[f32]) {
     for (x, &y) in a.iter_mut().zip(b) {
-        *x = *x / (1.0 + (-*x).exp()) * y;
+        *x = *x / (1.0 + expf_ggml(-*x)) * y;
     }
 }
 

@@ -84,8 +84,10 @@ impl Rope {
                         RopeStyle::Neox => (i, i + half),
                     };
                     let (x0, x1) = (head[a], head[b]);
-                    head[a] = x0 * cos - x1 * sin;
-                    head[b] = x0 * sin + x1 * cos;
+                    // One fused multiply-add each, as the C compiler contracts llama.cpp's
+                    // rotation: results equal its own to the last bit.
+                    head[a] = x0.mul_add(cos, -(x1 * sin));
+                    head[b] = x0.mul_add(sin, x1 * cos);
                 }
             }
         }

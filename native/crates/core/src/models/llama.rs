@@ -136,6 +136,7 @@ impl Model for Llama {
             scale: 1.0 / (hd as f32).sqrt(),
             softcap: None,
             sliding_window: None,
+            single_token_step: n == 1,
         };
         for (li, layer) in self.layers.iter().enumerate() {
             rms_norm(x, &layer.attn_norm, c.rms_norm_eps, h); // h: [n, d]
