@@ -165,8 +165,47 @@ fn n_items(n_tokens: usize, p: &AttentionParams) -> usize {
     p.n_kv_heads * n_tokens.div_ceil(Q_CHUNK)
 }
 
+/// Dispatches to a copy of the kernel compiled with FMA where the CPU has it: the emulated
+/// arithmetic is all `mul_add`, one instruction there and a library call otherwise.
 #[allow(clippy::too_many_arguments)]
 fn attend_items(
+    cache: &KvCache,
+    layer: usize,
+    table: &[u32],
+    q: &[f32],
+    positions: &[usize],
+    p: &AttentionParams,
+    items: Range<usize>,
+    out: AttnOut,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if mistralrs_common::cpu_features().fma {
+        // SAFETY: the CPU has FMA (checked just above).
+        unsafe { attend_items_fma(cache, layer, table, q, positions, p, items, out) };
+        return;
+    }
+    attend_items_body(cache, layer, table, q, positions, p, items, out);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn attend_items_fma(
+    cache: &KvCache,
+    layer: usize,
+    table: &[u32],
+    q: &[f32],
+    positions: &[usize],
+    p: &AttentionParams,
+    items: Range<usize>,
+    out: AttnOut,
+) {
+    attend_items_body(cache, layer, table, q, positions, p, items, out);
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn attend_items_body(
     cache: &KvCache,
     layer: usize,
     table: &[u32],
@@ -180,8 +219,11 @@ fn attend_items(
     let bs = cache.config().block_size;
     let group = p.n_heads / p.n_kv_heads;
     let n_chunks = positions.len().div_ceil(Q_CHUNK);
-    SCRATCH.with(|scratch| {
-        let scratch = &mut *scratch.borrow_mut();
+    // The buffers are taken out of the thread-local rather than used inside `with`'s closure:
+    // a closure would not inherit the caller's FMA target feature.
+    let mut taken = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    let scratch = &mut taken;
+    {
         scratch.block.resize(bs * hd, 0.0);
         for item in items {
             let (kv_head, chunk) = (item / n_chunks, item % n_chunks);
@@ -314,7 +356,8 @@ fn attend_items(
                 }
             }
         }
-    });
+    }
+    SCRATCH.with(|s| *s.borrow_mut() = taken);
 }
 
 #[cfg(test)]

@@ -6,6 +6,24 @@ use mistralrs_common::numerics::expf_ggml;
 /// as llama.cpp computes SiLU: its output feeds an 8-bit quantization, where one ulp can flip
 /// a rounding.
 pub fn swiglu(a: &mut [f32], b: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if mistralrs_common::cpu_features().fma {
+        // SAFETY: the CPU has FMA (checked just above).
+        unsafe { swiglu_fma(a, b) };
+        return;
+    }
+    swiglu_body(a, b);
+}
+
+/// The exp approximation is all `mul_add`: one instruction with FMA, a library call without.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "fma")]
+unsafe fn swiglu_fma(a: &mut [f32], b: &[f32]) {
+    swiglu_body(a, b);
+}
+
+#[inline(always)]
+fn swiglu_body(a: &mut [f32], b: &[f32]) {
     for (x, &y) in a.iter_mut().zip(b) {
         *x = *x / (1.0 + expf_ggml(-*x)) * y;
     }

@@ -61,6 +61,24 @@ impl Rope {
 
     /// Rotates `x` (`[n_tokens, n_heads, head_dim]`), token `t` at `positions[t]`.
     pub fn apply(&self, x: &mut [f32], positions: &[usize], n_heads: usize) {
+        #[cfg(target_arch = "x86_64")]
+        if mistralrs_common::cpu_features().fma {
+            // SAFETY: the CPU has FMA (checked just above).
+            unsafe { self.apply_fma(x, positions, n_heads) };
+            return;
+        }
+        self.apply_body(x, positions, n_heads);
+    }
+
+    /// The rotation is `mul_add`: one instruction with FMA, a library call without.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "fma")]
+    unsafe fn apply_fma(&self, x: &mut [f32], positions: &[usize], n_heads: usize) {
+        self.apply_body(x, positions, n_heads);
+    }
+
+    #[inline(always)]
+    fn apply_body(&self, x: &mut [f32], positions: &[usize], n_heads: usize) {
         let half = self.n_rot / 2;
         let mut cos_sin = vec![(0f32, 0f32); half];
         let row = n_heads * self.head_dim;
