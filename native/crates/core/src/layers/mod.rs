@@ -2,6 +2,7 @@
 //! attention entry point (in `mistralrs-paged-attn`), never a weight format or a KV layout.
 
 pub mod activations;
+pub mod attention;
 pub mod embedding;
 pub mod linear;
 pub mod norm;

@@ -1,15 +1,14 @@
 //! `llama`: Llama 2/3.x, SmolLM2, Mistral-style GGUFs. Pre-norm decoder: RMSNorm → GQA
 //! attention with RoPE → residual → RMSNorm → SwiGLU MLP → residual.
 
-use std::sync::Mutex;
-
 use mistralrs_common::ThreadPool;
-use mistralrs_paged_attn::{attend, AttentionParams, AttnOut, KvCache};
+use mistralrs_paged_attn::{AttentionParams, KvCache};
 
 use crate::layers::activations::swiglu;
+use crate::layers::attention::paged_attention;
 use crate::layers::{rms_norm, Embedding, Linear, Rope, RopeScaling, RopeStyle};
 use crate::model_config::ModelConfig;
-use crate::model_error::{ModelError, Result};
+use crate::model_error::Result;
 use crate::models::{check_batch, ForwardScratch, Model, SeqInput};
 use crate::weights::GgufWeights;
 
@@ -146,29 +145,8 @@ impl Model for Llama {
             self.rope.apply(q, &positions, c.n_heads);
             self.rope.apply(k, &positions, c.n_kv_heads);
 
-            let mut t0 = 0;
-            for seq in batch {
-                let len = seq.tokens.len();
-                for t in t0..t0 + len {
-                    let (kr, vr) = (
-                        &k[t * kv_dim..(t + 1) * kv_dim],
-                        &v[t * kv_dim..(t + 1) * kv_dim],
-                    );
-                    cache.write(li, seq.block_table, positions[t], kr, vr)?;
-                }
-                let rows = t0 * q_dim..(t0 + len) * q_dim;
-                attend_all(
-                    pool,
-                    cache,
-                    li,
-                    seq.block_table,
-                    &q[rows.clone()],
-                    &positions[t0..t0 + len],
-                    &params,
-                    &mut attn[rows],
-                )?;
-                t0 += len;
-            }
+            // [n, n_heads, hd] attention output, keys and values stored first.
+            paged_attention(pool, cache, li, batch, &positions, q, k, v, &params, attn)?;
 
             layer.wo.forward(pool, attn, h, &mut scratch.matmul)?; // h: [n, d]
             x.iter_mut().zip(h.iter()).for_each(|(a, b)| *a += b);
@@ -201,33 +179,5 @@ impl Model for Llama {
         scratch.give_back(bufs);
         scratch.positions = positions;
         Ok(())
-    }
-}
-
-/// Runs paged attention for one sequence's query rows over the whole pool.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn attend_all(
-    pool: &ThreadPool,
-    cache: &KvCache,
-    layer: usize,
-    table: &[u32],
-    q: &[f32],
-    positions: &[usize],
-    params: &AttentionParams,
-    out: &mut [f32],
-) -> Result<()> {
-    let failure = Mutex::new(None);
-    // SAFETY: `out` is not touched by anything else until the region below has ended.
-    let rows = unsafe { AttnOut::new(out) };
-    pool.run(|ctx| {
-        if let Err(e) = attend(ctx, cache, layer, table, q, positions, params, rows) {
-            if let Ok(mut f) = failure.lock() {
-                *f = Some(e);
-            }
-        }
-    });
-    match failure.into_inner().ok().flatten() {
-        Some(e) => Err(ModelError::Cache(e)),
-        None => Ok(()),
     }
 }

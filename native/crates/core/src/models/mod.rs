@@ -12,6 +12,7 @@ use crate::model_config::ModelConfig;
 use crate::model_error::{ModelError, Result};
 use crate::weights::GgufWeights;
 
+pub mod gemma3;
 pub mod llama;
 
 /// One sequence's part of a step: its new tokens, where they start, and its block table.
@@ -82,7 +83,10 @@ pub trait Model: Send + Sync {
 type Loader = fn(&GgufWeights) -> Result<Box<dyn Model>>;
 
 /// Architecture id → loader. Adding a model = one file + one line here.
-const REGISTRY: &[(&str, Loader)] = &[("llama", llama::Llama::load)];
+const REGISTRY: &[(&str, Loader)] = &[
+    ("gemma3", gemma3::Gemma3::load),
+    ("llama", llama::Llama::load),
+];
 
 /// Architectures this build can run.
 pub fn supported_architectures() -> Vec<&'static str> {

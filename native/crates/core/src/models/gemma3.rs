@@ -1,0 +1,224 @@
+//! `gemma3`: Gemma 3 text models. Differences from `llama`: embeddings scaled by √d, RMS
+//! QK-norm per head, norms after attention and after the MLP as well as before, GeGLU, NeoX
+//! RoPE with a different base on sliding-window layers (five local layers, then a global one),
+//! and queries scaled by 1/√head_dim before attention. Output tied to the embeddings.
+
+use mistralrs_common::ThreadPool;
+use mistralrs_paged_attn::{AttentionParams, KvCache};
+
+use crate::layers::activations::geglu;
+use crate::layers::attention::paged_attention;
+use crate::layers::{rms_norm, rms_norm_inplace, Embedding, Linear, Rope, RopeScaling, RopeStyle};
+use crate::model_config::{arch_u32, ModelConfig};
+use crate::model_error::Result;
+use crate::models::{check_batch, ForwardScratch, Model, SeqInput};
+use crate::weights::GgufWeights;
+
+/// Every `SLIDING_PATTERN`-th layer attends globally; the others see a sliding window.
+const SLIDING_PATTERN: usize = 6;
+/// RoPE base of the sliding-window layers (the file's `rope.freq_base` is the global one).
+const LOCAL_ROPE_BASE: f32 = 10_000.0;
+
+struct Layer {
+    attn_norm: Vec<f32>,
+    wq: Linear,
+    wk: Linear,
+    wv: Linear,
+    q_norm: Vec<f32>,
+    k_norm: Vec<f32>,
+    wo: Linear,
+    post_attn_norm: Vec<f32>,
+    ffn_norm: Vec<f32>,
+    w_gate: Linear,
+    w_up: Linear,
+    w_down: Linear,
+    post_ffn_norm: Vec<f32>,
+    sliding: bool,
+}
+
+pub struct Gemma3 {
+    cfg: ModelConfig,
+    embed: Embedding,
+    layers: Vec<Layer>,
+    output_norm: Vec<f32>,
+    output: Linear,
+    rope_global: Rope,
+    rope_local: Rope,
+    sliding_window: Option<usize>,
+}
+
+impl Gemma3 {
+    pub fn load(w: &GgufWeights) -> Result<Box<dyn Model>> {
+        let cfg = ModelConfig::from_gguf(w.file(), RopeStyle::Neox)?;
+        let sliding_window =
+            arch_u32(w.file(), &cfg.architecture, "attention.sliding_window")?.map(|v| v as usize);
+        let (d, hd) = (cfg.hidden_size, cfg.head_dim);
+        let (q_dim, kv_dim) = (cfg.n_heads * hd, cfg.n_kv_heads * hd);
+        let embed = w.embedding("token_embd.weight", d, cfg.vocab_size)?;
+        let layers = (0..cfg.n_layers)
+            .map(|i| {
+                let p = |t: &str| format!("blk.{i}.{t}.weight");
+                Ok(Layer {
+                    attn_norm: w.vector(&p("attn_norm"), d)?,
+                    wq: w.linear(&p("attn_q"), d, q_dim)?,
+                    wk: w.linear(&p("attn_k"), d, kv_dim)?,
+                    wv: w.linear(&p("attn_v"), d, kv_dim)?,
+                    q_norm: w.vector(&p("attn_q_norm"), hd)?,
+                    k_norm: w.vector(&p("attn_k_norm"), hd)?,
+                    wo: w.linear(&p("attn_output"), q_dim, d)?,
+                    post_attn_norm: w.vector(&p("post_attention_norm"), d)?,
+                    ffn_norm: w.vector(&p("ffn_norm"), d)?,
+                    w_gate: w.linear(&p("ffn_gate"), d, cfg.intermediate_size)?,
+                    w_up: w.linear(&p("ffn_up"), d, cfg.intermediate_size)?,
+                    w_down: w.linear(&p("ffn_down"), cfg.intermediate_size, d)?,
+                    post_ffn_norm: w.vector(&p("post_ffw_norm"), d)?,
+                    sliding: sliding_window.is_some() && i % SLIDING_PATTERN < SLIDING_PATTERN - 1,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let output = if w.has("output.weight") {
+            w.linear("output.weight", d, cfg.vocab_size)?
+        } else {
+            Linear::new(embed.ty(), cfg.vocab_size, d, embed.bytes().clone())?
+        };
+        Ok(Box::new(Gemma3 {
+            output_norm: w.vector("output_norm.weight", d)?,
+            output,
+            rope_global: Rope::new(
+                RopeStyle::Neox,
+                hd,
+                cfg.rope_dims,
+                cfg.rope_base,
+                RopeScaling::None,
+            ),
+            rope_local: Rope::new(
+                RopeStyle::Neox,
+                hd,
+                cfg.rope_dims,
+                LOCAL_ROPE_BASE,
+                RopeScaling::None,
+            ),
+            embed,
+            layers,
+            sliding_window,
+            cfg,
+        }))
+    }
+}
+
+impl Model for Gemma3 {
+    fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    fn forward(
+        &self,
+        pool: &ThreadPool,
+        cache: &mut KvCache,
+        batch: &[SeqInput<'_>],
+        scratch: &mut ForwardScratch,
+        logits: &mut Vec<f32>,
+    ) -> Result<()> {
+        let c = &self.cfg;
+        check_batch(c, cache, batch)?;
+        let n: usize = batch.iter().map(|s| s.tokens.len()).sum();
+        let (d, hd, ff, eps) = (
+            c.hidden_size,
+            c.head_dim,
+            c.intermediate_size,
+            c.rms_norm_eps,
+        );
+        let (q_dim, kv_dim) = (c.n_heads * hd, c.n_kv_heads * hd);
+
+        let tokens: Vec<u32> = batch
+            .iter()
+            .flat_map(|s| s.tokens.iter().copied())
+            .collect();
+        scratch.positions.clear();
+        for s in batch {
+            scratch
+                .positions
+                .extend(s.start_pos..s.start_pos + s.tokens.len());
+        }
+        let positions = std::mem::take(&mut scratch.positions);
+        let mut bufs = scratch.take(&[
+            n * d,
+            n * d,
+            n * q_dim,
+            n * kv_dim,
+            n * kv_dim,
+            n * q_dim,
+            n * ff,
+            n * ff,
+            n * d,
+        ]);
+        let [x, h, q, k, v, attn, gate, up, o] = &mut bufs[..] else {
+            unreachable!("take returns one buffer per length")
+        };
+
+        self.embed.lookup(&tokens, (d as f32).sqrt(), x)?; // x: [n, d]
+        let q_scale = 1.0 / (hd as f32).sqrt();
+        for (li, layer) in self.layers.iter().enumerate() {
+            rms_norm(x, &layer.attn_norm, eps, h); // h: [n, d]
+            layer.wq.forward(pool, h, q, &mut scratch.matmul)?; // q: [n, n_heads, hd]
+            layer.wk.forward(pool, h, k, &mut scratch.matmul)?; // k: [n, n_kv_heads, hd]
+            layer.wv.forward(pool, h, v, &mut scratch.matmul)?; // v: [n, n_kv_heads, hd]
+            rms_norm_inplace(q, &layer.q_norm, eps);
+            rms_norm_inplace(k, &layer.k_norm, eps);
+            let rope = if layer.sliding {
+                &self.rope_local
+            } else {
+                &self.rope_global
+            };
+            rope.apply(q, &positions, c.n_heads);
+            rope.apply(k, &positions, c.n_kv_heads);
+            q.iter_mut().for_each(|v| *v *= q_scale);
+
+            let params = AttentionParams {
+                n_heads: c.n_heads,
+                n_kv_heads: c.n_kv_heads,
+                head_dim: hd,
+                scale: 1.0,
+                softcap: None,
+                sliding_window: if layer.sliding {
+                    self.sliding_window
+                } else {
+                    None
+                },
+                single_token_step: n == 1,
+            };
+            paged_attention(pool, cache, li, batch, &positions, q, k, v, &params, attn)?;
+            layer.wo.forward(pool, attn, o, &mut scratch.matmul)?; // o: [n, d]
+            rms_norm(o, &layer.post_attn_norm, eps, h);
+            x.iter_mut().zip(h.iter()).for_each(|(a, b)| *a += b);
+
+            rms_norm(x, &layer.ffn_norm, eps, h);
+            layer.w_gate.forward(pool, h, gate, &mut scratch.matmul)?; // gate: [n, ff]
+            layer.w_up.forward(pool, h, up, &mut scratch.matmul)?; // up: [n, ff]
+            geglu(gate, up);
+            layer.w_down.forward(pool, gate, o, &mut scratch.matmul)?; // o: [n, d]
+            rms_norm(o, &layer.post_ffn_norm, eps, h);
+            x.iter_mut().zip(h.iter()).for_each(|(a, b)| *a += b);
+        }
+
+        let mut last = Vec::new();
+        let mut t0 = 0;
+        for s in batch {
+            t0 += s.tokens.len();
+            if s.want_logits && !s.tokens.is_empty() {
+                last.extend_from_slice(&x[(t0 - 1) * d..t0 * d]);
+            }
+        }
+        let rows = last.len() / d;
+        let mut normed = vec![0f32; last.len()];
+        rms_norm(&last, &self.output_norm, eps, &mut normed);
+        logits.clear();
+        logits.resize(rows * c.vocab_size, 0.0);
+        self.output
+            .forward(pool, &normed, logits, &mut scratch.matmul)?;
+
+        scratch.give_back(bufs);
+        scratch.positions = positions;
+        Ok(())
+    }
+}
