@@ -31,15 +31,9 @@ pub fn paged_attention(
     let mut t0 = 0;
     for seq in batch {
         let len = seq.tokens.len();
-        for t in t0..t0 + len {
+        for (t, &pos) in positions.iter().enumerate().skip(t0).take(len) {
             let rows = t * kv_dim..(t + 1) * kv_dim;
-            cache.write(
-                layer,
-                seq.block_table,
-                positions[t],
-                &k[rows.clone()],
-                &v[rows],
-            )?;
+            cache.write(layer, seq.block_table, pos, &k[rows.clone()], &v[rows])?;
         }
         let rows = t0 * q_dim..(t0 + len) * q_dim;
         attend_all(
