@@ -11,7 +11,9 @@ use crate::layers::attention::paged_attention;
 use crate::layers::{rms_norm, rms_norm_inplace, Embedding, Linear, Rope, RopeScaling, RopeStyle};
 use crate::model_config::{arch_u32, ModelConfig};
 use crate::model_error::Result;
-use crate::models::{check_batch, ForwardScratch, Model, SeqInput};
+use crate::models::{
+    check_batch, flatten_batch, last_token_logits, ForwardScratch, Model, SeqInput,
+};
 use crate::weights::GgufWeights;
 
 /// Every `SLIDING_PATTERN`-th layer attends globally; the others see a sliding window.
@@ -130,17 +132,8 @@ impl Model for Gemma3 {
         );
         let (q_dim, kv_dim) = (c.n_heads * hd, c.n_kv_heads * hd);
 
-        let tokens: Vec<u32> = batch
-            .iter()
-            .flat_map(|s| s.tokens.iter().copied())
-            .collect();
-        scratch.positions.clear();
-        for s in batch {
-            scratch
-                .positions
-                .extend(s.start_pos..s.start_pos + s.tokens.len());
-        }
-        let positions = std::mem::take(&mut scratch.positions);
+        let mut positions = std::mem::take(&mut scratch.positions);
+        let tokens = flatten_batch(batch, &mut positions);
         let mut bufs = scratch.take(&[
             n * d,
             n * d,
@@ -201,22 +194,16 @@ impl Model for Gemma3 {
             x.iter_mut().zip(h.iter()).for_each(|(a, b)| *a += b);
         }
 
-        let mut last = Vec::new();
-        let mut t0 = 0;
-        for s in batch {
-            t0 += s.tokens.len();
-            if s.want_logits && !s.tokens.is_empty() {
-                last.extend_from_slice(&x[(t0 - 1) * d..t0 * d]);
-            }
-        }
-        let rows = last.len() / d;
-        let mut normed = vec![0f32; last.len()];
-        rms_norm(&last, &self.output_norm, eps, &mut normed);
-        logits.clear();
-        logits.resize(rows * c.vocab_size, 0.0);
-        self.output
-            .forward(pool, &normed, logits, &mut scratch.matmul)?;
-
+        last_token_logits(
+            pool,
+            batch,
+            x,
+            &self.output_norm,
+            eps,
+            &self.output,
+            scratch,
+            logits,
+        )?;
         scratch.give_back(bufs);
         scratch.positions = positions;
         Ok(())

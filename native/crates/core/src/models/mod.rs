@@ -110,6 +110,47 @@ pub fn load_gguf(file: Arc<GgufFile>) -> Result<Box<dyn Model>> {
     loader(&GgufWeights::new(file))
 }
 
+/// The batch's token ids in sequence order, and their absolute positions into `positions`.
+pub(crate) fn flatten_batch(batch: &[SeqInput<'_>], positions: &mut Vec<usize>) -> Vec<u32> {
+    positions.clear();
+    for s in batch {
+        positions.extend(s.start_pos..s.start_pos + s.tokens.len());
+    }
+    batch
+        .iter()
+        .flat_map(|s| s.tokens.iter().copied())
+        .collect()
+}
+
+/// The final norm and the output head, for the last token of each sequence that wants
+/// logits: `x` is `[n, d]`, `logits` becomes `[n_wanted, vocab]`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn last_token_logits(
+    pool: &ThreadPool,
+    batch: &[SeqInput<'_>],
+    x: &[f32],
+    norm: &[f32],
+    eps: f32,
+    output: &crate::layers::Linear,
+    scratch: &mut ForwardScratch,
+    logits: &mut Vec<f32>,
+) -> Result<()> {
+    let d = norm.len();
+    let mut last = Vec::new();
+    let mut t0 = 0;
+    for s in batch {
+        t0 += s.tokens.len();
+        if s.want_logits && !s.tokens.is_empty() {
+            last.extend_from_slice(&x[(t0 - 1) * d..t0 * d]);
+        }
+    }
+    let mut normed = vec![0f32; last.len()];
+    crate::layers::rms_norm(&last, norm, eps, &mut normed);
+    logits.clear();
+    logits.resize(last.len() / d * output.out_features(), 0.0);
+    Ok(output.forward(pool, &normed, logits, &mut scratch.matmul)?)
+}
+
 /// Checks a batch against the model and the cache before any work starts, so a bad request
 /// fails whole and never half-writes the cache.
 pub fn check_batch(cfg: &ModelConfig, cache: &KvCache, batch: &[SeqInput<'_>]) -> Result<()> {
