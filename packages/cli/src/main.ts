@@ -35,6 +35,7 @@ function toRunOptions(args: RunArgs, model: string | undefined, file: string | u
     json: args.json,
     throughput: args.throughput,
     chatTemplate: args['chat-template'],
+    tokenSource: args['token-source'],
     sampling: {
       temperature: args.temperature,
       topK: args['top-k'],
@@ -62,7 +63,7 @@ export async function main(argv: string[]): Promise<number> {
     )
     .command(
       'gguf',
-      'Run a GGUF model: -m FOLDER -f FILE, -m FILE.gguf, or -m REGISTRY_ID',
+      'Run a GGUF model: -m FOLDER -f FILE, -m FILE.gguf, -m REGISTRY_ID, or -m ORG/REPO -f FILE (hub)',
       (y) =>
         y
           .option('model-id', { alias: 'm', type: 'string', demandOption: true, describe: 'folder, .gguf file or registry id' })

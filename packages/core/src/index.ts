@@ -19,3 +19,4 @@ export {
 } from './tokenizer.js';
 export * from './chat-template/index.js';
 export * from './engine/index.js';
+export { downloadHubFile, HubError, looksLikeRepoId, resolveToken, type HubDownloadOptions, type TokenSource } from './hub.js';

@@ -13,6 +13,7 @@ export interface RunOptions {
   json: boolean;
   throughput: boolean;
   chatTemplate?: string;
+  tokenSource?: string;
   sampling: GenerationOptions;
 }
 
@@ -20,7 +21,12 @@ export interface RunOptions {
 export async function runCommand(o: RunOptions): Promise<number> {
   let engine: Engine;
   try {
-    engine = await Engine.load({ model: o.model, file: o.file, chatTemplate: o.chatTemplate });
+    engine = await Engine.load({
+      model: o.model,
+      file: o.file,
+      chatTemplate: o.chatTemplate,
+      tokenSource: o.tokenSource,
+    });
   } catch (error) {
     process.stderr.write(`mistralrs-server: ${(error as Error).message}\n`);
     return 1;

@@ -25,8 +25,12 @@ import { StopStringMatcher } from './stop-strings.js';
 export interface EngineOptions {
   /** A .gguf path, a folder holding one, or a registry model id; the default model if absent. */
   model?: string;
-  /** The file inside a `model` folder. */
+  /** The file inside a `model` folder or hub repository. */
   file?: string;
+  /** Hub token: literal:TOKEN, env:VAR, path:FILE, cache (default) or none. */
+  tokenSource?: string;
+  /** Hub revision (default main). */
+  revision?: string;
   /** Chat template override: a file path or an inline template. */
   chatTemplate?: string;
   /** Tokens the KV cache holds (default: the model's context, at most 8192). */
@@ -77,7 +81,10 @@ export class Engine {
   }
 
   static async load(options: EngineOptions = {}): Promise<Engine> {
-    const path = await resolveGgufPath(options.model, options.file);
+    const path = await resolveGgufPath(options.model, options.file, {
+      tokenSource: options.tokenSource,
+      revision: options.revision,
+    });
     const [model, tokenizer, chatTemplate] = await Promise.all([
       callNative(() => binding.loadModel(path, { kvTokens: options.kvTokens, blockSize: options.blockSize })),
       Tokenizer.fromGguf(path),
