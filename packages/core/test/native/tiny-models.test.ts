@@ -1,6 +1,6 @@
 /**
- * Every architecture we implement, as a small random-weight model written by our own GGUF
- * writer, against llama.cpp (node-llama-cpp) on the same file: F16, Q8_0 and Q4_K weights.
+ * Every architecture we implement (llama, qwen2; gemma3 is checked on the real model), as a
+ * small random-weight model written by our own GGUF writer, against llama.cpp (node-llama-cpp) on the same file: F16, Q8_0 and Q4_K weights.
  * The vocabulary is the real Llama SentencePiece one from the shared fixtures (llama.cpp needs
  * a vocabulary to load a model), the weights are seeded random numbers.
  *
@@ -75,8 +75,13 @@ function f16Bytes(values: Float32Array): Uint8Array {
   return new Uint8Array(out.buffer);
 }
 
-/** A llama-architecture GGUF: dim 256, 2 layers, 4 heads over 2 KV heads, tied embeddings. */
-async function writeTinyLlama(path: string, type: GgmlTypeName): Promise<void> {
+type Arch = 'llama' | 'qwen2';
+
+/**
+ * A GGUF of `arch`: dim 256, 2 layers, 4 heads over 2 KV heads, tied embeddings; Qwen 2 adds
+ * biases to Q, K and V.
+ */
+async function writeTinyModel(path: string, arch: Arch, type: GgmlTypeName): Promise<void> {
   const vocab = await GgufFile.open(vocabPath);
   const tokenizer = vocab.metadata.filter((e) => e.key.startsWith('tokenizer.'));
   const nVocab = vocab.getArray('tokenizer.ggml.tokens')!.length;
@@ -84,17 +89,17 @@ async function writeTinyLlama(path: string, type: GgmlTypeName): Promise<void> {
   const [dim, ff, layers, heads, kvHeads] = [256, 512, 2, 4, 2];
   const headDim = dim / heads;
   const metadata: GgufMetadataEntry[] = [
-    { key: 'general.architecture', type: 'string', value: 'llama' },
-    { key: 'general.name', type: 'string', value: `tiny llama ${type}` },
-    { key: 'llama.context_length', type: 'u32', value: 512 },
-    { key: 'llama.embedding_length', type: 'u32', value: dim },
-    { key: 'llama.block_count', type: 'u32', value: layers },
-    { key: 'llama.feed_forward_length', type: 'u32', value: ff },
-    { key: 'llama.attention.head_count', type: 'u32', value: heads },
-    { key: 'llama.attention.head_count_kv', type: 'u32', value: kvHeads },
-    { key: 'llama.attention.layer_norm_rms_epsilon', type: 'f32', value: 1e-5 },
-    { key: 'llama.rope.freq_base', type: 'f32', value: 10000 },
-    { key: 'llama.rope.dimension_count', type: 'u32', value: headDim },
+    { key: 'general.architecture', type: 'string', value: arch },
+    { key: 'general.name', type: 'string', value: `tiny ${arch} ${type}` },
+    { key: `${arch}.context_length`, type: 'u32', value: 512 },
+    { key: `${arch}.embedding_length`, type: 'u32', value: dim },
+    { key: `${arch}.block_count`, type: 'u32', value: layers },
+    { key: `${arch}.feed_forward_length`, type: 'u32', value: ff },
+    { key: `${arch}.attention.head_count`, type: 'u32', value: heads },
+    { key: `${arch}.attention.head_count_kv`, type: 'u32', value: kvHeads },
+    { key: `${arch}.attention.layer_norm_rms_epsilon`, type: 'f32', value: 1e-5 },
+    { key: `${arch}.rope.freq_base`, type: 'f32', value: 10000 },
+    { key: `${arch}.rope.dimension_count`, type: 'u32', value: headDim },
     ...tokenizer,
   ];
   let seed = 1;
@@ -109,8 +114,21 @@ async function writeTinyLlama(path: string, type: GgmlTypeName): Promise<void> {
     type: 'F32' as const,
     data: new Uint8Array(Float32Array.from(random(seed++, dim, 0.2), (v) => 1 + v).buffer),
   });
+  const bias = (name: string, n: number) => ({
+    name,
+    dims: [n],
+    type: 'F32' as const,
+    data: new Uint8Array(random(seed++, n, 0.5).buffer),
+  });
   const tensors = [await matrix('token_embd.weight', dim, nVocab), norm('output_norm.weight')];
   for (let l = 0; l < layers; l++) {
+    if (arch === 'qwen2') {
+      tensors.push(
+        bias(`blk.${l}.attn_q.bias`, heads * headDim),
+        bias(`blk.${l}.attn_k.bias`, kvHeads * headDim),
+        bias(`blk.${l}.attn_v.bias`, kvHeads * headDim),
+      );
+    }
     tensors.push(
       norm(`blk.${l}.attn_norm.weight`),
       await matrix(`blk.${l}.attn_q.weight`, dim, heads * headDim),
@@ -132,10 +150,12 @@ const PROMPTS = [
   [1, 29871, 13, 3166, 12655, 408, 7442],
 ];
 
-describe.each(haveVocab ? (['F16', 'Q8_0', 'Q4_K'] as const).map((t) => [t]) : [])('tiny llama, %s weights', (type) => {
+const CASES = (['llama', 'qwen2'] as const).flatMap((arch) => (['F16', 'Q8_0', 'Q4_K'] as const).map((type) => [arch, type] as const));
+
+describe.each(haveVocab ? CASES : [])('tiny %s, %s weights', (arch, type) => {
   it('matches llama.cpp: first-step logits and greedy tokens', async () => {
-    const path = join(dir, `tiny-llama-${type}.gguf`);
-    await writeTinyLlama(path, type);
+    const path = join(dir, `tiny-${arch}-${type}.gguf`);
+    await writeTinyModel(path, arch, type);
     const engine = await Engine.load({ model: path, kvTokens: 256 });
     const model = await llama.loadModel({ modelPath: path });
     const context = await model.createContext({ contextSize: 256, threads: 2, flashAttention: false });
@@ -155,7 +175,7 @@ describe.each(haveVocab ? (['F16', 'Q8_0', 'Q4_K'] as const).map((t) => [t]) : [
             if (step === 0) {
               let maxAbs = 0;
               for (const [t, l] of logits) maxAbs = Math.max(maxAbs, Math.abs(oursFirst[t]! - l));
-              console.log(`${type} prompt of ${prompt.length}: first-step logits max |Δ| ${maxAbs.toExponential(2)}`);
+              console.log(`${arch} ${type} prompt of ${prompt.length}: first-step logits max |Δ| ${maxAbs.toExponential(2)}`);
               expect(maxAbs).toBeLessThan(LOGIT_MAX_ABS);
             }
             let best = -1;
@@ -163,7 +183,7 @@ describe.each(haveVocab ? (['F16', 'Q8_0', 'Q4_K'] as const).map((t) => [t]) : [
             for (const [t, l] of logits) if (l > bestLogit) [best, bestLogit] = [t, l];
             const ourToken = ours.tokenIds[step]!;
             if (best !== ourToken) {
-              console.log(`${type}: greedy diverges at token ${step} (margin ${(bestLogit - logits.get(ourToken)!).toFixed(4)})`);
+              console.log(`${arch} ${type}: greedy diverges at token ${step} (margin ${(bestLogit - logits.get(ourToken)!).toFixed(4)})`);
               expect(bestLogit - logits.get(ourToken)!).toBeLessThan(TIE_MARGIN);
               break;
             }

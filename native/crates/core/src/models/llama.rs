@@ -19,6 +19,8 @@ struct Layer {
     wq: Linear,
     wk: Linear,
     wv: Linear,
+    /// Biases of Q, K and V (Qwen 2).
+    qkv_bias: Option<[Vec<f32>; 3]>,
     wo: Linear,
     ffn_norm: Vec<f32>,
     w_gate: Linear,
@@ -39,7 +41,13 @@ impl Llama {
     pub fn load(w: &GgufWeights) -> Result<Box<dyn Model>> {
         // The GGUF converter permutes Llama's Q/K rows so that ggml's adjacent-pair rotation
         // applies.
-        let cfg = ModelConfig::from_gguf(w.file(), RopeStyle::Normal)?;
+        Llama::load_variant(w, RopeStyle::Normal)
+    }
+
+    /// The Llama decoder as other architectures use it (Qwen 2: NeoX rotation, and Q/K/V
+    /// biases wherever the file has them).
+    pub(crate) fn load_variant(w: &GgufWeights, rope_style: RopeStyle) -> Result<Box<dyn Model>> {
+        let cfg = ModelConfig::from_gguf(w.file(), rope_style)?;
         let (d, hd) = (cfg.hidden_size, cfg.head_dim);
         let q_dim = cfg.n_heads * hd;
         let kv_dim = cfg.n_kv_heads * hd;
@@ -52,6 +60,14 @@ impl Llama {
                     wq: w.linear(&p("attn_q"), d, q_dim)?,
                     wk: w.linear(&p("attn_k"), d, kv_dim)?,
                     wv: w.linear(&p("attn_v"), d, kv_dim)?,
+                    qkv_bias: match (
+                        w.vector_opt(&format!("blk.{i}.attn_q.bias"), q_dim)?,
+                        w.vector_opt(&format!("blk.{i}.attn_k.bias"), kv_dim)?,
+                        w.vector_opt(&format!("blk.{i}.attn_v.bias"), kv_dim)?,
+                    ) {
+                        (Some(q), Some(k), Some(v)) => Some([q, k, v]),
+                        _ => None,
+                    },
                     wo: w.linear(&p("attn_output"), q_dim, d)?,
                     ffn_norm: w.vector(&p("ffn_norm"), d)?,
                     w_gate: w.linear(&p("ffn_gate"), d, cfg.intermediate_size)?,
@@ -135,6 +151,11 @@ impl Model for Llama {
             layer.wq.forward(pool, h, q, &mut scratch.matmul)?; // q: [n, n_heads, hd]
             layer.wk.forward(pool, h, k, &mut scratch.matmul)?; // k: [n, n_kv_heads, hd]
             layer.wv.forward(pool, h, v, &mut scratch.matmul)?; // v: [n, n_kv_heads, hd]
+            if let Some([bq, bk, bv]) = &layer.qkv_bias {
+                add_rows(q, bq);
+                add_rows(k, bk);
+                add_rows(v, bv);
+            }
             self.rope.apply(q, &positions, c.n_heads);
             self.rope.apply(k, &positions, c.n_kv_heads);
 
@@ -166,5 +187,12 @@ impl Model for Llama {
         scratch.give_back(bufs);
         scratch.positions = positions;
         Ok(())
+    }
+}
+
+/// Adds `bias` to every row of `x`.
+fn add_rows(x: &mut [f32], bias: &[f32]) {
+    for row in x.chunks_exact_mut(bias.len()) {
+        row.iter_mut().zip(bias).for_each(|(a, b)| *a += b);
     }
 }

@@ -14,6 +14,7 @@ use crate::weights::GgufWeights;
 
 pub mod gemma3;
 pub mod llama;
+pub mod qwen2;
 
 /// One sequence's part of a step: its new tokens, where they start, and its block table.
 pub struct SeqInput<'a> {
@@ -86,6 +87,7 @@ type Loader = fn(&GgufWeights) -> Result<Box<dyn Model>>;
 const REGISTRY: &[(&str, Loader)] = &[
     ("gemma3", gemma3::Gemma3::load),
     ("llama", llama::Llama::load),
+    ("qwen2", qwen2::load),
 ];
 
 /// Architectures this build can run.
