@@ -80,10 +80,9 @@ export async function main(argv: string[]): Promise<number> {
           .option('model-id', { alias: 'm', type: 'string', demandOption: true })
           .option('arch', { alias: 'a', type: 'string' }),
       async (args) => {
-        process.stderr.write(
-          `mistralrs-server: ${args['model-id']}: safetensors models are not supported yet; use a GGUF file (gguf -m FILE)\n`,
-        );
-        exitCode = 1;
+        // config.json's model_type names the architecture; -a is accepted for the seed's
+        // command lines.
+        exitCode = await runCommand(toRunOptions(args, args['model-id'], undefined));
       },
     )
     .command(

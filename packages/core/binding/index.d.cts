@@ -36,7 +36,7 @@ export declare class TokenizerHandle {
   createDecoder(skipSpecial: boolean): DecoderHandle
 }
 
-/** Loads the model of a GGUF file with a KV pool of `kvTokens` tokens. */
+/** Loads the model of a GGUF file (or a Hugging Face folder) with a KV pool of `kvTokens` tokens. */
 export declare function loadModel(path: string, options?: LoadModelOptions | undefined | null): Promise<ModelHandle>
 
 export interface LoadModelOptions {

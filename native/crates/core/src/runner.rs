@@ -67,6 +67,15 @@ pub struct Runner {
 }
 
 impl Runner {
+    /// A GGUF file, or a Hugging Face folder (one with `config.json`).
+    pub fn load(path: &Path, options: &RunnerOptions) -> Result<Runner> {
+        if path.is_dir() && path.join("config.json").is_file() {
+            Runner::new(crate::models::load_hf(path)?, options)
+        } else {
+            Runner::load_gguf(path, options)
+        }
+    }
+
     pub fn load_gguf(path: &Path, options: &RunnerOptions) -> Result<Runner> {
         let file = Arc::new(GgufFile::open(path)?);
         let model = load_gguf(Arc::clone(&file))?;

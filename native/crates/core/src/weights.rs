@@ -1,4 +1,5 @@
-//! Named tensors of a GGUF file as layers: `Linear`, `Embedding`, f32 vectors.
+//! Named tensors as layers (`Linear`, `Embedding`, f32 vectors), from a GGUF file or a Hugging
+//! Face folder. Models ask for tensors by their GGUF names; each source maps them.
 
 use std::sync::Arc;
 
@@ -7,6 +8,34 @@ use mistralrs_quant::gguf::{GgufFile, GgufTensorInfo};
 
 use crate::layers::{Embedding, Linear, WeightBytes};
 use crate::model_error::{ModelError, Result};
+
+/// What a model's loader reads: tensors by GGUF name, and the config.
+pub trait Weights {
+    /// The file or folder, for messages.
+    fn source(&self) -> String;
+    fn has(&self, name: &str) -> bool;
+    /// A `[out, in]` linear layer.
+    fn linear(&self, name: &str, in_features: usize, out_features: usize) -> Result<Linear>;
+    fn embedding(&self, name: &str, dim: usize, vocab: usize) -> Result<Embedding>;
+    /// A vector (norm weights, biases) as f32.
+    fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>>;
+    /// The config; `rope_style` is the rotation the architecture uses on GGUF weights
+    /// (checkpoints in Hugging Face layout always rotate halves).
+    fn config(
+        &self,
+        rope_style: crate::layers::RopeStyle,
+    ) -> Result<crate::model_config::ModelConfig>;
+    /// Tokens a sliding-window layer sees, when the model has such layers.
+    fn sliding_window(&self) -> Result<Option<usize>>;
+
+    fn vector_opt(&self, name: &str, len: usize) -> Result<Option<Vec<f32>>> {
+        if self.has(name) {
+            self.vector(name, len).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}
 
 pub struct GgufWeights {
     file: Arc<GgufFile>,
@@ -19,10 +48,6 @@ impl GgufWeights {
 
     pub fn file(&self) -> &GgufFile {
         &self.file
-    }
-
-    pub fn has(&self, name: &str) -> bool {
-        self.file.tensor(name).is_some()
     }
 
     fn info(&self, name: &str) -> Result<&GgufTensorInfo> {
@@ -54,9 +79,34 @@ impl GgufWeights {
         }
         Ok(())
     }
+}
 
-    /// A `[out, in]` linear layer (stored `[in, out]` in ggml order).
-    pub fn linear(&self, name: &str, in_features: usize, out_features: usize) -> Result<Linear> {
+impl Weights for GgufWeights {
+    fn source(&self) -> String {
+        self.file.path().display().to_string()
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.file.tensor(name).is_some()
+    }
+
+    fn config(
+        &self,
+        rope_style: crate::layers::RopeStyle,
+    ) -> Result<crate::model_config::ModelConfig> {
+        crate::model_config::ModelConfig::from_gguf(&self.file, rope_style)
+    }
+
+    fn sliding_window(&self) -> Result<Option<usize>> {
+        let arch = self.file.get_string("general.architecture")?;
+        Ok(
+            crate::model_config::arch_u32(&self.file, arch, "attention.sliding_window")?
+                .map(|v| v as usize),
+        )
+    }
+
+    /// Stored `[in, out]` in ggml order.
+    fn linear(&self, name: &str, in_features: usize, out_features: usize) -> Result<Linear> {
         let info = self.info(name)?;
         self.expect_dims(info, &[in_features, out_features])?;
         Ok(Linear::new(
@@ -67,26 +117,17 @@ impl GgufWeights {
         )?)
     }
 
-    pub fn embedding(&self, name: &str, dim: usize, vocab: usize) -> Result<Embedding> {
+    fn embedding(&self, name: &str, dim: usize, vocab: usize) -> Result<Embedding> {
         let info = self.info(name)?;
         self.expect_dims(info, &[dim, vocab])?;
         Ok(Embedding::new(info.ty, vocab, dim, self.bytes(info))?)
     }
 
-    /// A vector (norm weights, biases) dequantized to f32.
-    pub fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>> {
+    fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>> {
         let info = self.info(name)?;
         self.expect_dims(info, &[len])?;
         let mut out = vec![0f32; len];
         dequantize(info.ty, self.file.tensor_data(info), &mut out)?;
         Ok(out)
-    }
-
-    pub fn vector_opt(&self, name: &str, len: usize) -> Result<Option<Vec<f32>>> {
-        if self.has(name) {
-            self.vector(name, len).map(Some)
-        } else {
-            Ok(None)
-        }
     }
 }

@@ -52,7 +52,7 @@ impl Task for LoadModelTask {
     type JsValue = ModelHandle;
 
     fn compute(&mut self) -> napi::Result<Runner> {
-        guard(|| Runner::load_gguf(&self.path, &self.options).map_err(model_error))
+        guard(|| Runner::load(&self.path, &self.options).map_err(model_error))
     }
 
     fn resolve(&mut self, _env: Env, runner: Runner) -> napi::Result<ModelHandle> {
@@ -62,7 +62,7 @@ impl Task for LoadModelTask {
     }
 }
 
-/// Loads the model of a GGUF file with a KV pool of `kvTokens` tokens.
+/// Loads the model of a GGUF file (or a Hugging Face folder) with a KV pool of `kvTokens` tokens.
 #[napi(ts_return_type = "Promise<ModelHandle>")]
 pub fn load_model(path: String, options: Option<LoadModelOptions>) -> AsyncTask<LoadModelTask> {
     let mut opts = RunnerOptions::default();

@@ -3,6 +3,10 @@
  * runner. One sequence runs at a time here (requests queue); the server's scheduler batches
  * many over the same runner.
  */
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
 import { callNative, callNativeSync } from '@mistralrs/quant/errors';
 import { GgufFile } from '@mistralrs/quant';
 
@@ -12,7 +16,7 @@ import { binding, type Binding } from '../native.js';
 import { Tokenizer } from '../tokenizer.js';
 import { BlockAllocator } from './block-allocator.js';
 import { Generation } from './generation.js';
-import { resolveGgufPath } from './model-source.js';
+import { isHfFolder, resolveGgufPath } from './model-source.js';
 import {
   nativeSampling,
   type FinishReason,
@@ -87,7 +91,7 @@ export class Engine {
     });
     const [model, tokenizer, chatTemplate] = await Promise.all([
       callNative(() => binding.loadModel(path, { kvTokens: options.kvTokens, blockSize: options.blockSize })),
-      Tokenizer.fromGguf(path),
+      isHfFolder(path) ? hfTokenizer(path) : Tokenizer.fromGguf(path),
       loadChatTemplate(path, options.chatTemplate),
     ]);
     const info = { ...callNativeSync(() => model.info()), path };
@@ -274,8 +278,19 @@ export class Engine {
   }
 }
 
+function hfTokenizer(dir: string): Promise<Tokenizer> {
+  const config = join(dir, 'tokenizer_config.json');
+  return Tokenizer.fromFile(join(dir, 'tokenizer.json'), existsSync(config) ? { config } : {});
+}
+
 async function loadChatTemplate(path: string, override: string | undefined): Promise<ChatTemplate | undefined> {
   if (override) return ChatTemplate.fromOverride(override);
+  if (isHfFolder(path)) {
+    const configPath = join(path, 'tokenizer_config.json');
+    if (!existsSync(configPath)) return undefined;
+    const config = JSON.parse(await readFile(configPath, 'utf8')) as { chat_template?: unknown };
+    return config.chat_template ? ChatTemplate.fromTokenizerConfig(config, configPath) : undefined;
+  }
   const file = await GgufFile.open(path);
   try {
     return file.getString('tokenizer.chat_template') ? ChatTemplate.fromGgufMetadata(file) : undefined;

@@ -29,6 +29,8 @@ export async function resolveGgufPath(
   }
   if (!existsSync(spec)) throw new ModelNotFoundError(`model ${JSON.stringify(spec)}: no such file or folder`);
   if (!statSync(spec).isDirectory()) return spec;
+  // A Hugging Face folder (config.json + safetensors) is loaded as it is.
+  if (!file && isHfFolder(spec)) return spec;
   if (file) {
     const path = join(spec, file);
     if (!existsSync(path)) throw new ModelNotFoundError(`${path}: no such file`);
@@ -46,4 +48,9 @@ export async function resolveGgufPath(
 export class ModelNotFoundError extends Error {
   override readonly name = 'ModelNotFoundError';
   readonly code = 'ModelNotFoundError';
+}
+
+/** A folder in Hugging Face layout: `config.json` beside the safetensors. */
+export function isHfFolder(path: string): boolean {
+  return existsSync(join(path, 'config.json')) && statSync(path).isDirectory();
 }

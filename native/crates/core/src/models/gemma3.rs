@@ -9,12 +9,12 @@ use mistralrs_paged_attn::{AttentionParams, KvCache};
 use crate::layers::activations::geglu;
 use crate::layers::attention::paged_attention;
 use crate::layers::{rms_norm, rms_norm_inplace, Embedding, Linear, Rope, RopeScaling, RopeStyle};
-use crate::model_config::{arch_u32, ModelConfig};
+use crate::model_config::ModelConfig;
 use crate::model_error::Result;
 use crate::models::{
     check_batch, flatten_batch, last_token_logits, ForwardScratch, Model, SeqInput,
 };
-use crate::weights::GgufWeights;
+use crate::weights::Weights;
 
 /// Every `SLIDING_PATTERN`-th layer attends globally; the others see a sliding window.
 const SLIDING_PATTERN: usize = 6;
@@ -50,10 +50,9 @@ pub struct Gemma3 {
 }
 
 impl Gemma3 {
-    pub fn load(w: &GgufWeights) -> Result<Box<dyn Model>> {
-        let cfg = ModelConfig::from_gguf(w.file(), RopeStyle::Neox)?;
-        let sliding_window =
-            arch_u32(w.file(), &cfg.architecture, "attention.sliding_window")?.map(|v| v as usize);
+    pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
+        let cfg = w.config(RopeStyle::Neox)?;
+        let sliding_window = w.sliding_window()?;
         let (d, hd) = (cfg.hidden_size, cfg.head_dim);
         let (q_dim, kv_dim) = (cfg.n_heads * hd, cfg.n_kv_heads * hd);
         let embed = w.embedding("token_embd.weight", d, cfg.vocab_size)?;

@@ -12,7 +12,7 @@ use crate::model_error::Result;
 use crate::models::{
     check_batch, flatten_batch, last_token_logits, ForwardScratch, Model, SeqInput,
 };
-use crate::weights::GgufWeights;
+use crate::weights::Weights;
 
 struct Layer {
     attn_norm: Vec<f32>,
@@ -38,7 +38,7 @@ pub struct Llama {
 }
 
 impl Llama {
-    pub fn load(w: &GgufWeights) -> Result<Box<dyn Model>> {
+    pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
         // The GGUF converter permutes Llama's Q/K rows so that ggml's adjacent-pair rotation
         // applies.
         Llama::load_variant(w, RopeStyle::Normal)
@@ -46,8 +46,8 @@ impl Llama {
 
     /// The Llama decoder as other architectures use it (Qwen 2: NeoX rotation, and Q/K/V
     /// biases wherever the file has them).
-    pub(crate) fn load_variant(w: &GgufWeights, rope_style: RopeStyle) -> Result<Box<dyn Model>> {
-        let cfg = ModelConfig::from_gguf(w.file(), rope_style)?;
+    pub(crate) fn load_variant(w: &dyn Weights, rope_style: RopeStyle) -> Result<Box<dyn Model>> {
+        let cfg = w.config(rope_style)?;
         let (d, hd) = (cfg.hidden_size, cfg.head_dim);
         let q_dim = cfg.n_heads * hd;
         let kv_dim = cfg.n_kv_heads * hd;

@@ -10,7 +10,8 @@ use mistralrs_quant::matmul::MatmulScratch;
 
 use crate::model_config::ModelConfig;
 use crate::model_error::{ModelError, Result};
-use crate::weights::GgufWeights;
+use crate::weights::{GgufWeights, Weights};
+use crate::weights_hf::HfWeights;
 
 pub mod gemma3;
 pub mod llama;
@@ -81,7 +82,7 @@ pub trait Model: Send + Sync {
     }
 }
 
-type Loader = fn(&GgufWeights) -> Result<Box<dyn Model>>;
+type Loader = fn(&dyn Weights) -> Result<Box<dyn Model>>;
 
 /// Architecture id → loader. Adding a model = one file + one line here.
 const REGISTRY: &[(&str, Loader)] = &[
@@ -95,21 +96,30 @@ pub fn supported_architectures() -> Vec<&'static str> {
     REGISTRY.iter().map(|(id, _)| *id).collect()
 }
 
+fn loader(arch: &str, source: &str) -> Result<Loader> {
+    REGISTRY
+        .iter()
+        .find(|(id, _)| *id == arch)
+        .map(|(_, l)| *l)
+        .ok_or_else(|| {
+            ModelError::Unsupported(format!(
+                "{source}: architecture `{arch}` is not supported (supported: {})",
+                supported_architectures().join(", ")
+            ))
+        })
+}
+
 /// Builds the model a GGUF file describes.
 pub fn load_gguf(file: Arc<GgufFile>) -> Result<Box<dyn Model>> {
     let arch = file.get_string("general.architecture")?.to_string();
-    let loader = REGISTRY
-        .iter()
-        .find(|(id, _)| *id == arch)
-        .map(|(_, l)| l)
-        .ok_or_else(|| {
-            ModelError::Unsupported(format!(
-                "{}: architecture `{arch}` is not supported (supported: {})",
-                file.path().display(),
-                supported_architectures().join(", ")
-            ))
-        })?;
-    loader(&GgufWeights::new(file))
+    let weights = GgufWeights::new(file);
+    loader(&arch, &weights.source())?(&weights)
+}
+
+/// Builds the model of a Hugging Face folder (`config.json` and safetensors).
+pub fn load_hf(dir: &std::path::Path) -> Result<Box<dyn Model>> {
+    let weights = HfWeights::open(dir)?;
+    loader(&weights.architecture()?, &weights.source())?(&weights)
 }
 
 /// The batch's token ids in sequence order, and their absolute positions into `positions`.

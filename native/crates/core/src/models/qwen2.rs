@@ -5,8 +5,8 @@ use crate::layers::RopeStyle;
 use crate::model_error::Result;
 use crate::models::llama::Llama;
 use crate::models::Model;
-use crate::weights::GgufWeights;
+use crate::weights::Weights;
 
-pub fn load(w: &GgufWeights) -> Result<Box<dyn Model>> {
+pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
     Llama::load_variant(w, RopeStyle::Neox)
 }

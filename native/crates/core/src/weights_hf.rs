@@ -1,0 +1,193 @@
+//! A Hugging Face model folder (`config.json` + safetensors) as a weight source: GGUF tensor
+//! names map onto the checkpoint's names, `config.json` onto `ModelConfig`. Float tensors
+//! (F32, F16, BF16) are used in place in the mapped shards.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use mistralrs_quant::safetensors::{Dtype, SafetensorsModel};
+use mistralrs_quant::GgmlType;
+use serde_json::Value;
+
+use crate::layers::{Embedding, Linear, RopeStyle, WeightBytes};
+use crate::model_config::ModelConfig;
+use crate::model_error::{ModelError, Result};
+use crate::weights::Weights;
+
+pub struct HfWeights {
+    dir: PathBuf,
+    model: SafetensorsModel,
+    config: Value,
+}
+
+impl HfWeights {
+    pub fn open(dir: &Path) -> Result<HfWeights> {
+        let config_path = dir.join("config.json");
+        let text = std::fs::read_to_string(&config_path)
+            .map_err(|e| ModelError::Unsupported(format!("{}: {e}", config_path.display())))?;
+        let config: Value = serde_json::from_str(&text).map_err(|e| {
+            ModelError::Unsupported(format!("{}: not valid JSON: {e}", config_path.display()))
+        })?;
+        Ok(HfWeights {
+            dir: dir.to_path_buf(),
+            model: SafetensorsModel::open_dir(dir)?,
+            config,
+        })
+    }
+
+    /// `model_type` as our architecture id (Mistral checkpoints are Llama's decoder).
+    pub fn architecture(&self) -> Result<String> {
+        match self.config["model_type"].as_str() {
+            Some("mistral") => Ok("llama".to_string()),
+            Some(t) => Ok(t.to_string()),
+            None => Err(self.bad("has no model_type")),
+        }
+    }
+
+    fn bad(&self, what: impl std::fmt::Display) -> ModelError {
+        ModelError::Unsupported(format!("{}: config.json {what}", self.dir.display()))
+    }
+
+    fn usize_key(&self, key: &str) -> Result<Option<usize>> {
+        match &self.config[key] {
+            Value::Null => Ok(None),
+            v => v
+                .as_u64()
+                .map(|n| Some(n as usize))
+                .ok_or_else(|| self.bad(format!("`{key}` is not a whole number"))),
+        }
+    }
+
+    fn required(&self, key: &str) -> Result<usize> {
+        self.usize_key(key)?
+            .filter(|&v| v > 0)
+            .ok_or_else(|| self.bad(format!("lacks `{key}`")))
+    }
+
+    /// The checkpoint's name for a GGUF tensor name.
+    fn hf_name(gguf: &str) -> Option<String> {
+        match gguf {
+            "token_embd.weight" => return Some("model.embed_tokens.weight".into()),
+            "output_norm.weight" => return Some("model.norm.weight".into()),
+            "output.weight" => return Some("lm_head.weight".into()),
+            _ => {}
+        }
+        let rest = gguf.strip_prefix("blk.")?;
+        let (layer, rest) = rest.split_once('.')?;
+        let (part, kind) = rest.rsplit_once('.')?;
+        let hf = match part {
+            "attn_norm" => "input_layernorm",
+            "attn_q" => "self_attn.q_proj",
+            "attn_k" => "self_attn.k_proj",
+            "attn_v" => "self_attn.v_proj",
+            "attn_output" => "self_attn.o_proj",
+            "ffn_norm" => "post_attention_layernorm",
+            "ffn_gate" => "mlp.gate_proj",
+            "ffn_up" => "mlp.up_proj",
+            "ffn_down" => "mlp.down_proj",
+            _ => return None,
+        };
+        Some(format!("model.layers.{layer}.{hf}.{kind}"))
+    }
+
+    /// A float matrix `[rows, cols]` (PyTorch order), in place.
+    fn matrix(&self, gguf: &str, rows: usize, cols: usize) -> Result<(GgmlType, WeightBytes)> {
+        let name =
+            Self::hf_name(gguf).ok_or_else(|| self.bad(format!("cannot map tensor `{gguf}`")))?;
+        let (file, info) = self.model.tensor(&name).ok_or_else(|| {
+            ModelError::Unsupported(format!("{}: missing tensor `{name}`", self.dir.display()))
+        })?;
+        let ty = match info.dtype {
+            Dtype::F32 => GgmlType::F32,
+            Dtype::F16 => GgmlType::F16,
+            Dtype::BF16 => GgmlType::BF16,
+            other => {
+                return Err(ModelError::Unsupported(format!(
+                    "{}: tensor `{name}` is {other}; only F32, F16 and BF16 checkpoints load",
+                    file.path().display()
+                )))
+            }
+        };
+        if info.shape != [rows as u64, cols as u64] {
+            return Err(ModelError::Unsupported(format!(
+                "{}: tensor `{name}` has shape {:?}, expected [{rows}, {cols}]",
+                file.path().display(),
+                info.shape
+            )));
+        }
+        let bytes = WeightBytes::Mapped {
+            file: Arc::clone(file.file_bytes()),
+            offset: (file.data_start() + info.data_offsets.0) as usize,
+            len: info.size_bytes() as usize,
+        };
+        Ok((ty, bytes))
+    }
+}
+
+impl Weights for HfWeights {
+    fn source(&self) -> String {
+        self.dir.display().to_string()
+    }
+
+    fn has(&self, name: &str) -> bool {
+        Self::hf_name(name).is_some_and(|n| self.model.tensor(&n).is_some())
+    }
+
+    fn linear(&self, name: &str, in_features: usize, out_features: usize) -> Result<Linear> {
+        let (ty, bytes) = self.matrix(name, out_features, in_features)?;
+        Ok(Linear::new(ty, out_features, in_features, bytes)?)
+    }
+
+    fn embedding(&self, name: &str, dim: usize, vocab: usize) -> Result<Embedding> {
+        let (ty, bytes) = self.matrix(name, vocab, dim)?;
+        Ok(Embedding::new(ty, vocab, dim, bytes)?)
+    }
+
+    fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>> {
+        let hf =
+            Self::hf_name(name).ok_or_else(|| self.bad(format!("cannot map tensor `{name}`")))?;
+        let values = self.model.to_f32(&hf)?;
+        if values.len() != len {
+            return Err(ModelError::Unsupported(format!(
+                "{}: tensor `{hf}` has {} values, expected {len}",
+                self.dir.display(),
+                values.len()
+            )));
+        }
+        Ok(values)
+    }
+
+    /// Checkpoints in this layout rotate halves (NeoX) whatever the architecture does in GGUF.
+    fn config(&self, _gguf_rope_style: RopeStyle) -> Result<ModelConfig> {
+        let hidden_size = self.required("hidden_size")?;
+        let n_heads = self.required("num_attention_heads")?;
+        let head_dim = self.usize_key("head_dim")?.unwrap_or(hidden_size / n_heads);
+        let rope_linear_factor = match &self.config["rope_scaling"] {
+            Value::Null => 1.0,
+            s if s["type"] == "linear" || s["rope_type"] == "linear" => {
+                s["factor"].as_f64().unwrap_or(1.0) as f32
+            }
+            s => return Err(self.bad(format!("rope_scaling {s} is not supported yet"))),
+        };
+        Ok(ModelConfig {
+            architecture: self.architecture()?,
+            vocab_size: self.required("vocab_size")?,
+            hidden_size,
+            n_layers: self.required("num_hidden_layers")?,
+            n_heads,
+            n_kv_heads: self.usize_key("num_key_value_heads")?.unwrap_or(n_heads),
+            head_dim,
+            intermediate_size: self.required("intermediate_size")?,
+            rms_norm_eps: self.config["rms_norm_eps"].as_f64().unwrap_or(1e-6) as f32,
+            rope_base: self.config["rope_theta"].as_f64().unwrap_or(10_000.0) as f32,
+            rope_dims: head_dim,
+            rope_style: RopeStyle::Neox,
+            rope_linear_factor,
+            context_length: self.usize_key("max_position_embeddings")?.unwrap_or(2048),
+        })
+    }
+
+    fn sliding_window(&self) -> Result<Option<usize>> {
+        Ok(None)
+    }
+}
