@@ -1,6 +1,6 @@
 /**
- * Every architecture we implement (llama, qwen2; gemma3 is checked on the real model), as a
- * small random-weight model written by our own GGUF writer, against llama.cpp (node-llama-cpp) on the same file: F16, Q8_0 and Q4_K weights.
+ * Every architecture we implement (llama, qwen2, gemma3), as a small random-weight model
+ * written by our own GGUF writer, against llama.cpp (node-llama-cpp) on the same file: F16, Q8_0 and Q4_K weights.
  * The vocabulary is the real Llama SentencePiece one from the shared fixtures (llama.cpp needs
  * a vocabulary to load a model), the weights are seeded random numbers.
  *
@@ -75,11 +75,12 @@ function f16Bytes(values: Float32Array): Uint8Array {
   return new Uint8Array(out.buffer);
 }
 
-type Arch = 'llama' | 'qwen2';
+type Arch = 'llama' | 'qwen2' | 'gemma3';
 
 /**
  * A GGUF of `arch`: dim 256, 2 layers, 4 heads over 2 KV heads, tied embeddings; Qwen 2 adds
- * biases to Q, K and V.
+ * biases to Q, K and V; Gemma 3 QK-norms, post-norms and a sliding window of 4 tokens on its
+ * first layer (so the window is exercised by the prompts).
  */
 async function writeTinyModel(path: string, arch: Arch, type: GgmlTypeName): Promise<void> {
   const vocab = await GgufFile.open(vocabPath);
@@ -100,6 +101,13 @@ async function writeTinyModel(path: string, arch: Arch, type: GgmlTypeName): Pro
     { key: `${arch}.attention.layer_norm_rms_epsilon`, type: 'f32', value: 1e-5 },
     { key: `${arch}.rope.freq_base`, type: 'f32', value: 10000 },
     { key: `${arch}.rope.dimension_count`, type: 'u32', value: headDim },
+    ...(arch === 'gemma3'
+      ? [
+          { key: 'gemma3.attention.key_length', type: 'u32' as const, value: headDim },
+          { key: 'gemma3.attention.value_length', type: 'u32' as const, value: headDim },
+          { key: 'gemma3.attention.sliding_window', type: 'u32' as const, value: 4 },
+        ]
+      : []),
     ...tokenizer,
   ];
   let seed = 1;
@@ -108,11 +116,11 @@ async function writeTinyModel(path: string, arch: Arch, type: GgmlTypeName): Pro
     const data = type === 'F16' ? f16Bytes(values) : await quantize(type, values);
     return { name, dims: [cols, rows], type, data };
   };
-  const norm = (name: string) => ({
+  const norm = (name: string, n = dim) => ({
     name,
-    dims: [dim],
+    dims: [n],
     type: 'F32' as const,
-    data: new Uint8Array(Float32Array.from(random(seed++, dim, 0.2), (v) => 1 + v).buffer),
+    data: new Uint8Array(Float32Array.from(random(seed++, n, 0.2), (v) => 1 + v).buffer),
   });
   const bias = (name: string, n: number) => ({
     name,
@@ -122,6 +130,14 @@ async function writeTinyModel(path: string, arch: Arch, type: GgmlTypeName): Pro
   });
   const tensors = [await matrix('token_embd.weight', dim, nVocab), norm('output_norm.weight')];
   for (let l = 0; l < layers; l++) {
+    if (arch === 'gemma3') {
+      tensors.push(
+        norm(`blk.${l}.attn_q_norm.weight`, headDim),
+        norm(`blk.${l}.attn_k_norm.weight`, headDim),
+        norm(`blk.${l}.post_attention_norm.weight`),
+        norm(`blk.${l}.post_ffw_norm.weight`),
+      );
+    }
     if (arch === 'qwen2') {
       tensors.push(
         bias(`blk.${l}.attn_q.bias`, heads * headDim),
@@ -150,7 +166,7 @@ const PROMPTS = [
   [1, 29871, 13, 3166, 12655, 408, 7442],
 ];
 
-const CASES = (['llama', 'qwen2'] as const).flatMap((arch) => (['F16', 'Q8_0', 'Q4_K'] as const).map((type) => [arch, type] as const));
+const CASES = (['llama', 'qwen2', 'gemma3'] as const).flatMap((arch) => (['F16', 'Q8_0', 'Q4_K'] as const).map((type) => [arch, type] as const));
 
 describe.each(haveVocab ? CASES : [])('tiny %s, %s weights', (arch, type) => {
   it('matches llama.cpp: first-step logits and greedy tokens', async () => {
