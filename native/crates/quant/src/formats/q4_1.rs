@@ -80,6 +80,29 @@ fn vec_dot(isa: Isa, n: usize, weights: &[u8], activation: &[u8]) -> f32 {
     }
 }
 
+/// One weight row against four activation rows (batched prompt steps): the weight block is
+/// unpacked once for all four. Each product runs exactly the operations of `vec_dot`, in the
+/// same order, so the results are bit-identical to four `vec_dot` calls.
+pub fn vec_dot_x4(isa: Isa, n: usize, weights: &[u8], acts: [&[u8]; 4]) -> [f32; 4] {
+    #[cfg(target_arch = "x86_64")]
+    if clamp_isa(isa) >= Isa::Avx2 {
+        let nb = n / QK4_1;
+        assert!(
+            n.is_multiple_of(QK4_1)
+                && weights.len() == nb * 20
+                && acts.iter().all(|a| a.len() == nb * 36),
+            "q4_1 vec_dot_x4: n = {n}, {} weight bytes",
+            weights.len()
+        );
+        let w: &[BlockQ4_1] = as_blocks(weights);
+        let a: [&[BlockQ8_1]; 4] = acts.map(as_blocks);
+        // SAFETY: clamp_isa returned at least the AVX2 tier, so AVX2, FMA and F16C are present.
+        // The VNNI tier's dot gives the same i32 lanes as AVX2's, so AVX2 serves both.
+        return unsafe { simd::vec_dot_x4_avx2(w, a) };
+    }
+    acts.map(|a| vec_dot(isa, n, weights, a))
+}
+
 /// The reference, per block: `d_x·d_y·Σ q_x·q_y + m_x·s_y` with the sum exact in i32.
 fn vec_dot_scalar(w: &[BlockQ4_1], a: &[BlockQ8_1]) -> f32 {
     let mut sum = 0.0f32;
@@ -123,6 +146,24 @@ mod simd {
         };
     }
     tier!(vec_dot_avx2, "avx2,fma,f16c", dot_u8_avx2);
+
+    /// Four activation rows: per row the operations and order of `vec_dot_avx2`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn vec_dot_x4_avx2(w: &[BlockQ4_1], a: [&[BlockQ8_1]; 4]) -> [f32; 4] {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut extra = [0f32; 4];
+        for (b, x) in w.iter().enumerate() {
+            let nibbles = unpack_nibbles(&x.qs);
+            let (dx, mx) = (f16_to_f32(x.d), f16_to_f32(x.m));
+            for t in 0..4 {
+                let y = &a[t][b];
+                let p = dot_u8_avx2(nibbles, load_i8(&y.qs));
+                acc[t] = _mm256_fmadd_ps(p, _mm256_set1_ps(dx * f16_to_f32(y.d)), acc[t]);
+                extra[t] += mx * f16_to_f32(y.s);
+            }
+        }
+        [0, 1, 2, 3].map(|t| hsum(acc[t]) + extra[t])
+    }
     tier!(
         vec_dot_vnni,
         "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
@@ -169,6 +210,28 @@ mod tests {
     fn block_size_matches_the_type_table() {
         assert_eq!(std::mem::size_of::<BlockQ4_1>(), GgmlType::Q4_1.type_size());
         assert_eq!(QK4_1, GgmlType::Q4_1.block_size());
+    }
+
+    #[test]
+    fn x4_equals_four_single_dots_bit_for_bit() {
+        let mut rng = Rng::new(41);
+        for nb in [1usize, 3, 18, 48] {
+            let n = nb * QK4_1;
+            let w = random_row(&mut rng, &LAYOUT, nb, 1.0);
+            let acts: Vec<Vec<u8>> = (0..4)
+                .map(|_| random_row(&mut rng, &ACT, nb, 1.0))
+                .collect();
+            for isa in Isa::available() {
+                let four = vec_dot_x4(isa, n, &w, [&acts[0], &acts[1], &acts[2], &acts[3]]);
+                for t in 0..4 {
+                    assert_eq!(
+                        four[t].to_bits(),
+                        vec_dot(isa, n, &w, &acts[t]).to_bits(),
+                        "{isa} nb={nb} t={t}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

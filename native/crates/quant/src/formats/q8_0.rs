@@ -110,6 +110,29 @@ pub(crate) fn quantize_block_scalar(x: &[f32; QK8_0], qs: &mut [i8; QK8_0]) -> (
     (d, sum)
 }
 
+/// One weight row against four activation rows (batched prompt steps): the weight block is
+/// prepared once for all four. Each product runs exactly the operations of `vec_dot`, in the
+/// same order, so the results are bit-identical to four `vec_dot` calls.
+pub fn vec_dot_x4(isa: Isa, n: usize, weights: &[u8], acts: [&[u8]; 4]) -> [f32; 4] {
+    #[cfg(target_arch = "x86_64")]
+    if clamp_isa(isa) >= Isa::Avx2 {
+        let nb = n / QK8_0;
+        assert!(
+            n.is_multiple_of(QK8_0)
+                && weights.len() == nb * 34
+                && acts.iter().all(|a| a.len() == nb * 34),
+            "vec_dot_x4: n = {n}, {} weight bytes",
+            weights.len()
+        );
+        let w: &[BlockQ8_0] = as_blocks(weights);
+        let a: [&[BlockQ8_0]; 4] = acts.map(as_blocks);
+        // SAFETY: clamp_isa returned at least the AVX2 tier, so AVX2, FMA and F16C are present.
+        // The VNNI tier's dot gives the same i32 lanes as AVX2's, so AVX2 serves both.
+        return unsafe { simd::vec_dot_x4_avx2(w, a) };
+    }
+    acts.map(|a| vec_dot(isa, n, weights, a))
+}
+
 fn vec_dot(isa: Isa, n: usize, weights: &[u8], activation: &[u8]) -> f32 {
     let nb = n / QK8_0;
     assert!(
@@ -169,6 +192,22 @@ mod simd {
         };
     }
     tier!(vec_dot_avx2, "avx2,fma,f16c", dot_i8_avx2);
+
+    /// Four activation rows: per row the operations and order of `vec_dot_avx2`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn vec_dot_x4_avx2(w: &[BlockQ8_0], a: [&[BlockQ8_0]; 4]) -> [f32; 4] {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for (b, x) in w.iter().enumerate() {
+            let wq = load_i8(&x.qs);
+            let dx = f16_to_f32(x.d);
+            for t in 0..4 {
+                let y = &a[t][b];
+                let p = dot_i8_avx2(wq, load_i8(&y.qs));
+                acc[t] = _mm256_fmadd_ps(p, _mm256_set1_ps(dx * f16_to_f32(y.d)), acc[t]);
+            }
+        }
+        [0, 1, 2, 3].map(|t| hsum(acc[t]))
+    }
     tier!(
         vec_dot_vnni,
         "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
@@ -515,6 +554,28 @@ mod tests {
     fn block_size_matches_the_type_table() {
         assert_eq!(std::mem::size_of::<BlockQ8_0>(), GgmlType::Q8_0.type_size());
         assert_eq!(QK8_0, GgmlType::Q8_0.block_size());
+    }
+
+    #[test]
+    fn x4_equals_four_single_dots_bit_for_bit() {
+        let mut rng = Rng::new(43);
+        for nb in [1usize, 3, 20, 64] {
+            let n = nb * QK8_0;
+            let w = random_row(&mut rng, &LAYOUT, nb, 1.0);
+            let acts: Vec<Vec<u8>> = (0..4)
+                .map(|_| random_row(&mut rng, &ACT, nb, 1.0))
+                .collect();
+            for isa in Isa::available() {
+                let four = vec_dot_x4(isa, n, &w, [&acts[0], &acts[1], &acts[2], &acts[3]]);
+                for t in 0..4 {
+                    assert_eq!(
+                        four[t].to_bits(),
+                        vec_dot(isa, n, &w, &acts[t]).to_bits(),
+                        "{isa} nb={nb} t={t}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
