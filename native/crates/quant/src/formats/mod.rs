@@ -115,6 +115,38 @@ pub fn quantize(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<()> {
     Ok(())
 }
 
+/// A four-row kernel: one weight row against four activation rows (AVX2 tier).
+pub(crate) type VecDotX4Simd<W, A> = unsafe fn(&[W], [&[A]; 4]) -> [f32; 4];
+
+/// The shared entry of the four-row dot products: checks the lengths once, then runs `simd`
+/// on the AVX2 tier and above (the VNNI tier's integer lanes equal AVX2's, so one kernel serves
+/// both), else four single products. `simd` must give exactly `traits.vec_dot`'s results.
+pub(crate) fn vec_dot_x4_with<W: bytemuck::Pod, A: bytemuck::Pod>(
+    isa: Isa,
+    n: usize,
+    weights: &[u8],
+    acts: [&[u8]; 4],
+    traits: &TypeTraits,
+    simd: Option<VecDotX4Simd<W, A>>,
+) -> [f32; 4] {
+    if let Some(simd) = simd.filter(|_| clamp_isa(isa) >= Isa::Avx2) {
+        let bytes = |ty: GgmlType| ty.bytes_for(n as u64).map(|b| b as usize);
+        assert!(
+            bytes(traits.ty) == Some(weights.len())
+                && acts
+                    .iter()
+                    .all(|a| bytes(traits.vec_dot_type) == Some(a.len())),
+            "{} vec_dot_x4: n = {n}, {} weight bytes",
+            traits.ty,
+            weights.len()
+        );
+        // SAFETY: clamp_isa returned at least the AVX2 tier, so the CPU has AVX2, FMA and F16C;
+        // the lengths were checked above.
+        return unsafe { simd(as_blocks(weights), acts.map(as_blocks)) };
+    }
+    acts.map(|a| (traits.vec_dot)(isa, n, weights, a))
+}
+
 /// Lowers `isa` to what this CPU can run, so a caller can never reach an illegal instruction.
 pub fn clamp_isa(isa: Isa) -> Isa {
     isa.min(cpu_features().best_isa())

@@ -85,22 +85,10 @@ fn vec_dot(isa: Isa, n: usize, weights: &[u8], activation: &[u8]) -> f32 {
 /// same order, so the results are bit-identical to four `vec_dot` calls.
 pub fn vec_dot_x4(isa: Isa, n: usize, weights: &[u8], acts: [&[u8]; 4]) -> [f32; 4] {
     #[cfg(target_arch = "x86_64")]
-    if clamp_isa(isa) >= Isa::Avx2 {
-        let nb = n / QK4_1;
-        assert!(
-            n.is_multiple_of(QK4_1)
-                && weights.len() == nb * 20
-                && acts.iter().all(|a| a.len() == nb * 36),
-            "q4_1 vec_dot_x4: n = {n}, {} weight bytes",
-            weights.len()
-        );
-        let w: &[BlockQ4_1] = as_blocks(weights);
-        let a: [&[BlockQ8_1]; 4] = acts.map(as_blocks);
-        // SAFETY: clamp_isa returned at least the AVX2 tier, so AVX2, FMA and F16C are present.
-        // The VNNI tier's dot gives the same i32 lanes as AVX2's, so AVX2 serves both.
-        return unsafe { simd::vec_dot_x4_avx2(w, a) };
-    }
-    acts.map(|a| vec_dot(isa, n, weights, a))
+    let simd: Option<super::VecDotX4Simd<BlockQ4_1, BlockQ8_1>> = Some(simd::vec_dot_x4_avx2);
+    #[cfg(not(target_arch = "x86_64"))]
+    let simd: Option<super::VecDotX4Simd<BlockQ4_1, BlockQ8_1>> = None;
+    super::vec_dot_x4_with(isa, n, weights, acts, &TRAITS, simd)
 }
 
 /// The reference, per block: `d_x·d_y·Σ q_x·q_y + m_x·s_y` with the sum exact in i32.

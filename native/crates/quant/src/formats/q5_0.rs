@@ -81,22 +81,10 @@ fn quantize(src: &[f32], dst: &mut [u8]) {
 /// same order, so the results are bit-identical to four `vec_dot` calls.
 pub fn vec_dot_x4(isa: Isa, n: usize, weights: &[u8], acts: [&[u8]; 4]) -> [f32; 4] {
     #[cfg(target_arch = "x86_64")]
-    if clamp_isa(isa) >= Isa::Avx2 {
-        let nb = n / QK5_0;
-        assert!(
-            n.is_multiple_of(QK5_0)
-                && weights.len() == nb * 22
-                && acts.iter().all(|a| a.len() == nb * 34),
-            "vec_dot_x4: n = {n}, {} weight bytes",
-            weights.len()
-        );
-        let w: &[BlockQ5_0] = as_blocks(weights);
-        let a: [&[BlockQ8_0]; 4] = acts.map(as_blocks);
-        // SAFETY: clamp_isa returned at least the AVX2 tier, so AVX2, FMA and F16C are present.
-        // The VNNI tier's dot gives the same i32 lanes as AVX2's, so AVX2 serves both.
-        return unsafe { simd::vec_dot_x4_avx2(w, a) };
-    }
-    acts.map(|a| vec_dot(isa, n, weights, a))
+    let simd: Option<super::VecDotX4Simd<BlockQ5_0, BlockQ8_0>> = Some(simd::vec_dot_x4_avx2);
+    #[cfg(not(target_arch = "x86_64"))]
+    let simd: Option<super::VecDotX4Simd<BlockQ5_0, BlockQ8_0>> = None;
+    super::vec_dot_x4_with(isa, n, weights, acts, &TRAITS, simd)
 }
 
 fn vec_dot(isa: Isa, n: usize, weights: &[u8], activation: &[u8]) -> f32 {
