@@ -61,7 +61,7 @@ export interface ChatRequest extends GenerationOptions {
 export class EngineError extends Error {
   override readonly name = 'EngineError';
   constructor(
-    readonly code: 'PromptTooLongError' | 'InvalidArgumentError' | 'EngineClosedError',
+    readonly code: 'PromptTooLongError' | 'InvalidArgumentError' | 'EngineClosedError' | 'OverloadedError',
     message: string,
   ) {
     super(message);
