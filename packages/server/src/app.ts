@@ -1,0 +1,119 @@
+/**
+ * The express app: routes, body parsing, auth, CORS and errors, without listening (tests call
+ * `createApp` and listen on an ephemeral port; `startServer` in serve.ts does it for real).
+ */
+import express, { type ErrorRequestHandler, type Express, type RequestHandler } from 'express';
+
+import { requireApiKey } from './auth.js';
+import { cors, type CorsOptions } from './cors.js';
+import { ApiError, isInternal, sendApiError, toApiError } from './errors.js';
+import { requireHost } from './host-check.js';
+import { DEFAULT_LIMITS, type ServerLimits } from './limits.js';
+import type { CompletionDone, RouteContext } from './route-context.js';
+import { chatCompletionsRoute } from './routes/chat-completions.js';
+import { completionsRoute } from './routes/completions.js';
+import { healthRoute } from './routes/health.js';
+import { listModelsRoute, retrieveModelRoute } from './routes/models.js';
+import { detokenizeRoute, tokenizeRoute } from './routes/tokenize.js';
+import type { ServingEngine } from './serving-engine.js';
+
+export interface AppOptions {
+  engine: ServingEngine;
+  /** The id `/v1/models` lists and responses carry; requests may name it or `default`. */
+  modelId: string;
+  /** When set, every route but `GET /health` needs `Authorization: Bearer <apiKey>`. */
+  apiKey?: string;
+  /** Off when absent. */
+  cors?: CorsOptions;
+  limits?: Partial<ServerLimits>;
+  /** Answer only requests whose Host header names one of these (DNS rebinding guard). */
+  allowedHosts?: readonly string[];
+  /** Called when a chat or text completion request has finished (or its client left). */
+  onCompletionDone?: (done: CompletionDone) => void;
+  /** Called with each fault of the server (a 5xx); default: printed to stderr. */
+  onInternalError?: (error: unknown) => void;
+}
+
+/** Paths and the methods they answer; another method on one of them is a 405. */
+const ROUTES: Readonly<Record<string, string>> = {
+  '/v1/chat/completions': 'POST',
+  '/v1/completions': 'POST',
+  '/v1/models': 'GET',
+  '/health': 'GET',
+  '/tokenize': 'POST',
+  '/detokenize': 'POST',
+};
+
+export function createApp(options: AppOptions): Express {
+  const limits: ServerLimits = { ...DEFAULT_LIMITS, ...options.limits };
+  const ctx: RouteContext = {
+    engine: options.engine,
+    modelId: options.modelId,
+    limits,
+    onCompletionDone: options.onCompletionDone,
+  };
+  const onInternalError = options.onInternalError ?? ((error: unknown) => console.error('mistralrs-server: internal error:', error));
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  if (options.allowedHosts) app.use(requireHost(options.allowedHosts));
+  if (options.cors) app.use(cors(options.cors));
+  if (options.apiKey !== undefined) app.use(requireApiKey(options.apiKey));
+
+  const json = jsonBody(limits.maxBodyBytes);
+  app.post('/v1/chat/completions', json, chatCompletionsRoute(ctx));
+  app.post('/v1/completions', json, completionsRoute(ctx));
+  app.get('/v1/models', listModelsRoute(ctx));
+  app.get('/v1/models/:model', retrieveModelRoute(ctx));
+  app.get('/health', healthRoute(options.modelId));
+  app.post('/tokenize', json, tokenizeRoute(ctx));
+  app.post('/detokenize', json, detokenizeRoute(ctx));
+
+  app.use(notFound);
+  app.use(errorHandler(onInternalError));
+  return app;
+}
+
+/**
+ * JSON bodies only: a `text/plain` or form body is a 415. That matters beyond tidiness: a web
+ * page can send those cross-origin without a CORS preflight, JSON it cannot.
+ */
+function jsonBody(limitBytes: number): RequestHandler[] {
+  const requireJson: RequestHandler = (req, _res, next) => {
+    if (req.is('application/json') || req.is('+json')) return next();
+    const sent = req.get('content-type');
+    throw new ApiError(
+      415,
+      'invalid_request_error',
+      `the request body must be JSON with "Content-Type: application/json"${sent ? `, not ${JSON.stringify(sent)}` : ''}`,
+      null,
+      'unsupported_media_type',
+    );
+  };
+  return [requireJson, express.json({ limit: limitBytes })];
+}
+
+/** 405 for a known path with another method; else 404, in OpenAI's words ("Invalid URL"). */
+const notFound: RequestHandler = (req, _res) => {
+  const method = ROUTES[req.path.toLowerCase().replace(/\/+$/, '')];
+  if (method !== undefined && method !== req.method && !(method === 'GET' && req.method === 'HEAD')) {
+    throw new ApiError(405, 'invalid_request_error', `${req.method} is not allowed on ${req.path}; use ${method}`, null, 'method_not_allowed', {
+      Allow: method,
+    });
+  }
+  throw new ApiError(404, 'invalid_request_error', `Invalid URL (${req.method} ${req.path})`, null, 'not_found');
+};
+
+function errorHandler(onInternalError: (error: unknown) => void): ErrorRequestHandler {
+  return (error: unknown, _req, res, _next) => {
+    const apiError = toApiError(error);
+    if (isInternal(apiError)) onInternalError(error);
+    if (res.headersSent) {
+      // A stream already carries its error as an event (run-choices.ts); just make sure it ends.
+      if (!res.writableEnded) res.end();
+      return;
+    }
+    sendApiError(res, apiError);
+  };
+}

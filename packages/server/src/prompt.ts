@@ -1,0 +1,60 @@
+/**
+ * Prompts to token ids, before anything is queued: the length check against the context must
+ * happen here, where it can still be a fast 400, and the ids are then handed to the engine as
+ * they are (so the template is rendered and the text tokenized exactly once).
+ */
+import type { ChatMessage } from '@mistralrs/core';
+
+import { invalidRequest } from './errors.js';
+import type { ServingEngine } from './serving-engine.js';
+
+/** Tokens one sequence may hold (prompt plus generated): the model's context, bounded by the KV pool. */
+export function contextTokens(engine: ServingEngine): number {
+  const { contextLength, nBlocks, blockSize } = engine.info;
+  return Math.min(contextLength, nBlocks * blockSize);
+}
+
+/**
+ * A chat's prompt: the template rendered with the generation prompt, then tokenized as
+ * `Engine.encodeChatPrompt` does (special-token text parsed; BOS added only if the template
+ * did not write it). Tokenized off the JavaScript thread: a long prompt must not stall every
+ * other stream.
+ */
+export async function chatPromptIds(
+  engine: ServingEngine,
+  messages: readonly ChatMessage[],
+  addGenerationPrompt = true,
+): Promise<number[]> {
+  const template = engine.chatTemplate;
+  if (!template) {
+    throw invalidRequest(
+      'this model has no chat template: use /v1/completions, or start the server with --chat-template',
+      'messages',
+      'no_chat_template',
+    );
+  }
+  const text = await template.render({ messages, addGenerationPrompt });
+  const { tokenizer } = engine;
+  const ids = Array.from(await tokenizer.encodeAsync(text, { addSpecialTokens: false, parseSpecial: true }));
+  if (tokenizer.addBos && tokenizer.bosId !== undefined && ids[0] !== tokenizer.bosId) ids.unshift(tokenizer.bosId);
+  return ids;
+}
+
+/** A plain prompt: text as `Engine.complete` tokenizes it (BOS added, special-token text kept literal). */
+export async function textPromptIds(engine: ServingEngine, prompt: string | number[]): Promise<number[]> {
+  if (typeof prompt !== 'string') return prompt;
+  return Array.from(await engine.tokenizer.encodeAsync(prompt, { addSpecialTokens: true, parseSpecial: false }));
+}
+
+/** 400 `context_length_exceeded` unless the prompt leaves room for at least one generated token. */
+export function checkPromptFits(ids: readonly number[], context: number, param: 'messages' | 'prompt'): void {
+  if (ids.length === 0) throw invalidRequest('the prompt is empty', param);
+  if (ids.length >= context) {
+    throw invalidRequest(
+      `this model's maximum context length is ${context} tokens, but the prompt has ${ids.length} tokens ` +
+        '(and at least one token must be generated); shorten the prompt',
+      param,
+      'context_length_exceeded',
+    );
+  }
+}

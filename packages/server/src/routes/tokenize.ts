@@ -1,0 +1,56 @@
+/**
+ * POST /tokenize and POST /detokenize, in vLLM's shapes:
+ *   /tokenize   {prompt, add_special_tokens?} or {messages, add_generation_prompt?}
+ *               → {tokens, count, max_model_len, token_strs?}
+ *   /detokenize {tokens, skip_special_tokens?} → {prompt}
+ */
+import type { RequestHandler } from 'express';
+
+import { invalidRequest } from '../errors.js';
+import { readMessages } from '../messages.js';
+import { chatPromptIds, contextTokens } from '../prompt.js';
+import { checkModel, validationContext, type RouteContext } from '../route-context.js';
+import { readBoolean, readString, requireObjectBody } from '../validate.js';
+
+export function tokenizeRoute(ctx: RouteContext): RequestHandler {
+  return async (req, res) => {
+    const body = requireObjectBody(req.body);
+    checkModel(readString(body, 'model'), ctx);
+    const { tokenizer } = ctx.engine;
+    let tokens: number[];
+    if (body.messages !== undefined && body.messages !== null) {
+      if (body.prompt !== undefined && body.prompt !== null) throw invalidRequest('send either prompt or messages, not both', 'prompt');
+      const addGenerationPrompt = readBoolean(body, 'add_generation_prompt') ?? true;
+      tokens = await chatPromptIds(ctx.engine, readMessages(body.messages), addGenerationPrompt);
+    } else {
+      const prompt = readString(body, 'prompt');
+      if (prompt === undefined) throw invalidRequest('prompt (a string) or messages is required', 'prompt');
+      const addSpecialTokens = readBoolean(body, 'add_special_tokens') ?? true;
+      tokens = Array.from(await tokenizer.encodeAsync(prompt, { addSpecialTokens, parseSpecial: false }));
+    }
+    const withPieces = readBoolean(body, 'return_token_strs') ?? false;
+    res.json({
+      tokens,
+      count: tokens.length,
+      max_model_len: contextTokens(ctx.engine),
+      ...(withPieces ? { token_strs: tokens.map((id) => tokenizer.tokenToPiece(id)) } : {}),
+    });
+  };
+}
+
+export function detokenizeRoute(ctx: RouteContext): RequestHandler {
+  return (req, res) => {
+    const body = requireObjectBody(req.body);
+    checkModel(readString(body, 'model'), ctx);
+    const { vocabSize } = validationContext(ctx);
+    const tokens = body.tokens;
+    if (!Array.isArray(tokens)) throw invalidRequest('tokens must be an array of token ids', 'tokens');
+    for (const id of tokens) {
+      if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= vocabSize) {
+        throw invalidRequest(`invalid token id ${JSON.stringify(id)}: out of vocabulary (ids 0 to ${vocabSize - 1})`, 'tokens');
+      }
+    }
+    const skipSpecialTokens = readBoolean(body, 'skip_special_tokens') ?? false;
+    res.json({ prompt: ctx.engine.tokenizer.decode(tokens as number[], { skipSpecialTokens }) });
+  };
+}

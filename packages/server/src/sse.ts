@@ -1,0 +1,69 @@
+/**
+ * Server-sent events as OpenAI frames them: one `data: <json>\n\n` per chunk, and
+ * `data: [DONE]\n\n` at the end. An error after the headers went out can no longer change the
+ * status, so it is sent as `data: {"error": {...}}` (openai-node and openai-python raise it as
+ * an APIError) and the stream ends.
+ */
+import type { Response } from 'express';
+
+import type { ApiError } from './errors.js';
+
+export class SseStream {
+  #started = false;
+
+  constructor(private readonly res: Response) {}
+
+  /** Whether the headers went out (after which errors can only be events). */
+  get started(): boolean {
+    return this.#started;
+  }
+
+  /** False once the response ended or the client went away: writes are then dropped. */
+  get writable(): boolean {
+    return !this.res.writableEnded && !this.res.destroyed;
+  }
+
+  start(): void {
+    if (this.#started) return;
+    this.#started = true;
+    if (this.res.headersSent) return; // an error response already went out
+    this.res.status(200).set({
+      'Content-Type': 'text/event-stream; charset=utf-8',
+      'Cache-Control': 'no-cache',
+      Connection: 'keep-alive',
+      // Reverse proxies (nginx) would otherwise buffer the stream.
+      'X-Accel-Buffering': 'no',
+    });
+    this.res.flushHeaders();
+  }
+
+  /** Sends one event (after `start()`); resolves once the socket can take more (a slow reader holds us back). */
+  async send(data: unknown): Promise<void> {
+    await this.#write(`data: ${JSON.stringify(data)}\n\n`);
+  }
+
+  async error(error: ApiError): Promise<void> {
+    this.start();
+    await this.#write(`data: ${JSON.stringify(error.toBody())}\n\n`);
+    if (this.writable) this.res.end();
+  }
+
+  async done(): Promise<void> {
+    await this.#write('data: [DONE]\n\n');
+    if (this.writable) this.res.end();
+  }
+
+  /** Frames before `start()` are dropped: only the caller decides when the stream begins. */
+  async #write(frame: string): Promise<void> {
+    if (!this.#started || !this.writable) return;
+    if (this.res.write(frame)) return;
+    // Wait for the buffer to drain, or for the connection to go (then nothing drains).
+    await new Promise<void>((resolve) => {
+      const resume = () => {
+        this.res.off('drain', resume).off('close', resume);
+        resolve();
+      };
+      this.res.on('drain', resume).on('close', resume);
+    });
+  }
+}

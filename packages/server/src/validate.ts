@@ -1,0 +1,309 @@
+/**
+ * Request validation: a JSON body in, a typed request out, or a 400 naming the field at fault.
+ *
+ * Unknown fields are ignored, as OpenAI does; a field that is present with `null` counts as
+ * absent (clients send `"stop": null`). Known fields with a wrong type or out of range are a
+ * 400 with `param` set to the field's name. Features we do not have yet (tools, response
+ * formats, echo) are a 400 rather than silently ignored, since ignoring them would return a
+ * plausible but wrong answer.
+ */
+import type { ChatMessage, GenerationOptions } from '@mistralrs/core';
+
+import { invalidRequest } from './errors.js';
+import type { ServerLimits } from './limits.js';
+import { readMessages } from './messages.js';
+
+/** What validation needs to know of the model and the server. */
+export interface ValidationContext {
+  vocabSize: number;
+  /** Tokens a sequence may hold: the prompt plus what is generated. */
+  contextTokens: number;
+  limits: ServerLimits;
+}
+
+/** The sampling options a request sets, in the engine's names. */
+export type SamplingFields = Pick<
+  GenerationOptions,
+  | 'temperature'
+  | 'topK'
+  | 'topP'
+  | 'minP'
+  | 'repetitionPenalty'
+  | 'frequencyPenalty'
+  | 'presencePenalty'
+  | 'logitBias'
+  | 'seed'
+>;
+
+/** The fields chat and text completions share. */
+export interface CommonRequest {
+  /** As sent; checked against the served model by the route. */
+  model: string | undefined;
+  /** Choices per prompt. */
+  n: number;
+  maxTokens: number | undefined;
+  stop: string[] | undefined;
+  stream: boolean;
+  /** `stream_options.include_usage`: a last chunk with the usage. */
+  includeUsage: boolean;
+  sampling: SamplingFields;
+}
+
+export interface ChatCompletionRequest extends CommonRequest {
+  messages: ChatMessage[];
+  logprobs: boolean;
+  /** Alternatives per token (0 when only the chosen token's logprob is wanted). */
+  topLogprobs: number;
+}
+
+export interface CompletionRequest extends CommonRequest {
+  /** One entry per prompt: text, or token ids used as they are. */
+  prompts: Array<string | number[]>;
+  /** Alternatives per token; undefined means no logprobs at all. */
+  logprobs: number | undefined;
+}
+
+/** The body as an object whose fields can be read; anything else is a 400. */
+export type RequestBody = Readonly<Record<string, unknown>>;
+
+export function requireObjectBody(body: unknown): RequestBody {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    throw invalidRequest('the request body must be a JSON object');
+  }
+  return body as RequestBody;
+}
+
+export function validateChatRequest(body: RequestBody, ctx: ValidationContext): ChatCompletionRequest {
+  rejectUnsupported(body, { tools: 'tools', response_format: 'response_format' });
+  const logprobs = readBoolean(body, 'logprobs') ?? false;
+  const topLogprobs = readInteger(body, 'top_logprobs', { min: 0, max: ctx.limits.maxTopLogprobs });
+  if (topLogprobs !== undefined && !logprobs) {
+    throw invalidRequest('top_logprobs requires logprobs to be true', 'top_logprobs');
+  }
+  return {
+    ...readCommon(body, ctx),
+    messages: readMessages(body.messages),
+    logprobs,
+    topLogprobs: topLogprobs ?? 0,
+  };
+}
+
+export function validateCompletionRequest(body: RequestBody, ctx: ValidationContext): CompletionRequest {
+  rejectUnsupported(body, { echo: 'echo', suffix: 'suffix' });
+  const common = readCommon(body, ctx);
+  // best_of > n (generate more, return the best) is not offered; best_of = n changes nothing.
+  const bestOf = readInteger(body, 'best_of', { min: 1 });
+  if (bestOf !== undefined && bestOf !== 1 && bestOf !== common.n) {
+    throw invalidRequest('best_of other than n is not supported by this server', 'best_of', 'unsupported_parameter');
+  }
+  const prompts = readPrompts(body.prompt, ctx.vocabSize);
+  if (prompts.length * common.n > ctx.limits.maxChoices) {
+    throw invalidRequest(
+      `${prompts.length} prompts × n=${common.n} asks for ${prompts.length * common.n} choices; the limit is ${ctx.limits.maxChoices}`,
+      'n',
+    );
+  }
+  return {
+    ...common,
+    prompts,
+    logprobs: readInteger(body, 'logprobs', { min: 0, max: ctx.limits.maxTopLogprobs }),
+  };
+}
+
+function readCommon(body: RequestBody, ctx: ValidationContext): CommonRequest {
+  const stream = readBoolean(body, 'stream') ?? false;
+  const streamOptions = readObject(body, 'stream_options');
+  if (streamOptions && !stream) throw invalidRequest('stream_options is only allowed when stream is true', 'stream_options');
+  const includeUsage = streamOptions ? (readBoolean(streamOptions, 'include_usage', 'stream_options.include_usage') ?? false) : false;
+  readString(body, 'user'); // accepted for OpenAI compatibility; not used
+
+  return {
+    model: readString(body, 'model'),
+    n: readInteger(body, 'n', { min: 1, max: ctx.limits.maxChoices }) ?? 1,
+    maxTokens: readMaxTokens(body, ctx.contextTokens),
+    stop: readStop(body, ctx.limits),
+    stream,
+    includeUsage,
+    sampling: readSampling(body, ctx),
+  };
+}
+
+function readSampling(body: RequestBody, ctx: ValidationContext): SamplingFields {
+  const topK = readInteger(body, 'top_k', { min: -1 });
+  const seed = readInteger(body, 'seed', { min: -1, max: Number.MAX_SAFE_INTEGER - ctx.limits.maxChoices });
+  const sampling: SamplingFields = {
+    temperature: readNumber(body, 'temperature', { min: 0, max: 2 }),
+    topP: readNumber(body, 'top_p', { min: 0, max: 1, minExclusive: true }),
+    // -1 and 0 both mean "no top-k" (vLLM and llama.cpp spell it either way).
+    topK: topK !== undefined && topK > 0 ? topK : undefined,
+    minP: readNumber(body, 'min_p', { min: 0, max: 1 }),
+    repetitionPenalty: readNumber(body, 'repetition_penalty', { min: 0, max: 10, minExclusive: true }),
+    frequencyPenalty: readNumber(body, 'frequency_penalty', { min: -2, max: 2 }),
+    presencePenalty: readNumber(body, 'presence_penalty', { min: -2, max: 2 }),
+    logitBias: readLogitBias(body, ctx),
+    // -1 is llama.cpp's "random seed"; the seed of choice i is seed + i, so leave room for n.
+    seed: seed !== undefined && seed >= 0 ? seed : undefined,
+  };
+  // Drop the unset ones so the engine's defaults apply.
+  for (const key of Object.keys(sampling) as Array<keyof SamplingFields>) {
+    if (sampling[key] === undefined) delete sampling[key];
+  }
+  return sampling;
+}
+
+/** `max_completion_tokens` is the newer name of `max_tokens`; both may come, if they agree. */
+function readMaxTokens(body: RequestBody, contextTokens: number): number | undefined {
+  const range = { min: 1, max: contextTokens };
+  const maxTokens = readInteger(body, 'max_tokens', range);
+  const maxCompletionTokens = readInteger(body, 'max_completion_tokens', range);
+  if (maxTokens !== undefined && maxCompletionTokens !== undefined && maxTokens !== maxCompletionTokens) {
+    throw invalidRequest('max_tokens and max_completion_tokens disagree; send one of them', 'max_tokens');
+  }
+  return maxCompletionTokens ?? maxTokens;
+}
+
+function readStop(body: RequestBody, limits: ServerLimits): string[] | undefined {
+  const value = body.stop;
+  if (value === undefined || value === null) return undefined;
+  const stops = typeof value === 'string' ? [value] : value;
+  if (!Array.isArray(stops)) throw invalidRequest('stop must be a string or an array of strings', 'stop');
+  if (stops.length > limits.maxStopStrings) {
+    throw invalidRequest(`stop has ${stops.length} strings; at most ${limits.maxStopStrings} are allowed`, 'stop');
+  }
+  for (const stop of stops) {
+    if (typeof stop !== 'string') throw invalidRequest('stop must be a string or an array of strings', 'stop');
+    if (stop.length === 0) throw invalidRequest('a stop string must not be empty', 'stop');
+    if (stop.length > limits.maxStopChars) {
+      throw invalidRequest(`a stop string has ${stop.length} characters; at most ${limits.maxStopChars} are allowed`, 'stop');
+    }
+  }
+  return stops.length > 0 ? (stops as string[]) : undefined;
+}
+
+/** `{"50256": -100}`: keys are token ids written as decimal strings, values in [-100, 100]. */
+function readLogitBias(body: RequestBody, ctx: ValidationContext): Record<number, number> | undefined {
+  const bias = readObject(body, 'logit_bias');
+  if (!bias) return undefined;
+  const entries = Object.entries(bias);
+  if (entries.length > ctx.limits.maxLogitBiasEntries) {
+    throw invalidRequest(`logit_bias has ${entries.length} entries; at most ${ctx.limits.maxLogitBiasEntries} are allowed`, 'logit_bias');
+  }
+  const bad: string[] = [];
+  // A null-prototype object: keys such as "__proto__" are rejected below, never assigned.
+  const result: Record<number, number> = Object.create(null) as Record<number, number>;
+  for (const [key, value] of entries) {
+    const id = /^(0|[1-9]\d{0,9})$/.test(key) ? Number(key) : NaN;
+    if (!(id < ctx.vocabSize)) {
+      bad.push(`${JSON.stringify(key)} is not a token id (the vocabulary has ids 0 to ${ctx.vocabSize - 1})`);
+    } else if (typeof value !== 'number' || !Number.isFinite(value) || value < -100 || value > 100) {
+      bad.push(`the bias of token ${key} must be a number from -100 to 100, got ${JSON.stringify(value)}`);
+    } else {
+      result[id] = value;
+    }
+    if (bad.length >= 5) break;
+  }
+  if (bad.length > 0) throw invalidRequest(`invalid logit_bias: ${bad.join('; ')}`, 'logit_bias');
+  return entries.length > 0 ? result : undefined;
+}
+
+/** `prompt`: a string, token ids, or a list of either (one choice set per prompt). */
+function readPrompts(value: unknown, vocabSize: number): Array<string | number[]> {
+  if (value === undefined || value === null) throw invalidRequest('prompt is required', 'prompt');
+  if (typeof value === 'string') return [nonEmptyText(value)];
+  if (!Array.isArray(value) || value.length === 0) {
+    throw invalidRequest('prompt must be a non-empty string, an array of token ids, or an array of those', 'prompt');
+  }
+  if (value.every((item) => typeof item === 'number')) return [tokenIds(value, vocabSize)];
+  if (value.every((item) => typeof item === 'string')) return value.map((text: string) => nonEmptyText(text));
+  if (value.every((item) => Array.isArray(item))) return value.map((ids: unknown[]) => tokenIds(ids, vocabSize));
+  throw invalidRequest('prompt must not mix strings, token ids and arrays', 'prompt');
+}
+
+function nonEmptyText(text: string): string {
+  if (text.length === 0) throw invalidRequest('prompt must not be empty', 'prompt');
+  return text;
+}
+
+function tokenIds(ids: unknown[], vocabSize: number): number[] {
+  if (ids.length === 0) throw invalidRequest('prompt must not be empty', 'prompt');
+  for (const id of ids) {
+    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= vocabSize) {
+      throw invalidRequest(`invalid token id ${JSON.stringify(id)} in prompt: out of vocabulary (ids 0 to ${vocabSize - 1})`, 'prompt');
+    }
+  }
+  return ids as number[];
+}
+
+/** Fields we know but cannot honour yet: absent, null, empty or their neutral value pass. */
+function rejectUnsupported(body: RequestBody, fields: Readonly<Record<string, string>>): void {
+  for (const field of Object.keys(fields)) {
+    const value = body[field];
+    const neutral =
+      value === undefined ||
+      value === null ||
+      value === false ||
+      value === '' ||
+      (Array.isArray(value) && value.length === 0) ||
+      (field === 'response_format' && isTextFormat(value));
+    if (!neutral) throw invalidRequest(`${field} is not supported by this server yet`, field, 'unsupported_parameter');
+  }
+}
+
+function isTextFormat(value: unknown): boolean {
+  return typeof value === 'object' && value !== null && (value as { type?: unknown }).type === 'text';
+}
+
+// ---- field readers: undefined when absent or null, a 400 naming the field when wrong ----
+
+interface NumberRange {
+  min?: number;
+  max?: number;
+  /** The minimum itself is not allowed (`top_p` > 0). */
+  minExclusive?: boolean;
+}
+
+export function readNumber(body: RequestBody, field: string, range: NumberRange = {}, param = field): number | undefined {
+  const value = body[field];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'number' || !Number.isFinite(value)) throw invalidRequest(`${param} must be a number`, param);
+  checkRange(value, range, param);
+  return value;
+}
+
+export function readInteger(body: RequestBody, field: string, range: NumberRange = {}, param = field): number | undefined {
+  const value = body[field];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value)) throw invalidRequest(`${param} must be an integer`, param);
+  checkRange(value, range, param);
+  return value;
+}
+
+export function readBoolean(body: RequestBody, field: string, param = field): boolean | undefined {
+  const value = body[field];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'boolean') throw invalidRequest(`${param} must be true or false`, param);
+  return value;
+}
+
+export function readString(body: RequestBody, field: string, param = field): string | undefined {
+  const value = body[field];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'string') throw invalidRequest(`${param} must be a string`, param);
+  return value;
+}
+
+export function readObject(body: RequestBody, field: string, param = field): RequestBody | undefined {
+  const value = body[field];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'object' || Array.isArray(value)) throw invalidRequest(`${param} must be an object`, param);
+  return value as RequestBody;
+}
+
+function checkRange(value: number, { min, max, minExclusive }: NumberRange, param: string): void {
+  const tooLow = min !== undefined && (minExclusive ? value <= min : value < min);
+  const tooHigh = max !== undefined && value > max;
+  if (!tooLow && !tooHigh) return;
+  const low = min === undefined ? '' : minExclusive ? `greater than ${min}` : `at least ${min}`;
+  const high = max === undefined ? '' : `at most ${max}`;
+  throw invalidRequest(`${param} must be ${[low, high].filter(Boolean).join(' and ')}, got ${value}`, param);
+}
