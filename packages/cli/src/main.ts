@@ -3,6 +3,8 @@ import yargs, { type Argv } from 'yargs';
 import { inspectCommand } from './commands/inspect.js';
 import { pullCommand } from './commands/pull.js';
 import { runCommand, type RunOptions } from './commands/run.js';
+import type { ServeCliOptions } from './commands/serve.js';
+import { readTomlSelector, TomlSelectorError, type TomlSelector } from './toml-selector.js';
 
 /** The options every run shares, whatever the model source (the seed's global flags). */
 function runOptions<T>(y: Argv<T>) {
@@ -20,13 +22,20 @@ function runOptions<T>(y: Argv<T>) {
     .option('throughput', { type: 'boolean', default: false, describe: 'log prompt and generation tokens/s' })
     .option('chat-template', { type: 'string', describe: 'chat template file (.jinja or tokenizer_config.json) or inline template' })
     .option('token-source', { type: 'string', describe: 'Hugging Face token: literal:T, env:VAR, path:FILE, cache, none' })
-    .option('dtype', { alias: 'd', type: 'string', describe: 'activation dtype (auto, f32); weights keep their GGUF types' });
+    .option('dtype', { alias: 'd', type: 'string', describe: 'activation dtype (auto, f32); weights keep their GGUF types' })
+    .option('port', { alias: 'p', type: 'number', describe: 'serve the OpenAI-compatible HTTP API on this port (0: any free port) instead of chatting' })
+    .option('host', { type: 'string', describe: 'with --port: the address to bind (default 127.0.0.1; 0.0.0.0 for every interface)' })
+    .option('api-key', { type: 'string', describe: 'with --port: require "Authorization: Bearer KEY" on every route but /health' })
+    .option('cors-origin', { type: 'string', array: true, describe: 'with --port: let browser pages from this origin call the API (repeatable; * for any)' })
+    .option('max-body', { type: 'string', describe: 'with --port: the largest request body (default 4mb)' });
 }
 
 type RunArgs = Awaited<ReturnType<ReturnType<typeof runOptions>['parseAsync']>>;
 
-function toRunOptions(args: RunArgs, model: string | undefined, file: string | undefined): RunOptions {
+function toRunOptions(args: RunArgs, model: string | undefined, file: string | undefined, toml?: TomlSelector): RunOptions {
+  const serve = serveOptions(args, toml);
   return {
+    ...(serve ? { serve } : {}),
     model,
     file,
     interactive: args.interactive,
@@ -34,8 +43,8 @@ function toRunOptions(args: RunArgs, model: string | undefined, file: string | u
     maxTokens: args['max-tokens'],
     json: args.json,
     throughput: args.throughput,
-    chatTemplate: args['chat-template'],
-    tokenSource: args['token-source'],
+    chatTemplate: args['chat-template'] ?? toml?.chatTemplate,
+    tokenSource: args['token-source'] ?? toml?.tokenSource,
     sampling: {
       temperature: args.temperature,
       topK: args['top-k'],
@@ -47,12 +56,31 @@ function toRunOptions(args: RunArgs, model: string | undefined, file: string | u
   };
 }
 
+/** Server settings: the flags, over a TOML file's [server] table. Undefined (chat) when no port is given. */
+function serveOptions(args: RunArgs, toml: TomlSelector | undefined): ServeCliOptions | undefined {
+  const server = toml?.server ?? {};
+  const port = args.port ?? server.port;
+  if (port === undefined) return undefined;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be an integer from 0 to 65535`);
+  const host = args.host ?? server.host;
+  const apiKey = args['api-key'] ?? server.apiKey;
+  const corsOrigins = args['cors-origin'] ?? server.corsOrigins;
+  const maxBody = args['max-body'] ?? server.maxBody;
+  return {
+    port,
+    ...(host !== undefined ? { host } : {}),
+    ...(apiKey !== undefined ? { apiKey } : {}),
+    ...(corsOrigins !== undefined ? { corsOrigins: corsOrigins.map(String) } : {}),
+    ...(maxBody !== undefined ? { maxBody } : {}),
+  };
+}
+
 /** Runs the CLI with `argv` (without node and the script) and returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
   let exitCode = 0;
   const parser = runOptions(yargs(argv))
     .scriptName('mistralrs-server')
-    .usage('$0 [gguf -m MODEL -f FILE | plain -m DIR | inspect FILE | pull MODEL] [options]')
+    .usage('$0 [gguf -m MODEL -f FILE | plain -m DIR | toml -f FILE.toml | inspect FILE | pull MODEL] [--port N] [options]')
     .command(
       '$0',
       'Chat with the default model (SmolLM2-135M-Instruct), fetched on first use',
@@ -83,6 +111,23 @@ export async function main(argv: string[]): Promise<number> {
         // config.json's model_type names the architecture; -a is accepted for the seed's
         // command lines.
         exitCode = await runCommand(toRunOptions(args, args['model-id'], undefined));
+      },
+    )
+    .command(
+      'toml',
+      'Run the model a TOML selector file names (-f FILE.toml); its [server] table or --port serves it',
+      (y) => y.option('file', { alias: 'f', type: 'string', demandOption: true, describe: 'the .toml selector file' }),
+      async (args) => {
+        let selector: TomlSelector;
+        try {
+          selector = await readTomlSelector(args.file);
+        } catch (error) {
+          if (!(error instanceof TomlSelectorError)) throw error;
+          process.stderr.write(`mistralrs-server: ${error.message}\n`);
+          exitCode = 1;
+          return;
+        }
+        exitCode = await runCommand(toRunOptions(args, selector.model, selector.file, selector));
       },
     )
     .command(

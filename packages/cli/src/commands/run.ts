@@ -1,6 +1,7 @@
 import { Engine, type GenerationOptions, type GenerationResult } from '@mistralrs/core';
 
 import { interactiveChat } from '../interactive.js';
+import { serveCommand, servedModelId, type ServeCliOptions } from './serve.js';
 
 export interface RunOptions {
   /** Model path, folder or registry id (`-m`); the default model when absent. */
@@ -15,9 +16,11 @@ export interface RunOptions {
   chatTemplate?: string;
   tokenSource?: string;
   sampling: GenerationOptions;
+  /** Serve the HTTP API (`--port` given) rather than chat. */
+  serve?: ServeCliOptions;
 }
 
-/** Loads the model, then runs one prompt or the interactive chat. Returns the exit code. */
+/** Loads the model, then serves it, or runs one prompt or the interactive chat. Returns the exit code. */
 export async function runCommand(o: RunOptions): Promise<number> {
   let engine: Engine;
   try {
@@ -32,6 +35,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
     return 1;
   }
   try {
+    if (o.serve) return await serveCommand(engine, servedModelId(o.model, o.file), o.serve);
     if (o.prompt !== undefined) return await oneShot(engine, o);
     if (o.interactive || process.stdin.isTTY) return await interactiveChat(engine, o);
     process.stderr.write('mistralrs-server: nothing to do: give --prompt TEXT, or -i for an interactive chat\n');
