@@ -149,6 +149,10 @@ export async function runChoices(o: RunChoicesOptions): Promise<RunSummary> {
     };
   } catch (error) {
     o.watch.abort(); // stop the other choices
+    if (o.watch.clientGone) {
+      // Whatever failed, nobody is left to tell; an engine that rejects cancelled work lands here.
+      return { id: o.id, finishReasons: o.jobs.map(() => 'cancelled'), usage: usage(o.promptTokens, 0), clientGone: true };
+    }
     // After the headers, an error can only be a last event (the express error handler logs it).
     if (sse?.started) await sse.error(toApiError(error));
     throw error;
