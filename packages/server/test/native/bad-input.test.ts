@@ -1,0 +1,239 @@
+/**
+ * Bad requests: each is answered before the engine with the status OpenAI would give and an
+ * OpenAI error object naming the field at fault. None may be a 5xx: clients retry those.
+ */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { request as httpRequest } from 'node:http';
+
+import type { Engine } from '@mistralrs/core';
+import OpenAI from 'openai';
+
+import type { RunningServer } from '../../src/index.js';
+import { loadDefaultEngine, MODEL_ID, post, serve } from './helpers.js';
+
+let engine: Engine;
+let server: RunningServer;
+
+beforeAll(async () => {
+  engine = await loadDefaultEngine();
+  server = await serve(engine);
+}, 300_000);
+
+afterAll(async () => {
+  await server?.close();
+  engine?.close();
+});
+
+const chat = (fields: Record<string, unknown>) => ({ model: MODEL_ID, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 2, ...fields });
+const completion = (fields: Record<string, unknown>) => ({ model: MODEL_ID, prompt: 'Hi', max_tokens: 2, ...fields });
+
+interface BadCase {
+  name: string;
+  path?: string;
+  body: unknown;
+  headers?: Record<string, string>;
+  status: number;
+  param: string | null;
+  code?: string;
+}
+
+const longText = 'word '.repeat(9000);
+
+const cases: BadCase[] = [
+  { name: 'truncated JSON', body: '{"model":', status: 400, param: null, code: 'invalid_json' },
+  { name: 'a JSON array as the body', body: '[]', status: 400, param: null },
+  { name: 'a JSON string as the body', body: '"hello"', status: 400, param: null },
+  { name: 'a form body', body: 'a=1', headers: { 'content-type': 'application/x-www-form-urlencoded' }, status: 415, param: null },
+  { name: 'a text/plain body (the fetch default)', body: '{}', headers: {}, status: 415, param: null },
+  { name: 'missing messages', body: { model: MODEL_ID }, status: 400, param: 'messages' },
+  { name: 'empty messages', body: chat({ messages: [] }), status: 400, param: 'messages' },
+  { name: 'messages a string', body: chat({ messages: 'Hi' }), status: 400, param: 'messages' },
+  { name: 'a message that is a number', body: chat({ messages: [123] }), status: 400, param: 'messages[0]' },
+  { name: 'an unknown role', body: chat({ messages: [{ role: 'wizard', content: 'x' }] }), status: 400, param: 'messages[0].role' },
+  { name: 'a numeric role', body: chat({ messages: [{ role: 1, content: 'x' }] }), status: 400, param: 'messages[0].role' },
+  { name: 'numeric content', body: chat({ messages: [{ role: 'user', content: 5 }] }), status: 400, param: 'messages[0].content' },
+  { name: 'user message without content', body: chat({ messages: [{ role: 'user' }] }), status: 400, param: 'messages[0].content' },
+  {
+    name: 'an image part for a text model',
+    body: chat({ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'http://169.254.169.254/' } }] }] }),
+    status: 400,
+    param: 'messages[0].content[0].type',
+  },
+  { name: 'a text part without text', body: chat({ messages: [{ role: 'user', content: [{ type: 'text' }] }] }), status: 400, param: 'messages[0].content[0].text' },
+  { name: 'temperature as a string', body: chat({ temperature: 'hot' }), status: 400, param: 'temperature' },
+  { name: 'temperature above 2', body: chat({ temperature: 3 }), status: 400, param: 'temperature' },
+  { name: 'top_p of 0', body: chat({ top_p: 0 }), status: 400, param: 'top_p' },
+  { name: 'top_k below -1', body: chat({ top_k: -5 }), status: 400, param: 'top_k' },
+  { name: 'min_p above 1', body: chat({ min_p: 1.5 }), status: 400, param: 'min_p' },
+  { name: 'frequency_penalty out of range', body: chat({ frequency_penalty: 3 }), status: 400, param: 'frequency_penalty' },
+  { name: 'presence_penalty out of range', body: chat({ presence_penalty: -5 }), status: 400, param: 'presence_penalty' },
+  { name: 'repetition_penalty of 0', body: chat({ repetition_penalty: 0 }), status: 400, param: 'repetition_penalty' },
+  { name: 'n of 0', body: chat({ n: 0 }), status: 400, param: 'n' },
+  { name: 'n of a million', body: chat({ n: 1_000_000 }), status: 400, param: 'n' },
+  { name: 'n fractional', body: chat({ n: 1.5 }), status: 400, param: 'n' },
+  { name: 'max_tokens of 0', body: chat({ max_tokens: 0 }), status: 400, param: 'max_tokens' },
+  { name: 'max_tokens negative', body: chat({ max_tokens: -1 }), status: 400, param: 'max_tokens' },
+  { name: 'max_tokens beyond the context', body: chat({ max_tokens: 1e12 }), status: 400, param: 'max_tokens' },
+  { name: 'max_tokens as a string', body: chat({ max_tokens: '10' }), status: 400, param: 'max_tokens' },
+  { name: 'max_completion_tokens out of range', body: chat({ max_tokens: undefined, max_completion_tokens: 0 }), status: 400, param: 'max_completion_tokens' },
+  { name: 'max_tokens and max_completion_tokens disagreeing', body: chat({ max_tokens: 2, max_completion_tokens: 3 }), status: 400, param: 'max_tokens' },
+  { name: 'five stop strings', body: chat({ stop: ['a', 'b', 'c', 'd', 'e'] }), status: 400, param: 'stop' },
+  { name: 'an empty stop string', body: chat({ stop: [''] }), status: 400, param: 'stop' },
+  { name: 'a 300-character stop string', body: chat({ stop: 'x'.repeat(300) }), status: 400, param: 'stop' },
+  { name: 'a numeric stop', body: chat({ stop: [1] }), status: 400, param: 'stop' },
+  { name: 'logit_bias beyond the vocabulary', body: chat({ logit_bias: { '999999': 1 } }), status: 400, param: 'logit_bias' },
+  { name: 'logit_bias with a negative id', body: chat({ logit_bias: { '-1': 1 } }), status: 400, param: 'logit_bias' },
+  { name: 'logit_bias with a non-numeric key', body: chat({ logit_bias: { abc: 1 } }), status: 400, param: 'logit_bias' },
+  { name: 'logit_bias above 100', body: chat({ logit_bias: { '1': 500 } }), status: 400, param: 'logit_bias' },
+  { name: 'logit_bias with a string value', body: chat({ logit_bias: { '1': 'x' } }), status: 400, param: 'logit_bias' },
+  { name: 'logit_bias as an array', body: chat({ logit_bias: [1, 2] }), status: 400, param: 'logit_bias' },
+  { name: 'top_logprobs above 20', body: chat({ logprobs: true, top_logprobs: 21 }), status: 400, param: 'top_logprobs' },
+  { name: 'top_logprobs without logprobs', body: chat({ top_logprobs: 2 }), status: 400, param: 'top_logprobs' },
+  { name: 'logprobs as a number (chat)', body: chat({ logprobs: 1 }), status: 400, param: 'logprobs' },
+  { name: 'stream as a string', body: chat({ stream: 'yes' }), status: 400, param: 'stream' },
+  { name: 'stream_options without stream', body: chat({ stream_options: { include_usage: true } }), status: 400, param: 'stream_options' },
+  { name: 'include_usage as a string', body: chat({ stream: true, stream_options: { include_usage: 'y' } }), status: 400, param: 'stream_options.include_usage' },
+  { name: 'seed as a string', body: chat({ seed: 'x' }), status: 400, param: 'seed' },
+  { name: 'seed past 2^53', body: chat({ seed: 2 ** 64 }), status: 400, param: 'seed' },
+  { name: 'user as a number', body: chat({ user: 5 }), status: 400, param: 'user' },
+  { name: 'model as a number', body: chat({ model: 5 }), status: 400, param: 'model' },
+  { name: 'an unknown model', body: chat({ model: 'gpt-4o' }), status: 404, param: 'model', code: 'model_not_found' },
+  { name: 'a path as the model', body: chat({ model: '../../etc/passwd' }), status: 404, param: 'model', code: 'model_not_found' },
+  { name: 'tools', body: chat({ tools: [{ type: 'function', function: { name: 'f' } }] }), status: 400, param: 'tools', code: 'unsupported_parameter' },
+  { name: 'a json_schema response format', body: chat({ response_format: { type: 'json_schema' } }), status: 400, param: 'response_format' },
+  { name: 'a chat prompt longer than the context', body: chat({ messages: [{ role: 'user', content: longText }] }), status: 400, param: 'messages', code: 'context_length_exceeded' },
+  { name: 'a text prompt longer than the context', path: '/v1/completions', body: completion({ prompt: longText }), status: 400, param: 'prompt', code: 'context_length_exceeded' },
+  { name: 'a missing prompt', path: '/v1/completions', body: { model: MODEL_ID }, status: 400, param: 'prompt' },
+  { name: 'an empty prompt', path: '/v1/completions', body: completion({ prompt: '' }), status: 400, param: 'prompt' },
+  { name: 'an empty token prompt', path: '/v1/completions', body: completion({ prompt: [] }), status: 400, param: 'prompt' },
+  { name: 'a token id of -1', path: '/v1/completions', body: completion({ prompt: [-1] }), status: 400, param: 'prompt' },
+  { name: 'a token id past the vocabulary', path: '/v1/completions', body: completion({ prompt: [49152] }), status: 400, param: 'prompt' },
+  { name: 'a fractional token id', path: '/v1/completions', body: completion({ prompt: [1.5] }), status: 400, param: 'prompt' },
+  { name: 'a prompt mixing text and ids', path: '/v1/completions', body: completion({ prompt: ['a', 1] }), status: 400, param: 'prompt' },
+  { name: 'completions logprobs above 20', path: '/v1/completions', body: completion({ logprobs: 50 }), status: 400, param: 'logprobs' },
+  { name: 'echo', path: '/v1/completions', body: completion({ echo: true }), status: 400, param: 'echo' },
+  { name: 'best_of above n', path: '/v1/completions', body: completion({ best_of: 3 }), status: 400, param: 'best_of' },
+  { name: '5 prompts x n=4 past 16 choices', path: '/v1/completions', body: completion({ prompt: ['a', 'b', 'c', 'd', 'e'], n: 4 }), status: 400, param: 'n' },
+  { name: 'detokenize an out-of-vocabulary id', path: '/detokenize', body: { tokens: [1, 99999999] }, status: 400, param: 'tokens' },
+  { name: 'tokenize without a prompt', path: '/tokenize', body: {}, status: 400, param: 'prompt' },
+];
+
+describe('bad requests', () => {
+  it.each(cases)('$name → $status ($param)', async ({ path = '/v1/chat/completions', body, headers, status, param, code }) => {
+    const response = await post(`${server.url}${path}`, body, headers);
+    expect(response.status).toBe(status);
+    expect(response.headers.get('content-type')).toMatch(/^application\/json/);
+    const { error } = response.json as { error: { message: string; type: string; param: string | null; code: string | null } };
+    expect(Object.keys(error).sort()).toEqual(['code', 'message', 'param', 'type']);
+    expect(error.message.length).toBeGreaterThan(0);
+    expect(error.type).toBe('invalid_request_error');
+    expect(error.param).toBe(param);
+    if (code !== undefined) expect(error.code).toBe(code);
+  });
+
+  it('has more than 20 cases, none answered with a 5xx', () => {
+    expect(cases.length).toBeGreaterThan(20);
+    expect(cases.every((c) => c.status < 500)).toBe(true);
+  });
+
+  it('answers a body over the limit with 413', async () => {
+    const huge = JSON.stringify(chat({ messages: [{ role: 'user', content: 'x'.repeat(5 * 1024 * 1024) }] }));
+    const response = await post(`${server.url}/v1/chat/completions`, huge);
+    expect(response.status).toBe(413);
+    expect(response.json).toMatchObject({ error: { type: 'invalid_request_error', code: 'request_too_large', param: null } });
+  });
+
+  it('answers unknown routes with 404 and a wrong method with 405, as JSON', async () => {
+    const unknown = await post(`${server.url}/v1/foo`, {});
+    expect(unknown.status).toBe(404);
+    expect(unknown.json).toMatchObject({ error: { message: 'Invalid URL (POST /v1/foo)', type: 'invalid_request_error' } });
+    const wrongMethod = await fetch(`${server.url}/v1/chat/completions`);
+    expect(wrongMethod.status).toBe(405);
+    expect(wrongMethod.headers.get('allow')).toBe('POST');
+  });
+
+  it('reports errors through the openai client as typed errors with param and code', async () => {
+    const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    await expect(
+      client.chat.completions.create({ model: MODEL_ID, messages: [{ role: 'user', content: longText }] }),
+    ).rejects.toMatchObject({ status: 400, param: 'messages', code: 'context_length_exceeded' });
+    await expect(client.chat.completions.create({ model: 'nope', messages: [{ role: 'user', content: 'Hi' }] })).rejects.toBeInstanceOf(
+      OpenAI.NotFoundError,
+    );
+  });
+
+  it('does not let __proto__ keys pollute objects', async () => {
+    const body = '{"__proto__":{"polluted":1},"model":"smollm2-test","messages":[{"role":"user","content":"Hi"}],"max_tokens":1,"logit_bias":{"__proto__":5}}';
+    const response = await post(`${server.url}/v1/chat/completions`, body);
+    expect(response.status).toBe(400);
+    expect((response.json as { error: { param: string } }).error.param).toBe('logit_bias');
+    expect(({} as Record<string, unknown>).polluted).toBeUndefined();
+  });
+});
+
+describe('access control', () => {
+  it('requires the API key on every route but /health', async () => {
+    const guarded = await serve(engine, { apiKey: 'sk-test-key' });
+    try {
+      const body = chat({});
+      const missing = await post(`${guarded.url}/v1/chat/completions`, body);
+      expect(missing.status).toBe(401);
+      expect(missing.headers.get('www-authenticate')).toBe('Bearer');
+      expect(missing.json).toMatchObject({ error: { type: 'invalid_request_error', code: 'invalid_api_key', param: null } });
+
+      const wrong = await post(`${guarded.url}/v1/chat/completions`, body, { 'content-type': 'application/json', authorization: 'Bearer sk-wrong' });
+      expect(wrong.status).toBe(401);
+      // Other routes and spellings are guarded too; /health is not.
+      for (const path of ['/tokenize', '/V1/chat/completions', '/v1/chat/completions/', '/v1/models', '/nowhere']) {
+        expect((await post(`${guarded.url}${path}`, {})).status).toBe(401);
+      }
+      expect((await fetch(`${guarded.url}/health`)).status).toBe(200);
+
+      const client = new OpenAI({ baseURL: `${guarded.url}/v1`, apiKey: 'sk-test-key', maxRetries: 0 });
+      const ok = await client.chat.completions.create({ model: MODEL_ID, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 1 });
+      expect(ok.choices).toHaveLength(1);
+      const badClient = new OpenAI({ baseURL: `${guarded.url}/v1`, apiKey: 'sk-other', maxRetries: 0 });
+      await expect(badClient.models.list()).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
+    } finally {
+      await guarded.close();
+    }
+  });
+
+  it('sends CORS headers only to configured origins', async () => {
+    const open = await serve(engine, { cors: { origins: ['https://app.example'] } });
+    try {
+      const preflight = (origin: string) =>
+        fetch(`${open.url}/v1/chat/completions`, {
+          method: 'OPTIONS',
+          headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, content-type' },
+        });
+      const allowed = await preflight('https://app.example');
+      expect(allowed.status).toBe(204);
+      expect(allowed.headers.get('access-control-allow-origin')).toBe('https://app.example');
+      expect(allowed.headers.get('access-control-allow-headers')).toBe('authorization, content-type');
+      expect(allowed.headers.get('access-control-allow-credentials')).toBeNull();
+      const denied = await preflight('https://evil.example');
+      expect(denied.headers.get('access-control-allow-origin')).toBeNull();
+    } finally {
+      await open.close();
+    }
+    // Without the option, no CORS headers at all.
+    const plain = await fetch(`${server.url}/health`, { headers: { origin: 'https://app.example' } });
+    expect(plain.headers.get('access-control-allow-origin')).toBeNull();
+  });
+
+  it('refuses a foreign Host header on a loopback server (DNS rebinding)', async () => {
+    const status = (host: string) =>
+      new Promise<number>((resolve, reject) => {
+        const req = httpRequest({ host: '127.0.0.1', port: server.port, path: '/health', headers: { host } }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    expect(await status('evil.example')).toBe(403);
+    expect(await status(`localhost:${server.port}`)).toBe(200);
+    expect(await status(`127.0.0.1:${server.port}`)).toBe(200);
+  });
+});
