@@ -1,0 +1,232 @@
+/**
+ * How the server answers what the engine does: a full queue (429 + Retry-After), a closed
+ * engine (503), a template that rejects the conversation (400), a fault before and after the
+ * stream started, and clients that leave while their request waits. A scripted fake engine
+ * plays each case, so no addon or model is needed.
+ */
+import { afterEach, describe, expect, it } from '@jest/globals';
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
+
+import OpenAI from 'openai';
+
+import { createApp, type ServingEngine } from '../../src/index.js';
+
+interface FakeChunk {
+  text: string;
+  tokenIds: number[];
+}
+interface FakeResult {
+  text: string;
+  finishReason: 'stop' | 'length' | 'cancelled';
+  usage: { promptTokens: number; completionTokens: number; totalTokens: number };
+}
+type Step = { chunk: FakeChunk } | { fail: unknown } | { waitForAbort: true };
+interface CompleteCall {
+  prompt: number[];
+  signal: AbortSignal;
+}
+
+/** A generation that plays `steps`, then finishes (or fails). */
+function fakeGeneration(steps: Step[], signal: AbortSignal) {
+  let text = '';
+  const run = (async function* () {
+    for (const step of steps) {
+      if ('fail' in step) throw step.fail;
+      if ('waitForAbort' in step) {
+        if (!signal.aborted) await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
+        return 'cancelled' as const;
+      }
+      text += step.chunk.text;
+      yield step.chunk;
+    }
+    return 'length' as const;
+  })();
+  let settle!: (r: FakeResult) => void;
+  let reject!: (e: unknown) => void;
+  const result = new Promise<FakeResult>((res, rej) => ((settle = res), (reject = rej)));
+  result.catch(() => undefined);
+  return {
+    result,
+    async *[Symbol.asyncIterator]() {
+      try {
+        for (;;) {
+          const next = await run.next();
+          if (next.done) {
+            const n = text.length;
+            settle({ text, finishReason: next.value, usage: { promptTokens: 3, completionTokens: n, totalTokens: 3 + n } });
+            return;
+          }
+          yield next.value;
+        }
+      } catch (error) {
+        reject(error);
+        throw error;
+      }
+    },
+  };
+}
+
+function fakeEngine(script: (call: CompleteCall, index: number) => Step[] | Error, calls: CompleteCall[] = []): ServingEngine {
+  const engine = {
+    info: { contextLength: 64, nBlocks: 4, blockSize: 16, vocabSize: 128, architecture: 'fake', path: '/fake' },
+    tokenizer: {
+      vocabSize: 128,
+      bosId: undefined,
+      addBos: false,
+      eosIds: [0],
+      encodeAsync: async (text: string) => Uint32Array.from([...text].map((c) => c.charCodeAt(0) % 128)),
+      tokenToPiece: (id: number) => String.fromCharCode(id),
+      tokenToBytes: (id: number) => Uint8Array.of(id),
+    },
+    chatTemplate: {
+      render: async ({ messages }: { messages: Array<{ content: string }> }) => {
+        if (messages.some((m) => m.content === 'forbidden')) {
+          throw Object.assign(new Error('chat template from fake: raise_exception: roles must alternate'), {
+            name: 'ChatTemplateError',
+            isClientError: true,
+          });
+        }
+        return messages.map((m) => m.content).join('\n');
+      },
+    },
+    complete: (request: { prompt: number[]; signal: AbortSignal }) => {
+      const call = { prompt: request.prompt, signal: request.signal };
+      calls.push(call);
+      const steps = script(call, calls.length - 1);
+      if (steps instanceof Error) throw steps;
+      return fakeGeneration(steps, request.signal);
+    },
+  };
+  return engine as unknown as ServingEngine;
+}
+
+const engineError = (code: string, message: string) => Object.assign(new Error(message), { name: 'EngineError', code });
+const chunk = (text: string): Step => ({ chunk: { text, tokenIds: [text.charCodeAt(0)] } });
+
+let server: Server | undefined;
+const internalErrors: unknown[] = [];
+
+async function listen(engine: ServingEngine): Promise<string> {
+  const app = createApp({ engine, modelId: 'fake', onInternalError: (e) => internalErrors.push(e) });
+  server = app.listen(0, '127.0.0.1');
+  await new Promise((resolve) => server!.once('listening', resolve));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+afterEach(async () => {
+  server?.closeAllConnections();
+  await new Promise((resolve) => server?.close(resolve));
+  server = undefined;
+  internalErrors.length = 0;
+});
+
+const messages = [{ role: 'user' as const, content: 'Hi' }];
+const postChat = (url: string, fields: Record<string, unknown> = {}, signal?: AbortSignal) =>
+  fetch(`${url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ messages, ...fields }),
+    ...(signal ? { signal } : {}),
+  });
+
+describe('engine faults', () => {
+  it('answers a full queue with 429, Retry-After and a rate_limit_error, streaming or not', async () => {
+    const url = await listen(fakeEngine(() => engineError('OverloadedError', 'the queue is full (64 waiting)')));
+    for (const stream of [false, true]) {
+      const response = await postChat(url, { stream });
+      expect(response.status).toBe(429);
+      expect(response.headers.get('retry-after')).toBe('1');
+      expect(await response.json()).toEqual({
+        error: { message: 'the queue is full (64 waiting)', type: 'rate_limit_error', param: null, code: 'server_overloaded' },
+      });
+    }
+    const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'x', maxRetries: 0 });
+    await expect(client.chat.completions.create({ model: 'fake', messages })).rejects.toBeInstanceOf(OpenAI.RateLimitError);
+  });
+
+  it('answers 429 too when the queue refuses after submission, before the first chunk of a stream', async () => {
+    const url = await listen(fakeEngine(() => [{ fail: engineError('OverloadedError', 'full') }]));
+    const response = await postChat(url, { stream: true });
+    expect(response.status).toBe(429);
+    expect(response.headers.get('content-type')).toMatch(/^application\/json/);
+  });
+
+  it('answers a closed engine with 503', async () => {
+    const url = await listen(fakeEngine(() => [{ fail: engineError('EngineClosedError', 'the engine is closed') }]));
+    const response = await postChat(url);
+    expect(response.status).toBe(503);
+    expect(await response.json()).toMatchObject({ error: { code: 'server_shutting_down' } });
+  });
+
+  it("answers a template's raise_exception with 400 on messages", async () => {
+    const url = await listen(fakeEngine(() => [chunk('a')]));
+    const response = await postChat(url, { messages: [{ role: 'user', content: 'forbidden' }] });
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ error: { param: 'messages', message: expect.stringContaining('roles must alternate') } });
+  });
+
+  it('answers an internal fault with 500 without leaking its message, and reports it', async () => {
+    const url = await listen(fakeEngine(() => [{ fail: new Error('secret /home/user/model.gguf detail') }]));
+    const response = await postChat(url);
+    expect(response.status).toBe(500);
+    const body = await response.json();
+    expect(body).toEqual({ error: { message: 'internal server error', type: 'server_error', param: null, code: 'internal_error' } });
+    expect(internalErrors).toHaveLength(1);
+  });
+
+  it('ends a stream that fails midway with an error event, which the openai client raises', async () => {
+    const engine = fakeEngine(() => [chunk('a'), chunk('b'), { fail: new Error('kernel fault') }]);
+    const url = await listen(engine);
+    const raw = await (await postChat(url, { stream: true })).text();
+    const events = raw.split('\n\n').filter(Boolean);
+    expect(events.map((e) => JSON.parse(e.slice('data: '.length)).choices?.[0]?.delta)).toEqual([
+      { role: 'assistant', content: '' },
+      { content: 'a' },
+      { content: 'b' },
+      undefined,
+    ]);
+    expect(JSON.parse(events.at(-1)!.slice('data: '.length))).toEqual({
+      error: { message: 'internal server error', type: 'server_error', param: null, code: 'internal_error' },
+    });
+
+    const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'x', maxRetries: 0 });
+    const stream = await client.chat.completions.create({ model: 'fake', messages, stream: true });
+    const seen: string[] = [];
+    await expect(
+      (async () => {
+        for await (const c of stream) seen.push(c.choices[0]?.delta.content ?? '');
+      })(),
+    ).rejects.toBeInstanceOf(OpenAI.APIError);
+    expect(seen.join('')).toBe('ab');
+  });
+
+  it('cancels a request whose client leaves while it waits in the queue', async () => {
+    const calls: CompleteCall[] = [];
+    let submitted!: () => void;
+    const isSubmitted = new Promise<void>((resolve) => (submitted = resolve));
+    const url = await listen(
+      fakeEngine(() => {
+        submitted();
+        return [{ waitForAbort: true }];
+      }, calls),
+    );
+    const client = new AbortController();
+    const pending = postChat(url, {}, client.signal).catch(() => 'aborted');
+    await isSubmitted;
+    expect(calls[0]!.signal.aborted).toBe(false);
+    client.abort();
+    expect(await pending).toBe('aborted');
+    await new Promise((resolve) => calls[0]!.signal.addEventListener('abort', resolve, { once: true }));
+    expect(calls[0]!.signal.aborted).toBe(true);
+  });
+
+  it('stops the other choices when one fails', async () => {
+    const calls: CompleteCall[] = [];
+    const url = await listen(fakeEngine((_call, i) => (i === 0 ? [{ waitForAbort: true }] : [{ fail: engineError('InvalidArgumentError', 'bad') }]), calls));
+    const response = await postChat(url, { n: 2 });
+    expect(response.status).toBe(400);
+    expect(calls).toHaveLength(2);
+    expect(calls[0]!.signal.aborted).toBe(true);
+  });
+});
