@@ -1,3 +1,4 @@
+import { parseByteSize } from '@mistralrs/server';
 import yargs, { type Argv } from 'yargs';
 
 import { inspectCommand } from './commands/inspect.js';
@@ -66,12 +67,18 @@ function serveOptions(args: RunArgs, toml: TomlSelector | undefined): ServeCliOp
   const apiKey = args['api-key'] ?? server.apiKey;
   const corsOrigins = args['cors-origin'] ?? server.corsOrigins;
   const maxBody = args['max-body'] ?? server.maxBody;
+  let maxBodyBytes: number | undefined;
+  try {
+    if (maxBody !== undefined) maxBodyBytes = parseByteSize(maxBody);
+  } catch (error) {
+    throw new UsageError(`--max-body: ${(error as Error).message}`);
+  }
   return {
     port,
     ...(host !== undefined ? { host } : {}),
     ...(apiKey !== undefined ? { apiKey } : {}),
     ...(corsOrigins !== undefined ? { corsOrigins: corsOrigins.map(String) } : {}),
-    ...(maxBody !== undefined ? { maxBody } : {}),
+    ...(maxBodyBytes !== undefined ? { maxBodyBytes } : {}),
   };
 }
 

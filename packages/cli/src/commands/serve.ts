@@ -3,15 +3,14 @@ import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
 
 import { DEFAULT_MODEL_ID, type Engine } from '@mistralrs/core';
-import { DEFAULT_HOST, parseByteSize, startServer, type RunningServer } from '@mistralrs/server';
+import { DEFAULT_HOST, startServer, type RunningServer } from '@mistralrs/server';
 
 export interface ServeCliOptions {
   port: number;
   host?: string;
   apiKey?: string;
   corsOrigins?: string[];
-  /** `4mb`, `512kb`, or bytes. */
-  maxBody?: string;
+  maxBodyBytes?: number;
 }
 
 /**
@@ -26,13 +25,6 @@ export function servedModelId(model: string | undefined, file: string | undefine
 
 /** Serves until a signal; a second signal exits at once. Returns the exit code. */
 export async function serveCommand(engine: Engine, modelId: string, o: ServeCliOptions): Promise<number> {
-  let maxBodyBytes: number | undefined;
-  try {
-    if (o.maxBody !== undefined) maxBodyBytes = parseByteSize(o.maxBody);
-  } catch (error) {
-    process.stderr.write(`mistralrs-server: --max-body: ${(error as Error).message}\n`);
-    return 1;
-  }
   const host = o.host ?? DEFAULT_HOST;
   let server: RunningServer;
   try {
@@ -43,7 +35,7 @@ export async function serveCommand(engine: Engine, modelId: string, o: ServeCliO
       host,
       ...(o.apiKey !== undefined ? { apiKey: o.apiKey } : {}),
       ...(o.corsOrigins?.length ? { cors: { origins: o.corsOrigins } } : {}),
-      ...(maxBodyBytes !== undefined ? { limits: { maxBodyBytes } } : {}),
+      ...(o.maxBodyBytes !== undefined ? { limits: { maxBodyBytes: o.maxBodyBytes } } : {}),
     });
   } catch (error) {
     process.stderr.write(`mistralrs-server: ${(error as Error).message}\n`);

@@ -1,0 +1,162 @@
+/**
+ * `mistralrs-server --port N …` and `mistralrs-server toml -f FILE`: the real command, spawned,
+ * serving the default model until it gets a signal.
+ */
+import { beforeAll, describe, expect, it } from '@jest/globals';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, dirname, join } from 'node:path';
+
+import { DEFAULT_MODEL_ID, fetchRegistryModel } from '@mistralrs/core';
+import OpenAI from 'openai';
+
+const bin = new URL('../../../cli/bin/mistralrs-server.js', import.meta.url).pathname;
+let modelPath: string;
+let dir: string;
+
+beforeAll(async () => {
+  modelPath = await fetchRegistryModel(DEFAULT_MODEL_ID);
+  dir = mkdtempSync(join(tmpdir(), 'mistralrs-serve-'));
+}, 300_000);
+
+interface Running {
+  child: ChildProcess;
+  url: string;
+  modelId: string;
+  /** Sends `signal` and resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Spawns the command and waits for its `listening on URL (ID)` line. */
+function start(args: string[]): Promise<Running> {
+  const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return new Promise((resolve, reject) => {
+    let stderr = '';
+    child.stderr!.setEncoding('utf8').on('data', (text: string) => {
+      stderr += text;
+      const match = /listening on (http:\/\/\S+) \((.+)\)\n/.exec(stderr);
+      if (match) {
+        resolve({
+          child,
+          url: match[1]!,
+          modelId: match[2]!,
+          stop: (signal = 'SIGINT') => {
+            child.kill(signal);
+            return exited;
+          },
+        });
+      }
+    });
+    void exited.then((code) => reject(new Error(`exited ${code} before listening: ${stderr}`)));
+  });
+}
+
+function run(args: string[]) {
+  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 60_000 });
+  return { code: r.status, stderr: r.stderr };
+}
+
+describe('mistralrs-server --port', () => {
+  it('serves a GGUF file on 127.0.0.1 and closes cleanly on SIGINT', async () => {
+    const server = await start(['--port', '0', 'gguf', '-m', modelPath]);
+    try {
+      expect(server.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+      // A file's base name, never its absolute path, is the model id clients see.
+      expect(server.modelId).toBe(basename(modelPath, '.gguf'));
+      const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+      expect((await client.models.list()).data.map((m) => m.id)).toEqual([server.modelId]);
+      const response = await client.chat.completions.create({
+        model: server.modelId,
+        messages: [{ role: 'user', content: 'Hi' }],
+        max_tokens: 3,
+      });
+      expect(response.usage!.completion_tokens).toBe(3);
+    } finally {
+      expect(await server.stop('SIGINT')).toBe(0);
+    }
+  }, 120_000);
+
+  it('serves the default model with an API key, and stops on SIGTERM', async () => {
+    const server = await start(['--port', '0', '--api-key', 'sk-cli']);
+    try {
+      expect(server.modelId).toBe(DEFAULT_MODEL_ID);
+      expect((await fetch(`${server.url}/v1/models`)).status).toBe(401);
+      expect((await fetch(`${server.url}/health`)).status).toBe(200);
+      const ok = await fetch(`${server.url}/v1/models`, { headers: { authorization: 'Bearer sk-cli' } });
+      expect(ok.status).toBe(200);
+    } finally {
+      expect(await server.stop('SIGTERM')).toBe(0);
+    }
+  }, 120_000);
+
+  it('rejects a bad port and an unusable --max-body with exit code 1', () => {
+    const port = run(['--port', 'abc']);
+    expect(port.code).toBe(1);
+    expect(port.stderr).toContain('--port');
+    const body = run(['--port', '0', '--max-body', 'lots', 'gguf', '-m', modelPath]);
+    expect(body.code).toBe(1);
+    expect(body.stderr).toContain('--max-body');
+  }, 120_000);
+});
+
+describe('mistralrs-server toml -f FILE', () => {
+  it("serves mistral.rs's [model] selector with the [server] table's port and key", async () => {
+    const file = join(dir, 'selector.toml');
+    writeFileSync(
+      file,
+      [
+        '[model]',
+        `quantized_model_id = ${JSON.stringify(dirname(modelPath))}`,
+        `quantized_filename = ${JSON.stringify(basename(modelPath))}`,
+        '',
+        '[server]',
+        'port = 0',
+        'api_key = "sk-toml"',
+        '',
+      ].join('\n'),
+    );
+    const server = await start(['toml', '-f', file]);
+    try {
+      expect(server.modelId).toBe(basename(modelPath, '.gguf'));
+      const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'sk-toml', maxRetries: 0 });
+      const response = await client.completions.create({ model: server.modelId, prompt: 'Hello', max_tokens: 2 });
+      expect(response.choices).toHaveLength(1);
+      expect((await fetch(`${server.url}/v1/models`)).status).toBe(401);
+    } finally {
+      expect(await server.stop()).toBe(0);
+    }
+  }, 120_000);
+
+  it('takes the short form (model = …) with --port from the command line', async () => {
+    const file = join(dir, 'short.toml');
+    writeFileSync(file, `model = ${JSON.stringify(modelPath)}\n`);
+    const server = await start(['--port', '0', 'toml', '-f', file]);
+    try {
+      expect((await fetch(`${server.url}/health`)).status).toBe(200);
+    } finally {
+      expect(await server.stop()).toBe(0);
+    }
+  }, 120_000);
+
+  it('names the file in every error: missing, not TOML, unknown keys, wrong types', () => {
+    const missing = run(['--port', '0', 'toml', '-f', join(dir, 'absent.toml')]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain(`${join(dir, 'absent.toml')}: no such file`);
+
+    const cases: Array<[string, string, RegExp]> = [
+      ['broken.toml', '[model\nmodel_id = ', /broken\.toml: not valid TOML/],
+      ['typo.toml', '[model]\nmodle_id = "x"\n', /typo\.toml: unknown key \[model\]\.modle_id/],
+      ['port.toml', 'model = "x"\n[server]\nport = "80"\n', /port\.toml: \[server\]\.port must be an integer/],
+      ['empty-model.toml', '[model]\narch = "llama"\n', /empty-model\.toml: \[model\] needs model_id/],
+    ];
+    for (const [name, text, expected] of cases) {
+      const file = join(dir, name);
+      writeFileSync(file, text);
+      const result = run(['toml', '-f', file]);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toMatch(expected);
+    }
+  }, 120_000);
+});
