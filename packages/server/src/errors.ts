@@ -75,9 +75,15 @@ export function toApiError(error: unknown): ApiError {
         return new ApiError(503, 'service_unavailable', message, null, 'server_shutting_down');
     }
   }
-  if (name === 'ChatTemplateError' && (error as { isClientError?: boolean }).isClientError === true) {
+  if (name === 'ChatTemplateError') {
+    const template = error as { isClientError?: boolean; kind?: string };
     // The template rejected this conversation (e.g. `raise_exception('roles must alternate')`).
-    return invalidRequest(message, 'messages', 'invalid_chat');
+    if (template.isClientError === true) return invalidRequest(message, 'messages', 'invalid_chat');
+    // A well-formed request this model's template cannot render (it fails on a field it did not
+    // expect, or grows too large). Deterministic, so not a 5xx that clients would retry.
+    if (template.kind === 'render_error' || template.kind === 'too_large') {
+      return new ApiError(422, 'invalid_request_error', message, 'messages', 'template_render_failed');
+    }
   }
   if (name === 'MistralrsError' && code === 'InvalidArgumentError') return invalidRequest(message);
 

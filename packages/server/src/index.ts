@@ -1,5 +1,5 @@
 export { createApp, type AppOptions } from './app.js';
-export { DEFAULT_HOST, startServer, type RunningServer, type ServeOptions } from './serve.js';
+export { DEFAULT_HOST, isLoopbackHost, startServer, type RunningServer, type ServeOptions } from './serve.js';
 export type { CorsOptions } from './cors.js';
 export { ApiError, type ApiErrorBody, type ApiErrorType } from './errors.js';
 export { DEFAULT_LIMITS, parseByteSize, type ServerLimits } from './limits.js';

@@ -31,9 +31,11 @@ function readMessage(value: unknown, at: string): ChatMessage {
   }
   const role = m.role === 'developer' ? 'system' : m.role;
   const toolCalls = role === 'assistant' ? readToolCalls(m.tool_calls, `${at}.tool_calls`) : undefined;
-  // An assistant turn that only calls tools has no content (OpenAI clients send null).
+  // An assistant turn that only calls tools has no content (OpenAI clients send null). It
+  // becomes '': most templates concatenate content and fail on null, and '' is falsy in Jinja
+  // as null is, so templates that test it decide the same way.
   const contentOptional = role === 'assistant';
-  const message: ChatMessage = { role, content: readContent(m.content, `${at}.content`, contentOptional) };
+  const message: ChatMessage = { role, content: readContent(m.content, `${at}.content`, contentOptional) ?? '' };
   if (m.name !== undefined && m.name !== null) {
     if (typeof m.name !== 'string') throw invalidRequest(`${at}.name must be a string`, `${at}.name`);
     message.name = m.name;

@@ -134,6 +134,7 @@ export async function runChoices(o: RunChoicesOptions): Promise<RunSummary> {
   // OpenAI's key order: id, object, created, model, choices, usage.
   const head = (object: string) => ({ id: o.id, object, created, model: o.modelId });
   const sse = o.stream ? new SseStream(o.res) : undefined;
+  if (o.watch.clientGone) return cancelledSummary(o); // left while the prompt was being prepared
   try {
     const generations = o.jobs.map((job) => ({
       job,
@@ -149,10 +150,8 @@ export async function runChoices(o: RunChoicesOptions): Promise<RunSummary> {
     };
   } catch (error) {
     o.watch.abort(); // stop the other choices
-    if (o.watch.clientGone) {
-      // Whatever failed, nobody is left to tell; an engine that rejects cancelled work lands here.
-      return { id: o.id, finishReasons: o.jobs.map(() => 'cancelled'), usage: usage(o.promptTokens, 0), clientGone: true };
-    }
+    // Whatever failed, nobody is left to tell; an engine that rejects cancelled work lands here.
+    if (o.watch.clientGone) return cancelledSummary(o);
     // After the headers, an error can only be a last event (the express error handler logs it).
     if (sse?.started) await sse.error(toApiError(error));
     throw error;
@@ -224,6 +223,10 @@ async function streamChoices(
 /** `cancelled` reaches a client only if the engine stops a sequence on its own (shutdown). */
 function openAiFinishReason(reason: FinishReason): OpenAiFinishReason {
   return reason === 'length' ? 'length' : 'stop';
+}
+
+function cancelledSummary(o: RunChoicesOptions): RunSummary {
+  return { id: o.id, finishReasons: o.jobs.map(() => 'cancelled'), usage: usage(o.promptTokens, 0), clientGone: true };
 }
 
 function usage(promptTokens: number, completionTokens: number): Usage {

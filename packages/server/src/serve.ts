@@ -32,7 +32,7 @@ export const DEFAULT_HOST = '127.0.0.1';
 
 export async function startServer(options: ServeOptions): Promise<RunningServer> {
   const host = options.host ?? DEFAULT_HOST;
-  const allowedHosts = options.allowedHosts ?? (isLoopback(host) ? LOOPBACK_HOSTS : undefined);
+  const allowedHosts = options.allowedHosts ?? (isLoopbackHost(host) ? LOOPBACK_HOSTS : undefined);
   const app = createApp({ ...options, ...(allowedHosts ? { allowedHosts } : {}) });
   let draining = false;
   const server = createServer((req, res) => {
@@ -84,6 +84,7 @@ async function shutDown(server: Server, timeoutMs: number): Promise<void> {
   await closed;
 }
 
-function isLoopback(host: string): boolean {
+/** Whether binding `host` keeps the server on this machine (localhost, ::1, 127.x.x.x). */
+export function isLoopbackHost(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
 
 import { DEFAULT_MODEL_ID, type Engine } from '@mistralrs/core';
-import { DEFAULT_HOST, startServer, type RunningServer } from '@mistralrs/server';
+import { DEFAULT_HOST, isLoopbackHost, startServer, type RunningServer } from '@mistralrs/server';
 
 export interface ServeCliOptions {
   port: number;
@@ -41,7 +41,7 @@ export async function serveCommand(engine: Engine, modelId: string, o: ServeCliO
     process.stderr.write(`mistralrs-server: ${(error as Error).message}\n`);
     return 1;
   }
-  if (o.apiKey === undefined && !isLoopback(host)) {
+  if (o.apiKey === undefined && !isLoopbackHost(host)) {
     process.stderr.write(`mistralrs-server: warning: no --api-key, and ${host} is reachable from other machines\n`);
   }
   process.stderr.write(`listening on ${server.url} (${modelId})\n`);
@@ -59,8 +59,4 @@ export async function serveCommand(engine: Engine, modelId: string, o: ServeCliO
   process.off('SIGINT', exitNow);
   process.off('SIGTERM', exitNow);
   return 0;
-}
-
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }

@@ -135,6 +135,16 @@ describe('chat completions', () => {
     expect(response.choices[0]!.finish_reason).toBe('stop');
   });
 
+  it('renders a history with a tool call (null content) and its result', async () => {
+    const history: OpenAI.ChatCompletionMessageParam[] = [
+      { role: 'user', content: 'What is the weather in Paris?' },
+      { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'weather', arguments: '{"city":"Paris"}' } }] },
+      { role: 'tool', tool_call_id: 'call_1', content: 'sunny, 21 C' },
+    ];
+    const response = await client.chat.completions.create({ model: MODEL_ID, messages: history, max_tokens: 2 });
+    expect(response.choices[0]!.finish_reason).toBe('length');
+  });
+
   it('cancels a generation whose client leaves mid-stream; the next request completes', async () => {
     // Banning the end-of-text tokens makes this a long generation unless it is cancelled.
     const logitBias = Object.fromEntries(engine.tokenizer.eosIds.map((id) => [String(id), -100]));

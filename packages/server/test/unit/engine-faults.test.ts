@@ -81,6 +81,13 @@ function fakeEngine(script: (call: CompleteCall, index: number) => Step[] | Erro
     },
     chatTemplate: {
       render: async ({ messages }: { messages: Array<{ content: string }> }) => {
+        if (messages.some((m) => m.content === 'unrenderable')) {
+          throw Object.assign(new Error('chat template from fake: Cannot perform operation on null values'), {
+            name: 'ChatTemplateError',
+            kind: 'render_error',
+            isClientError: false,
+          });
+        }
         if (messages.some((m) => m.content === 'forbidden')) {
           throw Object.assign(new Error('chat template from fake: raise_exception: roles must alternate'), {
             name: 'ChatTemplateError',
@@ -164,6 +171,14 @@ describe('engine faults', () => {
     const response = await postChat(url, { messages: [{ role: 'user', content: 'forbidden' }] });
     expect(response.status).toBe(400);
     expect(await response.json()).toMatchObject({ error: { param: 'messages', message: expect.stringContaining('roles must alternate') } });
+  });
+
+  it('answers a conversation the template cannot render with 422, not a retried 5xx', async () => {
+    const url = await listen(fakeEngine(() => [chunk('a')]));
+    const response = await postChat(url, { messages: [{ role: 'user', content: 'unrenderable' }] });
+    expect(response.status).toBe(422);
+    expect(await response.json()).toMatchObject({ error: { param: 'messages', code: 'template_render_failed' } });
+    expect(internalErrors).toHaveLength(0);
   });
 
   it('answers an internal fault with 500 without leaking its message, and reports it', async () => {
