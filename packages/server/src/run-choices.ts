@@ -141,11 +141,10 @@ export async function runChoices(o: RunChoicesOptions): Promise<RunSummary> {
       generation: o.engine.complete({ ...job.options, prompt: job.promptIds, signal: o.watch.signal }),
     }));
     const results = sse ? await streamChoices(o, sse, generations, head) : await sendWhole(o, generations, head);
-    const completionTokens = results.reduce((sum, r) => sum + r.usage.completionTokens, 0);
     return {
       id: o.id,
       finishReasons: results.map((r) => r.finishReason),
-      usage: usage(o.promptTokens, completionTokens),
+      usage: usage(o.promptTokens, results),
       clientGone: o.watch.clientGone,
     };
   } catch (error) {
@@ -171,12 +170,10 @@ async function sendWhole(o: RunChoicesOptions, generations: Started, head: Head)
   );
   const results = collected.map((c) => c.result);
   if (o.watch.clientGone) return results; // nobody to answer
-  const choices = collected
-    .map(({ job, logprobs, result }) =>
-      o.format.wholeChoice({ index: job.index, text: result.text, finishReason: openAiFinishReason(result.finishReason), logprobs }),
-    );
-  const completionTokens = results.reduce((sum, r) => sum + r.usage.completionTokens, 0);
-  o.res.json({ ...head(o.format.object), choices, usage: usage(o.promptTokens, completionTokens) });
+  const choices = collected.map(({ job, logprobs, result }) =>
+    o.format.wholeChoice({ index: job.index, text: result.text, finishReason: openAiFinishReason(result.finishReason), logprobs }),
+  );
+  o.res.json({ ...head(o.format.object), choices, usage: usage(o.promptTokens, results) });
   return results;
 }
 
@@ -212,10 +209,7 @@ async function streamChoices(
     return result;
   };
   const results = await Promise.all(generations.map(pump));
-  if (o.includeUsage) {
-    const completionTokens = results.reduce((sum, r) => sum + r.usage.completionTokens, 0);
-    await sse.send({ ...head(o.format.chunkObject), choices: [], usage: usage(o.promptTokens, completionTokens) });
-  }
+  if (o.includeUsage) await sse.send({ ...head(o.format.chunkObject), choices: [], usage: usage(o.promptTokens, results) });
   await sse.done();
   return results;
 }
@@ -226,9 +220,11 @@ function openAiFinishReason(reason: FinishReason): OpenAiFinishReason {
 }
 
 function cancelledSummary(o: RunChoicesOptions): RunSummary {
-  return { id: o.id, finishReasons: o.jobs.map(() => 'cancelled'), usage: usage(o.promptTokens, 0), clientGone: true };
+  return { id: o.id, finishReasons: o.jobs.map(() => 'cancelled'), usage: usage(o.promptTokens, []), clientGone: true };
 }
 
-function usage(promptTokens: number, completionTokens: number): Usage {
+/** The prompt counted once per distinct prompt, the completions of every choice added up. */
+function usage(promptTokens: number, results: readonly GenerationResult[]): Usage {
+  const completionTokens = results.reduce((sum, r) => sum + r.usage.completionTokens, 0);
   return { prompt_tokens: promptTokens, completion_tokens: completionTokens, total_tokens: promptTokens + completionTokens };
 }
