@@ -225,6 +225,23 @@ fn vec_dot_x4(ty: GgmlType) -> Option<VecDotX4Fn> {
     }
 }
 
+/// For the types llama.cpp repacks at load on x86 (8 rows interleaved), the dot products in
+/// the orders of its kernels, so that logits match it to the last bit: one for each group of
+/// 4 activation rows of a batch (GEMM), one for single rows and the rest of a batch (GEMV).
+/// It repacks every matrix a product uses, a tied output head's copy of the embeddings too.
+fn repacked_orders(w: &QMatrix<'_>) -> Option<[crate::formats::VecDotFn; 2]> {
+    if !w.rows.is_multiple_of(8) {
+        return None;
+    }
+    match w.ty {
+        GgmlType::Q4_K => Some([
+            crate::formats::q4_k::vec_dot_gemm_order,
+            crate::formats::q4_k::vec_dot_gemv_order,
+        ]),
+        _ => None,
+    }
+}
+
 fn dot_rows(
     ctx: &ParallelCtx,
     isa: Isa,
@@ -237,6 +254,8 @@ fn dot_rows(
     let rows = ctx.split(w.rows, ROW_ALIGN);
     let vec_dot = w.traits.vec_dot;
     let x4 = vec_dot_x4(w.ty);
+    let repacked = repacked_orders(w);
+    let grouped_tokens = n_tokens - n_tokens % 4;
     let act = |t: usize| &activation[t * act_row_bytes..(t + 1) * act_row_bytes];
     // SAFETY (both writes below): row r belongs to this thread alone and t*rows + r < y.len()
     // (checked by check_shapes).
@@ -245,7 +264,15 @@ fn dot_rows(
     while chunk_start < rows.end {
         let chunk_end = (chunk_start + ROW_ALIGN).min(rows.end);
         let mut t = 0;
-        if let Some(x4) = x4 {
+        if let Some([gemm, gemv]) = repacked {
+            for r in chunk_start..chunk_end {
+                for t in 0..n_tokens {
+                    let dot = if t < grouped_tokens { gemm } else { gemv };
+                    store(t, r, dot(isa, w.cols, w.row(r), act(t)));
+                }
+            }
+            t = n_tokens;
+        } else if let Some(x4) = x4 {
             while t + 4 <= n_tokens {
                 for r in chunk_start..chunk_end {
                     let values = x4(

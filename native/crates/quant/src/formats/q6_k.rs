@@ -163,12 +163,11 @@ mod simd {
     use super::BlockQ6K;
 
     /// ggml's recipe: rebuild the unsigned 6-bit quants, `maddubs` them with the activations and
-    /// take off `maddubs(32, y)` for the offset, then `madd` with the sub-block scales.
+    /// `madd` with the sub-block scales, and take the offset off through the activation sums.
     macro_rules! dot_body {
         ($x:expr, $y:expr, $madd:ident) => {{
             let m4 = _mm256_set1_epi8(0x0F);
             let m2 = _mm256_set1_epi8(0x03);
-            let m32 = _mm256_set1_epi8(32);
             let mut acc = _mm256_setzero_ps();
             for (b, a) in $x.iter().zip($y.iter()) {
                 let d = _mm256_set1_ps(a.scale() * f16(b.d));
@@ -199,15 +198,15 @@ mod simd {
                     ];
                     for (k, &qk) in q.iter().enumerate() {
                         let yk = load_i8(&a.qs[128 * h + 32 * k..]);
-                        // |pairs| <= 2 * 63 * 128 and 2 * 32 * 128: no saturation, and the
-                        // difference fits in i16.
-                        let p = _mm256_sub_epi16(
-                            _mm256_maddubs_epi16(qk, yk),
-                            _mm256_maddubs_epi16(m32, yk),
-                        );
+                        // |pairs| <= 2 * 63 * 128: no saturation.
+                        let p = _mm256_maddubs_epi16(qk, yk);
                         sumi = $madd(sumi, scale_pair_i8(scales, 8 * h + 2 * k), p);
                     }
                 }
+                // The offset of 32 comes off at the end, as Σ scale·bsum per pair of
+                // sub-blocks: the lanes then hold what ggml's hold, so the float sums agree.
+                let offset = _mm256_madd_epi16(load_bsums(a), _mm256_cvtepi8_epi16(scales));
+                let sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(offset, 5));
                 acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
             }
             hsum_f32x8(acc)
