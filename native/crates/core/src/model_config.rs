@@ -3,7 +3,7 @@
 
 use mistralrs_quant::gguf::GgufFile;
 
-use crate::layers::RopeStyle;
+use crate::layers::{RopeScaling, RopeStyle};
 use crate::model_error::{ModelError, Result};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -22,8 +22,9 @@ pub struct ModelConfig {
     /// Rotated dimensions per head.
     pub rope_dims: usize,
     pub rope_style: RopeStyle,
-    /// Linear RoPE scaling factor (1 when absent).
-    pub rope_linear_factor: f32,
+    /// Frequency scaling from the config (a GGUF's `rope_freqs.weight` tensor, when the
+    /// architecture has one, takes precedence).
+    pub rope_scaling: RopeScaling,
     pub context_length: usize,
 }
 
@@ -48,6 +49,52 @@ fn required(file: &GgufFile, arch: &str, key: &str) -> Result<usize> {
         })
 }
 
+/// `<arch>.rope.scaling.*` as llama.cpp reads it: the type defaults to linear, a factor of 0
+/// or 1 means none.
+fn rope_scaling_from_gguf(
+    file: &GgufFile,
+    arch: &str,
+    context_length: usize,
+) -> Result<RopeScaling> {
+    let kind = file
+        .get_string_opt(&format!("{arch}.rope.scaling.type"))?
+        .unwrap_or("linear");
+    let factor = match arch_f32(file, arch, "rope.scaling.factor")? {
+        Some(f) => f,
+        None => arch_f32(file, arch, "rope.scale_linear")?.unwrap_or(0.0),
+    };
+    let unsupported = |what: String| {
+        Err(ModelError::Unsupported(format!(
+            "{}: {what}",
+            file.path().display()
+        )))
+    };
+    if !factor.is_finite() || factor < 0.0 {
+        return unsupported(format!("rope scaling factor {factor} is not valid"));
+    }
+    Ok(match kind {
+        "none" => RopeScaling::None,
+        _ if factor == 0.0 || factor == 1.0 => RopeScaling::None,
+        "linear" => RopeScaling::Linear { factor },
+        "yarn" => {
+            if arch_f32(file, arch, "rope.scaling.yarn_log_multiplier")?.is_some_and(|m| m != 0.0) {
+                return unsupported(
+                    "YaRN with a log multiplier (DeepSeek) is not supported yet".into(),
+                );
+            }
+            RopeScaling::Yarn {
+                factor,
+                original_context: arch_u32(file, arch, "rope.scaling.original_context_length")?
+                    .map_or(context_length, |v| v as usize),
+                beta_fast: arch_f32(file, arch, "rope.scaling.yarn_beta_fast")?.unwrap_or(32.0),
+                beta_slow: arch_f32(file, arch, "rope.scaling.yarn_beta_slow")?.unwrap_or(1.0),
+                attn_factor: arch_f32(file, arch, "rope.scaling.attn_factor")?.unwrap_or(1.0),
+            }
+        }
+        other => return unsupported(format!("rope scaling `{other}` is not supported")),
+    })
+}
+
 impl ModelConfig {
     /// The common part of a decoder-only transformer's config.
     pub fn from_gguf(file: &GgufFile, rope_style: RopeStyle) -> Result<ModelConfig> {
@@ -67,10 +114,8 @@ impl ModelConfig {
                 .map(|a| a.len())
                 .unwrap_or(0),
         };
-        let rope_linear_factor = match file.get_string_opt(&format!("{arch}.rope.scaling.type"))? {
-            Some("linear") => arch_f32(file, &arch, "rope.scaling.factor")?.unwrap_or(1.0),
-            _ => 1.0,
-        };
+        let context_length = arch_u32(file, &arch, "context_length")?.map_or(2048, |v| v as usize);
+        let rope_scaling = rope_scaling_from_gguf(file, &arch, context_length)?;
         let cfg = ModelConfig {
             vocab_size,
             hidden_size,
@@ -85,8 +130,8 @@ impl ModelConfig {
             rope_dims: arch_u32(file, &arch, "rope.dimension_count")?
                 .map_or(head_dim, |v| v as usize),
             rope_style,
-            rope_linear_factor,
-            context_length: arch_u32(file, &arch, "context_length")?.map_or(2048, |v| v as usize),
+            rope_scaling,
+            context_length,
             architecture: arch,
         };
         cfg.validate(&file.path().display().to_string())?;

@@ -27,6 +27,10 @@ pub trait Weights {
     ) -> Result<crate::model_config::ModelConfig>;
     /// Tokens a sliding-window layer sees, when the model has such layers.
     fn sliding_window(&self) -> Result<Option<usize>>;
+    /// Which layers use the sliding window, when the source says so layer by layer.
+    fn sliding_layers(&self) -> Result<Option<Vec<bool>>> {
+        Ok(None)
+    }
 
     fn vector_opt(&self, name: &str, len: usize) -> Result<Option<Vec<f32>>> {
         if self.has(name) {

@@ -9,7 +9,7 @@ use mistralrs_quant::safetensors::{Dtype, SafetensorsModel};
 use mistralrs_quant::GgmlType;
 use serde_json::Value;
 
-use crate::layers::{Embedding, Linear, RopeStyle, WeightBytes};
+use crate::layers::{Embedding, Linear, RopeScaling, RopeStyle, WeightBytes};
 use crate::model_config::ModelConfig;
 use crate::model_error::{ModelError, Result};
 use crate::weights::Weights;
@@ -18,6 +18,8 @@ pub struct HfWeights {
     dir: PathBuf,
     model: SafetensorsModel,
     config: Value,
+    /// Our architecture id for the config's `model_type`.
+    arch: String,
 }
 
 impl HfWeights {
@@ -28,19 +30,39 @@ impl HfWeights {
         let config: Value = serde_json::from_str(&text).map_err(|e| {
             ModelError::Unsupported(format!("{}: not valid JSON: {e}", config_path.display()))
         })?;
+        let arch = match config["model_type"].as_str() {
+            // Mistral is Llama's decoder with a sliding window.
+            Some("mistral") => "llama",
+            Some("gemma3_text") => "gemma3",
+            Some(t) => t,
+            None => {
+                return Err(ModelError::Unsupported(format!(
+                    "{}: has no model_type",
+                    config_path.display()
+                )))
+            }
+        }
+        .to_string();
         Ok(HfWeights {
             dir: dir.to_path_buf(),
             model: SafetensorsModel::open_dir(dir)?,
             config,
+            arch,
         })
     }
 
-    /// `model_type` as our architecture id (Mistral checkpoints are Llama's decoder).
+    /// `model_type` as our architecture id.
     pub fn architecture(&self) -> Result<String> {
-        match self.config["model_type"].as_str() {
-            Some("mistral") => Ok("llama".to_string()),
-            Some(t) => Ok(t.to_string()),
-            None => Err(self.bad("has no model_type")),
+        Ok(self.arch.clone())
+    }
+
+    /// Gemma checkpoints store norm weights as offsets from 1 (the GGUF converter adds it).
+    fn norm_shift(&self, gguf: &str) -> f32 {
+        let gemma = self.arch.starts_with("gemma");
+        if gemma && gguf.ends_with("norm.weight") {
+            1.0
+        } else {
+            0.0
         }
     }
 
@@ -65,7 +87,7 @@ impl HfWeights {
     }
 
     /// The checkpoint's name for a GGUF tensor name.
-    fn hf_name(gguf: &str) -> Option<String> {
+    fn hf_name(&self, gguf: &str) -> Option<String> {
         match gguf {
             "token_embd.weight" => return Some("model.embed_tokens.weight".into()),
             "output_norm.weight" => return Some("model.norm.weight".into()),
@@ -75,12 +97,20 @@ impl HfWeights {
         let rest = gguf.strip_prefix("blk.")?;
         let (layer, rest) = rest.split_once('.')?;
         let (part, kind) = rest.rsplit_once('.')?;
+        // Gemma 2/3 norm around both blocks: its `post_attention_layernorm` follows attention,
+        // where Llama's is the MLP's pre-norm.
+        let gemma = self.arch == "gemma3";
         let hf = match part {
             "attn_norm" => "input_layernorm",
             "attn_q" => "self_attn.q_proj",
             "attn_k" => "self_attn.k_proj",
             "attn_v" => "self_attn.v_proj",
             "attn_output" => "self_attn.o_proj",
+            "attn_q_norm" => "self_attn.q_norm",
+            "attn_k_norm" => "self_attn.k_norm",
+            "post_attention_norm" if gemma => "post_attention_layernorm",
+            "ffn_norm" if gemma => "pre_feedforward_layernorm",
+            "post_ffw_norm" if gemma => "post_feedforward_layernorm",
             "ffn_norm" => "post_attention_layernorm",
             "ffn_gate" => "mlp.gate_proj",
             "ffn_up" => "mlp.up_proj",
@@ -90,10 +120,53 @@ impl HfWeights {
         Some(format!("model.layers.{layer}.{hf}.{kind}"))
     }
 
+    fn f64_key(&self, value: &Value, key: &str, default: Option<f64>) -> Result<f64> {
+        match (&value[key], default) {
+            (Value::Null, Some(d)) => Ok(d),
+            (v, _) => v
+                .as_f64()
+                .ok_or_else(|| self.bad(format!("`{key}` is missing or not a number"))),
+        }
+    }
+
+    /// `rope_scaling`: linear, Llama 3's frequency factors, or YaRN.
+    fn rope_scaling(&self, head_dim: usize, base: f32) -> Result<RopeScaling> {
+        let s = &self.config["rope_scaling"];
+        if s.is_null() {
+            return Ok(RopeScaling::None);
+        }
+        let kind = s["rope_type"].as_str().or(s["type"].as_str()).unwrap_or("");
+        let factor = self.f64_key(s, "factor", Some(1.0))?;
+        Ok(match kind {
+            "default" => RopeScaling::None,
+            "linear" => RopeScaling::Linear {
+                factor: factor as f32,
+            },
+            "llama3" => RopeScaling::llama3_factors(
+                head_dim,
+                base,
+                factor,
+                self.f64_key(s, "low_freq_factor", None)?,
+                self.f64_key(s, "high_freq_factor", None)?,
+                self.f64_key(s, "original_max_position_embeddings", None)?,
+            ),
+            "yarn" => RopeScaling::Yarn {
+                factor: factor as f32,
+                original_context: self.f64_key(s, "original_max_position_embeddings", None)?
+                    as usize,
+                beta_fast: self.f64_key(s, "beta_fast", Some(32.0))? as f32,
+                beta_slow: self.f64_key(s, "beta_slow", Some(1.0))? as f32,
+                attn_factor: 1.0,
+            },
+            _ => return Err(self.bad(format!("rope_scaling {s} is not supported yet"))),
+        })
+    }
+
     /// A float matrix `[rows, cols]` (PyTorch order), in place.
     fn matrix(&self, gguf: &str, rows: usize, cols: usize) -> Result<(GgmlType, WeightBytes)> {
-        let name =
-            Self::hf_name(gguf).ok_or_else(|| self.bad(format!("cannot map tensor `{gguf}`")))?;
+        let name = self
+            .hf_name(gguf)
+            .ok_or_else(|| self.bad(format!("cannot map tensor `{gguf}`")))?;
         let (file, info) = self.model.tensor(&name).ok_or_else(|| {
             ModelError::Unsupported(format!("{}: missing tensor `{name}`", self.dir.display()))
         })?;
@@ -130,7 +203,8 @@ impl Weights for HfWeights {
     }
 
     fn has(&self, name: &str) -> bool {
-        Self::hf_name(name).is_some_and(|n| self.model.tensor(&n).is_some())
+        self.hf_name(name)
+            .is_some_and(|n| self.model.tensor(&n).is_some())
     }
 
     fn linear(&self, name: &str, in_features: usize, out_features: usize) -> Result<Linear> {
@@ -144,9 +218,14 @@ impl Weights for HfWeights {
     }
 
     fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>> {
-        let hf =
-            Self::hf_name(name).ok_or_else(|| self.bad(format!("cannot map tensor `{name}`")))?;
-        let values = self.model.to_f32(&hf)?;
+        let hf = self
+            .hf_name(name)
+            .ok_or_else(|| self.bad(format!("cannot map tensor `{name}`")))?;
+        let mut values = self.model.to_f32(&hf)?;
+        let shift = self.norm_shift(name);
+        if shift != 0.0 {
+            values.iter_mut().for_each(|v| *v += shift);
+        }
         if values.len() != len {
             return Err(ModelError::Unsupported(format!(
                 "{}: tensor `{hf}` has {} values, expected {len}",
@@ -162,13 +241,8 @@ impl Weights for HfWeights {
         let hidden_size = self.required("hidden_size")?;
         let n_heads = self.required("num_attention_heads")?;
         let head_dim = self.usize_key("head_dim")?.unwrap_or(hidden_size / n_heads);
-        let rope_linear_factor = match &self.config["rope_scaling"] {
-            Value::Null => 1.0,
-            s if s["type"] == "linear" || s["rope_type"] == "linear" => {
-                s["factor"].as_f64().unwrap_or(1.0) as f32
-            }
-            s => return Err(self.bad(format!("rope_scaling {s} is not supported yet"))),
-        };
+        let rope_base = self.config["rope_theta"].as_f64().unwrap_or(10_000.0) as f32;
+        let rope_scaling = self.rope_scaling(head_dim, rope_base)?;
         Ok(ModelConfig {
             architecture: self.architecture()?,
             vocab_size: self.required("vocab_size")?,
@@ -179,15 +253,39 @@ impl Weights for HfWeights {
             head_dim,
             intermediate_size: self.required("intermediate_size")?,
             rms_norm_eps: self.config["rms_norm_eps"].as_f64().unwrap_or(1e-6) as f32,
-            rope_base: self.config["rope_theta"].as_f64().unwrap_or(10_000.0) as f32,
+            rope_base,
             rope_dims: head_dim,
             rope_style: RopeStyle::Neox,
-            rope_linear_factor,
+            rope_scaling,
             context_length: self.usize_key("max_position_embeddings")?.unwrap_or(2048),
         })
     }
 
     fn sliding_window(&self) -> Result<Option<usize>> {
-        Ok(None)
+        // Qwen 2 names a window but uses it only with `use_sliding_window` (off in every
+        // released checkpoint), and then only above `max_window_layers`.
+        if self.arch == "qwen2" {
+            if self.config["use_sliding_window"].as_bool() == Some(true) {
+                return Err(self.bad("use_sliding_window is not supported for qwen2"));
+            }
+            return Ok(None);
+        }
+        self.usize_key("sliding_window")
+    }
+
+    fn sliding_layers(&self) -> Result<Option<Vec<bool>>> {
+        match &self.config["layer_types"] {
+            Value::Null => Ok(None),
+            Value::Array(types) => types
+                .iter()
+                .map(|t| match t.as_str() {
+                    Some("sliding_attention") => Ok(true),
+                    Some("full_attention") => Ok(false),
+                    _ => Err(self.bad(format!("layer type {t} is not known"))),
+                })
+                .collect::<Result<Vec<_>>>()
+                .map(Some),
+            other => Err(self.bad(format!("layer_types {other} is not a list"))),
+        }
     }
 }

@@ -21,6 +21,51 @@ pub enum RopeScaling {
     },
     /// Per-frequency divisors (Llama 3.1's `rope_freqs.weight`), one per rotated pair.
     FreqFactors(Vec<f32>),
+    /// YaRN: interpolation for low frequencies, extrapolation for high ones, a ramp between,
+    /// and a magnitude correction (Qwen 2.5 long-context, DeepSeek).
+    Yarn {
+        factor: f32,
+        original_context: usize,
+        beta_fast: f32,
+        beta_slow: f32,
+        /// `rope.scaling.attn_factor` (1 unless the model says otherwise).
+        attn_factor: f32,
+    },
+}
+
+impl RopeScaling {
+    /// Llama 3.1's frequency divisors from its `rope_scaling` config (what the GGUF converter
+    /// stores as `rope_freqs.weight`): long wavelengths scaled by `factor`, short ones kept,
+    /// a smooth blend between.
+    pub fn llama3_factors(
+        head_dim: usize,
+        base: f32,
+        factor: f64,
+        low_freq_factor: f64,
+        high_freq_factor: f64,
+        original_context: f64,
+    ) -> RopeScaling {
+        let low_freq_wavelen = original_context / low_freq_factor;
+        let high_freq_wavelen = original_context / high_freq_factor;
+        let factors = (0..head_dim / 2)
+            .map(|i| {
+                // The frequency in f32, as the reference computes it in a float32 tensor.
+                let freq = 1.0 / base.powf((2 * i) as f32 / head_dim as f32);
+                let wavelen = 2.0 * std::f64::consts::PI / freq as f64;
+                let f = if wavelen < high_freq_wavelen {
+                    1.0
+                } else if wavelen > low_freq_wavelen {
+                    factor
+                } else {
+                    let smooth = (original_context / wavelen - low_freq_factor)
+                        / (high_freq_factor - low_freq_factor);
+                    1.0 / ((1.0 - smooth) / factor + smooth)
+                };
+                f as f32
+            })
+            .collect();
+        RopeScaling::FreqFactors(factors)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -32,6 +77,11 @@ pub struct Rope {
     theta_scale: f32,
     freq_scale: f32,
     freq_factors: Option<Vec<f32>>,
+    /// YaRN's ramp between `corr_dims` and its weight (0 = plain interpolation).
+    ext_factor: f32,
+    corr_dims: [f32; 2],
+    /// Scale of cos and sin.
+    mscale: f32,
 }
 
 impl Rope {
@@ -44,19 +94,58 @@ impl Rope {
     ) -> Rope {
         let n_rot = n_rot.min(head_dim) & !1;
         let theta_scale = base.powf(-2.0 / n_rot as f32);
-        let (freq_scale, freq_factors) = match scaling {
-            RopeScaling::None => (1.0, None),
-            RopeScaling::Linear { factor } => (1.0 / factor, None),
-            RopeScaling::FreqFactors(f) => (1.0, Some(f)),
-        };
-        Rope {
+        let mut rope = Rope {
             style,
             n_rot,
             head_dim,
             theta_scale,
-            freq_scale,
-            freq_factors,
+            freq_scale: 1.0,
+            freq_factors: None,
+            ext_factor: 0.0,
+            corr_dims: [0.0, 0.0],
+            mscale: 1.0,
+        };
+        match scaling {
+            RopeScaling::None => {}
+            RopeScaling::Linear { factor } => rope.freq_scale = 1.0 / factor,
+            RopeScaling::FreqFactors(f) => rope.freq_factors = Some(f),
+            RopeScaling::Yarn {
+                factor,
+                original_context,
+                beta_fast,
+                beta_slow,
+                attn_factor,
+            } => {
+                rope.freq_scale = 1.0 / factor;
+                rope.ext_factor = 1.0;
+                // The correction range: dimensions whose wavelength completes between
+                // `beta_slow` and `beta_fast` turns over the original context.
+                let corr_dim = |turns: f32| {
+                    n_rot as f32
+                        * (original_context as f32 / (turns * 2.0 * std::f32::consts::PI)).ln()
+                        / (2.0 * base.ln())
+                };
+                rope.corr_dims = [
+                    corr_dim(beta_fast).floor().max(0.0),
+                    corr_dim(beta_slow).ceil().min(n_rot as f32 - 1.0),
+                ];
+                // llama.cpp first cancels the magnitude factor that its kernel applies, then the
+                // kernel multiplies it back: the same float steps give the same scale.
+                let f = 1.0 / rope.freq_scale;
+                let mscale = if f <= 1.0 { 1.0 } else { 0.1 * f.ln() + 1.0 };
+                let cancelled = mscale * (1.0 / (1.0 + 0.1 * f.ln())) * attn_factor;
+                // The kernel's half is compiled with FMA contraction.
+                rope.mscale = cancelled * 0.1f32.mul_add((1.0 / rope.freq_scale).ln(), 1.0);
+            }
         }
+        rope
+    }
+
+    /// 1 below the correction range (extrapolate), 0 above it (interpolate), linear between.
+    fn yarn_ramp(&self, i0: usize) -> f32 {
+        let [low, high] = self.corr_dims;
+        let y = ((i0 / 2) as f32 - low) / (high - low).max(0.001);
+        1.0 - y.clamp(0.0, 1.0)
     }
 
     /// Rotates `x` (`[n_tokens, n_heads, head_dim]`), token `t` at `positions[t]`.
@@ -91,8 +180,16 @@ impl Rope {
                     .and_then(|f| f.get(i))
                     .copied()
                     .unwrap_or(1.0);
-                let angle = theta * self.freq_scale / factor;
-                *cs = (angle.cos(), angle.sin());
+                let extrapolated = theta / factor;
+                let interpolated = self.freq_scale * extrapolated;
+                let angle = if self.ext_factor != 0.0 {
+                    let mix = self.yarn_ramp(2 * i) * self.ext_factor;
+                    // Fused as the C compiler contracts llama.cpp's blend.
+                    interpolated.mul_add(1.0 - mix, extrapolated * mix)
+                } else {
+                    interpolated
+                };
+                *cs = (angle.cos() * self.mscale, angle.sin() * self.mscale);
                 theta *= self.theta_scale;
             }
             for head in x[t * row..(t + 1) * row].chunks_exact_mut(self.head_dim) {

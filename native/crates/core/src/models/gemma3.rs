@@ -53,6 +53,22 @@ impl Gemma3 {
     pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
         let cfg = w.config(RopeStyle::Neox)?;
         let sliding_window = w.sliding_window()?;
+        // Which layers see the window: the checkpoint's `layer_types` when it has them,
+        // otherwise five local layers, then a global one (as llama.cpp assumes for GGUFs).
+        let sliding_layers = match w.sliding_layers()? {
+            Some(layers) if layers.len() != cfg.n_layers => {
+                return Err(crate::model_error::ModelError::Unsupported(format!(
+                    "{}: {} layer types for {} layers",
+                    w.source(),
+                    layers.len(),
+                    cfg.n_layers
+                )))
+            }
+            Some(layers) => layers,
+            None => (0..cfg.n_layers)
+                .map(|i| i % SLIDING_PATTERN < SLIDING_PATTERN - 1)
+                .collect(),
+        };
         let (d, hd) = (cfg.hidden_size, cfg.head_dim);
         let (q_dim, kv_dim) = (cfg.n_heads * hd, cfg.n_kv_heads * hd);
         let embed = w.embedding("token_embd.weight", d, cfg.vocab_size)?;
@@ -73,7 +89,7 @@ impl Gemma3 {
                     w_up: w.linear(&p("ffn_up"), d, cfg.intermediate_size)?,
                     w_down: w.linear(&p("ffn_down"), cfg.intermediate_size, d)?,
                     post_ffn_norm: w.vector(&p("post_ffw_norm"), d)?,
-                    sliding: sliding_window.is_some() && i % SLIDING_PATTERN < SLIDING_PATTERN - 1,
+                    sliding: sliding_window.is_some() && sliding_layers[i],
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -90,7 +106,8 @@ impl Gemma3 {
                 hd,
                 cfg.rope_dims,
                 cfg.rope_base,
-                RopeScaling::None,
+                // Only the global layers scale (Gemma 3 4B and up: linear, 8).
+                cfg.rope_scaling.clone(),
             ),
             rope_local: Rope::new(
                 RopeStyle::Neox,

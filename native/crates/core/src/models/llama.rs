@@ -35,6 +35,8 @@ pub struct Llama {
     output_norm: Vec<f32>,
     output: Linear,
     rope: Rope,
+    /// Mistral v0.1's window (from `config.json`; llama.cpp's GGUFs of it carry none).
+    sliding_window: Option<usize>,
 }
 
 impl Llama {
@@ -84,10 +86,7 @@ impl Llama {
         };
         let scaling = match w.vector_opt("rope_freqs.weight", cfg.rope_dims / 2)? {
             Some(factors) => RopeScaling::FreqFactors(factors),
-            None if cfg.rope_linear_factor != 1.0 => RopeScaling::Linear {
-                factor: cfg.rope_linear_factor,
-            },
-            None => RopeScaling::None,
+            None => cfg.rope_scaling.clone(),
         };
         let rope = Rope::new(cfg.rope_style, hd, cfg.rope_dims, cfg.rope_base, scaling);
         Ok(Box::new(Llama {
@@ -96,6 +95,7 @@ impl Llama {
             embed,
             layers,
             rope,
+            sliding_window: w.sliding_window()?,
             cfg,
         }))
     }
@@ -143,7 +143,7 @@ impl Model for Llama {
             head_dim: hd,
             scale: 1.0 / (hd as f32).sqrt(),
             softcap: None,
-            sliding_window: None,
+            sliding_window: self.sliding_window,
             single_token_step: n == 1,
         };
         for (li, layer) in self.layers.iter().enumerate() {
