@@ -23,9 +23,10 @@ pub struct AttentionParams {
     pub softcap: Option<f32>,
     /// Keys more than `window - 1` positions behind the query are masked (sliding layers).
     pub sliding_window: Option<usize>,
-    /// The whole step has one query token (a decode step of one sequence): llama.cpp then
-    /// sums its products with its vector-dot kernel instead of its matrix kernel, in another
-    /// order, and we follow it.
+    /// The sequence has one query token in this step (a decode step): llama.cpp then sums its
+    /// products with its vector-dot kernel instead of its matrix kernel, in another order, and
+    /// we follow it. Set per sequence, so that a sequence's results never depend on what else
+    /// shares its step.
     pub single_token_step: bool,
 }
 

@@ -81,6 +81,10 @@ impl<'a> QMatrix<'a> {
 #[derive(Default)]
 pub struct MatmulScratch {
     activation: Vec<u8>,
+    /// How many rows of `x` each sequence of the batch owns, in order (empty: one sequence).
+    /// Kernels whose order depends on how rows are grouped group them within a sequence, so a
+    /// sequence's results never depend on the rest of the batch.
+    pub sequence_rows: Vec<usize>,
 }
 
 /// A raw output pointer shared by the threads of a region; each writes disjoint rows.
@@ -141,8 +145,24 @@ pub fn matmul(
         &scratch.activation
     };
 
+    let groups = if scratch.sequence_rows.iter().sum::<usize>() == n_tokens {
+        &scratch.sequence_rows[..]
+    } else {
+        &[][..]
+    };
     let out = OutPtr(y.as_mut_ptr());
-    pool.run(|ctx| dot_rows(ctx, isa, w, activation, act_row_bytes, n_tokens, out));
+    pool.run(|ctx| {
+        dot_rows(
+            ctx,
+            isa,
+            w,
+            activation,
+            act_row_bytes,
+            n_tokens,
+            groups,
+            out,
+        )
+    });
     Ok(())
 }
 
@@ -242,6 +262,7 @@ fn repacked_orders(w: &QMatrix<'_>) -> Option<[crate::formats::VecDotFn; 2]> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn dot_rows(
     ctx: &ParallelCtx,
     isa: Isa,
@@ -249,13 +270,24 @@ fn dot_rows(
     activation: &[u8],
     act_row_bytes: usize,
     n_tokens: usize,
+    sequence_rows: &[usize],
     out: OutPtr,
 ) {
     let rows = ctx.split(w.rows, ROW_ALIGN);
     let vec_dot = w.traits.vec_dot;
     let x4 = vec_dot_x4(w.ty);
     let repacked = repacked_orders(w);
-    let grouped_tokens = n_tokens - n_tokens % 4;
+    // For each token, whether it falls in a full group of 4 of its own sequence.
+    let in_group: Vec<bool> = match repacked {
+        None => Vec::new(),
+        Some(_) if sequence_rows.is_empty() => {
+            (0..n_tokens).map(|t| t < n_tokens - n_tokens % 4).collect()
+        }
+        Some(_) => sequence_rows
+            .iter()
+            .flat_map(|&n| (0..n).map(move |t| t < n - n % 4))
+            .collect(),
+    };
     let act = |t: usize| &activation[t * act_row_bytes..(t + 1) * act_row_bytes];
     // SAFETY (both writes below): row r belongs to this thread alone and t*rows + r < y.len()
     // (checked by check_shapes).
@@ -266,8 +298,8 @@ fn dot_rows(
         let mut t = 0;
         if let Some([gemm, gemv]) = repacked {
             for r in chunk_start..chunk_end {
-                for t in 0..n_tokens {
-                    let dot = if t < grouped_tokens { gemm } else { gemv };
+                for (t, &grouped) in in_group.iter().enumerate() {
+                    let dot = if grouped { gemm } else { gemv };
                     store(t, r, dot(isa, w.cols, w.row(r), act(t)));
                 }
             }

@@ -1,7 +1,7 @@
 /**
  * The engine: a model, its tokenizer and chat template, and generation over the native
- * runner. One sequence runs at a time here (requests queue); the server's scheduler batches
- * many over the same runner.
+ * runner. Requests run concurrently: the scheduler batches them step by step (continuous
+ * batching over the paged KV cache).
  */
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -14,16 +14,11 @@ import { ChatTemplate } from '../chat-template/index.js';
 import type { ChatMessage, ChatTool } from '../chat-template/index.js';
 import { binding, type Binding } from '../native.js';
 import { Tokenizer } from '../tokenizer.js';
-import { BlockAllocator } from './block-allocator.js';
 import { Generation } from './generation.js';
 import { isHfFolder, resolveGgufPath } from './model-source.js';
-import {
-  nativeSampling,
-  type FinishReason,
-  type GenerationChunk,
-  type GenerationOptions,
-  type GenerationResult,
-} from './sampling.js';
+import type { GenerationChunk, GenerationOptions, GenerationResult } from './sampling.js';
+import { Scheduler } from './scheduler.js';
+import { Sequence } from './sequence.js';
 import { StopStringMatcher } from './stop-strings.js';
 
 export interface EngineOptions {
@@ -41,8 +36,12 @@ export interface EngineOptions {
   kvTokens?: number;
   /** Tokens per KV block (default 32). */
   blockSize?: number;
-  /** Prompt tokens per prefill step (default 512). */
+  /** Tokens per step at most, decode tokens and prompt chunks together (default 512). */
   prefillChunk?: number;
+  /** Sequences generating together at most (default 16). */
+  maxRunning?: number;
+  /** Requests waiting for a place at most (default 64); more are refused (`OverloadedError`). */
+  maxWaiting?: number;
 }
 
 export type ModelInfo = Binding.ModelInfo & { path: string };
@@ -69,8 +68,7 @@ export class EngineError extends Error {
 }
 
 export class Engine {
-  readonly #allocator: BlockAllocator;
-  #queue: Promise<unknown> = Promise.resolve();
+  readonly #scheduler: Scheduler;
   #nextSeq = 1;
   #closed = false;
 
@@ -79,9 +77,13 @@ export class Engine {
     readonly tokenizer: Tokenizer,
     readonly chatTemplate: ChatTemplate | undefined,
     readonly info: ModelInfo,
-    private readonly prefillChunk: number,
+    options: EngineOptions,
   ) {
-    this.#allocator = new BlockAllocator(info.nBlocks);
+    this.#scheduler = new Scheduler(model, info.blockSize, info.nBlocks, {
+      maxRunning: positive(options.maxRunning, 16, 'maxRunning'),
+      maxWaiting: positive(options.maxWaiting, 64, 'maxWaiting'),
+      stepTokens: positive(options.prefillChunk, 512, 'prefillChunk'),
+    });
   }
 
   static async load(options: EngineOptions = {}): Promise<Engine> {
@@ -95,14 +97,26 @@ export class Engine {
       loadChatTemplate(path, options.chatTemplate),
     ]);
     const info = { ...callNativeSync(() => model.info()), path };
-    return new Engine(model, tokenizer, chatTemplate, info, options.prefillChunk ?? 512);
+    return new Engine(model, tokenizer, chatTemplate, info, options);
+  }
+
+  /** Tokens a sequence can hold: the model's context, or the whole KV cache if smaller. */
+  get contextTokens(): number {
+    return Math.min(this.info.contextLength, this.info.nBlocks * this.info.blockSize);
+  }
+
+  /** Sequences generating now, requests waiting for a place, free KV blocks, and how many
+   * sequences have been preempted so far. */
+  get load(): { running: number; waiting: number; freeBlocks: number; preemptions: number } {
+    const s = this.#scheduler;
+    return { running: s.running, waiting: s.waiting, freeBlocks: s.freeBlocks, preemptions: s.preemptions };
   }
 
   /** Plain completion of `prompt` (text, or token ids used as they are). */
   complete(request: CompleteRequest): Generation {
     return this.#enqueue(request, async () =>
       typeof request.prompt === 'string'
-        ? Array.from(this.tokenizer.encode(request.prompt, { addSpecialTokens: true, parseSpecial: false }))
+        ? Array.from(await this.tokenizer.encodeAsync(request.prompt, { addSpecialTokens: true, parseSpecial: false }))
         : request.prompt,
     );
   }
@@ -120,39 +134,32 @@ export class Engine {
         addGenerationPrompt: true,
         extra: request.templateArgs as never,
       });
-      return this.encodeChatPrompt(prompt);
+      return this.encodeChatPromptAsync(prompt);
     });
   }
 
   /** Tokens of a rendered chat prompt: special-token text is parsed; BOS added only if missing. */
   encodeChatPrompt(prompt: string): number[] {
-    const ids = Array.from(this.tokenizer.encode(prompt, { addSpecialTokens: false, parseSpecial: true }));
+    return this.#withBos(Array.from(this.tokenizer.encode(prompt, { addSpecialTokens: false, parseSpecial: true })));
+  }
+
+  /** `encodeChatPrompt` off the JavaScript thread. */
+  async encodeChatPromptAsync(prompt: string): Promise<number[]> {
+    return this.#withBos(Array.from(await this.tokenizer.encodeAsync(prompt, { addSpecialTokens: false, parseSpecial: true })));
+  }
+
+  #withBos(ids: number[]): number[] {
     const bos = this.tokenizer.bosId;
     if (this.tokenizer.addBos && bos !== undefined && ids[0] !== bos) ids.unshift(bos);
     return ids;
   }
 
   /** The raw logits of the token after `promptIds` (scoring, tests against a reference). */
-  nextTokenLogits(promptIds: number[]): Promise<Float32Array> {
-    const run = this.#queue.then(async () => {
-      const blocks = this.#allocator.allocate(Math.ceil(promptIds.length / this.info.blockSize));
-      if (!blocks) throw new EngineError('PromptTooLongError', 'the KV cache has no room for this prompt');
-      const seqId = this.#nextSeq++;
-      callNativeSync(() => this.model.addSequence(seqId, {}));
-      try {
-        const [out] = await callNative(() =>
-          this.model.step([
-            { seqId, tokens: Uint32Array.from(promptIds), startPos: 0, blockTable: Uint32Array.from(blocks), sample: false, returnLogits: true },
-          ]),
-        );
-        return out!.logits!;
-      } finally {
-        callNativeSync(() => this.model.removeSequence(seqId));
-        this.#allocator.release(blocks);
-      }
-    });
-    this.#queue = run.catch(() => undefined);
-    return run;
+  async nextTokenLogits(promptIds: number[]): Promise<Float32Array> {
+    const seq = this.#sequence(promptIds, {}, () => undefined, true);
+    await this.#scheduler.submit(seq);
+    if (!seq.logits) throw new EngineError('InvalidArgumentError', 'the step returned no logits');
+    return seq.logits;
   }
 
   close(): void {
@@ -160,22 +167,25 @@ export class Engine {
   }
 
   #enqueue(options: GenerationOptions, prompt: () => Promise<number[]>): Generation {
-    return new Generation((emit) => {
-      const run = this.#queue.then(async () => {
-        if (this.#closed) throw new EngineError('EngineClosedError', 'the engine is closed');
-        return this.#generate(await prompt(), options, emit);
-      });
-      this.#queue = run.catch(() => undefined);
-      return run;
+    return new Generation(async (emit) => {
+      if (this.#closed) throw new EngineError('EngineClosedError', 'the engine is closed');
+      if (this.#scheduler.full) {
+        throw new EngineError('OverloadedError', `${this.#scheduler.waiting} requests are already waiting; try again later`);
+      }
+      const seq = this.#sequence(await prompt(), options, emit, false);
+      if (!seq.done) await this.#scheduler.submit(seq);
+      return seq.result();
     });
   }
 
-  async #generate(
+  /** A checked sequence for `promptIds`: errors here reject before anything is queued. */
+  #sequence(
     promptIds: number[],
     o: GenerationOptions,
     emit: (chunk: GenerationChunk) => void,
-  ): Promise<GenerationResult> {
-    const context = Math.min(this.info.contextLength, this.info.nBlocks * this.info.blockSize);
+    logitsOnly: boolean,
+  ): Sequence {
+    const context = this.contextTokens;
     if (promptIds.length === 0) throw new EngineError('InvalidArgumentError', 'the prompt is empty');
     if (promptIds.length >= context) {
       throw new EngineError(
@@ -183,99 +193,35 @@ export class Engine {
         `the prompt has ${promptIds.length} tokens; the context holds ${context} (prompt plus at least one generated token)`,
       );
     }
+    const vocab = this.info.vocabSize;
+    const bad = promptIds.find((t) => !Number.isInteger(t) || t < 0 || t >= vocab);
+    if (bad !== undefined) throw new EngineError('InvalidArgumentError', `token id ${bad} is outside the vocabulary of ${vocab}`);
     if (o.maxTokens !== undefined && (!Number.isInteger(o.maxTokens) || o.maxTokens < 0)) {
       throw new EngineError('InvalidArgumentError', `maxTokens must be a non-negative integer, got ${o.maxTokens}`);
     }
-    const maxTokens = Math.min(o.maxTokens ?? Infinity, context - promptIds.length);
-    const blocks = this.#allocator.allocate(Math.ceil((promptIds.length + maxTokens) / this.info.blockSize));
-    if (!blocks) throw new EngineError('PromptTooLongError', 'the KV cache has no room for this request');
-    const table = Uint32Array.from(blocks);
-    const seqId = this.#nextSeq++;
-    callNativeSync(() => this.model.addSequence(seqId, nativeSampling(o)));
-
-    const stopIds = new Set([...(o.ignoreEos ? [] : this.tokenizer.eosIds), ...(o.stopTokenIds ?? [])]);
-    const stops = new StopStringMatcher(typeof o.stop === 'string' ? [o.stop] : (o.stop ?? []));
-    const decoder = this.tokenizer.createDecoder({ skipSpecialTokens: true });
-    const generated: number[] = [];
-    let text = '';
-    let finishReason: FinishReason = 'length';
-    const started = performance.now();
-    let promptDone = started;
-
-    const step = async (tokens: number[], startPos: number, sample: boolean) => {
-      const [out] = await callNative(() =>
-        this.model.step([{ seqId, tokens: Uint32Array.from(tokens), startPos, blockTable: table, sample }]),
-      );
-      return out!;
-    };
-
-    try {
-      let out: Binding.StepOutput | undefined;
-      for (let at = 0; at < promptIds.length; at += this.prefillChunk) {
-        const chunk = promptIds.slice(at, at + this.prefillChunk);
-        out = await step(chunk, at, at + chunk.length === promptIds.length);
-      }
-      promptDone = performance.now();
-      while (generated.length < maxTokens) {
-        if (o.signal?.aborted) {
-          finishReason = 'cancelled';
-          break;
-        }
-        const token = out!.token!;
-        if (stopIds.has(token)) {
-          finishReason = 'stop';
-          break;
-        }
-        generated.push(token);
-        const piece = decoder.push(token);
-        const { emit: visible, stopped } = stops.push(piece);
-        text += visible;
-        const logprobs =
-          out!.logprob !== undefined && out!.logprob !== null
-            ? [{ token, logprob: out!.logprob, top: out!.topLogprobs ?? [] }]
-            : undefined;
-        emit({ text: visible, tokenIds: [token], ...(logprobs ? { logprobs } : {}) });
-        if (stopped) {
-          finishReason = 'stop';
-          break;
-        }
-        if (generated.length >= maxTokens) break;
-        out = await step([token], promptIds.length + generated.length - 1, true);
-      }
-      if (finishReason !== 'stop') {
-        const rest = stops.push(decoder.flush()).emit + stops.flush();
-        if (rest) {
-          text += rest;
-          emit({ text: rest, tokenIds: [] });
-        }
-      }
-    } finally {
-      callNativeSync(() => this.model.removeSequence(seqId));
-      this.#allocator.release(blocks);
-    }
-
-    const ended = performance.now();
-    const promptMs = promptDone - started;
-    const generationMs = ended - promptDone;
-    return {
-      text,
-      promptTokenIds: promptIds,
-      tokenIds: generated,
-      finishReason,
-      usage: {
-        promptTokens: promptIds.length,
-        completionTokens: generated.length,
-        totalTokens: promptIds.length + generated.length,
-      },
-      timings: {
-        promptMs,
-        generationMs,
-        promptTps: promptMs > 0 ? (promptIds.length / promptMs) * 1000 : 0,
-        // The first token comes from the prefill step; the rest from decode steps.
-        generationTps: generationMs > 0 ? (Math.max(generated.length - 1, 0) / generationMs) * 1000 : 0,
-      },
-    };
+    const seq = new Sequence({
+      id: this.#nextSeq++,
+      promptIds,
+      options: o,
+      maxTokens: Math.min(o.maxTokens ?? Infinity, context - promptIds.length),
+      stopIds: new Set([...(o.ignoreEos ? [] : this.tokenizer.eosIds), ...(o.stopTokenIds ?? [])]),
+      stops: new StopStringMatcher(typeof o.stop === 'string' ? [o.stop] : (o.stop ?? [])),
+      decoder: this.tokenizer.createDecoder({ skipSpecialTokens: true }),
+      emit,
+      logitsOnly,
+    });
+    if (!logitsOnly && o.maxTokens === 0) seq.finish('length');
+    if (o.signal?.aborted) seq.finish('cancelled');
+    return seq;
   }
+}
+
+function positive(value: number | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || value < 1) {
+    throw new EngineError('InvalidArgumentError', `${name} must be a positive integer, got ${value}`);
+  }
+  return value;
 }
 
 function hfTokenizer(dir: string): Promise<Tokenizer> {

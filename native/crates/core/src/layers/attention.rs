@@ -12,7 +12,7 @@ use crate::models::SeqInput;
 
 /// For every sequence of `batch`: writes its rows of `k` and `v` (`[n, n_kv_heads, head_dim]`)
 /// at their positions, then computes attention for its rows of `q` (`[n, n_heads, head_dim]`)
-/// into `out` (same shape as `q`).
+/// into `out` (same shape as `q`). `params.single_token_step` is set here, per sequence.
 #[allow(clippy::too_many_arguments)]
 pub fn paged_attention(
     pool: &ThreadPool,
@@ -36,6 +36,10 @@ pub fn paged_attention(
             cache.write(layer, seq.block_table, pos, &k[rows.clone()], &v[rows])?;
         }
         let rows = t0 * q_dim..(t0 + len) * q_dim;
+        let params = AttentionParams {
+            single_token_step: len == 1,
+            ..*params
+        };
         attend_all(
             pool,
             cache,
@@ -43,7 +47,7 @@ pub fn paged_attention(
             seq.block_table,
             &q[rows.clone()],
             &positions[t0..t0 + len],
-            params,
+            &params,
             &mut out[rows],
         )?;
         t0 += len;

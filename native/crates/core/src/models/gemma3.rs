@@ -148,8 +148,8 @@ impl Model for Gemma3 {
         );
         let (q_dim, kv_dim) = (c.n_heads * hd, c.n_kv_heads * hd);
 
-        let mut positions = std::mem::take(&mut scratch.positions);
-        let tokens = flatten_batch(batch, &mut positions);
+        let tokens = flatten_batch(batch, scratch);
+        let positions = std::mem::take(&mut scratch.positions);
         let mut bufs = scratch.take(&[
             n * d,
             n * d,
@@ -194,7 +194,7 @@ impl Model for Gemma3 {
                 } else {
                     None
                 },
-                single_token_step: n == 1,
+                single_token_step: false, // set per sequence
             };
             paged_attention(pool, cache, li, batch, &positions, q, k, v, &params, attn)?;
             layer.wo.forward(pool, attn, o, &mut scratch.matmul)?; // o: [n, d]

@@ -120,8 +120,8 @@ impl Model for Llama {
         let (d, hd, ff) = (c.hidden_size, c.head_dim, c.intermediate_size);
         let (q_dim, kv_dim) = (c.n_heads * hd, c.n_kv_heads * hd);
 
-        let mut positions = std::mem::take(&mut scratch.positions);
-        let tokens = flatten_batch(batch, &mut positions);
+        let tokens = flatten_batch(batch, scratch);
+        let positions = std::mem::take(&mut scratch.positions);
         let mut bufs = scratch.take(&[
             n * d,
             n * d,
@@ -144,7 +144,7 @@ impl Model for Llama {
             scale: 1.0 / (hd as f32).sqrt(),
             softcap: None,
             sliding_window: self.sliding_window,
-            single_token_step: n == 1,
+            single_token_step: false, // set per sequence
         };
         for (li, layer) in self.layers.iter().enumerate() {
             rms_norm(x, &layer.attn_norm, c.rms_norm_eps, h); // h: [n, d]

@@ -122,8 +122,13 @@ pub fn load_hf(dir: &std::path::Path) -> Result<Box<dyn Model>> {
     loader(&weights.architecture()?, &weights.source())?(&weights)
 }
 
-/// The batch's token ids in sequence order, and their absolute positions into `positions`.
-pub(crate) fn flatten_batch(batch: &[SeqInput<'_>], positions: &mut Vec<usize>) -> Vec<u32> {
+/// The batch's token ids in sequence order, and their absolute positions into `positions`;
+/// the matrix products learn each sequence's rows.
+pub(crate) fn flatten_batch(batch: &[SeqInput<'_>], scratch: &mut ForwardScratch) -> Vec<u32> {
+    let rows = &mut scratch.matmul.sequence_rows;
+    rows.clear();
+    rows.extend(batch.iter().map(|s| s.tokens.len()));
+    let positions = &mut scratch.positions;
     positions.clear();
     for s in batch {
         positions.extend(s.start_pos..s.start_pos + s.tokens.len());
@@ -158,6 +163,10 @@ pub(crate) fn last_token_logits(
     }
     let mut normed = vec![0f32; last.len()];
     crate::layers::rms_norm(&last, norm, eps, &mut normed);
+    // One row per sequence now.
+    let rows = &mut scratch.matmul.sequence_rows;
+    rows.clear();
+    rows.resize(last.len() / d, 1);
     logits.clear();
     logits.resize(last.len() / d * output.out_features(), 0.0);
     Ok(output.forward(pool, &normed, logits, &mut scratch.matmul)?)

@@ -1,0 +1,286 @@
+/**
+ * Continuous batching: each step runs every decoding sequence (one token each) and chunks of
+ * the prompts being prefilled, up to a token budget, in one native call. Sequences join when
+ * the KV cache has blocks for their prompt; when a growing sequence finds no free block, the
+ * most recently admitted one gives its blocks back and is recomputed later (preemption). A
+ * sequence's results never depend on what else is in the step: the native kernels group and
+ * order their arithmetic per sequence.
+ */
+import { callNative, callNativeSync } from '@mistralrs/quant/errors';
+
+import type { Binding } from '../native.js';
+import { BlockAllocator } from './block-allocator.js';
+import { nativeSampling } from './sampling.js';
+import type { Sequence } from './sequence.js';
+
+export interface SchedulerLimits {
+  /** Sequences in the running batch at most. */
+  maxRunning: number;
+  /** Requests waiting for a place at most; beyond it, requests are refused at once. */
+  maxWaiting: number;
+  /** Tokens per step at most (decode tokens plus prefill chunks). */
+  stepTokens: number;
+}
+
+interface Entry {
+  seq: Sequence;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+export class Scheduler {
+  readonly #allocator: BlockAllocator;
+  readonly #waiting: Entry[] = [];
+  /** In admission order: the last one is preempted first. */
+  readonly #running: Entry[] = [];
+  #loop: Promise<void> | undefined;
+  #wake: (() => void) | undefined;
+
+  constructor(
+    private readonly model: Binding.ModelHandle,
+    private readonly blockSize: number,
+    nBlocks: number,
+    private readonly limits: SchedulerLimits,
+  ) {
+    this.#allocator = new BlockAllocator(nBlocks);
+  }
+
+  get totalBlocks(): number {
+    return this.#allocator.totalBlocks;
+  }
+
+  get waiting(): number {
+    return this.#waiting.length;
+  }
+
+  get running(): number {
+    return this.#running.length;
+  }
+
+  get freeBlocks(): number {
+    return this.#allocator.freeBlocks;
+  }
+
+  /** Sequences preempted so far (blocks given back, recomputed later). */
+  preemptions = 0;
+
+  /** Whether a new request would be refused for lack of queue space. */
+  get full(): boolean {
+    return this.#waiting.length >= this.limits.maxWaiting;
+  }
+
+  /** Queues `seq`; settles when it has finished (or failed). */
+  submit(seq: Sequence): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const entry = { seq, resolve, reject };
+      this.#waiting.push(entry);
+      // A request cancelled while it waits leaves the queue at once.
+      seq.options.signal?.addEventListener('abort', () => this.#wake?.(), { once: true });
+      this.#ensureLoop();
+    });
+  }
+
+  #ensureLoop(): void {
+    this.#wake?.();
+    if (this.#loop) return;
+    this.#loop = this.#run().finally(() => {
+      this.#loop = undefined;
+      // Work may have arrived while the loop was ending.
+      if (this.#waiting.length > 0 || this.#running.length > 0) this.#ensureLoop();
+    });
+  }
+
+  async #run(): Promise<void> {
+    for (;;) {
+      this.#dropCancelled();
+      this.#admit();
+      if (this.#running.length === 0) {
+        if (this.#waiting.length === 0) return;
+        // Nothing fits: the head of the queue waits for blocks that nothing will free.
+        const head = this.#waiting.shift()!;
+        this.#fail(head, new Error('the KV cache cannot hold this request'));
+        continue;
+      }
+      const batch = this.#plan();
+      if (batch.length === 0) {
+        await new Promise<void>((resolve) => {
+          this.#wake = resolve;
+          setTimeout(resolve, 5);
+        });
+        continue;
+      }
+      await this.#step(batch);
+    }
+  }
+
+  /** Sequences whose clients went away, waiting or running, end now and free their blocks. */
+  #dropCancelled(): void {
+    for (const list of [this.#waiting, this.#running]) {
+      for (let i = list.length - 1; i >= 0; i--) {
+        const entry = list[i]!;
+        if (!entry.seq.options.signal?.aborted) continue;
+        list.splice(i, 1);
+        entry.seq.finish('cancelled');
+        this.#complete(entry);
+      }
+    }
+  }
+
+  /** Admits waiting sequences in order while the batch has room and the cache has blocks
+   * for the whole prompt (so that prefill never has to preempt). */
+  #admit(): void {
+    while (this.#waiting.length > 0 && this.#running.length < this.limits.maxRunning) {
+      const entry = this.#waiting[0]!;
+      const seq = entry.seq;
+      const needed = this.#blocksFor(seq.promptIds.length + seq.generated.length + 1) - seq.blocks.length;
+      if (needed > this.#allocator.freeBlocks) {
+        // Whatever is running will free blocks; with nothing running, `#run` fails it.
+        return;
+      }
+      const blocks = this.#allocator.allocate(needed);
+      if (!blocks) return;
+      seq.blocks.push(...blocks);
+      this.#waiting.shift();
+      try {
+        callNativeSync(() => this.model.addSequence(seq.id, nativeSampling(seq.options)));
+      } catch (error) {
+        this.#fail(entry, error);
+        continue;
+      }
+      this.#running.push(entry);
+    }
+  }
+
+  #blocksFor(tokens: number): number {
+    return Math.ceil(tokens / this.blockSize);
+  }
+
+  /** This step's work: every decoding sequence, then prefill chunks within the budget.
+   * Blocks for the new tokens are taken here, preempting when none are free.
+   *
+   * What a sequence computes in a step never depends on the others: a prompt always goes in
+   * chunks of `stepTokens` from its start (never cut shorter to fit a step), and generated
+   * tokens one per step, also when they are recomputed after a preemption. Kernels group and
+   * order their arithmetic by the tokens a sequence has in the step, so its logits are the
+   * same bits as when it runs alone. */
+  #plan(): Array<{ entry: Entry; tokens: number }> {
+    const plan: Array<{ entry: Entry; tokens: number }> = [];
+    let budget = this.limits.stepTokens;
+    const work = (e: Entry) => {
+      const seq = e.seq;
+      const prompt = seq.promptIds.length;
+      return seq.computed < prompt ? Math.min(prompt - seq.computed, this.limits.stepTokens) : 1;
+    };
+    const isDecode = (e: Entry) => e.seq.computed >= e.seq.promptIds.length;
+    const ordered = [...this.#running.filter(isDecode), ...this.#running.filter((e) => !isDecode(e))];
+    for (const entry of ordered) {
+      if (!this.#running.includes(entry)) continue; // preempted while planning
+      const tokens = work(entry);
+      if (tokens > budget && plan.length > 0) continue;
+      if (!this.#reserve(entry, entry.seq.computed + tokens)) continue;
+      plan.push({ entry, tokens });
+      budget -= tokens;
+    }
+    // A sequence preempted after it was planned must not run.
+    return plan.filter((p) => this.#running.includes(p.entry));
+  }
+
+  /** Blocks for `tokens` positions of `entry`, preempting later-admitted sequences (or
+   * itself, when it is the latest) if the pool is empty. False if it was preempted. */
+  #reserve(entry: Entry, tokens: number): boolean {
+    const seq = entry.seq;
+    for (;;) {
+      const needed = this.#blocksFor(tokens) - seq.blocks.length;
+      if (needed <= 0) return true;
+      const blocks = this.#allocator.allocate(needed);
+      if (blocks) {
+        seq.blocks.push(...blocks);
+        return true;
+      }
+      const victim = this.#running[this.#running.length - 1]!;
+      this.#preempt(victim);
+      if (victim === entry) return false;
+    }
+  }
+
+  /** Gives the victim's blocks back; it waits at the head of the queue and recomputes its
+   * prompt and generated tokens when readmitted. */
+  #preempt(victim: Entry): void {
+    const seq = victim.seq;
+    this.#running.splice(this.#running.indexOf(victim), 1);
+    this.#allocator.release(seq.blocks);
+    seq.blocks = [];
+    seq.computed = 0;
+    seq.preemptions++;
+    this.preemptions++;
+    callNativeSync(() => this.model.removeSequence(seq.id));
+    this.#waiting.unshift(victim);
+  }
+
+  async #step(plan: Array<{ entry: Entry; tokens: number }>): Promise<void> {
+    const now = performance.now();
+    const inputs = plan.map(({ entry: { seq }, tokens }) => {
+      seq.markStarted(now);
+      const ids = new Uint32Array(tokens);
+      for (let i = 0; i < tokens; i++) ids[i] = seq.tokenAt(seq.computed + i);
+      const last = seq.computed + tokens === seq.promptIds.length + seq.generated.length;
+      return {
+        seqId: seq.id,
+        tokens: ids,
+        startPos: seq.computed,
+        blockTable: Uint32Array.from(seq.blocks),
+        sample: last && !seq.logitsOnly,
+        returnLogits: last && seq.logitsOnly,
+      };
+    });
+    let outputs: Binding.StepOutput[];
+    try {
+      outputs = await callNative(() => this.model.step(inputs));
+    } catch (error) {
+      // A step that fails fails its sequences only; the others keep running.
+      for (const { entry } of plan) {
+        this.#running.splice(this.#running.indexOf(entry), 1);
+        this.#fail(entry, error);
+      }
+      return;
+    }
+    plan.forEach(({ entry, tokens }, i) => {
+      const seq = entry.seq;
+      const out = outputs[i]!;
+      seq.computed += tokens;
+      if (seq.logitsOnly && out.logits) {
+        seq.logits = out.logits;
+        seq.finish('length');
+      } else if (out.token !== undefined && out.token !== null) {
+        seq.accept(
+          out.token,
+          out.logprob !== undefined && out.logprob !== null ? { logprob: out.logprob, top: out.topLogprobs ?? [] } : undefined,
+        );
+      }
+      if (seq.done) {
+        this.#running.splice(this.#running.indexOf(entry), 1);
+        this.#complete(entry);
+      }
+    });
+  }
+
+  #release(seq: Sequence): void {
+    this.#allocator.release(seq.blocks);
+    seq.blocks = [];
+    try {
+      callNativeSync(() => this.model.removeSequence(seq.id));
+    } catch {
+      // Never registered (it failed before admission): nothing to remove.
+    }
+  }
+
+  #complete(entry: Entry): void {
+    this.#release(entry.seq);
+    entry.resolve();
+  }
+
+  #fail(entry: Entry, error: unknown): void {
+    this.#release(entry.seq);
+    entry.reject(error);
+  }
+}

@@ -1,0 +1,124 @@
+/**
+ * One request as the scheduler runs it: the tokens whose keys and values must be in the cache,
+ * its blocks, and what it has generated (text through the streaming decoder and the stop
+ * strings). The scheduler moves it between waiting and running; this file decides what a
+ * sampled token means for it.
+ */
+import type { IncrementalDecoder } from '../tokenizer.js';
+import type { FinishReason, GenerationChunk, GenerationOptions, GenerationResult } from './sampling.js';
+import type { StopStringMatcher } from './stop-strings.js';
+
+export interface SequenceSetup {
+  id: number;
+  promptIds: number[];
+  options: GenerationOptions;
+  /** Tokens the sequence may generate (already capped by the context). */
+  maxTokens: number;
+  stopIds: ReadonlySet<number>;
+  stops: StopStringMatcher;
+  decoder: IncrementalDecoder;
+  emit: (chunk: GenerationChunk) => void;
+  /** Only the logits after the prompt are wanted (scoring); nothing is generated. */
+  logitsOnly: boolean;
+}
+
+export class Sequence {
+  readonly id: number;
+  readonly promptIds: number[];
+  readonly options: GenerationOptions;
+  readonly logitsOnly: boolean;
+  /** KV-cache blocks held, in table order. */
+  blocks: number[] = [];
+  /** Tokens whose keys and values are in the cache (a prefix of `tokens()`). */
+  computed = 0;
+  readonly generated: number[] = [];
+  /** The last sampled token, not yet fed to the model. */
+  pending: number | undefined;
+  finishReason: FinishReason | undefined;
+  logits: Float32Array | undefined;
+  /** Preemptions so far (the cache was given up and is recomputed). */
+  preemptions = 0;
+  text = '';
+  readonly #setup: SequenceSetup;
+  #firstStep = 0;
+  #firstToken = 0;
+
+  constructor(setup: SequenceSetup) {
+    this.#setup = setup;
+    this.id = setup.id;
+    this.promptIds = setup.promptIds;
+    this.options = setup.options;
+    this.logitsOnly = setup.logitsOnly;
+  }
+
+  /** Everything the model must have seen before the next token: prompt and generated. */
+  tokenAt(i: number): number {
+    return i < this.promptIds.length ? this.promptIds[i]! : this.generated[i - this.promptIds.length]!;
+  }
+
+  get done(): boolean {
+    return this.finishReason !== undefined;
+  }
+
+  markStarted(now: number): void {
+    if (this.#firstStep === 0) this.#firstStep = now;
+  }
+
+  /**
+   * A token the model sampled for this sequence: ends it (stop token, stop string, length,
+   * cancellation) or emits its text and keeps it pending for the next step.
+   */
+  accept(token: number, logprob: { logprob: number; top: Array<{ token: number; logprob: number }> } | undefined): void {
+    if (this.#firstToken === 0) this.#firstToken = performance.now();
+    const s = this.#setup;
+    if (this.options.signal?.aborted) return this.finish('cancelled');
+    if (s.stopIds.has(token)) return this.finish('stop');
+    this.generated.push(token);
+    const { emit: visible, stopped } = s.stops.push(s.decoder.push(token));
+    this.text += visible;
+    s.emit({ text: visible, tokenIds: [token], ...(logprob ? { logprobs: [{ token, ...logprob }] } : {}) });
+    if (stopped) return this.finish('stop', { stopString: true });
+    if (this.generated.length >= s.maxTokens) return this.finish('length');
+    this.pending = token;
+  }
+
+  /** Ends the sequence; text held back (an incomplete character, a possible stop-string
+   * start) is released unless a stop string ended it. */
+  finish(reason: FinishReason, how: { stopString?: boolean } = {}): void {
+    if (this.finishReason) return;
+    this.finishReason = reason;
+    this.pending = undefined;
+    if (!how.stopString && !this.logitsOnly) {
+      const s = this.#setup;
+      const rest = s.stops.push(s.decoder.flush()).emit + s.stops.flush();
+      if (rest) {
+        this.text += rest;
+        s.emit({ text: rest, tokenIds: [] });
+      }
+    }
+  }
+
+  result(): GenerationResult {
+    const ended = performance.now();
+    const started = this.#firstStep || ended;
+    const firstToken = this.#firstToken || ended;
+    const promptMs = firstToken - started;
+    const generationMs = ended - firstToken;
+    const p = this.promptIds.length;
+    const g = this.generated.length;
+    return {
+      text: this.text,
+      promptTokenIds: this.promptIds,
+      tokenIds: this.generated,
+      finishReason: this.finishReason ?? 'length',
+      usage: { promptTokens: p, completionTokens: g, totalTokens: p + g },
+      timings: {
+        promptMs,
+        generationMs,
+        promptTps: promptMs > 0 ? (p / promptMs) * 1000 : 0,
+        // The first token comes from the prefill step; the rest from decode steps.
+        generationTps: generationMs > 0 ? (Math.max(g - 1, 0) / generationMs) * 1000 : 0,
+      },
+    };
+  }
+}

@@ -1,0 +1,141 @@
+/**
+ * Continuous batching: concurrent requests share steps, and a sequence's tokens must not
+ * depend on what else runs with it. Greedy results of requests run together (prompts of
+ * different lengths, so prefill chunks and decode tokens share steps) must equal each one run
+ * alone, on the default model (Q4_1) and on a tiny Gemma 3 in Q4_K (whose kernels group rows
+ * in fours, per sequence). Also: preemption when the KV cache runs out, cancellation freeing
+ * blocks at once, and a full queue refusing at once.
+ */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { Engine, EngineError, fetchRegistryModel } from '../../src/index.js';
+import { vocabPath, writeTinyGguf } from '../fixtures/tiny-model.js';
+
+let dir: string;
+let tinyGemma: string;
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'batching-'));
+  tinyGemma = join(dir, 'tiny-gemma3-q4k.gguf');
+  if (existsSync(vocabPath)) await writeTinyGguf(tinyGemma, { arch: 'gemma3', slidingWindow: 4 }, 'Q4_K');
+}, 120_000);
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const TEXTS = [
+  'The capital of France is',
+  'Write a haiku about the sea. The waves',
+  'def fibonacci(n):',
+  'Once upon a time, in a small village, there lived an old',
+  'The three primary colors are',
+  'Water boils at',
+  'List three fruits: apple,',
+  'In 1492, Columbus',
+  'A recursive function is one that',
+  // Long enough to be prefilled in several chunks while the others decode.
+  'Tell me about the history of the printing press and why it mattered. '.repeat(10),
+];
+
+async function alone(engine: Engine, prompts: number[][], maxTokens: number): Promise<number[][]> {
+  const out = [];
+  for (const prompt of prompts) out.push((await engine.complete({ prompt, maxTokens, ignoreEos: true }).result).tokenIds);
+  return out;
+}
+
+/** All at once; records how many sequences ran together at most. */
+async function together(engine: Engine, prompts: number[][], maxTokens: number) {
+  let peak = 0;
+  const results = await Promise.all(
+    prompts.map(async (prompt) => {
+      const generation = engine.complete({ prompt, maxTokens, ignoreEos: true });
+      for await (const _ of generation) peak = Math.max(peak, engine.load.running);
+      return (await generation.result).tokenIds;
+    }),
+  );
+  return { results, peak };
+}
+
+describe.each([
+  ['the default model (Q4_1)', async () => fetchRegistryModel('smollm2-135m-instruct-q4_1')],
+  ['a tiny Gemma 3 (Q4_K)', async () => (existsSync(vocabPath) ? tinyGemma : undefined)],
+])('%s', (_name, modelPath) => {
+  let engine: Engine;
+  beforeAll(async () => {
+    const path = await modelPath();
+    if (path) engine = await Engine.load({ model: path, kvTokens: 2048, prefillChunk: 64 });
+  }, 300_000);
+  afterAll(() => engine?.close());
+
+  it('gives each request the same greedy tokens alone and among 9 others', async () => {
+    if (!engine) return console.warn('SKIPPED: no model');
+    const prompts = TEXTS.map((t) => Array.from(engine.tokenizer.encode(t)));
+    const expected = await alone(engine, prompts, 12);
+    const { results, peak } = await together(engine, prompts, 12);
+    expect(peak).toBeGreaterThan(1);
+    expect(results).toEqual(expected);
+    expect(engine.load).toMatchObject({ running: 0, waiting: 0, freeBlocks: engine.info.nBlocks });
+  }, 300_000);
+});
+
+describe('the scheduler', () => {
+  it('preempts when the KV cache runs out, and the outputs stay the same', async () => {
+    const path = await fetchRegistryModel('smollm2-135m-instruct-q4_1');
+    // 8 blocks of 16 tokens: four sequences of ~10 + 40 tokens cannot all fit.
+    const engine = await Engine.load({ model: path, kvTokens: 128, blockSize: 16 });
+    try {
+      const prompts = TEXTS.slice(0, 4).map((t) => Array.from(engine.tokenizer.encode(t)));
+      const expected = await alone(engine, prompts, 40);
+      const { results } = await together(engine, prompts, 40);
+      expect(engine.load.preemptions).toBeGreaterThan(0);
+      expect(results).toEqual(expected);
+      expect(engine.load.freeBlocks).toBe(engine.info.nBlocks);
+    } finally {
+      engine.close();
+    }
+  }, 300_000);
+
+  it('frees a cancelled sequence at once and keeps the others going', async () => {
+    const path = await fetchRegistryModel('smollm2-135m-instruct-q4_1');
+    const engine = await Engine.load({ model: path, kvTokens: 1024 });
+    try {
+      const prompt = Array.from(engine.tokenizer.encode(TEXTS[0]!));
+      const expected = (await engine.complete({ prompt, maxTokens: 24, ignoreEos: true }).result).tokenIds;
+      const controller = new AbortController();
+      const cancelled = engine.complete({ prompt, maxTokens: 500, ignoreEos: true, signal: controller.signal });
+      const other = engine.complete({ prompt, maxTokens: 24, ignoreEos: true });
+      let seen = 0;
+      for await (const _ of cancelled) if (++seen === 3) controller.abort();
+      const result = await cancelled.result;
+      expect(result.finishReason).toBe('cancelled');
+      expect(result.tokenIds.length).toBeLessThan(10);
+      expect((await other.result).tokenIds).toEqual(expected);
+      expect(engine.load).toMatchObject({ running: 0, freeBlocks: engine.info.nBlocks });
+      // A request cancelled before it starts never runs.
+      const gone = new AbortController();
+      gone.abort();
+      expect((await engine.complete({ prompt, maxTokens: 5, signal: gone.signal }).result).tokenIds).toEqual([]);
+    } finally {
+      engine.close();
+    }
+  }, 300_000);
+
+  it('refuses at once when the queue is full', async () => {
+    const path = await fetchRegistryModel('smollm2-135m-instruct-q4_1');
+    const engine = await Engine.load({ model: path, kvTokens: 1024, maxRunning: 1, maxWaiting: 1 });
+    try {
+      const prompt = Array.from(engine.tokenizer.encode(TEXTS[0]!));
+      const first = engine.complete({ prompt, maxTokens: 20, ignoreEos: true });
+      const second = engine.complete({ prompt, maxTokens: 20, ignoreEos: true });
+      // Let the first be admitted and the second queue.
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const third = engine.complete({ prompt, maxTokens: 20, ignoreEos: true });
+      await expect(third.result).rejects.toMatchObject({ code: 'OverloadedError' });
+      await expect(third.result).rejects.toBeInstanceOf(EngineError);
+      expect((await first.result).tokenIds).toHaveLength(20);
+      expect((await second.result).tokenIds).toHaveLength(20);
+    } finally {
+      engine.close();
+    }
+  }, 300_000);
+});
