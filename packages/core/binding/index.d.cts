@@ -18,8 +18,12 @@ export declare class DecoderHandle {
 
 export declare class ModelHandle {
   info(): ModelInfo
-  /** Registers a sequence and its sampling parameters. */
-  addSequence(seqId: number, sampling?: SamplingOptions | undefined | null): void
+  /**
+   * Registers a sequence and its sampling parameters; `history` is what it has seen already
+   * without stepping through it (a prompt prefix whose cache blocks it shares), for the
+   * penalties.
+   */
+  addSequence(seqId: number, sampling?: SamplingOptions | undefined | null, history?: Uint32Array | undefined | null): void
   removeSequence(seqId: number): void
   /** One engine step over `batch`; resolves with one output per sequence, in order. */
   step(batch: Array<StepInput>): Promise<Array<StepOutput>>

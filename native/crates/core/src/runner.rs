@@ -128,6 +128,13 @@ impl Runner {
         );
     }
 
+    /// Tokens the sequence has seen without a step (a cached prompt prefix).
+    pub fn extend_history(&mut self, seq_id: u64, tokens: &[u32]) {
+        if let Some(state) = self.sequences.get_mut(&seq_id) {
+            state.history.extend_from_slice(tokens);
+        }
+    }
+
     pub fn remove_sequence(&mut self, seq_id: u64) {
         self.sequences.remove(&seq_id);
     }

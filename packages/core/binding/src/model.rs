@@ -254,9 +254,16 @@ impl ModelHandle {
         })
     }
 
-    /// Registers a sequence and its sampling parameters.
+    /// Registers a sequence and its sampling parameters; `history` is what it has seen already
+    /// without stepping through it (a prompt prefix whose cache blocks it shares), for the
+    /// penalties.
     #[napi(catch_unwind)]
-    pub fn add_sequence(&self, seq_id: u32, sampling: Option<SamplingOptions>) -> napi::Result<()> {
+    pub fn add_sequence(
+        &self,
+        seq_id: u32,
+        sampling: Option<SamplingOptions>,
+        history: Option<Uint32Array>,
+    ) -> napi::Result<()> {
         let params = match sampling {
             Some(o) => sampling_params(o)?,
             None => SamplingParams::default(),
@@ -266,6 +273,9 @@ impl ModelHandle {
             .lock()
             .map_err(|_| js_error("InternalError", "model state poisoned"))?;
         r.add_sequence(u64::from(seq_id), params);
+        if let Some(h) = history {
+            r.extend_history(u64::from(seq_id), &h);
+        }
         Ok(())
     }
 

@@ -42,6 +42,8 @@ export interface EngineOptions {
   maxRunning?: number;
   /** Requests waiting for a place at most (default 64); more are refused (`OverloadedError`). */
   maxWaiting?: number;
+  /** Reuse the KV blocks of earlier prompts with the same prefix (default true). */
+  prefixCaching?: boolean;
 }
 
 export type ModelInfo = Binding.ModelInfo & { path: string };
@@ -55,6 +57,14 @@ export interface ChatRequest extends GenerationOptions {
   tools?: ChatTool[];
   /** Extra template variables (e.g. `enable_thinking`). */
   templateArgs?: Record<string, unknown>;
+}
+
+export interface EngineLoad {
+  running: number;
+  waiting: number;
+  freeBlocks: number;
+  preemptions: number;
+  prefixCache: { queriedBlocks: number; hitBlocks: number; evictedBlocks: number; cachedBlocks: number };
 }
 
 export class EngineError extends Error {
@@ -83,6 +93,7 @@ export class Engine {
       maxRunning: positive(options.maxRunning, 16, 'maxRunning'),
       maxWaiting: positive(options.maxWaiting, 64, 'maxWaiting'),
       stepTokens: positive(options.prefillChunk, 512, 'prefillChunk'),
+      prefixCaching: options.prefixCaching ?? true,
     });
   }
 
@@ -105,11 +116,17 @@ export class Engine {
     return Math.min(this.info.contextLength, this.info.nBlocks * this.info.blockSize);
   }
 
-  /** Sequences generating now, requests waiting for a place, free KV blocks, and how many
-   * sequences have been preempted so far. */
-  get load(): { running: number; waiting: number; freeBlocks: number; preemptions: number } {
+  /** Sequences generating now, requests waiting for a place, free KV blocks (cached prefix
+   * blocks nobody uses count as free), preemptions so far, and the prefix cache's counts. */
+  get load(): EngineLoad {
     const s = this.#scheduler;
-    return { running: s.running, waiting: s.waiting, freeBlocks: s.freeBlocks, preemptions: s.preemptions };
+    return {
+      running: s.running,
+      waiting: s.waiting,
+      freeBlocks: s.freeBlocks,
+      preemptions: s.preemptions,
+      prefixCache: s.prefixCache,
+    };
   }
 
   /** Plain completion of `prompt` (text, or token ids used as they are). */

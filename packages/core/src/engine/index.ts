@@ -1,9 +1,9 @@
-export { BlockAllocator } from './block-allocator.js';
 export {
   Engine,
   EngineError,
   type ChatRequest,
   type CompleteRequest,
+  type EngineLoad,
   type EngineOptions,
   type ModelInfo,
 } from './engine.js';

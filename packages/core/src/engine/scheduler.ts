@@ -5,11 +5,17 @@
  * most recently admitted one gives its blocks back and is recomputed later (preemption). A
  * sequence's results never depend on what else is in the step: the native kernels group and
  * order their arithmetic per sequence.
+ *
+ * Prefix caching: the full blocks of a prompt are registered once computed, and a later
+ * prompt starting with the same tokens starts from them. Only prompt blocks are shared, and
+ * never the block that would leave a single token to compute: those were computed exactly as
+ * the new request would compute them (in the same groups of rows, by the same attention
+ * order), so outputs are the same bits with the cache on and off.
  */
+import { BlockPool, type PrefixCacheStats } from '@mistralrs/paged-attn';
 import { callNative, callNativeSync } from '@mistralrs/quant/errors';
 
 import type { Binding } from '../native.js';
-import { BlockAllocator } from './block-allocator.js';
 import { nativeSampling } from './sampling.js';
 import type { Sequence } from './sequence.js';
 
@@ -20,6 +26,8 @@ export interface SchedulerLimits {
   maxWaiting: number;
   /** Tokens per step at most (decode tokens plus prefill chunks). */
   stepTokens: number;
+  /** Reuse the cached blocks of earlier prompts with the same prefix. */
+  prefixCaching: boolean;
 }
 
 interface Entry {
@@ -29,7 +37,7 @@ interface Entry {
 }
 
 export class Scheduler {
-  readonly #allocator: BlockAllocator;
+  readonly #pool: BlockPool;
   readonly #waiting: Entry[] = [];
   /** In admission order: the last one is preempted first. */
   readonly #running: Entry[] = [];
@@ -42,11 +50,17 @@ export class Scheduler {
     nBlocks: number,
     private readonly limits: SchedulerLimits,
   ) {
-    this.#allocator = new BlockAllocator(nBlocks);
+    // Shared blocks must start on a boundary of the kernels' groups of four rows.
+    const prefixCaching = limits.prefixCaching && blockSize % 4 === 0;
+    this.#pool = new BlockPool(nBlocks, blockSize, { prefixCaching });
   }
 
   get totalBlocks(): number {
-    return this.#allocator.totalBlocks;
+    return this.#pool.totalBlocks;
+  }
+
+  get prefixCache(): PrefixCacheStats & { cachedBlocks: number } {
+    return { ...this.#pool.stats, cachedBlocks: this.#pool.cachedBlocks };
   }
 
   get waiting(): number {
@@ -58,7 +72,7 @@ export class Scheduler {
   }
 
   get freeBlocks(): number {
-    return this.#allocator.freeBlocks;
+    return this.#pool.freeBlocks;
   }
 
   /** Sequences preempted so far (blocks given back, recomputed later). */
@@ -132,22 +146,46 @@ export class Scheduler {
     while (this.#waiting.length > 0 && this.#running.length < this.limits.maxRunning) {
       const entry = this.#waiting[0]!;
       const seq = entry.seq;
-      const needed = this.#blocksFor(seq.promptIds.length + seq.generated.length + 1) - seq.blocks.length;
-      if (needed > this.#allocator.freeBlocks) {
+      const cached = this.#cachedPrefix(seq);
+      const needed = this.#blocksFor(seq.promptIds.length + seq.generated.length + 1) - cached.length;
+      const blocks = this.#pool.allocate(needed);
+      if (!blocks) {
         // Whatever is running will free blocks; with nothing running, `#run` fails it.
+        this.#pool.release(cached);
         return;
       }
-      const blocks = this.#allocator.allocate(needed);
-      if (!blocks) return;
-      seq.blocks.push(...blocks);
+      seq.blocks = [...cached, ...blocks];
+      seq.computed = cached.length * this.blockSize;
+      seq.registered = cached.length;
       this.#waiting.shift();
       try {
-        callNativeSync(() => this.model.addSequence(seq.id, nativeSampling(seq.options)));
+        const history = seq.computed > 0 ? Uint32Array.from(seq.promptIds.slice(0, seq.computed)) : undefined;
+        callNativeSync(() => this.model.addSequence(seq.id, nativeSampling(seq.options), history));
       } catch (error) {
         this.#fail(entry, error);
         continue;
       }
       this.#running.push(entry);
+    }
+  }
+
+  /** The cached blocks `seq` can start from: full prompt blocks, leaving at least two prompt
+   * tokens to compute (one alone would take the single-token attention order). */
+  #cachedPrefix(seq: Sequence): number[] {
+    if (!this.#pool.options.prefixCaching) return [];
+    seq.blockHashes ??= this.#pool.hashes(seq.promptIds, Math.floor(seq.promptIds.length / this.blockSize));
+    let usable = seq.blockHashes.length;
+    while (usable > 0 && seq.promptIds.length - usable * this.blockSize < 2) usable--;
+    return this.#pool.acquireCached(seq.blockHashes.slice(0, usable));
+  }
+
+  /** Registers the prompt blocks of `seq` computed so far for later requests. */
+  #registerComputed(seq: Sequence): void {
+    const hashes = seq.blockHashes;
+    if (!hashes) return;
+    while (seq.registered < hashes.length && (seq.registered + 1) * this.blockSize <= seq.computed) {
+      this.#pool.register(seq.blocks[seq.registered]!, hashes[seq.registered]!);
+      seq.registered++;
     }
   }
 
@@ -192,7 +230,7 @@ export class Scheduler {
     for (;;) {
       const needed = this.#blocksFor(tokens) - seq.blocks.length;
       if (needed <= 0) return true;
-      const blocks = this.#allocator.allocate(needed);
+      const blocks = this.#pool.allocate(needed);
       if (blocks) {
         seq.blocks.push(...blocks);
         return true;
@@ -208,7 +246,7 @@ export class Scheduler {
   #preempt(victim: Entry): void {
     const seq = victim.seq;
     this.#running.splice(this.#running.indexOf(victim), 1);
-    this.#allocator.release(seq.blocks);
+    this.#pool.release(seq.blocks);
     seq.blocks = [];
     seq.computed = 0;
     seq.preemptions++;
@@ -248,6 +286,7 @@ export class Scheduler {
       const seq = entry.seq;
       const out = outputs[i]!;
       seq.computed += tokens;
+      this.#registerComputed(seq);
       if (seq.logitsOnly && out.logits) {
         seq.logits = out.logits;
         seq.finish('length');
@@ -265,7 +304,7 @@ export class Scheduler {
   }
 
   #release(seq: Sequence): void {
-    this.#allocator.release(seq.blocks);
+    this.#pool.release(seq.blocks);
     seq.blocks = [];
     try {
       callNativeSync(() => this.model.removeSequence(seq.id));

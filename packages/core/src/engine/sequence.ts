@@ -29,8 +29,12 @@ export class Sequence {
   readonly logitsOnly: boolean;
   /** KV-cache blocks held, in table order. */
   blocks: number[] = [];
-  /** Tokens whose keys and values are in the cache (a prefix of `tokens()`). */
+  /** Tokens whose keys and values are in the cache (prompt first, then generated). */
   computed = 0;
+  /** Chain hashes of the full prompt blocks (prefix caching), computed once. */
+  blockHashes: string[] | undefined;
+  /** Leading blocks already registered in the prefix cache. */
+  registered = 0;
   readonly generated: number[] = [];
   /** The last sampled token, not yet fed to the model. */
   pending: number | undefined;

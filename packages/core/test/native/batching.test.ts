@@ -78,6 +78,45 @@ describe.each([
   }, 300_000);
 });
 
+describe('the prefix cache', () => {
+  it.each([
+    ['the default model (Q4_1)', () => fetchRegistryModel('smollm2-135m-instruct-q4_1')],
+    ['a tiny Gemma 3 (Q4_K)', async () => tinyGemma],
+  ])('gives the same bits on and off, on %s', async (_name, modelPath) => {
+    const path = await modelPath();
+    if (!existsSync(path)) return console.warn(`SKIPPED: no model at ${path}`);
+    const on = await Engine.load({ model: path, kvTokens: 2048, prefixCaching: true });
+    const off = await Engine.load({ model: path, kvTokens: 2048, prefixCaching: false });
+    try {
+      // A shared system prompt of several blocks, then different questions; the penalties
+      // check that the sampler sees the cached prefix too.
+      const system = 'You are a careful assistant. Answer in one short sentence, and never make things up. '.repeat(4);
+      const questions = ['What is the capital of France?', 'Name a prime number.', 'What colour is the sky?'];
+      const options = { maxTokens: 16, ignoreEos: true, repetitionPenalty: 1.3 };
+      for (const q of questions) {
+        const prompt = Array.from(on.tokenizer.encode(system + q));
+        const [a, b] = [await on.complete({ prompt, ...options }).result, await off.complete({ prompt, ...options }).result];
+        expect(a.tokenIds).toEqual(b.tokenIds);
+        // Logits too, bit for bit.
+        expect(Array.from(await on.nextTokenLogits(prompt))).toEqual(Array.from(await off.nextTokenLogits(prompt)));
+      }
+      const stats = on.load.prefixCache;
+      expect(stats.hitBlocks).toBeGreaterThan(0);
+      expect(off.load.prefixCache.hitBlocks).toBe(0);
+      // Concurrent requests with the same prefix: the same tokens as one at a time.
+      const prompts = questions.map((q) => Array.from(on.tokenizer.encode(system + q)));
+      const together = await Promise.all(prompts.map((prompt) => on.complete({ prompt, ...options }).result));
+      const alone = [];
+      for (const prompt of prompts) alone.push(await off.complete({ prompt, ...options }).result);
+      expect(together.map((r) => r.tokenIds)).toEqual(alone.map((r) => r.tokenIds));
+      expect(on.load.freeBlocks).toBe(on.info.nBlocks);
+    } finally {
+      on.close();
+      off.close();
+    }
+  }, 300_000);
+});
+
 describe('the scheduler', () => {
   it('preempts when the KV cache runs out, and the outputs stay the same', async () => {
     const path = await fetchRegistryModel('smollm2-135m-instruct-q4_1');

@@ -1,0 +1,1 @@
+export { BlockPool, type BlockPoolOptions, type PrefixCacheStats } from './block-pool.js';
