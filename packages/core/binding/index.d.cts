@@ -46,6 +46,8 @@ export declare function loadModel(path: string, options?: LoadModelOptions | und
 export interface LoadModelOptions {
   blockSize?: number
   kvTokens?: number
+  /** A memory budget for the KV cache instead of a token count. */
+  kvBytes?: number
 }
 
 export interface ModelInfo {
@@ -59,6 +61,8 @@ export interface ModelInfo {
   contextLength: number
   blockSize: number
   nBlocks: number
+  /** Bytes the KV cache holds. */
+  kvCacheBytes: number
 }
 
 export declare function runtimeInfo(): RuntimeInfo

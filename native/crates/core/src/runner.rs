@@ -22,6 +22,8 @@ pub struct RunnerOptions {
     /// Tokens the KV pool holds in all (rounded up to whole blocks); defaults to the model's
     /// context length, capped at 8192.
     pub kv_tokens: Option<usize>,
+    /// Or a memory budget in bytes, turned into as many whole blocks as fit (at least one).
+    pub kv_bytes: Option<usize>,
 }
 
 impl Default for RunnerOptions {
@@ -29,6 +31,7 @@ impl Default for RunnerOptions {
         RunnerOptions {
             block_size: 32,
             kv_tokens: None,
+            kv_bytes: None,
         }
     }
 }
@@ -86,11 +89,17 @@ impl Runner {
 
     pub fn new(model: Box<dyn Model>, options: &RunnerOptions) -> Result<Runner> {
         let block_size = options.block_size.clamp(1, 4096);
-        let tokens = options
-            .kv_tokens
-            .unwrap_or(model.config().context_length.min(8192))
-            .max(block_size);
-        let cache = KvCache::new(model.kv_cache_config(block_size, tokens.div_ceil(block_size)))?;
+        let n_blocks = match (options.kv_bytes, options.kv_tokens) {
+            (Some(bytes), _) => {
+                let per_block = model.kv_cache_config(block_size, 1).bytes_per_block();
+                (bytes / per_block.max(1)).max(1)
+            }
+            (None, tokens) => tokens
+                .unwrap_or(model.config().context_length.min(8192))
+                .max(block_size)
+                .div_ceil(block_size),
+        };
+        let cache = KvCache::new(model.kv_cache_config(block_size, n_blocks))?;
         Ok(Runner {
             model,
             cache,
@@ -111,6 +120,10 @@ impl Runner {
 
     pub fn n_blocks(&self) -> usize {
         self.cache.config().n_blocks
+    }
+
+    pub fn kv_cache_bytes(&self) -> usize {
+        self.cache.size_bytes()
     }
 
     pub fn gguf(&self) -> Option<&Arc<GgufFile>> {

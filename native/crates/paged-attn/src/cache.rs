@@ -18,6 +18,17 @@ pub struct KvCacheConfig {
     pub n_blocks: usize,
 }
 
+impl KvCacheConfig {
+    /// Bytes one block takes: keys and values of every layer, in f16.
+    pub fn bytes_per_block(&self) -> usize {
+        2 * self.n_layers
+            * self.n_kv_heads
+            * self.block_size
+            * self.head_dim
+            * std::mem::size_of::<f16>()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KvCacheError {
     /// A block id past the pool, or a position past the table.

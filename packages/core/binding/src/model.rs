@@ -20,6 +20,8 @@ fn model_error(err: ModelError) -> napi::Error {
 pub struct LoadModelOptions {
     pub block_size: Option<u32>,
     pub kv_tokens: Option<u32>,
+    /// A memory budget for the KV cache instead of a token count.
+    pub kv_bytes: Option<f64>,
 }
 
 #[napi(object)]
@@ -34,6 +36,8 @@ pub struct ModelInfo {
     pub context_length: u32,
     pub block_size: u32,
     pub n_blocks: u32,
+    /// Bytes the KV cache holds.
+    pub kv_cache_bytes: f64,
 }
 
 #[napi]
@@ -71,6 +75,10 @@ pub fn load_model(path: String, options: Option<LoadModelOptions>) -> AsyncTask<
             opts.block_size = b as usize;
         }
         opts.kv_tokens = o.kv_tokens.map(|t| t as usize);
+        opts.kv_bytes = o
+            .kv_bytes
+            .filter(|b| b.is_finite() && *b >= 0.0)
+            .map(|b| b as usize);
     }
     AsyncTask::new(LoadModelTask {
         path: PathBuf::from(path),
@@ -251,6 +259,7 @@ impl ModelHandle {
             context_length: c.context_length as u32,
             block_size: r.block_size() as u32,
             n_blocks: r.n_blocks() as u32,
+            kv_cache_bytes: r.kv_cache_bytes() as f64,
         })
     }
 

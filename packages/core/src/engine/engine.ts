@@ -4,6 +4,7 @@
  * batching over the paged KV cache).
  */
 import { existsSync } from 'node:fs';
+import { freemem } from 'node:os';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
@@ -34,6 +35,10 @@ export interface EngineOptions {
   chatTemplate?: string;
   /** Tokens the KV cache holds (default: the model's context, at most 8192). */
   kvTokens?: number;
+  /** Or the KV cache's size in MiB (as mistral.rs's `--pa-gpu-mem`). */
+  kvCacheMb?: number;
+  /** Or a fraction of the memory free when the model loads (as `--pa-gpu-mem-usage`). */
+  kvCacheFraction?: number;
   /** Tokens per KV block (default 32). */
   blockSize?: number;
   /** Tokens per step at most, decode tokens and prompt chunks together (default 512). */
@@ -102,8 +107,9 @@ export class Engine {
       tokenSource: options.tokenSource,
       revision: options.revision,
     });
+    const kvBytes = kvBudgetBytes(options);
     const [model, tokenizer, chatTemplate] = await Promise.all([
-      callNative(() => binding.loadModel(path, { kvTokens: options.kvTokens, blockSize: options.blockSize })),
+      callNative(() => binding.loadModel(path, { kvTokens: options.kvTokens, blockSize: options.blockSize, kvBytes })),
       isHfFolder(path) ? hfTokenizer(path) : Tokenizer.fromGguf(path),
       loadChatTemplate(path, options.chatTemplate),
     ]);
@@ -231,6 +237,23 @@ export class Engine {
     if (o.signal?.aborted) seq.finish('cancelled');
     return seq;
   }
+}
+
+/** The KV cache budget in bytes, when given as a size or a fraction of free memory. */
+function kvBudgetBytes(o: EngineOptions): number | undefined {
+  if (o.kvCacheMb !== undefined) {
+    if (!(o.kvCacheMb > 0) || !Number.isFinite(o.kvCacheMb)) {
+      throw new EngineError('InvalidArgumentError', `kvCacheMb must be a positive number, got ${o.kvCacheMb}`);
+    }
+    return o.kvCacheMb * 2 ** 20;
+  }
+  if (o.kvCacheFraction !== undefined) {
+    if (!(o.kvCacheFraction > 0 && o.kvCacheFraction <= 1)) {
+      throw new EngineError('InvalidArgumentError', `kvCacheFraction must be in (0, 1], got ${o.kvCacheFraction}`);
+    }
+    return Math.floor(o.kvCacheFraction * freemem());
+  }
+  return undefined;
 }
 
 function positive(value: number | undefined, fallback: number, name: string): number {

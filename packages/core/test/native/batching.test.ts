@@ -159,6 +159,20 @@ describe('the scheduler', () => {
     }
   }, 300_000);
 
+  it('sizes the KV cache from a memory budget', async () => {
+    const path = await fetchRegistryModel('smollm2-135m-instruct-q4_1');
+    const engine = await Engine.load({ model: path, kvCacheMb: 8, blockSize: 16 });
+    try {
+      const { nLayers, nKvHeads, headDim, blockSize, nBlocks, kvCacheBytes } = engine.info;
+      const perBlock = 2 * nLayers * nKvHeads * blockSize * headDim * 2; // K and V, f16
+      expect(nBlocks).toBe(Math.floor((8 * 2 ** 20) / perBlock));
+      expect(kvCacheBytes).toBe(nBlocks * perBlock);
+    } finally {
+      engine.close();
+    }
+    await expect(Engine.load({ model: path, kvCacheFraction: 1.5 })).rejects.toMatchObject({ code: 'InvalidArgumentError' });
+  }, 300_000);
+
   it('refuses at once when the queue is full', async () => {
     const path = await fetchRegistryModel('smollm2-135m-instruct-q4_1');
     const engine = await Engine.load({ model: path, kvTokens: 1024, maxRunning: 1, maxWaiting: 1 });
