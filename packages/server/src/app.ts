@@ -14,6 +14,7 @@ import { chatCompletionsRoute } from './routes/chat-completions.js';
 import { completionsRoute } from './routes/completions.js';
 import { healthRoute } from './routes/health.js';
 import { listModelsRoute, retrieveModelRoute } from './routes/models.js';
+import { statsRoute } from './routes/stats.js';
 import { detokenizeRoute, tokenizeRoute } from './routes/tokenize.js';
 import type { ServingEngine } from './serving-engine.js';
 
@@ -39,6 +40,7 @@ const ROUTES: Readonly<Record<string, string>> = {
   '/v1/chat/completions': 'POST',
   '/v1/completions': 'POST',
   '/v1/models': 'GET',
+  '/v1/stats': 'GET',
   '/health': 'GET',
   '/tokenize': 'POST',
   '/detokenize': 'POST',
@@ -66,6 +68,7 @@ export function createApp(options: AppOptions): Express {
   app.post('/v1/completions', json, completionsRoute(ctx));
   app.get('/v1/models', listModelsRoute(ctx));
   app.get('/v1/models/:model', retrieveModelRoute(ctx));
+  app.get('/v1/stats', statsRoute(ctx));
   app.get('/health', healthRoute(options.modelId));
   app.post('/tokenize', json, tokenizeRoute(ctx));
   app.post('/detokenize', json, detokenizeRoute(ctx));

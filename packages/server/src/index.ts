@@ -5,4 +5,5 @@ export { ApiError, type ApiErrorBody, type ApiErrorType } from './errors.js';
 export { DEFAULT_LIMITS, parseByteSize, type ServerLimits } from './limits.js';
 export { DEFAULT_MODEL_ALIAS, type CompletionDone } from './route-context.js';
 export type { RunSummary, Usage } from './run-choices.js';
+export type { StatsBody } from './routes/stats.js';
 export type { ServingEngine } from './serving-engine.js';

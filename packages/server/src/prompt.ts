@@ -8,17 +8,10 @@ import type { ChatMessage } from '@mistralrs/core';
 import { invalidRequest } from './errors.js';
 import type { ServingEngine } from './serving-engine.js';
 
-/** Tokens one sequence may hold (prompt plus generated): the model's context, bounded by the KV pool. */
-export function contextTokens(engine: ServingEngine): number {
-  const { contextLength, nBlocks, blockSize } = engine.info;
-  return Math.min(contextLength, nBlocks * blockSize);
-}
-
 /**
- * A chat's prompt: the template rendered with the generation prompt, then tokenized as
- * `Engine.encodeChatPrompt` does (special-token text parsed; BOS added only if the template
- * did not write it). Tokenized off the JavaScript thread: a long prompt must not stall every
- * other stream.
+ * A chat's prompt: the template rendered with the generation prompt, then tokenized by the
+ * engine's own rule (special-token text parsed; BOS added only if the template did not write
+ * it), off the JavaScript thread: a long prompt must not stall every other stream.
  */
 export async function chatPromptIds(
   engine: ServingEngine,
@@ -33,11 +26,7 @@ export async function chatPromptIds(
       'no_chat_template',
     );
   }
-  const text = await template.render({ messages, addGenerationPrompt });
-  const { tokenizer } = engine;
-  const ids = Array.from(await tokenizer.encodeAsync(text, { addSpecialTokens: false, parseSpecial: true }));
-  if (tokenizer.addBos && tokenizer.bosId !== undefined && ids[0] !== tokenizer.bosId) ids.unshift(tokenizer.bosId);
-  return ids;
+  return engine.encodeChatPromptAsync(await template.render({ messages, addGenerationPrompt }));
 }
 
 /** A plain prompt: text as `Engine.complete` tokenizes it (BOS added, special-token text kept literal). */

@@ -3,7 +3,6 @@ import { randomBytes } from 'node:crypto';
 
 import { ApiError } from './errors.js';
 import type { ServerLimits } from './limits.js';
-import { contextTokens } from './prompt.js';
 import type { RunSummary } from './run-choices.js';
 import type { ServingEngine } from './serving-engine.js';
 import type { ValidationContext } from './validate.js';
@@ -42,7 +41,7 @@ export function checkModel(requested: string | undefined, ctx: RouteContext): vo
 export function validationContext(ctx: RouteContext): ValidationContext {
   // A token id must have an embedding row and a piece of text: the smaller vocabulary bounds both.
   const vocabSize = Math.min(ctx.engine.info.vocabSize, ctx.engine.tokenizer.vocabSize);
-  return { vocabSize, contextTokens: contextTokens(ctx.engine), limits: ctx.limits };
+  return { vocabSize, contextTokens: ctx.engine.contextTokens, limits: ctx.limits };
 }
 
 /** `chatcmpl-…` / `cmpl-…`: OpenAI's prefixes, then 24 random hex digits. */

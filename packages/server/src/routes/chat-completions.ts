@@ -2,7 +2,7 @@
 import type { RequestHandler } from 'express';
 
 import { chatLogprobs } from '../logprobs.js';
-import { chatPromptIds, checkPromptFits, contextTokens } from '../prompt.js';
+import { chatPromptIds, checkPromptFits } from '../prompt.js';
 import { checkModel, newCompletionId, validationContext, type RouteContext } from '../route-context.js';
 import { ClientWatch, choiceJobs, runChoices, type ResponseFormat } from '../run-choices.js';
 import type { ServingEngine } from '../serving-engine.js';
@@ -14,7 +14,7 @@ export function chatCompletionsRoute(ctx: RouteContext): RequestHandler {
     const request = validateChatRequest(requireObjectBody(req.body), validationContext(ctx));
     checkModel(request.model, ctx);
     const promptIds = await chatPromptIds(ctx.engine, request.messages);
-    checkPromptFits(promptIds, contextTokens(ctx.engine), 'messages');
+    checkPromptFits(promptIds, ctx.engine.contextTokens, 'messages');
 
     const jobs = choiceJobs([promptIds], request, request.logprobs ? { logprobs: true, topLogprobs: request.topLogprobs } : {});
     const summary = await runChoices({

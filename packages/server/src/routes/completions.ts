@@ -2,7 +2,7 @@
 import type { RequestHandler } from 'express';
 
 import { completionLogprobs } from '../logprobs.js';
-import { checkPromptFits, contextTokens, textPromptIds } from '../prompt.js';
+import { checkPromptFits, textPromptIds } from '../prompt.js';
 import { checkModel, newCompletionId, validationContext, type RouteContext } from '../route-context.js';
 import { ClientWatch, choiceJobs, runChoices, type ResponseFormat } from '../run-choices.js';
 import type { ServingEngine } from '../serving-engine.js';
@@ -13,7 +13,7 @@ export function completionsRoute(ctx: RouteContext): RequestHandler {
     const watch = new ClientWatch(res);
     const request = validateCompletionRequest(requireObjectBody(req.body), validationContext(ctx));
     checkModel(request.model, ctx);
-    const context = contextTokens(ctx.engine);
+    const context = ctx.engine.contextTokens;
     const prompts: number[][] = [];
     for (const prompt of request.prompts) {
       const ids = await textPromptIds(ctx.engine, prompt);

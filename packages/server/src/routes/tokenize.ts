@@ -8,7 +8,7 @@ import type { RequestHandler } from 'express';
 
 import { invalidRequest } from '../errors.js';
 import { readMessages } from '../messages.js';
-import { chatPromptIds, contextTokens } from '../prompt.js';
+import { chatPromptIds } from '../prompt.js';
 import { checkModel, validationContext, type RouteContext } from '../route-context.js';
 import { readBoolean, readString, requireObjectBody } from '../validate.js';
 
@@ -32,7 +32,7 @@ export function tokenizeRoute(ctx: RouteContext): RequestHandler {
     res.json({
       tokens,
       count: tokens.length,
-      max_model_len: contextTokens(ctx.engine),
+      max_model_len: ctx.engine.contextTokens,
       ...(withPieces ? { token_strs: tokens.map((id) => tokenizer.tokenToPiece(id)) } : {}),
     });
   };
