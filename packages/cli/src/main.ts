@@ -5,11 +5,13 @@ import { inspectCommand } from './commands/inspect.js';
 import { pullCommand } from './commands/pull.js';
 import { runCommand, type RunOptions } from './commands/run.js';
 import type { ServeCliOptions } from './commands/serve.js';
+import { engineFlags, engineSettings } from './engine-flags.js';
 import { readTomlSelector, TomlSelectorError, type TomlSelector } from './toml-selector.js';
+import { UsageError } from './usage-error.js';
 
 /** The options every run shares, whatever the model source (the seed's global flags). */
 function runOptions<T>(y: Argv<T>) {
-  return y
+  return engineFlags(y)
     .option('interactive', { alias: 'i', type: 'boolean', default: false, describe: 'chat in the terminal' })
     .option('prompt', { type: 'string', describe: 'complete one prompt (chat template applied) and exit' })
     .option('max-tokens', { alias: 'n', type: 'number', describe: 'generate at most N tokens' })
@@ -46,6 +48,7 @@ function toRunOptions(args: RunArgs, model: string | undefined, file: string | u
     throughput: args.throughput,
     chatTemplate: args['chat-template'] ?? toml?.chatTemplate,
     tokenSource: args['token-source'] ?? toml?.tokenSource,
+    engine: engineSettings(args, toml?.engine),
     sampling: {
       temperature: args.temperature,
       topK: args['top-k'],
@@ -175,5 +178,3 @@ export async function main(argv: string[]): Promise<number> {
   }
   return exitCode;
 }
-
-class UsageError extends Error {}

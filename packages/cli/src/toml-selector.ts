@@ -11,10 +11,17 @@
  * `chat_template` and `token_source`; an optional `[server]` table takes `port`, `host`,
  * `api_key`, `cors_origins` and `max_body`. Unknown keys are errors (a typo must not be
  * silently ignored). Paths are relative to the current directory, as on the command line.
+ *
+ * Engine settings sit with what they belong to: the KV cache is the model's (`pa_blk_size`,
+ * `pa_ctxt_len`, `pa_gpu_mem`, `pa_gpu_mem_usage` in `[model]`, or at the top level beside a
+ * short-form `model`); how many requests run and wait, and prefix caching, are the server's
+ * (`max_running`, `max_waiting`, `prefix_cache` in `[server]`). Both apply to a chat as well.
  */
 import { readFile } from 'node:fs/promises';
 
 import { parse, TomlError } from 'smol-toml';
+
+import { badValue, KV_SIZE_SETTINGS, NUMERIC_SETTINGS, type EngineSettings } from './engine-flags.js';
 
 export interface TomlServerSettings {
   port?: number;
@@ -32,6 +39,8 @@ export interface TomlSelector {
   chatTemplate?: string;
   tokenSource?: string;
   server: TomlServerSettings;
+  /** From `[server]` and `[model]` (or the top level); checked as the flags are. */
+  engine: EngineSettings;
 }
 
 /** A selector file that cannot be used; the message names the file. */
@@ -41,10 +50,16 @@ export class TomlSelectorError extends Error {
 
 type Table = Record<string, unknown>;
 
-const TOP_KEYS = ['model', 'file', 'chat_template', 'token_source', 'server'];
+type KvSetting = 'blockSize' | 'kvTokens' | 'kvCacheMb' | 'kvCacheFraction';
+type SchedulerSetting = 'maxRunning' | 'maxWaiting';
+const KV_SETTINGS: readonly KvSetting[] = ['blockSize', 'kvTokens', 'kvCacheMb', 'kvCacheFraction'];
+const SCHEDULER_SETTINGS: readonly SchedulerSetting[] = ['maxRunning', 'maxWaiting'];
+const KV_KEYS = KV_SETTINGS.map((key) => NUMERIC_SETTINGS[key].tomlKey);
+
+const TOP_KEYS = ['model', 'file', 'chat_template', 'token_source', 'server', ...KV_KEYS];
 // tok_model_id and arch are mistral.rs's; our GGUF and config.json name both themselves.
-const MODEL_KEYS = ['model_id', 'quantized_model_id', 'quantized_filename', 'tok_model_id', 'arch'];
-const SERVER_KEYS = ['port', 'host', 'api_key', 'cors_origins', 'max_body'];
+const MODEL_KEYS = ['model_id', 'quantized_model_id', 'quantized_filename', 'tok_model_id', 'arch', ...KV_KEYS];
+const SERVER_KEYS = ['port', 'host', 'api_key', 'cors_origins', 'max_body', 'max_running', 'max_waiting', 'prefix_cache'];
 
 export async function readTomlSelector(path: string): Promise<TomlSelector> {
   let text: string;
@@ -70,7 +85,7 @@ export function parseTomlSelector(text: string, origin: string): TomlSelector {
     throw new TomlSelectorError(`${origin}: ${message}`);
   };
   checkKeys(doc, TOP_KEYS, '', fail);
-  const selector: TomlSelector = { server: readServer(doc.server, fail) };
+  const selector: TomlSelector = { server: readServer(doc.server, fail), engine: {} };
 
   if (isTable(doc.model)) {
     const m = doc.model;
@@ -91,6 +106,7 @@ export function parseTomlSelector(text: string, origin: string): TomlSelector {
     if (model !== undefined) selector.model = model;
     if (file !== undefined) selector.file = file;
   }
+  selector.engine = readEngineSettings(doc, fail);
   const chatTemplate = optionalString(doc, 'chat_template', '', fail);
   const tokenSource = optionalString(doc, 'token_source', '', fail);
   if (chatTemplate !== undefined) selector.chatTemplate = chatTemplate;
@@ -123,6 +139,45 @@ function readServer(value: unknown, fail: (message: string) => never): TomlServe
     settings.corsOrigins = origins as string[];
   }
   return settings;
+}
+
+/** The scheduler's settings from [server]; the KV cache's from [model], or the top level beside a short-form model. */
+function readEngineSettings(doc: Table, fail: (message: string) => never): EngineSettings {
+  const engine: EngineSettings = {};
+  const server = isTable(doc.server) ? doc.server : {};
+  readNumbers(server, SCHEDULER_SETTINGS, '[server].', engine, fail);
+  if (server.prefix_cache !== undefined) {
+    if (typeof server.prefix_cache !== 'boolean') fail('[server].prefix_cache must be true or false');
+    engine.prefixCaching = server.prefix_cache as boolean;
+  }
+  if (isTable(doc.model)) {
+    const misplaced = KV_KEYS.filter((key) => doc[key] !== undefined);
+    if (misplaced.length > 0) fail(`${misplaced.join(', ')} belong${misplaced.length > 1 ? '' : 's'} in [model] when [model] is a table`);
+    readNumbers(doc.model, KV_SETTINGS, '[model].', engine, fail);
+  } else {
+    readNumbers(doc, KV_SETTINGS, '', engine, fail);
+  }
+  return engine;
+}
+
+/** Reads the TOML keys of `settings` from `table` into `into`, checked as their flags are. */
+function readNumbers(
+  table: Table,
+  settings: readonly (KvSetting | SchedulerSetting)[],
+  where: string,
+  into: EngineSettings,
+  fail: (message: string) => never,
+): void {
+  for (const key of settings) {
+    const { tomlKey } = NUMERIC_SETTINGS[key];
+    const value = table[tomlKey];
+    if (value === undefined) continue;
+    const problem = badValue(value, NUMERIC_SETTINGS[key].rule);
+    if (problem) fail(`${where}${tomlKey} ${problem}`);
+    into[key] = value as number;
+  }
+  const sizes = KV_SIZE_SETTINGS.filter((key) => into[key] !== undefined).map((key) => `${where}${NUMERIC_SETTINGS[key].tomlKey}`);
+  if (sizes.length > 1) fail(`${sizes.join(' and ')} each size the KV cache; give one of them`);
 }
 
 function checkKeys(table: Table, known: readonly string[], where: string, fail: (message: string) => never): void {

@@ -1,5 +1,6 @@
 import { Engine, type GenerationOptions, type GenerationResult } from '@mistralrs/core';
 
+import type { EngineSettings } from '../engine-flags.js';
 import { interactiveChat } from '../interactive.js';
 import { serveCommand, servedModelId, type ServeCliOptions } from './serve.js';
 
@@ -16,6 +17,8 @@ export interface RunOptions {
   chatTemplate?: string;
   tokenSource?: string;
   sampling: GenerationOptions;
+  /** Scheduling and KV cache settings (`--max-running`, `--pa-*`), for the chat and the server alike. */
+  engine: EngineSettings;
   /** Serve the HTTP API (`--port` given) rather than chat. */
   serve?: ServeCliOptions;
 }
@@ -29,8 +32,11 @@ export async function runCommand(o: RunOptions): Promise<number> {
       file: o.file,
       chatTemplate: o.chatTemplate,
       tokenSource: o.tokenSource,
+      ...o.engine,
     });
   } catch (error) {
+    // Bad settings (EngineError 'InvalidArgumentError'), a missing file, an unknown model:
+    // each is the user's to fix, so one line and no stack trace.
     process.stderr.write(`mistralrs-server: ${(error as Error).message}\n`);
     return 1;
   }

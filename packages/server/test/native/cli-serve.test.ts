@@ -91,6 +91,35 @@ describe('mistralrs-server --port', () => {
     }
   }, 120_000);
 
+  it('passes the scheduling and KV cache flags to the engine (/v1/stats shows them)', async () => {
+    const server = await start(['--port', '0', '--max-running', '2', '--pa-blk-size', '16', '--no-prefix-cache', 'gguf', '-m', modelPath]);
+    try {
+      const stats = await (await fetch(`${server.url}/v1/stats`)).json();
+      expect(stats).toMatchObject({ model: server.modelId, running: 0, waiting: 0, block_size: 16 });
+      expect(stats.free_blocks).toBe(stats.total_blocks);
+      // Prefix caching off: a prompt is never looked up in the cache.
+      const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
+      await client.completions.create({ model: server.modelId, prompt: 'One two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen', max_tokens: 1 });
+      const after = await (await fetch(`${server.url}/v1/stats`)).json();
+      expect(after.prefix_cache).toEqual({ queried_blocks: 0, hit_blocks: 0, evicted_blocks: 0, cached_blocks: 0 });
+    } finally {
+      expect(await server.stop()).toBe(0);
+    }
+  }, 120_000);
+
+  it('rejects bad scheduling and KV cache values with exit code 1 and one line naming the flag', () => {
+    for (const [args, message] of [
+      [['--pa-gpu-mem-usage', '2'], '--pa-gpu-mem-usage must be a fraction greater than 0 and at most 1, got 2'],
+      [['--max-running', '0'], '--max-running must be a positive integer, got 0'],
+      [['--pa-ctxt-len', '512', '--pa-gpu-mem', '64'], '--pa-ctxt-len and --pa-gpu-mem each size the KV cache'],
+    ] as const) {
+      const result = run(['--port', '0', ...args, 'gguf', '-m', modelPath]);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain(`mistralrs-server: ${message}`);
+      expect(result.stderr).not.toMatch(/\n\s+at /); // no stack trace
+    }
+  }, 120_000);
+
   it('rejects a bad port and an unusable --max-body with exit code 1', () => {
     const port = run(['--port', 'abc']);
     expect(port.code).toBe(1);
@@ -111,9 +140,12 @@ describe('mistralrs-server toml -f FILE', () => {
         `quantized_model_id = ${JSON.stringify(dirname(modelPath))}`,
         `quantized_filename = ${JSON.stringify(basename(modelPath))}`,
         '',
+        'pa_blk_size = 16',
+        '',
         '[server]',
         'port = 0',
         'api_key = "sk-toml"',
+        'max_running = 2',
         '',
       ].join('\n'),
     );
@@ -124,6 +156,9 @@ describe('mistralrs-server toml -f FILE', () => {
       const response = await client.completions.create({ model: server.modelId, prompt: 'Hello', max_tokens: 2 });
       expect(response.choices).toHaveLength(1);
       expect((await fetch(`${server.url}/v1/models`)).status).toBe(401);
+      expect((await fetch(`${server.url}/v1/stats`)).status).toBe(401);
+      const stats = await fetch(`${server.url}/v1/stats`, { headers: { authorization: 'Bearer sk-toml' } });
+      expect(await stats.json()).toMatchObject({ block_size: 16 });
     } finally {
       expect(await server.stop()).toBe(0);
     }
@@ -150,6 +185,7 @@ describe('mistralrs-server toml -f FILE', () => {
       ['typo.toml', '[model]\nmodle_id = "x"\n', /typo\.toml: unknown key \[model\]\.modle_id/],
       ['port.toml', 'model = "x"\n[server]\nport = "80"\n', /port\.toml: \[server\]\.port must be an integer/],
       ['empty-model.toml', '[model]\narch = "llama"\n', /empty-model\.toml: \[model\] needs model_id/],
+      ['usage.toml', 'model = "x"\npa_gpu_mem_usage = 2\n', /usage\.toml: pa_gpu_mem_usage must be a fraction/],
     ];
     for (const [name, text, expected] of cases) {
       const file = join(dir, name);
