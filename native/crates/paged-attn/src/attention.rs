@@ -104,6 +104,45 @@ pub fn attend(
     Ok(())
 }
 
+/// One sequence's attention in a batch whose sequences share a parallel region: `check` it
+/// once, then every thread runs its share of the batch's items through `run`.
+pub struct SeqAttention<'a> {
+    pub table: &'a [u32],
+    pub q: &'a [f32],
+    pub positions: &'a [usize],
+    pub params: AttentionParams,
+    pub out: AttnOut,
+}
+
+impl SeqAttention<'_> {
+    /// Validates the inputs against the cache (before the region).
+    pub fn check(&self, cache: &KvCache) -> Result<(), KvCacheError> {
+        check(cache, self.table, self.q, self.positions, &self.params, self.out.len)
+    }
+
+    /// Work items of this sequence (a KV head × a chunk of query tokens each).
+    pub fn items(&self) -> usize {
+        n_items(self.positions.len(), &self.params)
+    }
+}
+
+/// Attention for every sequence of a batch: each thread of `ctx` takes its share of all the
+/// batch's items, so many short sequences (decode steps) fill the threads in one region.
+/// Every sequence must have passed `check`.
+pub fn attend_batch(ctx: &ParallelCtx, cache: &KvCache, layer: usize, seqs: &[SeqAttention<'_>]) {
+    let total: usize = seqs.iter().map(|s| s.items()).sum();
+    let mine = ctx.split(total, 1);
+    let mut first = 0;
+    for s in seqs {
+        let n = s.items();
+        let (lo, hi) = (mine.start.max(first), mine.end.min(first + n));
+        if lo < hi {
+            attend_items(cache, layer, s.table, s.q, s.positions, &s.params, lo - first..hi - first, s.out);
+        }
+        first += n;
+    }
+}
+
 /// The same on the calling thread alone (tests, tiny inputs).
 pub fn attend_serial(
     cache: &KvCache,

@@ -9,5 +9,7 @@
 pub mod attention;
 pub mod cache;
 
-pub use attention::{attend, attend_serial, AttentionParams, AttnOut};
+pub use attention::{
+    attend, attend_batch, attend_serial, AttentionParams, AttnOut, SeqAttention,
+};
 pub use cache::{KvCache, KvCacheConfig, KvCacheError};
