@@ -11,6 +11,8 @@ import { basename, dirname, join } from 'node:path';
 import { DEFAULT_MODEL_ID, fetchRegistryModel } from '@mistralrs/core';
 import OpenAI from 'openai';
 
+import { getStats } from './helpers.js';
+
 const bin = new URL('../../../cli/bin/mistralrs-server.js', import.meta.url).pathname;
 let modelPath: string;
 let dir: string;
@@ -94,13 +96,15 @@ describe('mistralrs-server --port', () => {
   it('passes the scheduling and KV cache flags to the engine (/v1/stats shows them)', async () => {
     const server = await start(['--port', '0', '--max-running', '2', '--pa-blk-size', '16', '--no-prefix-cache', 'gguf', '-m', modelPath]);
     try {
-      const stats = await (await fetch(`${server.url}/v1/stats`)).json();
+      const stats = await getStats(server.url);
       expect(stats).toMatchObject({ model: server.modelId, running: 0, waiting: 0, block_size: 16 });
       expect(stats.free_blocks).toBe(stats.total_blocks);
-      // Prefix caching off: a prompt is never looked up in the cache.
+      // Prefix caching off: a prompt of several blocks, sent twice, is never looked up (with
+      // caching on the second would hit: concurrency.test.ts).
       const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'unused', maxRetries: 0 });
-      await client.completions.create({ model: server.modelId, prompt: 'One two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen', max_tokens: 1 });
-      const after = await (await fetch(`${server.url}/v1/stats`)).json();
+      const prompt = `Count with me: ${'one two three four five six seven eight nine ten '.repeat(5)}`;
+      for (let i = 0; i < 2; i++) await client.completions.create({ model: server.modelId, prompt, max_tokens: 1 });
+      const after = await getStats(server.url);
       expect(after.prefix_cache).toEqual({ queried_blocks: 0, hit_blocks: 0, evicted_blocks: 0, cached_blocks: 0 });
     } finally {
       expect(await server.stop()).toBe(0);
@@ -157,8 +161,7 @@ describe('mistralrs-server toml -f FILE', () => {
       expect(response.choices).toHaveLength(1);
       expect((await fetch(`${server.url}/v1/models`)).status).toBe(401);
       expect((await fetch(`${server.url}/v1/stats`)).status).toBe(401);
-      const stats = await fetch(`${server.url}/v1/stats`, { headers: { authorization: 'Bearer sk-toml' } });
-      expect(await stats.json()).toMatchObject({ block_size: 16 });
+      expect(await getStats(server.url, { authorization: 'Bearer sk-toml' })).toMatchObject({ block_size: 16 });
     } finally {
       expect(await server.stop()).toBe(0);
     }

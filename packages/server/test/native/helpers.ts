@@ -1,18 +1,25 @@
 /** Shared by the server's native tests: the default model, a server on a loopback port, raw requests. */
-import { DEFAULT_MODEL_ID, Engine, fetchRegistryModel } from '@mistralrs/core';
+import { DEFAULT_MODEL_ID, Engine, fetchRegistryModel, type EngineOptions } from '@mistralrs/core';
 
-import { startServer, type RunningServer, type ServeOptions } from '../../src/index.js';
+import { startServer, type RunningServer, type ServeOptions, type StatsBody } from '../../src/index.js';
 
 export const MODEL_ID = 'smollm2-test';
 
-/** The default model (fetched into the cache on first use) with a small KV pool. */
-export async function loadDefaultEngine(): Promise<Engine> {
+/** The default model (fetched into the cache on first use), with the engine's defaults unless `options` say otherwise. */
+export async function loadDefaultEngine(options: Omit<EngineOptions, 'model'> = {}): Promise<Engine> {
   const path = await fetchRegistryModel(DEFAULT_MODEL_ID);
-  return Engine.load({ model: path });
+  return Engine.load({ ...options, model: path });
 }
 
 export function serve(engine: Engine, options: Partial<ServeOptions> = {}): Promise<RunningServer> {
   return startServer({ engine, modelId: MODEL_ID, port: 0, onInternalError: () => undefined, ...options });
+}
+
+/** GET /v1/stats. */
+export async function getStats(serverUrl: string, headers: Record<string, string> = {}): Promise<StatsBody> {
+  const response = await fetch(`${serverUrl}/v1/stats`, { headers });
+  if (response.status !== 200) throw new Error(`GET /v1/stats: ${response.status} ${await response.text()}`);
+  return (await response.json()) as StatsBody;
 }
 
 export interface RawResponse {
