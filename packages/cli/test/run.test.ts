@@ -52,6 +52,20 @@ describe('mistralrs-server with the default model', () => {
     expect(stdout.split('\n> ').length).toBeGreaterThanOrEqual(6);
   }, 120_000);
 
+  it('sizes the chat\'s KV cache with --pa-ctxt-len and --pa-blk-size: the context ends where the cache does', () => {
+    const args = ['--prompt', 'Who wrote Hamlet?', '-n', '64', '--json', '--pa-blk-size', '16', '--max-running', '1', '--no-prefix-cache'];
+    // 3 blocks of 16: the 34-token prompt leaves room for 14 tokens.
+    const fits = cli([...args, '--pa-ctxt-len', '48']);
+    expect(fits.code).toBe(0);
+    const out = JSON.parse(fits.stdout);
+    expect(out.usage.total_tokens).toBeLessThanOrEqual(48);
+
+    // 2 blocks: the prompt no longer fits. The engine's error is one line, no stack trace.
+    const tooSmall = cli([...args, '--pa-ctxt-len', '32']);
+    expect(tooSmall.code).toBe(1);
+    expect(tooSmall.stderr).toMatch(/^mistralrs-server: the prompt has \d+ tokens; the context holds 32 .*\n$/);
+  }, 120_000);
+
   it('fails with exit code 1 and a clear message on bad input', () => {
     const missing = cli(['gguf', '-m', '/nonexistent/model.gguf', '--prompt', 'hi']);
     expect(missing.code).toBe(1);
