@@ -3,7 +3,7 @@
 // the same load served one request at a time (maxRunning 1, as a single-sequence server such
 // as node-llama-cpp's would), printing the batching gain.
 //
-//   node bench/batching.mjs [--streams 1,2,4,8] [--prompt 64] [--tokens 64] [--model ID]
+//   node bench/batching.mjs [--streams 1,2,4,8] [--prompt 32] [--tokens 128] [--model ID]
 import { Engine, fetchRegistryModel, runtimeInfo } from '@mistralrs/core';
 
 const arg = (name, dflt) => {
@@ -11,8 +11,8 @@ const arg = (name, dflt) => {
   return i >= 0 ? process.argv[i + 1] : dflt;
 };
 const STREAMS = arg('--streams', '1,2,4,8').split(',').map(Number);
-const PROMPT = Number(arg('--prompt', '64'));
-const TOKENS = Number(arg('--tokens', '64'));
+const PROMPT = Number(arg('--prompt', '32'));
+const TOKENS = Number(arg('--tokens', '128'));
 const MODEL = arg('--model', 'smollm2-135m-instruct-q4_1');
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];

@@ -28,7 +28,8 @@ for (const id of MODELS) {
   const path = await fetchRegistryModel(id);
   let engine;
   try {
-    engine = await Engine.load({ model: path, kvTokens: PP + TG + 64 });
+    // No prefix caching: every repetition must compute the whole prompt.
+    engine = await Engine.load({ model: path, kvTokens: PP + TG + 64, prefixCaching: false });
   } catch (e) {
     console.log(`\n${registryModel(id).description}\n  ours: cannot load (${e.message.split('\n')[0]}); skipped`);
     continue;

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 /// How long an idle worker spins before it parks.
 const IDLE_SPIN: Duration = Duration::from_micros(200);
 /// Iterations a thread spins at a barrier before it starts yielding its core.
-const BARRIER_SPINS_BEFORE_YIELD: u32 = 1 << 14;
+const BARRIER_SPINS_BEFORE_YIELD: u32 = 1 << 11;
 
 type Job<'a> = dyn Fn(&ParallelCtx) + Sync + 'a;
 
