@@ -10,11 +10,14 @@ import { UsageError } from './usage-error.js';
 /** What the command line and a TOML file may set of `Engine.load`'s options. */
 export type EngineSettings = Pick<
   EngineOptions,
-  'maxRunning' | 'maxWaiting' | 'prefixCaching' | 'blockSize' | 'kvTokens' | 'kvCacheMb' | 'kvCacheFraction'
+  'maxRunning' | 'maxWaiting' | 'prefixCaching' | 'blockSize' | 'kvTokens' | 'kvCacheMb' | 'kvCacheFraction' | 'kvCacheType'
 >;
 
-type NumericSetting = Exclude<keyof EngineSettings, 'prefixCaching'>;
-type NumericFlag = Exclude<keyof EngineFlagArgs, 'prefix-cache'>;
+type NumericSetting = Exclude<keyof EngineSettings, 'prefixCaching' | 'kvCacheType'>;
+type NumericFlag = Exclude<keyof EngineFlagArgs, 'prefix-cache' | 'pa-cache-type'>;
+
+/** How the KV cache can store keys and values. */
+export const KV_CACHE_TYPES = ['f16', 'q8_0'] as const;
 type Rule = 'count' | 'mib' | 'fraction';
 
 /** Each numeric setting: its flag, its TOML key, and the kind of number it takes. */
@@ -66,7 +69,15 @@ export function engineFlags<T>(y: Argv<T>) {
     .option('pa-ctxt-len', { type: 'number', describe: 'size the KV cache in tokens (default: the model\'s context, at most 8192)' })
     .option('pa-gpu-mem', { type: 'number', describe: 'size the KV cache in MiB (on the CPU this is RAM)' })
     .option('pa-gpu-mem-usage', { type: 'number', describe: 'size the KV cache as this fraction (0 to 1] of the memory free at load (RAM on the CPU)' })
-    .group(['max-running', 'max-waiting', 'prefix-cache', 'pa-blk-size', 'pa-ctxt-len', 'pa-gpu-mem', 'pa-gpu-mem-usage'], 'Scheduling and KV cache:');
+    .option('pa-cache-type', {
+      type: 'string',
+      choices: KV_CACHE_TYPES,
+      describe: 'how the KV cache stores keys and values: f16 (default, llama.cpp\'s arithmetic) or q8_0 (about half the memory per token)',
+    })
+    .group(
+      ['max-running', 'max-waiting', 'prefix-cache', 'pa-blk-size', 'pa-ctxt-len', 'pa-gpu-mem', 'pa-gpu-mem-usage', 'pa-cache-type'],
+      'Scheduling and KV cache:',
+    );
 }
 
 /** The parsed flags: yargs gives both spellings; the kebab-case ones are read. */
@@ -78,6 +89,7 @@ export interface EngineFlagArgs {
   'pa-ctxt-len'?: number | undefined;
   'pa-gpu-mem'?: number | undefined;
   'pa-gpu-mem-usage'?: number | undefined;
+  'pa-cache-type'?: string | undefined;
 }
 
 /**
@@ -95,6 +107,13 @@ export function engineSettings(args: EngineFlagArgs, fromToml: EngineSettings = 
     flags[key] = value;
   }
   if (args['prefix-cache'] !== undefined) flags.prefixCaching = args['prefix-cache'];
+  const cacheType = args['pa-cache-type'];
+  if (cacheType !== undefined) {
+    if (!(KV_CACHE_TYPES as readonly string[]).includes(cacheType)) {
+      throw new UsageError(`--pa-cache-type must be one of ${KV_CACHE_TYPES.join(', ')}, got ${cacheType}`);
+    }
+    flags.kvCacheType = cacheType as (typeof KV_CACHE_TYPES)[number];
+  }
   const sizes = KV_SIZE_SETTINGS.filter((key) => flags[key] !== undefined);
   if (sizes.length > 1) {
     throw new UsageError(`${sizes.map((key) => `--${NUMERIC_SETTINGS[key].flag}`).join(' and ')} each size the KV cache; give one of them`);

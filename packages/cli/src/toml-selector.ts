@@ -13,7 +13,7 @@
  * silently ignored). Paths are relative to the current directory, as on the command line.
  *
  * Engine settings sit with what they belong to: the KV cache is the model's (`pa_blk_size`,
- * `pa_ctxt_len`, `pa_gpu_mem`, `pa_gpu_mem_usage` in `[model]`, or at the top level beside a
+ * `pa_ctxt_len`, `pa_gpu_mem`, `pa_gpu_mem_usage, pa_cache_type` in `[model]`, or at the top level beside a
  * short-form `model`); how many requests run and wait, and prefix caching, are the server's
  * (`max_running`, `max_waiting`, `prefix_cache` in `[server]`). Both apply to a chat as well.
  */
@@ -21,7 +21,7 @@ import { readFile } from 'node:fs/promises';
 
 import { parse, TomlError } from 'smol-toml';
 
-import { badValue, KV_SIZE_SETTINGS, NUMERIC_SETTINGS, type EngineSettings } from './engine-flags.js';
+import { badValue, KV_CACHE_TYPES, KV_SIZE_SETTINGS, NUMERIC_SETTINGS, type EngineSettings } from './engine-flags.js';
 
 export interface TomlServerSettings {
   port?: number;
@@ -54,7 +54,7 @@ type KvSetting = 'blockSize' | 'kvTokens' | 'kvCacheMb' | 'kvCacheFraction';
 type SchedulerSetting = 'maxRunning' | 'maxWaiting';
 const KV_SETTINGS: readonly KvSetting[] = ['blockSize', 'kvTokens', 'kvCacheMb', 'kvCacheFraction'];
 const SCHEDULER_SETTINGS: readonly SchedulerSetting[] = ['maxRunning', 'maxWaiting'];
-const KV_KEYS = KV_SETTINGS.map((key) => NUMERIC_SETTINGS[key].tomlKey);
+const KV_KEYS = [...KV_SETTINGS.map((key) => NUMERIC_SETTINGS[key].tomlKey), 'pa_cache_type'];
 
 const TOP_KEYS = ['model', 'file', 'chat_template', 'token_source', 'server', ...KV_KEYS];
 // tok_model_id and arch are mistral.rs's; our GGUF and config.json name both themselves.
@@ -141,6 +141,15 @@ function readServer(value: unknown, fail: (message: string) => never): TomlServe
   return settings;
 }
 
+function readCacheType(table: Table, where: string, engine: EngineSettings, fail: (message: string) => never): void {
+  const value = table.pa_cache_type;
+  if (value === undefined) return;
+  if (typeof value !== 'string' || !(KV_CACHE_TYPES as readonly string[]).includes(value)) {
+    fail(`${where}pa_cache_type must be one of ${KV_CACHE_TYPES.join(', ')}`);
+  }
+  engine.kvCacheType = value as (typeof KV_CACHE_TYPES)[number];
+}
+
 /** The scheduler's settings from [server]; the KV cache's from [model], or the top level beside a short-form model. */
 function readEngineSettings(doc: Table, fail: (message: string) => never): EngineSettings {
   const engine: EngineSettings = {};
@@ -154,8 +163,10 @@ function readEngineSettings(doc: Table, fail: (message: string) => never): Engin
     const misplaced = KV_KEYS.filter((key) => doc[key] !== undefined);
     if (misplaced.length > 0) fail(`${misplaced.join(', ')} belong${misplaced.length > 1 ? '' : 's'} in [model] when [model] is a table`);
     readNumbers(doc.model, KV_SETTINGS, '[model].', engine, fail);
+    readCacheType(doc.model, '[model].', engine, fail);
   } else {
     readNumbers(doc, KV_SETTINGS, '', engine, fail);
+    readCacheType(doc, '', engine, fail);
   }
   return engine;
 }

@@ -48,6 +48,8 @@ export interface LoadModelOptions {
   kvTokens?: number
   /** A memory budget for the KV cache instead of a token count. */
   kvBytes?: number
+  /** `f16` (default) or `q8_0`. */
+  kvCacheType?: string
 }
 
 export interface ModelInfo {

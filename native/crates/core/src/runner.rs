@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use mistralrs_common::ThreadPool;
 use mistralrs_paged_attn::KvCache;
+pub use mistralrs_paged_attn::KvDtype;
 use mistralrs_quant::gguf::GgufFile;
 
 use crate::model_config::ModelConfig;
@@ -24,6 +25,8 @@ pub struct RunnerOptions {
     pub kv_tokens: Option<usize>,
     /// Or a memory budget in bytes, turned into as many whole blocks as fit (at least one).
     pub kv_bytes: Option<usize>,
+    /// How the cache stores keys and values.
+    pub kv_dtype: KvDtype,
 }
 
 impl Default for RunnerOptions {
@@ -32,6 +35,7 @@ impl Default for RunnerOptions {
             block_size: 32,
             kv_tokens: None,
             kv_bytes: None,
+            kv_dtype: KvDtype::F16,
         }
     }
 }
@@ -91,7 +95,9 @@ impl Runner {
         let block_size = options.block_size.clamp(1, 4096);
         let n_blocks = match (options.kv_bytes, options.kv_tokens) {
             (Some(bytes), _) => {
-                let per_block = model.kv_cache_config(block_size, 1).bytes_per_block();
+                let per_block = model
+                    .kv_cache_config(block_size, 1, options.kv_dtype)
+                    .bytes_per_block();
                 (bytes / per_block.max(1)).max(1)
             }
             (None, tokens) => tokens
@@ -99,7 +105,7 @@ impl Runner {
                 .max(block_size)
                 .div_ceil(block_size),
         };
-        let cache = KvCache::new(model.kv_cache_config(block_size, n_blocks))?;
+        let cache = KvCache::new(model.kv_cache_config(block_size, n_blocks, options.kv_dtype))?;
         Ok(Runner {
             model,
             cache,

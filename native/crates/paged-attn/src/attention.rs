@@ -6,7 +6,6 @@ use std::cell::RefCell;
 use std::ops::Range;
 
 use half::f16;
-use half::slice::HalfFloatSliceExt;
 use mistralrs_common::ParallelCtx;
 
 use crate::cache::{KvCache, KvCacheError};
@@ -117,7 +116,14 @@ pub struct SeqAttention<'a> {
 impl SeqAttention<'_> {
     /// Validates the inputs against the cache (before the region).
     pub fn check(&self, cache: &KvCache) -> Result<(), KvCacheError> {
-        check(cache, self.table, self.q, self.positions, &self.params, self.out.len)
+        check(
+            cache,
+            self.table,
+            self.q,
+            self.positions,
+            &self.params,
+            self.out.len,
+        )
     }
 
     /// Work items of this sequence (a KV head × a chunk of query tokens each).
@@ -137,7 +143,16 @@ pub fn attend_batch(ctx: &ParallelCtx, cache: &KvCache, layer: usize, seqs: &[Se
         let n = s.items();
         let (lo, hi) = (mine.start.max(first), mine.end.min(first + n));
         if lo < hi {
-            attend_items(cache, layer, s.table, s.q, s.positions, &s.params, lo - first..hi - first, s.out);
+            attend_items(
+                cache,
+                layer,
+                s.table,
+                s.q,
+                s.positions,
+                &s.params,
+                lo - first..hi - first,
+                s.out,
+            );
         }
         first += n;
     }
@@ -297,9 +312,7 @@ fn attend_items_body(
             let mut b = first / bs;
             while b * bs < last {
                 let keys = &mut scratch.block[..]; // [block_size, head_dim]
-                cache
-                    .k_block(layer, table[b] as usize, kv_head)
-                    .convert_to_f32_slice(keys);
+                cache.read_k(layer, table[b] as usize, kv_head, keys);
                 for (i, &(start, end, _)) in scratch.ranges.iter().enumerate() {
                     let (lo, hi) = (start.max(b * bs), end.min((b + 1) * bs));
                     let qi = &scratch.q[i * hd..(i + 1) * hd];
@@ -360,9 +373,7 @@ fn attend_items_body(
             let mut b = first / bs;
             while b * bs < last {
                 let values = &mut scratch.block[..]; // [block_size, head_dim]
-                cache
-                    .v_block(layer, table[b] as usize, kv_head)
-                    .convert_to_f32_slice(values);
+                cache.read_v(layer, table[b] as usize, kv_head, values);
                 for (i, &(start, end, _)) in scratch.ranges.iter().enumerate() {
                     let (lo, hi) = (start.max(b * bs), end.min((b + 1) * bs));
                     for j in lo..hi {
@@ -492,6 +503,7 @@ mod tests {
                 single_token_step: false,
             };
             let cfg = KvCacheConfig {
+                dtype: crate::KvDtype::F16,
                 n_layers: 2,
                 n_kv_heads: 2,
                 head_dim: 16,
@@ -542,6 +554,7 @@ mod tests {
     #[test]
     fn mismatched_shapes_and_tables_are_errors() {
         let cfg = KvCacheConfig {
+            dtype: crate::KvDtype::F16,
             n_layers: 1,
             n_kv_heads: 1,
             head_dim: 4,

@@ -9,7 +9,5 @@
 pub mod attention;
 pub mod cache;
 
-pub use attention::{
-    attend, attend_batch, attend_serial, AttentionParams, AttnOut, SeqAttention,
-};
-pub use cache::{KvCache, KvCacheConfig, KvCacheError};
+pub use attention::{attend, attend_batch, attend_serial, AttentionParams, AttnOut, SeqAttention};
+pub use cache::{KvCache, KvCacheConfig, KvCacheError, KvDtype};

@@ -11,6 +11,7 @@ describe('engine flags', () => {
     ).toEqual({ maxRunning: 2, maxWaiting: 8, prefixCaching: false, blockSize: 16, kvCacheFraction: 0.25 });
     expect(engineSettings({ 'pa-ctxt-len': 1024 })).toEqual({ kvTokens: 1024 });
     expect(engineSettings({ 'pa-gpu-mem': 1.5 })).toEqual({ kvCacheMb: 1.5 });
+    expect(engineSettings({ 'pa-cache-type': 'q8_0' })).toEqual({ kvCacheType: 'q8_0' });
     expect(engineSettings({})).toEqual({});
   });
 
@@ -23,6 +24,7 @@ describe('engine flags', () => {
     [{ 'pa-gpu-mem-usage': 2 }, '--pa-gpu-mem-usage must be a fraction greater than 0 and at most 1, got 2'],
     [{ 'pa-gpu-mem-usage': 0 }, '--pa-gpu-mem-usage must be a fraction greater than 0 and at most 1, got 0'],
     [{ 'pa-ctxt-len': 512, 'pa-gpu-mem': 64 }, '--pa-ctxt-len and --pa-gpu-mem each size the KV cache; give one of them'],
+    [{ 'pa-cache-type': 'q4' }, '--pa-cache-type must be one of f16, q8_0, got q4'],
   ])('rejects %j', (args, message) => {
     expect(() => engineSettings(args)).toThrow(message);
   });
@@ -47,6 +49,7 @@ describe('engine settings in a TOML selector', () => {
         'quantized_model_id = "models/smollm2.gguf"',
         'pa_blk_size = 16',
         'pa_gpu_mem_usage = 0.5',
+        'pa_cache_type = "q8_0"',
         '[server]',
         'port = 8080',
         'max_running = 4',
@@ -55,7 +58,14 @@ describe('engine settings in a TOML selector', () => {
       ].join('\n'),
       'a.toml',
     );
-    expect(selector.engine).toEqual({ maxRunning: 4, maxWaiting: 32, prefixCaching: false, blockSize: 16, kvCacheFraction: 0.5 });
+    expect(selector.engine).toEqual({
+      maxRunning: 4,
+      maxWaiting: 32,
+      prefixCaching: false,
+      blockSize: 16,
+      kvCacheFraction: 0.5,
+      kvCacheType: 'q8_0',
+    });
     expect(selector.server).toEqual({ port: 8080 });
   });
 
@@ -66,6 +76,7 @@ describe('engine settings in a TOML selector', () => {
 
   it.each([
     ['[model]\nmodel_id = "m"\npa_blk_size = 0\n', 'c.toml: [model].pa_blk_size must be a positive integer, got 0'],
+    ['[model]\nmodel_id = "m"\npa_cache_type = "f8"\n', 'c.toml: [model].pa_cache_type must be one of f16, q8_0'],
     ['[model]\nmodel_id = "m"\npa_gpu_mem_usage = 1.5\n', 'c.toml: [model].pa_gpu_mem_usage must be a fraction greater than 0 and at most 1, got 1.5'],
     ['model = "m"\npa_ctxt_len = 512\npa_gpu_mem = 64\n', 'c.toml: pa_ctxt_len and pa_gpu_mem each size the KV cache; give one of them'],
     ['pa_ctxt_len = 512\n[model]\nmodel_id = "m"\n', 'c.toml: pa_ctxt_len belongs in [model] when [model] is a table'],

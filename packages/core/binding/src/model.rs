@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use mistralrs_core::runner::{Runner, RunnerOptions, StepSeq};
+use mistralrs_core::runner::{KvDtype, Runner, RunnerOptions, StepSeq};
 use mistralrs_core::sampler::SamplingParams;
 use mistralrs_core::ModelError;
 use mistralrs_napi_support::{guard, js_error};
@@ -22,6 +22,8 @@ pub struct LoadModelOptions {
     pub kv_tokens: Option<u32>,
     /// A memory budget for the KV cache instead of a token count.
     pub kv_bytes: Option<f64>,
+    /// `f16` (default) or `q8_0`.
+    pub kv_cache_type: Option<String>,
 }
 
 #[napi(object)]
@@ -68,7 +70,10 @@ impl Task for LoadModelTask {
 
 /// Loads the model of a GGUF file (or a Hugging Face folder) with a KV pool of `kvTokens` tokens.
 #[napi(ts_return_type = "Promise<ModelHandle>")]
-pub fn load_model(path: String, options: Option<LoadModelOptions>) -> AsyncTask<LoadModelTask> {
+pub fn load_model(
+    path: String,
+    options: Option<LoadModelOptions>,
+) -> napi::Result<AsyncTask<LoadModelTask>> {
     let mut opts = RunnerOptions::default();
     if let Some(o) = options {
         if let Some(b) = o.block_size {
@@ -79,11 +84,21 @@ pub fn load_model(path: String, options: Option<LoadModelOptions>) -> AsyncTask<
             .kv_bytes
             .filter(|b| b.is_finite() && *b >= 0.0)
             .map(|b| b as usize);
+        opts.kv_dtype = match o.kv_cache_type.as_deref() {
+            None | Some("f16") => KvDtype::F16,
+            Some("q8_0") => KvDtype::Q8_0,
+            Some(other) => {
+                return Err(js_error(
+                    "InvalidArgumentError",
+                    format!("KV cache type `{other}` is not one of f16, q8_0"),
+                ))
+            }
+        };
     }
-    AsyncTask::new(LoadModelTask {
+    Ok(AsyncTask::new(LoadModelTask {
         path: PathBuf::from(path),
         options: opts,
-    })
+    }))
 }
 
 #[napi(object)]

@@ -173,6 +173,40 @@ describe('the scheduler', () => {
     await expect(Engine.load({ model: path, kvCacheFraction: 1.5 })).rejects.toMatchObject({ code: 'InvalidArgumentError' });
   }, 300_000);
 
+  it('keeps the cache in Q8_0 on request: about half the memory per token, close logits', async () => {
+    const path = await fetchRegistryModel('smollm2-135m-instruct-q4_1');
+    const f16 = await Engine.load({ model: path, kvCacheMb: 32 });
+    const q8 = await Engine.load({ model: path, kvCacheMb: 32, kvCacheType: 'q8_0' });
+    try {
+      // 34 bytes per 32 values instead of 64.
+      const perBlock = (bytesPerValue: number) =>
+        2 * f16.info.nLayers * f16.info.nKvHeads * f16.info.blockSize * f16.info.headDim * bytesPerValue;
+      expect(q8.info.nBlocks).toBe(Math.floor((32 * 2 ** 20) / perBlock(34 / 32)));
+      expect(q8.info.nBlocks / f16.info.nBlocks).toBeGreaterThan(1.8);
+      for (const text of TEXTS.slice(0, 3)) {
+        const prompt = Array.from(f16.tokenizer.encode(text));
+        const [a, b] = [await f16.nextTokenLogits(prompt), await q8.nextTokenLogits(prompt)];
+        let sum = 0;
+        let argA = 0;
+        let argB = 0;
+        a.forEach((v, i) => {
+          sum += Math.abs(v - b[i]!);
+          if (v > a[argA]!) argA = i;
+          if (b[i]! > b[argB]!) argB = i;
+        });
+        console.log(`Q8_0 KV cache, ${JSON.stringify(text)}: mean |Δ logit| ${(sum / a.length).toFixed(4)}`);
+        expect(sum / a.length).toBeLessThan(0.5);
+        expect(argB).toBe(argA);
+      }
+      const out = await q8.complete({ prompt: Array.from(q8.tokenizer.encode(TEXTS[0]!)), maxTokens: 8 }).result;
+      expect(out.tokenIds.length).toBeGreaterThan(0);
+    } finally {
+      f16.close();
+      q8.close();
+    }
+    await expect(Engine.load({ model: path, kvCacheType: 'q4' as never })).rejects.toMatchObject({ code: 'InvalidArgumentError' });
+  }, 300_000);
+
   it('refuses at once when the queue is full', async () => {
     const path = await fetchRegistryModel('smollm2-135m-instruct-q4_1');
     const engine = await Engine.load({ model: path, kvTokens: 1024, maxRunning: 1, maxWaiting: 1 });

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use mistralrs_common::ThreadPool;
-use mistralrs_paged_attn::{KvCache, KvCacheConfig};
+use mistralrs_paged_attn::{KvCache, KvCacheConfig, KvDtype};
 use mistralrs_quant::gguf::GgufFile;
 use mistralrs_quant::matmul::MatmulScratch;
 
@@ -70,7 +70,7 @@ pub trait Model: Send + Sync {
     ) -> Result<()>;
 
     /// The cache geometry this model needs for `n_blocks` blocks of `block_size` tokens.
-    fn kv_cache_config(&self, block_size: usize, n_blocks: usize) -> KvCacheConfig {
+    fn kv_cache_config(&self, block_size: usize, n_blocks: usize, dtype: KvDtype) -> KvCacheConfig {
         let c = self.config();
         KvCacheConfig {
             n_layers: c.n_layers,
@@ -78,6 +78,7 @@ pub trait Model: Send + Sync {
             head_dim: c.head_dim,
             block_size,
             n_blocks,
+            dtype,
         }
     }
 }
