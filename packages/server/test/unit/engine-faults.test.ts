@@ -5,31 +5,23 @@
  * plays each case, so no addon or model is needed.
  */
 import { afterEach, describe, expect, it } from '@jest/globals';
-import type { AddressInfo } from 'node:net';
-import type { Server } from 'node:http';
 
 import OpenAI from 'openai';
 
 import { createApp, type ServingEngine } from '../../src/index.js';
-import { fakeEngine, type CompleteCall, type Step } from './fake-engine.js';
+import { closeApp, fakeEngine, listenOnLoopback, type CompleteCall, type Step } from './fake-engine.js';
 
 const engineError = (code: string, message: string) => Object.assign(new Error(message), { name: 'EngineError', code });
 const chunk = (text: string): Step => ({ chunk: { text, tokenIds: [text.charCodeAt(0)] } });
 
-let server: Server | undefined;
 const internalErrors: unknown[] = [];
 
-async function listen(engine: ServingEngine): Promise<string> {
-  const app = createApp({ engine, modelId: 'fake', onInternalError: (e) => internalErrors.push(e) });
-  server = app.listen(0, '127.0.0.1');
-  await new Promise((resolve) => server!.once('listening', resolve));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+function listen(engine: ServingEngine): Promise<string> {
+  return listenOnLoopback(createApp({ engine, modelId: 'fake', onInternalError: (e) => internalErrors.push(e) }));
 }
 
 afterEach(async () => {
-  server?.closeAllConnections();
-  await new Promise((resolve) => server?.close(resolve));
-  server = undefined;
+  await closeApp();
   internalErrors.length = 0;
 });
 

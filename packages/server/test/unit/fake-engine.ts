@@ -6,6 +6,9 @@
 import type { EngineLoad } from '@mistralrs/core';
 
 import type { ServingEngine } from '../../src/index.js';
+import type { Express } from 'express';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 
 interface FakeChunk {
   text: string;
@@ -116,3 +119,18 @@ export function fakeEngine(
   return engine as unknown as ServingEngine;
 }
 
+
+/** One app at a time on an ephemeral loopback port, closed after each test by `closeApp`. */
+let listening: Server | undefined;
+
+export async function listenOnLoopback(app: Express): Promise<string> {
+  listening = app.listen(0, '127.0.0.1');
+  await new Promise((resolve) => listening!.once('listening', resolve));
+  return `http://127.0.0.1:${(listening.address() as AddressInfo).port}`;
+}
+
+export async function closeApp(): Promise<void> {
+  listening?.closeAllConnections();
+  await new Promise((resolve) => listening?.close(resolve));
+  listening = undefined;
+}

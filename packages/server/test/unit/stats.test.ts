@@ -1,24 +1,12 @@
 /** GET /v1/stats: the engine's load and KV cache in snake case, behind the API key. */
 import { afterEach, describe, expect, it } from '@jest/globals';
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 
 import { createApp, type AppOptions, type StatsBody } from '../../src/index.js';
-import { fakeEngine, idleLoad } from './fake-engine.js';
+import { closeApp, fakeEngine, idleLoad, listenOnLoopback } from './fake-engine.js';
 
-let server: Server | undefined;
+const listen = (options: AppOptions) => listenOnLoopback(createApp(options));
 
-async function listen(options: AppOptions): Promise<string> {
-  server = createApp(options).listen(0, '127.0.0.1');
-  await new Promise((resolve) => server!.once('listening', resolve));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
-
-afterEach(async () => {
-  server?.closeAllConnections();
-  await new Promise((resolve) => server?.close(resolve));
-  server = undefined;
-});
+afterEach(closeApp);
 
 describe('GET /v1/stats', () => {
   it("reports engine.load and engine.info as they are at each request", async () => {
