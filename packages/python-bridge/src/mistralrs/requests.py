@@ -1,0 +1,183 @@
+"""Requests in the shape of mistral.rs's `ChatCompletionRequest` and `CompletionRequest`.
+
+Field names are mistral.rs's where it has one (`n_choices`, `stop_seqs`, `tool_schemas`,
+`grammar`/`grammar_type`, `echo_prompt`); `to_body()` turns them into the OpenAI request the
+server reads (`n`, `stop`, `tools`, ...). Values are checked by the server, which names the
+field of a bad one in its 400 answer; here only what cannot be sent at all is refused.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+
+JsonObject = Dict[str, Any]
+Message = Mapping[str, Any]
+GRAMMAR_TYPES = ("regex", "json_schema", "lark", "llguidance")
+
+
+@dataclass
+class ChatCompletionRequest:
+    """A chat turn: `messages` as OpenAI's (`{"role": "user", "content": "Hi!"}`).
+
+    `tool_schemas` (mistral.rs: a list of JSON strings) and `tools` (OpenAI: a list of dicts)
+    are two spellings of the same field; give at most one. `grammar` with `grammar_type`
+    (`regex`, `json_schema`, `lark`, `llguidance`) is sent as the seed's `grammar` extension.
+    `extra_body` adds fields as they are.
+    """
+
+    messages: Sequence[Message]
+    model: str = "default"
+    logit_bias: Optional[Mapping[int, float]] = None
+    logprobs: bool = False
+    top_logprobs: Optional[int] = None
+    max_tokens: Optional[int] = None
+    n_choices: int = 1
+    presence_penalty: Optional[float] = None
+    frequency_penalty: Optional[float] = None
+    stop_seqs: Optional[Sequence[str]] = None
+    temperature: Optional[float] = None
+    top_p: Optional[float] = None
+    stream: bool = False
+    top_k: Optional[int] = None
+    grammar: Union[str, JsonObject, None] = None
+    grammar_type: Optional[str] = None
+    min_p: Optional[float] = None
+    tool_schemas: Optional[Sequence[Union[str, JsonObject]]] = None
+    tool_choice: Union[str, JsonObject, None] = None
+    response_format: Optional[JsonObject] = None
+    # Not in mistral.rs's Python class; fields of the server all the same.
+    seed: Optional[int] = None
+    repetition_penalty: Optional[float] = None
+    tools: Optional[Sequence[JsonObject]] = None
+    include_usage: bool = False
+    extra_body: Optional[JsonObject] = None
+
+    def to_body(self) -> JsonObject:
+        if isinstance(self.messages, (str, bytes)):
+            raise TypeError("messages must be a list of {'role', 'content'} dicts, not a string")
+        if self.tools is not None and self.tool_schemas is not None:
+            raise ValueError("give tools or tool_schemas, not both")
+        body: JsonObject = {"model": self.model, "messages": [dict(m) for m in self.messages]}
+        _sampling_fields(body, self)
+        if self.logprobs:
+            body["logprobs"] = True
+        _put(body, "top_logprobs", self.top_logprobs)
+        tools = self.tools if self.tools is not None else self.tool_schemas
+        if tools is not None:
+            body["tools"] = [_json_value(t, "tool_schemas") for t in tools]
+        _put(body, "tool_choice", self.tool_choice)
+        _put(body, "response_format", self.response_format)
+        _stream_fields(body, self.stream, self.include_usage)
+        _grammar_field(body, self.grammar, self.grammar_type)
+        body.update(self.extra_body or {})
+        return body
+
+
+@dataclass
+class CompletionRequest:
+    """A text completion of `prompt` (no chat template): a string, token ids, or a list of either.
+
+    `logprobs` is the number of alternatives per token (0 … 20), as in OpenAI's completions.
+    """
+
+    prompt: Union[str, Sequence[str], Sequence[int], Sequence[Sequence[int]]]
+    model: str = "default"
+    echo_prompt: bool = False
+    logit_bias: Optional[Mapping[int, float]] = None
+    max_tokens: Optional[int] = None
+    n_choices: int = 1
+    best_of: Optional[int] = None
+    presence_penalty: Optional[float] = None
+    frequency_penalty: Optional[float] = None
+    stop_seqs: Optional[Sequence[str]] = None
+    temperature: Optional[float] = None
+    top_p: Optional[float] = None
+    top_k: Optional[int] = None
+    suffix: Optional[str] = None
+    grammar: Union[str, JsonObject, None] = None
+    grammar_type: Optional[str] = None
+    min_p: Optional[float] = None
+    logprobs: Optional[int] = None
+    stream: bool = False
+    seed: Optional[int] = None
+    repetition_penalty: Optional[float] = None
+    include_usage: bool = False
+    extra_body: Optional[JsonObject] = None
+
+    def to_body(self) -> JsonObject:
+        prompt: Any = self.prompt if isinstance(self.prompt, str) else list(self.prompt)
+        body: JsonObject = {"model": self.model, "prompt": prompt}
+        _sampling_fields(body, self)
+        if self.echo_prompt:
+            body["echo"] = True
+        _put(body, "best_of", self.best_of)
+        _put(body, "suffix", self.suffix)
+        _put(body, "logprobs", self.logprobs)
+        _stream_fields(body, self.stream, self.include_usage)
+        _grammar_field(body, self.grammar, self.grammar_type)
+        body.update(self.extra_body or {})
+        return body
+
+
+def _sampling_fields(body: JsonObject, r: Union[ChatCompletionRequest, CompletionRequest]) -> None:
+    """The fields chat and completions share, under their OpenAI names."""
+    _put(body, "max_tokens", r.max_tokens)
+    if r.n_choices != 1:
+        body["n"] = r.n_choices
+    _put(body, "temperature", r.temperature)
+    _put(body, "top_p", r.top_p)
+    _put(body, "top_k", r.top_k)
+    _put(body, "min_p", r.min_p)
+    _put(body, "presence_penalty", r.presence_penalty)
+    _put(body, "frequency_penalty", r.frequency_penalty)
+    _put(body, "repetition_penalty", r.repetition_penalty)
+    _put(body, "seed", r.seed)
+    if r.stop_seqs is not None:
+        if isinstance(r.stop_seqs, str):
+            raise TypeError("stop_seqs must be a list of strings")
+        body["stop"] = list(r.stop_seqs)
+    if r.logit_bias is not None:
+        # JSON object keys are strings: OpenAI's logit_bias maps "token id" → bias.
+        body["logit_bias"] = {str(token): bias for token, bias in r.logit_bias.items()}
+
+
+def _stream_fields(body: JsonObject, stream: bool, include_usage: bool) -> None:
+    if stream:
+        body["stream"] = True
+        if include_usage:
+            body["stream_options"] = {"include_usage": True}
+    elif include_usage:
+        raise ValueError("include_usage needs stream=True (a response without streaming always has usage)")
+
+
+def _grammar_field(body: JsonObject, grammar: Union[str, JsonObject, None], grammar_type: Optional[str]) -> None:
+    """The seed's extension: `"grammar": {"type": …, "value": …}`; JSON grammars as objects."""
+    if grammar is None:
+        if grammar_type is not None:
+            raise ValueError("grammar_type is set but grammar is not")
+        return
+    if grammar_type not in GRAMMAR_TYPES:
+        raise ValueError(f"grammar_type must be one of {', '.join(GRAMMAR_TYPES)}; got {grammar_type!r}")
+    value: Any = grammar
+    if grammar_type in ("json_schema", "llguidance"):
+        value = _json_value(grammar, "grammar")
+    body["grammar"] = {"type": grammar_type, "value": value}
+
+
+def _json_value(value: Union[str, JsonObject], name: str) -> Any:
+    """A dict as it is, or a JSON string (mistral.rs's way of passing schemas) decoded."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{name}: not valid JSON ({error})") from error
+
+
+def _put(body: JsonObject, key: str, value: Any) -> None:
+    if value is not None:
+        body[key] = value
+
+
+__all__: List[str] = ["ChatCompletionRequest", "CompletionRequest", "GRAMMAR_TYPES"]

@@ -1,0 +1,253 @@
+"""OpenAI-shaped response objects with attribute access (`res.choices[0].message.content`).
+
+Each class reads the server's JSON with `from_json`; fields the server adds later are ignored
+until a class names them. `dataclasses.asdict(res)` gives plain dicts back.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Mapping, Optional, Type, TypeVar
+
+from .errors import MistralRsError
+
+Json = Mapping[str, Any]
+T = TypeVar("T")
+
+
+def parse_response(cls: Type[T], data: Any) -> T:
+    """`cls.from_json(data)`, with a shape the bridge does not expect reported as such."""
+    try:
+        return cls.from_json(data)  # type: ignore[attr-defined, no-any-return]
+    except (KeyError, TypeError, AttributeError, ValueError) as error:
+        raise MistralRsError(f"unexpected {cls.__name__} from the server ({type(error).__name__}: {error}): {data!r:.500}") from error
+
+
+def _list(data: Any, read: Callable[[Any], T]) -> List[T]:
+    return [read(item) for item in data]
+
+
+def _optional(data: Any, read: Callable[[Any], T]) -> Optional[T]:
+    return None if data is None else read(data)
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+    @classmethod
+    def from_json(cls, d: Json) -> Usage:
+        return cls(int(d["prompt_tokens"]), int(d["completion_tokens"]), int(d["total_tokens"]))
+
+
+@dataclass
+class TopLogprob:
+    token: str
+    logprob: float
+    bytes: Optional[List[int]]
+
+    @classmethod
+    def from_json(cls, d: Json) -> TopLogprob:
+        return cls(d["token"], float(d["logprob"]), d.get("bytes"))
+
+
+@dataclass
+class ResponseLogprob:
+    token: str
+    logprob: float
+    bytes: Optional[List[int]]
+    top_logprobs: List[TopLogprob]
+
+    @classmethod
+    def from_json(cls, d: Json) -> ResponseLogprob:
+        return cls(d["token"], float(d["logprob"]), d.get("bytes"), _list(d.get("top_logprobs") or [], TopLogprob.from_json))
+
+
+@dataclass
+class Logprobs:
+    content: Optional[List[ResponseLogprob]]
+
+    @classmethod
+    def from_json(cls, d: Json) -> Logprobs:
+        return cls(_optional(d.get("content"), lambda c: _list(c, ResponseLogprob.from_json)))
+
+
+@dataclass
+class FunctionCall:
+    name: Optional[str]
+    arguments: Optional[str]
+
+    @classmethod
+    def from_json(cls, d: Json) -> FunctionCall:
+        return cls(d.get("name"), d.get("arguments"))
+
+
+@dataclass
+class ToolCall:
+    """A tool call of a message, or a piece of one in a stream's delta (then `index` says which)."""
+
+    id: Optional[str]
+    type: Optional[str]
+    function: Optional[FunctionCall]
+    index: Optional[int] = None
+
+    @classmethod
+    def from_json(cls, d: Json) -> ToolCall:
+        return cls(d.get("id"), d.get("type"), _optional(d.get("function"), FunctionCall.from_json), d.get("index"))
+
+
+@dataclass
+class ResponseMessage:
+    role: str
+    content: Optional[str]
+    tool_calls: Optional[List[ToolCall]] = None
+
+    @classmethod
+    def from_json(cls, d: Json) -> ResponseMessage:
+        return cls(d["role"], d.get("content"), _optional(d.get("tool_calls"), lambda c: _list(c, ToolCall.from_json)))
+
+
+@dataclass
+class Choice:
+    index: int
+    message: ResponseMessage
+    finish_reason: Optional[str]
+    logprobs: Optional[Logprobs]
+
+    @classmethod
+    def from_json(cls, d: Json) -> Choice:
+        return cls(
+            int(d["index"]),
+            ResponseMessage.from_json(d["message"]),
+            d.get("finish_reason"),
+            _optional(d.get("logprobs"), Logprobs.from_json),
+        )
+
+
+@dataclass
+class ChatCompletionResponse:
+    id: str
+    object: str
+    created: int
+    model: str
+    choices: List[Choice]
+    usage: Usage
+    system_fingerprint: Optional[str] = None
+
+    @classmethod
+    def from_json(cls, d: Json) -> ChatCompletionResponse:
+        return cls(
+            d["id"],
+            d["object"],
+            int(d["created"]),
+            d["model"],
+            _list(d["choices"], Choice.from_json),
+            Usage.from_json(d["usage"]),
+            d.get("system_fingerprint"),
+        )
+
+
+@dataclass
+class Delta:
+    role: Optional[str]
+    content: Optional[str]
+    tool_calls: Optional[List[ToolCall]] = None
+
+    @classmethod
+    def from_json(cls, d: Json) -> Delta:
+        return cls(d.get("role"), d.get("content"), _optional(d.get("tool_calls"), lambda c: _list(c, ToolCall.from_json)))
+
+
+@dataclass
+class ChunkChoice:
+    index: int
+    delta: Delta
+    finish_reason: Optional[str]
+    logprobs: Optional[Logprobs]
+
+    @classmethod
+    def from_json(cls, d: Json) -> ChunkChoice:
+        return cls(
+            int(d["index"]),
+            Delta.from_json(d["delta"]),
+            d.get("finish_reason"),
+            _optional(d.get("logprobs"), Logprobs.from_json),
+        )
+
+
+@dataclass
+class ChatCompletionChunkResponse:
+    """One event of a chat stream. With `include_usage` the last one has no choices and a `usage`."""
+
+    id: str
+    object: str
+    created: int
+    model: str
+    choices: List[ChunkChoice]
+    usage: Optional[Usage] = None
+    system_fingerprint: Optional[str] = None
+
+    @classmethod
+    def from_json(cls, d: Json) -> ChatCompletionChunkResponse:
+        return cls(
+            d["id"],
+            d["object"],
+            int(d["created"]),
+            d["model"],
+            _list(d["choices"], ChunkChoice.from_json),
+            _optional(d.get("usage"), Usage.from_json),
+            d.get("system_fingerprint"),
+        )
+
+
+@dataclass
+class CompletionLogprobs:
+    """OpenAI's completions logprobs: one entry per generated token."""
+
+    tokens: List[str]
+    token_logprobs: List[float]
+    top_logprobs: Optional[List[Dict[str, float]]]
+    text_offset: List[int]
+
+    @classmethod
+    def from_json(cls, d: Json) -> CompletionLogprobs:
+        return cls(list(d["tokens"]), [float(x) for x in d["token_logprobs"]], d.get("top_logprobs"), list(d["text_offset"]))
+
+
+@dataclass
+class CompletionChoice:
+    index: int
+    text: str
+    finish_reason: Optional[str]
+    logprobs: Optional[CompletionLogprobs]
+
+    @classmethod
+    def from_json(cls, d: Json) -> CompletionChoice:
+        return cls(int(d["index"]), d["text"], d.get("finish_reason"), _optional(d.get("logprobs"), CompletionLogprobs.from_json))
+
+
+@dataclass
+class CompletionResponse:
+    """A text completion, or one event of a completion stream (then `usage` is None but in the last
+    event with `include_usage`)."""
+
+    id: str
+    object: str
+    created: int
+    model: str
+    choices: List[CompletionChoice]
+    usage: Optional[Usage] = None
+    system_fingerprint: Optional[str] = None
+
+    @classmethod
+    def from_json(cls, d: Json) -> CompletionResponse:
+        return cls(
+            d["id"],
+            d["object"],
+            int(d["created"]),
+            d["model"],
+            _list(d["choices"], CompletionChoice.from_json),
+            _optional(d.get("usage"), Usage.from_json),
+            d.get("system_fingerprint"),
+        )

@@ -1,0 +1,157 @@
+"""`Runner`: mistral.rs's Python entry point, over the OpenAI-compatible HTTP server."""
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Type, Union
+
+from .errors import MistralRsError
+from .requests import ChatCompletionRequest, CompletionRequest
+from .responses import ChatCompletionChunkResponse, ChatCompletionResponse, CompletionResponse, parse_response
+from .server_command import ServerCommand, find_server_command
+from .server_process import ServerOptions, ServerProcess
+from .stream import Stream
+from .transport import HttpClient
+from .which import ModelSelector
+
+
+class Runner:
+    """Sends requests to a `mistralrs-server`: one it starts, or one already running.
+
+    `Runner(which=Which.GGUF(...))` starts the server on a free loopback port with that model
+    (no `which`: the default model) and stops it on `close()`, at the end of a `with` block, when
+    the runner is garbage-collected, or at exit. `Runner(base_url="http://127.0.0.1:1234",
+    api_key=...)` connects to a running server instead. The keyword options are the server's
+    flags under mistral.rs's names (see `ServerOptions`); `server_args` adds flags as they are.
+    """
+
+    def __init__(
+        self,
+        which: Optional[ModelSelector] = None,
+        *,
+        base_url: Optional[str] = None,
+        api_key: Optional[str] = None,
+        max_seqs: Optional[int] = None,
+        max_waiting: Optional[int] = None,
+        prefix_cache_n: Optional[int] = None,
+        token_source: Optional[str] = None,
+        chat_template: Optional[str] = None,
+        pa_gpu_mem: Optional[float] = None,
+        pa_gpu_mem_usage: Optional[float] = None,
+        pa_ctxt_len: Optional[int] = None,
+        pa_blk_size: Optional[int] = None,
+        pa_cache_type: Optional[str] = None,
+        server_command: Optional[ServerCommand] = None,
+        server_args: Sequence[str] = (),
+        env: Optional[Mapping[str, str]] = None,
+        startup_timeout_s: float = 300.0,
+        request_timeout_s: float = 600.0,
+    ) -> None:
+        self._server: Optional[ServerProcess] = None
+        self._closed = False
+        if base_url is None:
+            options = ServerOptions(
+                api_key=api_key,
+                max_seqs=max_seqs,
+                max_waiting=max_waiting,
+                prefix_cache_n=prefix_cache_n,
+                token_source=token_source,
+                chat_template=chat_template,
+                pa_gpu_mem=pa_gpu_mem,
+                pa_gpu_mem_usage=pa_gpu_mem_usage,
+                pa_ctxt_len=pa_ctxt_len,
+                pa_blk_size=pa_blk_size,
+                pa_cache_type=pa_cache_type,
+                extra_args=tuple(server_args),
+            )
+            if which is not None:
+                options.which = which
+            self._server = ServerProcess(
+                find_server_command(server_command), options, env=env, startup_timeout_s=startup_timeout_s
+            )
+            base_url = self._server.url
+        else:
+            launch_only = dict(
+                which=which, max_seqs=max_seqs, max_waiting=max_waiting, prefix_cache_n=prefix_cache_n,
+                token_source=token_source, chat_template=chat_template, pa_gpu_mem=pa_gpu_mem,
+                pa_gpu_mem_usage=pa_gpu_mem_usage, pa_ctxt_len=pa_ctxt_len, pa_blk_size=pa_blk_size,
+                pa_cache_type=pa_cache_type, server_command=server_command, env=env,
+            )  # fmt: skip
+            given = [name for name, value in launch_only.items() if value is not None] + (["server_args"] if server_args else [])
+            if given:
+                raise ValueError(f"base_url connects to a running server; {', '.join(given)} only apply to a server the runner starts")
+        self._http = HttpClient(base_url, api_key=api_key, timeout_s=request_timeout_s)
+
+    # ---- requests ----
+
+    def send_chat_completion_request(
+        self, request: ChatCompletionRequest
+    ) -> Union[ChatCompletionResponse, Stream[ChatCompletionChunkResponse]]:
+        """The chat completion, or with `stream=True` an iterator of chunks (`chunk.choices[0].delta.content`)."""
+        body = request.to_body()
+        if request.stream:
+            return Stream(self._client().post_event_stream("/v1/chat/completions", body), ChatCompletionChunkResponse)
+        return parse_response(ChatCompletionResponse, self._client().post_json("/v1/chat/completions", body))
+
+    def send_completion_request(self, request: CompletionRequest) -> Union[CompletionResponse, Stream[CompletionResponse]]:
+        """The text completion, or with `stream=True` an iterator of chunks (`chunk.choices[0].text`)."""
+        body = request.to_body()
+        if request.stream:
+            return Stream(self._client().post_event_stream("/v1/completions", body), CompletionResponse)
+        return parse_response(CompletionResponse, self._client().post_json("/v1/completions", body))
+
+    def health(self) -> Dict[str, Any]:
+        """`GET /health`: `{"status": "ok", "model": ID}`."""
+        answer: Dict[str, Any] = self._client().get_json("/health")
+        return answer
+
+    def list_models(self) -> List[str]:
+        """The ids of `GET /v1/models` (the server serves one model)."""
+        return [model["id"] for model in self._client().get_json("/v1/models")["data"]]
+
+    # ---- the server ----
+
+    @property
+    def base_url(self) -> str:
+        """The API's address with `/v1`, as OpenAI clients take it (`OpenAI(base_url=runner.base_url)`)."""
+        return f"{self._http.root_url}/v1"
+
+    @property
+    def server_pid(self) -> Optional[int]:
+        """The process id of the server this runner started (also its process group); None when connected."""
+        return None if self._server is None else self._server.pid
+
+    @property
+    def server_argv(self) -> Optional[List[str]]:
+        """The command line the server was started with; None when connected."""
+        return None if self._server is None else list(self._server.argv)
+
+    def server_output(self) -> str:
+        """The last lines the started server printed (empty when connected)."""
+        return "" if self._server is None else self._server.output_tail()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Stops the server this runner started; a connected runner just stops sending."""
+        self._closed = True
+        if self._server is not None:
+            self._server.stop()
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(
+        self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else self.base_url
+        return f"Runner({state}{f', pid={self.server_pid}' if self._server else ''})"
+
+    def _client(self) -> HttpClient:
+        if self._closed:
+            raise MistralRsError("this Runner is closed")
+        return self._http

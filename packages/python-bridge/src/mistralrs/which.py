@@ -1,0 +1,75 @@
+"""Which model the runner's server loads, in the shape of mistral.rs's `Which` selector.
+
+Each variant turns into the `mistralrs-server` model subcommand that loads it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import List, Optional, Union
+
+
+class Architecture(Enum):
+    """mistral.rs's names for plain (safetensors) architectures.
+
+    Accepted for the seed's scripts; our loader reads the architecture from `config.json`.
+    """
+
+    Mistral = "mistral"
+    Gemma = "gemma"
+    Gemma2 = "gemma2"
+    Gemma3 = "gemma3"
+    Mixtral = "mixtral"
+    Llama = "llama"
+    Phi2 = "phi2"
+    Phi3 = "phi3"
+    Qwen2 = "qwen2"
+    Qwen3 = "qwen3"
+    Starcoder2 = "starcoder2"
+
+
+class Which:
+    """The model to load: `Which.GGUF(...)`, `Which.Plain(...)` or `Which.Default()`."""
+
+    @dataclass(frozen=True)
+    class GGUF:
+        """A GGUF model: `quantized_model_id` is a folder (with `quantized_filename` the file in
+        it), a `.gguf` file, a registry id (`smollm2-135m-instruct-q4_1`) or a Hugging Face
+        repository `org/name` (with `quantized_filename`; downloaded once into the cache).
+
+        `tok_model_id` is accepted for mistral.rs scripts and not used: the GGUF carries its
+        tokenizer and chat template.
+        """
+
+        quantized_model_id: str
+        quantized_filename: Optional[str] = None
+        tok_model_id: Optional[str] = None
+
+        def cli_args(self) -> List[str]:
+            args = ["gguf", "-m", self.quantized_model_id]
+            if self.quantized_filename is not None:
+                args += ["-f", self.quantized_filename]
+            return args
+
+    @dataclass(frozen=True)
+    class Plain:
+        """A Hugging Face folder: `config.json`, safetensors weights and `tokenizer.json`."""
+
+        model_id: str
+        arch: Union[Architecture, str, None] = None
+
+        def cli_args(self) -> List[str]:
+            args = ["plain", "-m", self.model_id]
+            if self.arch is not None:
+                args += ["-a", self.arch.value if isinstance(self.arch, Architecture) else self.arch]
+            return args
+
+    @dataclass(frozen=True)
+    class Default:
+        """The default model (SmolLM2-135M-Instruct Q4_1), fetched into the cache on first use."""
+
+        def cli_args(self) -> List[str]:
+            return []
+
+
+ModelSelector = Union[Which.GGUF, Which.Plain, Which.Default]
