@@ -1,0 +1,86 @@
+"""Which model and which options become which mistralrs-server arguments; where the command is."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from mistralrs import Architecture, MistralRsError, Runner, ServerOptions, Which, find_server_command
+
+
+def test_which_variants_are_the_cli_subcommands() -> None:
+    assert Which.Default().cli_args() == []
+    assert Which.GGUF(quantized_model_id="models", quantized_filename="m.gguf", tok_model_id="ignored/tok").cli_args() == [
+        "gguf", "-m", "models", "-f", "m.gguf",
+    ]  # fmt: skip
+    assert Which.GGUF(quantized_model_id="smollm2-135m-instruct-q4_1").cli_args() == ["gguf", "-m", "smollm2-135m-instruct-q4_1"]
+    assert Which.Plain(model_id="dir", arch=Architecture.Llama).cli_args() == ["plain", "-m", "dir", "-a", "llama"]
+    assert Which.Plain(model_id="dir").cli_args() == ["plain", "-m", "dir"]
+
+
+def test_options_are_mistralrs_flags() -> None:
+    options = ServerOptions(
+        which=Which.GGUF(quantized_model_id="x.gguf"),
+        api_key="k",
+        max_seqs=4,
+        max_waiting=8,
+        prefix_cache_n=0,
+        token_source="none",
+        chat_template="t.jinja",
+        pa_ctxt_len=1024,
+        pa_blk_size=16,
+        pa_cache_type="q8_0",
+        extra_args=("--max-body", "8mb"),
+    )
+    assert options.cli_args() == [
+        "gguf", "-m", "x.gguf",
+        "--api-key", "k", "--max-running", "4", "--max-waiting", "8", "--token-source", "none",
+        "--chat-template", "t.jinja", "--pa-ctxt-len", "1024", "--pa-blk-size", "16", "--pa-cache-type", "q8_0",
+        "--no-prefix-cache", "--max-body", "8mb",
+    ]  # fmt: skip
+    assert ServerOptions(prefix_cache_n=16).cli_args() == []
+
+
+def test_server_command_explicit_env_and_search(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert find_server_command(["my-server", "--flag"]) == ["my-server", "--flag"]
+    assert find_server_command("/opt/bin/mistralrs-server") == ["/opt/bin/mistralrs-server"]
+    script = tmp_path / "packages/cli/bin/mistralrs-server.js"
+    script.parent.mkdir(parents=True)
+    script.write_text("")
+    assert find_server_command(str(script))[1:] == [str(script)]
+    monkeypatch.setenv("MISTRALRS_SERVER", str(script))
+    assert find_server_command()[1:] == [str(script)]
+    with pytest.raises(MistralRsError, match="no such file"):
+        find_server_command(str(tmp_path / "missing.js"))
+    monkeypatch.delenv("MISTRALRS_SERVER")
+    # From inside the checkout (this test's own location), the repository's CLI is found.
+    found = find_server_command()
+    assert found[-1].endswith(os.path.join("packages", "cli", "bin", "mistralrs-server.js"))
+
+
+def test_server_command_not_found_says_where_it_looked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import mistralrs.server_command as server_command
+
+    monkeypatch.delenv("MISTRALRS_SERVER", raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(server_command, "__file__", str(tmp_path / "site-packages/mistralrs/server_command.py"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(MistralRsError, match="mistralrs-server not found.*MISTRALRS_SERVER"):
+        find_server_command()
+
+
+def test_base_url_and_launch_options_do_not_mix() -> None:
+    with pytest.raises(ValueError, match="which, token_source only apply to a server the runner starts"):
+        Runner(Which.Default(), base_url="http://127.0.0.1:1", token_source="none")
+    with pytest.raises(ValueError, match="http:// or https://"):
+        Runner(base_url="127.0.0.1:1234")
+
+
+def test_a_connected_runner_needs_no_server_until_it_sends() -> None:
+    runner = Runner(base_url="http://127.0.0.1:9/v1", api_key="k")
+    assert runner.base_url == "http://127.0.0.1:9/v1" and runner.server_pid is None
+    runner.close()
+    with pytest.raises(MistralRsError, match="closed"):
+        runner.health()
+
