@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 // Runs every check and test suite of the project and prints one closing line
 // `N passed, N failed` (CI reads that line). Each lint/format/type check counts as one test;
-// each Rust and jest test counts as itself.
+// each Rust, jest and pytest test counts as itself.
 //
 //   node scripts/test-all.mjs            everything
-//   node scripts/test-all.mjs --only rust|jest|lint
+//   node scripts/test-all.mjs --only rust|jest|lint|python
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -96,9 +96,39 @@ function lint() {
   check('tsc (typecheck)', 'pnpm', ['typecheck']);
 }
 
+function pythonTests() {
+  // The Python bridge's tests, in the venv scripts/setup.sh makes; they start the real server.
+  const python = join(root, '.venv', 'bin', 'python');
+  if (!existsSync(python)) {
+    totals.failed++;
+    failures.push('pytest: no .venv/bin/python (run ./scripts/setup.sh)');
+    return;
+  }
+  const out = join(mkdtempSync(join(tmpdir(), 'pytest-')), 'junit.xml');
+  const result = run(python, ['-m', 'pytest', 'packages/python-bridge/tests', '-q', `--junitxml=${out}`]);
+  const suite = existsSync(out) ? /<testsuite\b[^>]*>/.exec(readFileSync(out, 'utf8'))?.[0] : undefined;
+  if (!suite) {
+    totals.failed++;
+    failures.push(`pytest: exited ${result.status} without results`);
+    return;
+  }
+  const count = (name) => Number(new RegExp(`\\b${name}="(\\d+)"`).exec(suite)?.[1] ?? 0);
+  const [tests, failed, errors, skipped] = ['tests', 'failures', 'errors', 'skipped'].map(count);
+  totals.passed += tests - failed - errors - skipped;
+  totals.failed += failed + errors;
+  totals.skipped += skipped;
+  if (failed + errors > 0) failures.push(`pytest: ${failed} failed, ${errors} errors`);
+  else if (result.status !== 0) {
+    // No test failed, yet pytest did not succeed: no tests collected (5), an internal error, ...
+    totals.failed++;
+    failures.push(`pytest: exited ${result.status}`);
+  }
+}
+
 if (!only || only === 'lint') lint();
 if (!only || only === 'rust') rustTests();
 if (!only || only === 'jest') jestTests();
+if (!only || only === 'python') pythonTests();
 
 console.log('');
 if (failures.length) console.log(`Failures:\n  ${failures.join('\n  ')}`);
