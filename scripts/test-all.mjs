@@ -104,6 +104,12 @@ function pythonTests() {
     failures.push('pytest: no .venv/bin/python (run ./scripts/setup.sh)');
     return;
   }
+  // Lint, format and strict types (one test each), with the bridge's pyproject.toml settings.
+  const config = 'packages/python-bridge/pyproject.toml';
+  const pyPaths = ['packages/python-bridge', 'examples/python'];
+  check('ruff check (python)', python, ['-m', 'ruff', 'check', '--config', config, ...pyPaths]);
+  check('ruff format --check (python)', python, ['-m', 'ruff', 'format', '--check', '--config', config, ...pyPaths]);
+  check('mypy --strict (python-bridge)', python, ['-m', 'mypy', '--config-file', config, 'packages/python-bridge/src/mistralrs']);
   const out = join(mkdtempSync(join(tmpdir(), 'pytest-')), 'junit.xml');
   const result = run(python, ['-m', 'pytest', 'packages/python-bridge/tests', '-q', `--junitxml=${out}`]);
   const suite = existsSync(out) ? /<testsuite\b[^>]*>/.exec(readFileSync(out, 'utf8'))?.[0] : undefined;

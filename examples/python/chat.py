@@ -3,6 +3,7 @@ Q4_1), sends one chat request and prints the answer and the token counts.
 
     .venv/bin/python examples/python/chat.py      # after ./scripts/setup.sh
 """
+
 from mistralrs import ChatCompletionRequest, Runner, Which
 
 runner = Runner(which=Which.Default())

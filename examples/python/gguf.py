@@ -7,6 +7,7 @@ chat template from the file, so it is not needed.
 
     .venv/bin/python examples/python/gguf.py
 """
+
 from mistralrs import ChatCompletionRequest, Runner, Which, pull_model
 
 path = pull_model()  # e.g. ~/.cache/mistralrs/models/SmolLM2-135M-Instruct.Q4_1.gguf

@@ -7,6 +7,7 @@ grammar work lands, the same script prints the JSON object and checks it against
 
     .venv/bin/python examples/python/json_schema.py
 """
+
 import json
 import sys
 

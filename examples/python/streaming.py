@@ -3,6 +3,7 @@ it comes. Leaving the loop early (or `stream.close()`) cancels the generation on
 
     .venv/bin/python examples/python/streaming.py
 """
+
 from mistralrs import ChatCompletionRequest, Runner, Which
 
 with Runner(which=Which.Default()) as runner:

@@ -9,6 +9,7 @@ MISTRALRS_TOKEN_SOURCE to try another source.
 
     .venv/bin/python examples/python/token_source.py
 """
+
 import os
 
 from mistralrs import ChatCompletionRequest, Runner, Which

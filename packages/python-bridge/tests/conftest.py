@@ -3,9 +3,10 @@
 The end-to-end tests need Node and the built `mistralrs-server` (packages/cli); the default
 model is fetched into the cache on first use (MISTRALRS_CACHE, else ~/.cache/mistralrs).
 """
+
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 

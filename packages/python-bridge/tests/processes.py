@@ -1,12 +1,12 @@
 """Whether a server process and its process group still run (Linux reads /proc)."""
+
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import List
 
 
-def living_group_members(pgid: int) -> List[int]:
+def living_group_members(pgid: int) -> list[int]:
     """Processes of the group that still run. Zombies are dead: the server's own children (its
     chat-template sandbox) are reaped by init a moment after the server exits."""
     proc = Path("/proc")

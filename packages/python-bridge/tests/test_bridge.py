@@ -1,10 +1,10 @@
 """The bridge end to end against the real server with the default model (one server per session)."""
+
 from __future__ import annotations
 
 import json
 import time
 import urllib.request
-from typing import List
 
 import pytest
 
@@ -68,7 +68,9 @@ def test_chat_logprobs(runner: Runner) -> None:
 
 
 def test_completion(runner: Runner) -> None:
-    res = runner.send_completion_request(CompletionRequest(prompt="The capital of France is", max_tokens=6, temperature=0, logprobs=1))
+    res = runner.send_completion_request(
+        CompletionRequest(prompt="The capital of France is", max_tokens=6, temperature=0, logprobs=1)
+    )
     assert isinstance(res, CompletionResponse)
     assert res.object == "text_completion" and res.id.startswith("cmpl-")
     assert "Paris" in res.choices[0].text
@@ -82,7 +84,7 @@ def test_streaming_chat_gives_the_same_text_as_without(runner: Runner) -> None:
         ChatCompletionRequest(messages=HI, max_tokens=12, temperature=0, stream=True, include_usage=True)
     )
     assert isinstance(stream, Stream)
-    chunks: List[ChatCompletionChunkResponse] = list(stream)
+    chunks: list[ChatCompletionChunkResponse] = list(stream)
     assert chunks[0].choices[0].delta.role == "assistant"
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == whole
@@ -92,7 +94,9 @@ def test_streaming_chat_gives_the_same_text_as_without(runner: Runner) -> None:
 
 
 def test_streaming_completion(runner: Runner) -> None:
-    stream = runner.send_completion_request(CompletionRequest(prompt="The capital of France is", max_tokens=6, temperature=0, stream=True))
+    stream = runner.send_completion_request(
+        CompletionRequest(prompt="The capital of France is", max_tokens=6, temperature=0, stream=True)
+    )
     assert isinstance(stream, Stream)
     text = "".join(c.choices[0].text for c in stream if c.choices)
     assert "Paris" in text
@@ -100,11 +104,13 @@ def test_streaming_completion(runner: Runner) -> None:
 
 def test_leaving_a_stream_early_cancels_it_on_the_server(runner: Runner) -> None:
     stream = runner.send_chat_completion_request(
-        ChatCompletionRequest(messages=[{"role": "user", "content": "Count to one thousand."}], max_tokens=2000, stream=True)
+        ChatCompletionRequest(
+            messages=[{"role": "user", "content": "Count to one thousand."}], max_tokens=2000, stream=True
+        )
     )
     assert isinstance(stream, Stream)
     with stream:
-        for _ in zip(range(3), stream):
+        for _ in zip(range(3), stream, strict=False):
             pass
     # The server frees the sequence once it sees the connection gone.
     deadline = time.monotonic() + 10

@@ -1,12 +1,13 @@
 """Every script of examples/python runs as written against the default model."""
+
 from __future__ import annotations
 
 import json
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Dict
 
 import pytest
 
@@ -43,7 +44,7 @@ def json_schema(out: str) -> None:
         assert {"street", "city", "state", "zip"} <= set(address)
 
 
-CHECKS: Dict[str, Callable[[str], None]] = {
+CHECKS: dict[str, Callable[[str], None]] = {
     "chat.py": chat,
     "streaming.py": streaming,
     "gguf.py": gguf,
@@ -59,7 +60,12 @@ def test_every_example_has_a_check() -> None:
 @pytest.mark.parametrize("name", sorted(CHECKS))
 def test_example_runs(name: str) -> None:
     done = subprocess.run(
-        [sys.executable, str(EXAMPLES / name)], cwd=REPO, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL
+        [sys.executable, str(EXAMPLES / name)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, f"{name} exited {done.returncode}\n{done.stdout}\n{done.stderr}"
     CHECKS[name](done.stdout)

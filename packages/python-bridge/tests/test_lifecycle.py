@@ -1,6 +1,7 @@
 """The runner's server lifecycle: started on a free port, stopped with its whole process group
 on close, at the end of a `with` block (raising or not), on garbage collection, at interpreter
 exit and when a test fails; a server that fails to start says why and is not left running."""
+
 from __future__ import annotations
 
 import gc
@@ -9,7 +10,6 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import List, Tuple
 
 import pytest
 
@@ -26,12 +26,12 @@ def say_hi(runner: Runner) -> None:
     runner.send_chat_completion_request(ChatCompletionRequest(messages=HI, max_tokens=2))
 
 
-def read_pids(pid_file: Path) -> Tuple[int, int]:
+def read_pids(pid_file: Path) -> tuple[int, int]:
     server, child = pid_file.read_text().split()
     return int(server), int(child)
 
 
-def gone(pids: List[int]) -> bool:
+def gone(pids: list[int]) -> bool:
     return all(process_gone(pid) for pid in pids)
 
 
@@ -75,7 +75,8 @@ def test_interpreter_exit_stops_a_server_nobody_closed(tmp_path: Path) -> None:
             """
             from mistralrs import ChatCompletionRequest, Runner
             runner = Runner()
-            runner.send_chat_completion_request(ChatCompletionRequest(messages=[{"role": "user", "content": "Hi!"}], max_tokens=2))
+            hi = [{"role": "user", "content": "Hi!"}]
+            runner.send_chat_completion_request(ChatCompletionRequest(messages=hi, max_tokens=2))
             print(runner.server_pid, flush=True)
             raise SystemExit("exits with the runner open")
             """

@@ -1,7 +1,8 @@
 """The official `openai` Python client against our server: a second client checks the server."""
+
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import openai
 import pytest
@@ -35,7 +36,12 @@ def test_chat(client: openai.OpenAI, runner: Runner) -> None:
 def test_streaming(client: openai.OpenAI) -> None:
     whole = client.chat.completions.create(model="default", messages=HI, max_tokens=12, temperature=0)  # type: ignore[arg-type]
     stream = client.chat.completions.create(
-        model="default", messages=HI, max_tokens=12, temperature=0, stream=True, stream_options={"include_usage": True}  # type: ignore[arg-type]
+        model="default",
+        messages=HI,
+        max_tokens=12,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},  # type: ignore[arg-type]
     )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)

@@ -9,6 +9,7 @@ OpenAI-compatible server: the runner starts `mistralrs-server` or connects to a 
         )
         print(res.choices[0].message.content)
 """
+
 from .errors import (
     APIConnectionError,
     APIError,

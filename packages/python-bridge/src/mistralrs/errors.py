@@ -1,7 +1,9 @@
 """Exceptions the bridge raises: one base class, and the server's OpenAI error objects."""
+
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 
 class MistralRsError(Exception):
@@ -19,11 +21,11 @@ class APIError(MistralRsError):
         self,
         message: str,
         *,
-        status: Optional[int],
-        type: Optional[str] = None,
-        param: Optional[str] = None,
-        code: Optional[str] = None,
-        request_id: Optional[str] = None,
+        status: int | None,
+        type: str | None = None,
+        param: str | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -36,7 +38,9 @@ class APIError(MistralRsError):
     def __str__(self) -> str:
         where = f"{self.status} " if self.status is not None else ""
         details = ", ".join(
-            f"{name}={value}" for name, value in (("type", self.type), ("param", self.param), ("code", self.code)) if value
+            f"{name}={value}"
+            for name, value in (("type", self.type), ("param", self.param), ("code", self.code))
+            if value
         )
         return f"{where}{self.message}" + (f" ({details})" if details else "")
 
@@ -80,7 +84,7 @@ _BY_STATUS: Mapping[int, type[APIError]] = {
 }
 
 
-def api_error_from_body(status: Optional[int], body: Any, request_id: Optional[str] = None) -> APIError:
+def api_error_from_body(status: int | None, body: Any, request_id: str | None = None) -> APIError:
     """The exception for an error answer: `body` is the decoded JSON (or raw text) the server sent."""
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict):
@@ -97,7 +101,7 @@ def api_error_from_body(status: Optional[int], body: Any, request_id: Optional[s
     )
 
 
-def _class_for(status: Optional[int]) -> type[APIError]:
+def _class_for(status: int | None) -> type[APIError]:
     if status is None:
         return APIError
     if status >= 500:
@@ -105,7 +109,7 @@ def _class_for(status: Optional[int]) -> type[APIError]:
     return _BY_STATUS.get(status, APIError)
 
 
-def _optional_str(value: Any) -> Optional[str]:
+def _optional_str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
@@ -119,7 +123,7 @@ class ServerStartError(MistralRsError):
     `output_tail` holds the last lines it printed (its stderr and stdout), which say why.
     """
 
-    def __init__(self, message: str, *, output_tail: str = "", exit_code: Optional[int] = None) -> None:
+    def __init__(self, message: str, *, output_tail: str = "", exit_code: int | None = None) -> None:
         full = f"{message}\n--- mistralrs-server output (last lines) ---\n{output_tail}" if output_tail else message
         super().__init__(full)
         self.output_tail = output_tail

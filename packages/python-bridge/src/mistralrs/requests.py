@@ -5,13 +5,15 @@ Field names are mistral.rs's where it has one (`n_choices`, `stop_seqs`, `tool_s
 server reads (`n`, `stop`, `tools`, ...). Values are checked by the server, which names the
 field of a bad one in its 400 answer; here only what cannot be sent at all is refused.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any
 
-JsonObject = Dict[str, Any]
+JsonObject = dict[str, Any]
 Message = Mapping[str, Any]
 GRAMMAR_TYPES = ("regex", "json_schema", "lark", "llguidance")
 
@@ -28,30 +30,30 @@ class ChatCompletionRequest:
 
     messages: Sequence[Message]
     model: str = "default"
-    logit_bias: Optional[Mapping[int, float]] = None
+    logit_bias: Mapping[int, float] | None = None
     logprobs: bool = False
-    top_logprobs: Optional[int] = None
-    max_tokens: Optional[int] = None
+    top_logprobs: int | None = None
+    max_tokens: int | None = None
     n_choices: int = 1
-    presence_penalty: Optional[float] = None
-    frequency_penalty: Optional[float] = None
-    stop_seqs: Optional[Sequence[str]] = None
-    temperature: Optional[float] = None
-    top_p: Optional[float] = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    stop_seqs: Sequence[str] | None = None
+    temperature: float | None = None
+    top_p: float | None = None
     stream: bool = False
-    top_k: Optional[int] = None
-    grammar: Union[str, JsonObject, None] = None
-    grammar_type: Optional[str] = None
-    min_p: Optional[float] = None
-    tool_schemas: Optional[Sequence[Union[str, JsonObject]]] = None
-    tool_choice: Union[str, JsonObject, None] = None
-    response_format: Optional[JsonObject] = None
+    top_k: int | None = None
+    grammar: str | JsonObject | None = None
+    grammar_type: str | None = None
+    min_p: float | None = None
+    tool_schemas: Sequence[str | JsonObject] | None = None
+    tool_choice: str | JsonObject | None = None
+    response_format: JsonObject | None = None
     # Not in mistral.rs's Python class; fields of the server all the same.
-    seed: Optional[int] = None
-    repetition_penalty: Optional[float] = None
-    tools: Optional[Sequence[JsonObject]] = None
+    seed: int | None = None
+    repetition_penalty: float | None = None
+    tools: Sequence[JsonObject] | None = None
     include_usage: bool = False
-    extra_body: Optional[JsonObject] = None
+    extra_body: JsonObject | None = None
 
     def to_body(self) -> JsonObject:
         if isinstance(self.messages, (str, bytes)):
@@ -81,29 +83,29 @@ class CompletionRequest:
     `logprobs` is the number of alternatives per token (0 … 20), as in OpenAI's completions.
     """
 
-    prompt: Union[str, Sequence[str], Sequence[int], Sequence[Sequence[int]]]
+    prompt: str | Sequence[str] | Sequence[int] | Sequence[Sequence[int]]
     model: str = "default"
     echo_prompt: bool = False
-    logit_bias: Optional[Mapping[int, float]] = None
-    max_tokens: Optional[int] = None
+    logit_bias: Mapping[int, float] | None = None
+    max_tokens: int | None = None
     n_choices: int = 1
-    best_of: Optional[int] = None
-    presence_penalty: Optional[float] = None
-    frequency_penalty: Optional[float] = None
-    stop_seqs: Optional[Sequence[str]] = None
-    temperature: Optional[float] = None
-    top_p: Optional[float] = None
-    top_k: Optional[int] = None
-    suffix: Optional[str] = None
-    grammar: Union[str, JsonObject, None] = None
-    grammar_type: Optional[str] = None
-    min_p: Optional[float] = None
-    logprobs: Optional[int] = None
+    best_of: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    stop_seqs: Sequence[str] | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    suffix: str | None = None
+    grammar: str | JsonObject | None = None
+    grammar_type: str | None = None
+    min_p: float | None = None
+    logprobs: int | None = None
     stream: bool = False
-    seed: Optional[int] = None
-    repetition_penalty: Optional[float] = None
+    seed: int | None = None
+    repetition_penalty: float | None = None
     include_usage: bool = False
-    extra_body: Optional[JsonObject] = None
+    extra_body: JsonObject | None = None
 
     def to_body(self) -> JsonObject:
         prompt: Any = self.prompt if isinstance(self.prompt, str) else list(self.prompt)
@@ -120,7 +122,7 @@ class CompletionRequest:
         return body
 
 
-def _sampling_fields(body: JsonObject, r: Union[ChatCompletionRequest, CompletionRequest]) -> None:
+def _sampling_fields(body: JsonObject, r: ChatCompletionRequest | CompletionRequest) -> None:
     """The fields chat and completions share, under their OpenAI names."""
     _put(body, "max_tokens", r.max_tokens)
     if r.n_choices != 1:
@@ -151,7 +153,7 @@ def _stream_fields(body: JsonObject, stream: bool, include_usage: bool) -> None:
         raise ValueError("include_usage needs stream=True (a response without streaming always has usage)")
 
 
-def _grammar_field(body: JsonObject, grammar: Union[str, JsonObject, None], grammar_type: Optional[str]) -> None:
+def _grammar_field(body: JsonObject, grammar: str | JsonObject | None, grammar_type: str | None) -> None:
     """The seed's extension: `"grammar": {"type": …, "value": …}`; JSON grammars as objects."""
     if grammar is None:
         if grammar_type is not None:
@@ -165,7 +167,7 @@ def _grammar_field(body: JsonObject, grammar: Union[str, JsonObject, None], gram
     body["grammar"] = {"type": grammar_type, "value": value}
 
 
-def _json_value(value: Union[str, JsonObject], name: str) -> Any:
+def _json_value(value: str | JsonObject, name: str) -> Any:
     """A dict as it is, or a JSON string (mistral.rs's way of passing schemas) decoded."""
     if not isinstance(value, str):
         return value
@@ -180,4 +182,4 @@ def _put(body: JsonObject, key: str, value: Any) -> None:
         body[key] = value
 
 
-__all__: List[str] = ["ChatCompletionRequest", "CompletionRequest", "GRAMMAR_TYPES"]
+__all__: list[str] = ["ChatCompletionRequest", "CompletionRequest", "GRAMMAR_TYPES"]

@@ -3,10 +3,12 @@
 Each class reads the server's JSON with `from_json`; fields the server adds later are ignored
 until a class names them. `dataclasses.asdict(res)` gives plain dicts back.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional, Type, TypeVar
+from typing import Any, TypeVar
 
 from .errors import MistralRsError
 
@@ -14,19 +16,21 @@ Json = Mapping[str, Any]
 T = TypeVar("T")
 
 
-def parse_response(cls: Type[T], data: Any) -> T:
+def parse_response(cls: type[T], data: Any) -> T:
     """`cls.from_json(data)`, with a shape the bridge does not expect reported as such."""
     try:
         return cls.from_json(data)  # type: ignore[attr-defined, no-any-return]
     except (KeyError, TypeError, AttributeError, ValueError) as error:
-        raise MistralRsError(f"unexpected {cls.__name__} from the server ({type(error).__name__}: {error}): {data!r:.500}") from error
+        raise MistralRsError(
+            f"unexpected {cls.__name__} from the server ({type(error).__name__}: {error}): {data!r:.500}"
+        ) from error
 
 
-def _list(data: Any, read: Callable[[Any], T]) -> List[T]:
+def _list(data: Any, read: Callable[[Any], T]) -> list[T]:
     return [read(item) for item in data]
 
 
-def _optional(data: Any, read: Callable[[Any], T]) -> Optional[T]:
+def _optional(data: Any, read: Callable[[Any], T]) -> T | None:
     return None if data is None else read(data)
 
 
@@ -45,7 +49,7 @@ class Usage:
 class TopLogprob:
     token: str
     logprob: float
-    bytes: Optional[List[int]]
+    bytes: list[int] | None
 
     @classmethod
     def from_json(cls, d: Json) -> TopLogprob:
@@ -56,17 +60,19 @@ class TopLogprob:
 class ResponseLogprob:
     token: str
     logprob: float
-    bytes: Optional[List[int]]
-    top_logprobs: List[TopLogprob]
+    bytes: list[int] | None
+    top_logprobs: list[TopLogprob]
 
     @classmethod
     def from_json(cls, d: Json) -> ResponseLogprob:
-        return cls(d["token"], float(d["logprob"]), d.get("bytes"), _list(d.get("top_logprobs") or [], TopLogprob.from_json))
+        return cls(
+            d["token"], float(d["logprob"]), d.get("bytes"), _list(d.get("top_logprobs") or [], TopLogprob.from_json)
+        )
 
 
 @dataclass
 class Logprobs:
-    content: Optional[List[ResponseLogprob]]
+    content: list[ResponseLogprob] | None
 
     @classmethod
     def from_json(cls, d: Json) -> Logprobs:
@@ -75,8 +81,8 @@ class Logprobs:
 
 @dataclass
 class FunctionCall:
-    name: Optional[str]
-    arguments: Optional[str]
+    name: str | None
+    arguments: str | None
 
     @classmethod
     def from_json(cls, d: Json) -> FunctionCall:
@@ -87,10 +93,10 @@ class FunctionCall:
 class ToolCall:
     """A tool call of a message, or a piece of one in a stream's delta (then `index` says which)."""
 
-    id: Optional[str]
-    type: Optional[str]
-    function: Optional[FunctionCall]
-    index: Optional[int] = None
+    id: str | None
+    type: str | None
+    function: FunctionCall | None
+    index: int | None = None
 
     @classmethod
     def from_json(cls, d: Json) -> ToolCall:
@@ -100,8 +106,8 @@ class ToolCall:
 @dataclass
 class ResponseMessage:
     role: str
-    content: Optional[str]
-    tool_calls: Optional[List[ToolCall]] = None
+    content: str | None
+    tool_calls: list[ToolCall] | None = None
 
     @classmethod
     def from_json(cls, d: Json) -> ResponseMessage:
@@ -112,8 +118,8 @@ class ResponseMessage:
 class Choice:
     index: int
     message: ResponseMessage
-    finish_reason: Optional[str]
-    logprobs: Optional[Logprobs]
+    finish_reason: str | None
+    logprobs: Logprobs | None
 
     @classmethod
     def from_json(cls, d: Json) -> Choice:
@@ -131,9 +137,9 @@ class ChatCompletionResponse:
     object: str
     created: int
     model: str
-    choices: List[Choice]
+    choices: list[Choice]
     usage: Usage
-    system_fingerprint: Optional[str] = None
+    system_fingerprint: str | None = None
 
     @classmethod
     def from_json(cls, d: Json) -> ChatCompletionResponse:
@@ -150,21 +156,23 @@ class ChatCompletionResponse:
 
 @dataclass
 class Delta:
-    role: Optional[str]
-    content: Optional[str]
-    tool_calls: Optional[List[ToolCall]] = None
+    role: str | None
+    content: str | None
+    tool_calls: list[ToolCall] | None = None
 
     @classmethod
     def from_json(cls, d: Json) -> Delta:
-        return cls(d.get("role"), d.get("content"), _optional(d.get("tool_calls"), lambda c: _list(c, ToolCall.from_json)))
+        return cls(
+            d.get("role"), d.get("content"), _optional(d.get("tool_calls"), lambda c: _list(c, ToolCall.from_json))
+        )
 
 
 @dataclass
 class ChunkChoice:
     index: int
     delta: Delta
-    finish_reason: Optional[str]
-    logprobs: Optional[Logprobs]
+    finish_reason: str | None
+    logprobs: Logprobs | None
 
     @classmethod
     def from_json(cls, d: Json) -> ChunkChoice:
@@ -184,9 +192,9 @@ class ChatCompletionChunkResponse:
     object: str
     created: int
     model: str
-    choices: List[ChunkChoice]
-    usage: Optional[Usage] = None
-    system_fingerprint: Optional[str] = None
+    choices: list[ChunkChoice]
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
 
     @classmethod
     def from_json(cls, d: Json) -> ChatCompletionChunkResponse:
@@ -205,26 +213,33 @@ class ChatCompletionChunkResponse:
 class CompletionLogprobs:
     """OpenAI's completions logprobs: one entry per generated token."""
 
-    tokens: List[str]
-    token_logprobs: List[float]
-    top_logprobs: Optional[List[Dict[str, float]]]
-    text_offset: List[int]
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: list[dict[str, float]] | None
+    text_offset: list[int]
 
     @classmethod
     def from_json(cls, d: Json) -> CompletionLogprobs:
-        return cls(list(d["tokens"]), [float(x) for x in d["token_logprobs"]], d.get("top_logprobs"), list(d["text_offset"]))
+        return cls(
+            list(d["tokens"]), [float(x) for x in d["token_logprobs"]], d.get("top_logprobs"), list(d["text_offset"])
+        )
 
 
 @dataclass
 class CompletionChoice:
     index: int
     text: str
-    finish_reason: Optional[str]
-    logprobs: Optional[CompletionLogprobs]
+    finish_reason: str | None
+    logprobs: CompletionLogprobs | None
 
     @classmethod
     def from_json(cls, d: Json) -> CompletionChoice:
-        return cls(int(d["index"]), d["text"], d.get("finish_reason"), _optional(d.get("logprobs"), CompletionLogprobs.from_json))
+        return cls(
+            int(d["index"]),
+            d["text"],
+            d.get("finish_reason"),
+            _optional(d.get("logprobs"), CompletionLogprobs.from_json),
+        )
 
 
 @dataclass
@@ -236,9 +251,9 @@ class CompletionResponse:
     object: str
     created: int
     model: str
-    choices: List[CompletionChoice]
-    usage: Optional[Usage] = None
-    system_fingerprint: Optional[str] = None
+    choices: list[CompletionChoice]
+    usage: Usage | None = None
+    system_fingerprint: str | None = None
 
     @classmethod
     def from_json(cls, d: Json) -> CompletionResponse:

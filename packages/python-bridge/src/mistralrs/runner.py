@@ -1,8 +1,11 @@
 """`Runner`: mistral.rs's Python entry point, over the OpenAI-compatible HTTP server."""
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from types import TracebackType
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Type, Union
+from typing import Any
 
 from .errors import MistralRsError
 from .requests import ChatCompletionRequest, CompletionRequest
@@ -11,7 +14,7 @@ from .server_command import ServerCommand, find_server_command
 from .server_process import ServerOptions, ServerProcess
 from .stream import Stream
 from .transport import HttpClient
-from .which import ModelSelector
+from .which import ModelSelector, Which
 
 
 class Runner:
@@ -26,85 +29,79 @@ class Runner:
 
     def __init__(
         self,
-        which: Optional[ModelSelector] = None,
+        which: ModelSelector | None = None,
         *,
-        base_url: Optional[str] = None,
-        api_key: Optional[str] = None,
-        max_seqs: Optional[int] = None,
-        max_waiting: Optional[int] = None,
-        prefix_cache_n: Optional[int] = None,
-        token_source: Optional[str] = None,
-        chat_template: Optional[str] = None,
-        pa_gpu_mem: Optional[float] = None,
-        pa_gpu_mem_usage: Optional[float] = None,
-        pa_ctxt_len: Optional[int] = None,
-        pa_blk_size: Optional[int] = None,
-        pa_cache_type: Optional[str] = None,
-        server_command: Optional[ServerCommand] = None,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        max_seqs: int | None = None,
+        max_waiting: int | None = None,
+        prefix_cache_n: int | None = None,
+        token_source: str | None = None,
+        chat_template: str | None = None,
+        pa_gpu_mem: float | None = None,
+        pa_gpu_mem_usage: float | None = None,
+        pa_ctxt_len: int | None = None,
+        pa_blk_size: int | None = None,
+        pa_cache_type: str | None = None,
+        server_command: ServerCommand | None = None,
         server_args: Sequence[str] = (),
-        env: Optional[Mapping[str, str]] = None,
+        env: Mapping[str, str] | None = None,
         startup_timeout_s: float = 300.0,
         request_timeout_s: float = 600.0,
     ) -> None:
-        self._server: Optional[ServerProcess] = None
+        options = ServerOptions(
+            which=which or Which.Default(),
+            api_key=api_key,
+            max_seqs=max_seqs,
+            max_waiting=max_waiting,
+            prefix_cache_n=prefix_cache_n,
+            token_source=token_source,
+            chat_template=chat_template,
+            pa_gpu_mem=pa_gpu_mem,
+            pa_gpu_mem_usage=pa_gpu_mem_usage,
+            pa_ctxt_len=pa_ctxt_len,
+            pa_blk_size=pa_blk_size,
+            pa_cache_type=pa_cache_type,
+            extra_args=tuple(server_args),
+        )
+        self._server: ServerProcess | None = None
         self._closed = False
         if base_url is None:
-            options = ServerOptions(
-                api_key=api_key,
-                max_seqs=max_seqs,
-                max_waiting=max_waiting,
-                prefix_cache_n=prefix_cache_n,
-                token_source=token_source,
-                chat_template=chat_template,
-                pa_gpu_mem=pa_gpu_mem,
-                pa_gpu_mem_usage=pa_gpu_mem_usage,
-                pa_ctxt_len=pa_ctxt_len,
-                pa_blk_size=pa_blk_size,
-                pa_cache_type=pa_cache_type,
-                extra_args=tuple(server_args),
-            )
-            if which is not None:
-                options.which = which
-            self._server = ServerProcess(
-                find_server_command(server_command), options, env=env, startup_timeout_s=startup_timeout_s
-            )
+            command = find_server_command(server_command)
+            self._server = ServerProcess(command, options, env=env, startup_timeout_s=startup_timeout_s)
             base_url = self._server.url
         else:
-            launch_only = dict(
-                which=which, max_seqs=max_seqs, max_waiting=max_waiting, prefix_cache_n=prefix_cache_n,
-                token_source=token_source, chat_template=chat_template, pa_gpu_mem=pa_gpu_mem,
-                pa_gpu_mem_usage=pa_gpu_mem_usage, pa_ctxt_len=pa_ctxt_len, pa_blk_size=pa_blk_size,
-                pa_cache_type=pa_cache_type, server_command=server_command, env=env,
-            )  # fmt: skip
-            given = [name for name, value in launch_only.items() if value is not None] + (["server_args"] if server_args else [])
+            given = _launch_options_given(options)
+            given += [name for name, value in (("server_command", server_command), ("env", env)) if value is not None]
             if given:
-                raise ValueError(f"base_url connects to a running server; {', '.join(given)} only apply to a server the runner starts")
+                wrong = ", ".join(given)
+                raise ValueError(f"base_url connects to a running server; {wrong} only apply to a server it starts")
         self._http = HttpClient(base_url, api_key=api_key, timeout_s=request_timeout_s)
 
     # ---- requests ----
 
     def send_chat_completion_request(
         self, request: ChatCompletionRequest
-    ) -> Union[ChatCompletionResponse, Stream[ChatCompletionChunkResponse]]:
+    ) -> ChatCompletionResponse | Stream[ChatCompletionChunkResponse]:
         """The chat completion, or with `stream=True` an iterator of chunks (`chunk.choices[0].delta.content`)."""
         body = request.to_body()
         if request.stream:
             return Stream(self._client().post_event_stream("/v1/chat/completions", body), ChatCompletionChunkResponse)
         return parse_response(ChatCompletionResponse, self._client().post_json("/v1/chat/completions", body))
 
-    def send_completion_request(self, request: CompletionRequest) -> Union[CompletionResponse, Stream[CompletionResponse]]:
+    def send_completion_request(self, request: CompletionRequest) -> CompletionResponse | Stream[CompletionResponse]:
         """The text completion, or with `stream=True` an iterator of chunks (`chunk.choices[0].text`)."""
         body = request.to_body()
         if request.stream:
             return Stream(self._client().post_event_stream("/v1/completions", body), CompletionResponse)
         return parse_response(CompletionResponse, self._client().post_json("/v1/completions", body))
 
-    def health(self) -> Dict[str, Any]:
+    def health(self) -> dict[str, Any]:
         """`GET /health`: `{"status": "ok", "model": ID}`."""
-        answer: Dict[str, Any] = self._client().get_json("/health")
+        answer: dict[str, Any] = self._client().get_json("/health")
         return answer
 
-    def list_models(self) -> List[str]:
+    def list_models(self) -> list[str]:
         """The ids of `GET /v1/models` (the server serves one model)."""
         return [model["id"] for model in self._client().get_json("/v1/models")["data"]]
 
@@ -116,12 +113,12 @@ class Runner:
         return f"{self._http.root_url}/v1"
 
     @property
-    def server_pid(self) -> Optional[int]:
+    def server_pid(self) -> int | None:
         """The process id of the server this runner started (also its process group); None when connected."""
         return None if self._server is None else self._server.pid
 
     @property
-    def server_argv(self) -> Optional[List[str]]:
+    def server_argv(self) -> list[str] | None:
         """The command line the server was started with; None when connected."""
         return None if self._server is None else list(self._server.argv)
 
@@ -143,7 +140,7 @@ class Runner:
         return self
 
     def __exit__(
-        self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
 
@@ -155,3 +152,10 @@ class Runner:
         if self._closed:
             raise MistralRsError("this Runner is closed")
         return self._http
+
+
+def _launch_options_given(options: ServerOptions) -> list[str]:
+    """The options (by their `Runner` names) set to something else than their default."""
+    default = ServerOptions(api_key=options.api_key)
+    names = [f.name for f in fields(options) if getattr(options, f.name) != getattr(default, f.name)]
+    return ["server_args" if name == "extra_args" else name for name in names]

@@ -4,17 +4,18 @@ In order: an explicit `server_command`, the `MISTRALRS_SERVER` environment varia
 command of a checkout or of installed Node packages found upward from this package and from
 the current directory, and `mistralrs-server` on PATH.
 """
+
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence, Union
 
 from .errors import MistralRsError
 
-ServerCommand = Union[str, os.PathLike, Sequence[str]]
+ServerCommand = str | os.PathLike[str] | Sequence[str]
 ENV_VAR = "MISTRALRS_SERVER"
 # Relative to a folder on the way up: this repository's CLI, or the CLI as an installed Node package.
 _CANDIDATES = (
@@ -23,7 +24,7 @@ _CANDIDATES = (
 )
 
 
-def find_server_command(explicit: Optional[ServerCommand] = None) -> List[str]:
+def find_server_command(explicit: ServerCommand | None = None) -> list[str]:
     """The argv prefix that runs `mistralrs-server`; raises `MistralRsError` saying where it looked."""
     if explicit is not None:
         return _as_argv(explicit, "server_command")
@@ -40,13 +41,11 @@ def find_server_command(explicit: Optional[ServerCommand] = None) -> List[str]:
     raise MistralRsError(
         "mistralrs-server not found: pass Runner(server_command=...), set "
         f"{ENV_VAR}=/path/to/packages/cli/bin/mistralrs-server.js, run from inside the mistralrs-ts "
-        "checkout, or put mistralrs-server on PATH (looked upward from "
-        + " and ".join(str(s) for s in starts)
-        + ")"
+        "checkout, or put mistralrs-server on PATH (looked upward from " + " and ".join(str(s) for s in starts) + ")"
     )
 
 
-def pull_model(model_id: Optional[str] = None, *, server_command: Optional[ServerCommand] = None) -> Path:
+def pull_model(model_id: str | None = None, *, server_command: ServerCommand | None = None) -> Path:
     """Fetches a registry model into the cache (`mistralrs-server pull`) and returns its file's path.
 
     Without `model_id`, the default model. The path suits `Which.GGUF(quantized_model_id=...)`.
@@ -61,7 +60,7 @@ def pull_model(model_id: Optional[str] = None, *, server_command: Optional[Serve
     return Path(lines[-1])
 
 
-def _as_argv(command: ServerCommand, where: str) -> List[str]:
+def _as_argv(command: ServerCommand, where: str) -> list[str]:
     """A path (a `.js` file runs with node) or a full argv."""
     if isinstance(command, (str, os.PathLike)):
         path = os.fspath(command)

@@ -4,6 +4,7 @@ where it listens and `/health` answers, stopped with its whole process group.
 Stopping is a `weakref.finalize`, so it runs on `stop()`, when the object is garbage-collected,
 and at interpreter exit, whichever comes first, and only once.
 """
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,9 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Deque, List, Mapping, Optional, Sequence
+from typing import IO
 
 from .errors import MistralRsError, ServerStartError
 from .transport import HttpClient
@@ -35,20 +37,20 @@ class ServerOptions:
     """
 
     which: ModelSelector = field(default_factory=Which.Default)
-    api_key: Optional[str] = None
-    max_seqs: Optional[int] = None
-    max_waiting: Optional[int] = None
-    prefix_cache_n: Optional[int] = None
-    token_source: Optional[str] = None
-    chat_template: Optional[str] = None
-    pa_gpu_mem: Optional[float] = None
-    pa_gpu_mem_usage: Optional[float] = None
-    pa_ctxt_len: Optional[int] = None
-    pa_blk_size: Optional[int] = None
-    pa_cache_type: Optional[str] = None
+    api_key: str | None = None
+    max_seqs: int | None = None
+    max_waiting: int | None = None
+    prefix_cache_n: int | None = None
+    token_source: str | None = None
+    chat_template: str | None = None
+    pa_gpu_mem: float | None = None
+    pa_gpu_mem_usage: float | None = None
+    pa_ctxt_len: int | None = None
+    pa_blk_size: int | None = None
+    pa_cache_type: str | None = None
     extra_args: Sequence[str] = ()
 
-    def cli_args(self) -> List[str]:
+    def cli_args(self) -> list[str]:
         """The model subcommand and flags, after the command itself; the port is the launcher's."""
         args = list(self.which.cli_args())
         flags = (
@@ -78,10 +80,10 @@ class _OutputReader(threading.Thread):
     def __init__(self, pipe: IO[bytes]) -> None:
         super().__init__(name="mistralrs-server output", daemon=True)
         self._pipe = pipe
-        self.lines: Deque[str] = deque(maxlen=_OUTPUT_LINES_KEPT)
+        self.lines: deque[str] = deque(maxlen=_OUTPUT_LINES_KEPT)
         self.listening = threading.Event()
-        self.url: Optional[str] = None
-        self.model_id: Optional[str] = None
+        self.url: str | None = None
+        self.model_id: str | None = None
 
     def run(self) -> None:
         with self._pipe:
@@ -105,11 +107,11 @@ class ServerProcess:
         command: Sequence[str],
         options: ServerOptions,
         *,
-        env: Optional[Mapping[str, str]] = None,
+        env: Mapping[str, str] | None = None,
         startup_timeout_s: float = 300.0,
         stop_timeout_s: float = 10.0,
     ) -> None:
-        self.argv: List[str] = [*command, *options.cli_args(), "--host", "127.0.0.1", "--port", "0"]
+        self.argv: list[str] = [*command, *options.cli_args(), "--host", "127.0.0.1", "--port", "0"]
         try:
             popen = subprocess.Popen(
                 self.argv,
@@ -158,7 +160,9 @@ class ServerProcess:
                 return url, self._output.model_id
             except MistralRsError as error:
                 if self._popen.poll() is not None or time.monotonic() > deadline:
-                    raise ServerStartError(f"{url}/health did not answer: {error}", output_tail=self._output.tail()) from error
+                    raise ServerStartError(
+                        f"{url}/health did not answer: {error}", output_tail=self._output.tail()
+                    ) from error
                 time.sleep(0.1)
 
     @property
@@ -169,7 +173,7 @@ class ServerProcess:
         """The last lines the server printed."""
         return self._output.tail()
 
-    def stop(self) -> Optional[int]:
+    def stop(self) -> int | None:
         """Stops the server (SIGTERM to its group, then SIGKILL after the grace time); its exit code."""
         self._finalizer()
         return self._popen.returncode

@@ -5,9 +5,10 @@ Follows the WHATWG event-stream rules the server relies on: lines end in LF or C
 line ends the event. Fields other than `data` (`event`, `id`, `retry`) are not used by the
 OpenAI protocol and are skipped.
 """
+
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 
 def iter_sse_data(lines: Iterable[bytes]) -> Iterator[str]:

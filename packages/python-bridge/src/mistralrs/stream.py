@@ -1,8 +1,10 @@
 """An iterator over a streamed answer's chunks, closable early (also as a context manager)."""
+
 from __future__ import annotations
 
 import json
-from typing import Generic, Iterator, Optional, Type, TypeVar
+from collections.abc import Iterator
+from typing import Generic, TypeVar
 
 from .errors import APIConnectionError, api_error_from_body
 from .responses import parse_response
@@ -19,10 +21,10 @@ class Stream(Generic[T]):
     Leaving the loop early and calling `close()` (or using `with`) cancels the generation.
     """
 
-    def __init__(self, events: EventStream, chunk_class: Type[T]) -> None:
+    def __init__(self, events: EventStream, chunk_class: type[T]) -> None:
         self._events = events
         self._chunk_class = chunk_class
-        self._chunks: Optional[Iterator[T]] = None
+        self._chunks: Iterator[T] | None = None
         self._closed = False
 
     def __iter__(self) -> Iterator[T]:

@@ -2,11 +2,13 @@
 
 One connection per request, so a runner can be used from several threads at once.
 """
+
 from __future__ import annotations
 
 import http.client
 import json
-from typing import Any, Dict, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import APIConnectionError, api_error_from_body
@@ -28,7 +30,7 @@ def split_base_url(base_url: str) -> tuple[str, str, int, str]:
 class HttpClient:
     """Talks to one server: `root_url` is its address without `/v1` (http://127.0.0.1:1234)."""
 
-    def __init__(self, base_url: str, *, api_key: Optional[str], timeout_s: float) -> None:
+    def __init__(self, base_url: str, *, api_key: str | None, timeout_s: float) -> None:
         self._scheme, self._host, self._port, self._root = split_base_url(base_url)
         host = f"[{self._host}]" if ":" in self._host else self._host
         self.root_url = f"{self._scheme}://{host}:{self._port}{self._root}"
@@ -38,20 +40,20 @@ class HttpClient:
     def get_json(self, path: str) -> Any:
         return self._json_answer(*self._send("GET", path, None), path)
 
-    def post_json(self, path: str, body: Dict[str, Any]) -> Any:
+    def post_json(self, path: str, body: dict[str, Any]) -> Any:
         return self._json_answer(*self._send("POST", path, body), path)
 
-    def post_event_stream(self, path: str, body: Dict[str, Any]) -> "EventStream":
+    def post_event_stream(self, path: str, body: dict[str, Any]) -> EventStream:
         connection, response = self._send("POST", path, body, accept="text/event-stream")
         if response.status >= 400:
             self._json_answer(connection, response, path)  # raises the server's error
         return EventStream(connection, response, f"{self.root_url}{path}")
 
     def _send(
-        self, method: str, path: str, body: Optional[Dict[str, Any]], accept: str = "application/json"
+        self, method: str, path: str, body: dict[str, Any] | None, accept: str = "application/json"
     ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         headers = {"Accept": accept}
-        payload: Optional[bytes] = None
+        payload: bytes | None = None
         if body is not None:
             payload = json.dumps(body).encode("utf-8")
             headers["Content-Type"] = "application/json"
@@ -66,7 +68,9 @@ class HttpClient:
             connection.close()
             raise APIConnectionError(f"{method} {self.root_url}{path} failed: {error}") from error
 
-    def _json_answer(self, connection: http.client.HTTPConnection, response: http.client.HTTPResponse, path: str) -> Any:
+    def _json_answer(
+        self, connection: http.client.HTTPConnection, response: http.client.HTTPResponse, path: str
+    ) -> Any:
         """The decoded body of a complete answer, or the server's error raised."""
         url = f"{self.root_url}{path}"
         try:

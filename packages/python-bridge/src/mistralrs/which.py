@@ -2,11 +2,11 @@
 
 Each variant turns into the `mistralrs-server` model subcommand that loads it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import List, Optional, Union
 
 
 class Architecture(Enum):
@@ -42,10 +42,10 @@ class Which:
         """
 
         quantized_model_id: str
-        quantized_filename: Optional[str] = None
-        tok_model_id: Optional[str] = None
+        quantized_filename: str | None = None
+        tok_model_id: str | None = None
 
-        def cli_args(self) -> List[str]:
+        def cli_args(self) -> list[str]:
             args = ["gguf", "-m", self.quantized_model_id]
             if self.quantized_filename is not None:
                 args += ["-f", self.quantized_filename]
@@ -56,9 +56,9 @@ class Which:
         """A Hugging Face folder: `config.json`, safetensors weights and `tokenizer.json`."""
 
         model_id: str
-        arch: Union[Architecture, str, None] = None
+        arch: Architecture | str | None = None
 
-        def cli_args(self) -> List[str]:
+        def cli_args(self) -> list[str]:
             args = ["plain", "-m", self.model_id]
             if self.arch is not None:
                 args += ["-a", self.arch.value if isinstance(self.arch, Architecture) else self.arch]
@@ -68,8 +68,8 @@ class Which:
     class Default:
         """The default model (SmolLM2-135M-Instruct Q4_1), fetched into the cache on first use."""
 
-        def cli_args(self) -> List[str]:
+        def cli_args(self) -> list[str]:
             return []
 
 
-ModelSelector = Union[Which.GGUF, Which.Plain, Which.Default]
+ModelSelector = Which.GGUF | Which.Plain | Which.Default

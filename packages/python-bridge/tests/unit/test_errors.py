@@ -1,4 +1,5 @@
 """OpenAI error objects become exceptions with their fields."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,7 +9,14 @@ from mistralrs.errors import api_error_from_body
 
 
 def test_fields_of_the_error_object() -> None:
-    body = {"error": {"message": "temperature must be at most 2", "type": "invalid_request_error", "param": "temperature", "code": None}}
+    body = {
+        "error": {
+            "message": "temperature must be at most 2",
+            "type": "invalid_request_error",
+            "param": "temperature",
+            "code": None,
+        }
+    }
     error = api_error_from_body(400, body, "req-1")
     assert isinstance(error, BadRequestError)
     assert (error.status, error.message, error.type, error.param, error.code, error.request_id) == (
@@ -23,7 +31,14 @@ def test_fields_of_the_error_object() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "cls"), [(404, NotFoundError), (429, RateLimitError), (500, InternalServerError), (503, InternalServerError), (418, APIError)]
+    ("status", "cls"),
+    [
+        (404, NotFoundError),
+        (429, RateLimitError),
+        (500, InternalServerError),
+        (503, InternalServerError),
+        (418, APIError),
+    ],
 )
 def test_class_by_status(status: int, cls: type) -> None:
     assert type(api_error_from_body(status, {"error": {"message": "m"}})) is cls

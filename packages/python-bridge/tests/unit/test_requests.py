@@ -1,4 +1,5 @@
 """mistral.rs's request fields become the OpenAI body the server reads."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """Which model and which options become which mistralrs-server arguments; where the command is."""
+
 from __future__ import annotations
 
 import os
@@ -11,10 +12,13 @@ from mistralrs import Architecture, MistralRsError, Runner, ServerOptions, Which
 
 def test_which_variants_are_the_cli_subcommands() -> None:
     assert Which.Default().cli_args() == []
-    assert Which.GGUF(quantized_model_id="models", quantized_filename="m.gguf", tok_model_id="ignored/tok").cli_args() == [
-        "gguf", "-m", "models", "-f", "m.gguf",
-    ]  # fmt: skip
-    assert Which.GGUF(quantized_model_id="smollm2-135m-instruct-q4_1").cli_args() == ["gguf", "-m", "smollm2-135m-instruct-q4_1"]
+    gguf = Which.GGUF(quantized_model_id="models", quantized_filename="m.gguf", tok_model_id="ignored/tok")
+    assert gguf.cli_args() == ["gguf", "-m", "models", "-f", "m.gguf"]
+    assert Which.GGUF(quantized_model_id="smollm2-135m-instruct-q4_1").cli_args() == [
+        "gguf",
+        "-m",
+        "smollm2-135m-instruct-q4_1",
+    ]
     assert Which.Plain(model_id="dir", arch=Architecture.Llama).cli_args() == ["plain", "-m", "dir", "-a", "llama"]
     assert Which.Plain(model_id="dir").cli_args() == ["plain", "-m", "dir"]
 
@@ -71,8 +75,8 @@ def test_server_command_not_found_says_where_it_looked(monkeypatch: pytest.Monke
 
 
 def test_base_url_and_launch_options_do_not_mix() -> None:
-    with pytest.raises(ValueError, match="which, token_source only apply to a server the runner starts"):
-        Runner(Which.Default(), base_url="http://127.0.0.1:1", token_source="none")
+    with pytest.raises(ValueError, match="which, token_source only apply to a server it starts"):
+        Runner(Which.GGUF(quantized_model_id="m.gguf"), base_url="http://127.0.0.1:1", token_source="none")
     with pytest.raises(ValueError, match="http:// or https://"):
         Runner(base_url="127.0.0.1:1234")
 
@@ -83,4 +87,3 @@ def test_a_connected_runner_needs_no_server_until_it_sends() -> None:
     runner.close()
     with pytest.raises(MistralRsError, match="closed"):
         runner.health()
-

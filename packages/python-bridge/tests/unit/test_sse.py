@@ -1,4 +1,5 @@
 """The event-stream parser."""
+
 from __future__ import annotations
 
 from mistralrs.sse import iter_sse_data

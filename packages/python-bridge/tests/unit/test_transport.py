@@ -1,11 +1,12 @@
 """HTTP and streams against a scripted loopback server: the failure modes a real model rarely shows."""
+
 from __future__ import annotations
 
 import json
 import socket
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Dict, Iterator, List, Tuple
 
 import pytest
 
@@ -22,7 +23,7 @@ from mistralrs import (
 HI = [{"role": "user", "content": "Hi!"}]
 CHUNK = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m"}
 # path → (status, content type, body); each test installs its own.
-Route = Tuple[int, str, bytes]
+Route = tuple[int, str, bytes]
 
 
 def chunk(content: str) -> bytes:
@@ -32,8 +33,8 @@ def chunk(content: str) -> bytes:
 
 class ScriptedServer:
     def __init__(self) -> None:
-        self.routes: Dict[str, Route] = {}
-        self.requests: List[Tuple[str, Dict[str, str], bytes]] = []
+        self.routes: dict[str, Route] = {}
+        self.requests: list[tuple[str, dict[str, str], bytes]] = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -64,7 +65,14 @@ def scripted() -> Iterator[ScriptedServer]:
 
 
 def test_the_api_key_and_json_body_are_sent(scripted: ScriptedServer) -> None:
-    error = {"error": {"message": "Incorrect API key", "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}}
+    error = {
+        "error": {
+            "message": "Incorrect API key",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "invalid_api_key",
+        }
+    }
     scripted.routes["/v1/chat/completions"] = (401, "application/json", json.dumps(error).encode())
     runner = Runner(base_url=scripted.url + "/v1", api_key="sk-test")
     with pytest.raises(AuthenticationError) as caught:
@@ -77,7 +85,11 @@ def test_the_api_key_and_json_body_are_sent(scripted: ScriptedServer) -> None:
 
 def test_an_error_event_after_the_stream_began_raises(scripted: ScriptedServer) -> None:
     error = {"error": {"message": "engine failed", "type": "server_error", "param": None, "code": "internal_error"}}
-    scripted.routes["/v1/chat/completions"] = (200, "text/event-stream", chunk("Hel") + f"data: {json.dumps(error)}\n\n".encode())
+    scripted.routes["/v1/chat/completions"] = (
+        200,
+        "text/event-stream",
+        chunk("Hel") + f"data: {json.dumps(error)}\n\n".encode(),
+    )
     stream = Runner(base_url=scripted.url).send_chat_completion_request(ChatCompletionRequest(messages=HI, stream=True))
     assert next(iter(stream)).choices[0].delta.content == "Hel"
     with pytest.raises(APIError, match="engine failed") as caught:
@@ -88,7 +100,7 @@ def test_an_error_event_after_the_stream_began_raises(scripted: ScriptedServer) 
 def test_a_stream_cut_before_done_is_not_taken_for_complete(scripted: ScriptedServer) -> None:
     scripted.routes["/v1/chat/completions"] = (200, "text/event-stream", chunk("a") + chunk("b"))
     stream = Runner(base_url=scripted.url).send_chat_completion_request(ChatCompletionRequest(messages=HI, stream=True))
-    pieces: List[str] = []
+    pieces: list[str] = []
     with pytest.raises(APIConnectionError, match=r"without data: \[DONE\]"):
         for c in stream:
             pieces.append(c.choices[0].delta.content or "")
@@ -97,7 +109,9 @@ def test_a_stream_cut_before_done_is_not_taken_for_complete(scripted: ScriptedSe
 
 def test_a_closed_stream_ends_quietly(scripted: ScriptedServer) -> None:
     scripted.routes["/v1/chat/completions"] = (200, "text/event-stream", chunk("a") + chunk("b") + b"data: [DONE]\n\n")
-    with Runner(base_url=scripted.url).send_chat_completion_request(ChatCompletionRequest(messages=HI, stream=True)) as stream:
+    with Runner(base_url=scripted.url).send_chat_completion_request(
+        ChatCompletionRequest(messages=HI, stream=True)
+    ) as stream:
         first = next(stream)
     assert first.choices[0].delta.content == "a"
     assert list(stream) == []
