@@ -9,7 +9,7 @@ use half::f16;
 use mistralrs_common::ParallelCtx;
 
 use crate::cache::{KvCache, KvCacheError};
-use mistralrs_common::numerics::{dot8, expf_ggml, hsum8, VecDotF16Acc};
+use mistralrs_common::numerics::{dot8, dot_f16_order, expf_ggml, hsum8, VecDotF16Acc};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AttentionParams {
@@ -320,11 +320,7 @@ fn attend_items_body(
                         let s = j - b * bs;
                         let ks = &keys[s * hd..(s + 1) * hd];
                         let dot = if p.single_token_step {
-                            let mut acc = VecDotF16Acc::new();
-                            for (e, (&a, &b)) in ks.iter().zip(qi).enumerate() {
-                                acc.add(e, a, b);
-                            }
-                            acc.sum()
+                            dot_f16_order(ks, qi)
                         } else {
                             dot8(qi, ks)
                         };
