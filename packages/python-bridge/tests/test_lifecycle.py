@@ -5,6 +5,8 @@ exit and when a test fails; a server that fails to start says why and is not lef
 from __future__ import annotations
 
 import gc
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from mistralrs import AuthenticationError, ChatCompletionRequest, Runner, ServerStartError, Which
+from mistralrs import APIConnectionError, AuthenticationError, ChatCompletionRequest, Runner, ServerStartError, Which
 from mistralrs.server_process import ServerOptions, ServerProcess
 from processes import living_group_members, process_gone
 
@@ -144,3 +146,18 @@ def test_closing_a_connected_runner_leaves_the_server_running(runner: Runner) ->
     assert connected.server_pid is None
     connected.close()
     assert runner.health()["status"] == "ok"
+
+
+def test_a_request_to_a_server_that_died_says_so_with_its_last_lines(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    with Runner(server_command=FAKE_SERVER, env={"PID_FILE": str(pid_file)}) as runner:
+        assert runner.health()["model"] == "fake"
+        pids = list(read_pids(pid_file))
+        os.killpg(pids[0], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while not gone(pids):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        with pytest.raises(APIConnectionError, match="mistralrs-server exited with code -9") as caught:
+            runner.health()
+        assert "loading the fake model" in str(caught.value)

@@ -76,7 +76,8 @@ class Runner:
             if given:
                 wrong = ", ".join(given)
                 raise ValueError(f"base_url connects to a running server; {wrong} only apply to a server it starts")
-        self._http = HttpClient(base_url, api_key=api_key, timeout_s=request_timeout_s)
+        why = self._server.exit_note if self._server else None
+        self._http = HttpClient(base_url, api_key=api_key, timeout_s=request_timeout_s, why_unreachable=why)
 
     # ---- requests ----
 

@@ -173,6 +173,14 @@ class ServerProcess:
         """The last lines the server printed."""
         return self._output.tail()
 
+    def exit_note(self) -> str:
+        """Empty while the server runs; after it exited, how and its last lines (for error messages)."""
+        code = self._popen.poll()
+        if code is None:
+            return ""
+        how = "was stopped" if not self._finalizer.alive else f"exited with code {code}"
+        return f"mistralrs-server {how}; its last lines:\n{self._output.tail()}"
+
     def stop(self) -> int | None:
         """Stops the server (SIGTERM to its group, then SIGKILL after the grace time); its exit code."""
         self._finalizer()

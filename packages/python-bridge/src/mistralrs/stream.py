@@ -52,7 +52,7 @@ class Stream(Generic[T]):
                 raise api_error_from_body(None, decoded)
             yield parse_response(self._chunk_class, decoded)
         if not self._closed:
-            raise APIConnectionError("the stream ended without data: [DONE] (the connection was closed early)")
+            raise self._events.connection_error("the stream ended without data: [DONE] (the connection closed early)")
 
     def close(self) -> None:
         self._closed = True

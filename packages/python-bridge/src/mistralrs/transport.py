@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import http.client
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -30,12 +30,16 @@ def split_base_url(base_url: str) -> tuple[str, str, int, str]:
 class HttpClient:
     """Talks to one server: `root_url` is its address without `/v1` (http://127.0.0.1:1234)."""
 
-    def __init__(self, base_url: str, *, api_key: str | None, timeout_s: float) -> None:
+    def __init__(
+        self, base_url: str, *, api_key: str | None, timeout_s: float, why_unreachable: Callable[[], str] | None = None
+    ) -> None:
+        """`why_unreachable` may explain a failed connection (a started server that exited)."""
         self._scheme, self._host, self._port, self._root = split_base_url(base_url)
         host = f"[{self._host}]" if ":" in self._host else self._host
         self.root_url = f"{self._scheme}://{host}:{self._port}{self._root}"
         self._api_key = api_key
         self._timeout_s = timeout_s
+        self._why_unreachable = why_unreachable
 
     def get_json(self, path: str) -> Any:
         return self._json_answer(*self._send("GET", path, None), path)
@@ -47,7 +51,7 @@ class HttpClient:
         connection, response = self._send("POST", path, body, accept="text/event-stream")
         if response.status >= 400:
             self._json_answer(connection, response, path)  # raises the server's error
-        return EventStream(connection, response, f"{self.root_url}{path}")
+        return EventStream(connection, response, f"{self.root_url}{path}", self._connection_error)
 
     def _send(
         self, method: str, path: str, body: dict[str, Any] | None, accept: str = "application/json"
@@ -66,7 +70,11 @@ class HttpClient:
             return connection, connection.getresponse()
         except (OSError, http.client.HTTPException) as error:
             connection.close()
-            raise APIConnectionError(f"{method} {self.root_url}{path} failed: {error}") from error
+            raise self._connection_error(f"{method} {self.root_url}{path} failed: {error}") from error
+
+    def _connection_error(self, message: str) -> APIConnectionError:
+        why = self._why_unreachable() if self._why_unreachable else ""
+        return APIConnectionError(f"{message}\n{why}" if why else message)
 
     def _json_answer(
         self, connection: http.client.HTTPConnection, response: http.client.HTTPResponse, path: str
@@ -76,7 +84,7 @@ class HttpClient:
         try:
             raw = response.read()
         except (OSError, http.client.HTTPException) as error:
-            raise APIConnectionError(f"reading the answer of {url} failed: {error}") from error
+            raise self._connection_error(f"reading the answer of {url} failed: {error}") from error
         finally:
             connection.close()
         text = raw.decode("utf-8", errors="replace")
@@ -95,16 +103,24 @@ class EventStream:
     """The data strings of a server-sent event stream; `close()` drops the connection early,
     which the server takes as a cancellation."""
 
-    def __init__(self, connection: http.client.HTTPConnection, response: http.client.HTTPResponse, url: str) -> None:
+    def __init__(
+        self,
+        connection: http.client.HTTPConnection,
+        response: http.client.HTTPResponse,
+        url: str,
+        connection_error: Callable[[str], APIConnectionError],
+    ) -> None:
         self._connection = connection
         self._response = response
         self._url = url
+        self.connection_error = connection_error
+        """An `APIConnectionError` for `message`, with why the server is gone when that is known."""
 
     def __iter__(self) -> Iterator[str]:
         try:
             yield from iter_sse_data(iter(self._response.readline, b""))
         except (OSError, http.client.HTTPException) as error:
-            raise APIConnectionError(f"the event stream of {self._url} broke: {error}") from error
+            raise self.connection_error(f"the event stream of {self._url} broke: {error}") from error
         finally:
             self.close()
 
