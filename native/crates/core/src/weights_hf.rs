@@ -262,11 +262,14 @@ impl Weights for HfWeights {
     }
 
     fn sliding_window(&self) -> Result<Option<usize>> {
-        // Qwen 2 names a window but uses it only with `use_sliding_window` (off in every
+        // Qwen 2 and 3 name a window but use it only with `use_sliding_window` (off in every
         // released checkpoint), and then only above `max_window_layers`.
-        if self.arch == "qwen2" {
+        if self.arch.starts_with("qwen") {
             if self.config["use_sliding_window"].as_bool() == Some(true) {
-                return Err(self.bad("use_sliding_window is not supported for qwen2"));
+                return Err(self.bad(format!(
+                    "use_sliding_window is not supported for {}",
+                    self.arch
+                )));
             }
             return Ok(None);
         }

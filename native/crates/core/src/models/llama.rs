@@ -1,12 +1,13 @@
 //! `llama`: Llama 2/3.x, SmolLM2, Mistral-style GGUFs. Pre-norm decoder: RMSNorm → GQA
-//! attention with RoPE → residual → RMSNorm → SwiGLU MLP → residual.
+//! attention with RoPE → residual → RMSNorm → SwiGLU MLP → residual. Other architectures
+//! reuse it as a variant: optional Q/K/V biases (Qwen 2) and per-head Q/K RMS norms (Qwen 3).
 
 use mistralrs_common::ThreadPool;
 use mistralrs_paged_attn::{AttentionParams, KvCache};
 
 use crate::layers::activations::swiglu;
 use crate::layers::attention::paged_attention;
-use crate::layers::{rms_norm, Embedding, Linear, Rope, RopeScaling, RopeStyle};
+use crate::layers::{rms_norm, rms_norm_inplace, Embedding, Linear, Rope, RopeScaling, RopeStyle};
 use crate::model_config::ModelConfig;
 use crate::model_error::Result;
 use crate::models::{
@@ -21,6 +22,8 @@ struct Layer {
     wv: Linear,
     /// Biases of Q, K and V (Qwen 2).
     qkv_bias: Option<[Vec<f32>; 3]>,
+    /// RMS norms of each query and key head before RoPE (Qwen 3).
+    qk_norm: Option<[Vec<f32>; 2]>,
     wo: Linear,
     ffn_norm: Vec<f32>,
     w_gate: Linear,
@@ -68,6 +71,13 @@ impl Llama {
                         w.vector_opt(&format!("blk.{i}.attn_v.bias"), kv_dim)?,
                     ) {
                         (Some(q), Some(k), Some(v)) => Some([q, k, v]),
+                        _ => None,
+                    },
+                    qk_norm: match (
+                        w.vector_opt(&p("attn_q_norm"), hd)?,
+                        w.vector_opt(&p("attn_k_norm"), hd)?,
+                    ) {
+                        (Some(q), Some(k)) => Some([q, k]),
                         _ => None,
                     },
                     wo: w.linear(&p("attn_output"), q_dim, d)?,
@@ -155,6 +165,10 @@ impl Model for Llama {
                 add_rows(q, bq);
                 add_rows(k, bk);
                 add_rows(v, bv);
+            }
+            if let Some([nq, nk]) = &layer.qk_norm {
+                rms_norm_inplace(q, nq, c.rms_norm_eps);
+                rms_norm_inplace(k, nk, c.rms_norm_eps);
             }
             self.rope.apply(q, &positions, c.n_heads);
             self.rope.apply(k, &positions, c.n_kv_heads);

@@ -16,6 +16,7 @@ use crate::weights_hf::HfWeights;
 pub mod gemma3;
 pub mod llama;
 pub mod qwen2;
+pub mod qwen3;
 
 /// One sequence's part of a step: its new tokens, where they start, and its block table.
 pub struct SeqInput<'a> {
@@ -90,6 +91,7 @@ const REGISTRY: &[(&str, Loader)] = &[
     ("gemma3", gemma3::Gemma3::load),
     ("llama", llama::Llama::load),
     ("qwen2", qwen2::load),
+    ("qwen3", qwen3::load),
 ];
 
 /// Architectures this build can run.
