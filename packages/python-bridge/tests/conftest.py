@@ -20,6 +20,6 @@ pytest_plugins = ["pytester"]
 def runner() -> Iterator[Runner]:
     """A runner that started its own server (the default model), shared by the session."""
     with Runner() as shared:
-        assert shared.server_pid is not None and not process_gone(shared.server_pid)
+        assert shared.server_pid is not None and living_group_members(shared.server_pid)
         yield shared
     assert process_gone(shared.server_pid), f"left behind: {living_group_members(shared.server_pid)}"
