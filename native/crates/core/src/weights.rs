@@ -27,6 +27,8 @@ pub trait Weights {
     ) -> Result<crate::model_config::ModelConfig>;
     /// Tokens a sliding-window layer sees, when the model has such layers.
     fn sliding_window(&self) -> Result<Option<usize>>;
+    /// A float hyperparameter: `<arch>.<name>` in a GGUF, `name` in `config.json`.
+    fn hparam_f32(&self, name: &str) -> Result<Option<f32>>;
     /// Which layers use the sliding window, when the source says so layer by layer.
     fn sliding_layers(&self) -> Result<Option<Vec<bool>>> {
         Ok(None)
@@ -99,6 +101,11 @@ impl Weights for GgufWeights {
         rope_style: crate::layers::RopeStyle,
     ) -> Result<crate::model_config::ModelConfig> {
         crate::model_config::ModelConfig::from_gguf(&self.file, rope_style)
+    }
+
+    fn hparam_f32(&self, name: &str) -> Result<Option<f32>> {
+        let arch = self.file.get_string("general.architecture")?;
+        crate::model_config::arch_f32(&self.file, arch, name)
     }
 
     fn sliding_window(&self) -> Result<Option<usize>> {

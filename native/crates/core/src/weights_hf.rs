@@ -99,7 +99,7 @@ impl HfWeights {
         let (part, kind) = rest.rsplit_once('.')?;
         // Gemma 2/3 norm around both blocks: its `post_attention_layernorm` follows attention,
         // where Llama's is the MLP's pre-norm.
-        let gemma = self.arch == "gemma3";
+        let gemma = self.arch.starts_with("gemma");
         let hf = match part {
             "attn_norm" => "input_layernorm",
             "attn_q" => "self_attn.q_proj",
@@ -274,6 +274,16 @@ impl Weights for HfWeights {
             return Ok(None);
         }
         self.usize_key("sliding_window")
+    }
+
+    fn hparam_f32(&self, name: &str) -> Result<Option<f32>> {
+        match &self.config[name] {
+            Value::Null => Ok(None),
+            v => v
+                .as_f64()
+                .map(|x| Some(x as f32))
+                .ok_or_else(|| self.bad(format!("`{name}` is not a number"))),
+        }
     }
 
     fn sliding_layers(&self) -> Result<Option<Vec<bool>>> {

@@ -326,7 +326,8 @@ fn attend_items_body(
                         };
                         let mut score = dot * p.scale;
                         if let Some(cap) = p.softcap {
-                            score = cap * (score / cap).tanh();
+                            // As llama.cpp: scale by the reciprocal, tanh, scale back.
+                            score = (score * (1.0 / cap)).tanh() * cap;
                         }
                         scratch.scores[scratch.offsets[i] + j - start] = score;
                     }

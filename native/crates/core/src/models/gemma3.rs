@@ -1,7 +1,9 @@
-//! `gemma3`: Gemma 3 text models. Differences from `llama`: embeddings scaled by √d, RMS
-//! QK-norm per head, norms after attention and after the MLP as well as before, GeGLU, NeoX
-//! RoPE with a different base on sliding-window layers (five local layers, then a global one),
-//! and queries scaled by 1/√head_dim before attention. Output tied to the embeddings.
+//! `gemma3`: Gemma 3 text models, and the Gemma decoder that `gemma2` shares. Differences
+//! from `llama`: embeddings scaled by √d, norms after attention and after the MLP as well as
+//! before, GeGLU, NeoX RoPE, queries scaled before attention, sliding-window layers in a fixed
+//! pattern, output tied to the embeddings. Gemma 3 adds an RMS norm per query and key head
+//! and another RoPE base on its local layers (five local, then one global); Gemma 2 has no
+//! QK-norm, alternates local and global layers, and soft-caps attention scores and logits.
 
 use mistralrs_common::ThreadPool;
 use mistralrs_paged_attn::{AttentionParams, KvCache};
@@ -16,18 +18,41 @@ use crate::models::{
 };
 use crate::weights::Weights;
 
-/// Every `SLIDING_PATTERN`-th layer attends globally; the others see a sliding window.
-const SLIDING_PATTERN: usize = 6;
-/// RoPE base of the sliding-window layers (the file's `rope.freq_base` is the global one).
-const LOCAL_ROPE_BASE: f32 = 10_000.0;
+/// What distinguishes the Gemma generations on the shared decoder.
+pub(crate) struct GemmaVariant {
+    pub qk_norm: bool,
+    /// Every `sliding_pattern`-th layer attends globally; the others see the window (when the
+    /// source does not list the layers).
+    pub sliding_pattern: usize,
+    /// RoPE base of the local layers (None: the global one).
+    pub local_rope_base: Option<f32>,
+    /// Soft-caps of attention scores and of the final logits: `cap · tanh(x / cap)`.
+    pub attn_softcap: Option<f32>,
+    pub final_softcap: Option<f32>,
+    /// Layer count of the model whose queries are scaled by `1/√(d/heads)` rather than
+    /// `1/√head_dim` when the source does not give `query_pre_attn_scalar` (the 27B).
+    pub wide_query_scale_layers: usize,
+    /// The window when the source gives none.
+    pub default_window: Option<usize>,
+}
+
+const GEMMA3: GemmaVariant = GemmaVariant {
+    qk_norm: true,
+    sliding_pattern: 6,
+    local_rope_base: Some(10_000.0),
+    attn_softcap: None,
+    final_softcap: None,
+    wide_query_scale_layers: 62,
+    default_window: None,
+};
 
 struct Layer {
     attn_norm: Vec<f32>,
     wq: Linear,
     wk: Linear,
     wv: Linear,
-    q_norm: Vec<f32>,
-    k_norm: Vec<f32>,
+    /// Per-head RMS norms of queries and keys (Gemma 3).
+    qk_norm: Option<[Vec<f32>; 2]>,
     wo: Linear,
     post_attn_norm: Vec<f32>,
     ffn_norm: Vec<f32>,
@@ -47,12 +72,19 @@ pub struct Gemma3 {
     rope_global: Rope,
     rope_local: Rope,
     sliding_window: Option<usize>,
+    q_scale: f32,
+    attn_softcap: Option<f32>,
+    final_softcap: Option<f32>,
 }
 
 impl Gemma3 {
     pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
+        Gemma3::load_variant(w, &GEMMA3)
+    }
+
+    pub(crate) fn load_variant(w: &dyn Weights, variant: &GemmaVariant) -> Result<Box<dyn Model>> {
         let cfg = w.config(RopeStyle::Neox)?;
-        let sliding_window = w.sliding_window()?;
+        let sliding_window = w.sliding_window()?.or(variant.default_window);
         // Which layers see the window: the checkpoint's `layer_types` when it has them,
         // otherwise five local layers, then a global one (as llama.cpp assumes for GGUFs).
         let sliding_layers = match w.sliding_layers()? {
@@ -66,7 +98,7 @@ impl Gemma3 {
             }
             Some(layers) => layers,
             None => (0..cfg.n_layers)
-                .map(|i| i % SLIDING_PATTERN < SLIDING_PATTERN - 1)
+                .map(|i| i % variant.sliding_pattern < variant.sliding_pattern - 1)
                 .collect(),
         };
         let (d, hd) = (cfg.hidden_size, cfg.head_dim);
@@ -80,8 +112,14 @@ impl Gemma3 {
                     wq: w.linear(&p("attn_q"), d, q_dim)?,
                     wk: w.linear(&p("attn_k"), d, kv_dim)?,
                     wv: w.linear(&p("attn_v"), d, kv_dim)?,
-                    q_norm: w.vector(&p("attn_q_norm"), hd)?,
-                    k_norm: w.vector(&p("attn_k_norm"), hd)?,
+                    qk_norm: if variant.qk_norm {
+                        Some([
+                            w.vector(&p("attn_q_norm"), hd)?,
+                            w.vector(&p("attn_k_norm"), hd)?,
+                        ])
+                    } else {
+                        None
+                    },
                     wo: w.linear(&p("attn_output"), q_dim, d)?,
                     post_attn_norm: w.vector(&p("post_attention_norm"), d)?,
                     ffn_norm: w.vector(&p("ffn_norm"), d)?,
@@ -113,9 +151,16 @@ impl Gemma3 {
                 RopeStyle::Neox,
                 hd,
                 cfg.rope_dims,
-                LOCAL_ROPE_BASE,
+                variant.local_rope_base.unwrap_or(cfg.rope_base),
                 RopeScaling::None,
             ),
+            q_scale: 1.0 / query_pre_attn_scalar(w, &cfg, variant)?.sqrt(),
+            attn_softcap: w
+                .hparam_f32("attn_logit_softcapping")?
+                .or(variant.attn_softcap),
+            final_softcap: w
+                .hparam_f32("final_logit_softcapping")?
+                .or(variant.final_softcap),
             embed,
             layers,
             sliding_window,
@@ -166,14 +211,15 @@ impl Model for Gemma3 {
         };
 
         self.embed.lookup(&tokens, (d as f32).sqrt(), x)?; // x: [n, d]
-        let q_scale = 1.0 / (hd as f32).sqrt();
         for (li, layer) in self.layers.iter().enumerate() {
             rms_norm(x, &layer.attn_norm, eps, h); // h: [n, d]
             layer.wq.forward(pool, h, q, &mut scratch.matmul)?; // q: [n, n_heads, hd]
             layer.wk.forward(pool, h, k, &mut scratch.matmul)?; // k: [n, n_kv_heads, hd]
             layer.wv.forward(pool, h, v, &mut scratch.matmul)?; // v: [n, n_kv_heads, hd]
-            rms_norm_inplace(q, &layer.q_norm, eps);
-            rms_norm_inplace(k, &layer.k_norm, eps);
+            if let Some([nq, nk]) = &layer.qk_norm {
+                rms_norm_inplace(q, nq, eps);
+                rms_norm_inplace(k, nk, eps);
+            }
             let rope = if layer.sliding {
                 &self.rope_local
             } else {
@@ -181,14 +227,14 @@ impl Model for Gemma3 {
             };
             rope.apply(q, &positions, c.n_heads);
             rope.apply(k, &positions, c.n_kv_heads);
-            q.iter_mut().for_each(|v| *v *= q_scale);
+            q.iter_mut().for_each(|v| *v *= self.q_scale);
 
             let params = AttentionParams {
                 n_heads: c.n_heads,
                 n_kv_heads: c.n_kv_heads,
                 head_dim: hd,
                 scale: 1.0,
-                softcap: None,
+                softcap: self.attn_softcap,
                 sliding_window: if layer.sliding {
                     self.sliding_window
                 } else {
@@ -220,8 +266,30 @@ impl Model for Gemma3 {
             scratch,
             logits,
         )?;
+        if let Some(cap) = self.final_softcap {
+            // As llama.cpp: scale by the reciprocal, tanh, scale back.
+            let inv = 1.0 / cap;
+            logits.iter_mut().for_each(|l| *l = (*l * inv).tanh() * cap);
+        }
         scratch.give_back(bufs);
         scratch.positions = positions;
         Ok(())
     }
+}
+
+/// What queries are divided by the square root of: the checkpoint's `query_pre_attn_scalar`,
+/// or as llama.cpp decides for GGUFs (head size; hidden size per head for the 27B models).
+fn query_pre_attn_scalar(
+    w: &dyn Weights,
+    cfg: &ModelConfig,
+    variant: &GemmaVariant,
+) -> Result<f32> {
+    if let Some(s) = w.hparam_f32("query_pre_attn_scalar")? {
+        return Ok(s);
+    }
+    Ok(if cfg.n_layers == variant.wide_query_scale_layers {
+        (cfg.hidden_size / cfg.n_heads) as f32
+    } else {
+        cfg.head_dim as f32
+    })
 }
