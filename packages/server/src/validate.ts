@@ -74,7 +74,9 @@ export function requireObjectBody(body: unknown): RequestBody {
 }
 
 export function validateChatRequest(body: RequestBody, ctx: ValidationContext): ChatCompletionRequest {
-  rejectUnsupported(body, { tools: 'tools', response_format: 'response_format' });
+  // `grammar` is the seed's extension (constrained decoding): refused until it is honoured,
+  // rather than silently generating unconstrained text.
+  rejectUnsupported(body, { tools: 'tools', response_format: 'response_format', grammar: 'grammar' });
   const logprobs = readBoolean(body, 'logprobs') ?? false;
   const topLogprobs = readInteger(body, 'top_logprobs', { min: 0, max: ctx.limits.maxTopLogprobs });
   if (topLogprobs !== undefined && !logprobs) {
@@ -89,7 +91,7 @@ export function validateChatRequest(body: RequestBody, ctx: ValidationContext): 
 }
 
 export function validateCompletionRequest(body: RequestBody, ctx: ValidationContext): CompletionRequest {
-  rejectUnsupported(body, { echo: 'echo', suffix: 'suffix' });
+  rejectUnsupported(body, { echo: 'echo', suffix: 'suffix', grammar: 'grammar', response_format: 'response_format' });
   const common = readCommon(body, ctx);
   // best_of > n (generate more, return the best) is not offered; best_of = n changes nothing.
   const bestOf = readInteger(body, 'best_of', { min: 1 });

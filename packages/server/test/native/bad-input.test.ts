@@ -101,6 +101,9 @@ const cases: BadCase[] = [
   { name: 'a path as the model', body: chat({ model: '../../etc/passwd' }), status: 404, param: 'model', code: 'model_not_found' },
   { name: 'tools', body: chat({ tools: [{ type: 'function', function: { name: 'f' } }] }), status: 400, param: 'tools', code: 'unsupported_parameter' },
   { name: 'a json_schema response format', body: chat({ response_format: { type: 'json_schema' } }), status: 400, param: 'response_format' },
+  // Until constrained decoding lands, a grammar is refused rather than ignored.
+  { name: 'a grammar (chat)', body: chat({ grammar: { type: 'regex', value: '[0-9]+' } }), status: 400, param: 'grammar', code: 'unsupported_parameter' },
+  { name: 'a grammar (completion)', path: '/v1/completions', body: completion({ grammar: { type: 'regex', value: '[0-9]+' } }), status: 400, param: 'grammar', code: 'unsupported_parameter' },
   { name: 'a chat prompt longer than the context', body: chat({ messages: [{ role: 'user', content: longText }] }), status: 400, param: 'messages', code: 'context_length_exceeded' },
   { name: 'a text prompt longer than the context', path: '/v1/completions', body: completion({ prompt: longText }), status: 400, param: 'prompt', code: 'context_length_exceeded' },
   { name: 'a missing prompt', path: '/v1/completions', body: { model: MODEL_ID }, status: 400, param: 'prompt' },
