@@ -97,9 +97,9 @@ impl HfWeights {
         let rest = gguf.strip_prefix("blk.")?;
         let (layer, rest) = rest.split_once('.')?;
         let (part, kind) = rest.rsplit_once('.')?;
-        // Gemma 2/3 norm around both blocks: its `post_attention_layernorm` follows attention,
-        // where Llama's is the MLP's pre-norm.
-        let gemma = self.arch.starts_with("gemma");
+        // Gemma 2/3 norm around both blocks: their `post_attention_layernorm` follows
+        // attention, where Llama's (and Gemma 1's) is the MLP's pre-norm.
+        let gemma = self.arch == "gemma2" || self.arch == "gemma3";
         let hf = match part {
             "attn_norm" => "input_layernorm",
             "attn_q" => "self_attn.q_proj",

@@ -27,6 +27,7 @@ const CASES: Array<[string, TinySpec, string]> = [
   ['mistral (window 4)', { arch: 'mistral', slidingWindow: 4 }, 'llama'],
   ['qwen2', { arch: 'qwen2' }, 'qwen2'],
   ['qwen3', { arch: 'qwen3' }, 'qwen3'],
+  ['gemma', { arch: 'gemma' }, 'gemma'],
   ['gemma2 (window 4, soft-caps)', { arch: 'gemma2', slidingWindow: 4 }, 'gemma2'],
   ['gemma3 (window 4)', { arch: 'gemma3', slidingWindow: 4 }, 'gemma3'],
   ['llama, Llama 3 scaling', { arch: 'llama', ropeScaling: { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalContext: 64 } }, 'llama'],

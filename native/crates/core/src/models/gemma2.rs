@@ -9,6 +9,7 @@ use crate::weights::Weights;
 
 const GEMMA2: GemmaVariant = GemmaVariant {
     qk_norm: false,
+    post_norms: true,
     sliding_pattern: 2,
     local_rope_base: None,
     attn_softcap: Some(50.0),

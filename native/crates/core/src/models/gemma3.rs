@@ -1,9 +1,10 @@
-//! `gemma3`: Gemma 3 text models, and the Gemma decoder that `gemma2` shares. Differences
+//! `gemma3`: Gemma 3 text models, and the Gemma decoder that `gemma` and `gemma2` share. Differences
 //! from `llama`: embeddings scaled by √d, norms after attention and after the MLP as well as
 //! before, GeGLU, NeoX RoPE, queries scaled before attention, sliding-window layers in a fixed
 //! pattern, output tied to the embeddings. Gemma 3 adds an RMS norm per query and key head
 //! and another RoPE base on its local layers (five local, then one global); Gemma 2 has no
-//! QK-norm, alternates local and global layers, and soft-caps attention scores and logits.
+//! QK-norm, alternates local and global layers, and soft-caps attention scores and logits;
+//! Gemma (1) has neither post-norms nor windows.
 
 use mistralrs_common::ThreadPool;
 use mistralrs_paged_attn::{AttentionParams, KvCache};
@@ -21,6 +22,8 @@ use crate::weights::Weights;
 /// What distinguishes the Gemma generations on the shared decoder.
 pub(crate) struct GemmaVariant {
     pub qk_norm: bool,
+    /// Norms after attention and after the MLP too (Gemma 2 and 3), not only before.
+    pub post_norms: bool,
     /// Every `sliding_pattern`-th layer attends globally; the others see the window (when the
     /// source does not list the layers).
     pub sliding_pattern: usize,
@@ -38,6 +41,7 @@ pub(crate) struct GemmaVariant {
 
 const GEMMA3: GemmaVariant = GemmaVariant {
     qk_norm: true,
+    post_norms: true,
     sliding_pattern: 6,
     local_rope_base: Some(10_000.0),
     attn_softcap: None,
@@ -54,12 +58,12 @@ struct Layer {
     /// Per-head RMS norms of queries and keys (Gemma 3).
     qk_norm: Option<[Vec<f32>; 2]>,
     wo: Linear,
-    post_attn_norm: Vec<f32>,
+    /// Norms after attention and after the MLP (Gemma 2 and 3).
+    post_norms: Option<[Vec<f32>; 2]>,
     ffn_norm: Vec<f32>,
     w_gate: Linear,
     w_up: Linear,
     w_down: Linear,
-    post_ffn_norm: Vec<f32>,
     sliding: bool,
 }
 
@@ -121,12 +125,18 @@ impl Gemma3 {
                         None
                     },
                     wo: w.linear(&p("attn_output"), q_dim, d)?,
-                    post_attn_norm: w.vector(&p("post_attention_norm"), d)?,
+                    post_norms: if variant.post_norms {
+                        Some([
+                            w.vector(&p("post_attention_norm"), d)?,
+                            w.vector(&p("post_ffw_norm"), d)?,
+                        ])
+                    } else {
+                        None
+                    },
                     ffn_norm: w.vector(&p("ffn_norm"), d)?,
                     w_gate: w.linear(&p("ffn_gate"), d, cfg.intermediate_size)?,
                     w_up: w.linear(&p("ffn_up"), d, cfg.intermediate_size)?,
                     w_down: w.linear(&p("ffn_down"), cfg.intermediate_size, d)?,
-                    post_ffn_norm: w.vector(&p("post_ffw_norm"), d)?,
                     sliding: sliding_window.is_some() && sliding_layers[i],
                 })
             })
@@ -244,16 +254,14 @@ impl Model for Gemma3 {
             };
             paged_attention(pool, cache, li, batch, &positions, q, k, v, &params, attn)?;
             layer.wo.forward(pool, attn, o, &mut scratch.matmul)?; // o: [n, d]
-            rms_norm(o, &layer.post_attn_norm, eps, h);
-            x.iter_mut().zip(h.iter()).for_each(|(a, b)| *a += b);
+            add_block_output(x, o, h, layer.post_norms.as_ref().map(|n| &n[0][..]), eps);
 
             rms_norm(x, &layer.ffn_norm, eps, h);
             layer.w_gate.forward(pool, h, gate, &mut scratch.matmul)?; // gate: [n, ff]
             layer.w_up.forward(pool, h, up, &mut scratch.matmul)?; // up: [n, ff]
             geglu(gate, up);
             layer.w_down.forward(pool, gate, o, &mut scratch.matmul)?; // o: [n, d]
-            rms_norm(o, &layer.post_ffn_norm, eps, h);
-            x.iter_mut().zip(h.iter()).for_each(|(a, b)| *a += b);
+            add_block_output(x, o, h, layer.post_norms.as_ref().map(|n| &n[1][..]), eps);
         }
 
         last_token_logits(
@@ -275,6 +283,18 @@ impl Model for Gemma3 {
         scratch.positions = positions;
         Ok(())
     }
+}
+
+/// The residual update `x += norm(o)` (or `x += o` without a post-norm); `h` is scratch.
+fn add_block_output(x: &mut [f32], o: &[f32], h: &mut [f32], post_norm: Option<&[f32]>, eps: f32) {
+    let out = match post_norm {
+        Some(norm) => {
+            rms_norm(o, norm, eps, h);
+            &*h
+        }
+        None => o,
+    };
+    x.iter_mut().zip(out).for_each(|(a, b)| *a += b);
 }
 
 /// What queries are divided by the square root of: the checkpoint's `query_pre_attn_scalar`,

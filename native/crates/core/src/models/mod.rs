@@ -13,6 +13,7 @@ use crate::model_error::{ModelError, Result};
 use crate::weights::{GgufWeights, Weights};
 use crate::weights_hf::HfWeights;
 
+pub mod gemma;
 pub mod gemma2;
 pub mod gemma3;
 pub mod llama;
@@ -89,6 +90,7 @@ type Loader = fn(&dyn Weights) -> Result<Box<dyn Model>>;
 
 /// Architecture id → loader. Adding a model = one file + one line here.
 const REGISTRY: &[(&str, Loader)] = &[
+    ("gemma", gemma::load),
     ("gemma2", gemma2::load),
     ("gemma3", gemma3::Gemma3::load),
     ("llama", llama::Llama::load),
