@@ -16,6 +16,15 @@ pub trait Weights {
     fn has(&self, name: &str) -> bool;
     /// A `[out, in]` linear layer.
     fn linear(&self, name: &str, in_features: usize, out_features: usize) -> Result<Linear>;
+    /// Rows `rows` of a `[total_rows, in]` matrix as a linear layer of their own (the parts of
+    /// a fused projection, e.g. Phi 3's QKV).
+    fn linear_rows(
+        &self,
+        name: &str,
+        in_features: usize,
+        total_rows: usize,
+        rows: std::ops::Range<usize>,
+    ) -> Result<Linear>;
     fn embedding(&self, name: &str, dim: usize, vocab: usize) -> Result<Embedding>;
     /// A vector (norm weights, biases) as f32.
     fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>>;
@@ -40,6 +49,26 @@ pub trait Weights {
         } else {
             Ok(None)
         }
+    }
+}
+
+/// Rows `rows` of a matrix whose rows hold `in_features` elements of `ty`, in place.
+pub(crate) fn row_slice(
+    bytes: WeightBytes,
+    ty: mistralrs_quant::GgmlType,
+    in_features: usize,
+    rows: std::ops::Range<usize>,
+) -> WeightBytes {
+    let row_bytes = ty.bytes_for(in_features as u64).unwrap_or(0) as usize;
+    match bytes {
+        WeightBytes::Mapped { file, offset, .. } => WeightBytes::Mapped {
+            file,
+            offset: offset + rows.start * row_bytes,
+            len: rows.len() * row_bytes,
+        },
+        WeightBytes::Owned(v) => WeightBytes::Owned(std::sync::Arc::new(
+            v[rows.start * row_bytes..rows.end * row_bytes].to_vec(),
+        )),
     }
 }
 
@@ -125,6 +154,23 @@ impl Weights for GgufWeights {
             out_features,
             in_features,
             self.bytes(info),
+        )?)
+    }
+
+    fn linear_rows(
+        &self,
+        name: &str,
+        in_features: usize,
+        total_rows: usize,
+        rows: std::ops::Range<usize>,
+    ) -> Result<Linear> {
+        let info = self.info(name)?;
+        self.expect_dims(info, &[in_features, total_rows])?;
+        Ok(Linear::new(
+            info.ty,
+            rows.len(),
+            in_features,
+            row_slice(self.bytes(info), info.ty, in_features, rows),
         )?)
     }
 

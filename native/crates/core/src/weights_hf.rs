@@ -106,6 +106,8 @@ impl HfWeights {
             "attn_k" => "self_attn.k_proj",
             "attn_v" => "self_attn.v_proj",
             "attn_output" => "self_attn.o_proj",
+            "attn_qkv" => "self_attn.qkv_proj",
+            "ffn_up" if self.arch == "phi3" => "mlp.gate_up_proj",
             "attn_q_norm" => "self_attn.q_norm",
             "attn_k_norm" => "self_attn.k_norm",
             "post_attention_norm" if gemma => "post_attention_layernorm",
@@ -210,6 +212,19 @@ impl Weights for HfWeights {
     fn linear(&self, name: &str, in_features: usize, out_features: usize) -> Result<Linear> {
         let (ty, bytes) = self.matrix(name, out_features, in_features)?;
         Ok(Linear::new(ty, out_features, in_features, bytes)?)
+    }
+
+    fn linear_rows(
+        &self,
+        name: &str,
+        in_features: usize,
+        total_rows: usize,
+        rows: std::ops::Range<usize>,
+    ) -> Result<Linear> {
+        let (ty, bytes) = self.matrix(name, total_rows, in_features)?;
+        let n = rows.len();
+        let bytes = crate::weights::row_slice(bytes, ty, in_features, rows);
+        Ok(Linear::new(ty, n, in_features, bytes)?)
     }
 
     fn embedding(&self, name: &str, dim: usize, vocab: usize) -> Result<Embedding> {

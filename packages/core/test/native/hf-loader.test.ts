@@ -27,6 +27,7 @@ const CASES: Array<[string, TinySpec, string]> = [
   ['mistral (window 4)', { arch: 'mistral', slidingWindow: 4 }, 'llama'],
   ['qwen2', { arch: 'qwen2' }, 'qwen2'],
   ['qwen3', { arch: 'qwen3' }, 'qwen3'],
+  ['phi3', { arch: 'phi3' }, 'phi3'],
   ['gemma', { arch: 'gemma' }, 'gemma'],
   ['gemma2 (window 4, soft-caps)', { arch: 'gemma2', slidingWindow: 4 }, 'gemma2'],
   ['gemma3 (window 4)', { arch: 'gemma3', slidingWindow: 4 }, 'gemma3'],

@@ -40,19 +40,39 @@ pub struct Llama {
     rope: Rope,
     /// Mistral v0.1's window (from `config.json`; llama.cpp's GGUFs of it carry none).
     sliding_window: Option<usize>,
+    prescale_queries: bool,
+}
+
+/// What distinguishes the architectures that reuse the Llama decoder.
+#[derive(Clone, Copy)]
+pub(crate) struct LlamaVariant {
+    /// Rotation on GGUF weights (Llama's converter permutes Q/K rows for adjacent pairs).
+    pub rope_style: RopeStyle,
+    /// Queries are multiplied by 1/√head_dim before attention rather than the scores after
+    /// (Phi 3, as llama.cpp computes it: the roundings differ).
+    pub prescale_queries: bool,
+}
+
+impl Default for LlamaVariant {
+    fn default() -> Self {
+        LlamaVariant {
+            rope_style: RopeStyle::Normal,
+            prescale_queries: false,
+        }
+    }
 }
 
 impl Llama {
     pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
         // The GGUF converter permutes Llama's Q/K rows so that ggml's adjacent-pair rotation
         // applies.
-        Llama::load_variant(w, RopeStyle::Normal)
+        Llama::load_variant(w, LlamaVariant::default())
     }
 
     /// The Llama decoder as other architectures use it (Qwen 2: NeoX rotation, and Q/K/V
     /// biases wherever the file has them).
-    pub(crate) fn load_variant(w: &dyn Weights, rope_style: RopeStyle) -> Result<Box<dyn Model>> {
-        let cfg = w.config(rope_style)?;
+    pub(crate) fn load_variant(w: &dyn Weights, variant: LlamaVariant) -> Result<Box<dyn Model>> {
+        let cfg = w.config(variant.rope_style)?;
         let (d, hd) = (cfg.hidden_size, cfg.head_dim);
         let q_dim = cfg.n_heads * hd;
         let kv_dim = cfg.n_kv_heads * hd;
@@ -60,11 +80,39 @@ impl Llama {
         let layers = (0..cfg.n_layers)
             .map(|i| {
                 let p = |t: &str| format!("blk.{i}.{t}.weight");
+                // Phi 3 fuses Q, K and V into one matrix, and the gate and up projections.
+                let fused_qkv = w.has(&p("attn_qkv"));
+                let (wq, wk, wv) = if fused_qkv {
+                    let total = q_dim + 2 * kv_dim;
+                    (
+                        w.linear_rows(&p("attn_qkv"), d, total, 0..q_dim)?,
+                        w.linear_rows(&p("attn_qkv"), d, total, q_dim..q_dim + kv_dim)?,
+                        w.linear_rows(&p("attn_qkv"), d, total, q_dim + kv_dim..total)?,
+                    )
+                } else {
+                    (
+                        w.linear(&p("attn_q"), d, q_dim)?,
+                        w.linear(&p("attn_k"), d, kv_dim)?,
+                        w.linear(&p("attn_v"), d, kv_dim)?,
+                    )
+                };
+                let ff = cfg.intermediate_size;
+                let (w_gate, w_up) = if w.has(&p("ffn_gate")) {
+                    (
+                        w.linear(&p("ffn_gate"), d, ff)?,
+                        w.linear(&p("ffn_up"), d, ff)?,
+                    )
+                } else {
+                    (
+                        w.linear_rows(&p("ffn_up"), d, 2 * ff, 0..ff)?,
+                        w.linear_rows(&p("ffn_up"), d, 2 * ff, ff..2 * ff)?,
+                    )
+                };
                 Ok(Layer {
                     attn_norm: w.vector(&p("attn_norm"), d)?,
-                    wq: w.linear(&p("attn_q"), d, q_dim)?,
-                    wk: w.linear(&p("attn_k"), d, kv_dim)?,
-                    wv: w.linear(&p("attn_v"), d, kv_dim)?,
+                    wq,
+                    wk,
+                    wv,
                     qkv_bias: match (
                         w.vector_opt(&format!("blk.{i}.attn_q.bias"), q_dim)?,
                         w.vector_opt(&format!("blk.{i}.attn_k.bias"), kv_dim)?,
@@ -82,8 +130,8 @@ impl Llama {
                     },
                     wo: w.linear(&p("attn_output"), q_dim, d)?,
                     ffn_norm: w.vector(&p("ffn_norm"), d)?,
-                    w_gate: w.linear(&p("ffn_gate"), d, cfg.intermediate_size)?,
-                    w_up: w.linear(&p("ffn_up"), d, cfg.intermediate_size)?,
+                    w_gate,
+                    w_up,
                     w_down: w.linear(&p("ffn_down"), cfg.intermediate_size, d)?,
                 })
             })
@@ -106,6 +154,7 @@ impl Llama {
             layers,
             rope,
             sliding_window: w.sliding_window()?,
+            prescale_queries: variant.prescale_queries,
             cfg,
         }))
     }
@@ -151,7 +200,11 @@ impl Model for Llama {
             n_heads: c.n_heads,
             n_kv_heads: c.n_kv_heads,
             head_dim: hd,
-            scale: 1.0 / (hd as f32).sqrt(),
+            scale: if self.prescale_queries {
+                1.0
+            } else {
+                1.0 / (hd as f32).sqrt()
+            },
             softcap: None,
             sliding_window: self.sliding_window,
             single_token_step: false, // set per sequence
@@ -172,6 +225,10 @@ impl Model for Llama {
             }
             self.rope.apply(q, &positions, c.n_heads);
             self.rope.apply(k, &positions, c.n_kv_heads);
+            if self.prescale_queries {
+                let s = 1.0 / (hd as f32).sqrt();
+                q.iter_mut().for_each(|v| *v *= s);
+            }
 
             // [n, n_heads, hd] attention output, keys and values stored first.
             paged_attention(pool, cache, li, batch, &positions, q, k, v, &params, attn)?;

@@ -17,6 +17,7 @@ pub mod gemma;
 pub mod gemma2;
 pub mod gemma3;
 pub mod llama;
+pub mod phi3;
 pub mod qwen2;
 pub mod qwen3;
 
@@ -94,6 +95,7 @@ const REGISTRY: &[(&str, Loader)] = &[
     ("gemma2", gemma2::load),
     ("gemma3", gemma3::Gemma3::load),
     ("llama", llama::Llama::load),
+    ("phi3", phi3::load),
     ("qwen2", qwen2::load),
     ("qwen3", qwen3::load),
 ];

@@ -3,10 +3,16 @@
 
 use crate::layers::RopeStyle;
 use crate::model_error::Result;
-use crate::models::llama::Llama;
+use crate::models::llama::{Llama, LlamaVariant};
 use crate::models::Model;
 use crate::weights::Weights;
 
 pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
-    Llama::load_variant(w, RopeStyle::Neox)
+    Llama::load_variant(
+        w,
+        LlamaVariant {
+            rope_style: RopeStyle::Neox,
+            prescale_queries: false,
+        },
+    )
 }
