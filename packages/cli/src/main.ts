@@ -1,3 +1,4 @@
+import { architectureMatrix } from '@mistralrs/core';
 import { parseByteSize } from '@mistralrs/server';
 import yargs, { type Argv } from 'yargs';
 
@@ -149,6 +150,15 @@ export async function main(argv: string[]): Promise<number> {
           .option('max-array', { type: 'number', default: 8, describe: 'array items shown per metadata key (text output only)' }),
       async (args) => {
         exitCode = await inspectCommand({ file: args.file, json: args.json, maxArray: args['max-array'] });
+      },
+    )
+    .command(
+      'architectures',
+      'Print the architecture matrix (which of mistral.rs\'s architectures this build runs) as Markdown',
+      (y) => y,
+      () => {
+        process.stdout.write(`${architectureMatrix()}\n`);
+        exitCode = 0;
       },
     )
     .command(

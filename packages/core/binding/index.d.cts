@@ -78,6 +78,8 @@ export interface RuntimeInfo {
   selectedIsa: string
   /** Threads of the process's pool (`MISTRALRS_NUM_THREADS` or the available cores). */
   threads: number
+  /** Architecture ids the native model registry can build. */
+  architectures: Array<string>
 }
 
 export interface SamplingOptions {

@@ -9,6 +9,7 @@ export {
   type RegistryModel,
   type RegistryModelPart,
 } from './registry-models.js';
+export { ARCHITECTURES, architectureMatrix, type ArchitectureRow } from './architectures.js';
 export { runtimeInfo, type RuntimeInfo } from './runtime-info.js';
 export {
   IncrementalDecoder,

@@ -9,6 +9,9 @@ export interface RuntimeInfo {
   selectedIsa: string;
   /** Threads of the native pool (`MISTRALRS_NUM_THREADS` or the available cores). */
   threads: number;
+  /** Architecture ids the native model registry can build (`general.architecture`,
+   * `model_type`). */
+  architectures: string[];
 }
 
 /** What the native layer sees of this machine. */

@@ -13,6 +13,8 @@ pub struct RuntimeInfo {
     pub selected_isa: String,
     /// Threads of the process's pool (`MISTRALRS_NUM_THREADS` or the available cores).
     pub threads: u32,
+    /// Architecture ids the native model registry can build.
+    pub architectures: Vec<String>,
 }
 
 #[napi(catch_unwind)]
@@ -23,5 +25,9 @@ pub fn runtime_info() -> RuntimeInfo {
         best_isa: features.best_isa().name().to_string(),
         selected_isa: selected_isa().name().to_string(),
         threads: ThreadPool::global().n_threads() as u32,
+        architectures: mistralrs_core::models::supported_architectures()
+            .into_iter()
+            .map(String::from)
+            .collect(),
     }
 }
