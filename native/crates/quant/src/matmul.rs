@@ -5,7 +5,7 @@
 
 use mistralrs_common::{Isa, ParallelCtx, ThreadPool};
 
-use crate::formats::{clamp_isa, type_traits, TypeTraits};
+use crate::formats::{clamp_isa, type_traits, TypeTraits, VecDotX4Fn};
 use crate::{GgmlType, QuantError, Result};
 
 /// Rows handed to a thread at a time: a multiple of 8 so that repacked 8-row layouts (later)
@@ -230,12 +230,6 @@ fn check_shapes(w: &QMatrix<'_>, x: &[f32], y: &[f32]) -> Result<usize> {
     Ok(n_tokens)
 }
 
-/// One thread's share: a block of output rows, all tokens. Rows go in chunks so that a chunk
-/// of weights stays in cache while every token's activation passes over it.
-/// Kernels taking four activation rows at once, for the types that have one; bit-identical
-/// to four single dot products.
-type VecDotX4Fn = fn(Isa, usize, &[u8], [&[u8]; 4]) -> [f32; 4];
-
 fn vec_dot_x4(ty: GgmlType) -> Option<VecDotX4Fn> {
     match ty {
         GgmlType::Q4_1 => Some(crate::formats::q4_1::vec_dot_x4),
@@ -262,6 +256,8 @@ fn repacked_orders(w: &QMatrix<'_>) -> Option<[crate::formats::VecDotFn; 2]> {
     }
 }
 
+/// One thread's share: a block of output rows, all tokens. Rows go in chunks so that a chunk
+/// of weights stays in cache while every token's activation passes over it.
 #[allow(clippy::too_many_arguments)]
 fn dot_rows(
     ctx: &ParallelCtx,
@@ -277,16 +273,12 @@ fn dot_rows(
     let vec_dot = w.traits.vec_dot;
     let x4 = vec_dot_x4(w.ty);
     let repacked = repacked_orders(w);
-    // For each token, whether it falls in a full group of 4 of its own sequence.
-    let in_group: Vec<bool> = match repacked {
-        None => Vec::new(),
-        Some(_) if sequence_rows.is_empty() => {
-            (0..n_tokens).map(|t| t < n_tokens - n_tokens % 4).collect()
-        }
-        Some(_) => sequence_rows
-            .iter()
-            .flat_map(|&n| (0..n).map(move |t| t < n - n % 4))
-            .collect(),
+    // The sequences' row counts (one sequence when none are given), for the grouping below.
+    let whole = [n_tokens];
+    let sequences = if sequence_rows.is_empty() {
+        &whole[..]
+    } else {
+        sequence_rows
     };
     let act = |t: usize| &activation[t * act_row_bytes..(t + 1) * act_row_bytes];
     // SAFETY (both writes below): row r belongs to this thread alone and t*rows + r < y.len()
@@ -298,9 +290,15 @@ fn dot_rows(
         let mut t = 0;
         if let Some([gemm, gemv]) = repacked {
             for r in chunk_start..chunk_end {
-                for (t, &grouped) in in_group.iter().enumerate() {
-                    let dot = if grouped { gemm } else { gemv };
-                    store(t, r, dot(isa, w.cols, w.row(r), act(t)));
+                let mut first = 0;
+                for &len in sequences {
+                    // Rows in a full group of 4 of their own sequence take the GEMM order.
+                    let grouped = len - len % 4;
+                    for i in 0..len {
+                        let dot = if i < grouped { gemm } else { gemv };
+                        store(first + i, r, dot(isa, w.cols, w.row(r), act(first + i)));
+                    }
+                    first += len;
                 }
             }
             t = n_tokens;

@@ -40,6 +40,10 @@ pub type QuantizeFn = fn(src: &[f32], dst: &mut [u8]);
 /// converted to `vec_dot_type`. Both slices hold exactly `n` elements' worth of blocks.
 pub type VecDotFn = fn(isa: Isa, n: usize, weights: &[u8], activation: &[u8]) -> f32;
 
+/// Kernels taking four activation rows at once, for the types that have one; bit-identical
+/// to four single dot products.
+pub type VecDotX4Fn = fn(Isa, usize, &[u8], [&[u8]; 4]) -> [f32; 4];
+
 /// What a type can do, in the manner of ggml's `type_traits`.
 pub struct TypeTraits {
     pub ty: GgmlType,

@@ -205,24 +205,14 @@ mod tests {
 
     #[test]
     fn x4_equals_four_single_dots_bit_for_bit() {
-        let mut rng = Rng::new(43);
-        for nb in [1usize, 3, 20, 64] {
-            let n = nb * QK5_0;
-            let w = random_row(&mut rng, &LAYOUT, nb, 1.0);
-            let acts: Vec<Vec<u8>> = (0..4)
-                .map(|_| random_row(&mut rng, &ACT, nb, 1.0))
-                .collect();
-            for isa in Isa::available() {
-                let four = vec_dot_x4(isa, n, &w, [&acts[0], &acts[1], &acts[2], &acts[3]]);
-                for t in 0..4 {
-                    assert_eq!(
-                        four[t].to_bits(),
-                        vec_dot(isa, n, &w, &acts[t]).to_bits(),
-                        "{isa} nb={nb} t={t}"
-                    );
-                }
-            }
-        }
+        check_x4_bit_for_bit(
+            43,
+            QK5_0,
+            (&LAYOUT, &ACT),
+            &[1, 3, 20, 64],
+            vec_dot_x4,
+            vec_dot,
+        );
     }
 
     #[test]

@@ -438,6 +438,36 @@ pub(crate) mod test_support {
         row
     }
 
+    /// The four-row kernel gives each row's single dot product to the bit, on every tier, for
+    /// rows of each block count in `block_counts` (`block` elements per block).
+    pub fn check_x4_bit_for_bit(
+        seed: u64,
+        block: usize,
+        (weights, acts): (&Layout, &Layout),
+        block_counts: &[usize],
+        x4: crate::formats::VecDotX4Fn,
+        single: crate::formats::VecDotFn,
+    ) {
+        let mut rng = Rng::new(seed);
+        for &nb in block_counts {
+            let n = nb * block;
+            let w = random_row(&mut rng, weights, nb, 1.0);
+            let a: Vec<Vec<u8>> = (0..4)
+                .map(|_| random_row(&mut rng, acts, nb, 1.0))
+                .collect();
+            for isa in Isa::available() {
+                let four = x4(isa, n, &w, [&a[0], &a[1], &a[2], &a[3]]);
+                for (t, value) in four.iter().enumerate() {
+                    assert_eq!(
+                        value.to_bits(),
+                        single(isa, n, &w, &a[t]).to_bits(),
+                        "{isa} nb={nb} t={t}"
+                    );
+                }
+            }
+        }
+    }
+
     /// Edge blocks: scales 0, ±65504 (largest finite f16), 1, the smallest subnormal and
     /// -0.5, crossed with quant bytes all 0x00, all 0xFF (every nibble and bit at its min or
     /// max), 0x80, 0x7F, 0x88, 0x0F, 0xF0 and 0x5A. `salt` rotates the combinations so a
@@ -546,24 +576,14 @@ mod tests {
 
     #[test]
     fn x4_equals_four_single_dots_bit_for_bit() {
-        let mut rng = Rng::new(43);
-        for nb in [1usize, 3, 20, 64] {
-            let n = nb * QK8_0;
-            let w = random_row(&mut rng, &LAYOUT, nb, 1.0);
-            let acts: Vec<Vec<u8>> = (0..4)
-                .map(|_| random_row(&mut rng, &ACT, nb, 1.0))
-                .collect();
-            for isa in Isa::available() {
-                let four = vec_dot_x4(isa, n, &w, [&acts[0], &acts[1], &acts[2], &acts[3]]);
-                for t in 0..4 {
-                    assert_eq!(
-                        four[t].to_bits(),
-                        vec_dot(isa, n, &w, &acts[t]).to_bits(),
-                        "{isa} nb={nb} t={t}"
-                    );
-                }
-            }
-        }
+        check_x4_bit_for_bit(
+            43,
+            QK8_0,
+            (&LAYOUT, &ACT),
+            &[1, 3, 20, 64],
+            vec_dot_x4,
+            vec_dot,
+        );
     }
 
     #[test]
