@@ -17,7 +17,7 @@ import { binding, type Binding } from '../native.js';
 import { Tokenizer } from '../tokenizer.js';
 import { Generation } from './generation.js';
 import { isHfFolder, resolveGgufPath } from './model-source.js';
-import type { GenerationChunk, GenerationOptions, GenerationResult } from './sampling.js';
+import type { GenerationChunk, GenerationOptions } from './sampling.js';
 import { Scheduler } from './scheduler.js';
 import { Sequence } from './sequence.js';
 import { StopStringMatcher } from './stop-strings.js';

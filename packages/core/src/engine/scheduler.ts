@@ -249,7 +249,6 @@ export class Scheduler {
     this.#pool.release(seq.blocks);
     seq.blocks = [];
     seq.computed = 0;
-    seq.preemptions++;
     this.preemptions++;
     callNativeSync(() => this.model.removeSequence(seq.id));
     this.#waiting.unshift(victim);

@@ -40,8 +40,6 @@ export class Sequence {
   pending: number | undefined;
   finishReason: FinishReason | undefined;
   logits: Float32Array | undefined;
-  /** Preemptions so far (the cache was given up and is recomputed). */
-  preemptions = 0;
   text = '';
   readonly #setup: SequenceSetup;
   #firstStep = 0;
