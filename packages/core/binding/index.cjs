@@ -835,9 +835,12 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.ConstraintHandle = nativeBinding.ConstraintHandle
 module.exports.DecoderHandle = nativeBinding.DecoderHandle
+module.exports.GrammarCompilerHandle = nativeBinding.GrammarCompilerHandle
 module.exports.ModelHandle = nativeBinding.ModelHandle
 module.exports.TokenizerHandle = nativeBinding.TokenizerHandle
+module.exports.createGrammarCompiler = nativeBinding.createGrammarCompiler
 module.exports.loadModel = nativeBinding.loadModel
 module.exports.runtimeInfo = nativeBinding.runtimeInfo
 module.exports.tokenizerFromFile = nativeBinding.tokenizerFromFile

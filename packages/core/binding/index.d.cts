@@ -9,6 +9,15 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** A compiled grammar, not yet started: each sequence that uses it reads from its own copy. */
+export declare class ConstraintHandle {
+  /**
+   * The tokens a grammar-constrained sequence is allowed next, given what it has read so
+   * far (`tokens`); for tests and tools. Empty once nothing but the end is allowed.
+   */
+  allowedAfter(tokens: Array<number>, vocab: number): Array<number>
+}
+
 /** Incremental decoding state of one generation. */
 export declare class DecoderHandle {
   /** The text completed by `id`, "" while a character is incomplete. */
@@ -16,14 +25,24 @@ export declare class DecoderHandle {
   flush(): string
 }
 
+export declare class GrammarCompilerHandle {
+  /**
+   * Compiles `value` as a grammar of `kind` (`json_schema`, `json_object`, `regex`, `lark`,
+   * `llguidance`); rejects with an `InvalidArgumentError` naming the problem.
+   */
+  compile(kind: string, value: string): Promise<ConstraintHandle>
+  get vocabSize(): number
+}
+
 export declare class ModelHandle {
   info(): ModelInfo
   /**
    * Registers a sequence and its sampling parameters; `history` is what it has seen already
    * without stepping through it (a prompt prefix whose cache blocks it shares), for the
-   * penalties.
+   * penalties. `constraint`: the grammar its output follows, advanced past `generated`
+   * (the tokens it produced before a preemption).
    */
-  addSequence(seqId: number, sampling?: SamplingOptions | undefined | null, history?: Uint32Array | undefined | null): void
+  addSequence(seqId: number, sampling?: SamplingOptions | undefined | null, history?: Uint32Array | undefined | null, constraint?: ConstraintHandle | undefined | null, generated?: Uint32Array | undefined | null): void
   removeSequence(seqId: number): void
   /** One engine step over `batch`; resolves with one output per sequence, in order. */
   step(batch: Array<StepInput>): Promise<Array<StepOutput>>
@@ -39,6 +58,9 @@ export declare class TokenizerHandle {
   tokenType(id: number): string
   createDecoder(skipSpecial: boolean): DecoderHandle
 }
+
+/** The grammar compiler of a tokenizer's vocabulary. */
+export declare function createGrammarCompiler(tokenizer: TokenizerHandle): Promise<GrammarCompilerHandle>
 
 /** Loads the model of a GGUF file (or a Hugging Face folder) with a KV pool of `kvTokens` tokens. */
 export declare function loadModel(path: string, options?: LoadModelOptions | undefined | null): Promise<ModelHandle>
@@ -114,6 +136,10 @@ export interface StepOutput {
   logprob?: number
   topLogprobs?: Array<TokenLogprob>
   logits?: Float32Array
+  /** Tokens the grammar forces after `token`: they are output, and fed with it. */
+  forced?: Array<number>
+  /** Why this sequence could not sample (its grammar allows nothing). */
+  error?: string
 }
 
 /** A Hugging Face `tokenizer.json` (and optionally its `tokenizer_config.json`). */

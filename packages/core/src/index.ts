@@ -20,4 +20,5 @@ export {
 } from './tokenizer.js';
 export * from './chat-template/index.js';
 export * from './engine/index.js';
+export * from './grammar/index.js';
 export { downloadHubFile, HubError, looksLikeRepoId, resolveToken, type HubDownloadOptions, type TokenSource } from './hub.js';

@@ -34,7 +34,11 @@ export class Tokenizer {
   /** `llama`, `gpt2`, `bert`, `t5` (from GGUF) or `tokenizer.json`. */
   readonly kind: string;
 
-  private constructor(private readonly handle: Binding.TokenizerHandle) {
+  /** @internal The native tokenizer (grammar compilation reads its vocabulary). */
+  readonly handle: Binding.TokenizerHandle;
+
+  private constructor(handle: Binding.TokenizerHandle) {
+    this.handle = handle;
     const info = handle.info();
     this.vocabSize = info.vocabSize;
     this.bosId = info.bosId ?? undefined;

@@ -4,10 +4,12 @@
 //!   decoding for streaming.
 //! - [`models`]: one file per architecture over the shared [`layers`]; [`weights`] reads
 //!   them from GGUF, [`model_config`] describes them.
-//! - [`sampler`]: choosing tokens from logits.
+//! - [`sampler`]: choosing tokens from logits; [`grammar`]: the token masks of constrained
+//!   decoding (llguidance).
 //! - [`runner`]: one engine step (forward pass over the paged KV cache, then sampling) per
 //!   native call.
 
+pub mod grammar;
 pub mod layers;
 pub mod model_config;
 pub mod model_error;

@@ -11,6 +11,7 @@ use mistralrs_paged_attn::KvCache;
 pub use mistralrs_paged_attn::KvDtype;
 use mistralrs_quant::gguf::GgufFile;
 
+use crate::grammar::Constraint;
 use crate::model_config::ModelConfig;
 use crate::model_error::{ModelError, Result};
 use crate::models::{load_gguf, ForwardScratch, Model, SeqInput};
@@ -55,13 +56,19 @@ pub struct StepSeq<'a> {
 pub struct StepOut {
     pub seq_id: u64,
     pub sampled: Option<Sampled>,
+    /// Tokens the sequence's grammar forces after the sampled one (fed with it next step).
+    pub forced: Vec<u32>,
     pub logits: Option<Vec<f32>>,
+    /// Why this sequence could not sample (its grammar allows nothing); the others go on.
+    pub error: Option<String>,
 }
 
 struct SeqState {
     sampler: Sampler,
     /// Every token the sequence has seen, for the penalties.
     history: Vec<u32>,
+    /// The grammar its output must follow, if any.
+    constraint: Option<Constraint>,
 }
 
 pub struct Runner {
@@ -136,13 +143,20 @@ impl Runner {
         self.file.as_ref()
     }
 
-    /// Registers a sequence with its sampling parameters and the tokens it starts from.
-    pub fn add_sequence(&mut self, seq_id: u64, params: SamplingParams) {
+    /// Registers a sequence with its sampling parameters and, optionally, the grammar its
+    /// output follows (already advanced past any tokens it generated before a preemption).
+    pub fn add_sequence(
+        &mut self,
+        seq_id: u64,
+        params: SamplingParams,
+        constraint: Option<Constraint>,
+    ) {
         self.sequences.insert(
             seq_id,
             SeqState {
                 sampler: Sampler::new(params),
                 history: Vec::new(),
+                constraint,
             },
         );
     }
@@ -199,7 +213,9 @@ impl Runner {
                 out.push(StepOut {
                     seq_id: s.seq_id,
                     sampled: None,
+                    forced: Vec::new(),
                     logits: None,
+                    error: None,
                 });
                 continue;
             }
@@ -207,13 +223,33 @@ impl Runner {
                 .next()
                 .ok_or_else(|| ModelError::InvalidInput("missing logits row".into()))?;
             let raw = s.return_logits.then(|| row.to_vec());
-            let sampled = s.sample.then(|| state.sampler.sample(row, &state.history));
-            out.push(StepOut {
+            let mut step_out = StepOut {
                 seq_id: s.seq_id,
-                sampled,
+                sampled: None,
+                forced: Vec::new(),
                 logits: raw,
-            });
+                error: None,
+            };
+            if s.sample {
+                if let Err(e) = sample_constrained(state, row, &mut step_out) {
+                    step_out.error = Some(e.to_string());
+                }
+            }
+            out.push(step_out);
         }
         Ok(out)
     }
+}
+
+/// Masks the row by the sequence's grammar (if any), samples, and advances the grammar.
+fn sample_constrained(state: &mut SeqState, row: &mut [f32], out: &mut StepOut) -> Result<()> {
+    if let Some(c) = state.constraint.as_mut() {
+        c.mask_logits(row)?;
+    }
+    let sampled = state.sampler.sample(row, &state.history);
+    if let Some(c) = state.constraint.as_mut() {
+        out.forced = c.accept(sampled.token)?;
+    }
+    out.sampled = Some(sampled);
+    Ok(())
 }

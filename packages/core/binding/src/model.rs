@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use crate::grammar::ConstraintHandle;
 use mistralrs_core::runner::{KvDtype, Runner, RunnerOptions, StepSeq};
 use mistralrs_core::sampler::SamplingParams;
 use mistralrs_core::ModelError;
@@ -177,6 +178,10 @@ pub struct StepOutput {
     pub logprob: Option<f64>,
     pub top_logprobs: Option<Vec<TokenLogprob>>,
     pub logits: Option<Float32Array>,
+    /// Tokens the grammar forces after `token`: they are output, and fed with it.
+    pub forced: Option<Vec<u32>>,
+    /// Why this sequence could not sample (its grammar allows nothing).
+    pub error: Option<String>,
 }
 
 pub struct StepTask {
@@ -190,6 +195,8 @@ pub struct StepRaw {
     logprob: Option<f32>,
     top: Option<Vec<(u32, f32)>>,
     logits: Option<Vec<f32>>,
+    forced: Vec<u32>,
+    error: Option<String>,
 }
 
 #[napi]
@@ -228,6 +235,8 @@ impl Task for StepTask {
                         .filter(|s| s.logprob.is_some())
                         .map(|s| s.top.clone()),
                     logits: o.logits,
+                    forced: o.forced,
+                    error: o.error,
                 })
                 .collect())
         })
@@ -249,6 +258,8 @@ impl Task for StepTask {
                         .collect()
                 }),
                 logits: o.logits.map(Float32Array::new),
+                forced: (!o.forced.is_empty()).then_some(o.forced),
+                error: o.error,
             })
             .collect())
     }
@@ -280,23 +291,34 @@ impl ModelHandle {
 
     /// Registers a sequence and its sampling parameters; `history` is what it has seen already
     /// without stepping through it (a prompt prefix whose cache blocks it shares), for the
-    /// penalties.
+    /// penalties. `constraint`: the grammar its output follows, advanced past `generated`
+    /// (the tokens it produced before a preemption).
     #[napi(catch_unwind)]
     pub fn add_sequence(
         &self,
         seq_id: u32,
         sampling: Option<SamplingOptions>,
         history: Option<Uint32Array>,
+        constraint: Option<&ConstraintHandle>,
+        generated: Option<Uint32Array>,
     ) -> napi::Result<()> {
         let params = match sampling {
             Some(o) => sampling_params(o)?,
             None => SamplingParams::default(),
         };
+        let constraint = match constraint {
+            Some(c) => Some(
+                c.inner
+                    .resumed(generated.as_deref().unwrap_or(&[]))
+                    .map_err(model_error)?,
+            ),
+            None => None,
+        };
         let mut r = self
             .runner
             .lock()
             .map_err(|_| js_error("InternalError", "model state poisoned"))?;
-        r.add_sequence(u64::from(seq_id), params);
+        r.add_sequence(u64::from(seq_id), params, constraint);
         if let Some(h) = history {
             r.extend_history(u64::from(seq_id), &h);
         }

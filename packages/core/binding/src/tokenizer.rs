@@ -16,7 +16,7 @@ fn tokenizer_error(err: TokenizerError) -> napi::Error {
 
 #[napi]
 pub struct TokenizerHandle {
-    inner: Arc<Tokenizer>,
+    pub(crate) inner: Arc<Tokenizer>,
 }
 
 #[napi(object)]

@@ -13,6 +13,7 @@ import { GgufFile } from '@mistralrs/quant';
 
 import { ChatTemplate } from '../chat-template/index.js';
 import type { ChatMessage, ChatTool } from '../chat-template/index.js';
+import { GrammarCompiler, type CompiledGrammar, type Grammar } from '../grammar/index.js';
 import { binding, type Binding } from '../native.js';
 import { Tokenizer } from '../tokenizer.js';
 import { Generation } from './generation.js';
@@ -87,6 +88,7 @@ export class EngineError extends Error {
 
 export class Engine {
   readonly #scheduler: Scheduler;
+  readonly #grammars: GrammarCompiler;
   #nextSeq = 1;
   #closed = false;
 
@@ -103,6 +105,7 @@ export class Engine {
       stepTokens: positive(options.prefillChunk, 512, 'prefillChunk'),
       prefixCaching: options.prefixCaching ?? true,
     });
+    this.#grammars = new GrammarCompiler(tokenizer);
   }
 
   static async load(options: EngineOptions = {}): Promise<Engine> {
@@ -123,6 +126,12 @@ export class Engine {
     ]);
     const info = { ...callNativeSync(() => model.info()), path };
     return new Engine(model, tokenizer, chatTemplate, info, options);
+  }
+
+  /** Compiles a grammar against the model's vocabulary; rejects with an
+   * `InvalidArgumentError` naming what is wrong with it. */
+  compileGrammar(grammar: Grammar): Promise<CompiledGrammar> {
+    return this.#grammars.compile(grammar);
   }
 
   /** Tokens a sequence can hold: the model's context, or the whole KV cache if smaller. */
@@ -203,7 +212,9 @@ export class Engine {
       if (this.#scheduler.full) {
         throw new EngineError('OverloadedError', `${this.#scheduler.waiting} requests are already waiting; try again later`);
       }
-      const seq = this.#sequence(await prompt(), options, emit, false);
+      const grammar = options.grammar;
+      const constraint = grammar && 'type' in grammar ? await this.compileGrammar(grammar) : grammar;
+      const seq = this.#sequence(await prompt(), options, emit, false, constraint);
       if (!seq.done) await this.#scheduler.submit(seq);
       return seq.result();
     });
@@ -215,6 +226,7 @@ export class Engine {
     o: GenerationOptions,
     emit: (chunk: GenerationChunk) => void,
     logitsOnly: boolean,
+    constraint?: CompiledGrammar,
   ): Sequence {
     const context = this.contextTokens;
     if (promptIds.length === 0) throw new EngineError('InvalidArgumentError', 'the prompt is empty');
@@ -240,6 +252,7 @@ export class Engine {
       decoder: this.tokenizer.createDecoder({ skipSpecialTokens: true }),
       emit,
       logitsOnly,
+      constraint,
     });
     if (!logitsOnly && o.maxTokens === 0) seq.finish('length');
     if (o.signal?.aborted) seq.finish('cancelled');

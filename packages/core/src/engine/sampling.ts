@@ -1,4 +1,5 @@
 /** Sampling and generation options shared by `complete` and `chat`. */
+import type { CompiledGrammar, Grammar } from '../grammar/index.js';
 
 export interface SamplingOptions {
   /** 0 (the default) is greedy decoding. */
@@ -28,6 +29,9 @@ export interface GenerationOptions extends SamplingOptions {
   stopTokenIds?: number[];
   /** Keep generating through the model's end-of-generation tokens (benchmarks). */
   ignoreEos?: boolean;
+  /** The output follows this grammar (JSON schema, regex, Lark, llguidance), or one compiled
+   * beforehand with `engine.compileGrammar` (to share it between requests). */
+  grammar?: Grammar | CompiledGrammar;
   signal?: AbortSignal;
 }
 

@@ -13,7 +13,7 @@
  * order), so outputs are the same bits with the cache on and off.
  */
 import { BlockPool, type PrefixCacheStats } from '@mistralrs/paged-attn';
-import { callNative, callNativeSync } from '@mistralrs/quant/errors';
+import { callNative, callNativeSync, MistralrsError } from '@mistralrs/quant/errors';
 
 import type { Binding } from '../native.js';
 import { nativeSampling } from './sampling.js';
@@ -160,7 +160,10 @@ export class Scheduler {
       this.#waiting.shift();
       try {
         const history = seq.computed > 0 ? Uint32Array.from(seq.promptIds.slice(0, seq.computed)) : undefined;
-        callNativeSync(() => this.model.addSequence(seq.id, nativeSampling(seq.options), history));
+        const generated = seq.constraint && seq.generated.length > 0 ? Uint32Array.from(seq.generated) : undefined;
+        callNativeSync(() =>
+          this.model.addSequence(seq.id, nativeSampling(seq.options), history, seq.constraint, generated),
+        );
       } catch (error) {
         this.#fail(entry, error);
         continue;
@@ -198,7 +201,8 @@ export class Scheduler {
    *
    * What a sequence computes in a step never depends on the others: a prompt always goes in
    * chunks of `stepTokens` from its start (never cut shorter to fit a step), and generated
-   * tokens one per step, also when they are recomputed after a preemption. Kernels group and
+   * tokens one per step (with the tokens a grammar forced after them), also when they are
+   * recomputed after a preemption. Kernels group and
    * order their arithmetic by the tokens a sequence has in the step, so its logits are the
    * same bits as when it runs alone. */
   #plan(): Array<{ entry: Entry; tokens: number }> {
@@ -207,7 +211,7 @@ export class Scheduler {
     const work = (e: Entry) => {
       const seq = e.seq;
       const prompt = seq.promptIds.length;
-      return seq.computed < prompt ? Math.min(prompt - seq.computed, this.limits.stepTokens) : 1;
+      return seq.computed < prompt ? Math.min(prompt - seq.computed, this.limits.stepTokens) : seq.nextGroup(seq.computed);
     };
     const isDecode = (e: Entry) => e.seq.computed >= e.seq.promptIds.length;
     const ordered = [...this.#running.filter(isDecode), ...this.#running.filter((e) => !isDecode(e))];
@@ -286,6 +290,12 @@ export class Scheduler {
       const out = outputs[i]!;
       seq.computed += tokens;
       this.#registerComputed(seq);
+      if (out.error) {
+        // This sequence's grammar allows nothing more; the others go on.
+        this.#running.splice(this.#running.indexOf(entry), 1);
+        this.#fail(entry, new MistralrsError('InvalidArgumentError', `constrained generation failed: ${out.error}`));
+        return;
+      }
       if (seq.logitsOnly && out.logits) {
         seq.logits = out.logits;
         seq.finish('length');
@@ -293,6 +303,7 @@ export class Scheduler {
         seq.accept(
           out.token,
           out.logprob !== undefined && out.logprob !== null ? { logprob: out.logprob, top: out.topLogprobs ?? [] } : undefined,
+          out.forced ?? [],
         );
       }
       if (seq.done) {

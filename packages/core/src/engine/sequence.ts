@@ -4,6 +4,7 @@
  * strings). The scheduler moves it between waiting and running; this file decides what a
  * sampled token means for it.
  */
+import type { CompiledGrammar } from '../grammar/index.js';
 import type { IncrementalDecoder } from '../tokenizer.js';
 import type { FinishReason, GenerationChunk, GenerationOptions, GenerationResult } from './sampling.js';
 import type { StopStringMatcher } from './stop-strings.js';
@@ -20,13 +21,18 @@ export interface SequenceSetup {
   emit: (chunk: GenerationChunk) => void;
   /** Only the logits after the prompt are wanted (scoring); nothing is generated. */
   logitsOnly: boolean;
+  /** The grammar the output follows. */
+  constraint?: CompiledGrammar;
 }
+
+type Logprob = { logprob: number; top: Array<{ token: number; logprob: number }> };
 
 export class Sequence {
   readonly id: number;
   readonly promptIds: number[];
   readonly options: GenerationOptions;
   readonly logitsOnly: boolean;
+  readonly constraint: CompiledGrammar | undefined;
   /** KV-cache blocks held, in table order. */
   blocks: number[] = [];
   /** Tokens whose keys and values are in the cache (prompt first, then generated). */
@@ -36,8 +42,9 @@ export class Sequence {
   /** Leading blocks already registered in the prefix cache. */
   registered = 0;
   readonly generated: number[] = [];
-  /** The last sampled token, not yet fed to the model. */
-  pending: number | undefined;
+  /** Where each group of generated tokens fed in one step ends (a sampled token and the
+   * tokens its grammar forced): recomputation after a preemption feeds the same groups. */
+  readonly #feedEnds: number[] = [];
   finishReason: FinishReason | undefined;
   logits: Float32Array | undefined;
   text = '';
@@ -51,6 +58,15 @@ export class Sequence {
     this.promptIds = setup.promptIds;
     this.options = setup.options;
     this.logitsOnly = setup.logitsOnly;
+    this.constraint = setup.constraint;
+  }
+
+  /** Tokens the next step feeds once the prompt is in: the group that starts at `computed`. */
+  nextGroup(computed: number): number {
+    const ends = this.#feedEnds;
+    let i = ends.length;
+    while (i > 0 && ends[i - 1]! > computed) i--;
+    return (ends[i] ?? computed + 1) - computed;
   }
 
   /** Everything the model must have seen before the next token: prompt and generated. */
@@ -70,10 +86,17 @@ export class Sequence {
    * A token the model sampled for this sequence: ends it (stop token, stop string, length,
    * cancellation) or emits its text and keeps it pending for the next step.
    */
-  accept(token: number, logprob: { logprob: number; top: Array<{ token: number; logprob: number }> } | undefined): void {
+  accept(token: number, logprob: Logprob | undefined, forced: readonly number[] = []): void {
     if (this.#firstToken === 0) this.#firstToken = performance.now();
-    const s = this.#setup;
     if (this.options.signal?.aborted) return this.finish('cancelled');
+    this.#push(token, logprob);
+    // Forced tokens had no choice: probability 1 under the grammar.
+    for (const t of forced) if (!this.done) this.#push(t, logprob && { logprob: 0, top: [] });
+    if (!this.done) this.#feedEnds.push(this.promptIds.length + this.generated.length);
+  }
+
+  #push(token: number, logprob: Logprob | undefined): void {
+    const s = this.#setup;
     if (s.stopIds.has(token)) return this.finish('stop');
     this.generated.push(token);
     const { emit: visible, stopped } = s.stops.push(s.decoder.push(token));
@@ -81,7 +104,6 @@ export class Sequence {
     s.emit({ text: visible, tokenIds: [token], ...(logprob ? { logprobs: [{ token, ...logprob }] } : {}) });
     if (stopped) return this.finish('stop', { stopString: true });
     if (this.generated.length >= s.maxTokens) return this.finish('length');
-    this.pending = token;
   }
 
   /** Ends the sequence; text held back (an incomplete character, a possible stop-string
@@ -89,7 +111,6 @@ export class Sequence {
   finish(reason: FinishReason, how: { stopString?: boolean } = {}): void {
     if (this.finishReason) return;
     this.finishReason = reason;
-    this.pending = undefined;
     if (!how.stopString && !this.logitsOnly) {
       const s = this.#setup;
       const rest = s.stops.push(s.decoder.flush()).emit + s.stops.flush();

@@ -309,6 +309,12 @@ impl Tokenizer {
         Ok(self.types[id as usize])
     }
 
+    /// A control token (BOS, EOS, chat markers) or a special added token: text never spells it.
+    pub fn is_special(&self, id: u32) -> bool {
+        let i = id as usize;
+        i < self.tokens.len() && (self.types[i] == TokenType::Control || self.special[i])
+    }
+
     /// "llama", "gpt2", "bert", "t5" (the GGUF `tokenizer.ggml.model`) or "tokenizer.json".
     pub fn model_kind(&self) -> &str {
         self.kind

@@ -1,0 +1,57 @@
+/**
+ * Constrained decoding: what a request may ask its output to follow. The grammar is compiled
+ * natively (llguidance) against the model's vocabulary when the request arrives, so a
+ * malformed or unsatisfiable grammar is refused before it queues; each step then masks the
+ * logits to the tokens the grammar allows, and tokens the grammar forces are fed without
+ * sampling.
+ */
+import { callNative } from '@mistralrs/quant/errors';
+
+import { binding, type Binding } from '../native.js';
+import type { Tokenizer } from '../tokenizer.js';
+
+/** A JSON Schema given as an object (or as its JSON text). */
+export type JsonSchema = Record<string, unknown> | boolean;
+
+export type Grammar =
+  /** The output is JSON valid against the schema. */
+  | { type: 'json_schema'; value: JsonSchema | string }
+  /** The output is a JSON object (any). */
+  | { type: 'json_object' }
+  /** The whole output matches the regular expression (Rust `regex` syntax). */
+  | { type: 'regex'; value: string }
+  /** llguidance's Lark dialect: rules, `/regex/` terminals, `%json { … }` embedded schemas. */
+  | { type: 'lark'; value: string }
+  /** llguidance's own format: a JSON grammar list, or Lark text. */
+  | { type: 'llguidance'; value: string | Record<string, unknown> };
+
+export const GRAMMAR_TYPES = ['json_schema', 'json_object', 'regex', 'lark', 'llguidance'] as const;
+
+/** A compiled grammar: each sequence that uses it reads from its own copy. */
+export type CompiledGrammar = Binding.ConstraintHandle;
+
+/** Compiles grammars against one tokenizer; its vocabulary trie is built on first use. */
+export class GrammarCompiler {
+  #native: Promise<Binding.GrammarCompilerHandle> | undefined;
+
+  constructor(private readonly tokenizer: Tokenizer) {}
+
+  /** Rejects with an `InvalidArgumentError` naming what is wrong with the grammar. */
+  async compile(grammar: Grammar): Promise<CompiledGrammar> {
+    this.#native ??= callNative(() => binding.createGrammarCompiler(this.tokenizer.handle));
+    const compiler = await this.#native;
+    return callNative(() => compiler.compile(grammar.type, grammarText(grammar)));
+  }
+}
+
+function grammarText(grammar: Grammar): string {
+  switch (grammar.type) {
+    case 'json_object':
+      return '';
+    case 'json_schema':
+    case 'llguidance':
+      return typeof grammar.value === 'string' ? grammar.value : JSON.stringify(grammar.value);
+    default:
+      return grammar.value;
+  }
+}
