@@ -21,4 +21,5 @@ export {
 export * from './chat-template/index.js';
 export * from './engine/index.js';
 export * from './grammar/index.js';
+export * from './tools/index.js';
 export { downloadHubFile, HubError, looksLikeRepoId, resolveToken, type HubDownloadOptions, type TokenSource } from './hub.js';

@@ -15,6 +15,8 @@ export interface ServerLimits {
   maxStopChars: number;
   /** Most `logit_bias` entries per request. */
   maxLogitBiasEntries: number;
+  /** Most tools a chat request may offer (OpenAI's cap is 128). */
+  maxTools: number;
 }
 
 /** The defaults: OpenAI's own caps where it has one (4 stops, 20 top logprobs). */
@@ -25,6 +27,7 @@ export const DEFAULT_LIMITS: Readonly<ServerLimits> = Object.freeze({
   maxStopStrings: 4,
   maxStopChars: 256,
   maxLogitBiasEntries: 1024,
+  maxTools: 128,
 });
 
 const UNITS: Readonly<Record<string, number>> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };

@@ -3,7 +3,7 @@
  * happen here, where it can still be a fast 400, and the ids are then handed to the engine as
  * they are (so the template is rendered and the text tokenized exactly once).
  */
-import type { ChatMessage } from '@mistralrs/core';
+import type { ChatMessage, ChatTool } from '@mistralrs/core';
 
 import { invalidRequest } from './errors.js';
 import type { ServingEngine } from './serving-engine.js';
@@ -17,6 +17,7 @@ export async function chatPromptIds(
   engine: ServingEngine,
   messages: readonly ChatMessage[],
   addGenerationPrompt = true,
+  tools?: readonly ChatTool[],
 ): Promise<number[]> {
   const template = engine.chatTemplate;
   if (!template) {
@@ -26,7 +27,7 @@ export async function chatPromptIds(
       'no_chat_template',
     );
   }
-  return engine.encodeChatPromptAsync(await template.render({ messages, addGenerationPrompt }));
+  return engine.encodeChatPromptAsync(await template.render({ messages, tools, addGenerationPrompt }));
 }
 
 /** A plain prompt: text as `Engine.complete` tokenizes it (BOS added, special-token text kept literal). */

@@ -33,7 +33,7 @@ export interface ChoiceOutcome {
   logprobs: LogprobEntry[];
 }
 
-export type OpenAiFinishReason = 'stop' | 'length';
+export type OpenAiFinishReason = 'stop' | 'length' | 'tool_calls';
 
 export interface Usage {
   prompt_tokens: number;
@@ -49,7 +49,8 @@ export interface ResponseFormat {
   openingChoices(indexes: readonly number[]): object[] | undefined;
   /** A chunk's choice; undefined when it has nothing to show. `textOffset`: characters so far. */
   deltaChoice(index: number, chunk: GenerationChunk, textOffset: number): object | undefined;
-  finalChoice(index: number, finishReason: OpenAiFinishReason): object;
+  /** The choice's last chunks (tool calls read from its output, then the finish reason). */
+  finalChoices(index: number, finishReason: OpenAiFinishReason): object[];
   wholeChoice(outcome: ChoiceOutcome): object;
 }
 
@@ -113,13 +114,13 @@ export class ClientWatch {
 export function choiceJobs(
   prompts: readonly number[][],
   request: CommonRequest,
-  logprobs: Pick<GenerationOptions, 'logprobs' | 'topLogprobs'>,
+  extra: Pick<GenerationOptions, 'logprobs' | 'topLogprobs' | 'grammar'>,
 ): ChoiceJob[] {
   const { sampling, n, maxTokens, stop } = request;
   return prompts.flatMap((promptIds, p) =>
     Array.from({ length: n }, (_, i) => {
       const index = p * n + i;
-      const options: GenerationOptions = { ...sampling, ...logprobs };
+      const options: GenerationOptions = { ...sampling, ...extra };
       if (sampling.seed !== undefined) options.seed = sampling.seed + index;
       if (maxTokens !== undefined) options.maxTokens = maxTokens;
       if (stop !== undefined) options.stop = stop;
@@ -205,7 +206,7 @@ async function streamChoices(
     }
     const result = await generation.result;
     await open();
-    await sse.send(chunk([o.format.finalChoice(job.index, openAiFinishReason(result.finishReason))]));
+    for (const choice of o.format.finalChoices(job.index, openAiFinishReason(result.finishReason))) await sse.send(chunk([choice]));
     return result;
   };
   const results = await Promise.all(generations.map(pump));

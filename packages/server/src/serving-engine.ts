@@ -7,5 +7,5 @@ import type { Engine } from '@mistralrs/core';
  */
 export type ServingEngine = Pick<
   Engine,
-  'complete' | 'info' | 'load' | 'contextTokens' | 'tokenizer' | 'chatTemplate' | 'encodeChatPromptAsync'
+  'complete' | 'info' | 'load' | 'contextTokens' | 'tokenizer' | 'chatTemplate' | 'encodeChatPromptAsync' | 'compileGrammar'
 >;

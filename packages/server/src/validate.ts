@@ -3,12 +3,12 @@
  *
  * Unknown fields are ignored, as OpenAI does; a field that is present with `null` counts as
  * absent (clients send `"stop": null`). Known fields with a wrong type or out of range are a
- * 400 with `param` set to the field's name. Features we do not have yet (tools, response
- * formats, echo) are a 400 rather than silently ignored, since ignoring them would return a
- * plausible but wrong answer.
+ * 400 with `param` set to the field's name. Features we do not have (echo, suffix) are a 400
+ * rather than silently ignored, since ignoring them would return a plausible but wrong answer.
  */
 import type { ChatMessage, GenerationOptions } from '@mistralrs/core';
 
+import { readGrammar, readTools, type RequestedGrammar, type RequestedTools } from './constraints.js';
 import { invalidRequest } from './errors.js';
 import type { ServerLimits } from './limits.js';
 import { readMessages } from './messages.js';
@@ -47,6 +47,8 @@ export interface CommonRequest {
   /** `stream_options.include_usage`: a last chunk with the usage. */
   includeUsage: boolean;
   sampling: SamplingFields;
+  /** `response_format` or `grammar`. */
+  grammar: RequestedGrammar | undefined;
 }
 
 export interface ChatCompletionRequest extends CommonRequest {
@@ -54,6 +56,7 @@ export interface ChatCompletionRequest extends CommonRequest {
   logprobs: boolean;
   /** Alternatives per token (0 when only the chosen token's logprob is wanted). */
   topLogprobs: number;
+  tools: RequestedTools | undefined;
 }
 
 export interface CompletionRequest extends CommonRequest {
@@ -74,9 +77,6 @@ export function requireObjectBody(body: unknown): RequestBody {
 }
 
 export function validateChatRequest(body: RequestBody, ctx: ValidationContext): ChatCompletionRequest {
-  // `grammar` is the seed's extension (constrained decoding): refused until it is honoured,
-  // rather than silently generating unconstrained text.
-  rejectUnsupported(body, { tools: 'tools', response_format: 'response_format', grammar: 'grammar' });
   const logprobs = readBoolean(body, 'logprobs') ?? false;
   const topLogprobs = readInteger(body, 'top_logprobs', { min: 0, max: ctx.limits.maxTopLogprobs });
   if (topLogprobs !== undefined && !logprobs) {
@@ -87,11 +87,12 @@ export function validateChatRequest(body: RequestBody, ctx: ValidationContext): 
     messages: readMessages(body.messages),
     logprobs,
     topLogprobs: topLogprobs ?? 0,
+    tools: readTools(body, ctx.limits.maxTools),
   };
 }
 
 export function validateCompletionRequest(body: RequestBody, ctx: ValidationContext): CompletionRequest {
-  rejectUnsupported(body, { echo: 'echo', suffix: 'suffix', grammar: 'grammar', response_format: 'response_format' });
+  rejectUnsupported(body, { echo: 'echo', suffix: 'suffix' });
   const common = readCommon(body, ctx);
   // best_of > n (generate more, return the best) is not offered; best_of = n changes nothing.
   const bestOf = readInteger(body, 'best_of', { min: 1 });
@@ -127,6 +128,7 @@ function readCommon(body: RequestBody, ctx: ValidationContext): CommonRequest {
     stream,
     includeUsage,
     sampling: readSampling(body, ctx),
+    grammar: readGrammar(body),
   };
 }
 
@@ -245,14 +247,9 @@ function rejectUnsupported(body: RequestBody, fields: Readonly<Record<string, st
       value === null ||
       value === false ||
       value === '' ||
-      (Array.isArray(value) && value.length === 0) ||
-      (field === 'response_format' && isTextFormat(value));
-    if (!neutral) throw invalidRequest(`${field} is not supported by this server yet`, field, 'unsupported_parameter');
+      (Array.isArray(value) && value.length === 0);
+    if (!neutral) throw invalidRequest(`${field} is not supported by this server`, field, 'unsupported_parameter');
   }
-}
-
-function isTextFormat(value: unknown): boolean {
-  return typeof value === 'object' && value !== null && (value as { type?: unknown }).type === 'text';
 }
 
 // ---- field readers: undefined when absent or null, a 400 naming the field when wrong ----

@@ -15,10 +15,11 @@ import { ChatTemplate } from '../chat-template/index.js';
 import type { ChatMessage, ChatTool } from '../chat-template/index.js';
 import { GrammarCompiler, type CompiledGrammar, type Grammar } from '../grammar/index.js';
 import { binding, type Binding } from '../native.js';
+import { planToolChat, type ToolChoice } from '../tools/index.js';
 import { Tokenizer } from '../tokenizer.js';
 import { Generation } from './generation.js';
 import { isHfFolder, resolveGgufPath } from './model-source.js';
-import type { GenerationChunk, GenerationOptions } from './sampling.js';
+import type { GenerationChunk, GenerationOptions, GenerationResult } from './sampling.js';
 import { Scheduler } from './scheduler.js';
 import { Sequence } from './sequence.js';
 import { StopStringMatcher } from './stop-strings.js';
@@ -64,6 +65,11 @@ export interface CompleteRequest extends GenerationOptions {
 export interface ChatRequest extends GenerationOptions {
   messages: ChatMessage[];
   tools?: ChatTool[];
+  /** `auto` (default): the model may call; `required` or a named function: a grammar makes it
+   * call; `none`: the tools are not shown. */
+  toolChoice?: ToolChoice;
+  /** Let a forced call (`required`, a named function) be several calls (default false). */
+  parallelToolCalls?: boolean;
   /** Extra template variables (e.g. `enable_thinking`). */
   templateArgs?: Record<string, unknown>;
 }
@@ -163,19 +169,31 @@ export class Engine {
 
   /** A chat turn: the template renders the messages, then the model answers. */
   chat(request: ChatRequest): Generation {
-    return this.#enqueue(request, async () => {
-      const template = this.chatTemplate;
+    const template = this.chatTemplate;
+    const plan = planToolChat({
+      templateSource: template?.text(template.selectVariant({ tools: request.tools })),
+      messages: request.messages,
+      tools: request.tools,
+      toolChoice: request.toolChoice,
+      parallelToolCalls: request.parallelToolCalls,
+    });
+    const options = plan.grammar ? { ...request, grammar: plan.grammar } : request;
+    const generation = this.#enqueue(options, async () => {
       if (!template) {
         throw new EngineError('InvalidArgumentError', `${this.info.path} has no chat template; pass one with --chat-template`);
       }
       const prompt = await template.render({
-        messages: request.messages,
-        tools: request.tools,
+        messages: plan.messages,
+        tools: plan.templateTools,
         addGenerationPrompt: true,
         extra: request.templateArgs as never,
       });
       return this.encodeChatPromptAsync(prompt);
-    });
+    }, plan.format && ((result) => {
+      const { content, calls } = plan.format!.parse(result.text);
+      return calls.length > 0 ? { ...result, text: content, toolCalls: calls } : result;
+    }));
+    return generation;
   }
 
   /** Tokens of a rendered chat prompt: special-token text is parsed; BOS added only if missing. */
@@ -206,7 +224,11 @@ export class Engine {
     this.#closed = true;
   }
 
-  #enqueue(options: GenerationOptions, prompt: () => Promise<number[]>): Generation {
+  #enqueue(
+    options: GenerationOptions,
+    prompt: () => Promise<number[]>,
+    finish: (result: GenerationResult) => GenerationResult = (r) => r,
+  ): Generation {
     return new Generation(async (emit) => {
       if (this.#closed) throw new EngineError('EngineClosedError', 'the engine is closed');
       if (this.#scheduler.full) {
@@ -216,7 +238,7 @@ export class Engine {
       const constraint = grammar && 'type' in grammar ? await this.compileGrammar(grammar) : grammar;
       const seq = this.#sequence(await prompt(), options, emit, false, constraint);
       if (!seq.done) await this.#scheduler.submit(seq);
-      return seq.result();
+      return finish(seq.result());
     });
   }
 

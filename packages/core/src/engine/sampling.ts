@@ -1,5 +1,6 @@
 /** Sampling and generation options shared by `complete` and `chat`. */
 import type { CompiledGrammar, Grammar } from '../grammar/index.js';
+import type { ParsedToolCall } from '../tools/index.js';
 
 export interface SamplingOptions {
   /** 0 (the default) is greedy decoding. */
@@ -56,6 +57,8 @@ export interface GenerationResult {
   promptTokenIds: number[];
   tokenIds: number[];
   finishReason: FinishReason;
+  /** Calls read from the output of a chat with tools (then `text` is what remains around them). */
+  toolCalls?: ParsedToolCall[];
   usage: { promptTokens: number; completionTokens: number; totalTokens: number };
   timings: {
     /** Prompt processing, from the first prefill step to the first sampled token. */

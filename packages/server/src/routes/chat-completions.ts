@@ -1,6 +1,12 @@
-/** POST /v1/chat/completions: a chat turn, whole or streamed. */
+/** POST /v1/chat/completions: a chat turn, whole or streamed, with tools and constrained output. */
+import { randomBytes } from 'node:crypto';
+
 import type { RequestHandler } from 'express';
 
+import { planToolChat, ToolCallStream, type ParsedToolCall, type ToolCallFormat } from '@mistralrs/core';
+
+import { compileRequestGrammar, type RequestedGrammar } from '../constraints.js';
+import { invalidRequest } from '../errors.js';
 import { chatLogprobs } from '../logprobs.js';
 import { chatPromptIds, checkPromptFits } from '../prompt.js';
 import { checkModel, newCompletionId, validationContext, type RouteContext } from '../route-context.js';
@@ -13,10 +19,27 @@ export function chatCompletionsRoute(ctx: RouteContext): RequestHandler {
     const watch = new ClientWatch(res);
     const request = validateChatRequest(requireObjectBody(req.body), validationContext(ctx));
     checkModel(request.model, ctx);
-    const promptIds = await chatPromptIds(ctx.engine, request.messages);
+    const template = ctx.engine.chatTemplate;
+    const tools = request.tools;
+    const plan = planToolChat({
+      templateSource: template?.text(template.selectVariant({ tools: tools?.tools })),
+      messages: request.messages,
+      tools: tools?.tools,
+      toolChoice: tools?.toolChoice,
+      parallelToolCalls: tools?.parallelToolCalls,
+    });
+    if (plan.grammar && request.grammar) {
+      throw invalidRequest(`tool_choice forces a tool call; it cannot be combined with ${request.grammar.param}`, 'tool_choice');
+    }
+    const requested: RequestedGrammar | undefined = plan.grammar ? { grammar: plan.grammar, param: 'tool_choice' } : request.grammar;
+    const grammar = requested && (await compileRequestGrammar(ctx.engine, requested));
+    const promptIds = await chatPromptIds(ctx.engine, plan.messages, true, plan.templateTools);
     checkPromptFits(promptIds, ctx.engine.contextTokens, 'messages');
 
-    const jobs = choiceJobs([promptIds], request, request.logprobs ? { logprobs: true, topLogprobs: request.topLogprobs } : {});
+    const jobs = choiceJobs([promptIds], request, {
+      ...(request.logprobs ? { logprobs: true, topLogprobs: request.topLogprobs } : {}),
+      ...(grammar ? { grammar } : {}),
+    });
     const summary = await runChoices({
       engine: ctx.engine,
       res,
@@ -27,32 +50,64 @@ export function chatCompletionsRoute(ctx: RouteContext): RequestHandler {
       promptTokens: promptIds.length,
       stream: request.stream,
       includeUsage: request.includeUsage,
-      format: chatFormat(ctx.engine, request.logprobs),
+      format: chatFormat(ctx.engine, request.logprobs, plan.format),
     });
     ctx.onCompletionDone?.({ ...summary, endpoint: '/v1/chat/completions', stream: request.stream });
   };
 }
 
-/** `chat.completion` and `chat.completion.chunk` objects. */
-function chatFormat(engine: ServingEngine, withLogprobs: boolean): ResponseFormat {
+/** OpenAI's `tool_calls` entries (streamed ones also carry their index). */
+function toolCallObjects(calls: readonly ParsedToolCall[], streamed: boolean): object[] {
+  return calls.map((call, index) => ({
+    ...(streamed ? { index } : {}),
+    id: `call_${randomBytes(12).toString('hex')}`,
+    type: 'function',
+    function: { name: call.name, arguments: call.arguments },
+  }));
+}
+
+/** `chat.completion` and `chat.completion.chunk` objects; with tools, calls in the output
+ * become `tool_calls` (streamed: text that may open a call is held until the end). */
+function chatFormat(engine: ServingEngine, withLogprobs: boolean, toolFormat: ToolCallFormat | undefined): ResponseFormat {
   const logprobsOf = (entries: Parameters<typeof chatLogprobs>[1] | undefined) =>
     withLogprobs ? { content: chatLogprobs(engine.tokenizer, entries ?? []) } : null;
+  const streams = new Map<number, ToolCallStream>();
+  const streamOf = (index: number) => {
+    let s = streams.get(index);
+    if (!s && toolFormat) streams.set(index, (s = new ToolCallStream(toolFormat)));
+    return s;
+  };
   return {
     object: 'chat.completion',
     chunkObject: 'chat.completion.chunk',
     openingChoices: (indexes) =>
       indexes.map((index) => ({ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null })),
     deltaChoice: (index, chunk) => {
+      const text = streamOf(index)?.push(chunk.text) ?? chunk.text;
       // A chunk may carry only held-back text (half a character, a possible stop string).
-      if (chunk.text === '' && !(withLogprobs && chunk.logprobs?.length)) return undefined;
-      return { index, delta: { content: chunk.text }, logprobs: logprobsOf(chunk.logprobs), finish_reason: null };
+      if (text === '' && !(withLogprobs && chunk.logprobs?.length)) return undefined;
+      return { index, delta: { content: text }, logprobs: logprobsOf(chunk.logprobs), finish_reason: null };
     },
-    finalChoice: (index, finishReason) => ({ index, delta: {}, logprobs: null, finish_reason: finishReason }),
-    wholeChoice: ({ index, text, finishReason, logprobs }) => ({
-      index,
-      message: { role: 'assistant', content: text },
-      logprobs: logprobsOf(logprobs),
-      finish_reason: finishReason,
-    }),
+    finalChoices: (index, finishReason) => {
+      const finished = streamOf(index)?.finish();
+      const last = (reason: string) => ({ index, delta: {}, logprobs: null, finish_reason: reason });
+      if (!finished) return [last(finishReason)];
+      const rest = finished.rest ? [{ index, delta: { content: finished.rest }, logprobs: null, finish_reason: null }] : [];
+      if (finished.calls.length === 0) return [...rest, last(finishReason)];
+      const calls = { index, delta: { tool_calls: toolCallObjects(finished.calls, true) }, logprobs: null, finish_reason: null };
+      return [...rest, calls, last('tool_calls')];
+    },
+    wholeChoice: ({ index, text, finishReason, logprobs }) => {
+      const parsed = toolFormat?.parse(text);
+      const calls = parsed && parsed.calls.length > 0 ? parsed.calls : undefined;
+      return {
+        index,
+        message: calls
+          ? { role: 'assistant', content: parsed!.content || null, tool_calls: toolCallObjects(calls, false) }
+          : { role: 'assistant', content: text },
+        logprobs: logprobsOf(logprobs),
+        finish_reason: calls ? 'tool_calls' : finishReason,
+      };
+    },
   };
 }

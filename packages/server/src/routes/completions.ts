@@ -1,6 +1,7 @@
 /** POST /v1/completions: the legacy text completion, whole or streamed. */
 import type { RequestHandler } from 'express';
 
+import { compileRequestGrammar } from '../constraints.js';
 import { completionLogprobs } from '../logprobs.js';
 import { checkPromptFits, textPromptIds } from '../prompt.js';
 import { checkModel, newCompletionId, validationContext, type RouteContext } from '../route-context.js';
@@ -22,7 +23,11 @@ export function completionsRoute(ctx: RouteContext): RequestHandler {
     }
 
     const withLogprobs = request.logprobs !== undefined;
-    const jobs = choiceJobs(prompts, request, withLogprobs ? { logprobs: true, topLogprobs: request.logprobs } : {});
+    const grammar = request.grammar && (await compileRequestGrammar(ctx.engine, request.grammar));
+    const jobs = choiceJobs(prompts, request, {
+      ...(withLogprobs ? { logprobs: true, topLogprobs: request.logprobs } : {}),
+      ...(grammar ? { grammar } : {}),
+    });
     const summary = await runChoices({
       engine: ctx.engine,
       res,
@@ -50,7 +55,7 @@ function completionFormat(engine: ServingEngine, withLogprobs: boolean): Respons
       const logprobs = withLogprobs ? completionLogprobs(engine.tokenizer, chunk.logprobs ?? [], textOffset) : null;
       return { index, text: chunk.text, logprobs, finish_reason: null };
     },
-    finalChoice: (index, finishReason) => ({ index, text: '', logprobs: null, finish_reason: finishReason }),
+    finalChoices: (index, finishReason) => [{ index, text: '', logprobs: null, finish_reason: finishReason }],
     wholeChoice: ({ index, text, finishReason, logprobs }) => ({
       index,
       text,

@@ -1,0 +1,160 @@
+/**
+ * Constrained output and tools in a request: `response_format` (`text`, `json_object`,
+ * `json_schema`), the seed's `grammar` extension (`regex`, `lark`, `json_schema`,
+ * `llguidance`), and `tools` / `tool_choice` / `parallel_tool_calls`. Shapes are checked
+ * here (a 400 naming the field); the grammar itself is compiled by the engine before the
+ * request queues, and its errors name the field too.
+ */
+import type { ChatTool, CompiledGrammar, Grammar, JsonObject, ToolChoice } from '@mistralrs/core';
+
+import { invalidRequest } from './errors.js';
+import type { ServingEngine } from './serving-engine.js';
+import type { RequestBody } from './validate.js';
+
+/** A grammar and the request field it came from (named in errors). */
+export interface RequestedGrammar {
+  grammar: Grammar;
+  param: 'response_format' | 'grammar' | 'tool_choice';
+}
+
+export interface RequestedTools {
+  tools: ChatTool[];
+  toolChoice: ToolChoice;
+  /** Only an explicit `true` lets a forced call be several (see `planToolChat`). */
+  parallelToolCalls: boolean;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+
+/** `response_format` or `grammar` (not both); undefined for plain text. */
+export function readGrammar(body: RequestBody): RequestedGrammar | undefined {
+  const format = readResponseFormat(body.response_format);
+  const grammar = readGrammarField(body.grammar);
+  if (format && grammar) {
+    throw invalidRequest('response_format and grammar both constrain the output; send one of them', 'grammar');
+  }
+  if (format) return { grammar: format, param: 'response_format' };
+  if (grammar) return { grammar, param: 'grammar' };
+  return undefined;
+}
+
+function readResponseFormat(value: unknown): Grammar | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (!isObject(value)) throw invalidRequest('response_format must be an object', 'response_format');
+  switch (value.type) {
+    case 'text':
+      return undefined;
+    case 'json_object':
+      return { type: 'json_object' };
+    case 'json_schema': {
+      const spec = value.json_schema;
+      if (!isObject(spec)) {
+        throw invalidRequest('response_format.json_schema must be an object with name and schema', 'response_format.json_schema');
+      }
+      if (spec.name !== undefined && typeof spec.name !== 'string') {
+        throw invalidRequest('response_format.json_schema.name must be a string', 'response_format.json_schema.name');
+      }
+      // OpenAI allows a missing schema (any JSON object).
+      const schema = spec.schema ?? { type: 'object' };
+      if (!isObject(schema) && typeof schema !== 'boolean') {
+        throw invalidRequest('response_format.json_schema.schema must be a JSON Schema object', 'response_format.json_schema.schema');
+      }
+      return { type: 'json_schema', value: schema };
+    }
+    default:
+      throw invalidRequest(
+        `response_format.type must be "text", "json_object" or "json_schema", got ${JSON.stringify(value.type)}`,
+        'response_format.type',
+      );
+  }
+}
+
+function readGrammarField(value: unknown): Grammar | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (!isObject(value)) throw invalidRequest('grammar must be an object {"type": …, "value": …}', 'grammar');
+  const v = value.value;
+  switch (value.type) {
+    case 'json_schema':
+      if (!isObject(v) && typeof v !== 'boolean' && typeof v !== 'string') {
+        throw invalidRequest('grammar.value must be a JSON Schema (an object, or its JSON text)', 'grammar.value');
+      }
+      return { type: 'json_schema', value: v as JsonObject | boolean | string };
+    case 'regex':
+    case 'lark':
+      if (typeof v !== 'string' || v.length === 0) throw invalidRequest(`grammar.value must be a non-empty ${value.type} string`, 'grammar.value');
+      return { type: value.type, value: v };
+    case 'llguidance':
+      if (typeof v !== 'string' && !isObject(v)) throw invalidRequest('grammar.value must be a string or an object', 'grammar.value');
+      return { type: 'llguidance', value: v as string | JsonObject };
+    default:
+      throw invalidRequest(
+        `grammar.type must be "regex", "lark", "json_schema" or "llguidance", got ${JSON.stringify(value.type)}`,
+        'grammar.type',
+      );
+  }
+}
+
+/** `tools`, `tool_choice`, `parallel_tool_calls`; undefined when no tools are offered. */
+export function readTools(body: RequestBody, maxTools: number): RequestedTools | undefined {
+  const value = body.tools;
+  const choiceValue = body.tool_choice;
+  if (value === undefined || value === null || (Array.isArray(value) && value.length === 0)) {
+    if (choiceValue !== undefined && choiceValue !== null && choiceValue !== 'none' && choiceValue !== 'auto') {
+      throw invalidRequest('tool_choice requires tools', 'tool_choice');
+    }
+    return undefined;
+  }
+  if (!Array.isArray(value)) throw invalidRequest('tools must be an array of tool objects', 'tools');
+  if (value.length > maxTools) throw invalidRequest(`tools has ${value.length} entries; at most ${maxTools} are allowed`, 'tools');
+  const names = new Set<string>();
+  const tools = value.map((tool: unknown, i): ChatTool => {
+    const at = `tools[${i}]`;
+    if (!isObject(tool) || tool.type !== 'function') throw invalidRequest(`${at}.type must be "function"`, `${at}.type`);
+    const fn = tool.function;
+    if (!isObject(fn) || typeof fn.name !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(fn.name)) {
+      throw invalidRequest(`${at}.function.name must be 1 to 64 letters, digits, "_", "." or "-"`, `${at}.function.name`);
+    }
+    if (names.has(fn.name)) throw invalidRequest(`${at}.function.name ${JSON.stringify(fn.name)} is given twice`, `${at}.function.name`);
+    names.add(fn.name);
+    if (fn.description !== undefined && typeof fn.description !== 'string') {
+      throw invalidRequest(`${at}.function.description must be a string`, `${at}.function.description`);
+    }
+    if (fn.parameters !== undefined && !isObject(fn.parameters)) {
+      throw invalidRequest(`${at}.function.parameters must be a JSON Schema object`, `${at}.function.parameters`);
+    }
+    const { name, description, parameters } = fn as { name: string; description?: string; parameters?: JsonObject };
+    return {
+      type: 'function',
+      function: { name, ...(description !== undefined ? { description } : {}), parameters: parameters ?? { type: 'object', properties: {} } },
+    };
+  });
+  const parallel = body.parallel_tool_calls;
+  if (parallel !== undefined && parallel !== null && typeof parallel !== 'boolean') {
+    throw invalidRequest('parallel_tool_calls must be true or false', 'parallel_tool_calls');
+  }
+  return { tools, toolChoice: readToolChoice(choiceValue, names), parallelToolCalls: parallel === true };
+}
+
+function readToolChoice(value: unknown, names: ReadonlySet<string>): ToolChoice {
+  if (value === undefined || value === null) return 'auto';
+  if (value === 'auto' || value === 'none' || value === 'required') return value;
+  const name = isObject(value) && value.type === 'function' && isObject(value.function) ? value.function.name : undefined;
+  if (typeof name !== 'string') {
+    throw invalidRequest('tool_choice must be "auto", "none", "required" or {"type": "function", "function": {"name": …}}', 'tool_choice');
+  }
+  if (!names.has(name)) throw invalidRequest(`tool_choice names ${JSON.stringify(name)}, which is not among the tools`, 'tool_choice');
+  return { type: 'function', function: { name } };
+}
+
+/** The compiled grammar, or a 400 naming the field and what is wrong with it. */
+export async function compileRequestGrammar(engine: ServingEngine, requested: RequestedGrammar): Promise<CompiledGrammar> {
+  try {
+    return await engine.compileGrammar(requested.grammar);
+  } catch (error) {
+    const { name, code, message } = error as { name?: unknown; code?: unknown; message?: unknown };
+    if (name === 'MistralrsError' && code === 'InvalidArgumentError' && typeof message === 'string') {
+      throw invalidRequest(message, requested.param, 'invalid_grammar');
+    }
+    throw error;
+  }
+}
