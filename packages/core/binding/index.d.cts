@@ -39,10 +39,10 @@ export declare class ModelHandle {
   /**
    * Registers a sequence and its sampling parameters; `history` is what it has seen already
    * without stepping through it (a prompt prefix whose cache blocks it shares), for the
-   * penalties. `constraint`: the grammar its output follows, advanced past `generated`
-   * (the tokens it produced before a preemption).
+   * penalties. After a preemption: `constraint` (the grammar its output follows) is
+   * advanced past `generated`, and the generator past its `samplesTaken` draws.
    */
-  addSequence(seqId: number, sampling?: SamplingOptions | undefined | null, history?: Uint32Array | undefined | null, constraint?: ConstraintHandle | undefined | null, generated?: Uint32Array | undefined | null): void
+  addSequence(seqId: number, sampling?: SamplingOptions | undefined | null, history?: Uint32Array | undefined | null, constraint?: ConstraintHandle | undefined | null, generated?: Uint32Array | undefined | null, samplesTaken?: number | undefined | null): void
   removeSequence(seqId: number): void
   /** One engine step over `batch`; resolves with one output per sequence, in order. */
   step(batch: Array<StepInput>): Promise<Array<StepOutput>>

@@ -161,6 +161,13 @@ impl Runner {
         );
     }
 
+    /// A restarted sequence's generator continues after the `samples` draws it made before.
+    pub fn skip_samples(&mut self, seq_id: u64, samples: usize) {
+        if let Some(state) = self.sequences.get_mut(&seq_id) {
+            state.sampler.skip_samples(samples);
+        }
+    }
+
     /// Tokens the sequence has seen without a step (a cached prompt prefix).
     pub fn extend_history(&mut self, seq_id: u64, tokens: &[u32]) {
         if let Some(state) = self.sequences.get_mut(&seq_id) {

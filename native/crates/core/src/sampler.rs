@@ -119,6 +119,14 @@ impl Sampler {
         &self.params
     }
 
+    /// Moves the generator past `samples` earlier draws (one per sampled token), so that a
+    /// sequence restarted after a preemption continues the same random stream.
+    pub fn skip_samples(&mut self, samples: usize) {
+        for _ in 0..samples {
+            self.rng.next_f64();
+        }
+    }
+
     /// Picks the next token from `logits` (modified in place), given the tokens so far.
     pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> Sampled {
         let p = &self.params;

@@ -291,8 +291,8 @@ impl ModelHandle {
 
     /// Registers a sequence and its sampling parameters; `history` is what it has seen already
     /// without stepping through it (a prompt prefix whose cache blocks it shares), for the
-    /// penalties. `constraint`: the grammar its output follows, advanced past `generated`
-    /// (the tokens it produced before a preemption).
+    /// penalties. After a preemption: `constraint` (the grammar its output follows) is
+    /// advanced past `generated`, and the generator past its `samplesTaken` draws.
     #[napi(catch_unwind)]
     pub fn add_sequence(
         &self,
@@ -301,6 +301,7 @@ impl ModelHandle {
         history: Option<Uint32Array>,
         constraint: Option<&ConstraintHandle>,
         generated: Option<Uint32Array>,
+        samples_taken: Option<u32>,
     ) -> napi::Result<()> {
         let params = match sampling {
             Some(o) => sampling_params(o)?,
@@ -319,6 +320,7 @@ impl ModelHandle {
             .lock()
             .map_err(|_| js_error("InternalError", "model state poisoned"))?;
         r.add_sequence(u64::from(seq_id), params, constraint);
+        r.skip_samples(u64::from(seq_id), samples_taken.unwrap_or(0) as usize);
         if let Some(h) = history {
             r.extend_history(u64::from(seq_id), &h);
         }

@@ -162,7 +162,7 @@ export class Scheduler {
         const history = seq.computed > 0 ? Uint32Array.from(seq.promptIds.slice(0, seq.computed)) : undefined;
         const generated = seq.constraint && seq.generated.length > 0 ? Uint32Array.from(seq.generated) : undefined;
         callNativeSync(() =>
-          this.model.addSequence(seq.id, nativeSampling(seq.options), history, seq.constraint, generated),
+          this.model.addSequence(seq.id, nativeSampling(seq.options), history, seq.constraint, generated, seq.samplesTaken),
         );
       } catch (error) {
         this.#fail(entry, error);

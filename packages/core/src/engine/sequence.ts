@@ -61,6 +61,11 @@ export class Sequence {
     this.constraint = setup.constraint;
   }
 
+  /** Tokens sampled so far (each feed group starts with one; the rest were forced). */
+  get samplesTaken(): number {
+    return this.#feedEnds.length;
+  }
+
   /** Tokens the next step feeds once the prompt is in: the group that starts at `computed`. */
   nextGroup(computed: number): number {
     const ends = this.#feedEnds;
