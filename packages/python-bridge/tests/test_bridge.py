@@ -138,18 +138,54 @@ def test_an_unknown_model_is_not_found(runner: Runner) -> None:
 
 
 def test_a_json_schema_is_passed_through(runner: Runner) -> None:
-    schema = {"type": "object", "properties": {"answer": {"type": "integer"}}, "required": ["answer"]}
+    schema = {
+        "type": "object",
+        "properties": {"answer": {"type": "integer", "minimum": 0, "maximum": 100}},
+        "required": ["answer"],
+        "additionalProperties": False,
+    }
     response_format = {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
-    # Until constrained decoding lands (issue 8) the server refuses it rather than answer freely;
-    # then this becomes: the content parses and has an integer `answer`.
+    res = chat(runner, max_tokens=64, response_format=response_format)
+    value = json.loads(res.choices[0].message.content or "")
+    assert set(value) == {"answer"} and isinstance(value["answer"], int) and 0 <= value["answer"] <= 100
+
+
+def test_a_regex_grammar_is_passed_through(runner: Runner) -> None:
+    res = chat(runner, max_tokens=16, grammar="(yes|no)!", grammar_type="regex")
+    assert res.choices[0].message.content in ("yes!", "no!")
+
+
+def test_a_malformed_grammar_is_a_bad_request(runner: Runner) -> None:
     with pytest.raises(BadRequestError) as caught:
-        chat(runner, max_tokens=16, response_format=response_format)
-    assert (caught.value.code, caught.value.param) == ("unsupported_parameter", "response_format")
+        chat(runner, max_tokens=16, grammar="(yes|no", grammar_type="regex")
+    assert (caught.value.status, caught.value.code, caught.value.param) == (400, "invalid_grammar", "grammar")
+    assert "regex" in caught.value.message
 
 
 def test_tools_are_passed_through(runner: Runner) -> None:
-    tool = {"type": "function", "function": {"name": "add", "parameters": {"type": "object", "properties": {}}}}
-    # As above: a 400 now, a tool call round trip once issue 8 lands.
-    with pytest.raises(BadRequestError) as caught:
-        chat(runner, max_tokens=16, tool_schemas=[json.dumps(tool)])
-    assert (caught.value.code, caught.value.param) == ("unsupported_parameter", "tools")
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "add",
+            "parameters": {
+                "type": "object",
+                "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+                "required": ["a", "b"],
+            },
+        },
+    }
+    res = runner.send_chat_completion_request(
+        ChatCompletionRequest(
+            messages=[{"role": "user", "content": "What is 2 + 3?"}],
+            tool_schemas=[json.dumps(tool)],
+            tool_choice="required",
+            max_tokens=64,
+        )
+    )
+    assert isinstance(res, ChatCompletionResponse)
+    choice = res.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.tool_calls
+    call = choice.message.tool_calls[0]
+    assert call.function is not None and call.function.name == "add"
+    args = json.loads(call.function.arguments or "")
+    assert isinstance(args["a"], int) and isinstance(args["b"], int)

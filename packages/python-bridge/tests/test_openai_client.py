@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import openai
@@ -67,18 +68,81 @@ def test_tools(client: openai.OpenAI) -> None:
             "function": {
                 "name": "get_weather",
                 "description": "The weather in a city",
-                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+                "parameters": {
+                    "type": "object",
+                    "properties": {"city": {"type": "string"}},
+                    "required": ["city"],
+                    "additionalProperties": False,
+                },
             },
         }
     ]
-    # The server refuses tools with a 400 until tool calling lands (issue 8: constrained decoding
-    # and tool calling); then this becomes a round trip: a tool call, its result, the answer.
-    with pytest.raises(openai.BadRequestError) as caught:
-        client.chat.completions.create(
-            model="default",
-            messages=[{"role": "user", "content": "What is the weather in Paris?"}],
-            tools=tools,  # type: ignore[arg-type]
-            max_tokens=32,
-        )
-    assert caught.value.status_code == 400
-    assert (caught.value.code, caught.value.param) == ("unsupported_parameter", "tools")
+    messages: list[dict[str, object]] = [{"role": "user", "content": "What is the weather in Paris?"}]
+    first = client.chat.completions.create(
+        model="default",
+        messages=messages,  # type: ignore[arg-type]
+        tools=tools,  # type: ignore[arg-type]
+        tool_choice="required",
+        max_tokens=64,
+    )
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.tool_calls
+    call = choice.message.tool_calls[0]
+    assert call.type == "function" and call.function.name == "get_weather"
+    assert set(json.loads(call.function.arguments)) == {"city"}
+    assert call.id.startswith("call_")
+
+    # The result goes back as a `tool` message; the model answers from it.
+    messages.append(choice.message.model_dump(exclude_none=True))
+    messages.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps({"sky": "sunny", "celsius": 18})})
+    final = client.chat.completions.create(
+        model="default",
+        messages=messages,  # type: ignore[arg-type]
+        tools=tools,  # type: ignore[arg-type]
+        tool_choice="none",
+        max_tokens=32,
+        temperature=0,
+    )
+    assert final.choices[0].message.tool_calls is None
+    assert final.choices[0].message.content
+
+
+def test_streamed_tool_call(client: openai.OpenAI) -> None:
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_time",
+                "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}},
+            },
+        }
+    ]
+    stream = client.chat.completions.create(
+        model="default",
+        messages=[{"role": "user", "content": "What time is it in Tokyo?"}],
+        tools=tools,  # type: ignore[arg-type]
+        tool_choice={"type": "function", "function": {"name": "get_time"}},
+        max_tokens=64,
+        stream=True,
+    )
+    deltas = [d for c in stream if c.choices for d in (c.choices[0].delta.tool_calls or [])]
+    assert len(deltas) == 1 and deltas[0].function is not None
+    assert deltas[0].function.name == "get_time"
+    assert isinstance(json.loads(deltas[0].function.arguments or ""), dict)
+
+
+def test_json_schema(client: openai.OpenAI) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string", "maxLength": 30}, "population": {"type": "integer", "minimum": 0}},
+        "required": ["city", "population"],
+        "additionalProperties": False,
+    }
+    res = client.chat.completions.create(
+        model="default",
+        messages=[{"role": "user", "content": "Describe a city."}],  # type: ignore[arg-type]
+        response_format={"type": "json_schema", "json_schema": {"name": "city", "schema": schema, "strict": True}},
+        max_tokens=64,
+    )
+    value = json.loads(res.choices[0].message.content or "")
+    assert set(value) == {"city", "population"} and isinstance(value["population"], int)

@@ -90,7 +90,10 @@ export function fakeEngine(
       tokenToPiece: (id: number) => String.fromCharCode(id),
       tokenToBytes: (id: number) => Uint8Array.of(id),
     },
+    compileGrammar: async () => ({}),
     chatTemplate: {
+      text: () => '{{ messages }}',
+      selectVariant: () => 'default',
       render: async ({ messages }: { messages: Array<{ content: string }> }) => {
         if (messages.some((m) => m.content === 'unrenderable')) {
           throw Object.assign(new Error('chat template from fake: Cannot perform operation on null values'), {
