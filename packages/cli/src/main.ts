@@ -1,4 +1,4 @@
-import { architectureMatrix } from '@mistralrs/core';
+import { architectureMatrix, GRAMMAR_TYPES } from '@mistralrs/core';
 import { parseByteSize } from '@mistralrs/server';
 import yargs, { type Argv } from 'yargs';
 
@@ -7,6 +7,7 @@ import { pullCommand } from './commands/pull.js';
 import { runCommand, type RunOptions } from './commands/run.js';
 import type { ServeCliOptions } from './commands/serve.js';
 import { engineFlags, engineSettings } from './engine-flags.js';
+import { grammarFromFlags } from './grammar-flags.js';
 import { readTomlSelector, TomlSelectorError, type TomlSelector } from './toml-selector.js';
 import { UsageError } from './usage-error.js';
 
@@ -22,6 +23,9 @@ function runOptions<T>(y: Argv<T>) {
     .option('min-p', { type: 'number' })
     .option('repetition-penalty', { type: 'number' })
     .option('seed', { type: 'number', describe: 'makes sampling reproducible' })
+    .option('grammar', { type: 'string', describe: 'the output follows this grammar (with --grammar-type)' })
+    .option('grammar-file', { type: 'string', describe: 'the output follows the grammar in this file (.json schema, .lark, .regex, .llguidance)' })
+    .option('grammar-type', { type: 'string', describe: `the grammar's language: ${GRAMMAR_TYPES.join(', ')}` })
     .option('json', { type: 'boolean', default: false, describe: 'with --prompt: print one JSON object' })
     .option('throughput', { type: 'boolean', default: false, describe: 'log prompt and generation tokens/s' })
     .option('chat-template', { type: 'string', describe: 'chat template file (.jinja or tokenizer_config.json) or inline template' })
@@ -50,6 +54,7 @@ function toRunOptions(args: RunArgs, model: string | undefined, file: string | u
     chatTemplate: args['chat-template'] ?? toml?.chatTemplate,
     tokenSource: args['token-source'] ?? toml?.tokenSource,
     engine: engineSettings(args, toml?.engine),
+    grammar: grammarFromFlags(args),
     sampling: {
       temperature: args.temperature,
       topK: args['top-k'],

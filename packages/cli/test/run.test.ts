@@ -1,5 +1,8 @@
 import { beforeAll, describe, expect, it } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 import { DEFAULT_MODEL_ID, Engine, fetchRegistryModel } from '@mistralrs/core';
 
@@ -78,5 +81,40 @@ describe('mistralrs-server with the default model', () => {
     const plain = cli(['plain', '-m', '/nonexistent-folder']);
     expect(plain.code).toBe(1);
     expect(plain.stderr).toContain('/nonexistent-folder');
+  }, 120_000);
+
+  it('constrains the output with --grammar-file and --grammar, and names a bad grammar file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'cli-grammar-'));
+    try {
+      const schemaFile = join(dir, 'answer.json');
+      const schema = { type: 'object', properties: { city: { enum: ['Paris', 'Rome'] }, rank: { type: 'integer', minimum: 1, maximum: 9 } }, required: ['city', 'rank'], additionalProperties: false };
+      writeFileSync(schemaFile, JSON.stringify(schema));
+      const json = cli(['--prompt', 'Name a city.', '-n', '40', '--grammar-file', schemaFile]);
+      expect(json.code).toBe(0);
+      const value = JSON.parse(json.stdout) as { city: string; rank: number };
+      expect(['Paris', 'Rome']).toContain(value.city);
+      expect(Number.isInteger(value.rank)).toBe(true);
+
+      const regex = cli(['--prompt', 'Is the sky blue?', '-n', '10', '--grammar', '(yes|no)!', '--grammar-type', 'regex']);
+      expect(regex.code).toBe(0);
+      expect(regex.stdout.trim()).toMatch(/^(yes|no)!$/);
+
+      const badFile = join(dir, 'bad.lark');
+      writeFileSync(badFile, 'start: missing_rule');
+      const bad = cli(['--prompt', 'Hi', '-n', '4', '--grammar-file', badFile]);
+      expect(bad.code).toBe(1);
+      expect(bad.stderr).toContain(`grammar file ${badFile}`);
+      expect(bad.stderr).toContain('missing_rule');
+
+      const absent = cli(['--prompt', 'Hi', '--grammar-file', join(dir, 'absent.json')]);
+      expect(absent.code).toBe(1);
+      expect(absent.stderr).toContain('absent.json: no such file');
+
+      const untyped = cli(['--prompt', 'Hi', '--grammar', 'a+']);
+      expect(untyped.code).toBe(1);
+      expect(untyped.stderr).toContain('--grammar needs --grammar-type');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   }, 120_000);
 });

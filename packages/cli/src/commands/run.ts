@@ -1,4 +1,4 @@
-import { Engine, type GenerationOptions, type GenerationResult } from '@mistralrs/core';
+import { Engine, type GenerationOptions, type GenerationResult, type Grammar } from '@mistralrs/core';
 
 import type { EngineSettings } from '../engine-flags.js';
 import { interactiveChat } from '../interactive.js';
@@ -17,6 +17,8 @@ export interface RunOptions {
   chatTemplate?: string;
   tokenSource?: string;
   sampling: GenerationOptions;
+  /** `--grammar` / `--grammar-file`: the output of the chat or the prompt follows it. */
+  grammar?: { grammar: Grammar; source: string };
   /** Scheduling and KV cache settings (`--max-running`, `--pa-*`), for the chat and the server alike. */
   engine: EngineSettings;
   /** Serve the HTTP API (`--port` given) rather than chat. */
@@ -41,6 +43,16 @@ export async function runCommand(o: RunOptions): Promise<number> {
     return 1;
   }
   try {
+    const requested = o.grammar;
+    if (requested && !o.serve) {
+      // Compiled once, up front: a bad grammar is reported before any chat starts.
+      try {
+        o = { ...o, sampling: { ...o.sampling, grammar: await engine.compileGrammar(requested.grammar) } };
+      } catch (error) {
+        process.stderr.write(`mistralrs-server: ${requested.source}: ${(error as Error).message}\n`);
+        return 1;
+      }
+    }
     if (o.serve) return await serveCommand(engine, servedModelId(o.model, o.file), o.serve);
     if (o.prompt !== undefined) return await oneShot(engine, o);
     if (o.interactive || process.stdin.isTTY) return await interactiveChat(engine, o);
