@@ -42,6 +42,10 @@ type RunArgs = Awaited<ReturnType<ReturnType<typeof runOptions>['parseAsync']>>;
 
 function toRunOptions(args: RunArgs, model: string | undefined, file: string | undefined, toml?: TomlSelector): RunOptions {
   const serve = serveOptions(args, toml);
+  const grammar = grammarFromFlags(args);
+  if (serve && grammar) {
+    throw new UsageError('--grammar and --grammar-file apply to the chat and --prompt; a server takes a grammar per request (response_format, grammar)');
+  }
   return {
     ...(serve ? { serve } : {}),
     model,
@@ -54,7 +58,7 @@ function toRunOptions(args: RunArgs, model: string | undefined, file: string | u
     chatTemplate: args['chat-template'] ?? toml?.chatTemplate,
     tokenSource: args['token-source'] ?? toml?.tokenSource,
     engine: engineSettings(args, toml?.engine),
-    grammar: grammarFromFlags(args),
+    grammar,
     sampling: {
       temperature: args.temperature,
       topK: args['top-k'],

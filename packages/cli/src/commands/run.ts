@@ -44,7 +44,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
   }
   try {
     const requested = o.grammar;
-    if (requested && !o.serve) {
+    if (requested) {
       // Compiled once, up front: a bad grammar is reported before any chat starts.
       try {
         o = { ...o, sampling: { ...o.sampling, grammar: await engine.compileGrammar(requested.grammar) } };
