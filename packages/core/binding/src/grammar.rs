@@ -4,17 +4,14 @@
 use std::sync::Arc;
 
 use mistralrs_core::grammar::{Constraint, GrammarCompiler, GrammarKind};
-use mistralrs_core::{ModelError, Tokenizer};
-use mistralrs_napi_support::{guard, js_error};
+use mistralrs_core::Tokenizer;
+use mistralrs_napi_support::guard;
 use napi::bindgen_prelude::AsyncTask;
 use napi::{Env, Task};
 use napi_derive::napi;
 
+use crate::model::model_error;
 use crate::tokenizer::TokenizerHandle;
-
-fn model_error(err: ModelError) -> napi::Error {
-    js_error(err.code(), err)
-}
 
 #[napi]
 pub struct GrammarCompilerHandle {

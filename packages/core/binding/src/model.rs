@@ -13,7 +13,7 @@ use napi::bindgen_prelude::{AsyncTask, Float32Array, Uint32Array};
 use napi::{Env, Task};
 use napi_derive::napi;
 
-fn model_error(err: ModelError) -> napi::Error {
+pub(crate) fn model_error(err: ModelError) -> napi::Error {
     js_error(err.code(), err)
 }
 

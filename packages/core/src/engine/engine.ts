@@ -177,8 +177,13 @@ export class Engine {
       toolChoice: request.toolChoice,
       parallelToolCalls: request.parallelToolCalls,
     });
+    if (plan.grammar && request.grammar) {
+      const refused = new EngineError('InvalidArgumentError', 'toolChoice forces a tool call; it cannot be combined with grammar');
+      return new Generation(() => Promise.reject(refused));
+    }
     const options = plan.grammar ? { ...request, grammar: plan.grammar } : request;
-    const generation = this.#enqueue(options, async () => {
+    const format = plan.format;
+    return this.#enqueue(options, async () => {
       if (!template) {
         throw new EngineError('InvalidArgumentError', `${this.info.path} has no chat template; pass one with --chat-template`);
       }
@@ -189,11 +194,10 @@ export class Engine {
         extra: request.templateArgs as never,
       });
       return this.encodeChatPromptAsync(prompt);
-    }, plan.format && ((result) => {
-      const { content, calls } = plan.format!.parse(result.text);
+    }, format && ((result) => {
+      const { content, calls } = format.parse(result.text);
       return calls.length > 0 ? { ...result, text: content, toolCalls: calls } : result;
     }));
-    return generation;
   }
 
   /** Tokens of a rendered chat prompt: special-token text is parsed; BOS added only if missing. */

@@ -99,14 +99,14 @@ function chatFormat(engine: ServingEngine, withLogprobs: boolean, toolFormat: To
     },
     wholeChoice: ({ index, text, finishReason, logprobs }) => {
       const parsed = toolFormat?.parse(text);
-      const calls = parsed && parsed.calls.length > 0 ? parsed.calls : undefined;
+      const called = parsed !== undefined && parsed.calls.length > 0;
       return {
         index,
-        message: calls
-          ? { role: 'assistant', content: parsed!.content || null, tool_calls: toolCallObjects(calls, false) }
+        message: called
+          ? { role: 'assistant', content: parsed.content || null, tool_calls: toolCallObjects(parsed.calls, false) }
           : { role: 'assistant', content: text },
         logprobs: logprobsOf(logprobs),
-        finish_reason: calls ? 'tool_calls' : finishReason,
+        finish_reason: called ? 'tool_calls' : finishReason,
       };
     },
   };
