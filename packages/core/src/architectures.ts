@@ -28,12 +28,12 @@ export const ARCHITECTURES: readonly ArchitectureRow[] = [
   { arch: 'qwen3', models: 'Qwen 3', registryId: 'qwen3', traits: 'per-head Q/K norms' },
   { arch: 'phi3', models: 'Phi 3, Phi 4 mini', registryId: 'phi3', traits: 'fused QKV and gate/up (LongRoPE not yet)' },
   { arch: 'phi2', models: 'Phi 2', registryId: 'phi2', traits: 'LayerNorm with bias, parallel attention and MLP, partial rotary' },
-  { arch: 'mixtral', models: 'Mixtral', registryId: 'mixtral', traits: 'mixture of experts (top-2 of 8)' },
+  { arch: 'mixtral', models: 'Mixtral', registryId: 'mixtral', traits: 'mixture of experts: softmax router, top-2 of 8, weights renormalised (GGUF: `llama` with experts)' },
   { arch: 'phi3.5moe', models: 'Phi 3.5 MoE', registryId: 'phimoe', traits: 'mixture of experts' },
   { arch: 'starcoder2', models: 'Starcoder 2', registryId: 'starcoder2', traits: 'LayerNorm with bias, GELU MLP, biases' },
   { arch: 'deepseekv2', models: 'DeepSeek V2', registryId: 'deepseek2', traits: 'MLA attention, MoE with shared experts' },
   { arch: 'deepseekv3', models: 'DeepSeek V3', registryId: 'deepseek3', traits: 'MLA, MoE with group routing' },
-  { arch: 'qwen3moe', models: 'Qwen 3 MoE', registryId: 'qwen3moe', traits: 'mixture of experts with Q/K norms' },
+  { arch: 'qwen3moe', models: 'Qwen 3 MoE', registryId: 'qwen3moe', traits: 'Qwen 3 with a mixture of experts in every layer (top-8 of 128, `moe_intermediate_size`)' },
 ];
 
 /** The matrix as Markdown: works or not (from the native registry), formats and checks. */

@@ -42,6 +42,20 @@ pub trait Weights {
     fn sliding_layers(&self) -> Result<Option<Vec<bool>>> {
         Ok(None)
     }
+    /// The mixture-of-experts router's configuration, for sparse models.
+    fn moe(&self) -> Result<Option<crate::layers::MoeConfig>> {
+        Ok(None)
+    }
+    /// The `n_experts` matrices `[out, in]` of one kind in a layer (`blk.N.ffn_gate_exps`,
+    /// `ffn_up_exps`, `ffn_down_exps`): one 3-D tensor in a GGUF, one tensor per expert in a
+    /// checkpoint.
+    fn expert_linears(
+        &self,
+        name: &str,
+        n_experts: usize,
+        in_features: usize,
+        out_features: usize,
+    ) -> Result<Vec<Linear>>;
 
     fn vector_opt(&self, name: &str, len: usize) -> Result<Option<Vec<f32>>> {
         if self.has(name) {
@@ -135,6 +149,56 @@ impl Weights for GgufWeights {
     fn hparam_f32(&self, name: &str) -> Result<Option<f32>> {
         let arch = self.file.get_string("general.architecture")?;
         crate::model_config::arch_f32(&self.file, arch, name)
+    }
+
+    /// `<arch>.expert_count` and friends. llama.cpp renormalises the chosen weights for every
+    /// architecture read here (Mixtral as `llama`, Qwen 3 MoE).
+    fn moe(&self) -> Result<Option<crate::layers::MoeConfig>> {
+        let arch = self.file.get_string("general.architecture")?;
+        let key = |k: &str| crate::model_config::arch_u32(&self.file, arch, k);
+        let Some(n_experts) = key("expert_count")?.filter(|&n| n > 0) else {
+            return Ok(None);
+        };
+        let n_used = key("expert_used_count")?.unwrap_or(0) as usize;
+        let expert_ff = match key("expert_feed_forward_length")? {
+            Some(f) => f,
+            None => key("feed_forward_length")?.unwrap_or(0),
+        } as usize;
+        let norm_topk = self
+            .file
+            .get_bool_opt(&format!("{arch}.expert_weights_norm"))?
+            .unwrap_or(true);
+        crate::layers::MoeConfig::checked(
+            n_experts as usize,
+            n_used,
+            expert_ff,
+            norm_topk,
+            &self.source(),
+        )
+        .map(Some)
+    }
+
+    /// One `[in, out, n_experts]` tensor, cut into each expert's rows.
+    fn expert_linears(
+        &self,
+        name: &str,
+        n_experts: usize,
+        in_features: usize,
+        out_features: usize,
+    ) -> Result<Vec<Linear>> {
+        let info = self.info(name)?;
+        self.expect_dims(info, &[in_features, out_features, n_experts])?;
+        (0..n_experts)
+            .map(|e| {
+                let rows = e * out_features..(e + 1) * out_features;
+                Ok(Linear::new(
+                    info.ty,
+                    out_features,
+                    in_features,
+                    row_slice(self.bytes(info), info.ty, in_features, rows),
+                )?)
+            })
+            .collect()
     }
 
     fn sliding_window(&self) -> Result<Option<usize>> {

@@ -114,6 +114,8 @@ impl HfWeights {
             "ffn_norm" if gemma => "pre_feedforward_layernorm",
             "post_ffw_norm" if gemma => "post_feedforward_layernorm",
             "ffn_norm" => "post_attention_layernorm",
+            "ffn_gate_inp" if self.arch == "mixtral" => "block_sparse_moe.gate",
+            "ffn_gate_inp" => "mlp.gate",
             "ffn_gate" => "mlp.gate_proj",
             "ffn_up" => "mlp.up_proj",
             "ffn_down" => "mlp.down_proj",
@@ -164,12 +166,43 @@ impl HfWeights {
         })
     }
 
+    /// The checkpoint's name of expert `e`'s matrix for a GGUF expert tensor name
+    /// (`blk.N.ffn_gate_exps.weight`).
+    fn expert_hf_name(&self, gguf: &str, e: usize) -> Option<String> {
+        let rest = gguf.strip_prefix("blk.")?;
+        let (layer, rest) = rest.split_once('.')?;
+        let part = rest.strip_suffix(".weight")?;
+        let mixtral = self.arch == "mixtral";
+        let hf = match part {
+            "ffn_gate_exps" if mixtral => "w1",
+            "ffn_down_exps" if mixtral => "w2",
+            "ffn_up_exps" if mixtral => "w3",
+            "ffn_gate_exps" => "gate_proj",
+            "ffn_up_exps" => "up_proj",
+            "ffn_down_exps" => "down_proj",
+            _ => return None,
+        };
+        let block = if mixtral { "block_sparse_moe" } else { "mlp" };
+        Some(format!(
+            "model.layers.{layer}.{block}.experts.{e}.{hf}.weight"
+        ))
+    }
+
     /// A float matrix `[rows, cols]` (PyTorch order), in place.
     fn matrix(&self, gguf: &str, rows: usize, cols: usize) -> Result<(GgmlType, WeightBytes)> {
         let name = self
             .hf_name(gguf)
             .ok_or_else(|| self.bad(format!("cannot map tensor `{gguf}`")))?;
-        let (file, info) = self.model.tensor(&name).ok_or_else(|| {
+        self.matrix_named(&name, rows, cols)
+    }
+
+    fn matrix_named(
+        &self,
+        name: &str,
+        rows: usize,
+        cols: usize,
+    ) -> Result<(GgmlType, WeightBytes)> {
+        let (file, info) = self.model.tensor(name).ok_or_else(|| {
             ModelError::Unsupported(format!("{}: missing tensor `{name}`", self.dir.display()))
         })?;
         let ty = match info.dtype {
@@ -289,6 +322,61 @@ impl Weights for HfWeights {
             return Ok(None);
         }
         self.usize_key("sliding_window")
+    }
+
+    /// Mixtral's `num_local_experts`, Qwen 3 MoE's `num_experts`; every layer sparse.
+    fn moe(&self) -> Result<Option<crate::layers::MoeConfig>> {
+        let Some(n_experts) = self
+            .usize_key("num_local_experts")?
+            .or(self.usize_key("num_experts")?)
+            .filter(|&n| n > 0)
+        else {
+            return Ok(None);
+        };
+        let dense_layers = self.config["mlp_only_layers"]
+            .as_array()
+            .is_some_and(|l| !l.is_empty());
+        if dense_layers
+            || self
+                .usize_key("decoder_sparse_step")?
+                .is_some_and(|s| s != 1)
+        {
+            return Err(self.bad("mixes dense and sparse layers (mlp_only_layers, decoder_sparse_step), which is not supported"));
+        }
+        let expert_ff = match self.usize_key("moe_intermediate_size")? {
+            Some(f) => f,
+            None => self.required("intermediate_size")?,
+        };
+        // Mixtral always renormalises; Qwen 3 MoE says so (its released checkpoints do).
+        let norm_topk = self.config["norm_topk_prob"]
+            .as_bool()
+            .unwrap_or(self.arch == "mixtral");
+        crate::layers::MoeConfig::checked(
+            n_experts,
+            self.usize_key("num_experts_per_tok")?.unwrap_or(0),
+            expert_ff,
+            norm_topk,
+            &self.source(),
+        )
+        .map(Some)
+    }
+
+    fn expert_linears(
+        &self,
+        name: &str,
+        n_experts: usize,
+        in_features: usize,
+        out_features: usize,
+    ) -> Result<Vec<Linear>> {
+        (0..n_experts)
+            .map(|e| {
+                let hf = self
+                    .expert_hf_name(name, e)
+                    .ok_or_else(|| self.bad(format!("cannot map tensor `{name}`")))?;
+                let (ty, bytes) = self.matrix_named(&hf, out_features, in_features)?;
+                Ok(Linear::new(ty, out_features, in_features, bytes)?)
+            })
+            .collect()
     }
 
     fn hparam_f32(&self, name: &str) -> Result<Option<f32>> {

@@ -2,8 +2,9 @@
  * Continuous batching: concurrent requests share steps, and a sequence's tokens must not
  * depend on what else runs with it. Greedy results of requests run together (prompts of
  * different lengths, so prefill chunks and decode tokens share steps) must equal each one run
- * alone, on the default model (Q4_1) and on a tiny Gemma 3 in Q4_K (whose kernels group rows
- * in fours, per sequence). Also: preemption when the KV cache runs out, cancellation freeing
+ * alone, on the default model (Q4_1), on a tiny Gemma 3 in Q4_K (whose kernels group rows
+ * in fours, per sequence) and on a tiny Mixtral in Q4_K (whose experts take rows of every
+ * sequence). Also: preemption when the KV cache runs out, cancellation freeing
  * blocks at once, and a full queue refusing at once.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
@@ -16,10 +17,15 @@ import { vocabPath, writeTinyGguf } from '../fixtures/tiny-model.js';
 
 let dir: string;
 let tinyGemma: string;
+let tinyMixtral: string;
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'batching-'));
   tinyGemma = join(dir, 'tiny-gemma3-q4k.gguf');
-  if (existsSync(vocabPath)) await writeTinyGguf(tinyGemma, { arch: 'gemma3', slidingWindow: 4 }, 'Q4_K');
+  tinyMixtral = join(dir, 'tiny-mixtral-q4k.gguf');
+  if (existsSync(vocabPath)) {
+    await writeTinyGguf(tinyGemma, { arch: 'gemma3', slidingWindow: 4 }, 'Q4_K');
+    await writeTinyGguf(tinyMixtral, { arch: 'mixtral' }, 'Q4_K');
+  }
 }, 120_000);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -59,6 +65,8 @@ async function together(engine: Engine, prompts: number[][], maxTokens: number) 
 describe.each([
   ['the default model (Q4_1)', async () => fetchRegistryModel('smollm2-135m-instruct-q4_1')],
   ['a tiny Gemma 3 (Q4_K)', async () => (existsSync(vocabPath) ? tinyGemma : undefined)],
+  // Experts see rows of several sequences in one product: each row must still be on its own.
+  ['a tiny Mixtral (Q4_K, 4 experts)', async () => (existsSync(vocabPath) ? tinyMixtral : undefined)],
 ])('%s', (_name, modelPath) => {
   let engine: Engine;
   beforeAll(async () => {

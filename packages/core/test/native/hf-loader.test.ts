@@ -27,6 +27,8 @@ const CASES: Array<[string, TinySpec, string]> = [
   ['mistral (window 4)', { arch: 'mistral', slidingWindow: 4 }, 'llama'],
   ['qwen2', { arch: 'qwen2' }, 'qwen2'],
   ['qwen3', { arch: 'qwen3' }, 'qwen3'],
+  ['mixtral (4 experts, top 2)', { arch: 'mixtral' }, 'mixtral'],
+  ['qwen3moe (4 experts, top 2)', { arch: 'qwen3moe' }, 'qwen3moe'],
   ['phi3', { arch: 'phi3' }, 'phi3'],
   ['gemma', { arch: 'gemma' }, 'gemma'],
   ['gemma2 (window 4, soft-caps)', { arch: 'gemma2', slidingWindow: 4 }, 'gemma2'],

@@ -1,5 +1,5 @@
 /**
- * Every architecture we implement (llama, qwen2, qwen3, phi3, gemma, gemma2, gemma3), as a small random-weight model
+ * Every architecture we implement (llama, qwen2, qwen3, mixtral, qwen3moe, phi3, gemma, gemma2, gemma3), as a small random-weight model
  * written by our own GGUF writer (see fixtures/tiny-model.ts), against llama.cpp
  * (node-llama-cpp) on the same file: F16, Q8_0 and Q4_K weights, plus the RoPE scalings
  * (linear, YaRN, Llama 3 frequency factors) and a 4-token sliding window on Gemma 3.
@@ -51,6 +51,8 @@ const CASES: Case[] = [
   ...TYPES.map((type): Case => ['llama', type, { arch: 'llama' }]),
   ...TYPES.map((type): Case => ['qwen2', type, { arch: 'qwen2' }]),
   ...TYPES.map((type): Case => ['qwen3', type, { arch: 'qwen3' }]),
+  ...TYPES.map((type): Case => ['mixtral (4 experts, top 2)', type, { arch: 'mixtral' }]),
+  ...TYPES.map((type): Case => ['qwen3moe (4 experts, top 2)', type, { arch: 'qwen3moe' }]),
   ...TYPES.map((type): Case => ['phi3', type, { arch: 'phi3' }]),
   ...TYPES.map((type): Case => ['gemma', type, { arch: 'gemma' }]),
   ...TYPES.map((type): Case => ['gemma2 (window 4, soft-caps)', type, { arch: 'gemma2', slidingWindow: 4 }]),

@@ -25,6 +25,7 @@ class Architecture(Enum):
     Phi3 = "phi3"
     Qwen2 = "qwen2"
     Qwen3 = "qwen3"
+    Qwen3Moe = "qwen3moe"
     Starcoder2 = "starcoder2"
 
 

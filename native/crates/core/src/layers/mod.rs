@@ -5,10 +5,12 @@ pub mod activations;
 pub mod attention;
 pub mod embedding;
 pub mod linear;
+pub mod moe;
 pub mod norm;
 pub mod rope;
 
 pub use embedding::Embedding;
 pub use linear::{Linear, WeightBytes};
+pub use moe::{Expert, Moe, MoeConfig};
 pub use norm::{rms_norm, rms_norm_inplace};
 pub use rope::{Rope, RopeScaling, RopeStyle};

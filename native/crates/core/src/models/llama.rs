@@ -1,13 +1,17 @@
 //! `llama`: Llama 2/3.x, SmolLM2, Mistral-style GGUFs. Pre-norm decoder: RMSNorm → GQA
 //! attention with RoPE → residual → RMSNorm → SwiGLU MLP → residual. Other architectures
-//! reuse it as a variant: optional Q/K/V biases (Qwen 2) and per-head Q/K RMS norms (Qwen 3).
+//! reuse it as a variant: optional Q/K/V biases (Qwen 2), per-head Q/K RMS norms (Qwen 3),
+//! and a mixture of experts in place of the MLP wherever the file has one (Mixtral, Qwen 3
+//! MoE).
 
 use mistralrs_common::ThreadPool;
 use mistralrs_paged_attn::{AttentionParams, KvCache};
 
 use crate::layers::activations::swiglu;
 use crate::layers::attention::paged_attention;
-use crate::layers::{rms_norm, rms_norm_inplace, Embedding, Linear, Rope, RopeScaling, RopeStyle};
+use crate::layers::{
+    rms_norm, rms_norm_inplace, Embedding, Expert, Linear, Moe, Rope, RopeScaling, RopeStyle,
+};
 use crate::model_config::ModelConfig;
 use crate::model_error::Result;
 use crate::models::{
@@ -26,9 +30,13 @@ struct Layer {
     qk_norm: Option<[Vec<f32>; 2]>,
     wo: Linear,
     ffn_norm: Vec<f32>,
-    w_gate: Linear,
-    w_up: Linear,
-    w_down: Linear,
+    ffn: Ffn,
+}
+
+enum Ffn {
+    /// SwiGLU: gate, up, down.
+    Dense(Linear, Linear, Linear),
+    Sparse(Moe),
 }
 
 pub struct Llama {
@@ -77,6 +85,7 @@ impl Llama {
         let q_dim = cfg.n_heads * hd;
         let kv_dim = cfg.n_kv_heads * hd;
         let embed = w.embedding("token_embd.weight", d, cfg.vocab_size)?;
+        let moe = w.moe()?;
         let layers = (0..cfg.n_layers)
             .map(|i| {
                 let p = |t: &str| format!("blk.{i}.{t}.weight");
@@ -97,15 +106,34 @@ impl Llama {
                     )
                 };
                 let ff = cfg.intermediate_size;
-                let (w_gate, w_up) = if w.has(&p("ffn_gate")) {
-                    (
+                let ffn = if let Some(m) = moe {
+                    let experts = |name: &str, inp: usize, out: usize| {
+                        w.expert_linears(&p(name), m.n_experts, inp, out)
+                    };
+                    let gates = experts("ffn_gate_exps", d, m.expert_ff)?;
+                    let ups = experts("ffn_up_exps", d, m.expert_ff)?;
+                    let downs = experts("ffn_down_exps", m.expert_ff, d)?;
+                    Ffn::Sparse(Moe {
+                        router: w.linear(&p("ffn_gate_inp"), d, m.n_experts)?,
+                        experts: gates
+                            .into_iter()
+                            .zip(ups)
+                            .zip(downs)
+                            .map(|((gate, up), down)| Expert { gate, up, down })
+                            .collect(),
+                        cfg: m,
+                    })
+                } else if w.has(&p("ffn_gate")) {
+                    Ffn::Dense(
                         w.linear(&p("ffn_gate"), d, ff)?,
                         w.linear(&p("ffn_up"), d, ff)?,
+                        w.linear(&p("ffn_down"), ff, d)?,
                     )
                 } else {
-                    (
+                    Ffn::Dense(
                         w.linear_rows(&p("ffn_up"), d, 2 * ff, 0..ff)?,
                         w.linear_rows(&p("ffn_up"), d, 2 * ff, ff..2 * ff)?,
+                        w.linear(&p("ffn_down"), ff, d)?,
                     )
                 };
                 Ok(Layer {
@@ -130,9 +158,7 @@ impl Llama {
                     },
                     wo: w.linear(&p("attn_output"), q_dim, d)?,
                     ffn_norm: w.vector(&p("ffn_norm"), d)?,
-                    w_gate,
-                    w_up,
-                    w_down: w.linear(&p("ffn_down"), cfg.intermediate_size, d)?,
+                    ffn,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -189,7 +215,8 @@ impl Model for Llama {
             n * kv_dim,
             n * q_dim,
             n * ff,
-            n * ff,
+            // Also the experts' output ([n, d]) in sparse models.
+            n * ff.max(d),
         ]);
         let [x, h, q, k, v, attn, gate, up] = &mut bufs[..] else {
             unreachable!("take returns one buffer per length")
@@ -237,10 +264,20 @@ impl Model for Llama {
             x.iter_mut().zip(h.iter()).for_each(|(a, b)| *a += b);
 
             rms_norm(x, &layer.ffn_norm, c.rms_norm_eps, h);
-            layer.w_gate.forward(pool, h, gate, &mut scratch.matmul)?; // gate: [n, ff]
-            layer.w_up.forward(pool, h, up, &mut scratch.matmul)?; // up: [n, ff]
-            swiglu(gate, up);
-            layer.w_down.forward(pool, gate, h, &mut scratch.matmul)?; // h: [n, d]
+            match &layer.ffn {
+                Ffn::Dense(w_gate, w_up, w_down) => {
+                    w_gate.forward(pool, h, gate, &mut scratch.matmul)?; // gate: [n, ff]
+                    let up = &mut up[..n * ff];
+                    w_up.forward(pool, h, up, &mut scratch.matmul)?; // up: [n, ff]
+                    swiglu(gate, up);
+                    w_down.forward(pool, gate, h, &mut scratch.matmul)?; // h: [n, d]
+                }
+                Ffn::Sparse(moe) => {
+                    let out = &mut up[..n * d];
+                    moe.forward(pool, h, out, &mut scratch.matmul)?;
+                    h.copy_from_slice(out);
+                }
+            }
             x.iter_mut().zip(h.iter()).for_each(|(a, b)| *a += b);
         }
 

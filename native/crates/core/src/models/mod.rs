@@ -17,9 +17,11 @@ pub mod gemma;
 pub mod gemma2;
 pub mod gemma3;
 pub mod llama;
+pub mod mixtral;
 pub mod phi3;
 pub mod qwen2;
 pub mod qwen3;
+pub mod qwen3moe;
 
 /// One sequence's part of a step: its new tokens, where they start, and its block table.
 pub struct SeqInput<'a> {
@@ -95,9 +97,11 @@ const REGISTRY: &[(&str, Loader)] = &[
     ("gemma2", gemma2::load),
     ("gemma3", gemma3::Gemma3::load),
     ("llama", llama::Llama::load),
+    ("mixtral", mixtral::load),
     ("phi3", phi3::load),
     ("qwen2", qwen2::load),
     ("qwen3", qwen3::load),
+    ("qwen3moe", qwen3moe::load),
 ];
 
 /// Architectures this build can run.
