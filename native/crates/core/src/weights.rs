@@ -42,6 +42,21 @@ pub trait Weights {
     fn sliding_layers(&self) -> Result<Option<Vec<bool>>> {
         Ok(None)
     }
+    /// LayerNorm's epsilon (GPT-style models): `<arch>.attention.layer_norm_epsilon` in a
+    /// GGUF; `layer_norm_eps` (Phi) or `norm_epsilon` (Starcoder 2) in `config.json`.
+    fn layer_norm_eps(&self) -> Result<f32> {
+        for key in [
+            "attention.layer_norm_epsilon",
+            "layer_norm_eps",
+            "norm_epsilon",
+            "layer_norm_epsilon",
+        ] {
+            if let Some(eps) = self.hparam_f32(key)? {
+                return Ok(eps);
+            }
+        }
+        Ok(1e-5)
+    }
     /// The mixture-of-experts router's configuration, for sparse models.
     fn moe(&self) -> Result<Option<crate::layers::MoeConfig>> {
         Ok(None)

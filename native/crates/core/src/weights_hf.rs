@@ -34,6 +34,8 @@ impl HfWeights {
             // Mistral is Llama's decoder with a sliding window.
             Some("mistral") => "llama",
             Some("gemma3_text") => "gemma3",
+            // Phi 2's checkpoints say `phi`; llama.cpp (and `-a`) call it phi2.
+            Some("phi") => "phi2",
             Some(t) => t,
             None => {
                 return Err(ModelError::Unsupported(format!(
@@ -88,10 +90,17 @@ impl HfWeights {
 
     /// The checkpoint's name for a GGUF tensor name.
     fn hf_name(&self, gguf: &str) -> Option<String> {
+        let final_norm = if self.arch == "phi2" {
+            "model.final_layernorm"
+        } else {
+            "model.norm"
+        };
         match gguf {
             "token_embd.weight" => return Some("model.embed_tokens.weight".into()),
-            "output_norm.weight" => return Some("model.norm.weight".into()),
+            "output_norm.weight" => return Some(format!("{final_norm}.weight")),
+            "output_norm.bias" => return Some(format!("{final_norm}.bias")),
             "output.weight" => return Some("lm_head.weight".into()),
+            "output.bias" => return Some("lm_head.bias".into()),
             _ => {}
         }
         let rest = gguf.strip_prefix("blk.")?;
@@ -105,7 +114,12 @@ impl HfWeights {
             "attn_q" => "self_attn.q_proj",
             "attn_k" => "self_attn.k_proj",
             "attn_v" => "self_attn.v_proj",
+            "attn_output" if self.arch == "phi2" => "self_attn.dense",
             "attn_output" => "self_attn.o_proj",
+            "ffn_up" if self.arch == "phi2" => "mlp.fc1",
+            "ffn_down" if self.arch == "phi2" => "mlp.fc2",
+            "ffn_up" if self.arch == "starcoder2" => "mlp.c_fc",
+            "ffn_down" if self.arch == "starcoder2" => "mlp.c_proj",
             "attn_qkv" => "self_attn.qkv_proj",
             "ffn_up" if self.arch == "phi3" => "mlp.gate_up_proj",
             "attn_q_norm" => "self_attn.q_norm",
@@ -289,6 +303,12 @@ impl Weights for HfWeights {
         let hidden_size = self.required("hidden_size")?;
         let n_heads = self.required("num_attention_heads")?;
         let head_dim = self.usize_key("head_dim")?.unwrap_or(hidden_size / n_heads);
+        // Phi 2 rotates the first 40 % of each head.
+        let rope_dims = match self.config["partial_rotary_factor"].as_f64() {
+            Some(f) if f > 0.0 && f <= 1.0 => ((head_dim as f64 * f) as usize) & !1,
+            Some(f) => return Err(self.bad(format!("partial_rotary_factor {f} is not in (0, 1]"))),
+            None => head_dim,
+        };
         let rope_base = self.config["rope_theta"].as_f64().unwrap_or(10_000.0) as f32;
         let rope_scaling = self.rope_scaling(head_dim, rope_base)?;
         Ok(ModelConfig {
@@ -302,7 +322,7 @@ impl Weights for HfWeights {
             intermediate_size: self.required("intermediate_size")?,
             rms_norm_eps: self.config["rms_norm_eps"].as_f64().unwrap_or(1e-6) as f32,
             rope_base,
-            rope_dims: head_dim,
+            rope_dims,
             rope_style: RopeStyle::Neox,
             rope_scaling,
             context_length: self.usize_key("max_position_embeddings")?.unwrap_or(2048),

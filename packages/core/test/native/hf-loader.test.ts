@@ -30,6 +30,8 @@ const CASES: Array<[string, TinySpec, string]> = [
   ['mixtral (4 experts, top 2)', { arch: 'mixtral' }, 'mixtral'],
   ['qwen3moe (4 experts, top 2)', { arch: 'qwen3moe' }, 'qwen3moe'],
   ['phi3', { arch: 'phi3' }, 'phi3'],
+  ['phi2', { arch: 'phi2' }, 'phi2'],
+  ['starcoder2', { arch: 'starcoder2' }, 'starcoder2'],
   ['gemma', { arch: 'gemma' }, 'gemma'],
   ['gemma2 (window 4, soft-caps)', { arch: 'gemma2', slidingWindow: 4 }, 'gemma2'],
   ['gemma3 (window 4)', { arch: 'gemma3', slidingWindow: 4 }, 'gemma3'],

@@ -1,5 +1,5 @@
 /**
- * Every architecture we implement (llama, qwen2, qwen3, mixtral, qwen3moe, phi3, gemma, gemma2, gemma3), as a small random-weight model
+ * Every architecture we implement (llama, qwen2, qwen3, mixtral, qwen3moe, phi2, phi3, starcoder2, gemma, gemma2, gemma3), as a small random-weight model
  * written by our own GGUF writer (see fixtures/tiny-model.ts), against llama.cpp
  * (node-llama-cpp) on the same file: F16, Q8_0 and Q4_K weights, plus the RoPE scalings
  * (linear, YaRN, Llama 3 frequency factors) and a 4-token sliding window on Gemma 3.
@@ -54,6 +54,8 @@ const CASES: Case[] = [
   ...TYPES.map((type): Case => ['mixtral (4 experts, top 2)', type, { arch: 'mixtral' }]),
   ...TYPES.map((type): Case => ['qwen3moe (4 experts, top 2)', type, { arch: 'qwen3moe' }]),
   ...TYPES.map((type): Case => ['phi3', type, { arch: 'phi3' }]),
+  ...TYPES.map((type): Case => ['phi2 (parallel block, partial rotary)', type, { arch: 'phi2' }]),
+  ...TYPES.map((type): Case => ['starcoder2', type, { arch: 'starcoder2' }]),
   ...TYPES.map((type): Case => ['gemma', type, { arch: 'gemma' }]),
   ...TYPES.map((type): Case => ['gemma2 (window 4, soft-caps)', type, { arch: 'gemma2', slidingWindow: 4 }]),
   ...TYPES.map((type): Case => ['gemma3 (window 4)', type, { arch: 'gemma3', slidingWindow: 4 }]),

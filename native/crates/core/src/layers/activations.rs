@@ -30,20 +30,31 @@ fn swiglu_body(a: &mut [f32], b: &[f32]) {
 }
 
 /// `a = gelu(a) · b` (GeGLU), with the tanh approximation the Gemma family uses, evaluated as
-/// llama.cpp's CPU backend does: through a table of f16 inputs and outputs (so the input is
-/// rounded to f16 and so is the result), the identity above 10 and zero below -10.
+/// llama.cpp's CPU backend does (see [`gelu_table`]).
 pub fn geglu(a: &mut [f32], b: &[f32]) {
     for (x, &y) in a.iter_mut().zip(b) {
-        let v = *x;
-        let g = if v <= -10.0 {
-            0.0
-        } else if v >= 10.0 {
-            v
-        } else {
-            let h = half::f16::from_f32(v).to_f32();
-            half::f16::from_f32(gelu_tanh(h)).to_f32()
-        };
-        *x = g * y;
+        *x = gelu_table(*x) * y;
+    }
+}
+
+/// `a = gelu(a)` (Phi 2's and Starcoder 2's MLP), as [`geglu`] evaluates it.
+pub fn gelu(a: &mut [f32]) {
+    for x in a.iter_mut() {
+        *x = gelu_table(*x);
+    }
+}
+
+/// GELU with the tanh approximation, as llama.cpp's CPU backend evaluates it: through a table
+/// of f16 inputs and outputs (so the input is rounded to f16 and so is the result), the
+/// identity above 10 and zero below -10.
+fn gelu_table(v: f32) -> f32 {
+    if v <= -10.0 {
+        0.0
+    } else if v >= 10.0 {
+        v
+    } else {
+        let h = half::f16::from_f32(v).to_f32();
+        half::f16::from_f32(gelu_tanh(h)).to_f32()
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod activations;
 pub mod attention;
 pub mod embedding;
+pub mod gpt;
 pub mod linear;
 pub mod moe;
 pub mod norm;
@@ -12,5 +13,5 @@ pub mod rope;
 pub use embedding::Embedding;
 pub use linear::{Linear, WeightBytes};
 pub use moe::{Expert, Moe, MoeConfig};
-pub use norm::{rms_norm, rms_norm_inplace};
+pub use norm::{layer_norm, rms_norm, rms_norm_inplace};
 pub use rope::{Rope, RopeScaling, RopeStyle};

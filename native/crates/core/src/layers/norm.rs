@@ -24,6 +24,42 @@ pub fn rms_norm_inplace(x: &mut [f32], w: &[f32], eps: f32) {
     }
 }
 
+/// LayerNorm of each row: `out = (x − mean) / sqrt(var + eps) · w + b`, summed as ggml sums
+/// it on AVX2: the mean in f64; the squares of `x − mean` in 8-lane f32 groups (each reduced
+/// as the AVX2 kernel does), the groups' sums and a scalar tail added in f64.
+pub fn layer_norm(x: &[f32], w: &[f32], b: &[f32], eps: f32, out: &mut [f32]) {
+    let dim = w.len();
+    for (row, dst) in x.chunks_exact(dim).zip(out.chunks_exact_mut(dim)) {
+        let sum: f64 = row.iter().map(|&v| f64::from(v)).sum();
+        let mean = sum as f32 / dim as f32;
+        let mut sq = 0f64;
+        let mut i = 0;
+        while i + 8 <= dim {
+            let mut s = [0f32; 8];
+            for (l, sl) in s.iter_mut().enumerate() {
+                let c = row[i + l] - mean;
+                dst[i + l] = c;
+                *sl = c * c;
+            }
+            // (high half + low half), then pairs, then the last two.
+            let h = [s[0] + s[4], s[1] + s[5], s[2] + s[6], s[3] + s[7]];
+            let p = [h[0] + h[2], h[1] + h[3]];
+            sq += f64::from(p[0] + p[1]);
+            i += 8;
+        }
+        for j in i..dim {
+            let c = row[j] - mean;
+            dst[j] = c;
+            sq += f64::from(c * c);
+        }
+        let variance = (sq / dim as f64) as f32;
+        let scale = 1.0 / (variance + eps).sqrt();
+        for ((o, &g), &bias) in dst.iter_mut().zip(w).zip(b) {
+            *o = *o * scale * g + bias;
+        }
+    }
+}
+
 fn inv_rms(row: &[f32], eps: f32) -> f32 {
     let sum: f64 = row.iter().map(|&v| f64::from(v * v)).sum();
     let mean = (sum / row.len() as f64) as f32;

@@ -18,10 +18,12 @@ pub mod gemma2;
 pub mod gemma3;
 pub mod llama;
 pub mod mixtral;
+pub mod phi2;
 pub mod phi3;
 pub mod qwen2;
 pub mod qwen3;
 pub mod qwen3moe;
+pub mod starcoder2;
 
 /// One sequence's part of a step: its new tokens, where they start, and its block table.
 pub struct SeqInput<'a> {
@@ -98,10 +100,12 @@ const REGISTRY: &[(&str, Loader)] = &[
     ("gemma3", gemma3::Gemma3::load),
     ("llama", llama::Llama::load),
     ("mixtral", mixtral::load),
+    ("phi2", phi2::load),
     ("phi3", phi3::load),
     ("qwen2", qwen2::load),
     ("qwen3", qwen3::load),
     ("qwen3moe", qwen3moe::load),
+    ("starcoder2", starcoder2::load),
 ];
 
 /// Architectures this build can run.
@@ -166,14 +170,7 @@ pub(crate) fn last_token_logits(
     logits: &mut Vec<f32>,
 ) -> Result<()> {
     let d = norm.len();
-    let mut last = Vec::new();
-    let mut t0 = 0;
-    for s in batch {
-        t0 += s.tokens.len();
-        if s.want_logits && !s.tokens.is_empty() {
-            last.extend_from_slice(&x[(t0 - 1) * d..t0 * d]);
-        }
-    }
+    let last = last_rows(batch, x, d);
     let mut normed = vec![0f32; last.len()];
     crate::layers::rms_norm(&last, norm, eps, &mut normed);
     // One row per sequence now.
@@ -183,6 +180,19 @@ pub(crate) fn last_token_logits(
     logits.clear();
     logits.resize(last.len() / d * output.out_features(), 0.0);
     Ok(output.forward(pool, &normed, logits, &mut scratch.matmul)?)
+}
+
+/// The rows of `x` (`[n, d]`) of the last token of each sequence that wants logits.
+pub(crate) fn last_rows(batch: &[SeqInput<'_>], x: &[f32], d: usize) -> Vec<f32> {
+    let mut last = Vec::new();
+    let mut t0 = 0;
+    for s in batch {
+        t0 += s.tokens.len();
+        if s.want_logits && !s.tokens.is_empty() {
+            last.extend_from_slice(&x[(t0 - 1) * d..t0 * d]);
+        }
+    }
+    last
 }
 
 /// Checks a batch against the model and the cache before any work starts, so a bad request

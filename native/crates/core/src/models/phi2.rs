@@ -1,0 +1,164 @@
+//! `phi2`: Phi 2. A GPT-style parallel block: one LayerNorm (with bias) feeds both attention
+//! and a GELU MLP, whose outputs are added to the residual together; Q/K/V and every
+//! projection carry biases, so does the output head; NeoX rotation of the first 40 % of each
+//! head (`partial_rotary_factor`); queries scaled by 1/√head_dim before attention.
+
+use mistralrs_common::ThreadPool;
+use mistralrs_paged_attn::{AttentionParams, KvCache};
+
+use crate::layers::attention::paged_attention;
+use crate::layers::gpt::{load_qkv, BiasedLinear, GeluMlp, LayerNorm};
+use crate::layers::{Embedding, Rope, RopeStyle};
+use crate::model_config::ModelConfig;
+use crate::model_error::Result;
+use crate::models::{check_batch, flatten_batch, ForwardScratch, Model, SeqInput};
+use crate::weights::Weights;
+
+struct Layer {
+    norm: LayerNorm,
+    qkv: [BiasedLinear; 3],
+    wo: BiasedLinear,
+    mlp: GeluMlp,
+}
+
+pub struct Phi2 {
+    cfg: ModelConfig,
+    embed: Embedding,
+    layers: Vec<Layer>,
+    output_norm: LayerNorm,
+    output: BiasedLinear,
+    rope: Rope,
+}
+
+pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
+    let cfg = w.config(RopeStyle::Neox)?;
+    let (d, hd) = (cfg.hidden_size, cfg.head_dim);
+    let (q_dim, kv_dim) = (cfg.n_heads * hd, cfg.n_kv_heads * hd);
+    let eps = w.layer_norm_eps()?;
+    let layers = (0..cfg.n_layers)
+        .map(|i| {
+            Ok(Layer {
+                norm: LayerNorm::load(w, &format!("blk.{i}.attn_norm"), d, eps)?,
+                qkv: load_qkv(w, i, d, q_dim, kv_dim)?,
+                wo: BiasedLinear::load(w, &format!("blk.{i}.attn_output"), q_dim, d)?,
+                mlp: GeluMlp::load(w, i, d, cfg.intermediate_size)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Box::new(Phi2 {
+        embed: w.embedding("token_embd.weight", d, cfg.vocab_size)?,
+        layers,
+        output_norm: LayerNorm::load(w, "output_norm", d, eps)?,
+        output: BiasedLinear::load(w, "output", d, cfg.vocab_size)?,
+        rope: Rope::new(
+            cfg.rope_style,
+            hd,
+            cfg.rope_dims,
+            cfg.rope_base,
+            cfg.rope_scaling.clone(),
+        ),
+        cfg,
+    }))
+}
+
+impl Model for Phi2 {
+    fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    fn forward(
+        &self,
+        pool: &ThreadPool,
+        cache: &mut KvCache,
+        batch: &[SeqInput<'_>],
+        scratch: &mut ForwardScratch,
+        logits: &mut Vec<f32>,
+    ) -> Result<()> {
+        let c = &self.cfg;
+        check_batch(c, cache, batch)?;
+        let n: usize = batch.iter().map(|s| s.tokens.len()).sum();
+        let (d, hd, ff) = (c.hidden_size, c.head_dim, c.intermediate_size);
+        let (q_dim, kv_dim) = (c.n_heads * hd, c.n_kv_heads * hd);
+        let tokens = flatten_batch(batch, scratch);
+        let positions = std::mem::take(&mut scratch.positions);
+        let mut bufs = scratch.take(&[
+            n * d,
+            n * d,
+            n * q_dim,
+            n * kv_dim,
+            n * kv_dim,
+            n * q_dim,
+            n * ff,
+            n * d,
+        ]);
+        let [x, h, q, k, v, attn, hidden, mlp_out] = &mut bufs[..] else {
+            unreachable!("take returns one buffer per length")
+        };
+        self.embed.lookup(&tokens, 1.0, x)?;
+        let params = AttentionParams {
+            n_heads: c.n_heads,
+            n_kv_heads: c.n_kv_heads,
+            head_dim: hd,
+            scale: 1.0, // queries are scaled before attention
+            softcap: None,
+            sliding_window: None,
+            single_token_step: false,
+        };
+        let q_scale = 1.0 / (hd as f32).sqrt();
+        for (li, layer) in self.layers.iter().enumerate() {
+            layer.norm.forward(x, h);
+            let [wq, wk, wv] = &layer.qkv;
+            wq.forward(pool, h, q, &mut scratch.matmul)?;
+            wk.forward(pool, h, k, &mut scratch.matmul)?;
+            wv.forward(pool, h, v, &mut scratch.matmul)?;
+            self.rope.apply(q, &positions, c.n_heads);
+            self.rope.apply(k, &positions, c.n_kv_heads);
+            q.iter_mut().for_each(|v| *v *= q_scale);
+            paged_attention(pool, cache, li, batch, &positions, q, k, v, &params, attn)?;
+            // The MLP reads the same normed input as attention.
+            layer
+                .mlp
+                .forward(pool, h, hidden, mlp_out, &mut scratch.matmul)?;
+            layer.wo.forward(pool, attn, h, &mut scratch.matmul)?;
+            // (attention + MLP) + residual, in llama.cpp's order.
+            for ((xv, &a), &m) in x.iter_mut().zip(h.iter()).zip(mlp_out.iter()) {
+                *xv += a + m;
+            }
+        }
+        head_logits(
+            pool,
+            batch,
+            x,
+            &self.output_norm,
+            &self.output,
+            scratch,
+            logits,
+        )?;
+        scratch.give_back(bufs);
+        scratch.positions = positions;
+        Ok(())
+    }
+}
+
+/// The final LayerNorm and the (biased) output head for the last token of each sequence
+/// that wants logits.
+pub(crate) fn head_logits(
+    pool: &ThreadPool,
+    batch: &[SeqInput<'_>],
+    x: &[f32],
+    norm: &LayerNorm,
+    output: &BiasedLinear,
+    scratch: &mut ForwardScratch,
+    logits: &mut Vec<f32>,
+) -> Result<()> {
+    let d = norm.weight.len();
+    let last = crate::models::last_rows(batch, x, d);
+    let mut normed = vec![0f32; last.len()];
+    norm.forward(&last, &mut normed);
+    let rows = &mut scratch.matmul.sequence_rows;
+    rows.clear();
+    rows.resize(last.len() / d, 1);
+    logits.clear();
+    logits.resize(last.len() / d * output.linear.out_features(), 0.0);
+    output.forward(pool, &normed, logits, &mut scratch.matmul)
+}
