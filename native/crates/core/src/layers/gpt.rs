@@ -6,7 +6,7 @@ use mistralrs_quant::matmul::MatmulScratch;
 
 use crate::layers::activations::gelu;
 use crate::layers::norm::layer_norm;
-use crate::layers::Linear;
+use crate::layers::{Linear, Rope};
 use crate::model_error::Result;
 use crate::weights::Weights;
 
@@ -74,9 +74,44 @@ pub fn add_rows(x: &mut [f32], bias: &[f32]) {
     }
 }
 
-/// Q, K and V with their biases: three matrices, or the fused `attn_qkv` of older Phi 2
-/// files cut into three in place.
-pub fn load_qkv(
+/// Q, K and V with their biases, rotated.
+pub struct Qkv([BiasedLinear; 3]);
+
+impl Qkv {
+    /// Three matrices, or the fused `attn_qkv` of older Phi 2 files cut into three in place.
+    pub fn load(
+        w: &dyn Weights,
+        layer: usize,
+        dim: usize,
+        q_dim: usize,
+        kv_dim: usize,
+    ) -> Result<Qkv> {
+        load_qkv(w, layer, dim, q_dim, kv_dim).map(Qkv)
+    }
+
+    /// `h` `[n, dim]` → rotated `q` `[n, n_heads, hd]`, rotated `k` and `v` `[n, n_kv_heads, hd]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(
+        &self,
+        pool: &ThreadPool,
+        h: &[f32],
+        [q, k, v]: [&mut [f32]; 3],
+        rope: &Rope,
+        positions: &[usize],
+        [n_heads, n_kv_heads]: [usize; 2],
+        matmul: &mut MatmulScratch,
+    ) -> Result<()> {
+        let [wq, wk, wv] = &self.0;
+        wq.forward(pool, h, q, matmul)?;
+        wk.forward(pool, h, k, matmul)?;
+        wv.forward(pool, h, v, matmul)?;
+        rope.apply(q, positions, n_heads);
+        rope.apply(k, positions, n_kv_heads);
+        Ok(())
+    }
+}
+
+fn load_qkv(
     w: &dyn Weights,
     layer: usize,
     dim: usize,

@@ -7,7 +7,7 @@ use mistralrs_common::ThreadPool;
 use mistralrs_paged_attn::{AttentionParams, KvCache};
 
 use crate::layers::attention::paged_attention;
-use crate::layers::gpt::{load_qkv, BiasedLinear, GeluMlp, LayerNorm};
+use crate::layers::gpt::{BiasedLinear, GeluMlp, LayerNorm, Qkv};
 use crate::layers::{Embedding, Rope, RopeStyle};
 use crate::model_config::ModelConfig;
 use crate::model_error::Result;
@@ -16,7 +16,7 @@ use crate::weights::Weights;
 
 struct Layer {
     norm: LayerNorm,
-    qkv: [BiasedLinear; 3],
+    qkv: Qkv,
     wo: BiasedLinear,
     mlp: GeluMlp,
 }
@@ -39,7 +39,7 @@ pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
         .map(|i| {
             Ok(Layer {
                 norm: LayerNorm::load(w, &format!("blk.{i}.attn_norm"), d, eps)?,
-                qkv: load_qkv(w, i, d, q_dim, kv_dim)?,
+                qkv: Qkv::load(w, i, d, q_dim, kv_dim)?,
                 wo: BiasedLinear::load(w, &format!("blk.{i}.attn_output"), q_dim, d)?,
                 mlp: GeluMlp::load(w, i, d, cfg.intermediate_size)?,
             })
@@ -107,12 +107,17 @@ impl Model for Phi2 {
         let q_scale = 1.0 / (hd as f32).sqrt();
         for (li, layer) in self.layers.iter().enumerate() {
             layer.norm.forward(x, h);
-            let [wq, wk, wv] = &layer.qkv;
-            wq.forward(pool, h, q, &mut scratch.matmul)?;
-            wk.forward(pool, h, k, &mut scratch.matmul)?;
-            wv.forward(pool, h, v, &mut scratch.matmul)?;
-            self.rope.apply(q, &positions, c.n_heads);
-            self.rope.apply(k, &positions, c.n_kv_heads);
+            let heads = [c.n_heads, c.n_kv_heads];
+            let qkv = [&mut q[..], &mut k[..], &mut v[..]];
+            layer.qkv.forward(
+                pool,
+                h,
+                qkv,
+                &self.rope,
+                &positions,
+                heads,
+                &mut scratch.matmul,
+            )?;
             q.iter_mut().for_each(|v| *v *= q_scale);
             paged_attention(pool, cache, li, batch, &positions, q, k, v, &params, attn)?;
             // The MLP reads the same normed input as attention.

@@ -7,7 +7,7 @@ use mistralrs_common::ThreadPool;
 use mistralrs_paged_attn::{AttentionParams, KvCache};
 
 use crate::layers::attention::paged_attention;
-use crate::layers::gpt::{load_qkv, BiasedLinear, GeluMlp, LayerNorm};
+use crate::layers::gpt::{BiasedLinear, GeluMlp, LayerNorm, Qkv};
 use crate::layers::{Embedding, Linear, Rope, RopeStyle};
 use crate::model_config::ModelConfig;
 use crate::model_error::Result;
@@ -17,7 +17,7 @@ use crate::weights::Weights;
 
 struct Layer {
     attn_norm: LayerNorm,
-    qkv: [BiasedLinear; 3],
+    qkv: Qkv,
     wo: BiasedLinear,
     ffn_norm: LayerNorm,
     mlp: GeluMlp,
@@ -42,7 +42,7 @@ pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
         .map(|i| {
             Ok(Layer {
                 attn_norm: LayerNorm::load(w, &format!("blk.{i}.attn_norm"), d, eps)?,
-                qkv: load_qkv(w, i, d, q_dim, kv_dim)?,
+                qkv: Qkv::load(w, i, d, q_dim, kv_dim)?,
                 wo: BiasedLinear::load(w, &format!("blk.{i}.attn_output"), q_dim, d)?,
                 ffn_norm: LayerNorm::load(w, &format!("blk.{i}.ffn_norm"), d, eps)?,
                 mlp: GeluMlp::load(w, i, d, cfg.intermediate_size)?,
@@ -119,12 +119,17 @@ impl Model for Starcoder2 {
         };
         for (li, layer) in self.layers.iter().enumerate() {
             layer.attn_norm.forward(x, h);
-            let [wq, wk, wv] = &layer.qkv;
-            wq.forward(pool, h, q, &mut scratch.matmul)?;
-            wk.forward(pool, h, k, &mut scratch.matmul)?;
-            wv.forward(pool, h, v, &mut scratch.matmul)?;
-            self.rope.apply(q, &positions, c.n_heads);
-            self.rope.apply(k, &positions, c.n_kv_heads);
+            let heads = [c.n_heads, c.n_kv_heads];
+            let qkv = [&mut q[..], &mut k[..], &mut v[..]];
+            layer.qkv.forward(
+                pool,
+                h,
+                qkv,
+                &self.rope,
+                &positions,
+                heads,
+                &mut scratch.matmul,
+            )?;
             paged_attention(pool, cache, li, batch, &positions, q, k, v, &params, attn)?;
             layer.wo.forward(pool, attn, h, &mut scratch.matmul)?;
             x.iter_mut().zip(h.iter()).for_each(|(a, b)| *a += b);
