@@ -26,7 +26,7 @@ export const ARCHITECTURES: readonly ArchitectureRow[] = [
   { arch: 'gemma3', models: 'Gemma 3 (text)', registryId: 'gemma3', traits: 'QK-norm, 5 local : 1 global layers, two RoPE bases' },
   { arch: 'qwen2', models: 'Qwen 2, 2.5', registryId: 'qwen2', traits: 'Q/K/V biases, YaRN' },
   { arch: 'qwen3', models: 'Qwen 3', registryId: 'qwen3', traits: 'per-head Q/K norms' },
-  { arch: 'phi3', models: 'Phi 3, Phi 4 mini', registryId: 'phi3', traits: 'fused QKV and gate/up (LongRoPE not yet)' },
+  { arch: 'phi3', models: 'Phi 3, Phi 4 mini', registryId: 'phi3', traits: 'fused QKV and gate/up, LongRoPE (short or long factors by context, as llama.cpp picks)' },
   { arch: 'phi2', models: 'Phi 2', registryId: 'phi2', traits: 'LayerNorm with bias, parallel attention and GELU MLP, biased projections and head, partial rotary (HF `model_type: phi`)' },
   { arch: 'mixtral', models: 'Mixtral', registryId: 'mixtral', traits: 'mixture of experts: softmax router, top-2 of 8, weights renormalised (GGUF: `llama` with experts)' },
   { arch: 'phi3.5moe', models: 'Phi 3.5 MoE', registryId: 'phimoe', traits: 'mixture of experts' },

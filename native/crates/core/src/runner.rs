@@ -98,7 +98,7 @@ impl Runner {
         Ok(runner)
     }
 
-    pub fn new(model: Box<dyn Model>, options: &RunnerOptions) -> Result<Runner> {
+    pub fn new(mut model: Box<dyn Model>, options: &RunnerOptions) -> Result<Runner> {
         let block_size = options.block_size.clamp(1, 4096);
         let n_blocks = match (options.kv_bytes, options.kv_tokens) {
             (Some(bytes), _) => {
@@ -112,6 +112,7 @@ impl Runner {
                 .max(block_size)
                 .div_ceil(block_size),
         };
+        model.set_context((n_blocks * block_size).min(model.config().context_length));
         let cache = KvCache::new(model.kv_cache_config(block_size, n_blocks, options.kv_dtype))?;
         Ok(Runner {
             model,

@@ -38,6 +38,13 @@ pub trait Weights {
     fn sliding_window(&self) -> Result<Option<usize>>;
     /// A float hyperparameter: `<arch>.<name>` in a GGUF, `name` in `config.json`.
     fn hparam_f32(&self, name: &str) -> Result<Option<f32>>;
+    /// An integer hyperparameter, likewise.
+    fn hparam_u32(&self, name: &str) -> Result<Option<u32>> {
+        Ok(self
+            .hparam_f32(name)?
+            .filter(|v| *v >= 0.0)
+            .map(|v| v as u32))
+    }
     /// Which layers use the sliding window, when the source says so layer by layer.
     fn sliding_layers(&self) -> Result<Option<Vec<bool>>> {
         Ok(None)
@@ -164,6 +171,11 @@ impl Weights for GgufWeights {
     fn hparam_f32(&self, name: &str) -> Result<Option<f32>> {
         let arch = self.file.get_string("general.architecture")?;
         crate::model_config::arch_f32(&self.file, arch, name)
+    }
+
+    fn hparam_u32(&self, name: &str) -> Result<Option<u32>> {
+        let arch = self.file.get_string("general.architecture")?;
+        crate::model_config::arch_u32(&self.file, arch, name)
     }
 
     /// `<arch>.expert_count` and friends. llama.cpp renormalises the chosen weights for every

@@ -147,7 +147,7 @@ impl HfWeights {
         }
     }
 
-    /// `rope_scaling`: linear, Llama 3's frequency factors, or YaRN.
+    /// `rope_scaling`: linear, Llama 3's frequency factors, YaRN, or LongRoPE.
     fn rope_scaling(&self, head_dim: usize, base: f32) -> Result<RopeScaling> {
         let s = &self.config["rope_scaling"];
         if s.is_null() {
@@ -176,7 +176,52 @@ impl HfWeights {
                 beta_slow: self.f64_key(s, "beta_slow", Some(1.0))? as f32,
                 attn_factor: 1.0,
             },
+            "longrope" | "su" => self.longrope(s, head_dim)?,
             _ => return Err(self.bad(format!("rope_scaling {s} is not supported yet"))),
+        })
+    }
+
+    /// Phi 3's short and long factor lists; cos/sin scaled by `attention_factor`, or by
+    /// √(1 + ln(scale) / ln(original)) for a context `scale` times the original (as both
+    /// transformers and llama.cpp's converter compute it).
+    fn longrope(&self, s: &Value, head_dim: usize) -> Result<RopeScaling> {
+        let factors = |key: &str| -> Result<Vec<f32>> {
+            let list = s[key]
+                .as_array()
+                .ok_or_else(|| self.bad(format!("rope_scaling lacks the list `{key}`")))?;
+            let values = list
+                .iter()
+                .map(|v| v.as_f64().map(|f| f as f32))
+                .collect::<Option<Vec<f32>>>()
+                .ok_or_else(|| self.bad(format!("rope_scaling.{key} holds a non-number")))?;
+            if values.len() != head_dim / 2 {
+                return Err(self.bad(format!(
+                    "rope_scaling.{key} has {} factors, expected {}",
+                    values.len(),
+                    head_dim / 2
+                )));
+            }
+            Ok(values)
+        };
+        let original = match self.usize_key("original_max_position_embeddings")? {
+            Some(o) => o,
+            None => self.f64_key(s, "original_max_position_embeddings", None)? as usize,
+        };
+        let max = self
+            .usize_key("max_position_embeddings")?
+            .unwrap_or(original);
+        let scale = max as f64 / original.max(1) as f64;
+        let attn_factor = match s["attention_factor"].as_f64() {
+            Some(a) => a,
+            None if scale <= 1.0 => 1.0,
+            None => (1.0 + scale.ln() / (original as f64).ln()).sqrt(),
+        };
+        Ok(RopeScaling::LongRope {
+            short: factors("short_factor")?,
+            long: factors("long_factor")?,
+            original_context: original,
+            attn_factor: attn_factor as f32,
+            context: None,
         })
     }
 

@@ -37,6 +37,7 @@ const CASES: Array<[string, TinySpec, string]> = [
   ['gemma3 (window 4)', { arch: 'gemma3', slidingWindow: 4 }, 'gemma3'],
   ['llama, Llama 3 scaling', { arch: 'llama', ropeScaling: { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalContext: 64 } }, 'llama'],
   ['qwen2, YaRN', { arch: 'qwen2', ropeScaling: { type: 'yarn', factor: 4, originalContext: 64 } }, 'qwen2'],
+  ['phi3, LongRoPE', { arch: 'phi3', ropeScaling: { type: 'longrope', originalContext: 64 } }, 'phi3'],
 ];
 
 describe.each(ready ? CASES : [])('%s weights through the GGUF and the Hugging Face loaders', (name, spec, arch) => {

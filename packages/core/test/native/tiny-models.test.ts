@@ -68,6 +68,10 @@ const CASES: Case[] = [
     { arch: 'llama', ropeScaling: { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalContext: 64 } },
   ],
   ['qwen2, YaRN ×4 over 64 tokens', 'F16', { arch: 'qwen2', ropeScaling: { type: 'yarn', factor: 4, originalContext: 64 } }],
+  // The context (256) is past the original 64: the long factors; within 384: the short ones.
+  ['phi3, LongRoPE long factors', 'F16', { arch: 'phi3', ropeScaling: { type: 'longrope', originalContext: 64 } }],
+  ['phi3, LongRoPE long factors', 'Q8_0', { arch: 'phi3', ropeScaling: { type: 'longrope', originalContext: 64 } }],
+  ['phi3, LongRoPE short factors', 'Q8_0', { arch: 'phi3', ropeScaling: { type: 'longrope', originalContext: 384 } }],
 ];
 
 describe.each(haveVocab ? CASES : [])('tiny %s, %s weights', (name, type, spec) => {

@@ -21,6 +21,17 @@ pub enum RopeScaling {
     },
     /// Per-frequency divisors (Llama 3.1's `rope_freqs.weight`), one per rotated pair.
     FreqFactors(Vec<f32>),
+    /// LongRoPE (Phi 3 / 3.5 / 4 mini long-context checkpoints): per-frequency divisors, the
+    /// long set when a sequence may hold more than `original_context` tokens (llama.cpp picks
+    /// by the context it is given, once), and cos/sin scaled by `attn_factor`.
+    LongRope {
+        short: Vec<f32>,
+        long: Vec<f32>,
+        original_context: usize,
+        attn_factor: f32,
+        /// Tokens a sequence may hold; set by the runner (until then, the long set).
+        context: Option<usize>,
+    },
     /// YaRN: interpolation for low frequencies, extrapolation for high ones, a ramp between,
     /// and a magnitude correction (Qwen 2.5 long-context, DeepSeek).
     Yarn {
@@ -109,6 +120,17 @@ impl Rope {
             RopeScaling::None => {}
             RopeScaling::Linear { factor } => rope.freq_scale = 1.0 / factor,
             RopeScaling::FreqFactors(f) => rope.freq_factors = Some(f),
+            RopeScaling::LongRope {
+                short,
+                long,
+                original_context,
+                attn_factor,
+                context,
+            } => {
+                let use_long = context.is_none_or(|c| c > original_context);
+                rope.freq_factors = Some(if use_long { long } else { short });
+                rope.mscale = attn_factor;
+            }
             RopeScaling::Yarn {
                 factor,
                 original_context,

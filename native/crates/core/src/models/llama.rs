@@ -46,6 +46,8 @@ pub struct Llama {
     output_norm: Vec<f32>,
     output: Linear,
     rope: Rope,
+    /// Kept to rebuild `rope` once the context is known (LongRoPE).
+    rope_scaling: RopeScaling,
     /// Mistral v0.1's window (from `config.json`; llama.cpp's GGUFs of it carry none).
     sliding_window: Option<usize>,
     prescale_queries: bool,
@@ -168,17 +170,38 @@ impl Llama {
             // Tied embeddings: the same [vocab, dim] table read as a linear layer.
             Linear::new(embed.ty(), cfg.vocab_size, d, embed.bytes().clone())?
         };
-        let scaling = match w.vector_opt("rope_freqs.weight", cfg.rope_dims / 2)? {
-            Some(factors) => RopeScaling::FreqFactors(factors),
-            None => cfg.rope_scaling.clone(),
+        let half = cfg.rope_dims / 2;
+        let scaling = match (
+            w.vector_opt("rope_freqs.weight", half)?,
+            w.vector_opt("rope_factors_short.weight", half)?,
+            w.vector_opt("rope_factors_long.weight", half)?,
+        ) {
+            (Some(factors), _, _) => RopeScaling::FreqFactors(factors),
+            (None, Some(short), Some(long)) => RopeScaling::LongRope {
+                short,
+                long,
+                original_context: w
+                    .hparam_u32("rope.scaling.original_context_length")?
+                    .map_or(cfg.context_length, |v| v as usize),
+                attn_factor: w.hparam_f32("rope.scaling.attn_factor")?.unwrap_or(1.0),
+                context: None,
+            },
+            _ => cfg.rope_scaling.clone(),
         };
-        let rope = Rope::new(cfg.rope_style, hd, cfg.rope_dims, cfg.rope_base, scaling);
+        let rope = Rope::new(
+            cfg.rope_style,
+            hd,
+            cfg.rope_dims,
+            cfg.rope_base,
+            scaling.clone(),
+        );
         Ok(Box::new(Llama {
             output_norm: w.vector("output_norm.weight", d)?,
             output,
             embed,
             layers,
             rope,
+            rope_scaling: scaling,
             sliding_window: w.sliding_window()?,
             prescale_queries: variant.prescale_queries,
             cfg,
@@ -189,6 +212,20 @@ impl Llama {
 impl Model for Llama {
     fn config(&self) -> &ModelConfig {
         &self.cfg
+    }
+
+    fn set_context(&mut self, tokens: usize) {
+        if let RopeScaling::LongRope { context, .. } = &mut self.rope_scaling {
+            *context = Some(tokens);
+            let c = &self.cfg;
+            self.rope = Rope::new(
+                c.rope_style,
+                c.head_dim,
+                c.rope_dims,
+                c.rope_base,
+                self.rope_scaling.clone(),
+            );
+        }
     }
 
     fn forward(

@@ -77,6 +77,10 @@ pub trait Model: Send + Sync {
         logits: &mut Vec<f32>,
     ) -> Result<()>;
 
+    /// Tells the model how many tokens a sequence may hold (the KV cache's capacity, at most
+    /// the model's context): LongRoPE picks its frequency set from it.
+    fn set_context(&mut self, _tokens: usize) {}
+
     /// The cache geometry this model needs for `n_blocks` blocks of `block_size` tokens.
     fn kv_cache_config(&self, block_size: usize, n_blocks: usize, dtype: KvDtype) -> KvCacheConfig {
         let c = self.config();
