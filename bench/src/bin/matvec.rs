@@ -10,6 +10,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use mistralrs_bench::read_bandwidth;
 use mistralrs_common::{cpu_features, selected_isa, Isa, ThreadPool};
 use mistralrs_quant::formats::{quantize, type_traits};
 use mistralrs_quant::matmul::{matvec, MatmulScratch, QMatrix};
@@ -118,26 +119,3 @@ fn main() {
     }
 }
 
-/// GB/s reading a 1 GiB buffer (best of 5), split across the pool's threads. The sum is of
-/// integers (wrapping, so associative): the compiler vectorises it freely and the loop is bound
-/// by memory, not by an add chain.
-fn read_bandwidth(pool: &ThreadPool) -> f64 {
-    let data: Vec<u64> = (0..(1u64 << 30) / 8).collect();
-    let mut best = 0f64;
-    for _ in 0..5 {
-        let partial: Vec<std::sync::atomic::AtomicU64> = (0..pool.n_threads())
-            .map(|_| std::sync::atomic::AtomicU64::new(0))
-            .collect();
-        let t = Instant::now();
-        pool.run(|ctx| {
-            let sum = data[ctx.split(data.len(), 4096)]
-                .iter()
-                .fold(0u64, |a, &b| a.wrapping_add(b));
-            partial[ctx.tid].store(sum, std::sync::atomic::Ordering::Relaxed);
-        });
-        let secs = t.elapsed().as_secs_f64();
-        black_box(&partial);
-        best = best.max(data.len() as f64 * 8.0 / secs / 1e9);
-    }
-    best
-}
