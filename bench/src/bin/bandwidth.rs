@@ -16,7 +16,11 @@ fn main() {
         .unwrap_or(9);
     let pool = ThreadPool::global();
     let mut gbps = read_bandwidth_runs(pool, runs);
-    let listed = gbps.iter().map(|g| format!("{g:.2}")).collect::<Vec<_>>().join(", ");
+    let listed = gbps
+        .iter()
+        .map(|g| format!("{g:.2}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     gbps.sort_by(f64::total_cmp);
     let median = gbps[gbps.len() / 2];
     println!(
