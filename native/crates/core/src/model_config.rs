@@ -96,6 +96,18 @@ fn rope_scaling_from_gguf(
 }
 
 impl ModelConfig {
+    /// The rotation of this config's heads with `scaling` (the config's own, or one the
+    /// architecture derives: Llama 3's factor tensor, LongRoPE's chosen set).
+    pub fn rope(&self, scaling: RopeScaling) -> crate::layers::Rope {
+        crate::layers::Rope::new(
+            self.rope_style,
+            self.head_dim,
+            self.rope_dims,
+            self.rope_base,
+            scaling,
+        )
+    }
+
     /// The common part of a decoder-only transformer's config.
     pub fn from_gguf(file: &GgufFile, rope_style: RopeStyle) -> Result<ModelConfig> {
         let arch = file.get_string("general.architecture")?.to_string();

@@ -53,6 +53,7 @@ pub struct StepSeq<'a> {
     pub return_logits: bool,
 }
 
+#[derive(Default)]
 pub struct StepOut {
     pub seq_id: u64,
     pub sampled: Option<Sampled>,
@@ -220,10 +221,7 @@ impl Runner {
             if !(s.sample || s.return_logits) || s.tokens.is_empty() {
                 out.push(StepOut {
                     seq_id: s.seq_id,
-                    sampled: None,
-                    forced: Vec::new(),
-                    logits: None,
-                    error: None,
+                    ..StepOut::default()
                 });
                 continue;
             }
@@ -233,10 +231,8 @@ impl Runner {
             let raw = s.return_logits.then(|| row.to_vec());
             let mut step_out = StepOut {
                 seq_id: s.seq_id,
-                sampled: None,
-                forced: Vec::new(),
                 logits: raw,
-                error: None,
+                ..StepOut::default()
             };
             if s.sample {
                 if let Err(e) = sample_constrained(state, row, &mut step_out) {

@@ -187,8 +187,9 @@ function pythonLiteral(text: string): { value: JsonValue; length: number } | und
   const str = /^("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')/.exec(text);
   if (str) {
     const raw = str[1]!;
-    const inner = raw.slice(1, -1).replace(/\\'/g, "'").replace(/"/g, '\\"');
-    const value = tryJson(`"${raw.startsWith("'") ? inner : raw.slice(1, -1)}"`);
+    // A single-quoted string becomes a double-quoted one: \' unescaped, " escaped.
+    const json = raw.startsWith('"') ? raw : `"${raw.slice(1, -1).replace(/\\'/g, "'").replace(/"/g, '\\"')}"`;
+    const value = tryJson(json);
     return typeof value === 'string' ? { value, length: raw.length } : undefined;
   }
   const word = /^(True|False|None|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)/.exec(text);
@@ -198,10 +199,13 @@ function pythonLiteral(text: string): { value: JsonValue; length: number } | und
     return { value, length: w.length };
   }
   if (text.startsWith('[') || text.startsWith('{')) {
-    // A JSON-compatible container: the shortest prefix that parses.
-    for (let end = 2; end <= text.length; end++) {
-      const value = tryJson(text.slice(0, end).replace(/\bTrue\b/g, 'true').replace(/\bFalse\b/g, 'false').replace(/\bNone\b/g, 'null'));
-      if (value !== undefined) return { value: value as JsonValue, length: end };
+    // A JSON-compatible container: the shortest prefix that parses, tried only where a
+    // bracket closes.
+    const json = text.replace(/\bTrue\b/g, 'true').replace(/\bFalse\b/g, 'false').replace(/\bNone\b/g, 'null');
+    for (let end = 1; end < json.length; end++) {
+      if (json[end] !== ']' && json[end] !== '}') continue;
+      const value = tryJson(json.slice(0, end + 1));
+      if (value !== undefined) return { value: value as JsonValue, length: end + 1 };
     }
   }
   return undefined;

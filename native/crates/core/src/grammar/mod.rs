@@ -232,16 +232,4 @@ impl Constraint {
         }
         Ok(self.matcher.consume_ff_tokens())
     }
-
-    /// Undoes the last `n` tokens read.
-    pub fn rollback(&mut self, n: usize) -> Result<()> {
-        self.matcher
-            .rollback(n)
-            .map_err(|e| invalid(format!("grammar rollback: {e}")))
-    }
-
-    /// Whether the output so far is a complete match.
-    pub fn is_accepting(&mut self) -> bool {
-        self.matcher.is_accepting().unwrap_or(false)
-    }
 }

@@ -6,7 +6,7 @@ use mistralrs_quant::matmul::MatmulScratch;
 
 use crate::layers::activations::gelu;
 use crate::layers::norm::layer_norm;
-use crate::layers::{Linear, Rope};
+use crate::layers::{add_rows, Linear, Rope};
 use crate::model_error::Result;
 use crate::weights::Weights;
 
@@ -64,13 +64,6 @@ impl BiasedLinear {
             add_rows(y, b);
         }
         Ok(())
-    }
-}
-
-/// Adds `bias` to every row of `x`.
-pub fn add_rows(x: &mut [f32], bias: &[f32]) {
-    for row in x.chunks_exact_mut(bias.len()) {
-        row.iter_mut().zip(bias).for_each(|(a, b)| *a += b);
     }
 }
 

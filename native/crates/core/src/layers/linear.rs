@@ -29,6 +29,13 @@ impl WeightBytes {
     }
 }
 
+/// Adds `bias` to every row of `x` (`[n, bias.len()]`).
+pub fn add_rows(x: &mut [f32], bias: &[f32]) {
+    for row in x.chunks_exact_mut(bias.len()) {
+        row.iter_mut().zip(bias).for_each(|(a, b)| *a += b);
+    }
+}
+
 /// `y = W·x` with `W` `[out_features, in_features]` (row-major, rows in `ty`).
 #[derive(Clone)]
 pub struct Linear {

@@ -11,7 +11,7 @@ pub mod norm;
 pub mod rope;
 
 pub use embedding::Embedding;
-pub use linear::{Linear, WeightBytes};
+pub use linear::{add_rows, Linear, WeightBytes};
 pub use moe::{Expert, Moe, MoeConfig};
 pub use norm::{layer_norm, rms_norm, rms_norm_inplace};
 pub use rope::{Rope, RopeScaling, RopeStyle};

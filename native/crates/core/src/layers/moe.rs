@@ -98,21 +98,23 @@ impl Moe {
         // single-row order (it never groups rows there), and a row's result then depends on
         // nothing else in the step.
         let seq_rows = std::mem::take(&mut matmul.sequence_rows);
-        // y[(r * k + j) * d ..]: expert j's output for row r, before weighting.
+        // y[pick * d ..]: each pick's expert output, before weighting.
         let mut y = vec![0f32; n * k * d];
         let mut xe = Vec::new();
         let (mut gate, mut up, mut down) = (Vec::new(), Vec::new(), Vec::new());
-        for (e, expert) in self.experts.iter().enumerate() {
-            // The (row, slot) pairs routed to this expert, in row order.
-            let routed: Vec<(usize, usize)> = (0..n)
-                .filter_map(|r| (0..k).find(|&j| chosen[r * k + j].0 == e).map(|j| (r, j)))
-                .collect();
+        // The picks (`r * k + j`: row r's j-th expert) routed to each expert, in row order.
+        let mut routed_to = vec![Vec::new(); n_exp];
+        for (pick, &(e, _)) in chosen.iter().enumerate() {
+            routed_to[e].push(pick);
+        }
+        for (expert, routed) in self.experts.iter().zip(&routed_to) {
             if routed.is_empty() {
                 continue;
             }
             let m = routed.len();
             xe.clear();
-            for &(r, _) in &routed {
+            for &pick in routed {
+                let r = pick / k;
                 xe.extend_from_slice(&x[r * d..(r + 1) * d]);
             }
             matmul.sequence_rows.clear();
@@ -124,8 +126,8 @@ impl Moe {
             expert.up.forward(pool, &xe, &mut up, matmul)?;
             swiglu(&mut gate, &up);
             expert.down.forward(pool, &gate, &mut down, matmul)?;
-            for (i, &(r, j)) in routed.iter().enumerate() {
-                y[(r * k + j) * d..(r * k + j + 1) * d].copy_from_slice(&down[i * d..(i + 1) * d]);
+            for (row, &pick) in down.chunks_exact(d).zip(routed) {
+                y[pick * d..(pick + 1) * d].copy_from_slice(row);
             }
         }
         matmul.sequence_rows = seq_rows;

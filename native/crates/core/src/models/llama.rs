@@ -10,7 +10,8 @@ use mistralrs_paged_attn::{AttentionParams, KvCache};
 use crate::layers::activations::swiglu;
 use crate::layers::attention::paged_attention;
 use crate::layers::{
-    rms_norm, rms_norm_inplace, Embedding, Expert, Linear, Moe, Rope, RopeScaling, RopeStyle,
+    add_rows, rms_norm, rms_norm_inplace, Embedding, Expert, Linear, Moe, Rope, RopeScaling,
+    RopeStyle,
 };
 use crate::model_config::ModelConfig;
 use crate::model_error::Result;
@@ -188,13 +189,7 @@ impl Llama {
             },
             _ => cfg.rope_scaling.clone(),
         };
-        let rope = Rope::new(
-            cfg.rope_style,
-            hd,
-            cfg.rope_dims,
-            cfg.rope_base,
-            scaling.clone(),
-        );
+        let rope = cfg.rope(scaling.clone());
         Ok(Box::new(Llama {
             output_norm: w.vector("output_norm.weight", d)?,
             output,
@@ -217,14 +212,7 @@ impl Model for Llama {
     fn set_context(&mut self, tokens: usize) {
         if let RopeScaling::LongRope { context, .. } = &mut self.rope_scaling {
             *context = Some(tokens);
-            let c = &self.cfg;
-            self.rope = Rope::new(
-                c.rope_style,
-                c.head_dim,
-                c.rope_dims,
-                c.rope_base,
-                self.rope_scaling.clone(),
-            );
+            self.rope = self.cfg.rope(self.rope_scaling.clone());
         }
     }
 
@@ -332,12 +320,5 @@ impl Model for Llama {
         scratch.give_back(bufs);
         scratch.positions = positions;
         Ok(())
-    }
-}
-
-/// Adds `bias` to every row of `x`.
-fn add_rows(x: &mut [f32], bias: &[f32]) {
-    for row in x.chunks_exact_mut(bias.len()) {
-        row.iter_mut().zip(bias).for_each(|(a, b)| *a += b);
     }
 }

@@ -160,7 +160,7 @@ pub(crate) fn flatten_batch(batch: &[SeqInput<'_>], scratch: &mut ForwardScratch
         .collect()
 }
 
-/// The final norm and the output head, for the last token of each sequence that wants
+/// The final RMS norm and the output head, for the last token of each sequence that wants
 /// logits: `x` is `[n, d]`, `logits` becomes `[n_wanted, vocab]`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn last_token_logits(
@@ -173,21 +173,35 @@ pub(crate) fn last_token_logits(
     scratch: &mut ForwardScratch,
     logits: &mut Vec<f32>,
 ) -> Result<()> {
-    let d = norm.len();
-    let last = last_rows(batch, x, d);
-    let mut normed = vec![0f32; last.len()];
-    crate::layers::rms_norm(&last, norm, eps, &mut normed);
-    // One row per sequence now.
-    let rows = &mut scratch.matmul.sequence_rows;
-    rows.clear();
-    rows.resize(last.len() / d, 1);
-    logits.clear();
-    logits.resize(last.len() / d * output.out_features(), 0.0);
-    Ok(output.forward(pool, &normed, logits, &mut scratch.matmul)?)
+    let norm_rows = |rows: &[f32], out: &mut [f32]| crate::layers::rms_norm(rows, norm, eps, out);
+    let head =
+        |rows: &[f32], y: &mut [f32], m: &mut MatmulScratch| Ok(output.forward(pool, rows, y, m)?);
+    head_logits(
+        batch,
+        x,
+        norm.len(),
+        output.out_features(),
+        norm_rows,
+        head,
+        scratch,
+        logits,
+    )
 }
 
-/// The rows of `x` (`[n, d]`) of the last token of each sequence that wants logits.
-pub(crate) fn last_rows(batch: &[SeqInput<'_>], x: &[f32], d: usize) -> Vec<f32> {
+/// The last token of each sequence that wants logits, through `norm` and then `head` (`d` →
+/// `vocab`, one row per sequence for the kernels): `x` is `[n, d]`, `logits` becomes
+/// `[n_wanted, vocab]`. Architectures with other final norms or a biased head call it directly.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn head_logits(
+    batch: &[SeqInput<'_>],
+    x: &[f32],
+    d: usize,
+    vocab: usize,
+    norm: impl FnOnce(&[f32], &mut [f32]),
+    head: impl FnOnce(&[f32], &mut [f32], &mut MatmulScratch) -> Result<()>,
+    scratch: &mut ForwardScratch,
+    logits: &mut Vec<f32>,
+) -> Result<()> {
     let mut last = Vec::new();
     let mut t0 = 0;
     for s in batch {
@@ -196,7 +210,14 @@ pub(crate) fn last_rows(batch: &[SeqInput<'_>], x: &[f32], d: usize) -> Vec<f32>
             last.extend_from_slice(&x[(t0 - 1) * d..t0 * d]);
         }
     }
-    last
+    let mut normed = vec![0f32; last.len()];
+    norm(&last, &mut normed);
+    let rows = &mut scratch.matmul.sequence_rows;
+    rows.clear();
+    rows.resize(last.len() / d, 1);
+    logits.clear();
+    logits.resize(last.len() / d * vocab, 0.0);
+    head(&normed, logits, &mut scratch.matmul)
 }
 
 /// Checks a batch against the model and the cache before any work starts, so a bad request

@@ -5,13 +5,14 @@
 
 use mistralrs_common::ThreadPool;
 use mistralrs_paged_attn::{AttentionParams, KvCache};
+use mistralrs_quant::matmul::MatmulScratch;
 
 use crate::layers::attention::paged_attention;
 use crate::layers::gpt::{BiasedLinear, GeluMlp, LayerNorm, Qkv};
 use crate::layers::{Embedding, Rope, RopeStyle};
 use crate::model_config::ModelConfig;
 use crate::model_error::Result;
-use crate::models::{check_batch, flatten_batch, ForwardScratch, Model, SeqInput};
+use crate::models::{check_batch, flatten_batch, head_logits, ForwardScratch, Model, SeqInput};
 use crate::weights::Weights;
 
 struct Layer {
@@ -50,13 +51,7 @@ pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
         layers,
         output_norm: LayerNorm::load(w, "output_norm", d, eps)?,
         output: BiasedLinear::load(w, "output", d, cfg.vocab_size)?,
-        rope: Rope::new(
-            cfg.rope_style,
-            hd,
-            cfg.rope_dims,
-            cfg.rope_base,
-            cfg.rope_scaling.clone(),
-        ),
+        rope: cfg.rope(cfg.rope_scaling.clone()),
         cfg,
     }))
 }
@@ -130,7 +125,7 @@ impl Model for Phi2 {
                 *xv += a + m;
             }
         }
-        head_logits(
+        gpt_head_logits(
             pool,
             batch,
             x,
@@ -147,7 +142,7 @@ impl Model for Phi2 {
 
 /// The final LayerNorm and the (biased) output head for the last token of each sequence
 /// that wants logits.
-pub(crate) fn head_logits(
+pub(crate) fn gpt_head_logits(
     pool: &ThreadPool,
     batch: &[SeqInput<'_>],
     x: &[f32],
@@ -156,14 +151,18 @@ pub(crate) fn head_logits(
     scratch: &mut ForwardScratch,
     logits: &mut Vec<f32>,
 ) -> Result<()> {
-    let d = norm.weight.len();
-    let last = crate::models::last_rows(batch, x, d);
-    let mut normed = vec![0f32; last.len()];
-    norm.forward(&last, &mut normed);
-    let rows = &mut scratch.matmul.sequence_rows;
-    rows.clear();
-    rows.resize(last.len() / d, 1);
-    logits.clear();
-    logits.resize(last.len() / d * output.linear.out_features(), 0.0);
-    output.forward(pool, &normed, logits, &mut scratch.matmul)
+    let vocab = output.linear.out_features();
+    let norm_rows = |rows: &[f32], out: &mut [f32]| norm.forward(rows, out);
+    let head =
+        |rows: &[f32], y: &mut [f32], m: &mut MatmulScratch| output.forward(pool, rows, y, m);
+    head_logits(
+        batch,
+        x,
+        norm.weight.len(),
+        vocab,
+        norm_rows,
+        head,
+        scratch,
+        logits,
+    )
 }

@@ -11,7 +11,7 @@ use crate::layers::gpt::{BiasedLinear, GeluMlp, LayerNorm, Qkv};
 use crate::layers::{Embedding, Linear, Rope, RopeStyle};
 use crate::model_config::ModelConfig;
 use crate::model_error::Result;
-use crate::models::phi2::head_logits;
+use crate::models::phi2::gpt_head_logits;
 use crate::models::{check_batch, flatten_batch, ForwardScratch, Model, SeqInput};
 use crate::weights::Weights;
 
@@ -63,13 +63,7 @@ pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
         layers,
         output_norm: LayerNorm::load(w, "output_norm", d, eps)?,
         output,
-        rope: Rope::new(
-            cfg.rope_style,
-            hd,
-            cfg.rope_dims,
-            cfg.rope_base,
-            cfg.rope_scaling.clone(),
-        ),
+        rope: cfg.rope(cfg.rope_scaling.clone()),
         sliding_window: w.sliding_window()?,
         cfg,
     }))
@@ -140,7 +134,7 @@ impl Model for Starcoder2 {
                 .forward(pool, h, hidden, out, &mut scratch.matmul)?;
             x.iter_mut().zip(out.iter()).for_each(|(a, b)| *a += b);
         }
-        head_logits(
+        gpt_head_logits(
             pool,
             batch,
             x,
