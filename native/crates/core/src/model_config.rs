@@ -77,12 +77,16 @@ fn rope_scaling_from_gguf(
         _ if factor == 0.0 || factor == 1.0 => RopeScaling::None,
         "linear" => RopeScaling::Linear { factor },
         "yarn" => {
-            if arch_f32(file, arch, "rope.scaling.yarn_log_multiplier")?.is_some_and(|m| m != 0.0) {
-                return unsupported(
-                    "YaRN with a log multiplier (DeepSeek) is not supported yet".into(),
-                );
+            // The converter writes 0.1 · mscale_all_dim; llama.cpp divides it back.
+            let log_multiplier =
+                arch_f32(file, arch, "rope.scaling.yarn_log_multiplier")?.map_or(0.0, |m| m / 0.1);
+            if log_multiplier != 0.0 && arch != "deepseek2" {
+                return unsupported(format!(
+                    "YaRN with a log multiplier is only supported for DeepSeek, not `{arch}`"
+                ));
             }
             RopeScaling::Yarn {
+                log_multiplier,
                 factor,
                 original_context: arch_u32(file, arch, "rope.scaling.original_context_length")?
                     .map_or(context_length, |v| v as usize),

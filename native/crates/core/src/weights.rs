@@ -79,6 +79,20 @@ pub trait Weights {
         out_features: usize,
     ) -> Result<Vec<Linear>>;
 
+    /// DeepSeek's decompression of the latent KV, split for absorbed attention, per head:
+    /// `k_b` (`[kv_lora_rank, nope]`, a query's unrotated part into the latent space) and
+    /// `v_b` (`[v_dim, kv_lora_rank]`, the latent attention output back to a value head). A
+    /// GGUF holds them as 3-D `blk.N.attn_k_b` / `attn_v_b`; a checkpoint as `kv_b_proj`,
+    /// whose key rows are transposed here.
+    fn mla_kv_b(
+        &self,
+        layer: usize,
+        n_heads: usize,
+        nope: usize,
+        v_dim: usize,
+        rank: usize,
+    ) -> Result<(Vec<Linear>, Vec<Linear>)>;
+
     fn vector_opt(&self, name: &str, len: usize) -> Result<Option<Vec<f32>>> {
         if self.has(name) {
             self.vector(name, len).map(Some)
@@ -178,9 +192,11 @@ impl Weights for GgufWeights {
         crate::model_config::arch_u32(&self.file, arch, name)
     }
 
-    /// `<arch>.expert_count` and friends. llama.cpp renormalises the chosen weights for every
-    /// architecture read here (Mixtral as `llama`, Qwen 3 MoE).
+    /// `<arch>.expert_count` and friends. llama.cpp renormalises the chosen weights by default
+    /// for every architecture read here (Mixtral as `llama`, Qwen 3 MoE) except DeepSeek's,
+    /// whose files say so when they do.
     fn moe(&self) -> Result<Option<crate::layers::MoeConfig>> {
+        use crate::layers::moe::{Gating, GroupScore};
         let arch = self.file.get_string("general.architecture")?;
         let key = |k: &str| crate::model_config::arch_u32(&self.file, arch, k);
         let Some(n_experts) = key("expert_count")?.filter(|&n| n > 0) else {
@@ -194,13 +210,39 @@ impl Weights for GgufWeights {
         let norm_topk = self
             .file
             .get_bool_opt(&format!("{arch}.expert_weights_norm"))?
-            .unwrap_or(true);
-        crate::layers::MoeConfig::checked(
-            n_experts as usize,
-            n_used,
-            expert_ff,
-            norm_topk,
-            &self.source(),
+            .unwrap_or(arch != "deepseek2");
+        let source = self.source();
+        let gating = match key("expert_gating_func")?.unwrap_or(0) {
+            0 | 1 => Gating::Softmax,
+            2 => Gating::Sigmoid,
+            other => {
+                return Err(ModelError::Unsupported(format!(
+                    "{source}: expert gating function {other} is not supported"
+                )))
+            }
+        };
+        // Group scores as each model's reference computes them (llama.cpp sums the top two
+        // for every model; DeepSeek V2, the softmax-gated one, takes the best expert).
+        let score = match gating {
+            Gating::Softmax => GroupScore::Max,
+            Gating::Sigmoid => GroupScore::TopTwoSum,
+        };
+        let cfg = crate::layers::MoeConfig {
+            gating,
+            scale: self.hparam_f32("expert_weights_scale")?.unwrap_or(1.0),
+            ..crate::layers::MoeConfig::checked(
+                n_experts as usize,
+                n_used,
+                expert_ff,
+                norm_topk,
+                &source,
+            )?
+        };
+        cfg.with_groups(
+            key("expert_group_count")?.unwrap_or(0) as usize,
+            key("expert_group_used_count")?.unwrap_or(0) as usize,
+            score,
+            &source,
         )
         .map(Some)
     }
@@ -226,6 +268,32 @@ impl Weights for GgufWeights {
                 )?)
             })
             .collect()
+    }
+
+    fn mla_kv_b(
+        &self,
+        layer: usize,
+        n_heads: usize,
+        nope: usize,
+        v_dim: usize,
+        rank: usize,
+    ) -> Result<(Vec<Linear>, Vec<Linear>)> {
+        let k_b = format!("blk.{layer}.attn_k_b.weight");
+        if !self.has(&k_b) && self.has(&format!("blk.{layer}.attn_kv_b.weight")) {
+            return Err(ModelError::Unsupported(format!(
+                "{}: an older DeepSeek conversion (one `attn_kv_b` matrix, before llama.cpp split it into `attn_k_b` and `attn_v_b`); convert the model again",
+                self.source()
+            )));
+        }
+        Ok((
+            self.expert_linears(&k_b, n_heads, nope, rank)?,
+            self.expert_linears(
+                &format!("blk.{layer}.attn_v_b.weight"),
+                n_heads,
+                rank,
+                v_dim,
+            )?,
+        ))
     }
 
     fn sliding_window(&self) -> Result<Option<usize>> {

@@ -33,6 +33,8 @@ impl HfWeights {
         let arch = match config["model_type"].as_str() {
             // Mistral is Llama's decoder with a sliding window.
             Some("mistral") => "llama",
+            // llama.cpp's one architecture for both (V3 differs in configuration only).
+            Some("deepseek_v2") | Some("deepseek_v3") => "deepseek2",
             Some("gemma3_text") => "gemma3",
             // Phi 2's checkpoints say `phi`; llama.cpp (and `-a`) call it phi2.
             Some("phi") => "phi2",
@@ -130,6 +132,20 @@ impl HfWeights {
             "ffn_norm" => "post_attention_layernorm",
             "ffn_gate_inp" if self.arch == "mixtral" => "block_sparse_moe.gate",
             "ffn_gate_inp" => "mlp.gate",
+            // DeepSeek's low-rank attention and shared experts.
+            "attn_q_a" => "self_attn.q_a_proj",
+            "attn_q_a_norm" => "self_attn.q_a_layernorm",
+            "attn_q_b" => "self_attn.q_b_proj",
+            "attn_kv_a_mqa" => "self_attn.kv_a_proj_with_mqa",
+            "attn_kv_a_norm" => "self_attn.kv_a_layernorm",
+            "exp_probs_b" => {
+                return Some(format!(
+                    "model.layers.{layer}.mlp.gate.e_score_correction_bias"
+                ))
+            }
+            "ffn_gate_shexp" => "mlp.shared_experts.gate_proj",
+            "ffn_up_shexp" => "mlp.shared_experts.up_proj",
+            "ffn_down_shexp" => "mlp.shared_experts.down_proj",
             "ffn_gate" => "mlp.gate_proj",
             "ffn_up" => "mlp.up_proj",
             "ffn_down" => "mlp.down_proj",
@@ -175,6 +191,8 @@ impl HfWeights {
                 beta_fast: self.f64_key(s, "beta_fast", Some(32.0))? as f32,
                 beta_slow: self.f64_key(s, "beta_slow", Some(1.0))? as f32,
                 attn_factor: 1.0,
+                // DeepSeek's; its `mscale` is taken equal to it, as llama.cpp does.
+                log_multiplier: self.f64_key(s, "mscale_all_dim", Some(0.0))? as f32,
             },
             "longrope" | "su" => self.longrope(s, head_dim)?,
             _ => return Err(self.bad(format!("rope_scaling {s} is not supported yet"))),
@@ -389,11 +407,15 @@ impl Weights for HfWeights {
         self.usize_key("sliding_window")
     }
 
-    /// Mixtral's `num_local_experts`, Qwen 3 MoE's `num_experts`; every layer sparse.
+    /// Mixtral's `num_local_experts`, Qwen 3 MoE's `num_experts`, DeepSeek's
+    /// `n_routed_experts` (with its scoring function, scale and expert groups). Every layer is
+    /// sparse, except DeepSeek's `first_k_dense_replace` leading ones (its loader reads that).
     fn moe(&self) -> Result<Option<crate::layers::MoeConfig>> {
+        use crate::layers::moe::{Gating, GroupScore};
         let Some(n_experts) = self
             .usize_key("num_local_experts")?
             .or(self.usize_key("num_experts")?)
+            .or(self.usize_key("n_routed_experts")?)
             .filter(|&n| n > 0)
         else {
             return Ok(None);
@@ -405,23 +427,49 @@ impl Weights for HfWeights {
             || self
                 .usize_key("decoder_sparse_step")?
                 .is_some_and(|s| s != 1)
+            || self.usize_key("moe_layer_freq")?.is_some_and(|s| s != 1)
         {
-            return Err(self.bad("mixes dense and sparse layers (mlp_only_layers, decoder_sparse_step), which is not supported"));
+            return Err(self.bad("mixes dense and sparse layers (mlp_only_layers, decoder_sparse_step, moe_layer_freq), which is not supported"));
         }
         let expert_ff = match self.usize_key("moe_intermediate_size")? {
             Some(f) => f,
             None => self.required("intermediate_size")?,
         };
-        // Mixtral always renormalises; Qwen 3 MoE says so (its released checkpoints do).
+        // Mixtral always renormalises; Qwen 3 MoE and DeepSeek say so when they do.
         let norm_topk = self.config["norm_topk_prob"]
             .as_bool()
             .unwrap_or(self.arch == "mixtral");
-        crate::layers::MoeConfig::checked(
-            n_experts,
-            self.usize_key("num_experts_per_tok")?.unwrap_or(0),
-            expert_ff,
-            norm_topk,
-            &self.source(),
+        let gating = match self.config["scoring_func"].as_str() {
+            None | Some("softmax") => Gating::Softmax,
+            Some("sigmoid") => Gating::Sigmoid,
+            Some(other) => return Err(self.bad(format!("scoring_func `{other}` is not supported"))),
+        };
+        let score = match self.config["topk_method"].as_str() {
+            None | Some("greedy") | Some("group_limited_greedy") => GroupScore::Max,
+            Some("noaux_tc") => GroupScore::TopTwoSum,
+            Some(other) => return Err(self.bad(format!("topk_method `{other}` is not supported"))),
+        };
+        let greedy = self.config["topk_method"].as_str() == Some("greedy");
+        let source = self.source();
+        let cfg = crate::layers::MoeConfig {
+            gating,
+            scale: self.hparam_f32("routed_scaling_factor")?.unwrap_or(1.0),
+            ..crate::layers::MoeConfig::checked(
+                n_experts,
+                self.usize_key("num_experts_per_tok")?.unwrap_or(0),
+                expert_ff,
+                norm_topk,
+                &source,
+            )?
+        };
+        if greedy {
+            return Ok(Some(cfg));
+        }
+        cfg.with_groups(
+            self.usize_key("n_group")?.unwrap_or(0),
+            self.usize_key("topk_group")?.unwrap_or(0),
+            score,
+            &source,
         )
         .map(Some)
     }
@@ -442,6 +490,49 @@ impl Weights for HfWeights {
                 Ok(Linear::new(ty, out_features, in_features, bytes)?)
             })
             .collect()
+    }
+
+    /// `kv_b_proj` is `[n_heads · (nope + v_dim), rank]`: each head's key rows, then its value
+    /// rows. Value rows are used in place; key rows are transposed element by element (exact
+    /// in any float type), as llama.cpp's converter does.
+    fn mla_kv_b(
+        &self,
+        layer: usize,
+        n_heads: usize,
+        nope: usize,
+        v_dim: usize,
+        rank: usize,
+    ) -> Result<(Vec<Linear>, Vec<Linear>)> {
+        let name = format!("model.layers.{layer}.self_attn.kv_b_proj.weight");
+        let (ty, bytes) = self.matrix_named(&name, n_heads * (nope + v_dim), rank)?;
+        let elem = ty.bytes_for(1).unwrap_or(4) as usize;
+        let (mut k_b, mut v_b) = (Vec::with_capacity(n_heads), Vec::with_capacity(n_heads));
+        for h in 0..n_heads {
+            let first = h * (nope + v_dim);
+            let keys = crate::weights::row_slice(bytes.clone(), ty, rank, first..first + nope);
+            let keys = keys.as_slice();
+            let mut transposed = vec![0u8; keys.len()];
+            for c in 0..nope {
+                for r in 0..rank {
+                    let (from, to) = ((c * rank + r) * elem, (r * nope + c) * elem);
+                    transposed[to..to + elem].copy_from_slice(&keys[from..from + elem]);
+                }
+            }
+            k_b.push(Linear::new(
+                ty,
+                rank,
+                nope,
+                WeightBytes::Owned(Arc::new(transposed)),
+            )?);
+            let values = crate::weights::row_slice(
+                bytes.clone(),
+                ty,
+                rank,
+                first + nope..first + nope + v_dim,
+            );
+            v_b.push(Linear::new(ty, v_dim, rank, values)?);
+        }
+        Ok((k_b, v_b))
     }
 
     fn hparam_f32(&self, name: &str) -> Result<Option<f32>> {

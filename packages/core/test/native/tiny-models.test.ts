@@ -1,5 +1,6 @@
 /**
- * Every architecture we implement (llama, qwen2, qwen3, mixtral, qwen3moe, phi2, phi3, starcoder2, gemma, gemma2, gemma3), as a small random-weight model
+ * Every architecture we implement (llama, qwen2, qwen3, mixtral, qwen3moe, phi2, phi3, starcoder2, gemma, gemma2, gemma3,
+ * deepseekv2, deepseekv3), as a small random-weight model
  * written by our own GGUF writer (see fixtures/tiny-model.ts), against llama.cpp
  * (node-llama-cpp) on the same file: F16, Q8_0 and Q4_K weights, plus the RoPE scalings
  * (linear, YaRN, Llama 3 frequency factors) and a 4-token sliding window on Gemma 3.
@@ -59,6 +60,8 @@ const CASES: Case[] = [
   ...TYPES.map((type): Case => ['gemma', type, { arch: 'gemma' }]),
   ...TYPES.map((type): Case => ['gemma2 (window 4, soft-caps)', type, { arch: 'gemma2', slidingWindow: 4 }]),
   ...TYPES.map((type): Case => ['gemma3 (window 4)', type, { arch: 'gemma3', slidingWindow: 4 }]),
+  ...TYPES.map((type): Case => ['deepseekv2 (MLA, dense + 4 experts, shared expert)', type, { arch: 'deepseekv2' }]),
+  ...TYPES.map((type): Case => ['deepseekv3 (MLA, low-rank Q, sigmoid router, 4 groups)', type, { arch: 'deepseekv3' }]),
   // The other types of the real models' files (Gemma 3's Q4_K_M mixes in Q5_0 and Q6_K).
   ...(['Q4_1', 'Q5_0', 'Q6_K'] as const).map((type): Case => ['llama', type, { arch: 'llama' }]),
   ['llama, linear RoPE scaling ×2', 'F16', { arch: 'llama', ropeScaling: { type: 'linear', factor: 2 } }],
@@ -68,6 +71,11 @@ const CASES: Case[] = [
     { arch: 'llama', ropeScaling: { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalContext: 64 } },
   ],
   ['qwen2, YaRN ×4 over 64 tokens', 'F16', { arch: 'qwen2', ropeScaling: { type: 'yarn', factor: 4, originalContext: 64 } }],
+  [
+    'deepseekv3, YaRN ×4 with mscale_all_dim',
+    'Q8_0',
+    { arch: 'deepseekv3', ropeScaling: { type: 'yarn', factor: 4, originalContext: 64, mscaleAllDim: 1 } },
+  ],
   // The context (256) is past the original 64: the long factors; within 384: the short ones.
   ['phi3, LongRoPE long factors', 'F16', { arch: 'phi3', ropeScaling: { type: 'longrope', originalContext: 64 } }],
   ['phi3, LongRoPE long factors', 'Q8_0', { arch: 'phi3', ropeScaling: { type: 'longrope', originalContext: 64 } }],

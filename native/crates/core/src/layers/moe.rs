@@ -1,10 +1,12 @@
-//! A sparse mixture-of-experts feed-forward block (Mixtral, Qwen 3 MoE): a router scores the
-//! experts per token, the `n_used` best run a SwiGLU MLP each, and their outputs are summed
-//! with the router's weights, as llama.cpp computes it:
+//! A sparse mixture-of-experts feed-forward block (Mixtral, Qwen 3 MoE, DeepSeek V2/V3): a
+//! router scores the experts per token, the `n_used` best run a SwiGLU MLP each, and their
+//! outputs are summed with the router's weights, as llama.cpp computes it:
 //!
-//! - probabilities are a softmax over all experts, and the experts chosen are the `n_used`
-//!   most probable;
-//! - with `norm_topk`, the chosen weights are divided by their sum (at least 2⁻¹⁴);
+//! - probabilities are a softmax over all experts (a sigmoid of each in DeepSeek V3);
+//! - the experts chosen are the `n_used` most probable, after adding a per-expert selection
+//!   bias (DeepSeek V3) and, with expert groups, among the best groups only;
+//! - with `norm_topk`, the chosen weights are divided by their sum (at least 2⁻¹⁴), then
+//!   multiplied by `scale`;
 //! - each expert's output is scaled by its weight, then they are added in rank order.
 //!
 //! Each expert runs once per step over the rows routed to it, each row on its own (as llama.cpp
@@ -27,6 +29,36 @@ pub struct MoeConfig {
     pub expert_ff: usize,
     /// Renormalise the chosen experts' weights to sum to one.
     pub norm_topk: bool,
+    pub gating: Gating,
+    /// Multiplies the chosen weights (DeepSeek's `routed_scaling_factor`).
+    pub scale: f32,
+    /// Experts picked among the best groups only (DeepSeek).
+    pub groups: Option<ExpertGroups>,
+}
+
+/// How router scores become expert probabilities.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gating {
+    Softmax,
+    /// Each expert's own sigmoid (DeepSeek V3).
+    Sigmoid,
+}
+
+/// Group-limited routing: the experts split into `n_groups` equal groups, each group scored,
+/// and the experts chosen only from the `n_used` best groups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExpertGroups {
+    pub n_groups: usize,
+    pub n_used: usize,
+    pub score: GroupScore,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupScore {
+    /// The group's best expert (DeepSeek V2's `group_limited_greedy`).
+    Max,
+    /// Its two best experts' sum (DeepSeek V3's `noaux_tc`; llama.cpp scores every model so).
+    TopTwoSum,
 }
 
 impl MoeConfig {
@@ -49,20 +81,83 @@ impl MoeConfig {
             n_used,
             expert_ff,
             norm_topk,
+            gating: Gating::Softmax,
+            scale: 1.0,
+            groups: None,
         })
+    }
+
+    /// Adds group-limited routing, refusing groups that do not divide the experts evenly or
+    /// cannot hold `n_used` experts.
+    pub fn with_groups(
+        mut self,
+        n_groups: usize,
+        n_used: usize,
+        score: GroupScore,
+        source: &str,
+    ) -> Result<MoeConfig> {
+        if n_groups <= 1 {
+            return Ok(self);
+        }
+        let per_group = self.n_experts / n_groups;
+        if !self.n_experts.is_multiple_of(n_groups)
+            || n_used == 0
+            || n_used > n_groups
+            || n_used * per_group < self.n_used
+            || (score == GroupScore::TopTwoSum && per_group < 2)
+        {
+            return Err(crate::model_error::ModelError::Unsupported(format!(
+                "{source}: {} experts in {n_groups} groups, {n_used} used, cannot route {} per token",
+                self.n_experts, self.n_used
+            )));
+        }
+        self.groups = Some(ExpertGroups {
+            n_groups,
+            n_used,
+            score,
+        });
+        Ok(self)
     }
 }
 
+/// A SwiGLU MLP: an expert, or a dense feed-forward block of the same form.
 pub struct Expert {
     pub gate: Linear,
     pub up: Linear,
     pub down: Linear,
 }
 
+impl Expert {
+    /// `out = down(silu(gate(x)) · up(x))` for every row of `x`; `gate` and `up` are work
+    /// buffers, resized here.
+    pub fn forward(
+        &self,
+        pool: &ThreadPool,
+        x: &[f32],
+        out: &mut [f32],
+        gate: &mut Vec<f32>,
+        up: &mut Vec<f32>,
+        matmul: &mut MatmulScratch,
+    ) -> Result<()> {
+        let rows = x.len() / self.gate.in_features();
+        let ff = self.gate.out_features();
+        gate.resize(rows * ff, 0.0);
+        up.resize(rows * ff, 0.0);
+        self.gate.forward(pool, x, gate, matmul)?;
+        self.up.forward(pool, x, up, matmul)?;
+        swiglu(gate, up);
+        self.down.forward(pool, gate, out, matmul)?;
+        Ok(())
+    }
+}
+
 pub struct Moe {
     /// `[n_experts, dim]`.
     pub router: Linear,
     pub experts: Vec<Expert>,
+    /// Added to the probabilities to choose experts, not to weight them (DeepSeek V3's
+    /// `e_score_correction_bias`).
+    pub selection_bias: Option<Vec<f32>>,
     pub cfg: MoeConfig,
 }
 
@@ -70,6 +165,32 @@ pub struct Moe {
 const MIN_WEIGHT_SUM: f32 = 6.103_515_6e-5;
 
 impl Moe {
+    /// Layer `layer`'s router and experts (`blk.N.ffn_gate_inp`, `ffn_{gate,up,down}_exps`),
+    /// and its selection bias (`blk.N.exp_probs_b.bias`) when the file has one.
+    pub fn load(
+        w: &dyn crate::weights::Weights,
+        layer: usize,
+        dim: usize,
+        cfg: MoeConfig,
+    ) -> Result<Moe> {
+        let p = |t: &str| format!("blk.{layer}.{t}.weight");
+        let (n, ff) = (cfg.n_experts, cfg.expert_ff);
+        let gates = w.expert_linears(&p("ffn_gate_exps"), n, dim, ff)?;
+        let ups = w.expert_linears(&p("ffn_up_exps"), n, dim, ff)?;
+        let downs = w.expert_linears(&p("ffn_down_exps"), n, ff, dim)?;
+        Ok(Moe {
+            router: w.linear(&p("ffn_gate_inp"), dim, n)?,
+            experts: gates
+                .into_iter()
+                .zip(ups)
+                .zip(downs)
+                .map(|((gate, up), down)| Expert { gate, up, down })
+                .collect(),
+            selection_bias: w.vector_opt(&format!("blk.{layer}.exp_probs_b.bias"), n)?,
+            cfg,
+        })
+    }
+
     /// `out[r] = Σ_k w[r,k] · expert_k(x[r])` for every row of `x` (`[n, dim]`).
     pub fn forward(
         &self,
@@ -80,18 +201,29 @@ impl Moe {
     ) -> Result<()> {
         let d = self.router.in_features();
         let n = x.len() / d;
-        let (n_exp, k, ff) = (self.cfg.n_experts, self.cfg.n_used, self.cfg.expert_ff);
+        let (n_exp, k) = (self.cfg.n_experts, self.cfg.n_used);
 
         let mut scores = vec![0f32; n * n_exp];
         self.router.forward(pool, x, &mut scores, matmul)?;
         // chosen[r * k + j]: the j-th best expert of row r, with its weight.
         let mut chosen = vec![(0usize, 0f32); n * k];
+        let mut selection = vec![0f32; n_exp];
         for (row, picks) in scores
             .chunks_exact_mut(n_exp)
             .zip(chosen.chunks_exact_mut(k))
         {
-            softmax(row);
-            route(row, picks, self.cfg.norm_topk);
+            match self.cfg.gating {
+                Gating::Softmax => softmax(row),
+                Gating::Sigmoid => row.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
+            }
+            selection.copy_from_slice(row);
+            if let Some(bias) = &self.selection_bias {
+                selection.iter_mut().zip(bias).for_each(|(s, b)| *s += b);
+            }
+            if let Some(groups) = &self.cfg.groups {
+                mask_groups(&mut selection, groups);
+            }
+            route(row, &selection, picks, &self.cfg);
         }
 
         // Every routed row is multiplied on its own: llama.cpp's expert products take the
@@ -119,13 +251,8 @@ impl Moe {
             }
             matmul.sequence_rows.clear();
             matmul.sequence_rows.resize(m, 1);
-            gate.resize(m * ff, 0.0);
-            up.resize(m * ff, 0.0);
             down.resize(m * d, 0.0);
-            expert.gate.forward(pool, &xe, &mut gate, matmul)?;
-            expert.up.forward(pool, &xe, &mut up, matmul)?;
-            swiglu(&mut gate, &up);
-            expert.down.forward(pool, &gate, &mut down, matmul)?;
+            expert.forward(pool, &xe, &mut down, &mut gate, &mut up, matmul)?;
             for (row, &pick) in down.chunks_exact(d).zip(routed) {
                 y[pick * d..(pick + 1) * d].copy_from_slice(row);
             }
@@ -161,16 +288,44 @@ fn softmax(row: &mut [f32]) {
     row.iter_mut().for_each(|v| *v *= scale);
 }
 
-/// The `picks.len()` most probable experts (ties to the lower index) and their weights.
-fn route(probs: &[f32], picks: &mut [(usize, f32)], norm: bool) {
-    let mut order: Vec<usize> = (0..probs.len()).collect();
-    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
-    for (p, &e) in picks.iter_mut().zip(&order) {
+/// Indices of `values` from the largest down, ties to the lower index (ggml's descending
+/// argsort).
+fn descending(values: &[f32]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
+    order
+}
+
+/// Sets the selection scores of every expert outside the best groups to −∞.
+fn mask_groups(selection: &mut [f32], groups: &ExpertGroups) {
+    let per_group = selection.len() / groups.n_groups;
+    let scores: Vec<f32> = selection
+        .chunks_exact(per_group)
+        .map(|g| {
+            let order = descending(g);
+            match groups.score {
+                GroupScore::Max => g[order[0]],
+                GroupScore::TopTwoSum => g[order[0]] + g[order[1]],
+            }
+        })
+        .collect();
+    for &g in &descending(&scores)[groups.n_used..] {
+        selection[g * per_group..(g + 1) * per_group].fill(f32::NEG_INFINITY);
+    }
+}
+
+/// The `picks.len()` experts with the best `selection` scores (ties to the lower index), each
+/// weighted by its probability, renormalised and scaled as `cfg` says.
+fn route(probs: &[f32], selection: &[f32], picks: &mut [(usize, f32)], cfg: &MoeConfig) {
+    for (p, &e) in picks.iter_mut().zip(&descending(selection)) {
         *p = (e, probs[e]);
     }
-    if norm {
+    if cfg.norm_topk {
         let sum = picks.iter().map(|p| p.1).sum::<f32>().max(MIN_WEIGHT_SUM);
         picks.iter_mut().for_each(|p| p.1 /= sum);
+    }
+    if cfg.scale != 0.0 && cfg.scale != 1.0 {
+        picks.iter_mut().for_each(|p| p.1 *= cfg.scale);
     }
 }
 
@@ -178,19 +333,59 @@ fn route(probs: &[f32], picks: &mut [(usize, f32)], norm: bool) {
 mod tests {
     use super::*;
 
+    fn config(norm_topk: bool) -> MoeConfig {
+        MoeConfig::checked(4, 2, 8, norm_topk, "test").expect("valid")
+    }
+
     #[test]
     fn routes_to_the_most_probable_and_renormalises() {
         let mut row = vec![0.0, 2.0, 1.0, 2.0];
         softmax(&mut row);
         let mut picks = vec![(0, 0.0); 2];
-        route(&row, &mut picks, true);
+        route(&row, &row, &mut picks, &config(true));
         assert_eq!(
             (picks[0].0, picks[1].0),
             (1, 3),
             "ties go to the lower index"
         );
         assert!((picks[0].1 - 0.5).abs() < 1e-6 && (picks[1].1 - 0.5).abs() < 1e-6);
-        route(&row, &mut picks, false);
+        route(&row, &row, &mut picks, &config(false));
         assert!((picks[0].1 - row[1]).abs() < 1e-7);
+    }
+
+    #[test]
+    fn selection_bias_picks_but_probabilities_weigh_and_scale_applies() {
+        let probs = [0.4f32, 0.3, 0.2, 0.1];
+        let selection = [0.4f32, 0.3, 0.9, 0.1];
+        let mut picks = vec![(0, 0.0); 2];
+        let cfg = MoeConfig {
+            scale: 2.5,
+            ..config(false)
+        };
+        route(&probs, &selection, &mut picks, &cfg);
+        assert_eq!(picks, vec![(2, 0.2 * 2.5), (0, 0.4 * 2.5)]);
+    }
+
+    #[test]
+    fn group_routing_keeps_the_best_groups_only() {
+        // Groups {0,1}, {2,3}, {4,5}: maxima 0.5, 0.6, 0.45; top-two sums 0.9, 0.6, 0.9.
+        let values = [0.4f32, 0.5, 0.6, 0.0, 0.45, 0.45];
+        let groups = |score| ExpertGroups {
+            n_groups: 3,
+            n_used: 1,
+            score,
+        };
+        let mut max = values;
+        mask_groups(&mut max, &groups(GroupScore::Max));
+        assert_eq!(&max[2..4], &values[2..4]);
+        assert!(max[..2].iter().chain(&max[4..]).all(|v| v.is_infinite()));
+        let mut sum = values;
+        mask_groups(&mut sum, &groups(GroupScore::TopTwoSum));
+        assert_eq!(
+            &sum[..2],
+            &values[..2],
+            "a tie between groups goes to the lower one"
+        );
+        assert!(sum[2..].iter().all(|v| v.is_infinite()));
     }
 }

@@ -41,10 +41,42 @@ pub enum RopeScaling {
         beta_slow: f32,
         /// `rope.scaling.attn_factor` (1 unless the model says otherwise).
         attn_factor: f32,
+        /// DeepSeek's `mscale_all_dim` (0 when absent): the magnitude correction then moves
+        /// from cos/sin to the attention scores (see `attention_mscale`).
+        log_multiplier: f32,
     },
 }
 
+/// `1 + 0.1 · ln(1 / freq_scale)`, YaRN's magnitude correction as llama.cpp computes it.
+fn yarn_mscale(freq_scale: f32, multiplier: f32) -> f32 {
+    1.0 + 0.1 * multiplier * (1.0 / freq_scale).ln()
+}
+
 impl RopeScaling {
+    /// The factor whose square multiplies DeepSeek's attention scores: YaRN's magnitude
+    /// correction with `mscale_all_dim`, computed in llama.cpp's float steps (1 without
+    /// YaRN).
+    pub fn attention_mscale(&self) -> f32 {
+        let RopeScaling::Yarn {
+            factor,
+            attn_factor,
+            log_multiplier,
+            ..
+        } = *self
+        else {
+            return 1.0;
+        };
+        let freq_scale = 1.0 / factor;
+        let correction = if log_multiplier != 0.0 {
+            1.0
+        } else {
+            yarn_mscale(freq_scale, 1.0)
+        };
+        let rope_factor = correction * (1.0 / (1.0 + 0.1 * factor.ln())) * attn_factor;
+        let original = rope_factor * yarn_mscale(freq_scale, 1.0);
+        original * yarn_mscale(freq_scale, log_multiplier)
+    }
+
     /// Llama 3.1's frequency divisors from its `rope_scaling` config (what the GGUF converter
     /// stores as `rope_freqs.weight`): long wavelengths scaled by `factor`, short ones kept,
     /// a smooth blend between.
@@ -137,6 +169,7 @@ impl Rope {
                 beta_fast,
                 beta_slow,
                 attn_factor,
+                log_multiplier,
             } => {
                 rope.freq_scale = 1.0 / factor;
                 rope.ext_factor = 1.0;
@@ -154,7 +187,13 @@ impl Rope {
                 // llama.cpp first cancels the magnitude factor that its kernel applies, then the
                 // kernel multiplies it back: the same float steps give the same scale.
                 let f = 1.0 / rope.freq_scale;
-                let mscale = if f <= 1.0 { 1.0 } else { 0.1 * f.ln() + 1.0 };
+                // With DeepSeek's multiplier the correction is left to the scores (llama.cpp
+                // takes its `mscale` equal to `mscale_all_dim`, which makes this ratio 1).
+                let mscale = if log_multiplier != 0.0 || f <= 1.0 {
+                    1.0
+                } else {
+                    0.1 * f.ln() + 1.0
+                };
                 let cancelled = mscale * (1.0 / (1.0 + 0.1 * f.ln())) * attn_factor;
                 // The kernel's half is compiled with FMA contraction.
                 rope.mscale = cancelled * 0.1f32.mul_add((1.0 / rope.freq_scale).ln(), 1.0);

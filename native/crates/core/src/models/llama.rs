@@ -10,8 +10,7 @@ use mistralrs_paged_attn::{AttentionParams, KvCache};
 use crate::layers::activations::swiglu;
 use crate::layers::attention::paged_attention;
 use crate::layers::{
-    add_rows, rms_norm, rms_norm_inplace, Embedding, Expert, Linear, Moe, Rope, RopeScaling,
-    RopeStyle,
+    add_rows, rms_norm, rms_norm_inplace, Embedding, Linear, Moe, Rope, RopeScaling, RopeStyle,
 };
 use crate::model_config::ModelConfig;
 use crate::model_error::Result;
@@ -110,22 +109,7 @@ impl Llama {
                 };
                 let ff = cfg.intermediate_size;
                 let ffn = if let Some(m) = moe {
-                    let experts = |name: &str, inp: usize, out: usize| {
-                        w.expert_linears(&p(name), m.n_experts, inp, out)
-                    };
-                    let gates = experts("ffn_gate_exps", d, m.expert_ff)?;
-                    let ups = experts("ffn_up_exps", d, m.expert_ff)?;
-                    let downs = experts("ffn_down_exps", m.expert_ff, d)?;
-                    Ffn::Sparse(Moe {
-                        router: w.linear(&p("ffn_gate_inp"), d, m.n_experts)?,
-                        experts: gates
-                            .into_iter()
-                            .zip(ups)
-                            .zip(downs)
-                            .map(|((gate, up), down)| Expert { gate, up, down })
-                            .collect(),
-                        cfg: m,
-                    })
+                    Ffn::Sparse(Moe::load(w, i, d, m)?)
                 } else if w.has(&p("ffn_gate")) {
                     Ffn::Dense(
                         w.linear(&p("ffn_gate"), d, ff)?,

@@ -13,6 +13,7 @@ use crate::model_error::{ModelError, Result};
 use crate::weights::{GgufWeights, Weights};
 use crate::weights_hf::HfWeights;
 
+pub mod deepseek2;
 pub mod gemma;
 pub mod gemma2;
 pub mod gemma3;
@@ -99,6 +100,7 @@ type Loader = fn(&dyn Weights) -> Result<Box<dyn Model>>;
 
 /// Architecture id → loader. Adding a model = one file + one line here.
 const REGISTRY: &[(&str, Loader)] = &[
+    ("deepseek2", deepseek2::load),
     ("gemma", gemma::load),
     ("gemma2", gemma2::load),
     ("gemma3", gemma3::Gemma3::load),
