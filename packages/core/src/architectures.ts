@@ -29,10 +29,10 @@ export const ARCHITECTURES: readonly ArchitectureRow[] = [
   { arch: 'phi3', models: 'Phi 3, Phi 4 mini', registryId: 'phi3', traits: 'fused QKV and gate/up, LongRoPE (short or long factors by context, as llama.cpp picks)' },
   { arch: 'phi2', models: 'Phi 2', registryId: 'phi2', traits: 'LayerNorm with bias, parallel attention and GELU MLP, biased projections and head, partial rotary (HF `model_type: phi`)' },
   { arch: 'mixtral', models: 'Mixtral', registryId: 'mixtral', traits: 'mixture of experts: softmax router, top-2 of 8, weights renormalised (GGUF: `llama` with experts)' },
-  { arch: 'phi3.5moe', models: 'Phi 3.5 MoE', registryId: 'phimoe', traits: 'mixture of experts' },
+  { arch: 'phi3.5moe', models: 'Phi 3.5 MoE', registryId: 'phimoe', traits: 'Phi 3 attention with biases, 16 experts (top 2), biased norms and head; computed as llama.cpp does (RMS norms plus bias, softmax router renormalised), not as transformers (LayerNorm, sparsemixer)' },
   { arch: 'starcoder2', models: 'Starcoder 2', registryId: 'starcoder2', traits: 'LayerNorm with bias, GELU MLP, biased projections, sliding window (from config.json)' },
-  { arch: 'deepseekv2', models: 'DeepSeek V2', registryId: 'deepseek2', traits: 'MLA attention, MoE with shared experts' },
-  { arch: 'deepseekv3', models: 'DeepSeek V3', registryId: 'deepseek3', traits: 'MLA, MoE with group routing' },
+  { arch: 'deepseekv2', models: 'DeepSeek V2, V2-Lite, V2.5', registryId: 'deepseek2', traits: 'latent attention (MLA, absorbed: one cached latent head), leading dense layers, softmax router with scale and groups, shared experts, YaRN with `mscale_all_dim`' },
+  { arch: 'deepseekv3', models: 'DeepSeek V3, R1', registryId: 'deepseek2', traits: 'V2 with low-rank queries, a sigmoid router with a selection bias, group routing (top-2 sums), renormalised and scaled (GGUF: `deepseek2`, as V2)' },
   { arch: 'qwen3moe', models: 'Qwen 3 MoE', registryId: 'qwen3moe', traits: 'Qwen 3 with a mixture of experts in every layer (top-8 of 128, `moe_intermediate_size`)' },
 ];
 

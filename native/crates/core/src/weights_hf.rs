@@ -130,7 +130,9 @@ impl HfWeights {
             "ffn_norm" if gemma => "pre_feedforward_layernorm",
             "post_ffw_norm" if gemma => "post_feedforward_layernorm",
             "ffn_norm" => "post_attention_layernorm",
-            "ffn_gate_inp" if self.arch == "mixtral" => "block_sparse_moe.gate",
+            "ffn_gate_inp" if self.arch == "mixtral" || self.arch == "phimoe" => {
+                "block_sparse_moe.gate"
+            }
             "ffn_gate_inp" => "mlp.gate",
             // DeepSeek's low-rank attention and shared experts.
             "attn_q_a" => "self_attn.q_a_proj",
@@ -229,7 +231,8 @@ impl HfWeights {
             .usize_key("max_position_embeddings")?
             .unwrap_or(original);
         let scale = max as f64 / original.max(1) as f64;
-        let attn_factor = match s["attention_factor"].as_f64() {
+        // Phi 3.5 MoE names it `long_mscale` (equal to `short_mscale` in its checkpoints).
+        let attn_factor = match s["attention_factor"].as_f64().or(s["long_mscale"].as_f64()) {
             Some(a) => a,
             None if scale <= 1.0 => 1.0,
             None => (1.0 + scale.ln() / (original as f64).ln()).sqrt(),
@@ -249,7 +252,8 @@ impl HfWeights {
         let rest = gguf.strip_prefix("blk.")?;
         let (layer, rest) = rest.split_once('.')?;
         let part = rest.strip_suffix(".weight")?;
-        let mixtral = self.arch == "mixtral";
+        // Phi 3.5 MoE names its experts as Mixtral does.
+        let mixtral = self.arch == "mixtral" || self.arch == "phimoe";
         let hf = match part {
             "ffn_gate_exps" if mixtral => "w1",
             "ffn_down_exps" if mixtral => "w2",
@@ -435,10 +439,11 @@ impl Weights for HfWeights {
             Some(f) => f,
             None => self.required("intermediate_size")?,
         };
-        // Mixtral always renormalises; Qwen 3 MoE and DeepSeek say so when they do.
+        // Mixtral (and Phi 3.5 MoE as llama.cpp computes it) always renormalises; Qwen 3 MoE
+        // and DeepSeek say so when they do.
         let norm_topk = self.config["norm_topk_prob"]
             .as_bool()
-            .unwrap_or(self.arch == "mixtral");
+            .unwrap_or(self.arch == "mixtral" || self.arch == "phimoe");
         let gating = match self.config["scoring_func"].as_str() {
             None | Some("softmax") => Gating::Softmax,
             Some("sigmoid") => Gating::Sigmoid,

@@ -38,6 +38,7 @@ const CASES: Array<[string, TinySpec, string]> = [
   ['llama, Llama 3 scaling', { arch: 'llama', ropeScaling: { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalContext: 64 } }, 'llama'],
   ['qwen2, YaRN', { arch: 'qwen2', ropeScaling: { type: 'yarn', factor: 4, originalContext: 64 } }, 'qwen2'],
   ['phi3, LongRoPE', { arch: 'phi3', ropeScaling: { type: 'longrope', originalContext: 64 } }, 'phi3'],
+  ['phimoe', { arch: 'phimoe' }, 'phimoe'],
   ['deepseekv2', { arch: 'deepseekv2' }, 'deepseek2'],
   ['deepseekv3', { arch: 'deepseekv3' }, 'deepseek2'],
   ['deepseekv2, YaRN with mscale_all_dim', { arch: 'deepseekv2', ropeScaling: { type: 'yarn', factor: 4, originalContext: 64, mscaleAllDim: 0.707 } }, 'deepseek2'],

@@ -1,6 +1,6 @@
 /**
  * Every architecture we implement (llama, qwen2, qwen3, mixtral, qwen3moe, phi2, phi3, starcoder2, gemma, gemma2, gemma3,
- * deepseekv2, deepseekv3), as a small random-weight model
+ * phimoe, deepseekv2, deepseekv3), as a small random-weight model
  * written by our own GGUF writer (see fixtures/tiny-model.ts), against llama.cpp
  * (node-llama-cpp) on the same file: F16, Q8_0 and Q4_K weights, plus the RoPE scalings
  * (linear, YaRN, Llama 3 frequency factors) and a 4-token sliding window on Gemma 3.
@@ -60,6 +60,7 @@ const CASES: Case[] = [
   ...TYPES.map((type): Case => ['gemma', type, { arch: 'gemma' }]),
   ...TYPES.map((type): Case => ['gemma2 (window 4, soft-caps)', type, { arch: 'gemma2', slidingWindow: 4 }]),
   ...TYPES.map((type): Case => ['gemma3 (window 4)', type, { arch: 'gemma3', slidingWindow: 4 }]),
+  ...TYPES.map((type): Case => ['phimoe (4 experts, top 2, biased norms)', type, { arch: 'phimoe' }]),
   ...TYPES.map((type): Case => ['deepseekv2 (MLA, dense + 4 experts, shared expert)', type, { arch: 'deepseekv2' }]),
   ...TYPES.map((type): Case => ['deepseekv3 (MLA, low-rank Q, sigmoid router, 4 groups)', type, { arch: 'deepseekv3' }]),
   // The other types of the real models' files (Gemma 3's Q4_K_M mixes in Q5_0 and Q6_K).

@@ -5,16 +5,18 @@ use mistralrs_common::ThreadPool;
 use mistralrs_quant::matmul::MatmulScratch;
 
 use crate::layers::activations::gelu;
-use crate::layers::norm::layer_norm;
+use crate::layers::norm::{layer_norm, rms_norm};
 use crate::layers::{add_rows, Linear, Rope};
 use crate::model_error::Result;
 use crate::weights::Weights;
 
-/// `y = (x − mean) / sqrt(var + eps) · w + b` per row.
+/// `y = (x − mean) / sqrt(var + eps) · w + b` per row; or, not `centered`, an RMSNorm with
+/// a bias, `x / sqrt(mean(x²) + eps) · w + b` (llama.cpp's Phi 3.5 MoE).
 pub struct LayerNorm {
     pub weight: Vec<f32>,
     pub bias: Vec<f32>,
     pub eps: f32,
+    pub centered: bool,
 }
 
 impl LayerNorm {
@@ -24,11 +26,25 @@ impl LayerNorm {
             weight: w.vector(&format!("{name}.weight"), dim)?,
             bias: w.vector(&format!("{name}.bias"), dim)?,
             eps,
+            centered: true,
+        })
+    }
+
+    /// The same weights applied as an RMSNorm with a bias.
+    pub fn load_rms(w: &dyn Weights, name: &str, dim: usize, eps: f32) -> Result<LayerNorm> {
+        Ok(LayerNorm {
+            centered: false,
+            ..LayerNorm::load(w, name, dim, eps)?
         })
     }
 
     pub fn forward(&self, x: &[f32], out: &mut [f32]) {
-        layer_norm(x, &self.weight, &self.bias, self.eps, out);
+        if self.centered {
+            layer_norm(x, &self.weight, &self.bias, self.eps, out);
+        } else {
+            rms_norm(x, &self.weight, self.eps, out);
+            add_rows(out, &self.bias);
+        }
     }
 }
 

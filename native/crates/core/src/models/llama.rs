@@ -15,7 +15,8 @@ use crate::layers::{
 use crate::model_config::ModelConfig;
 use crate::model_error::Result;
 use crate::models::{
-    check_batch, flatten_batch, last_token_logits, ForwardScratch, Model, SeqInput,
+    check_batch, file_rope_scaling, flatten_batch, last_token_logits, set_rope_context,
+    ForwardScratch, Model, SeqInput,
 };
 use crate::weights::Weights;
 
@@ -155,24 +156,7 @@ impl Llama {
             // Tied embeddings: the same [vocab, dim] table read as a linear layer.
             Linear::new(embed.ty(), cfg.vocab_size, d, embed.bytes().clone())?
         };
-        let half = cfg.rope_dims / 2;
-        let scaling = match (
-            w.vector_opt("rope_freqs.weight", half)?,
-            w.vector_opt("rope_factors_short.weight", half)?,
-            w.vector_opt("rope_factors_long.weight", half)?,
-        ) {
-            (Some(factors), _, _) => RopeScaling::FreqFactors(factors),
-            (None, Some(short), Some(long)) => RopeScaling::LongRope {
-                short,
-                long,
-                original_context: w
-                    .hparam_u32("rope.scaling.original_context_length")?
-                    .map_or(cfg.context_length, |v| v as usize),
-                attn_factor: w.hparam_f32("rope.scaling.attn_factor")?.unwrap_or(1.0),
-                context: None,
-            },
-            _ => cfg.rope_scaling.clone(),
-        };
+        let scaling = file_rope_scaling(w, &cfg)?;
         let rope = cfg.rope(scaling.clone());
         Ok(Box::new(Llama {
             output_norm: w.vector("output_norm.weight", d)?,
@@ -194,10 +178,7 @@ impl Model for Llama {
     }
 
     fn set_context(&mut self, tokens: usize) {
-        if let RopeScaling::LongRope { context, .. } = &mut self.rope_scaling {
-            *context = Some(tokens);
-            self.rope = self.cfg.rope(self.rope_scaling.clone());
-        }
+        set_rope_context(&self.cfg, &mut self.rope_scaling, &mut self.rope, tokens);
     }
 
     fn forward(

@@ -8,6 +8,7 @@ use mistralrs_paged_attn::{KvCache, KvCacheConfig, KvDtype};
 use mistralrs_quant::gguf::GgufFile;
 use mistralrs_quant::matmul::MatmulScratch;
 
+use crate::layers::RopeScaling;
 use crate::model_config::ModelConfig;
 use crate::model_error::{ModelError, Result};
 use crate::weights::{GgufWeights, Weights};
@@ -21,6 +22,7 @@ pub mod llama;
 pub mod mixtral;
 pub mod phi2;
 pub mod phi3;
+pub mod phimoe;
 pub mod qwen2;
 pub mod qwen3;
 pub mod qwen3moe;
@@ -108,6 +110,7 @@ const REGISTRY: &[(&str, Loader)] = &[
     ("mixtral", mixtral::load),
     ("phi2", phi2::load),
     ("phi3", phi3::load),
+    ("phimoe", phimoe::load),
     ("qwen2", qwen2::load),
     ("qwen3", qwen3::load),
     ("qwen3moe", qwen3moe::load),
@@ -242,4 +245,43 @@ pub fn check_batch(cfg: &ModelConfig, cache: &KvCache, batch: &[SeqInput<'_>]) -
         cache.check_table(seq.block_table, end)?;
     }
     Ok(())
+}
+
+/// The rotation's frequency scaling from the weights when they carry it (Llama 3.1's
+/// `rope_freqs`, LongRoPE's short and long factor tensors), else the config's.
+pub(crate) fn file_rope_scaling(w: &dyn Weights, cfg: &ModelConfig) -> Result<RopeScaling> {
+    let half = cfg.rope_dims / 2;
+    Ok(
+        match (
+            w.vector_opt("rope_freqs.weight", half)?,
+            w.vector_opt("rope_factors_short.weight", half)?,
+            w.vector_opt("rope_factors_long.weight", half)?,
+        ) {
+            (Some(factors), _, _) => RopeScaling::FreqFactors(factors),
+            (None, Some(short), Some(long)) => RopeScaling::LongRope {
+                short,
+                long,
+                original_context: w
+                    .hparam_u32("rope.scaling.original_context_length")?
+                    .map_or(cfg.context_length, |v| v as usize),
+                attn_factor: w.hparam_f32("rope.scaling.attn_factor")?.unwrap_or(1.0),
+                context: None,
+            },
+            _ => cfg.rope_scaling.clone(),
+        },
+    )
+}
+
+/// Tells a LongRoPE scaling the context a sequence may hold and rebuilds the rotation; other
+/// scalings do not depend on it.
+pub(crate) fn set_rope_context(
+    cfg: &ModelConfig,
+    scaling: &mut RopeScaling,
+    rope: &mut crate::layers::Rope,
+    tokens: usize,
+) {
+    if let RopeScaling::LongRope { context, .. } = scaling {
+        *context = Some(tokens);
+        *rope = cfg.rope(scaling.clone());
+    }
 }
