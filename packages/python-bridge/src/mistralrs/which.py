@@ -23,10 +23,13 @@ class Architecture(Enum):
     Llama = "llama"
     Phi2 = "phi2"
     Phi3 = "phi3"
+    Phi3_5MoE = "phi3.5moe"
     Qwen2 = "qwen2"
     Qwen3 = "qwen3"
     Qwen3Moe = "qwen3moe"
     Starcoder2 = "starcoder2"
+    DeepseekV2 = "deepseekv2"
+    DeepseekV3 = "deepseekv3"
 
 
 class Which:
