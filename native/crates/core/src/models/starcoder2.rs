@@ -1,36 +1,84 @@
 //! `starcoder2`: Starcoder 2. A GPT-style sequential block: LayerNorm (with bias) → attention
 //! with biased Q/K/V/O and NeoX rotation → residual → LayerNorm → GELU MLP with biases →
 //! residual; tied or separate output head. A checkpoint's `sliding_window` is honoured
-//! (llama.cpp's GGUFs carry none).
+//! (llama.cpp's GGUFs carry none). Phi 3.5 MoE reuses the decoder with its own norms and
+//! feed-forward block.
 
 use mistralrs_common::ThreadPool;
 use mistralrs_paged_attn::{AttentionParams, KvCache};
 
 use crate::layers::attention::paged_attention;
 use crate::layers::gpt::{BiasedLinear, GeluMlp, LayerNorm, Qkv};
-use crate::layers::{Embedding, Linear, Rope, RopeStyle};
+use crate::layers::{Embedding, Linear, Moe, Rope, RopeScaling, RopeStyle};
 use crate::model_config::ModelConfig;
 use crate::model_error::Result;
 use crate::models::phi2::gpt_head_logits;
-use crate::models::{check_batch, flatten_batch, ForwardScratch, Model, SeqInput};
+use crate::models::{
+    check_batch, file_rope_scaling, flatten_batch, set_rope_context, ForwardScratch, Model,
+    SeqInput,
+};
 use crate::weights::Weights;
 
-struct Layer {
-    attn_norm: LayerNorm,
-    qkv: Qkv,
-    wo: BiasedLinear,
-    ffn_norm: LayerNorm,
-    mlp: GeluMlp,
+pub(crate) struct Layer {
+    pub attn_norm: LayerNorm,
+    pub qkv: Qkv,
+    pub wo: BiasedLinear,
+    pub ffn_norm: LayerNorm,
+    pub ffn: Ffn,
 }
 
-pub struct Starcoder2 {
-    cfg: ModelConfig,
-    embed: Embedding,
-    layers: Vec<Layer>,
-    output_norm: LayerNorm,
-    output: BiasedLinear,
-    rope: Rope,
-    sliding_window: Option<usize>,
+pub(crate) enum Ffn {
+    Gelu(GeluMlp),
+    Sparse(Moe),
+}
+
+/// The sequential GPT-style decoder.
+pub(crate) struct SequentialGpt {
+    pub cfg: ModelConfig,
+    pub embed: Embedding,
+    pub layers: Vec<Layer>,
+    pub output_norm: LayerNorm,
+    pub output: BiasedLinear,
+    pub rope: Rope,
+    pub rope_scaling: RopeScaling,
+    pub sliding_window: Option<usize>,
+    /// Queries are multiplied by 1/√head_dim before the scores (Phi 3's order).
+    pub prescale_queries: bool,
+}
+
+impl SequentialGpt {
+    /// The decoder around `layers`, with the file's embeddings, final norm (`norm` loads it),
+    /// output head (tied when the file has none) and rotation.
+    pub fn load(
+        w: &dyn Weights,
+        cfg: ModelConfig,
+        layers: Vec<Layer>,
+        norm: impl Fn(&str) -> Result<LayerNorm>,
+        prescale_queries: bool,
+    ) -> Result<SequentialGpt> {
+        let d = cfg.hidden_size;
+        let embed = w.embedding("token_embd.weight", d, cfg.vocab_size)?;
+        let output = if w.has("output.weight") {
+            BiasedLinear::load(w, "output", d, cfg.vocab_size)?
+        } else {
+            BiasedLinear {
+                linear: Linear::new(embed.ty(), cfg.vocab_size, d, embed.bytes().clone())?,
+                bias: None,
+            }
+        };
+        let rope_scaling = file_rope_scaling(w, &cfg)?;
+        Ok(SequentialGpt {
+            embed,
+            layers,
+            output_norm: norm("output_norm")?,
+            output,
+            rope: cfg.rope(rope_scaling.clone()),
+            rope_scaling,
+            sliding_window: w.sliding_window()?,
+            prescale_queries,
+            cfg,
+        })
+    }
 }
 
 pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
@@ -38,40 +86,28 @@ pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
     let (d, hd) = (cfg.hidden_size, cfg.head_dim);
     let (q_dim, kv_dim) = (cfg.n_heads * hd, cfg.n_kv_heads * hd);
     let eps = w.layer_norm_eps()?;
+    let norm = |name: &str| LayerNorm::load(w, name, d, eps);
     let layers = (0..cfg.n_layers)
         .map(|i| {
             Ok(Layer {
-                attn_norm: LayerNorm::load(w, &format!("blk.{i}.attn_norm"), d, eps)?,
+                attn_norm: norm(&format!("blk.{i}.attn_norm"))?,
                 qkv: Qkv::load(w, i, d, q_dim, kv_dim)?,
                 wo: BiasedLinear::load(w, &format!("blk.{i}.attn_output"), q_dim, d)?,
-                ffn_norm: LayerNorm::load(w, &format!("blk.{i}.ffn_norm"), d, eps)?,
-                mlp: GeluMlp::load(w, i, d, cfg.intermediate_size)?,
+                ffn_norm: norm(&format!("blk.{i}.ffn_norm"))?,
+                ffn: Ffn::Gelu(GeluMlp::load(w, i, d, cfg.intermediate_size)?),
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let embed = w.embedding("token_embd.weight", d, cfg.vocab_size)?;
-    let output = if w.has("output.weight") {
-        BiasedLinear::load(w, "output", d, cfg.vocab_size)?
-    } else {
-        BiasedLinear {
-            linear: Linear::new(embed.ty(), cfg.vocab_size, d, embed.bytes().clone())?,
-            bias: None,
-        }
-    };
-    Ok(Box::new(Starcoder2 {
-        embed,
-        layers,
-        output_norm: LayerNorm::load(w, "output_norm", d, eps)?,
-        output,
-        rope: cfg.rope(cfg.rope_scaling.clone()),
-        sliding_window: w.sliding_window()?,
-        cfg,
-    }))
+    Ok(Box::new(SequentialGpt::load(w, cfg, layers, norm, false)?))
 }
 
-impl Model for Starcoder2 {
+impl Model for SequentialGpt {
     fn config(&self) -> &ModelConfig {
         &self.cfg
+    }
+
+    fn set_context(&mut self, tokens: usize) {
+        set_rope_context(&self.cfg, &mut self.rope_scaling, &mut self.rope, tokens);
     }
 
     fn forward(
@@ -85,7 +121,16 @@ impl Model for Starcoder2 {
         let c = &self.cfg;
         check_batch(c, cache, batch)?;
         let n: usize = batch.iter().map(|s| s.tokens.len()).sum();
-        let (d, hd, ff) = (c.hidden_size, c.head_dim, c.intermediate_size);
+        let (d, hd) = (c.hidden_size, c.head_dim);
+        let ff = self
+            .layers
+            .iter()
+            .map(|l| match &l.ffn {
+                Ffn::Gelu(mlp) => mlp.up.linear.out_features(),
+                Ffn::Sparse(_) => 0,
+            })
+            .max()
+            .unwrap_or(0);
         let (q_dim, kv_dim) = (c.n_heads * hd, c.n_kv_heads * hd);
         let tokens = flatten_batch(batch, scratch);
         let positions = std::mem::take(&mut scratch.positions);
@@ -95,7 +140,7 @@ impl Model for Starcoder2 {
             n * q_dim,
             n * kv_dim,
             n * kv_dim,
-            n * q_dim,
+            n * q_dim.max(d),
             n * ff,
         ]);
         let [x, h, q, k, v, attn, hidden] = &mut bufs[..] else {
@@ -106,7 +151,11 @@ impl Model for Starcoder2 {
             n_heads: c.n_heads,
             n_kv_heads: c.n_kv_heads,
             head_dim: hd,
-            scale: 1.0 / (hd as f32).sqrt(),
+            scale: if self.prescale_queries {
+                1.0
+            } else {
+                1.0 / (hd as f32).sqrt()
+            },
             softcap: None,
             sliding_window: self.sliding_window,
             single_token_step: false,
@@ -124,14 +173,19 @@ impl Model for Starcoder2 {
                 heads,
                 &mut scratch.matmul,
             )?;
+            if self.prescale_queries {
+                let s = 1.0 / (hd as f32).sqrt();
+                q.iter_mut().for_each(|v| *v *= s);
+            }
             paged_attention(pool, cache, li, batch, &positions, q, k, v, &params, attn)?;
             layer.wo.forward(pool, attn, h, &mut scratch.matmul)?;
             x.iter_mut().zip(h.iter()).for_each(|(a, b)| *a += b);
             layer.ffn_norm.forward(x, h);
             let out = &mut attn[..n * d];
-            layer
-                .mlp
-                .forward(pool, h, hidden, out, &mut scratch.matmul)?;
+            match &layer.ffn {
+                Ffn::Gelu(mlp) => mlp.forward(pool, h, hidden, out, &mut scratch.matmul)?,
+                Ffn::Sparse(moe) => moe.forward(pool, h, out, &mut scratch.matmul)?,
+            }
             x.iter_mut().zip(out.iter()).for_each(|(a, b)| *a += b);
         }
         gpt_head_logits(
