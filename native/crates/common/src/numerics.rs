@@ -91,9 +91,15 @@ pub fn dot_f16_order(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = VecDotF16Acc::new();
     let whole = a.len().min(b.len()) / 32 * 32;
     for (ca, cb) in a[..whole].chunks_exact(32).zip(b[..whole].chunks_exact(32)) {
-        for (k, slots) in acc.acc.iter_mut().enumerate() {
-            for (l, slot) in slots.iter_mut().enumerate() {
-                *slot = ca[8 * k + l].mul_add(cb[8 * k + l], *slot);
+        // Fixed-size arrays: no bounds checks, so each accumulator becomes one vector FMA.
+        let (ca, cb): (&[f32; 32], &[f32; 32]) = match (ca.try_into(), cb.try_into()) {
+            (Ok(x), Ok(y)) => (x, y),
+            _ => unreachable!("chunks_exact(32) yields 32 elements"),
+        };
+        for k in 0..4 {
+            let slots = &mut acc.acc[k];
+            for l in 0..8 {
+                slots[l] = ca[8 * k + l].mul_add(cb[8 * k + l], slots[l]);
             }
         }
     }

@@ -9,7 +9,11 @@ use half::f16;
 use mistralrs_common::ParallelCtx;
 
 use crate::cache::{KvCache, KvCacheError};
-use mistralrs_common::numerics::{dot8, dot_f16_order, expf_ggml, hsum8, VecDotF16Acc};
+use crate::decode::DecodeWork;
+#[cfg(target_arch = "x86_64")]
+use crate::kernels::Avx2;
+use crate::kernels::{Kernels, Portable};
+use mistralrs_common::numerics::{expf_ggml, hsum8, VecDotF16Acc};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AttentionParams {
@@ -53,7 +57,7 @@ impl AttnOut {
         }
     }
 
-    fn get(self) -> *mut f32 {
+    pub(crate) fn get(self) -> *mut f32 {
         self.ptr
     }
 }
@@ -61,10 +65,10 @@ impl AttnOut {
 /// Per-thread buffers: scores of one query, one block of keys or values in f32, the query in
 /// f16 precision.
 #[derive(Default)]
-struct Scratch {
+pub(crate) struct Scratch {
     scores: Vec<f32>,
-    block: Vec<f32>,
-    q: Vec<f32>,
+    pub(crate) block: Vec<f32>,
+    pub(crate) q: Vec<f32>,
     /// Per query of an item: (first key, end key, output row offset).
     ranges: Vec<(usize, usize, usize)>,
     offsets: Vec<usize>,
@@ -78,7 +82,7 @@ thread_local! {
 
 /// `x` rounded through f16, as ggml converts the operand of an f16 matrix product.
 #[inline]
-fn round_f16(x: f32) -> f32 {
+pub(crate) fn round_f16(x: f32) -> f32 {
     f16::from_f32(x).to_f32()
 }
 
@@ -134,16 +138,90 @@ impl SeqAttention<'_> {
 
 /// Attention for every sequence of a batch: each thread of `ctx` takes its share of all the
 /// batch's items, so many short sequences (decode steps) fill the threads in one region.
-/// Every sequence must have passed `check`.
-pub fn attend_batch(ctx: &ParallelCtx, cache: &KvCache, layer: usize, seqs: &[SeqAttention<'_>]) {
-    let total: usize = seqs.iter().map(|s| s.items()).sum();
+/// Decode sequences (one query token) are split by keys (see `decode.rs`), in the buffers of
+/// `work`, prepared for the same `seqs` before the region. Every sequence must have passed
+/// `check`.
+pub fn attend_batch(
+    ctx: &ParallelCtx,
+    cache: &KvCache,
+    layer: usize,
+    seqs: &[SeqAttention<'_>],
+    work: &DecodeWork,
+) {
+    let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    #[cfg(target_arch = "x86_64")]
+    if mistralrs_common::selected_isa() >= mistralrs_common::Isa::Avx2 {
+        // SAFETY: the tier implies AVX2, FMA and F16C.
+        unsafe { attend_batch_avx2(ctx, cache, layer, seqs, work, &mut scratch) };
+        SCRATCH.with(|s| *s.borrow_mut() = scratch);
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if mistralrs_common::cpu_features().fma {
+        // SAFETY: the CPU has FMA (checked just above).
+        unsafe { attend_batch_fma(ctx, cache, layer, seqs, work, &mut scratch) };
+        SCRATCH.with(|s| *s.borrow_mut() = scratch);
+        return;
+    }
+    attend_batch_body::<Portable>(ctx, cache, layer, seqs, work, &mut scratch);
+    SCRATCH.with(|s| *s.borrow_mut() = scratch);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn attend_batch_avx2(
+    ctx: &ParallelCtx,
+    cache: &KvCache,
+    layer: usize,
+    seqs: &[SeqAttention<'_>],
+    work: &DecodeWork,
+    scratch: &mut Scratch,
+) {
+    attend_batch_body::<Avx2>(ctx, cache, layer, seqs, work, scratch);
+}
+
+/// The portable kernels with `mul_add` as one instruction.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "fma")]
+unsafe fn attend_batch_fma(
+    ctx: &ParallelCtx,
+    cache: &KvCache,
+    layer: usize,
+    seqs: &[SeqAttention<'_>],
+    work: &DecodeWork,
+    scratch: &mut Scratch,
+) {
+    attend_batch_body::<Portable>(ctx, cache, layer, seqs, work, scratch);
+}
+
+#[inline(always)]
+fn attend_batch_body<K: Kernels>(
+    ctx: &ParallelCtx,
+    cache: &KvCache,
+    layer: usize,
+    seqs: &[SeqAttention<'_>],
+    work: &DecodeWork,
+    scratch: &mut Scratch,
+) {
+    let items = |i: usize, s: &SeqAttention<'_>| {
+        if work.takes(i) {
+            work.score_items(cache, i, s)
+        } else {
+            s.items()
+        }
+    };
+    let total: usize = seqs.iter().enumerate().map(|(i, s)| items(i, s)).sum();
     let mine = ctx.split(total, 1);
     let mut first = 0;
-    for s in seqs {
-        let n = s.items();
+    for (i, s) in seqs.iter().enumerate() {
+        let n = items(i, s);
         let (lo, hi) = (mine.start.max(first), mine.end.min(first + n));
-        if lo < hi {
-            attend_items(
+        if lo < hi && work.takes(i) {
+            for item in lo - first..hi - first {
+                work.scores::<K>(cache, layer, i, s, item, scratch);
+            }
+        } else if lo < hi {
+            attend_items_body::<K>(
                 cache,
                 layer,
                 s.table,
@@ -152,9 +230,14 @@ pub fn attend_batch(ctx: &ParallelCtx, cache: &KvCache, layer: usize, seqs: &[Se
                 &s.params,
                 lo - first..hi - first,
                 s.out,
+                scratch,
             );
         }
         first += n;
+    }
+    if work.any() {
+        ctx.barrier();
+        work.finish::<K>(ctx, cache, layer, seqs, scratch);
     }
 }
 
@@ -233,13 +316,38 @@ fn attend_items(
     items: Range<usize>,
     out: AttnOut,
 ) {
+    let mut scratch = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
     #[cfg(target_arch = "x86_64")]
     if mistralrs_common::cpu_features().fma {
         // SAFETY: the CPU has FMA (checked just above).
-        unsafe { attend_items_fma(cache, layer, table, q, positions, p, items, out) };
+        unsafe {
+            attend_items_fma(
+                cache,
+                layer,
+                table,
+                q,
+                positions,
+                p,
+                items,
+                out,
+                &mut scratch,
+            )
+        };
+        SCRATCH.with(|s| *s.borrow_mut() = scratch);
         return;
     }
-    attend_items_body(cache, layer, table, q, positions, p, items, out);
+    attend_items_body::<Portable>(
+        cache,
+        layer,
+        table,
+        q,
+        positions,
+        p,
+        items,
+        out,
+        &mut scratch,
+    );
+    SCRATCH.with(|s| *s.borrow_mut() = scratch);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -254,13 +362,14 @@ unsafe fn attend_items_fma(
     p: &AttentionParams,
     items: Range<usize>,
     out: AttnOut,
+    scratch: &mut Scratch,
 ) {
-    attend_items_body(cache, layer, table, q, positions, p, items, out);
+    attend_items_body::<Portable>(cache, layer, table, q, positions, p, items, out, scratch);
 }
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn attend_items_body(
+fn attend_items_body<K: Kernels>(
     cache: &KvCache,
     layer: usize,
     table: &[u32],
@@ -269,15 +378,14 @@ fn attend_items_body(
     p: &AttentionParams,
     items: Range<usize>,
     out: AttnOut,
+    // Taken out of the thread-local by the caller rather than used inside `with`'s closure:
+    // a closure would not inherit the caller's FMA target feature.
+    scratch: &mut Scratch,
 ) {
     let hd = p.head_dim;
     let bs = cache.config().block_size;
     let group = p.n_heads / p.n_kv_heads;
     let n_chunks = positions.len().div_ceil(Q_CHUNK);
-    // The buffers are taken out of the thread-local rather than used inside `with`'s closure:
-    // a closure would not inherit the caller's FMA target feature.
-    let mut taken = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
-    let scratch = &mut taken;
     {
         scratch.block.resize(bs * hd, 0.0);
         for item in items {
@@ -320,9 +428,9 @@ fn attend_items_body(
                         let s = j - b * bs;
                         let ks = &keys[s * hd..(s + 1) * hd];
                         let dot = if p.single_token_step {
-                            dot_f16_order(ks, qi)
+                            K::dot_f16_order(ks, qi)
                         } else {
-                            dot8(qi, ks)
+                            K::dot8(qi, ks)
                         };
                         let mut score = dot * p.scale;
                         if let Some(cap) = p.softcap {
@@ -340,23 +448,7 @@ fn attend_items_body(
             // the probabilities then rounded through f16, as llama.cpp's KQ·V sees them.
             for (i, &(start, end, _)) in scratch.ranges.iter().enumerate() {
                 let row = &mut scratch.scores[scratch.offsets[i]..scratch.offsets[i] + end - start];
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0f64;
-                let mut g = start / 8 * 8;
-                while g < end {
-                    let mut lanes = [0f32; 8];
-                    for (l, lane) in lanes.iter_mut().enumerate() {
-                        let j = g + l;
-                        if (start..end).contains(&j) {
-                            *lane = expf_ggml(row[j - start] - max);
-                            row[j - start] = *lane;
-                        }
-                    }
-                    sum += f64::from(hsum8(&lanes));
-                    g += 8;
-                }
-                let inv = (1.0 / sum) as f32;
-                row.iter_mut().for_each(|s| *s = round_f16(*s * inv));
+                softmax_row::<K>(row, start, end);
             }
 
             // Outputs, one value block at a time: lane j % 8 of query i accumulates key j's
@@ -378,9 +470,7 @@ fn attend_items_body(
                         let slot = i * slots + j % slots;
                         let acc = &mut scratch.lanes[slot * hd..(slot + 1) * hd];
                         let v = &values[(j - b * bs) * hd..(j - b * bs + 1) * hd];
-                        for (a, &x) in acc.iter_mut().zip(v) {
-                            *a = x.mul_add(pj, *a);
-                        }
+                        K::axpy(acc, v, pj);
                     }
                 }
                 b += 1;
@@ -405,7 +495,42 @@ fn attend_items_body(
             }
         }
     }
-    SCRATCH.with(|s| *s.borrow_mut() = taken);
+}
+
+/// The softmax of the scores of keys `start..end` (`row`), as ggml computes it: exponentials
+/// in groups of 8 keys counted from position 0, each group summed across its lanes, the groups
+/// summed in f64; the probabilities then rounded through f16, as llama.cpp's KQ·V sees them.
+#[inline(always)]
+pub(crate) fn softmax_row<K: Kernels>(row: &mut [f32], start: usize, end: usize) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f64;
+    let mut g = start / 8 * 8;
+    while g < end {
+        let lanes = if g >= start && g + 8 <= end {
+            let at = g - start;
+            let mut x = [0f32; 8];
+            for (l, v) in x.iter_mut().enumerate() {
+                *v = row[at + l] - max;
+            }
+            let lanes = K::exp8(&x);
+            row[at..at + 8].copy_from_slice(&lanes);
+            lanes
+        } else {
+            // A group the range cuts: the lanes outside it count 0.
+            let mut lanes = [0f32; 8];
+            for (l, lane) in lanes.iter_mut().enumerate() {
+                let j = g + l;
+                if (start..end).contains(&j) {
+                    *lane = expf_ggml(row[j - start] - max);
+                    row[j - start] = *lane;
+                }
+            }
+            lanes
+        };
+        sum += f64::from(hsum8(&lanes));
+        g += 8;
+    }
+    K::scale_round_f16(row, (1.0 / sum) as f32);
 }
 
 #[cfg(test)]
@@ -543,6 +668,110 @@ mod tests {
                         "{softcap:?} {window:?} {i}"
                     );
                     assert_eq!(out[i], par[i]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn batches_split_decode_steps_by_keys_with_the_serial_results_bit_for_bit() {
+        let mut rng = Rng(7);
+        // 3 KV heads over 2 threads, head sizes with and without a 32-element tail, blocks of
+        // 4 (runs of 8 keys cross them) and 16, f16 and q8_0 storage.
+        for (hd, bs, dtype) in [
+            (40, 4, crate::KvDtype::F16),
+            (64, 16, crate::KvDtype::F16),
+            (64, 4, crate::KvDtype::Q8_0),
+        ] {
+            for (softcap, window) in [(None, None), (Some(5.0), None), (None, Some(9))] {
+                let cfg = KvCacheConfig {
+                    dtype,
+                    n_layers: 1,
+                    n_kv_heads: 3,
+                    head_dim: hd,
+                    block_size: bs,
+                    n_blocks: 64,
+                };
+                let mut cache = KvCache::new(cfg).unwrap();
+                let row = 3 * hd;
+                // Four sequences: decode steps at positions 0, 37 and 70, and a prefill chunk.
+                let lens = [1usize, 38, 71, 20];
+                let mut next_block = 0u32;
+                let tables: Vec<Vec<u32>> = lens
+                    .iter()
+                    .map(|&n| {
+                        let t: Vec<u32> =
+                            (next_block..next_block + n.div_ceil(bs) as u32).collect();
+                        next_block += t.len() as u32;
+                        t
+                    })
+                    .collect();
+                for (table, &n) in tables.iter().zip(&lens) {
+                    for pos in 0..n {
+                        let (k, v) = (rng.vec(row), rng.vec(row));
+                        cache.write(0, table, pos, &k, &v).unwrap();
+                    }
+                }
+                let positions: Vec<Vec<usize>> =
+                    vec![vec![0], vec![37], vec![70], (12..20).collect()];
+                let p = AttentionParams {
+                    n_heads: 6,
+                    n_kv_heads: 3,
+                    head_dim: hd,
+                    scale: 0.3,
+                    softcap,
+                    sliding_window: window,
+                    single_token_step: false,
+                };
+                let qs: Vec<Vec<f32>> = positions
+                    .iter()
+                    .map(|ps| rng.vec(ps.len() * 6 * hd))
+                    .collect();
+                let serial: Vec<Vec<f32>> = qs
+                    .iter()
+                    .zip(&positions)
+                    .zip(&tables)
+                    .map(|((q, ps), table)| {
+                        let p = AttentionParams {
+                            single_token_step: ps.len() == 1,
+                            ..p
+                        };
+                        let mut out = vec![0f32; q.len()];
+                        attend_serial(&cache, 0, table, q, ps, &p, &mut out).unwrap();
+                        out
+                    })
+                    .collect();
+                for threads in [1, 2, 3] {
+                    let mut outs: Vec<Vec<f32>> = qs.iter().map(|q| vec![0f32; q.len()]).collect();
+                    let seqs: Vec<SeqAttention<'_>> = outs
+                        .iter_mut()
+                        .zip(&qs)
+                        .zip(&positions)
+                        .zip(&tables)
+                        .map(|(((out, q), ps), table)| SeqAttention {
+                            table,
+                            q,
+                            positions: ps,
+                            params: AttentionParams {
+                                single_token_step: ps.len() == 1,
+                                ..p
+                            },
+                            // SAFETY: each output is only read after the region.
+                            out: unsafe { AttnOut::new(out) },
+                        })
+                        .collect();
+                    let work = DecodeWork::prepare(&seqs);
+                    let pool = ThreadPool::new(threads);
+                    pool.run(|ctx| attend_batch(ctx, &cache, 0, &seqs, &work));
+                    drop(work);
+                    drop(seqs);
+                    for (i, (got, want)) in outs.iter().zip(&serial).enumerate() {
+                        let same = got
+                            .iter()
+                            .zip(want)
+                            .all(|(a, b)| a.to_bits() == b.to_bits());
+                        assert!(same, "{hd} {bs} {dtype:?} {softcap:?} {window:?} {threads} threads, sequence {i}");
+                    }
                 }
             }
         }

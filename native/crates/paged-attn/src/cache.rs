@@ -277,6 +277,34 @@ impl KvCache {
         self.v.read(self.head_offset(layer, block, head), out);
     }
 
+    /// Keys of one head in slots `rows` of one block as f32: `out` is `[rows.len(), head_dim]`.
+    #[inline]
+    pub fn read_k_rows(
+        &self,
+        layer: usize,
+        block: usize,
+        head: usize,
+        rows: std::ops::Range<usize>,
+        out: &mut [f32],
+    ) {
+        let at = self.head_offset(layer, block, head) + rows.start * self.cfg.head_dim;
+        self.k.read(at, &mut out[..rows.len() * self.cfg.head_dim]);
+    }
+
+    /// Values likewise.
+    #[inline]
+    pub fn read_v_rows(
+        &self,
+        layer: usize,
+        block: usize,
+        head: usize,
+        rows: std::ops::Range<usize>,
+        out: &mut [f32],
+    ) {
+        let at = self.head_offset(layer, block, head) + rows.start * self.cfg.head_dim;
+        self.v.read(at, &mut out[..rows.len() * self.cfg.head_dim]);
+    }
+
     #[inline]
     fn head_offset(&self, layer: usize, block: usize, head: usize) -> usize {
         (layer * self.cfg.n_blocks + block) * self.block_len()

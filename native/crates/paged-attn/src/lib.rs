@@ -8,6 +8,9 @@
 
 pub mod attention;
 pub mod cache;
+pub mod decode;
+mod kernels;
 
 pub use attention::{attend, attend_batch, attend_serial, AttentionParams, AttnOut, SeqAttention};
 pub use cache::{KvCache, KvCacheConfig, KvCacheError, KvDtype};
+pub use decode::DecodeWork;

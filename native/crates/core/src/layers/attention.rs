@@ -3,7 +3,9 @@
 //! layout.
 
 use mistralrs_common::ThreadPool;
-use mistralrs_paged_attn::{attend_batch, AttentionParams, AttnOut, KvCache, SeqAttention};
+use mistralrs_paged_attn::{
+    attend_batch, AttentionParams, AttnOut, DecodeWork, KvCache, SeqAttention,
+};
 
 use crate::model_error::{ModelError, Result};
 use crate::models::SeqInput;
@@ -62,6 +64,7 @@ pub fn paged_attention(
         s.check(cache).map_err(ModelError::Cache)?;
     }
     let cache = &*cache;
-    pool.run(|ctx| attend_batch(ctx, cache, layer, &seqs));
+    let work = DecodeWork::prepare(&seqs);
+    pool.run(|ctx| attend_batch(ctx, cache, layer, &seqs, &work));
     Ok(())
 }
