@@ -88,6 +88,7 @@ impl CpuFeatures {
     }
 
     /// The highest tier whose every feature is present.
+    #[inline]
     pub fn best_isa(&self) -> Isa {
         let avx2 = self.avx2 && self.fma && self.f16c;
         if avx2 && self.avx512f && self.avx512bw && self.avx512vl && self.avx512vnni {
@@ -118,7 +119,8 @@ impl CpuFeatures {
     }
 }
 
-/// The features of this CPU, detected on first use.
+/// The features of this CPU, detected on first use. Inlined: kernels check it per call.
+#[inline]
 pub fn cpu_features() -> &'static CpuFeatures {
     static FEATURES: OnceLock<CpuFeatures> = OnceLock::new();
     FEATURES.get_or_init(CpuFeatures::detect)

@@ -12,7 +12,7 @@ use crate::cache::{KvCache, KvCacheError};
 use crate::decode::DecodeWork;
 #[cfg(target_arch = "x86_64")]
 use crate::kernels::Avx2;
-use crate::kernels::{Kernels, Portable};
+use crate::kernels::{read_rows, Kernels, Portable};
 use mistralrs_common::numerics::{expf_ggml, hsum8, VecDotF16Acc};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -403,9 +403,10 @@ fn attend_items_body<K: Kernels>(
                 let start = p.sliding_window.map_or(0, |w| (pos + 1).saturating_sub(w));
                 for h in kv_head * group..(kv_head + 1) * group {
                     let row = (t * p.n_heads + h) * hd;
-                    scratch
-                        .q
-                        .extend(q[row..row + hd].iter().map(|&x| round_f16(x)));
+                    let at = scratch.q.len();
+                    scratch.q.extend_from_slice(&q[row..row + hd]);
+                    // Scaling by 1 is exact: this is the rounding alone.
+                    K::scale_round_f16(&mut scratch.q[at..], 1.0);
                     scratch.ranges.push((start, pos + 1, row));
                     scratch.offsets.push(total);
                     total += pos + 1 - start;
@@ -420,7 +421,7 @@ fn attend_items_body<K: Kernels>(
             let mut b = first / bs;
             while b * bs < last {
                 let keys = &mut scratch.block[..]; // [block_size, head_dim]
-                cache.read_k(layer, table[b] as usize, kv_head, keys);
+                read_rows::<K>(cache, false, layer, table[b] as usize, kv_head, 0..bs, keys);
                 for (i, &(start, end, _)) in scratch.ranges.iter().enumerate() {
                     let (lo, hi) = (start.max(b * bs), end.min((b + 1) * bs));
                     let qi = &scratch.q[i * hd..(i + 1) * hd];
@@ -462,7 +463,15 @@ fn attend_items_body<K: Kernels>(
             let mut b = first / bs;
             while b * bs < last {
                 let values = &mut scratch.block[..]; // [block_size, head_dim]
-                cache.read_v(layer, table[b] as usize, kv_head, values);
+                read_rows::<K>(
+                    cache,
+                    true,
+                    layer,
+                    table[b] as usize,
+                    kv_head,
+                    0..bs,
+                    values,
+                );
                 for (i, &(start, end, _)) in scratch.ranges.iter().enumerate() {
                     let (lo, hi) = (start.max(b * bs), end.min((b + 1) * bs));
                     for j in lo..hi {

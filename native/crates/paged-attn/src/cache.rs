@@ -97,6 +97,15 @@ impl Store {
         }
     }
 
+    /// Elements `at..at + len` as stored, when they are f16.
+    #[inline]
+    fn f16_slice(&self, at: usize, len: usize) -> Option<&[f16]> {
+        match self {
+            Store::F16(v) => Some(&v[at..at + len]),
+            Store::Q8_0 { .. } => None,
+        }
+    }
+
     /// Elements `at..at + out.len()` as f32.
     #[inline]
     fn read(&self, at: usize, out: &mut [f32]) {
@@ -275,6 +284,22 @@ impl KvCache {
     #[inline]
     pub fn read_v(&self, layer: usize, block: usize, head: usize, out: &mut [f32]) {
         self.v.read(self.head_offset(layer, block, head), out);
+    }
+
+    /// Keys (`values` false) or values of one head in slots `rows` of one block as the cache
+    /// stores them, when that is f16 (`[rows.len(), head_dim]`).
+    #[inline]
+    pub(crate) fn rows_f16(
+        &self,
+        values: bool,
+        layer: usize,
+        block: usize,
+        head: usize,
+        rows: std::ops::Range<usize>,
+    ) -> Option<&[f16]> {
+        let at = self.head_offset(layer, block, head) + rows.start * self.cfg.head_dim;
+        let store = if values { &self.v } else { &self.k };
+        store.f16_slice(at, rows.len() * self.cfg.head_dim)
     }
 
     /// Keys of one head in slots `rows` of one block as f32: `out` is `[rows.len(), head_dim]`.

@@ -24,9 +24,9 @@ use std::cell::RefCell;
 use mistralrs_common::numerics::VecDotF16Acc;
 use mistralrs_common::ParallelCtx;
 
-use crate::attention::{round_f16, softmax_row, Scratch, SeqAttention};
+use crate::attention::{softmax_row, Scratch, SeqAttention};
 use crate::cache::KvCache;
-use crate::kernels::Kernels;
+use crate::kernels::{read_rows, Kernels};
 
 /// Accumulators per output element (`ggml_vec_dot_f16`: 4 registers of 8 lanes).
 const SLOTS: usize = 32;
@@ -160,7 +160,9 @@ impl DecodeWork {
         let keys_len = end - start;
         scratch.block.resize(bs * hd, 0.0);
         let keys = &mut scratch.block[..(hi - lo) * hd];
-        cache.read_k_rows(
+        read_rows::<K>(
+            cache,
+            false,
             layer,
             s.table[b] as usize,
             kv_head,
@@ -169,9 +171,9 @@ impl DecodeWork {
         );
         for h in kv_head * group..(kv_head + 1) * group {
             scratch.q.clear();
-            for &x in &s.q[h * hd..(h + 1) * hd] {
-                scratch.q.push(round_f16(x));
-            }
+            scratch.q.extend_from_slice(&s.q[h * hd..(h + 1) * hd]);
+            // Scaling by 1 is exact: this is the rounding alone.
+            K::scale_round_f16(&mut scratch.q, 1.0);
             let row = at + h * keys_len;
             // SAFETY: keys lo..hi of head h: this item's alone.
             let out = unsafe { self.scores_mut(row + lo - start..row + hi - start) };
@@ -275,7 +277,9 @@ impl DecodeWork {
                 let b = lo / bs;
                 let hi = run_end.min((b + 1) * bs);
                 let values = &mut scratch.block[..(hi - lo) * hd];
-                cache.read_v_rows(
+                read_rows::<K>(
+                    cache,
+                    true,
                     layer,
                     s.table[b] as usize,
                     kv_head,

@@ -7,7 +7,10 @@
 //! only instantiated inside a function compiled with AVX2, FMA and F16C (see
 //! `attention::attend_batch`), where its intrinsics inline.
 
+use half::f16;
 use mistralrs_common::numerics::{dot8, dot_f16_order, expf_ggml, hsum8};
+
+use crate::cache::KvCache;
 
 pub(crate) trait Kernels {
     /// `ggml_vec_dot_f16`'s order (4 accumulators of 8 lanes), as `numerics::dot_f16_order`.
@@ -20,6 +23,28 @@ pub(crate) trait Kernels {
     fn exp8(x: &[f32; 8]) -> [f32; 8];
     /// `x = round_f16(x · scale)` for every element.
     fn scale_round_f16(x: &mut [f32], scale: f32);
+    /// f16 to f32, exactly.
+    fn f16_to_f32(src: &[f16], dst: &mut [f32]);
+}
+
+/// Keys (`values` false) or values of one head in slots `rows` of one block as f32 into
+/// `out` (`[rows.len(), head_dim]`): converted here when the cache holds f16, else read.
+#[inline(always)]
+pub(crate) fn read_rows<K: Kernels>(
+    cache: &KvCache,
+    values: bool,
+    layer: usize,
+    block: usize,
+    head: usize,
+    rows: std::ops::Range<usize>,
+    out: &mut [f32],
+) {
+    let n = rows.len() * cache.config().head_dim;
+    match cache.rows_f16(values, layer, block, head, rows.clone()) {
+        Some(src) => K::f16_to_f32(src, &mut out[..n]),
+        None if values => cache.read_v_rows(layer, block, head, rows, out),
+        None => cache.read_k_rows(layer, block, head, rows, out),
+    }
 }
 
 /// Lane by lane.
@@ -54,6 +79,12 @@ impl Kernels for Portable {
             *v = crate::attention::round_f16(*v * scale);
         }
     }
+
+    #[inline(always)]
+    fn f16_to_f32(src: &[f16], dst: &mut [f32]) {
+        use half::slice::HalfFloatSliceExt;
+        src.convert_to_f32_slice(dst);
+    }
 }
 
 /// AVX2, FMA and F16C. Only for code compiled with those features enabled.
@@ -64,7 +95,7 @@ pub(crate) struct Avx2;
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{expf_ggml, hsum8, Avx2, Kernels, Portable};
+    use super::{expf_ggml, f16, hsum8, Avx2, Kernels, Portable};
 
     #[inline(always)]
     fn store8(v: __m256) -> [f32; 8] {
@@ -191,6 +222,23 @@ mod avx2 {
             }
             Portable::scale_round_f16(&mut x[whole..], scale);
         }
+
+        #[inline(always)]
+        fn f16_to_f32(src: &[f16], dst: &mut [f32]) {
+            let n = src.len().min(dst.len());
+            let whole = n / 8 * 8;
+            unsafe {
+                let mut i = 0;
+                while i < whole {
+                    let h = _mm_loadu_si128(src.as_ptr().add(i).cast());
+                    _mm256_storeu_ps(dst.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
+                    i += 8;
+                }
+            }
+            for (d, s) in dst[whole..n].iter_mut().zip(&src[whole..n]) {
+                *d = s.to_f32();
+            }
+        }
     }
 }
 
@@ -220,6 +268,13 @@ mod tests {
             .collect();
         let mut rounded = a.to_vec();
         Avx2::scale_round_f16(&mut rounded, p);
+        let halves: Vec<f16> = a.iter().map(|&x| f16::from_f32(x)).collect();
+        let mut widened = vec![0f32; a.len()];
+        Avx2::f16_to_f32(&halves, &mut widened);
+        assert!(widened
+            .iter()
+            .zip(&halves)
+            .all(|(w, h)| w.to_bits() == h.to_f32().to_bits()));
         (
             Avx2::dot_f16_order(a, b),
             Avx2::dot8(a, b),

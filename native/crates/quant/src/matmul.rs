@@ -3,6 +3,8 @@
 //! an integer dot product over one contiguous weight row. Output rows are split across the
 //! thread pool, so for a single token the weights stream through memory exactly once.
 
+use std::ops::Range;
+
 use mistralrs_common::{Isa, ParallelCtx, ThreadPool};
 
 use crate::formats::{clamp_isa, type_traits, TypeTraits, VecDotX4Fn};
@@ -73,6 +75,10 @@ impl<'a> QMatrix<'a> {
 
     fn row(&self, r: usize) -> &'a [u8] {
         &self.data[r * self.row_bytes..(r + 1) * self.row_bytes]
+    }
+
+    fn row_range(&self, rows: std::ops::Range<usize>) -> &'a [u8] {
+        &self.data[rows.start * self.row_bytes..rows.end * self.row_bytes]
     }
 }
 
@@ -239,6 +245,16 @@ fn vec_dot_x4(ty: GgmlType) -> Option<VecDotX4Fn> {
     }
 }
 
+fn vec_dot_rows(ty: GgmlType) -> Option<crate::formats::VecDotRowsFn> {
+    match ty {
+        GgmlType::Q4_0 => Some(crate::formats::q4_0::vec_dot_rows),
+        GgmlType::Q4_1 => Some(crate::formats::q4_1::vec_dot_rows),
+        GgmlType::Q5_0 => Some(crate::formats::q5_0::vec_dot_rows),
+        GgmlType::Q8_0 => Some(crate::formats::q8_0::vec_dot_rows),
+        _ => None,
+    }
+}
+
 /// For the types llama.cpp repacks at load on x86 (8 rows interleaved), the dot products in
 /// the orders of its kernels, so that logits match it to the last bit: one for each group of
 /// 4 activation rows of a batch (GEMM), one for single rows and the rest of a batch (GEMV).
@@ -284,6 +300,23 @@ fn dot_rows(
     // SAFETY (both writes below): row r belongs to this thread alone and t*rows + r < y.len()
     // (checked by check_shapes).
     let store = |t: usize, r: usize, value: f32| unsafe { *out.get().add(t * w.rows + r) = value };
+    // Token t's outputs for `rows`, which belong to this thread.
+    // SAFETY: as for `store`, for every row of the range.
+    let outputs = |t: usize, rows: Range<usize>| unsafe {
+        std::slice::from_raw_parts_mut(out.get().add(t * w.rows + rows.start), rows.len())
+    };
+    let many_rows = vec_dot_rows(w.ty);
+    if let (Some(many_rows), None, 1) = (many_rows, repacked, n_tokens) {
+        // A decode step: the thread's whole share in one call.
+        many_rows(
+            isa,
+            w.cols,
+            w.row_range(rows.clone()),
+            act(0),
+            outputs(0, rows),
+        );
+        return;
+    }
     let mut chunk_start = rows.start;
     while chunk_start < rows.end {
         let chunk_end = (chunk_start + ROW_ALIGN).min(rows.end);
@@ -319,6 +352,17 @@ fn dot_rows(
             }
         }
         for t in t..n_tokens {
+            if let Some(many_rows) = many_rows {
+                let chunk = chunk_start..chunk_end;
+                many_rows(
+                    isa,
+                    w.cols,
+                    w.row_range(chunk.clone()),
+                    act(t),
+                    outputs(t, chunk),
+                );
+                continue;
+            }
             for r in chunk_start..chunk_end {
                 store(t, r, vec_dot(isa, w.cols, w.row(r), act(t)));
             }
@@ -380,6 +424,37 @@ mod tests {
                             "{ty} {isa} tokens={n_tokens} output {i}: {a} vs {b} (tol {tol})"
                         );
                     }
+                }
+            }
+        }
+    }
+
+    /// The one-call run of rows (decode steps) gives exactly one `vec_dot` per row, on every
+    /// tier, for every type that has it.
+    #[test]
+    fn runs_of_rows_equal_single_row_products_bit_for_bit() {
+        let mut rng = Rng::new(11);
+        let (rows, cols) = (45, 576);
+        for ty in [
+            GgmlType::Q4_0,
+            GgmlType::Q4_1,
+            GgmlType::Q5_0,
+            GgmlType::Q8_0,
+        ] {
+            let traits = type_traits(ty).unwrap();
+            let many_rows = vec_dot_rows(ty).unwrap();
+            let mut bytes = vec![0u8; ty.bytes_for((rows * cols) as u64).unwrap() as usize];
+            quantize(ty, &rng.f32_vec(rows * cols, 1.0), &mut bytes).unwrap();
+            let act_type = traits.vec_dot_type;
+            let mut act = vec![0u8; act_type.bytes_for(cols as u64).unwrap() as usize];
+            activation_quantizer(act_type).unwrap()(&rng.f32_vec(cols, 2.0), &mut act);
+            let m = QMatrix::new(ty, rows, cols, &bytes).unwrap();
+            for isa in Isa::available() {
+                let mut got = vec![0f32; rows];
+                many_rows(isa, cols, &bytes, &act, &mut got);
+                for (r, g) in got.iter().enumerate() {
+                    let want = (traits.vec_dot)(isa, cols, m.row(r), &act);
+                    assert_eq!(g.to_bits(), want.to_bits(), "{ty} {isa} row {r}");
                 }
             }
         }

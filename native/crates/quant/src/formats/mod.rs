@@ -10,6 +10,21 @@ use mistralrs_common::{cpu_features, Isa};
 
 use crate::{GgmlType, QuantError, Result};
 
+/// A run of consecutive weight rows against one activation row, with the tier's per-row
+/// kernel `$row` (a `#[target_feature]` function of the same module): compiled with the same
+/// features, the kernel inlines into the loop, so a row costs no call (decode steps of small
+/// models multiply ~200,000 rows of a few hundred bytes each per token).
+macro_rules! rows_kernel {
+    ($name:ident, $row:ident, $w:ty, $a:ty) => {
+        #[target_feature(enable = "avx2,fma,f16c")]
+        pub(super) fn $name(w: &[$w], blocks_per_row: usize, a: &[$a], out: &mut [f32]) {
+            for (o, row) in out.iter_mut().zip(w.chunks_exact(blocks_per_row)) {
+                *o = $row(row, a);
+            }
+        }
+    };
+}
+
 pub mod bf16;
 pub mod f16;
 pub mod f32;
@@ -148,7 +163,47 @@ pub(crate) fn vec_dot_x4_with<W: bytemuck::Pod, A: bytemuck::Pod>(
     acts.map(|a| (traits.vec_dot)(isa, n, weights, a))
 }
 
+/// Kernels over a run of rows against one activation row, for the types that have one;
+/// bit-identical to one `vec_dot` per row.
+pub type VecDotRowsFn = fn(Isa, usize, &[u8], &[u8], &mut [f32]);
+
+pub(crate) type VecDotRowsSimd<W, A> = unsafe fn(&[W], usize, &[A], &mut [f32]);
+
+/// The shared entry of the many-row dot products: checks the lengths once, then runs `simd`
+/// on the AVX2 tier and above (the VNNI tier's per-row results equal AVX2's), else one
+/// `traits.vec_dot` per row. `out` gets one value per row of `weights`.
+pub(crate) fn vec_dot_rows_with<W: bytemuck::Pod, A: bytemuck::Pod>(
+    isa: Isa,
+    n: usize,
+    weights: &[u8],
+    activation: &[u8],
+    out: &mut [f32],
+    traits: &TypeTraits,
+    simd: Option<VecDotRowsSimd<W, A>>,
+) {
+    let row_bytes = traits.ty.bytes_for(n as u64).unwrap_or(0) as usize;
+    let act_bytes = traits.vec_dot_type.bytes_for(n as u64).unwrap_or(0) as usize;
+    assert!(
+        row_bytes > 0 && weights.len() == out.len() * row_bytes && activation.len() == act_bytes,
+        "{} vec_dot_rows: n = {n}, {} rows in {} weight bytes, {} activation bytes",
+        traits.ty,
+        out.len(),
+        weights.len(),
+        activation.len()
+    );
+    if let Some(simd) = simd.filter(|_| clamp_isa(isa) >= Isa::Avx2) {
+        let per_row = row_bytes / std::mem::size_of::<W>();
+        // SAFETY: clamp_isa returned at least the AVX2 tier, so the CPU has AVX2, FMA and F16C.
+        unsafe { simd(as_blocks(weights), per_row, as_blocks(activation), out) };
+        return;
+    }
+    for (o, row) in out.iter_mut().zip(weights.chunks_exact(row_bytes)) {
+        *o = (traits.vec_dot)(isa, n, row, activation);
+    }
+}
+
 /// Lowers `isa` to what this CPU can run, so a caller can never reach an illegal instruction.
+#[inline]
 pub fn clamp_isa(isa: Isa) -> Isa {
     isa.min(cpu_features().best_isa())
 }

@@ -60,6 +60,16 @@ fn quantize(src: &[f32], dst: &mut [u8]) {
     }
 }
 
+/// Consecutive weight rows against one activation row (decode steps), one call for the
+/// run: bit-identical to one `vec_dot` per row.
+pub fn vec_dot_rows(isa: Isa, n: usize, weights: &[u8], activation: &[u8], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    let simd: Option<super::VecDotRowsSimd<BlockQ4_1, BlockQ8_1>> = Some(simd::vec_dot_rows_avx2);
+    #[cfg(not(target_arch = "x86_64"))]
+    let simd: Option<super::VecDotRowsSimd<BlockQ4_1, BlockQ8_1>> = None;
+    super::vec_dot_rows_with(isa, n, weights, activation, out, &TRAITS, simd)
+}
+
 fn vec_dot(isa: Isa, n: usize, weights: &[u8], activation: &[u8]) -> f32 {
     let nb = n / QK4_1;
     assert!(
@@ -134,6 +144,7 @@ mod simd {
         };
     }
     tier!(vec_dot_avx2, "avx2,fma,f16c", dot_u8_avx2);
+    rows_kernel!(vec_dot_rows_avx2, vec_dot_avx2, BlockQ4_1, BlockQ8_1);
 
     /// Four activation rows: per row the operations and order of `vec_dot_avx2`.
     #[target_feature(enable = "avx2,fma,f16c")]

@@ -87,6 +87,16 @@ pub fn vec_dot_x4(isa: Isa, n: usize, weights: &[u8], acts: [&[u8]; 4]) -> [f32;
     super::vec_dot_x4_with(isa, n, weights, acts, &TRAITS, simd)
 }
 
+/// Consecutive weight rows against one activation row (decode steps), one call for the
+/// run: bit-identical to one `vec_dot` per row.
+pub fn vec_dot_rows(isa: Isa, n: usize, weights: &[u8], activation: &[u8], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    let simd: Option<super::VecDotRowsSimd<BlockQ5_0, BlockQ8_0>> = Some(simd::vec_dot_rows_avx2);
+    #[cfg(not(target_arch = "x86_64"))]
+    let simd: Option<super::VecDotRowsSimd<BlockQ5_0, BlockQ8_0>> = None;
+    super::vec_dot_rows_with(isa, n, weights, activation, out, &TRAITS, simd)
+}
+
 fn vec_dot(isa: Isa, n: usize, weights: &[u8], activation: &[u8]) -> f32 {
     let nb = n / QK5_0;
     assert!(
@@ -151,6 +161,7 @@ mod simd {
         };
     }
     tier!(vec_dot_avx2, "avx2,fma,f16c", dot_i8_avx2);
+    rows_kernel!(vec_dot_rows_avx2, vec_dot_avx2, BlockQ5_0, BlockQ8_0);
 
     /// Four activation rows: per row the operations and order of `vec_dot_avx2`.
     #[target_feature(enable = "avx2,fma,f16c")]
