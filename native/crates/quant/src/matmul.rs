@@ -251,6 +251,15 @@ fn vec_dot_rows(ty: GgmlType) -> Option<crate::formats::VecDotRowsFn> {
         GgmlType::Q4_1 => Some(crate::formats::q4_1::vec_dot_rows),
         GgmlType::Q5_0 => Some(crate::formats::q5_0::vec_dot_rows),
         GgmlType::Q8_0 => Some(crate::formats::q8_0::vec_dot_rows),
+        GgmlType::Q6_K => Some(crate::formats::q6_k::vec_dot_rows),
+        _ => None,
+    }
+}
+
+/// `repacked_orders`' single-row order over a run of rows.
+fn repacked_gemv_rows(w: &QMatrix<'_>) -> Option<crate::formats::VecDotRowsFn> {
+    match w.ty {
+        GgmlType::Q4_K => Some(crate::formats::q4_k::vec_dot_gemv_order_rows),
         _ => None,
     }
 }
@@ -306,9 +315,14 @@ fn dot_rows(
         std::slice::from_raw_parts_mut(out.get().add(t * w.rows + rows.start), rows.len())
     };
     let many_rows = vec_dot_rows(w.ty);
-    if let (Some(many_rows), None, 1) = (many_rows, repacked, n_tokens) {
-        // A decode step: the thread's whole share in one call.
-        many_rows(
+    // A decode step: the thread's whole share in one call (for repacked types, in the order of
+    // llama.cpp's single-row kernel).
+    let decode_rows = match repacked {
+        None => many_rows,
+        Some(_) => repacked_gemv_rows(w),
+    };
+    if let (Some(decode_rows), 1) = (decode_rows, n_tokens) {
+        decode_rows(
             isa,
             w.cols,
             w.row_range(rows.clone()),
@@ -434,15 +448,25 @@ mod tests {
     #[test]
     fn runs_of_rows_equal_single_row_products_bit_for_bit() {
         let mut rng = Rng::new(11);
-        let (rows, cols) = (45, 576);
+        let (rows, cols) = (45, 768);
         for ty in [
             GgmlType::Q4_0,
             GgmlType::Q4_1,
             GgmlType::Q5_0,
             GgmlType::Q8_0,
+            GgmlType::Q6_K,
+            GgmlType::Q4_K,
         ] {
             let traits = type_traits(ty).unwrap();
-            let many_rows = vec_dot_rows(ty).unwrap();
+            // Q4_K's runs take the order of llama.cpp's kernel on its repacked rows.
+            let (many_rows, one_row): (crate::formats::VecDotRowsFn, crate::formats::VecDotFn) =
+                match ty {
+                    GgmlType::Q4_K => (
+                        crate::formats::q4_k::vec_dot_gemv_order_rows,
+                        crate::formats::q4_k::vec_dot_gemv_order,
+                    ),
+                    _ => (vec_dot_rows(ty).unwrap(), traits.vec_dot),
+                };
             let mut bytes = vec![0u8; ty.bytes_for((rows * cols) as u64).unwrap() as usize];
             quantize(ty, &rng.f32_vec(rows * cols, 1.0), &mut bytes).unwrap();
             let act_type = traits.vec_dot_type;
@@ -453,7 +477,7 @@ mod tests {
                 let mut got = vec![0f32; rows];
                 many_rows(isa, cols, &bytes, &act, &mut got);
                 for (r, g) in got.iter().enumerate() {
-                    let want = (traits.vec_dot)(isa, cols, m.row(r), &act);
+                    let want = one_row(isa, cols, m.row(r), &act);
                     assert_eq!(g.to_bits(), want.to_bits(), "{ty} {isa} row {r}");
                 }
             }

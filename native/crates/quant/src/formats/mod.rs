@@ -19,7 +19,11 @@ macro_rules! rows_kernel {
         #[target_feature(enable = "avx2,fma,f16c")]
         pub(super) fn $name(w: &[$w], blocks_per_row: usize, a: &[$a], out: &mut [f32]) {
             for (o, row) in out.iter_mut().zip(w.chunks_exact(blocks_per_row)) {
-                *o = $row(row, a);
+                // SAFETY: this function has the kernel's features (some kernels are declared
+                // `unsafe` for that reason alone).
+                #[allow(unused_unsafe)]
+                let value = unsafe { $row(row, a) };
+                *o = value;
             }
         }
     };

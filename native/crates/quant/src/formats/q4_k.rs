@@ -175,6 +175,43 @@ pub fn vec_dot_gemv_order(isa: Isa, n: usize, weights: &[u8], activation: &[u8])
     repacked_order_dot(isa, n, weights, activation, Accumulate::PerBlock)
 }
 
+/// [`vec_dot_gemv_order`] for consecutive rows in one call (decode steps).
+pub fn vec_dot_gemv_order_rows(
+    isa: Isa,
+    n: usize,
+    weights: &[u8],
+    activation: &[u8],
+    out: &mut [f32],
+) {
+    let row_bytes = std::mem::size_of::<BlockQ4K>() * n / QK_K;
+    assert!(
+        n.is_multiple_of(QK_K) && weights.len() == out.len() * row_bytes,
+        "q4_k gemv rows: n = {n}, {} rows in {} bytes",
+        out.len(),
+        weights.len()
+    );
+    match clamp_isa(isa) {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 | Isa::Avx512Vnni if !out.is_empty() => {
+            check_dot_lengths(
+                n,
+                std::mem::size_of::<BlockQ4K>(),
+                &weights[..row_bytes],
+                activation,
+            );
+            // SAFETY: clamp_isa only returns a tier whose features this CPU has.
+            unsafe {
+                simd::gemv_rows_avx2(as_blocks(weights), n / QK_K, as_blocks(activation), out)
+            }
+        }
+        _ => {
+            for (o, row) in out.iter_mut().zip(weights.chunks_exact(row_bytes.max(1))) {
+                *o = vec_dot_gemv_order(isa, n, row, activation);
+            }
+        }
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Accumulate {
     PerChunk,
@@ -256,6 +293,14 @@ mod simd {
         let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
         let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
         _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32(s, 1)))
+    }
+
+    /// `repacked_order_avx2` in the gemv order over consecutive rows.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn gemv_rows_avx2(w: &[BlockQ4K], per_row: usize, a: &[BlockQ8K], out: &mut [f32]) {
+        for (o, row) in out.iter_mut().zip(w.chunks_exact(per_row)) {
+            *o = repacked_order_avx2(row, a, super::Accumulate::PerBlock);
+        }
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]

@@ -120,6 +120,16 @@ fn quantize_block(x: &[f32], b: &mut BlockQ6K) {
     }
 }
 
+/// Consecutive weight rows against one activation row (decode steps), one call for the
+/// run: bit-identical to one `vec_dot` per row.
+pub fn vec_dot_rows(isa: Isa, n: usize, weights: &[u8], activation: &[u8], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    let simd: Option<super::VecDotRowsSimd<BlockQ6K, BlockQ8K>> = Some(simd::dot_rows_avx2);
+    #[cfg(not(target_arch = "x86_64"))]
+    let simd: Option<super::VecDotRowsSimd<BlockQ6K, BlockQ8K>> = None;
+    super::vec_dot_rows_with(isa, n, weights, activation, out, &TRAITS, simd)
+}
+
 fn vec_dot(isa: Isa, n: usize, weights: &[u8], activation: &[u8]) -> f32 {
     check_dot_lengths(n, std::mem::size_of::<BlockQ6K>(), weights, activation);
     let x: &[BlockQ6K] = as_blocks(weights);
@@ -212,6 +222,8 @@ mod simd {
             hsum_f32x8(acc)
         }};
     }
+
+    rows_kernel!(dot_rows_avx2, dot_avx2, BlockQ6K, BlockQ8K);
 
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn dot_avx2(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
