@@ -44,6 +44,11 @@ export declare class ModelHandle {
    */
   addSequence(seqId: number, sampling?: SamplingOptions | undefined | null, history?: Uint32Array | undefined | null, constraint?: ConstraintHandle | undefined | null, generated?: Uint32Array | undefined | null, samplesTaken?: number | undefined | null): void
   removeSequence(seqId: number): void
+  /**
+   * Frees the model now (weights, KV cache, sequences); every later call fails. A step in
+   * flight finishes first (it holds the lock).
+   */
+  release(): void
   /** One engine step over `batch`; resolves with one output per sequence, in order. */
   step(batch: Array<StepInput>): Promise<Array<StepOutput>>
 }

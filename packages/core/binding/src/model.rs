@@ -45,7 +45,23 @@ pub struct ModelInfo {
 
 #[napi]
 pub struct ModelHandle {
-    runner: Arc<Mutex<Runner>>,
+    /// `None` once released: the weights' mapping and the KV cache are freed then, not when
+    /// JavaScript's collector gets to the handle.
+    runner: Arc<Mutex<Option<Runner>>>,
+}
+
+/// Runs `f` on the runner, or fails when the model was released.
+fn with_runner<T>(
+    runner: &Mutex<Option<Runner>>,
+    f: impl FnOnce(&mut Runner) -> napi::Result<T>,
+) -> napi::Result<T> {
+    let mut guard = runner
+        .lock()
+        .map_err(|_| js_error("InternalError", "model state poisoned"))?;
+    let runner = guard
+        .as_mut()
+        .ok_or_else(|| js_error("InvalidArgumentError", "the model was released"))?;
+    f(runner)
 }
 
 pub struct LoadModelTask {
@@ -64,7 +80,7 @@ impl Task for LoadModelTask {
 
     fn resolve(&mut self, _env: Env, runner: Runner) -> napi::Result<ModelHandle> {
         Ok(ModelHandle {
-            runner: Arc::new(Mutex::new(runner)),
+            runner: Arc::new(Mutex::new(Some(runner))),
         })
     }
 }
@@ -185,7 +201,7 @@ pub struct StepOutput {
 }
 
 pub struct StepTask {
-    runner: Arc<Mutex<Runner>>,
+    runner: Arc<Mutex<Option<Runner>>>,
     batch: Vec<StepInput>,
 }
 
@@ -206,10 +222,6 @@ impl Task for StepTask {
 
     fn compute(&mut self) -> napi::Result<Vec<StepRaw>> {
         guard(|| {
-            let mut runner = self
-                .runner
-                .lock()
-                .map_err(|_| js_error("InternalError", "model state poisoned"))?;
             let batch: Vec<StepSeq<'_>> = self
                 .batch
                 .iter()
@@ -222,7 +234,7 @@ impl Task for StepTask {
                     return_logits: s.return_logits.unwrap_or(false),
                 })
                 .collect();
-            let out = runner.step(&batch).map_err(model_error)?;
+            let out = with_runner(&self.runner, |r| r.step(&batch).map_err(model_error))?;
             Ok(out
                 .into_iter()
                 .map(|o| StepRaw {
@@ -269,23 +281,21 @@ impl Task for StepTask {
 impl ModelHandle {
     #[napi(catch_unwind)]
     pub fn info(&self) -> napi::Result<ModelInfo> {
-        let r = self
-            .runner
-            .lock()
-            .map_err(|_| js_error("InternalError", "model state poisoned"))?;
-        let c = r.config();
-        Ok(ModelInfo {
-            architecture: c.architecture.clone(),
-            vocab_size: c.vocab_size as u32,
-            hidden_size: c.hidden_size as u32,
-            n_layers: c.n_layers as u32,
-            n_heads: c.n_heads as u32,
-            n_kv_heads: c.n_kv_heads as u32,
-            head_dim: c.head_dim as u32,
-            context_length: c.context_length as u32,
-            block_size: r.block_size() as u32,
-            n_blocks: r.n_blocks() as u32,
-            kv_cache_bytes: r.kv_cache_bytes() as f64,
+        with_runner(&self.runner, |r| {
+            let c = r.config();
+            Ok(ModelInfo {
+                architecture: c.architecture.clone(),
+                vocab_size: c.vocab_size as u32,
+                hidden_size: c.hidden_size as u32,
+                n_layers: c.n_layers as u32,
+                n_heads: c.n_heads as u32,
+                n_kv_heads: c.n_kv_heads as u32,
+                head_dim: c.head_dim as u32,
+                context_length: c.context_length as u32,
+                block_size: r.block_size() as u32,
+                n_blocks: r.n_blocks() as u32,
+                kv_cache_bytes: r.kv_cache_bytes() as f64,
+            })
         })
     }
 
@@ -315,25 +325,33 @@ impl ModelHandle {
             ),
             None => None,
         };
-        let mut r = self
-            .runner
-            .lock()
-            .map_err(|_| js_error("InternalError", "model state poisoned"))?;
-        r.add_sequence(u64::from(seq_id), params, constraint);
-        r.skip_samples(u64::from(seq_id), samples_taken.unwrap_or(0) as usize);
-        if let Some(h) = history {
-            r.extend_history(u64::from(seq_id), &h);
-        }
-        Ok(())
+        with_runner(&self.runner, |r| {
+            r.add_sequence(u64::from(seq_id), params, constraint);
+            r.skip_samples(u64::from(seq_id), samples_taken.unwrap_or(0) as usize);
+            if let Some(h) = history {
+                r.extend_history(u64::from(seq_id), &h);
+            }
+            Ok(())
+        })
     }
 
     #[napi(catch_unwind)]
     pub fn remove_sequence(&self, seq_id: u32) -> napi::Result<()> {
-        let mut r = self
+        with_runner(&self.runner, |r| {
+            r.remove_sequence(u64::from(seq_id));
+            Ok(())
+        })
+    }
+
+    /// Frees the model now (weights, KV cache, sequences); every later call fails. A step in
+    /// flight finishes first (it holds the lock).
+    #[napi(catch_unwind)]
+    pub fn release(&self) -> napi::Result<()> {
+        let mut guard = self
             .runner
             .lock()
             .map_err(|_| js_error("InternalError", "model state poisoned"))?;
-        r.remove_sequence(u64::from(seq_id));
+        *guard = None;
         Ok(())
     }
 

@@ -224,8 +224,14 @@ export class Engine {
     return seq.logits;
   }
 
+  /**
+   * Refuses new requests; those already queued or running finish, then the native model
+   * (weights, KV cache) is freed at once rather than whenever the collector reaches it.
+   */
   close(): void {
+    if (this.#closed) return;
     this.#closed = true;
+    void this.#scheduler.idle().then(() => this.model.release());
   }
 
   #enqueue(

@@ -83,6 +83,11 @@ export class Scheduler {
     return this.#waiting.length >= this.limits.maxWaiting;
   }
 
+  /** Settles once no step is running or due (the loop has ended). */
+  async idle(): Promise<void> {
+    while (this.#loop) await this.#loop;
+  }
+
   /** Queues `seq`; settles when it has finished (or failed). */
   submit(seq: Sequence): Promise<void> {
     return new Promise<void>((resolve, reject) => {

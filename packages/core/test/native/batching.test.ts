@@ -233,4 +233,19 @@ describe('the scheduler', () => {
       engine.close();
     }
   }, 300_000);
+
+  it('lets running requests finish on close, refuses new ones, then frees the native model', async () => {
+    const path = await fetchRegistryModel('smollm2-135m-instruct-q4_1');
+    const engine = await Engine.load({ model: path, kvTokens: 512 });
+    const prompt = Array.from(engine.tokenizer.encode(TEXTS[0]!));
+    const running = engine.complete({ prompt, maxTokens: 12, ignoreEos: true });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    engine.close();
+    await expect(engine.complete({ prompt, maxTokens: 4 }).result).rejects.toMatchObject({ code: 'EngineClosedError' });
+    expect((await running.result).tokenIds).toHaveLength(12);
+    // The handle is private; reaching it here checks that the weights and cache are gone.
+    const native = (engine as unknown as { model: { info(): unknown } }).model;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(() => native.info()).toThrow(/released/);
+  }, 300_000);
 });
