@@ -47,10 +47,12 @@ async function runOurs(path) {
   const out = { pp: [], tg: [], depth: {} };
   let engine = await Engine.load({ model: path, kvTokens: PP + TG + 64, prefixCaching: false });
   const vocab = engine.info.vocabSize;
+  // As llama-bench measures them: the prompt alone, and generation from an empty context.
   for (let r = 0; r < REPS; r++) {
-    const res = await engine.complete({ prompt: promptOf(PP, vocab), maxTokens: TG, ignoreEos: true }).result;
-    out.pp.push(res.timings.promptTps);
-    out.tg.push(res.timings.generationTps);
+    const pp = await engine.complete({ prompt: promptOf(PP, vocab), maxTokens: 1, ignoreEos: true }).result;
+    out.pp.push(pp.timings.promptTps);
+    const tg = await engine.complete({ prompt: promptOf(1, vocab), maxTokens: TG + 1, ignoreEos: true }).result;
+    out.tg.push(tg.timings.generationTps);
   }
   engine.close();
   for (const depth of depthsFor(engine.info.contextLength)) {
@@ -83,9 +85,8 @@ async function runPeer(path) {
   };
   let ctx = await model.createContext({ contextSize: PP + TG + 64, threads, batchSize: PP });
   for (let r = 0; r < REPS; r++) {
-    const m = await measure(ctx, promptOf(PP, vocab), TG);
-    out.pp.push(m.pp);
-    out.tg.push(m.tg);
+    out.pp.push((await measure(ctx, promptOf(PP, vocab), 1)).pp);
+    out.tg.push((await measure(ctx, promptOf(1, vocab), TG + 1)).tg);
   }
   await ctx.dispose();
   for (const depth of depthsFor(model.trainContextSize)) {
