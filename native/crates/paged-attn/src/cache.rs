@@ -286,6 +286,21 @@ impl KvCache {
         self.v.read(self.head_offset(layer, block, head), out);
     }
 
+    /// Where slots `rows` of one head of one block start, and the store (keys, or values
+    /// when `values`) they are in.
+    #[inline]
+    fn rows_at(
+        &self,
+        values: bool,
+        layer: usize,
+        block: usize,
+        head: usize,
+        rows: &std::ops::Range<usize>,
+    ) -> (&Store, usize) {
+        let at = self.head_offset(layer, block, head) + rows.start * self.cfg.head_dim;
+        (if values { &self.v } else { &self.k }, at)
+    }
+
     /// Keys (`values` false) or values of one head in slots `rows` of one block as the cache
     /// stores them, when that is f16 (`[rows.len(), head_dim]`).
     #[inline]
@@ -297,37 +312,23 @@ impl KvCache {
         head: usize,
         rows: std::ops::Range<usize>,
     ) -> Option<&[f16]> {
-        let at = self.head_offset(layer, block, head) + rows.start * self.cfg.head_dim;
-        let store = if values { &self.v } else { &self.k };
+        let (store, at) = self.rows_at(values, layer, block, head, &rows);
         store.f16_slice(at, rows.len() * self.cfg.head_dim)
     }
 
-    /// Keys of one head in slots `rows` of one block as f32: `out` is `[rows.len(), head_dim]`.
+    /// The same slots as f32 into `out` (`[rows.len(), head_dim]`), whatever the storage.
     #[inline]
-    pub fn read_k_rows(
+    pub fn read_rows(
         &self,
+        values: bool,
         layer: usize,
         block: usize,
         head: usize,
         rows: std::ops::Range<usize>,
         out: &mut [f32],
     ) {
-        let at = self.head_offset(layer, block, head) + rows.start * self.cfg.head_dim;
-        self.k.read(at, &mut out[..rows.len() * self.cfg.head_dim]);
-    }
-
-    /// Values likewise.
-    #[inline]
-    pub fn read_v_rows(
-        &self,
-        layer: usize,
-        block: usize,
-        head: usize,
-        rows: std::ops::Range<usize>,
-        out: &mut [f32],
-    ) {
-        let at = self.head_offset(layer, block, head) + rows.start * self.cfg.head_dim;
-        self.v.read(at, &mut out[..rows.len() * self.cfg.head_dim]);
+        let (store, at) = self.rows_at(values, layer, block, head, &rows);
+        store.read(at, &mut out[..rows.len() * self.cfg.head_dim]);
     }
 
     #[inline]

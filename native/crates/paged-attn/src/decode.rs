@@ -187,14 +187,23 @@ impl DecodeWork {
         }
     }
 
-    /// Items of phases 2 and 4: every query head of every decode sequence.
+    /// This thread's share of a phase's items, numbered across the decode sequences in order,
+    /// `per_seq` of them for each. A function pointer, not a closure: a closure would not
+    /// inherit the caller's target features.
     #[inline(always)]
-    fn head_items(&self, seqs: &[SeqAttention<'_>]) -> Vec<(usize, usize)> {
-        seqs.iter()
+    fn share(
+        &self,
+        ctx: &ParallelCtx,
+        seqs: &[SeqAttention<'_>],
+        per_seq: fn(&SeqAttention<'_>) -> usize,
+    ) -> std::ops::Range<usize> {
+        let total = seqs
+            .iter()
             .enumerate()
-            .filter(|(i, _)| self.at[*i].is_some())
-            .flat_map(|(i, s)| (0..s.params.n_heads).map(move |h| (i, h)))
-            .collect()
+            .filter(|(i, _)| self.takes(*i))
+            .map(|(_, s)| per_seq(s))
+            .sum();
+        ctx.split(total, 1)
     }
 
     /// Phases 2 to 4, after phase 1 (the caller's) and a barrier; every thread of `ctx` calls
@@ -208,40 +217,46 @@ impl DecodeWork {
         seqs: &[SeqAttention<'_>],
         scratch: &mut Scratch,
     ) {
-        let heads = self.head_items(seqs);
-        for &(i, h) in &heads[ctx.split(heads.len(), 1)] {
-            let s = &seqs[i];
-            let (start, end) = key_range(s);
-            let at = self.at[i].map_or(0, |a| a.0) + h * (end - start);
-            // SAFETY: head h's row: this item's alone.
-            softmax_row::<K>(unsafe { self.scores_mut(at..at + end - start) }, start, end);
+        let heads: fn(&SeqAttention<'_>) -> usize = |s| s.params.n_heads;
+        let groups: fn(&SeqAttention<'_>) -> usize = |s| s.params.n_kv_heads * SLOTS / 8;
+
+        let mine = self.share(ctx, seqs, heads);
+        let mut first = 0;
+        for (i, s) in seqs.iter().enumerate() {
+            for h in own_items(self.takes(i), &mine, &mut first, heads(s)) {
+                let (start, end) = key_range(s);
+                let at = self.at[i].map_or(0, |a| a.0) + h * (end - start);
+                // SAFETY: head h's row: this item's alone.
+                softmax_row::<K>(unsafe { self.scores_mut(at..at + end - start) }, start, end);
+            }
         }
         ctx.barrier();
 
-        let sums: Vec<(usize, usize)> = seqs
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| self.at[*i].is_some())
-            .flat_map(|(i, s)| (0..s.params.n_kv_heads * SLOTS / 8).map(move |k| (i, k)))
-            .collect();
-        for &(i, item) in &sums[ctx.split(sums.len(), 1)] {
-            self.value_sums::<K>(cache, layer, i, &seqs[i], item, scratch);
+        let mine = self.share(ctx, seqs, groups);
+        let mut first = 0;
+        for (i, s) in seqs.iter().enumerate() {
+            for item in own_items(self.takes(i), &mine, &mut first, groups(s)) {
+                self.value_sums::<K>(cache, layer, i, s, item, scratch);
+            }
         }
         ctx.barrier();
 
-        for &(i, h) in &heads[ctx.split(heads.len(), 1)] {
-            let s = &seqs[i];
-            let hd = s.params.head_dim;
-            let at = self.at[i].map_or(0, |a| a.1) + h * SLOTS * hd;
-            let lanes = &self.lanes[at..at + SLOTS * hd];
-            // SAFETY: head h's output row belongs to this item; bounds checked by `check`.
-            let out = unsafe { std::slice::from_raw_parts_mut(s.out.get().add(h * hd), hd) };
-            for (d, o) in out.iter_mut().enumerate() {
-                let mut acc = VecDotF16Acc::new();
-                for k in 0..SLOTS {
-                    acc.add(k, lanes[k * hd + d], 1.0);
+        let mine = self.share(ctx, seqs, heads);
+        let mut first = 0;
+        for (i, s) in seqs.iter().enumerate() {
+            for h in own_items(self.takes(i), &mine, &mut first, heads(s)) {
+                let hd = s.params.head_dim;
+                let at = self.at[i].map_or(0, |a| a.1) + h * SLOTS * hd;
+                let lanes = &self.lanes[at..at + SLOTS * hd];
+                // SAFETY: head h's output row belongs to this item; bounds checked by `check`.
+                let out = unsafe { std::slice::from_raw_parts_mut(s.out.get().add(h * hd), hd) };
+                for (d, o) in out.iter_mut().enumerate() {
+                    let mut acc = VecDotF16Acc::new();
+                    for k in 0..SLOTS {
+                        acc.add(k, lanes[k * hd + d], 1.0);
+                    }
+                    *o = acc.sum();
                 }
-                *o = acc.sum();
             }
         }
     }
@@ -301,6 +316,28 @@ impl DecodeWork {
             run += SLOTS;
         }
     }
+}
+
+/// A decode sequence's own item indices within this thread's share `mine` of a phase, its
+/// items numbered from `first` on (which moves past them); none for other sequences.
+#[inline(always)]
+fn own_items(
+    decode: bool,
+    mine: &std::ops::Range<usize>,
+    first: &mut usize,
+    n: usize,
+) -> std::ops::Range<usize> {
+    if !decode {
+        return 0..0;
+    }
+    let (lo, hi) = (mine.start.max(*first), mine.end.min(*first + n));
+    let own = if lo < hi {
+        lo - *first..hi - *first
+    } else {
+        0..0
+    };
+    *first += n;
+    own
 }
 
 impl Drop for DecodeWork {

@@ -42,8 +42,7 @@ pub(crate) fn read_rows<K: Kernels>(
     let n = rows.len() * cache.config().head_dim;
     match cache.rows_f16(values, layer, block, head, rows.clone()) {
         Some(src) => K::f16_to_f32(src, &mut out[..n]),
-        None if values => cache.read_v_rows(layer, block, head, rows, out),
-        None => cache.read_k_rows(layer, block, head, rows, out),
+        None => cache.read_rows(values, layer, block, head, rows, out),
     }
 }
 

@@ -96,20 +96,23 @@ pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
     let q_rank = hparam(w, "attention.q_lora_rank", "q_lora_rank")?.filter(|&r| r > 0);
     let rope = hparam(w, "rope.dimension_count", "qk_rope_head_dim")?
         .ok_or_else(|| missing("qk_rope_head_dim"))?;
-    let qk_dim = match hparam(w, "attention.key_length_mla", "")? {
-        Some(k) => k,
-        None => match hparam(w, "", "qk_nope_head_dim")? {
-            Some(nope) => nope + rope,
-            None => {
-                return Err(ModelError::Unsupported(format!(
-                    "{source}: an older DeepSeek conversion without MLA (`attention.key_length_mla`); convert the model again"
-                )))
-            }
-        },
+    // A GGUF gives the whole query/key head; a checkpoint its unrotated part.
+    let qk_dim = match (
+        w.hparam_u32("attention.key_length_mla")?,
+        w.hparam_u32("qk_nope_head_dim")?,
+    ) {
+        (Some(k), _) => k as usize,
+        (None, Some(nope)) => nope as usize + rope,
+        (None, None) => {
+            return Err(ModelError::Unsupported(format!(
+                "{source}: an older DeepSeek conversion without MLA (`attention.key_length_mla`); convert the model again"
+            )))
+        }
     };
     let v_dim = hparam(w, "attention.value_length_mla", "v_head_dim")?
         .ok_or_else(|| missing("v_head_dim"))?;
-    if qk_dim <= rope || !rope.is_multiple_of(2) || rank > 1 << 14 || v_dim > 1 << 12 {
+    if qk_dim <= rope || !rope.is_multiple_of(2) || rank > 1 << 14 || v_dim == 0 || v_dim > 1 << 12
+    {
         return Err(ModelError::Unsupported(format!(
             "{source}: attention sizes (query/key {qk_dim}, rotated {rope}, value {v_dim}, latent {rank}) do not fit"
         )));
@@ -206,36 +209,35 @@ pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
     }))
 }
 
-/// `out[t, h] = per_head[h](x[t, h])` for `x` `[n, heads, x_stride]` read from `x_offset`
-/// (`in` wide) into `out` `[n, heads, out_stride]` at `out_offset`: one matrix per head, each
-/// token's row multiplied on its own (as llama.cpp multiplies these 3-D weights).
+/// `out[t, h] = per_head[h](x[t, h])` for `x` `[n, heads, x_stride]` (each head's first `in`
+/// values) into `out` `[n, heads, out_stride]` (its first `out` values): one matrix per head,
+/// each token's row multiplied on its own (as llama.cpp multiplies these 3-D weights).
+/// `gathered` and `products` are work space of at least `n · in` and `n · out` values.
 #[allow(clippy::too_many_arguments)]
 fn per_head(
     pool: &ThreadPool,
     matrices: &[Linear],
-    x: &[f32],
-    (x_stride, x_offset): (usize, usize),
-    out: &mut [f32],
-    (out_stride, out_offset): (usize, usize),
+    (x, x_stride): (&[f32], usize),
+    (out, out_stride): (&mut [f32], usize),
     n: usize,
+    gathered: &mut [f32],
+    products: &mut [f32],
     matmul: &mut MatmulScratch,
 ) -> Result<()> {
     let heads = matrices.len();
     let seq_rows = std::mem::take(&mut matmul.sequence_rows);
     matmul.sequence_rows.resize(n, 1);
-    let (mut xin, mut y) = (Vec::new(), Vec::new());
     for (h, m) in matrices.iter().enumerate() {
         let (inp, outp) = (m.in_features(), m.out_features());
-        xin.clear();
-        for t in 0..n {
-            let at = (t * heads + h) * x_stride + x_offset;
-            xin.extend_from_slice(&x[at..at + inp]);
+        let (xin, y) = (&mut gathered[..n * inp], &mut products[..n * outp]);
+        for (t, row) in xin.chunks_exact_mut(inp).enumerate() {
+            let at = (t * heads + h) * x_stride;
+            row.copy_from_slice(&x[at..at + inp]);
         }
-        y.resize(n * outp, 0.0);
-        m.forward(pool, &xin, &mut y, matmul)?;
-        for t in 0..n {
-            let at = (t * heads + h) * out_stride + out_offset;
-            out[at..at + outp].copy_from_slice(&y[t * outp..(t + 1) * outp]);
+        m.forward(pool, xin, y, matmul)?;
+        for (t, row) in y.chunks_exact(outp).enumerate() {
+            let at = (t * heads + h) * out_stride;
+            out[at..at + outp].copy_from_slice(row);
         }
     }
     matmul.sequence_rows = seq_rows;
@@ -278,6 +280,15 @@ impl Model for DeepSeek2 {
             })
             .max()
             .unwrap_or(0);
+        let q_rank = self
+            .layers
+            .iter()
+            .map(|l| match &l.q {
+                Query::LowRank { a, .. } => a.out_features(),
+                Query::Full(_) => 0,
+            })
+            .max()
+            .unwrap_or(0);
         let mut bufs = scratch.take(&[
             n * d,
             n * d,
@@ -290,8 +301,15 @@ impl Model for DeepSeek2 {
             n * d,
             n * max_ff,
             n * max_ff,
+            n * q_rank,
+            n * rope,
+            n * d,
+            n * nope.max(rank),
+            n * rank.max(v_dim),
         ]);
-        let [x, h, q, kv, q_lat, attn, q_pe, o, ffn_out, gate, up] = &mut bufs[..] else {
+        let [x, h, q, kv, q_lat, attn, q_pe, o, ffn_out, gate, up, qa, k_pe, shared_out, gathered, products] =
+            &mut bufs[..]
+        else {
             unreachable!("take returns one buffer per length")
         };
 
@@ -310,21 +328,20 @@ impl Model for DeepSeek2 {
             match &layer.q {
                 Query::Full(wq) => wq.forward(pool, h, q, &mut scratch.matmul)?,
                 Query::LowRank { a, norm, b } => {
-                    let mut qa = vec![0f32; n * a.out_features()];
-                    a.forward(pool, h, &mut qa, &mut scratch.matmul)?;
-                    rms_norm_inplace(&mut qa, norm, c.rms_norm_eps);
-                    b.forward(pool, &qa, q, &mut scratch.matmul)?;
+                    let qa = &mut qa[..n * a.out_features()];
+                    a.forward(pool, h, qa, &mut scratch.matmul)?;
+                    rms_norm_inplace(qa, norm, c.rms_norm_eps);
+                    b.forward(pool, qa, q, &mut scratch.matmul)?;
                 }
             }
             // kv: [n, rank + rope]; the latent part normed, the key part rotated.
             layer.kv_a.forward(pool, h, kv, &mut scratch.matmul)?;
-            let mut k_pe = Vec::with_capacity(n * rope);
-            for row in kv.chunks_exact_mut(latent) {
+            for (row, k) in kv.chunks_exact_mut(latent).zip(k_pe.chunks_exact_mut(rope)) {
                 let (lat, pe) = row.split_at_mut(rank);
                 rms_norm_inplace(lat, &layer.kv_a_norm, c.rms_norm_eps);
-                k_pe.extend_from_slice(pe);
+                k.copy_from_slice(pe);
             }
-            self.rope.apply(&mut k_pe, &positions, 1);
+            self.rope.apply(k_pe, &positions, 1);
             for (row, pe) in kv.chunks_exact_mut(latent).zip(k_pe.chunks_exact(rope)) {
                 row[rank..].copy_from_slice(pe);
             }
@@ -337,11 +354,11 @@ impl Model for DeepSeek2 {
             per_head(
                 pool,
                 &layer.k_b,
-                q,
-                (qk_dim, 0),
-                q_lat,
-                (latent, 0),
+                (q, qk_dim),
+                (q_lat, latent),
                 n,
+                gathered,
+                products,
                 &mut scratch.matmul,
             )?;
             for (dst, pe) in q_lat.chunks_exact_mut(latent).zip(q_pe.chunks_exact(rope)) {
@@ -355,11 +372,11 @@ impl Model for DeepSeek2 {
             per_head(
                 pool,
                 &layer.v_b,
-                attn,
-                (latent, 0),
-                o,
-                (v_dim, 0),
+                (attn, latent),
+                (o, v_dim),
                 n,
+                gathered,
+                products,
                 &mut scratch.matmul,
             )?;
             layer.wo.forward(pool, o, h, &mut scratch.matmul)?;
@@ -371,9 +388,11 @@ impl Model for DeepSeek2 {
                 Ffn::Sparse { moe, shared } => {
                     moe.forward(pool, h, ffn_out, &mut scratch.matmul)?;
                     if let Some(shared) = shared {
-                        let mut s = vec![0f32; n * d];
-                        shared.forward(pool, h, &mut s, gate, up, &mut scratch.matmul)?;
-                        ffn_out.iter_mut().zip(&s).for_each(|(a, b)| *a += b);
+                        shared.forward(pool, h, shared_out, gate, up, &mut scratch.matmul)?;
+                        ffn_out
+                            .iter_mut()
+                            .zip(shared_out.iter())
+                            .for_each(|(a, b)| *a += b);
                     }
                 }
             }
