@@ -218,6 +218,7 @@ export class Engine {
 
   /** The raw logits of the token after `promptIds` (scoring, tests against a reference). */
   async nextTokenLogits(promptIds: number[]): Promise<Float32Array> {
+    if (this.#closed) throw new EngineError('EngineClosedError', 'the engine is closed');
     const seq = this.#sequence(promptIds, {}, () => undefined, true);
     await this.#scheduler.submit(seq);
     if (!seq.logits) throw new EngineError('InvalidArgumentError', 'the step returned no logits');

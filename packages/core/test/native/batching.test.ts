@@ -242,6 +242,7 @@ describe('the scheduler', () => {
     await new Promise((resolve) => setTimeout(resolve, 20));
     engine.close();
     await expect(engine.complete({ prompt, maxTokens: 4 }).result).rejects.toMatchObject({ code: 'EngineClosedError' });
+    await expect(engine.nextTokenLogits(prompt)).rejects.toMatchObject({ code: 'EngineClosedError' });
     expect((await running.result).tokenIds).toHaveLength(12);
     // The handle is private; reaching it here checks that the weights and cache are gone.
     const native = (engine as unknown as { model: { info(): unknown } }).model;
