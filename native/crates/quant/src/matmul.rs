@@ -7,7 +7,8 @@ use std::ops::Range;
 
 use mistralrs_common::{Isa, ParallelCtx, ThreadPool};
 
-use crate::formats::{clamp_isa, type_traits, TypeTraits, VecDotX4Fn};
+use crate::formats::{clamp_isa, type_traits, TypeTraits};
+use crate::gemm::{gemm, GemmShape};
 use crate::{GgmlType, QuantError, Result};
 
 /// Rows handed to a thread at a time: a multiple of 8 so that repacked 8-row layouts (later)
@@ -186,6 +187,13 @@ fn activation_quantizer(act_type: GgmlType) -> Result<crate::formats::QuantizeFn
     }
 }
 
+/// Converts one activation row to `act_type` as [`matmul`] does.
+#[cfg(test)]
+pub(crate) fn quantize_activation_row(act_type: GgmlType, x: &[f32], dst: &mut [u8]) -> Result<()> {
+    activation_quantizer(act_type)?(x, dst);
+    Ok(())
+}
+
 /// `y = W·x` for one activation row.
 pub fn matvec(
     pool: &ThreadPool,
@@ -236,15 +244,6 @@ fn check_shapes(w: &QMatrix<'_>, x: &[f32], y: &[f32]) -> Result<usize> {
     Ok(n_tokens)
 }
 
-fn vec_dot_x4(ty: GgmlType) -> Option<VecDotX4Fn> {
-    match ty {
-        GgmlType::Q4_1 => Some(crate::formats::q4_1::vec_dot_x4),
-        GgmlType::Q5_0 => Some(crate::formats::q5_0::vec_dot_x4),
-        GgmlType::Q8_0 => Some(crate::formats::q8_0::vec_dot_x4),
-        _ => None,
-    }
-}
-
 fn vec_dot_rows(ty: GgmlType) -> Option<crate::formats::VecDotRowsFn> {
     match ty {
         GgmlType::Q4_0 => Some(crate::formats::q4_0::vec_dot_rows),
@@ -264,19 +263,19 @@ fn repacked_gemv_rows(w: &QMatrix<'_>) -> Option<crate::formats::VecDotRowsFn> {
     }
 }
 
+/// Tiles of rows × tokens in the orders of llama.cpp's kernels for its repacked types.
+type RepackedTilesFn = unsafe fn(Isa, usize, &[u8], &[u8], bool, *mut f32, usize);
+
 /// For the types llama.cpp repacks at load on x86 (8 rows interleaved), the dot products in
 /// the orders of its kernels, so that logits match it to the last bit: one for each group of
 /// 4 activation rows of a batch (GEMM), one for single rows and the rest of a batch (GEMV).
 /// It repacks every matrix a product uses, a tied output head's copy of the embeddings too.
-fn repacked_orders(w: &QMatrix<'_>) -> Option<[crate::formats::VecDotFn; 2]> {
+fn repacked_orders(w: &QMatrix<'_>) -> Option<RepackedTilesFn> {
     if !w.rows.is_multiple_of(8) {
         return None;
     }
     match w.ty {
-        GgmlType::Q4_K => Some([
-            crate::formats::q4_k::vec_dot_gemm_order,
-            crate::formats::q4_k::vec_dot_gemv_order,
-        ]),
+        GgmlType::Q4_K => Some(crate::formats::q4_k::repacked_order_tiles),
         _ => None,
     }
 }
@@ -296,7 +295,6 @@ fn dot_rows(
 ) {
     let rows = ctx.split(w.rows, ROW_ALIGN);
     let vec_dot = w.traits.vec_dot;
-    let x4 = vec_dot_x4(w.ty);
     let repacked = repacked_orders(w);
     // The sequences' row counts (one sequence when none are given), for the grouping below.
     let whole = [n_tokens];
@@ -331,39 +329,62 @@ fn dot_rows(
         );
         return;
     }
+    if n_tokens > 1 && repacked.is_none() {
+        let shape = GemmShape {
+            cols: w.cols,
+            n_tokens,
+            out_stride: w.rows,
+        };
+        // SAFETY: the thread's rows of every token are its own, and within y (check_shapes).
+        let done = unsafe {
+            gemm(
+                w.ty,
+                isa,
+                &shape,
+                w.row_range(rows.clone()),
+                activation,
+                out.get().add(rows.start),
+            )
+        };
+        if done {
+            return;
+        }
+    }
     let mut chunk_start = rows.start;
     while chunk_start < rows.end {
         let chunk_end = (chunk_start + ROW_ALIGN).min(rows.end);
         let mut t = 0;
-        if let Some([gemm, gemv]) = repacked {
-            for r in chunk_start..chunk_end {
-                let mut first = 0;
-                for &len in sequences {
-                    // Rows in a full group of 4 of their own sequence take the GEMM order.
-                    let grouped = len - len % 4;
-                    for i in 0..len {
-                        let dot = if i < grouped { gemm } else { gemv };
-                        store(first + i, r, dot(isa, w.cols, w.row(r), act(first + i)));
+        if let Some(tiles) = repacked {
+            let chunk = w.row_range(chunk_start..chunk_end);
+            let mut first = 0;
+            for &len in sequences {
+                // Tokens in a full group of 4 of their own sequence take the GEMM order.
+                let grouped = len - len % 4;
+                for (tokens, gemm_order) in [
+                    (first..first + grouped, true),
+                    (first + grouped..first + len, false),
+                ] {
+                    if tokens.is_empty() {
+                        continue;
                     }
-                    first += len;
+                    let acts =
+                        &activation[tokens.start * act_row_bytes..tokens.end * act_row_bytes];
+                    // SAFETY: the chunk's rows of these tokens are this thread's, within y.
+                    unsafe {
+                        tiles(
+                            isa,
+                            w.cols,
+                            chunk,
+                            acts,
+                            gemm_order,
+                            out.get().add(tokens.start * w.rows + chunk_start),
+                            w.rows,
+                        )
+                    };
                 }
+                first += len;
             }
             t = n_tokens;
-        } else if let Some(x4) = x4 {
-            while t + 4 <= n_tokens {
-                for r in chunk_start..chunk_end {
-                    let values = x4(
-                        isa,
-                        w.cols,
-                        w.row(r),
-                        [act(t), act(t + 1), act(t + 2), act(t + 3)],
-                    );
-                    for (k, value) in values.into_iter().enumerate() {
-                        store(t + k, r, value);
-                    }
-                }
-                t += 4;
-            }
         }
         for t in t..n_tokens {
             if let Some(many_rows) = many_rows {

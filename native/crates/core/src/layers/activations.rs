@@ -53,9 +53,23 @@ fn gelu_table(v: f32) -> f32 {
     } else if v >= 10.0 {
         v
     } else {
-        let h = half::f16::from_f32(v).to_f32();
-        half::f16::from_f32(gelu_tanh(h)).to_f32()
+        let h = half::f16::from_f32(v).to_bits();
+        half::f16::from_bits(gelu_f16_table()[h as usize]).to_f32()
     }
+}
+
+/// `gelu_tanh` of every f16 input, rounded to f16 (128 KiB, built on first use): a lookup
+/// instead of a `tanh` per element, with the same results.
+fn gelu_f16_table() -> &'static [u16] {
+    static TABLE: std::sync::OnceLock<Vec<u16>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        (0..=u16::MAX)
+            .map(|bits| {
+                let x = half::f16::from_bits(bits).to_f32();
+                half::f16::from_f32(gelu_tanh(x)).to_bits()
+            })
+            .collect()
+    })
 }
 
 fn gelu_tanh(x: f32) -> f32 {
@@ -78,5 +92,18 @@ mod tests {
         // f16 precision: 0.8412 is 0.841192 rounded to 11 significant bits.
         assert!((g[1] - 0.841_192).abs() < 5e-4 && g[2].abs() < 0.01);
         assert_eq!((g[0], g[3], g[4]), (0.0, 24.0, 0.0));
+    }
+
+    /// The table holds exactly the direct evaluation for every f16 input in (-10, 10).
+    #[test]
+    fn gelu_table_equals_direct_evaluation() {
+        for bits in 0..=u16::MAX {
+            let x = half::f16::from_bits(bits).to_f32();
+            if x.is_nan() || x <= -10.0 || x >= 10.0 {
+                continue;
+            }
+            let direct = half::f16::from_f32(gelu_tanh(x)).to_f32();
+            assert_eq!(gelu_table(x).to_bits(), direct.to_bits(), "{x}");
+        }
     }
 }

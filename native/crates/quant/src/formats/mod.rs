@@ -59,10 +59,6 @@ pub type QuantizeFn = fn(src: &[f32], dst: &mut [u8]);
 /// converted to `vec_dot_type`. Both slices hold exactly `n` elements' worth of blocks.
 pub type VecDotFn = fn(isa: Isa, n: usize, weights: &[u8], activation: &[u8]) -> f32;
 
-/// Kernels taking four activation rows at once, for the types that have one; bit-identical
-/// to four single dot products.
-pub type VecDotX4Fn = fn(Isa, usize, &[u8], [&[u8]; 4]) -> [f32; 4];
-
 /// What a type can do, in the manner of ggml's `type_traits`.
 pub struct TypeTraits {
     pub ty: GgmlType,
@@ -136,35 +132,6 @@ pub fn quantize(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<()> {
     check_len(ty, src.len(), dst.len())?;
     quantize(src, dst);
     Ok(())
-}
-
-/// A four-row kernel: one weight row against four activation rows (AVX2 tier).
-pub(crate) type VecDotX4Simd<W, A> = unsafe fn(&[W], [&[A]; 4]) -> [f32; 4];
-
-/// The shared entry of the four-row dot products: checks the lengths once, then runs `simd`
-/// on the AVX2 tier and above (the VNNI tier's integer lanes equal AVX2's, so one kernel serves
-/// both), else four single products. `simd` must give exactly `traits.vec_dot`'s results.
-pub(crate) fn vec_dot_x4_with<W: bytemuck::Pod, A: bytemuck::Pod>(
-    isa: Isa,
-    n: usize,
-    weights: &[u8],
-    acts: [&[u8]; 4],
-    traits: &TypeTraits,
-    simd: Option<VecDotX4Simd<W, A>>,
-) -> [f32; 4] {
-    if let Some(simd) = simd.filter(|_| clamp_isa(isa) >= Isa::Avx2) {
-        // The kernels index the activation blocks with bounds checks, so lengths need only be
-        // consistent, not proven here (this runs once per weight row and group of tokens).
-        debug_assert!(
-            traits.ty.bytes_for(n as u64) == Some(weights.len() as u64),
-            "{} vec_dot_x4: n = {n}, {} weight bytes",
-            traits.ty,
-            weights.len()
-        );
-        // SAFETY: clamp_isa returned at least the AVX2 tier, so the CPU has AVX2, FMA and F16C.
-        return unsafe { simd(as_blocks(weights), acts.map(as_blocks)) };
-    }
-    acts.map(|a| (traits.vec_dot)(isa, n, weights, a))
 }
 
 /// Kernels over a run of rows against one activation row, for the types that have one;

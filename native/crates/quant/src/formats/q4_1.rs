@@ -90,17 +90,6 @@ fn vec_dot(isa: Isa, n: usize, weights: &[u8], activation: &[u8]) -> f32 {
     }
 }
 
-/// One weight row against four activation rows (batched prompt steps): the weight block is
-/// unpacked once for all four. Each product runs exactly the operations of `vec_dot`, in the
-/// same order, so the results are bit-identical to four `vec_dot` calls.
-pub fn vec_dot_x4(isa: Isa, n: usize, weights: &[u8], acts: [&[u8]; 4]) -> [f32; 4] {
-    #[cfg(target_arch = "x86_64")]
-    let simd: Option<super::VecDotX4Simd<BlockQ4_1, BlockQ8_1>> = Some(simd::vec_dot_x4_avx2);
-    #[cfg(not(target_arch = "x86_64"))]
-    let simd: Option<super::VecDotX4Simd<BlockQ4_1, BlockQ8_1>> = None;
-    super::vec_dot_x4_with(isa, n, weights, acts, &TRAITS, simd)
-}
-
 /// The reference, per block: `d_x·d_y·Σ q_x·q_y + m_x·s_y` with the sum exact in i32.
 fn vec_dot_scalar(w: &[BlockQ4_1], a: &[BlockQ8_1]) -> f32 {
     let mut sum = 0.0f32;
@@ -146,23 +135,6 @@ mod simd {
     tier!(vec_dot_avx2, "avx2,fma,f16c", dot_u8_avx2);
     rows_kernel!(vec_dot_rows_avx2, vec_dot_avx2, BlockQ4_1, BlockQ8_1);
 
-    /// Four activation rows: per row the operations and order of `vec_dot_avx2`.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) fn vec_dot_x4_avx2(w: &[BlockQ4_1], a: [&[BlockQ8_1]; 4]) -> [f32; 4] {
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut extra = [0f32; 4];
-        for (b, x) in w.iter().enumerate() {
-            let nibbles = unpack_nibbles(&x.qs);
-            let (dx, mx) = (f16_to_f32(x.d), f16_to_f32(x.m));
-            for t in 0..4 {
-                let y = &a[t][b];
-                let p = dot_u8_avx2(nibbles, load_i8(&y.qs));
-                acc[t] = _mm256_fmadd_ps(p, _mm256_set1_ps(dx * f16_to_f32(y.d)), acc[t]);
-                extra[t] += mx * f16_to_f32(y.s);
-            }
-        }
-        [0, 1, 2, 3].map(|t| hsum(acc[t]) + extra[t])
-    }
     tier!(
         vec_dot_vnni,
         "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
@@ -209,18 +181,6 @@ mod tests {
     fn block_size_matches_the_type_table() {
         assert_eq!(std::mem::size_of::<BlockQ4_1>(), GgmlType::Q4_1.type_size());
         assert_eq!(QK4_1, GgmlType::Q4_1.block_size());
-    }
-
-    #[test]
-    fn x4_equals_four_single_dots_bit_for_bit() {
-        check_x4_bit_for_bit(
-            41,
-            QK4_1,
-            (&LAYOUT, &ACT),
-            &[1, 3, 18, 48],
-            vec_dot_x4,
-            vec_dot,
-        );
     }
 
     #[test]

@@ -212,6 +212,66 @@ pub fn vec_dot_gemv_order_rows(
     }
 }
 
+/// Rows × tokens in the repacked orders, eight rows at a time, for batches: output `(t, r)`
+/// goes to `out[t * out_stride + r]` and equals [`vec_dot_gemm_order`] (`gemm_order`, for the
+/// tokens of llama.cpp's groups of 4) or [`vec_dot_gemv_order`] bit for bit. `weights` holds a
+/// multiple of 8 rows of `n` values, `activation` whole Q8_K rows of `n` values.
+///
+/// # Safety
+/// `out` must be valid for writes at `t * out_stride + r` for every token `t` and row `r`, and
+/// no other thread may access those indices during the call.
+pub unsafe fn repacked_order_tiles(
+    isa: Isa,
+    n: usize,
+    weights: &[u8],
+    activation: &[u8],
+    gemm_order: bool,
+    out: *mut f32,
+    out_stride: usize,
+) {
+    let row_bytes = std::mem::size_of::<BlockQ4K>() * n / QK_K;
+    let act_bytes = std::mem::size_of::<BlockQ8K>() * n / QK_K;
+    assert!(
+        n > 0
+            && n.is_multiple_of(QK_K)
+            && weights.len().is_multiple_of(8 * row_bytes)
+            && activation.len().is_multiple_of(act_bytes),
+        "q4_k tiles: n = {n}, {} weight bytes, {} activation bytes",
+        weights.len(),
+        activation.len()
+    );
+    let n_tokens = activation.len() / act_bytes;
+    match clamp_isa(isa) {
+        // SAFETY: clamp_isa only returns a tier whose features this CPU has; the caller vouches
+        // for `out`.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 | Isa::Avx512Vnni => unsafe {
+            simd::tiles_avx2(
+                as_blocks(weights),
+                as_blocks(activation),
+                n / QK_K,
+                n_tokens,
+                gemm_order,
+                out,
+                out_stride,
+            )
+        },
+        _ => {
+            let order = if gemm_order {
+                vec_dot_gemm_order
+            } else {
+                vec_dot_gemv_order
+            };
+            for (r, row) in weights.chunks_exact(row_bytes).enumerate() {
+                for (t, act) in activation.chunks_exact(act_bytes).enumerate() {
+                    // SAFETY: the caller's contract covers (t, r).
+                    unsafe { *out.add(t * out_stride + r) = order(isa, n, row, act) };
+                }
+            }
+        }
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Accumulate {
     PerChunk,
@@ -300,6 +360,145 @@ mod simd {
     pub unsafe fn gemv_rows_avx2(w: &[BlockQ4K], per_row: usize, a: &[BlockQ8K], out: &mut [f32]) {
         for (o, row) in out.iter_mut().zip(w.chunks_exact(per_row)) {
             *o = repacked_order_avx2(row, a, super::Accumulate::PerBlock);
+        }
+    }
+
+    /// See [`super::repacked_order_tiles`]: tiles of 8 rows × 4 tokens (the last tokens one
+    /// at a time).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn tiles_avx2(
+        w: &[BlockQ4K],
+        a: &[BlockQ8K],
+        nb: usize,
+        n_tokens: usize,
+        gemm_order: bool,
+        out: *mut f32,
+        stride: usize,
+    ) {
+        for (tile, rows) in w.chunks_exact(8 * nb).enumerate() {
+            let out = out.add(8 * tile);
+            let mut t = 0;
+            while t + 4 <= n_tokens {
+                let (a, out) = (&a[t * nb..(t + 4) * nb], out.add(t * stride));
+                match gemm_order {
+                    true => tile8::<4, true>(rows, a, nb, out, stride),
+                    false => tile8::<4, false>(rows, a, nb, out, stride),
+                }
+                t += 4;
+            }
+            for t in t..n_tokens {
+                let (a, out) = (&a[t * nb..(t + 1) * nb], out.add(t * stride));
+                match gemm_order {
+                    true => tile8::<1, true>(rows, a, nb, out, stride),
+                    false => tile8::<1, false>(rows, a, nb, out, stride),
+                }
+            }
+        }
+    }
+
+    /// Lane `r` = the sum of `v[r]`'s eight lanes.
+    #[inline(always)]
+    unsafe fn sum_lanes_x8(v: &[__m256i; 8]) -> __m256i {
+        let a = _mm256_hadd_epi32(v[0], v[1]);
+        let b = _mm256_hadd_epi32(v[2], v[3]);
+        let c = _mm256_hadd_epi32(v[4], v[5]);
+        let d = _mm256_hadd_epi32(v[6], v[7]);
+        // Per 128-bit half: lanes 0..4 of ab are rows 0..4 (that half's sums), of cd rows 4..8.
+        let ab = _mm256_hadd_epi32(a, b);
+        let cd = _mm256_hadd_epi32(c, d);
+        _mm256_add_epi32(
+            _mm256_permute2x128_si256::<0x20>(ab, cd),
+            _mm256_permute2x128_si256::<0x31>(ab, cd),
+        )
+    }
+
+    /// 8 rows (`w`, `nb` blocks each) × `RN` tokens (`a`): each row's scalar accumulators of
+    /// `repacked_order_body` become one lane, so every lane runs that body's FMAs in its order
+    /// (per chunk when `PER_CHUNK`, else per block) on the same exact integer sums.
+    #[inline(always)]
+    unsafe fn tile8<const RN: usize, const PER_CHUNK: bool>(
+        w: &[BlockQ4K],
+        a: &[BlockQ8K],
+        nb: usize,
+        out: *mut f32,
+        stride: usize,
+    ) {
+        let m4 = _mm256_set1_epi8(0x0F);
+        let mut acc = [_mm256_setzero_ps(); RN];
+        let mut acc_min = [_mm256_setzero_ps(); RN];
+        for b in 0..nb {
+            let blocks: [&BlockQ4K; 8] = std::array::from_fn(|r| &w[r * nb + b]);
+            let ys: [&BlockQ8K; RN] = std::array::from_fn(|t| &a[t * nb + b]);
+            let sm: [[u8; 16]; 8] = std::array::from_fn(|r| unpack_scale_min_k4(&blocks[r].scales));
+            let halves = |f: fn(&BlockQ4K) -> [u8; 2]| {
+                let h: [i16; 8] = std::array::from_fn(|r| i16::from_le_bytes(f(blocks[r])));
+                _mm256_cvtph_ps(_mm_setr_epi16(
+                    h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7],
+                ))
+            };
+            let (d, dmin) = (halves(|b| b.d), halves(|b| b.dmin));
+            let d: [__m256; RN] =
+                std::array::from_fn(|t| _mm256_mul_ps(d, _mm256_set1_ps(ys[t].scale())));
+            let dmin: [__m256; RN] =
+                std::array::from_fn(|t| _mm256_mul_ps(dmin, _mm256_set1_ps(ys[t].scale())));
+            let mut isum_block = [_mm256_setzero_si256(); RN];
+            let mut imin_block = [_mm256_setzero_si256(); RN];
+            for c in 0..4 {
+                let mut lo = [_mm256_setzero_si256(); 8];
+                let mut hi = [_mm256_setzero_si256(); 8];
+                let mut sc_lo = [_mm256_setzero_si256(); 8];
+                let mut sc_hi = [_mm256_setzero_si256(); 8];
+                for r in 0..8 {
+                    let q4 = load_u8(&blocks[r].qs[32 * c..]);
+                    lo[r] = _mm256_and_si256(q4, m4);
+                    hi[r] = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+                    sc_lo[r] = _mm256_set1_epi16(sm[r][2 * c] as i16);
+                    sc_hi[r] = _mm256_set1_epi16(sm[r][2 * c + 1] as i16);
+                }
+                let min_of = |k: usize| {
+                    let m: [i32; 8] = std::array::from_fn(|r| sm[r][8 + 2 * c + k] as i32);
+                    _mm256_setr_epi32(m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7])
+                };
+                let (min_lo, min_hi) = (min_of(0), min_of(1));
+                for t in 0..RN {
+                    let y = ys[t];
+                    let y_lo = load_i8(&y.qs[64 * c..]);
+                    let y_hi = load_i8(&y.qs[64 * c + 32..]);
+                    // At most 2 * 15 * 128 per i16 pair: maddubs cannot saturate; the scales'
+                    // madd gives each row's i32 lanes, exact.
+                    let v: [__m256i; 8] = std::array::from_fn(|r| {
+                        _mm256_add_epi32(
+                            _mm256_madd_epi16(_mm256_maddubs_epi16(lo[r], y_lo), sc_lo[r]),
+                            _mm256_madd_epi16(_mm256_maddubs_epi16(hi[r], y_hi), sc_hi[r]),
+                        )
+                    });
+                    let isum = sum_lanes_x8(&v);
+                    let bs_lo = y.bsum(4 * c) + y.bsum(4 * c + 1);
+                    let bs_hi = y.bsum(4 * c + 2) + y.bsum(4 * c + 3);
+                    let imin = _mm256_add_epi32(
+                        _mm256_mullo_epi32(min_lo, _mm256_set1_epi32(bs_lo)),
+                        _mm256_mullo_epi32(min_hi, _mm256_set1_epi32(bs_hi)),
+                    );
+                    if PER_CHUNK {
+                        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), d[t], acc[t]);
+                        acc_min[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(imin), dmin[t], acc_min[t]);
+                    } else {
+                        isum_block[t] = _mm256_add_epi32(isum_block[t], isum);
+                        imin_block[t] = _mm256_add_epi32(imin_block[t], imin);
+                    }
+                }
+            }
+            if !PER_CHUNK {
+                for t in 0..RN {
+                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum_block[t]), d[t], acc[t]);
+                    acc_min[t] =
+                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(imin_block[t]), dmin[t], acc_min[t]);
+                }
+            }
+        }
+        for t in 0..RN {
+            // SAFETY: the caller's contract covers the tile's 8 rows of token t.
+            _mm256_storeu_ps(out.add(t * stride), _mm256_sub_ps(acc[t], acc_min[t]));
         }
     }
 
@@ -453,6 +652,51 @@ mod tests {
             }
         }
     }
+
+    /// Tiles of 8 rows give every output of both orders bit for bit, leftover tokens included.
+    #[test]
+    fn repacked_order_tiles_equal_single_products_bit_for_bit() {
+        let mut rng = Rng::new(45);
+        let (rows, blocks, n_tokens) = (16usize, 3usize, 7usize);
+        let n = blocks * QK_K;
+        let w = random_blocks(&mut rng, rows * n, 144, &[0, 2]);
+        let acts: Vec<u8> = (0..n_tokens)
+            .flat_map(|_| q8k_row(&mut rng, n, Act::Random))
+            .collect();
+        let act_bytes = acts.len() / n_tokens;
+        let stride = rows + 1;
+        for isa in Isa::available() {
+            for (gemm_order, order) in [
+                (true, vec_dot_gemm_order as VecDotFnRef),
+                (false, vec_dot_gemv_order),
+            ] {
+                let mut out = vec![f32::NAN; n_tokens * stride];
+                // SAFETY: out holds n_tokens rows of `stride` values.
+                unsafe {
+                    repacked_order_tiles(isa, n, &w, &acts, gemm_order, out.as_mut_ptr(), stride)
+                };
+                for t in 0..n_tokens {
+                    for r in 0..rows {
+                        let want = order(
+                            isa,
+                            n,
+                            &w[r * blocks * 144..(r + 1) * blocks * 144],
+                            &acts[t * act_bytes..(t + 1) * act_bytes],
+                        );
+                        let got = out[t * stride + r];
+                        assert_eq!(
+                            got.to_bits(),
+                            want.to_bits(),
+                            "{isa} gemm={gemm_order} t{t} r{r}"
+                        );
+                    }
+                    assert!(out[t * stride + rows].is_nan());
+                }
+            }
+        }
+    }
+
+    type VecDotFnRef = fn(Isa, usize, &[u8], &[u8]) -> f32;
 
     #[test]
     fn quantize_round_trip_error_is_bounded() {

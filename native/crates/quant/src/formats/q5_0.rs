@@ -76,17 +76,6 @@ fn quantize(src: &[f32], dst: &mut [u8]) {
     }
 }
 
-/// One weight row against four activation rows (batched prompt steps): the weight block is
-/// prepared once for all four. Each product runs exactly the operations of `vec_dot`, in the
-/// same order, so the results are bit-identical to four `vec_dot` calls.
-pub fn vec_dot_x4(isa: Isa, n: usize, weights: &[u8], acts: [&[u8]; 4]) -> [f32; 4] {
-    #[cfg(target_arch = "x86_64")]
-    let simd: Option<super::VecDotX4Simd<BlockQ5_0, BlockQ8_0>> = Some(simd::vec_dot_x4_avx2);
-    #[cfg(not(target_arch = "x86_64"))]
-    let simd: Option<super::VecDotX4Simd<BlockQ5_0, BlockQ8_0>> = None;
-    super::vec_dot_x4_with(isa, n, weights, acts, &TRAITS, simd)
-}
-
 /// Consecutive weight rows against one activation row (decode steps), one call for the
 /// run: bit-identical to one `vec_dot` per row.
 pub fn vec_dot_rows(isa: Isa, n: usize, weights: &[u8], activation: &[u8], out: &mut [f32]) {
@@ -132,10 +121,22 @@ fn vec_dot_scalar(w: &[BlockQ5_0], a: &[BlockQ8_0]) -> f32 {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod simd {
+pub(crate) mod simd {
     use super::super::q8_0::x86::*;
     use super::{BlockQ5_0, BlockQ8_0};
     use std::arch::x86_64::*;
+
+    /// The block's quants as signed bytes `q - 16` (in [-16, 15]), in element order.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(crate) fn centred_quants(x: &BlockQ5_0) -> __m256i {
+        let fifth = _mm256_and_si256(
+            expand_bits(u32::from_le_bytes(x.qh)),
+            _mm256_set1_epi8(0x10),
+        );
+        let q = _mm256_or_si256(unpack_nibbles(&x.qs), fifth);
+        _mm256_sub_epi8(q, _mm256_set1_epi8(16))
+    }
 
     macro_rules! tier {
         ($name:ident, $features:literal, $dot:ident) => {
@@ -144,12 +145,7 @@ mod simd {
                 #[inline]
                 #[target_feature(enable = $features)]
                 fn step(x: &BlockQ5_0, y: &BlockQ8_0, acc: __m256) -> __m256 {
-                    let fifth = _mm256_and_si256(
-                        expand_bits(u32::from_le_bytes(x.qh)),
-                        _mm256_set1_epi8(0x10),
-                    );
-                    let q = _mm256_or_si256(unpack_nibbles(&x.qs), fifth);
-                    let q = _mm256_sub_epi8(q, _mm256_set1_epi8(16));
+                    let q = centred_quants(x);
                     // The activation carries the sign: -q stays within [-15, 16], so any
                     // activation byte works.
                     let p = $dot(load_i8(&y.qs), q);
@@ -163,26 +159,6 @@ mod simd {
     tier!(vec_dot_avx2, "avx2,fma,f16c", dot_i8_avx2);
     rows_kernel!(vec_dot_rows_avx2, vec_dot_avx2, BlockQ5_0, BlockQ8_0);
 
-    /// Four activation rows: per row the operations and order of `vec_dot_avx2`.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) fn vec_dot_x4_avx2(w: &[BlockQ5_0], a: [&[BlockQ8_0]; 4]) -> [f32; 4] {
-        let mut acc = [_mm256_setzero_ps(); 4];
-        for (b, x) in w.iter().enumerate() {
-            let fifth = _mm256_and_si256(
-                expand_bits(u32::from_le_bytes(x.qh)),
-                _mm256_set1_epi8(0x10),
-            );
-            let q = _mm256_or_si256(unpack_nibbles(&x.qs), fifth);
-            let q = _mm256_sub_epi8(q, _mm256_set1_epi8(16));
-            let dx = f16_to_f32(x.d);
-            for t in 0..4 {
-                let y = &a[t][b];
-                let p = dot_i8_avx2(load_i8(&y.qs), q);
-                acc[t] = _mm256_fmadd_ps(p, _mm256_set1_ps(dx * f16_to_f32(y.d)), acc[t]);
-            }
-        }
-        [0, 1, 2, 3].map(|t| hsum(acc[t]))
-    }
     tier!(
         vec_dot_vnni,
         "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
@@ -212,18 +188,6 @@ mod tests {
     fn block_size_matches_the_type_table() {
         assert_eq!(std::mem::size_of::<BlockQ5_0>(), GgmlType::Q5_0.type_size());
         assert_eq!(QK5_0, GgmlType::Q5_0.block_size());
-    }
-
-    #[test]
-    fn x4_equals_four_single_dots_bit_for_bit() {
-        check_x4_bit_for_bit(
-            43,
-            QK5_0,
-            (&LAYOUT, &ACT),
-            &[1, 3, 20, 64],
-            vec_dot_x4,
-            vec_dot,
-        );
     }
 
     #[test]

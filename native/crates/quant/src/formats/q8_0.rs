@@ -110,17 +110,6 @@ pub(crate) fn quantize_block_scalar(x: &[f32; QK8_0], qs: &mut [i8; QK8_0]) -> (
     (d, sum)
 }
 
-/// One weight row against four activation rows (batched prompt steps): the weight block is
-/// prepared once for all four. Each product runs exactly the operations of `vec_dot`, in the
-/// same order, so the results are bit-identical to four `vec_dot` calls.
-pub fn vec_dot_x4(isa: Isa, n: usize, weights: &[u8], acts: [&[u8]; 4]) -> [f32; 4] {
-    #[cfg(target_arch = "x86_64")]
-    let simd: Option<super::VecDotX4Simd<BlockQ8_0, BlockQ8_0>> = Some(simd::vec_dot_x4_avx2);
-    #[cfg(not(target_arch = "x86_64"))]
-    let simd: Option<super::VecDotX4Simd<BlockQ8_0, BlockQ8_0>> = None;
-    super::vec_dot_x4_with(isa, n, weights, acts, &TRAITS, simd)
-}
-
 /// Consecutive weight rows against one activation row (decode steps), one call for the
 /// run: bit-identical to one `vec_dot` per row.
 pub fn vec_dot_rows(isa: Isa, n: usize, weights: &[u8], activation: &[u8], out: &mut [f32]) {
@@ -192,21 +181,6 @@ mod simd {
     tier!(vec_dot_avx2, "avx2,fma,f16c", dot_i8_avx2);
     rows_kernel!(vec_dot_rows_avx2, vec_dot_avx2, BlockQ8_0, BlockQ8_0);
 
-    /// Four activation rows: per row the operations and order of `vec_dot_avx2`.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) fn vec_dot_x4_avx2(w: &[BlockQ8_0], a: [&[BlockQ8_0]; 4]) -> [f32; 4] {
-        let mut acc = [_mm256_setzero_ps(); 4];
-        for (b, x) in w.iter().enumerate() {
-            let wq = load_i8(&x.qs);
-            let dx = f16_to_f32(x.d);
-            for t in 0..4 {
-                let y = &a[t][b];
-                let p = dot_i8_avx2(wq, load_i8(&y.qs));
-                acc[t] = _mm256_fmadd_ps(p, _mm256_set1_ps(dx * f16_to_f32(y.d)), acc[t]);
-            }
-        }
-        [0, 1, 2, 3].map(|t| hsum(acc[t]))
-    }
     tier!(
         vec_dot_vnni,
         "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
@@ -449,36 +423,6 @@ pub(crate) mod test_support {
         row
     }
 
-    /// The four-row kernel gives each row's single dot product to the bit, on every tier, for
-    /// rows of each block count in `block_counts` (`block` elements per block).
-    pub fn check_x4_bit_for_bit(
-        seed: u64,
-        block: usize,
-        (weights, acts): (&Layout, &Layout),
-        block_counts: &[usize],
-        x4: crate::formats::VecDotX4Fn,
-        single: crate::formats::VecDotFn,
-    ) {
-        let mut rng = Rng::new(seed);
-        for &nb in block_counts {
-            let n = nb * block;
-            let w = random_row(&mut rng, weights, nb, 1.0);
-            let a: Vec<Vec<u8>> = (0..4)
-                .map(|_| random_row(&mut rng, acts, nb, 1.0))
-                .collect();
-            for isa in Isa::available() {
-                let four = x4(isa, n, &w, [&a[0], &a[1], &a[2], &a[3]]);
-                for (t, value) in four.iter().enumerate() {
-                    assert_eq!(
-                        value.to_bits(),
-                        single(isa, n, &w, &a[t]).to_bits(),
-                        "{isa} nb={nb} t={t}"
-                    );
-                }
-            }
-        }
-    }
-
     /// Edge blocks: scales 0, ±65504 (largest finite f16), 1, the smallest subnormal and
     /// -0.5, crossed with quant bytes all 0x00, all 0xFF (every nibble and bit at its min or
     /// max), 0x80, 0x7F, 0x88, 0x0F, 0xF0 and 0x5A. `salt` rotates the combinations so a
@@ -583,18 +527,6 @@ mod tests {
     fn block_size_matches_the_type_table() {
         assert_eq!(std::mem::size_of::<BlockQ8_0>(), GgmlType::Q8_0.type_size());
         assert_eq!(QK8_0, GgmlType::Q8_0.block_size());
-    }
-
-    #[test]
-    fn x4_equals_four_single_dots_bit_for_bit() {
-        check_x4_bit_for_bit(
-            43,
-            QK8_0,
-            (&LAYOUT, &ACT),
-            &[1, 3, 20, 64],
-            vec_dot_x4,
-            vec_dot,
-        );
     }
 
     #[test]

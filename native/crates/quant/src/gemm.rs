@@ -1,0 +1,377 @@
+//! Prompt-processing products for the 32-element block types (Q4_0, Q4_1, Q5_0, Q8_0): a
+//! register tile of weight rows × tokens, so that a weight block is unpacked once for several
+//! tokens and an activation block loaded once for several rows. Every output still runs exactly
+//! the operations of its type's `vec_dot` in the same order (per block: integer lanes, one
+//! `dx·dy` product, one FMA into eight running lanes; the lanes added up at the end), so the
+//! results are bit-identical to one `vec_dot` per output, and therefore to llama.cpp's.
+
+use mistralrs_common::Isa;
+
+use crate::formats::clamp_isa;
+use crate::GgmlType;
+
+/// Rows of one tile (weights unpacked once per block for all of them).
+const TILE_ROWS: usize = 2;
+/// Tokens of one tile (activations prepared once per block for all rows).
+const TILE_TOKENS: usize = 4;
+
+/// Whether [`gemm`] covers `ty` on `isa`.
+pub fn supports(ty: GgmlType, isa: Isa) -> bool {
+    cfg!(target_arch = "x86_64")
+        && clamp_isa(isa) >= Isa::Avx2
+        && matches!(
+            ty,
+            GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q8_0
+        )
+}
+
+/// The shape of one call: `weights` holds whole rows of `cols` values of the weight type,
+/// `activation` `n_tokens` rows of its `vec_dot_type`; output `(t, r)` goes to
+/// `out[t * out_stride + r]`.
+pub struct GemmShape {
+    pub cols: usize,
+    pub n_tokens: usize,
+    pub out_stride: usize,
+}
+
+/// `out[t * out_stride + r] = vec_dot(weights row r, activation row t)` for every row of
+/// `weights` and every token. Returns false (nothing written) when [`supports`] does not hold.
+///
+/// # Safety
+/// `out` must be valid for writes at `t * out_stride + r` for every token `t` and row `r` of
+/// `weights`, and no other thread may access those indices during the call.
+pub unsafe fn gemm(
+    ty: GgmlType,
+    isa: Isa,
+    shape: &GemmShape,
+    weights: &[u8],
+    activation: &[u8],
+    out: *mut f32,
+) -> bool {
+    if !supports(ty, isa) {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::formats::{q4_0::BlockQ4_0, q4_1::BlockQ4_1, q5_0::BlockQ5_0};
+        use crate::formats::{q8_0::BlockQ8_0, q8_1::BlockQ8_1};
+        use x86::{run, Q4_0, Q4_1, Q5_0, Q8_0};
+        // SAFETY: `supports` checked AVX2, FMA and F16C; the caller vouches for `out`.
+        match ty {
+            GgmlType::Q4_0 => run::<Q4_0, BlockQ4_0, BlockQ8_0>(shape, weights, activation, out),
+            GgmlType::Q4_1 => run::<Q4_1, BlockQ4_1, BlockQ8_1>(shape, weights, activation, out),
+            GgmlType::Q5_0 => run::<Q5_0, BlockQ5_0, BlockQ8_0>(shape, weights, activation, out),
+            GgmlType::Q8_0 => run::<Q8_0, BlockQ8_0, BlockQ8_0>(shape, weights, activation, out),
+            _ => return false,
+        }
+    }
+    true
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{GemmShape, TILE_ROWS, TILE_TOKENS};
+    use crate::formats::as_blocks;
+    use crate::formats::q4_0::BlockQ4_0;
+    use crate::formats::q4_1::BlockQ4_1;
+    use crate::formats::q5_0::{self, BlockQ5_0};
+    use crate::formats::q8_0::x86::{f16_to_f32, hsum, load_i8, unpack_nibbles};
+    use crate::formats::q8_0::BlockQ8_0;
+    use crate::formats::q8_1::BlockQ8_1;
+
+    /// One block type's `vec_dot` step, cut where a tile shares work: what depends on the
+    /// weight block alone, what on the activation block alone, and their integer product.
+    pub(super) trait TileKernel<W, A> {
+        /// The unpacked weight block (and its absolute value when the weight carries the sign).
+        type WeightQuants: Copy;
+        /// The activation block (and its absolute value when it carries the sign).
+        type ActQuants: Copy;
+        /// Q4_1's `m·s` term, summed beside the lanes and added after them.
+        const HAS_MIN: bool;
+        unsafe fn weight(w: &W) -> (Self::WeightQuants, f32, f32);
+        unsafe fn act(a: &A) -> (Self::ActQuants, f32, f32);
+        /// The block's eight i32 lanes (sums of four neighbouring products) as f32.
+        unsafe fn dot(w: Self::WeightQuants, a: Self::ActQuants) -> __m256;
+    }
+
+    pub(super) struct Q4_0;
+    pub(super) struct Q4_1;
+    pub(super) struct Q5_0;
+    pub(super) struct Q8_0;
+
+    /// maddubs to i16 pairs, madd by ones to i32 quads, as f32 (no pair saturates: see the
+    /// types' `vec_dot`).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn lanes(unsigned: __m256i, signed: __m256i) -> __m256 {
+        let pairs = _mm256_maddubs_epi16(unsigned, signed);
+        _mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+    }
+
+    /// The activation carries the sign (as in Q4_0's and Q5_0's `vec_dot`): `(|y|, y)`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn signed_act(a: &BlockQ8_0) -> ((__m256i, __m256i), f32, f32) {
+        let y = load_i8(&a.qs);
+        ((_mm256_sign_epi8(y, y), y), f16_to_f32(a.d), 0.0)
+    }
+
+    impl TileKernel<BlockQ4_0, BlockQ8_0> for Q4_0 {
+        type WeightQuants = __m256i;
+        type ActQuants = (__m256i, __m256i);
+        const HAS_MIN: bool = false;
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn weight(w: &BlockQ4_0) -> (__m256i, f32, f32) {
+            let q = _mm256_sub_epi8(unpack_nibbles(&w.qs), _mm256_set1_epi8(8));
+            (q, f16_to_f32(w.d), 0.0)
+        }
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn act(a: &BlockQ8_0) -> ((__m256i, __m256i), f32, f32) {
+            signed_act(a)
+        }
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn dot(q: __m256i, (abs_y, y): (__m256i, __m256i)) -> __m256 {
+            lanes(abs_y, _mm256_sign_epi8(q, y))
+        }
+    }
+
+    impl TileKernel<BlockQ5_0, BlockQ8_0> for Q5_0 {
+        type WeightQuants = __m256i;
+        type ActQuants = (__m256i, __m256i);
+        const HAS_MIN: bool = false;
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn weight(w: &BlockQ5_0) -> (__m256i, f32, f32) {
+            (q5_0::simd::centred_quants(w), f16_to_f32(w.d), 0.0)
+        }
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn act(a: &BlockQ8_0) -> ((__m256i, __m256i), f32, f32) {
+            signed_act(a)
+        }
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn dot(q: __m256i, (abs_y, y): (__m256i, __m256i)) -> __m256 {
+            lanes(abs_y, _mm256_sign_epi8(q, y))
+        }
+    }
+
+    impl TileKernel<BlockQ8_0, BlockQ8_0> for Q8_0 {
+        // The weight carries the sign, as in Q8_0's `vec_dot`: `(|q|, q)`.
+        type WeightQuants = (__m256i, __m256i);
+        type ActQuants = __m256i;
+        const HAS_MIN: bool = false;
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn weight(w: &BlockQ8_0) -> ((__m256i, __m256i), f32, f32) {
+            let q = load_i8(&w.qs);
+            ((_mm256_sign_epi8(q, q), q), f16_to_f32(w.d), 0.0)
+        }
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn act(a: &BlockQ8_0) -> (__m256i, f32, f32) {
+            (load_i8(&a.qs), f16_to_f32(a.d), 0.0)
+        }
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn dot((abs_q, q): (__m256i, __m256i), y: __m256i) -> __m256 {
+            lanes(abs_q, _mm256_sign_epi8(y, q))
+        }
+    }
+
+    impl TileKernel<BlockQ4_1, BlockQ8_1> for Q4_1 {
+        type WeightQuants = __m256i;
+        type ActQuants = __m256i;
+        const HAS_MIN: bool = true;
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn weight(w: &BlockQ4_1) -> (__m256i, f32, f32) {
+            (unpack_nibbles(&w.qs), f16_to_f32(w.d), f16_to_f32(w.m))
+        }
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn act(a: &BlockQ8_1) -> (__m256i, f32, f32) {
+            (load_i8(&a.qs), f16_to_f32(a.d), f16_to_f32(a.s))
+        }
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn dot(nibbles: __m256i, y: __m256i) -> __m256 {
+            lanes(nibbles, y)
+        }
+    }
+
+    /// `RM` rows × `RN` tokens over every block. `w` starts at the tile's first row, `a` at its
+    /// first token; rows and tokens are `nb` blocks apart.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn tile<K: TileKernel<W, A>, W, A, const RM: usize, const RN: usize>(
+        w: &[W],
+        a: &[A],
+        nb: usize,
+        out: *mut f32,
+        out_stride: usize,
+    ) {
+        let mut acc = [[_mm256_setzero_ps(); RN]; RM];
+        let mut extra = [[0f32; RN]; RM];
+        for b in 0..nb {
+            let weights: [_; RM] = std::array::from_fn(|r| K::weight(&w[r * nb + b]));
+            for t in 0..RN {
+                let (y, dy, sy) = K::act(&a[t * nb + b]);
+                let dy = _mm256_set1_ps(dy);
+                for r in 0..RM {
+                    let (q, dx, mx) = weights[r];
+                    let scale = _mm256_mul_ps(_mm256_set1_ps(dx), dy);
+                    acc[r][t] = _mm256_fmadd_ps(K::dot(q, y), scale, acc[r][t]);
+                    if K::HAS_MIN {
+                        extra[r][t] += mx * sy;
+                    }
+                }
+            }
+        }
+        for r in 0..RM {
+            for t in 0..RN {
+                let sum = hsum(acc[r][t]);
+                // SAFETY: the caller's contract covers (t, r) of this tile.
+                *out.add(t * out_stride + r) = if K::HAS_MIN { sum + extra[r][t] } else { sum };
+            }
+        }
+    }
+
+    /// Row tiles of one group of `RN` tokens (the last rows in single-row tiles).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn row_tiles<K: TileKernel<W, A>, W, A, const RN: usize>(
+        w: &[W],
+        rows: usize,
+        a: &[A],
+        nb: usize,
+        out: *mut f32,
+        out_stride: usize,
+    ) {
+        let mut r = 0;
+        while r + TILE_ROWS <= rows {
+            tile::<K, W, A, TILE_ROWS, RN>(&w[r * nb..], a, nb, out.add(r), out_stride);
+            r += TILE_ROWS;
+        }
+        while r < rows {
+            tile::<K, W, A, 1, RN>(&w[r * nb..], a, nb, out.add(r), out_stride);
+            r += 1;
+        }
+    }
+
+    /// Rows go in chunks that stay in cache while every token passes over them.
+    const CHUNK_ROWS: usize = 32;
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn run<K: TileKernel<W, A>, W: bytemuck::Pod, A: bytemuck::Pod>(
+        shape: &GemmShape,
+        weights: &[u8],
+        activation: &[u8],
+        out: *mut f32,
+    ) {
+        let (w, a): (&[W], &[A]) = (as_blocks(weights), as_blocks(activation));
+        let nb = shape.cols / 32;
+        assert!(
+            nb > 0
+                && w.len().is_multiple_of(nb)
+                && a.len() == nb * shape.n_tokens
+                && shape.cols.is_multiple_of(32),
+            "gemm: {} weight blocks, {} activation blocks for {} tokens of {} columns",
+            w.len(),
+            a.len(),
+            shape.n_tokens,
+            shape.cols
+        );
+        let rows = w.len() / nb;
+        let stride = shape.out_stride;
+        let mut chunk = 0;
+        while chunk < rows {
+            let chunk_rows = CHUNK_ROWS.min(rows - chunk);
+            let wc = &w[chunk * nb..];
+            let oc = out.add(chunk);
+            let mut t = 0;
+            while t + TILE_TOKENS <= shape.n_tokens {
+                let o = oc.add(t * stride);
+                row_tiles::<K, W, A, TILE_TOKENS>(wc, chunk_rows, &a[t * nb..], nb, o, stride);
+                t += TILE_TOKENS;
+            }
+            while t < shape.n_tokens {
+                let o = oc.add(t * stride);
+                row_tiles::<K, W, A, 1>(wc, chunk_rows, &a[t * nb..], nb, o, stride);
+                t += 1;
+            }
+            chunk += chunk_rows;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::{quantize, testing::Rng, type_traits};
+    use crate::matmul::quantize_activation_row;
+
+    /// Every output equals its type's `vec_dot` to the last bit, for shapes with leftover rows
+    /// and tokens.
+    #[test]
+    fn tiles_equal_single_dot_products_bit_for_bit() {
+        if !supports(GgmlType::Q8_0, Isa::Avx2) {
+            return;
+        }
+        let mut rng = Rng::new(23);
+        for ty in [
+            GgmlType::Q4_0,
+            GgmlType::Q4_1,
+            GgmlType::Q5_0,
+            GgmlType::Q8_0,
+        ] {
+            let traits = type_traits(ty).unwrap();
+            for (rows, cols, n_tokens) in [(45, 512, 7), (8, 64, 12), (37, 96, 1), (70, 640, 5)] {
+                let row_bytes = ty.bytes_for(cols as u64).unwrap() as usize;
+                let mut weights = vec![0u8; rows * row_bytes];
+                quantize(ty, &rng.f32_vec(rows * cols, 1.0), &mut weights).unwrap();
+                let act_type = traits.vec_dot_type;
+                let act_bytes = act_type.bytes_for(cols as u64).unwrap() as usize;
+                let mut act = vec![0u8; n_tokens * act_bytes];
+                for (x, dst) in rng
+                    .f32_vec(n_tokens * cols, 3.0)
+                    .chunks(cols)
+                    .zip(act.chunks_mut(act_bytes))
+                {
+                    quantize_activation_row(act_type, x, dst).unwrap();
+                }
+                let stride = rows + 3;
+                let mut out = vec![f32::NAN; n_tokens * stride];
+                let shape = GemmShape {
+                    cols,
+                    n_tokens,
+                    out_stride: stride,
+                };
+                for isa in Isa::available().into_iter().filter(|&i| supports(ty, i)) {
+                    // SAFETY: out holds n_tokens rows of `stride` values.
+                    assert!(unsafe { gemm(ty, isa, &shape, &weights, &act, out.as_mut_ptr()) });
+                    for t in 0..n_tokens {
+                        for r in 0..rows {
+                            let want = (traits.vec_dot)(
+                                isa,
+                                cols,
+                                &weights[r * row_bytes..(r + 1) * row_bytes],
+                                &act[t * act_bytes..(t + 1) * act_bytes],
+                            );
+                            let got = out[t * stride + r];
+                            assert_eq!(got.to_bits(), want.to_bits(), "{ty} {isa} t{t} r{r}");
+                        }
+                        assert!(out[t * stride + rows].is_nan(), "wrote past its rows");
+                    }
+                }
+            }
+        }
+        assert!(!supports(GgmlType::Q4_K, Isa::Avx2));
+        assert!(!supports(GgmlType::Q8_0, Isa::Scalar));
+    }
+}
