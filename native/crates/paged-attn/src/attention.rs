@@ -422,23 +422,37 @@ fn attend_items_body<K: Kernels>(
             while b * bs < last {
                 let keys = &mut scratch.block[..]; // [block_size, head_dim]
                 read_rows::<K>(cache, false, layer, table[b] as usize, kv_head, 0..bs, keys);
+                let key = |j: usize| &keys[(j - b * bs) * hd..(j - b * bs + 1) * hd];
                 for (i, &(start, end, _)) in scratch.ranges.iter().enumerate() {
                     let (lo, hi) = (start.max(b * bs), end.min((b + 1) * bs));
                     let qi = &scratch.q[i * hd..(i + 1) * hd];
-                    for j in lo..hi {
-                        let s = j - b * bs;
-                        let ks = &keys[s * hd..(s + 1) * hd];
-                        let dot = if p.single_token_step {
-                            K::dot_f16_order(ks, qi)
-                        } else {
-                            K::dot8(qi, ks)
-                        };
+                    let at = scratch.offsets[i];
+                    let scores = &mut scratch.scores[at..at + end - start];
+                    let mut set = |j: usize, dot: f32| {
                         let mut score = dot * p.scale;
                         if let Some(cap) = p.softcap {
                             // As llama.cpp: scale by the reciprocal, tanh, scale back.
                             score = (score * (1.0 / cap)).tanh() * cap;
                         }
-                        scratch.scores[scratch.offsets[i] + j - start] = score;
+                        scores[j - start] = score;
+                    };
+                    let mut j = lo;
+                    if !p.single_token_step {
+                        while j + 4 <= hi {
+                            let dots = K::dot8_x4(qi, [key(j), key(j + 1), key(j + 2), key(j + 3)]);
+                            for (k, dot) in dots.into_iter().enumerate() {
+                                set(j + k, dot);
+                            }
+                            j += 4;
+                        }
+                    }
+                    for j in j..hi {
+                        let dot = if p.single_token_step {
+                            K::dot_f16_order(key(j), qi)
+                        } else {
+                            K::dot8(qi, key(j))
+                        };
+                        set(j, dot);
                     }
                 }
                 b += 1;
@@ -474,12 +488,23 @@ fn attend_items_body<K: Kernels>(
                 );
                 for (i, &(start, end, _)) in scratch.ranges.iter().enumerate() {
                     let (lo, hi) = (start.max(b * bs), end.min((b + 1) * bs));
-                    for j in lo..hi {
-                        let pj = scratch.scores[scratch.offsets[i] + j - start];
-                        let slot = i * slots + j % slots;
-                        let acc = &mut scratch.lanes[slot * hd..(slot + 1) * hd];
-                        let v = &values[(j - b * bs) * hd..(j - b * bs + 1) * hd];
-                        K::axpy(acc, v, pj);
+                    if lo >= hi {
+                        continue;
+                    }
+                    let probs = &scratch.scores[scratch.offsets[i] + lo - start..];
+                    let v = &values[(lo - b * bs) * hd..(hi - b * bs) * hd];
+                    let lanes = &mut scratch.lanes[i * slots * hd..(i + 1) * slots * hd];
+                    if slots == 8 {
+                        K::axpy_slots8(lanes, v, &probs[..hi - lo], lo..hi, hd);
+                        continue;
+                    }
+                    for (k, j) in (lo..hi).enumerate() {
+                        let slot = j % slots;
+                        K::axpy(
+                            &mut lanes[slot * hd..(slot + 1) * hd],
+                            &v[k * hd..(k + 1) * hd],
+                            probs[k],
+                        );
                     }
                 }
                 b += 1;
