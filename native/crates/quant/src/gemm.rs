@@ -10,9 +10,7 @@ use mistralrs_common::Isa;
 use crate::formats::clamp_isa;
 use crate::GgmlType;
 
-/// Rows of one tile (weights unpacked once per block for all of them).
-const TILE_ROWS: usize = 2;
-/// Tokens of one tile (activations prepared once per block for all rows).
+/// Tokens of one tile (activations prepared once per block for its 2 rows).
 const TILE_TOKENS: usize = 4;
 
 /// Whether [`gemm`] covers `ty` on `isa`.
@@ -72,7 +70,7 @@ pub unsafe fn gemm(
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{GemmShape, TILE_ROWS, TILE_TOKENS};
+    use super::{GemmShape, TILE_TOKENS};
     use crate::formats::as_blocks;
     use crate::formats::q4_0::BlockQ4_0;
     use crate::formats::q4_1::BlockQ4_1;
@@ -242,25 +240,93 @@ mod x86 {
         }
     }
 
-    /// Row tiles of one group of `RN` tokens (the last rows in single-row tiles).
+    /// The activations' scales as f32, block-major (`[block][token]`), so that a tile's four
+    /// tokens' scales are one load: `d` then, for Q4_1's activations, `s`.
+    struct ActScales<'a> {
+        d: &'a [f32],
+        s: &'a [f32],
+        n_tokens: usize,
+    }
+
+    /// Row tiles of one group of `RN` tokens (the last rows in single-row tiles); `t0` is the
+    /// group's first token.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
+    #[allow(clippy::too_many_arguments)]
     unsafe fn row_tiles<K: TileKernel<W, A>, W, A, const RN: usize>(
         w: &[W],
         rows: usize,
         a: &[A],
         nb: usize,
+        scales: &ActScales<'_>,
+        t0: usize,
         out: *mut f32,
         out_stride: usize,
     ) {
         let mut r = 0;
-        while r + TILE_ROWS <= rows {
-            tile::<K, W, A, TILE_ROWS, RN>(&w[r * nb..], a, nb, out.add(r), out_stride);
-            r += TILE_ROWS;
+        if RN == 4 {
+            while r + 2 <= rows {
+                tile_2x4::<K, W, A>(&w[r * nb..], a, nb, scales, t0, out.add(r), out_stride);
+                r += 2;
+            }
         }
         while r < rows {
             tile::<K, W, A, 1, RN>(&w[r * nb..], a, nb, out.add(r), out_stride);
             r += 1;
+        }
+    }
+
+    /// [`tile`] for 2 rows × 4 tokens, with the eight `dx·dy` products (and Q4_1's eight
+    /// `m·s` terms) of a block computed in one vector each: lane `4r + t` is row `r`, token
+    /// `t`, the same products as the scalar ones.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn tile_2x4<K: TileKernel<W, A>, W, A>(
+        w: &[W],
+        a: &[A],
+        nb: usize,
+        scales: &ActScales<'_>,
+        t0: usize,
+        out: *mut f32,
+        out_stride: usize,
+    ) {
+        let mut acc = [[_mm256_setzero_ps(); 4]; 2];
+        let mut extra = _mm256_setzero_ps();
+        let mut products = [0f32; 8];
+        let four = |v: &[f32], b: usize| {
+            let at = b * scales.n_tokens + t0;
+            let v = _mm_loadu_ps(v[at..at + 4].as_ptr());
+            _mm256_set_m128(v, v)
+        };
+        for b in 0..nb {
+            let (q0, dx0, mx0) = K::weight(&w[b]);
+            let (q1, dx1, mx1) = K::weight(&w[nb + b]);
+            let dx = _mm256_set_m128(_mm_set1_ps(dx1), _mm_set1_ps(dx0));
+            _mm256_storeu_ps(products.as_mut_ptr(), _mm256_mul_ps(dx, four(scales.d, b)));
+            if K::HAS_MIN {
+                let mx = _mm256_set_m128(_mm_set1_ps(mx1), _mm_set1_ps(mx0));
+                extra = _mm256_add_ps(extra, _mm256_mul_ps(mx, four(scales.s, b)));
+            }
+            for t in 0..4 {
+                let (y, _, _) = K::act(&a[t * nb + b]);
+                let s0 = _mm256_broadcast_ss(&products[t]);
+                acc[0][t] = _mm256_fmadd_ps(K::dot(q0, y), s0, acc[0][t]);
+                let s1 = _mm256_broadcast_ss(&products[4 + t]);
+                acc[1][t] = _mm256_fmadd_ps(K::dot(q1, y), s1, acc[1][t]);
+            }
+        }
+        let mut extras = [0f32; 8];
+        _mm256_storeu_ps(extras.as_mut_ptr(), extra);
+        for r in 0..2 {
+            for t in 0..4 {
+                let sum = hsum(acc[r][t]);
+                // SAFETY: the caller's contract covers (t, r) of this tile.
+                *out.add(t * out_stride + r) = if K::HAS_MIN {
+                    sum + extras[4 * r + t]
+                } else {
+                    sum
+                };
+            }
         }
     }
 
@@ -289,24 +355,43 @@ mod x86 {
         );
         let rows = w.len() / nb;
         let stride = shape.out_stride;
+        let n_tokens = shape.n_tokens;
+        // The activations' scales, once per call (kept between calls: no allocation).
+        let mut table = SCALES.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        table.clear();
+        table.resize(2 * nb * n_tokens, 0.0);
+        let (d, s) = table.split_at_mut(nb * n_tokens);
+        for t in 0..n_tokens {
+            for b in 0..nb {
+                let (_, dy, sy) = K::act(&a[t * nb + b]);
+                d[b * n_tokens + t] = dy;
+                s[b * n_tokens + t] = sy;
+            }
+        }
+        let scales = ActScales { d, s, n_tokens };
         let mut chunk = 0;
         while chunk < rows {
             let chunk_rows = CHUNK_ROWS.min(rows - chunk);
             let wc = &w[chunk * nb..];
             let oc = out.add(chunk);
             let mut t = 0;
-            while t + TILE_TOKENS <= shape.n_tokens {
-                let o = oc.add(t * stride);
-                row_tiles::<K, W, A, TILE_TOKENS>(wc, chunk_rows, &a[t * nb..], nb, o, stride);
+            while t + TILE_TOKENS <= n_tokens {
+                let (at, o) = (&a[t * nb..], oc.add(t * stride));
+                row_tiles::<K, W, A, TILE_TOKENS>(wc, chunk_rows, at, nb, &scales, t, o, stride);
                 t += TILE_TOKENS;
             }
-            while t < shape.n_tokens {
-                let o = oc.add(t * stride);
-                row_tiles::<K, W, A, 1>(wc, chunk_rows, &a[t * nb..], nb, o, stride);
+            while t < n_tokens {
+                let (at, o) = (&a[t * nb..], oc.add(t * stride));
+                row_tiles::<K, W, A, 1>(wc, chunk_rows, at, nb, &scales, t, o, stride);
                 t += 1;
             }
             chunk += chunk_rows;
         }
+        SCALES.with(|s| *s.borrow_mut() = table);
+    }
+
+    thread_local! {
+        static SCALES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
     }
 }
 
