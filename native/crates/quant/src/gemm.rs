@@ -10,9 +10,6 @@ use mistralrs_common::Isa;
 use crate::formats::clamp_isa;
 use crate::GgmlType;
 
-/// Tokens of one tile (activations prepared once per block for its 2 rows).
-const TILE_TOKENS: usize = 4;
-
 /// Whether [`gemm`] covers `ty` on `isa`.
 pub fn supports(ty: GgmlType, isa: Isa) -> bool {
     cfg!(target_arch = "x86_64")
@@ -70,7 +67,7 @@ pub unsafe fn gemm(
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{GemmShape, TILE_TOKENS};
+    use super::GemmShape;
     use crate::formats::as_blocks;
     use crate::formats::q4_0::BlockQ4_0;
     use crate::formats::q4_1::BlockQ4_1;
@@ -203,40 +200,20 @@ mod x86 {
         }
     }
 
-    /// `RM` rows × `RN` tokens over every block. `w` starts at the tile's first row, `a` at its
-    /// first token; rows and tokens are `nb` blocks apart.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn tile<K: TileKernel<W, A>, W, A, const RM: usize, const RN: usize>(
-        w: &[W],
-        a: &[A],
+    /// A chunk of weight rows unpacked once (per block: the kernel's quants, `dx` and `mx`),
+    /// for every token of the batch to reuse: `[row][block]`.
+    struct Unpacked<'a, Q> {
+        q: &'a [Q],
+        dx: &'a [f32],
+        mx: &'a [f32],
         nb: usize,
-        out: *mut f32,
-        out_stride: usize,
-    ) {
-        let mut acc = [[_mm256_setzero_ps(); RN]; RM];
-        let mut extra = [[0f32; RN]; RM];
-        for b in 0..nb {
-            let weights: [_; RM] = std::array::from_fn(|r| K::weight(&w[r * nb + b]));
-            for t in 0..RN {
-                let (y, dy, sy) = K::act(&a[t * nb + b]);
-                let dy = _mm256_set1_ps(dy);
-                for r in 0..RM {
-                    let (q, dx, mx) = weights[r];
-                    let scale = _mm256_mul_ps(_mm256_set1_ps(dx), dy);
-                    acc[r][t] = _mm256_fmadd_ps(K::dot(q, y), scale, acc[r][t]);
-                    if K::HAS_MIN {
-                        extra[r][t] += mx * sy;
-                    }
-                }
-            }
-        }
-        for r in 0..RM {
-            for t in 0..RN {
-                let sum = hsum(acc[r][t]);
-                // SAFETY: the caller's contract covers (t, r) of this tile.
-                *out.add(t * out_stride + r) = if K::HAS_MIN { sum + extra[r][t] } else { sum };
-            }
+    }
+
+    impl<Q: Copy> Unpacked<'_, Q> {
+        #[inline(always)]
+        fn at(&self, r: usize, b: usize) -> (Q, f32, f32) {
+            let i = r * self.nb + b;
+            (self.q[i], self.dx[i], self.mx[i])
         }
     }
 
@@ -248,48 +225,45 @@ mod x86 {
         n_tokens: usize,
     }
 
-    /// Row tiles of one group of `RN` tokens (the last rows in single-row tiles); `t0` is the
-    /// group's first token.
+    /// One row × one token (the leftovers of the 2 × 4 tiles): `w` starts at the row.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn row_tiles<K: TileKernel<W, A>, W, A, const RN: usize>(
-        w: &[W],
-        rows: usize,
+    unsafe fn single<K: TileKernel<W, A>, W, A>(
+        w: &Unpacked<'_, K::WeightQuants>,
+        r: usize,
         a: &[A],
-        nb: usize,
-        scales: &ActScales<'_>,
-        t0: usize,
         out: *mut f32,
-        out_stride: usize,
     ) {
-        let mut r = 0;
-        if RN == 4 {
-            while r + 2 <= rows {
-                tile_2x4::<K, W, A>(&w[r * nb..], a, nb, scales, t0, out.add(r), out_stride);
-                r += 2;
+        let mut acc = _mm256_setzero_ps();
+        let mut extra = 0f32;
+        for b in 0..w.nb {
+            let (q, dx, mx) = w.at(r, b);
+            let (y, dy, sy) = K::act(&a[b]);
+            acc = _mm256_fmadd_ps(K::dot(q, y), _mm256_set1_ps(dx * dy), acc);
+            if K::HAS_MIN {
+                extra += mx * sy;
             }
         }
-        while r < rows {
-            tile::<K, W, A, 1, RN>(&w[r * nb..], a, nb, out.add(r), out_stride);
-            r += 1;
-        }
+        let sum = hsum(acc);
+        // SAFETY: the caller's contract covers this output.
+        *out = if K::HAS_MIN { sum + extra } else { sum };
     }
 
-    /// [`tile`] for 2 rows × 4 tokens, with the eight `dx·dy` products (and Q4_1's eight
-    /// `m·s` terms) of a block computed in one vector each: lane `4r + t` is row `r`, token
-    /// `t`, the same products as the scalar ones.
+    /// Rows `r, r + 1` × 4 tokens from `t0` (`a` starts at `t0`): a block's eight `dx·dy`
+    /// products (and Q4_1's eight `m·s` terms) come from one vector multiply each, lane
+    /// `4i + t` for row `r + i` and token `t`: the same products as the scalar ones.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn tile_2x4<K: TileKernel<W, A>, W, A>(
-        w: &[W],
+        w: &Unpacked<'_, K::WeightQuants>,
+        r: usize,
         a: &[A],
-        nb: usize,
         scales: &ActScales<'_>,
         t0: usize,
         out: *mut f32,
         out_stride: usize,
     ) {
+        let nb = w.nb;
         let mut acc = [[_mm256_setzero_ps(); 4]; 2];
         let mut extra = _mm256_setzero_ps();
         let mut products = [0f32; 8];
@@ -299,8 +273,8 @@ mod x86 {
             _mm256_set_m128(v, v)
         };
         for b in 0..nb {
-            let (q0, dx0, mx0) = K::weight(&w[b]);
-            let (q1, dx1, mx1) = K::weight(&w[nb + b]);
+            let (q0, dx0, mx0) = w.at(r, b);
+            let (q1, dx1, mx1) = w.at(r + 1, b);
             let dx = _mm256_set_m128(_mm_set1_ps(dx1), _mm_set1_ps(dx0));
             _mm256_storeu_ps(products.as_mut_ptr(), _mm256_mul_ps(dx, four(scales.d, b)));
             if K::HAS_MIN {
@@ -317,12 +291,12 @@ mod x86 {
         }
         let mut extras = [0f32; 8];
         _mm256_storeu_ps(extras.as_mut_ptr(), extra);
-        for r in 0..2 {
+        for i in 0..2 {
             for t in 0..4 {
-                let sum = hsum(acc[r][t]);
-                // SAFETY: the caller's contract covers (t, r) of this tile.
-                *out.add(t * out_stride + r) = if K::HAS_MIN {
-                    sum + extras[4 * r + t]
+                let sum = hsum(acc[i][t]);
+                // SAFETY: the caller's contract covers (t, r + i) of this tile.
+                *out.add(t * out_stride + r + i) = if K::HAS_MIN {
+                    sum + extras[4 * i + t]
                 } else {
                     sum
                 };
@@ -330,8 +304,9 @@ mod x86 {
         }
     }
 
-    /// Rows go in chunks that stay in cache while every token passes over them.
-    const CHUNK_ROWS: usize = 32;
+    /// Unpacked weights per chunk of rows: about this many bytes, so a chunk stays in L2 while
+    /// every token passes over it.
+    const CHUNK_BYTES: usize = 128 * 1024;
 
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn run<K: TileKernel<W, A>, W: bytemuck::Pod, A: bytemuck::Pod>(
@@ -356,8 +331,10 @@ mod x86 {
         let rows = w.len() / nb;
         let stride = shape.out_stride;
         let n_tokens = shape.n_tokens;
-        // The activations' scales, once per call (kept between calls: no allocation).
-        let mut table = SCALES.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        let mut buffers = BUFFERS.with(|s| std::mem::take(&mut *s.borrow_mut()));
+
+        // The activations' scales, once per call.
+        let table = &mut buffers.scales;
         table.clear();
         table.resize(2 * nb * n_tokens, 0.0);
         let (d, s) = table.split_at_mut(nb * n_tokens);
@@ -369,29 +346,76 @@ mod x86 {
             }
         }
         let scales = ActScales { d, s, n_tokens };
+
+        // An even number of rows per chunk, at least 2.
+        let per_row = nb * (std::mem::size_of::<K::WeightQuants>() + 8);
+        let chunk_rows = (CHUNK_BYTES / per_row).max(2) / 2 * 2;
+        let vectors = std::mem::size_of::<K::WeightQuants>() / 32;
         let mut chunk = 0;
         while chunk < rows {
-            let chunk_rows = CHUNK_ROWS.min(rows - chunk);
-            let wc = &w[chunk * nb..];
+            let n_rows = chunk_rows.min(rows - chunk);
+            // Unpack the chunk's blocks into the buffers, viewed as the kernel's quants.
+            buffers.quants.clear();
+            buffers
+                .quants
+                .resize(n_rows * nb * vectors, _mm256_setzero_si256());
+            buffers.dx.resize(n_rows * nb, 0.0);
+            buffers.mx.resize(n_rows * nb, 0.0);
+            // SAFETY: `WeightQuants` is one or two __m256i (size a multiple of 32, alignment
+            // 32), so `vectors` vectors hold exactly one of it, aligned.
+            let quants = std::slice::from_raw_parts_mut(
+                buffers.quants.as_mut_ptr().cast::<K::WeightQuants>(),
+                n_rows * nb,
+            );
+            for (i, block) in w[chunk * nb..(chunk + n_rows) * nb].iter().enumerate() {
+                let (q, dx, mx) = K::weight(block);
+                quants[i] = q;
+                buffers.dx[i] = dx;
+                buffers.mx[i] = mx;
+            }
+            let unpacked = Unpacked {
+                q: quants,
+                dx: &buffers.dx,
+                mx: &buffers.mx,
+                nb,
+            };
             let oc = out.add(chunk);
             let mut t = 0;
-            while t + TILE_TOKENS <= n_tokens {
+            while t + 4 <= n_tokens {
                 let (at, o) = (&a[t * nb..], oc.add(t * stride));
-                row_tiles::<K, W, A, TILE_TOKENS>(wc, chunk_rows, at, nb, &scales, t, o, stride);
-                t += TILE_TOKENS;
+                let mut r = 0;
+                while r + 2 <= n_rows {
+                    tile_2x4::<K, W, A>(&unpacked, r, at, &scales, t, o, stride);
+                    r += 2;
+                }
+                for r in r..n_rows {
+                    for k in 0..4 {
+                        single::<K, W, A>(&unpacked, r, &at[k * nb..], o.add(k * stride + r));
+                    }
+                }
+                t += 4;
             }
-            while t < n_tokens {
-                let (at, o) = (&a[t * nb..], oc.add(t * stride));
-                row_tiles::<K, W, A, 1>(wc, chunk_rows, at, nb, &scales, t, o, stride);
-                t += 1;
+            for t in t..n_tokens {
+                for r in 0..n_rows {
+                    single::<K, W, A>(&unpacked, r, &a[t * nb..], oc.add(t * stride + r));
+                }
             }
-            chunk += chunk_rows;
+            chunk += n_rows;
         }
-        SCALES.with(|s| *s.borrow_mut() = table);
+        BUFFERS.with(|s| *s.borrow_mut() = buffers);
+    }
+
+    /// Per-thread buffers kept between calls, so a prompt step does not allocate.
+    #[derive(Default)]
+    struct Buffers {
+        scales: Vec<f32>,
+        quants: Vec<__m256i>,
+        dx: Vec<f32>,
+        mx: Vec<f32>,
     }
 
     thread_local! {
-        static SCALES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+        static BUFFERS: std::cell::RefCell<Buffers> = std::cell::RefCell::new(Buffers::default());
     }
 }
 
