@@ -363,8 +363,8 @@ mod simd {
         }
     }
 
-    /// See [`super::repacked_order_tiles`]: tiles of 8 rows × 4 tokens (the last tokens one
-    /// at a time).
+    /// See [`super::repacked_order_tiles`]: tiles of 8 rows, unpacked once each and reused
+    /// by groups of 4 tokens (the last tokens one at a time).
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn tiles_avx2(
         w: &[BlockQ4K],
@@ -375,23 +375,78 @@ mod simd {
         out: *mut f32,
         stride: usize,
     ) {
+        let mut unpacked = UNPACKED.with(|u| std::mem::take(&mut *u.borrow_mut()));
         for (tile, rows) in w.chunks_exact(8 * nb).enumerate() {
+            unpack8(rows, nb, &mut unpacked);
             let out = out.add(8 * tile);
             let mut t = 0;
             while t + 4 <= n_tokens {
                 let (a, out) = (&a[t * nb..(t + 4) * nb], out.add(t * stride));
                 match gemm_order {
-                    true => tile8::<4, true>(rows, a, nb, out, stride),
-                    false => tile8::<4, false>(rows, a, nb, out, stride),
+                    true => tile8::<4, true>(&unpacked, a, nb, out, stride),
+                    false => tile8::<4, false>(&unpacked, a, nb, out, stride),
                 }
                 t += 4;
             }
             for t in t..n_tokens {
                 let (a, out) = (&a[t * nb..(t + 1) * nb], out.add(t * stride));
                 match gemm_order {
-                    true => tile8::<1, true>(rows, a, nb, out, stride),
-                    false => tile8::<1, false>(rows, a, nb, out, stride),
+                    true => tile8::<1, true>(&unpacked, a, nb, out, stride),
+                    false => tile8::<1, false>(&unpacked, a, nb, out, stride),
                 }
+            }
+        }
+        UNPACKED.with(|u| *u.borrow_mut() = unpacked);
+    }
+
+    /// Eight rows' blocks as the tile kernel reads them, `[block][chunk][row]` for the
+    /// quants: low and high nibbles and their sub-block scales (broadcast i16), the minimums
+    /// of each chunk (one row per lane), and `d`, `dmin` (one row per lane).
+    #[derive(Default)]
+    struct Unpacked8 {
+        /// Per block, chunk and row: low nibbles, high nibbles, low scale, high scale.
+        quants: Vec<[__m256i; 4]>,
+        /// Per block and chunk: the low and high sub-blocks' minimums.
+        mins: Vec<[__m256i; 2]>,
+        /// Per block: `d` and `dmin`.
+        scales: Vec<[__m256; 2]>,
+    }
+
+    thread_local! {
+        static UNPACKED: std::cell::RefCell<Unpacked8> = std::cell::RefCell::new(Unpacked8::default());
+    }
+
+    #[inline(always)]
+    unsafe fn unpack8(w: &[BlockQ4K], nb: usize, u: &mut Unpacked8) {
+        let m4 = _mm256_set1_epi8(0x0F);
+        u.quants.clear();
+        u.mins.clear();
+        u.scales.clear();
+        for b in 0..nb {
+            let blocks: [&BlockQ4K; 8] = std::array::from_fn(|r| &w[r * nb + b]);
+            let sm: [[u8; 16]; 8] = std::array::from_fn(|r| unpack_scale_min_k4(&blocks[r].scales));
+            let halves = |f: fn(&BlockQ4K) -> [u8; 2]| {
+                let h: [i16; 8] = std::array::from_fn(|r| i16::from_le_bytes(f(blocks[r])));
+                _mm256_cvtph_ps(_mm_setr_epi16(
+                    h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7],
+                ))
+            };
+            u.scales.push([halves(|b| b.d), halves(|b| b.dmin)]);
+            for c in 0..4 {
+                for r in 0..8 {
+                    let q4 = load_u8(&blocks[r].qs[32 * c..]);
+                    u.quants.push([
+                        _mm256_and_si256(q4, m4),
+                        _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4),
+                        _mm256_set1_epi16(sm[r][2 * c] as i16),
+                        _mm256_set1_epi16(sm[r][2 * c + 1] as i16),
+                    ]);
+                }
+                let min_of = |k: usize| {
+                    let m: [i32; 8] = std::array::from_fn(|r| sm[r][8 + 2 * c + k] as i32);
+                    _mm256_setr_epi32(m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7])
+                };
+                u.mins.push([min_of(0), min_of(1)]);
             }
         }
     }
@@ -412,31 +467,22 @@ mod simd {
         )
     }
 
-    /// 8 rows (`w`, `nb` blocks each) × `RN` tokens (`a`): each row's scalar accumulators of
-    /// `repacked_order_body` become one lane, so every lane runs that body's FMAs in its order
-    /// (per chunk when `PER_CHUNK`, else per block) on the same exact integer sums.
+    /// 8 unpacked rows × `RN` tokens (`a`, `nb` blocks each): each row's scalar accumulators
+    /// of `repacked_order_body` become one lane, so every lane runs that body's FMAs in its
+    /// order (per chunk when `PER_CHUNK`, else per block) on the same exact integer sums.
     #[inline(always)]
     unsafe fn tile8<const RN: usize, const PER_CHUNK: bool>(
-        w: &[BlockQ4K],
+        u: &Unpacked8,
         a: &[BlockQ8K],
         nb: usize,
         out: *mut f32,
         stride: usize,
     ) {
-        let m4 = _mm256_set1_epi8(0x0F);
         let mut acc = [_mm256_setzero_ps(); RN];
         let mut acc_min = [_mm256_setzero_ps(); RN];
         for b in 0..nb {
-            let blocks: [&BlockQ4K; 8] = std::array::from_fn(|r| &w[r * nb + b]);
             let ys: [&BlockQ8K; RN] = std::array::from_fn(|t| &a[t * nb + b]);
-            let sm: [[u8; 16]; 8] = std::array::from_fn(|r| unpack_scale_min_k4(&blocks[r].scales));
-            let halves = |f: fn(&BlockQ4K) -> [u8; 2]| {
-                let h: [i16; 8] = std::array::from_fn(|r| i16::from_le_bytes(f(blocks[r])));
-                _mm256_cvtph_ps(_mm_setr_epi16(
-                    h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7],
-                ))
-            };
-            let (d, dmin) = (halves(|b| b.d), halves(|b| b.dmin));
+            let [d, dmin] = u.scales[b];
             let d: [__m256; RN] =
                 std::array::from_fn(|t| _mm256_mul_ps(d, _mm256_set1_ps(ys[t].scale())));
             let dmin: [__m256; RN] =
@@ -444,22 +490,8 @@ mod simd {
             let mut isum_block = [_mm256_setzero_si256(); RN];
             let mut imin_block = [_mm256_setzero_si256(); RN];
             for c in 0..4 {
-                let mut lo = [_mm256_setzero_si256(); 8];
-                let mut hi = [_mm256_setzero_si256(); 8];
-                let mut sc_lo = [_mm256_setzero_si256(); 8];
-                let mut sc_hi = [_mm256_setzero_si256(); 8];
-                for r in 0..8 {
-                    let q4 = load_u8(&blocks[r].qs[32 * c..]);
-                    lo[r] = _mm256_and_si256(q4, m4);
-                    hi[r] = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
-                    sc_lo[r] = _mm256_set1_epi16(sm[r][2 * c] as i16);
-                    sc_hi[r] = _mm256_set1_epi16(sm[r][2 * c + 1] as i16);
-                }
-                let min_of = |k: usize| {
-                    let m: [i32; 8] = std::array::from_fn(|r| sm[r][8 + 2 * c + k] as i32);
-                    _mm256_setr_epi32(m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7])
-                };
-                let (min_lo, min_hi) = (min_of(0), min_of(1));
+                let quants = &u.quants[(b * 4 + c) * 8..(b * 4 + c + 1) * 8];
+                let [min_lo, min_hi] = u.mins[b * 4 + c];
                 for t in 0..RN {
                     let y = ys[t];
                     let y_lo = load_i8(&y.qs[64 * c..]);
@@ -467,9 +499,10 @@ mod simd {
                     // At most 2 * 15 * 128 per i16 pair: maddubs cannot saturate; the scales'
                     // madd gives each row's i32 lanes, exact.
                     let v: [__m256i; 8] = std::array::from_fn(|r| {
+                        let [lo, hi, sc_lo, sc_hi] = quants[r];
                         _mm256_add_epi32(
-                            _mm256_madd_epi16(_mm256_maddubs_epi16(lo[r], y_lo), sc_lo[r]),
-                            _mm256_madd_epi16(_mm256_maddubs_epi16(hi[r], y_hi), sc_hi[r]),
+                            _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y_lo), sc_lo),
+                            _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y_hi), sc_hi),
                         )
                     });
                     let isum = sum_lanes_x8(&v);
