@@ -236,9 +236,9 @@ mod x86 {
     ) {
         let mut acc = _mm256_setzero_ps();
         let mut extra = 0f32;
-        for b in 0..w.nb {
+        for (b, a) in a.iter().enumerate().take(w.nb) {
             let (q, dx, mx) = w.at(r, b);
-            let (y, dy, sy) = K::act(&a[b]);
+            let (y, dy, sy) = K::act(a);
             acc = _mm256_fmadd_ps(K::dot(q, y), _mm256_set1_ps(dx * dy), acc);
             if K::HAS_MIN {
                 extra += mx * sy;

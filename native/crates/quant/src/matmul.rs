@@ -258,6 +258,7 @@ fn vec_dot_rows(ty: GgmlType) -> Option<crate::formats::VecDotRowsFn> {
 /// `repacked_orders`' single-row order over a run of rows.
 fn repacked_gemv_rows(w: &QMatrix<'_>) -> Option<crate::formats::VecDotRowsFn> {
     match w.ty {
+        GgmlType::Q4_0 => Some(crate::formats::q4_0::vec_dot_repacked_order_rows),
         GgmlType::Q4_K => Some(crate::formats::q4_k::vec_dot_gemv_order_rows),
         _ => None,
     }
@@ -275,6 +276,7 @@ fn repacked_orders(w: &QMatrix<'_>) -> Option<RepackedTilesFn> {
         return None;
     }
     match w.ty {
+        GgmlType::Q4_0 => Some(crate::formats::q4_0::repacked_order_tiles),
         GgmlType::Q4_K => Some(crate::formats::q4_k::repacked_order_tiles),
         _ => None,
     }
@@ -350,43 +352,42 @@ fn dot_rows(
             return;
         }
     }
+    if let Some(tiles) = repacked {
+        // The thread's rows in one call per run of tokens: the kernels go 8 rows at a time,
+        // each unpacked once for all the tokens.
+        let mut first = 0;
+        for &len in sequences {
+            // Tokens in a full group of 4 of their own sequence take the GEMM order.
+            let grouped = len - len % 4;
+            for (tokens, gemm_order) in [
+                (first..first + grouped, true),
+                (first + grouped..first + len, false),
+            ] {
+                if tokens.is_empty() {
+                    continue;
+                }
+                let acts = &activation[tokens.start * act_row_bytes..tokens.end * act_row_bytes];
+                // SAFETY: the thread's rows of these tokens are its own, within y.
+                unsafe {
+                    tiles(
+                        isa,
+                        w.cols,
+                        w.row_range(rows.clone()),
+                        acts,
+                        gemm_order,
+                        out.get().add(tokens.start * w.rows + rows.start),
+                        w.rows,
+                    )
+                };
+            }
+            first += len;
+        }
+        return;
+    }
     let mut chunk_start = rows.start;
     while chunk_start < rows.end {
         let chunk_end = (chunk_start + ROW_ALIGN).min(rows.end);
-        let mut t = 0;
-        if let Some(tiles) = repacked {
-            let chunk = w.row_range(chunk_start..chunk_end);
-            let mut first = 0;
-            for &len in sequences {
-                // Tokens in a full group of 4 of their own sequence take the GEMM order.
-                let grouped = len - len % 4;
-                for (tokens, gemm_order) in [
-                    (first..first + grouped, true),
-                    (first + grouped..first + len, false),
-                ] {
-                    if tokens.is_empty() {
-                        continue;
-                    }
-                    let acts =
-                        &activation[tokens.start * act_row_bytes..tokens.end * act_row_bytes];
-                    // SAFETY: the chunk's rows of these tokens are this thread's, within y.
-                    unsafe {
-                        tiles(
-                            isa,
-                            w.cols,
-                            chunk,
-                            acts,
-                            gemm_order,
-                            out.get().add(tokens.start * w.rows + chunk_start),
-                            w.rows,
-                        )
-                    };
-                }
-                first += len;
-            }
-            t = n_tokens;
-        }
-        for t in t..n_tokens {
+        for t in 0..n_tokens {
             if let Some(many_rows) = many_rows {
                 let chunk = chunk_start..chunk_end;
                 many_rows(

@@ -7,8 +7,8 @@
  *
  * Tolerance: with F16 weights llama.cpp rounds activations to f16 (we keep f32), which moves
  * logits by ~3e-3 on these tiny models; quantized weights give bit-identical logits (measured
- * max |Δ| = 0: we reproduce its kernels' summation orders, including those of the Q4_K
- * kernels it uses on weights it repacks at load). So first-step logits must agree within 0.02
+ * max |Δ| = 0: we reproduce its kernels' summation orders, including those of the Q4_0 and
+ * Q4_K kernels it uses on weights it repacks at load). So first-step logits must agree within 0.02
  * and greedy tokens must agree until llama.cpp's own margin between its token and ours is
  * below 0.05 (another CPU makes llama.cpp pick other kernels).
  */
@@ -63,8 +63,9 @@ const CASES: Case[] = [
   ...TYPES.map((type): Case => ['phimoe (4 experts, top 2, biased norms)', type, { arch: 'phimoe' }]),
   ...TYPES.map((type): Case => ['deepseekv2 (MLA, dense + 4 experts, shared expert)', type, { arch: 'deepseekv2' }]),
   ...TYPES.map((type): Case => ['deepseekv3 (MLA, low-rank Q, sigmoid router, 4 groups)', type, { arch: 'deepseekv3' }]),
-  // The other types of the real models' files (Gemma 3's Q4_K_M mixes in Q5_0 and Q6_K).
-  ...(['Q4_1', 'Q5_0', 'Q6_K'] as const).map((type): Case => ['llama', type, { arch: 'llama' }]),
+  // The other types of the real models' files (Gemma 3's Q4_K_M mixes in Q5_0 and Q6_K), and
+  // Q4_0, which llama.cpp repacks like Q4_K (its own order of summation).
+  ...(['Q4_0', 'Q4_1', 'Q5_0', 'Q6_K'] as const).map((type): Case => ['llama', type, { arch: 'llama' }]),
   ['llama, linear RoPE scaling ×2', 'F16', { arch: 'llama', ropeScaling: { type: 'linear', factor: 2 } }],
   [
     'llama, Llama 3 RoPE frequency factors',

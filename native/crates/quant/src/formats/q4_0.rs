@@ -70,6 +70,115 @@ pub fn vec_dot_rows(isa: Isa, n: usize, weights: &[u8], activation: &[u8], out: 
     super::vec_dot_rows_with(isa, n, weights, activation, out, &TRAITS, simd)
 }
 
+/// llama.cpp repacks Q4_0 matrices whose row count is a multiple of 8 at load on x86 (8 rows
+/// interleaved) and computes them in its own order, for single tokens and batches alike: per
+/// row, each block's exact integer sum times `dx·dy`, fused-multiply-added into one scalar
+/// accumulator (no lanes summed at the end). This is that order, as the reference.
+pub fn vec_dot_repacked_order(_isa: Isa, n: usize, weights: &[u8], activation: &[u8]) -> f32 {
+    let nb = n / QK4_0;
+    assert!(
+        n.is_multiple_of(QK4_0) && weights.len() == nb * 18 && activation.len() == nb * 34,
+        "q4_0 repacked order: n = {n}, {} weight bytes, {} activation bytes",
+        weights.len(),
+        activation.len()
+    );
+    repacked_order_scalar(as_blocks(weights), as_blocks(activation))
+}
+
+fn repacked_order_scalar(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
+    let mut acc = 0.0f32;
+    for (x, y) in w.iter().zip(a) {
+        let (ylo, yhi) = y.qs.split_at(QK4_0 / 2);
+        let mut isum = 0i32;
+        for ((&q, &l), &h) in x.qs.iter().zip(ylo).zip(yhi) {
+            isum += ((q & 0x0F) as i32 - 8) * l as i32 + ((q >> 4) as i32 - 8) * h as i32;
+        }
+        acc = (isum as f32).mul_add(f16_le(x.d) * f16_le(y.d), acc);
+    }
+    acc
+}
+
+/// [`vec_dot_repacked_order`] over consecutive rows against one activation row (decode
+/// steps); eight rows at a time on AVX2.
+pub fn vec_dot_repacked_order_rows(
+    isa: Isa,
+    n: usize,
+    weights: &[u8],
+    activation: &[u8],
+    out: &mut [f32],
+) {
+    let nb = n / QK4_0;
+    assert!(
+        n.is_multiple_of(QK4_0)
+            && weights.len() == out.len() * nb * 18
+            && activation.len() == nb * 34,
+        "q4_0 repacked rows: n = {n}, {} rows in {} weight bytes, {} activation bytes",
+        out.len(),
+        weights.len(),
+        activation.len()
+    );
+    let (w, a): (&[BlockQ4_0], &[BlockQ8_0]) = (as_blocks(weights), as_blocks(activation));
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if clamp_isa(isa) >= Isa::Avx2 && nb > 0 {
+        let eights = out.len() / 8 * 8;
+        // SAFETY: clamp_isa only returns tiers whose features this CPU has.
+        unsafe { simd::repacked_rows_avx2(&w[..eights * nb], nb, a, &mut out[..eights]) };
+        done = eights;
+    }
+    let _ = isa;
+    for (r, o) in out.iter_mut().enumerate().skip(done) {
+        *o = repacked_order_scalar(&w[r * nb..(r + 1) * nb], a);
+    }
+}
+
+/// [`vec_dot_repacked_order`] for every row × token (batches): output `(t, r)` goes to
+/// `out[t * out_stride + r]`. `weights` holds whole rows of `n` values, `activation` whole Q8_0
+/// rows. The order is the same for every token (llama.cpp's GEMM and GEMV agree), so
+/// `_gemm_order` is ignored.
+///
+/// # Safety
+/// `out` must be valid for writes at `t * out_stride + r` for every token `t` and row `r`, and
+/// no other thread may access those indices during the call.
+pub unsafe fn repacked_order_tiles(
+    isa: Isa,
+    n: usize,
+    weights: &[u8],
+    activation: &[u8],
+    _gemm_order: bool,
+    out: *mut f32,
+    out_stride: usize,
+) {
+    let nb = n / QK4_0;
+    assert!(
+        nb > 0
+            && n.is_multiple_of(QK4_0)
+            && weights.len().is_multiple_of(nb * 18)
+            && activation.len().is_multiple_of(nb * 34),
+        "q4_0 repacked tiles: n = {n}, {} weight bytes, {} activation bytes",
+        weights.len(),
+        activation.len()
+    );
+    let (w, a): (&[BlockQ4_0], &[BlockQ8_0]) = (as_blocks(weights), as_blocks(activation));
+    let (rows, n_tokens) = (w.len() / nb, a.len() / nb);
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if clamp_isa(isa) >= Isa::Avx2 {
+        done = rows / 8 * 8;
+        // SAFETY: clamp_isa only returns tiers whose features this CPU has; the caller vouches
+        // for `out`.
+        unsafe { simd::repacked_tiles_avx2(&w[..done * nb], nb, a, n_tokens, out, out_stride) };
+    }
+    let _ = isa;
+    for r in done..rows {
+        for t in 0..n_tokens {
+            let value = repacked_order_scalar(&w[r * nb..(r + 1) * nb], &a[t * nb..(t + 1) * nb]);
+            // SAFETY: the caller's contract covers (t, r).
+            unsafe { *out.add(t * out_stride + r) = value };
+        }
+    }
+}
+
 fn vec_dot(isa: Isa, n: usize, weights: &[u8], activation: &[u8]) -> f32 {
     let nb = n / QK4_0;
     assert!(
@@ -130,6 +239,186 @@ mod simd {
     }
     tier!(vec_dot_avx2, "avx2,fma,f16c", dot_i8_avx2);
     rows_kernel!(vec_dot_rows_avx2, vec_dot_avx2, BlockQ4_0, BlockQ8_0);
+
+    /// `8·Σy` of an activation block, the correction that turns Σ q·y over the unsigned
+    /// nibbles into Σ (q - 8)·y.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn offset_sum(y: &BlockQ8_0) -> i32 {
+        let s = _mm256_madd_epi16(
+            _mm256_maddubs_epi16(_mm256_set1_epi8(1), load_i8(&y.qs)),
+            _mm256_set1_epi16(1),
+        );
+        let s = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
+        let s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+        8 * _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<1>(s)))
+    }
+
+    /// The `d` of 8 blocks `stride` apart, one per lane.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn scales8(w: &[BlockQ4_0], first: usize, stride: usize) -> __m256 {
+        let h: [i16; 8] =
+            [0, 1, 2, 3, 4, 5, 6, 7].map(|r| i16::from_le_bytes(w[first + r * stride].d));
+        _mm256_cvtph_ps(_mm_setr_epi16(
+            h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7],
+        ))
+    }
+
+    /// Decode steps: 8 rows per pass, one lane per row. Each row's block gives eight i32
+    /// lanes of Σ q·y (unsigned nibbles, so no saturation: 2·15·128 per pair), added up across
+    /// lanes exactly, corrected by 8·Σy, then fused into the row's accumulator.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn repacked_rows_avx2(w: &[BlockQ4_0], nb: usize, a: &[BlockQ8_0], out: &mut [f32]) {
+        let ones = _mm256_set1_epi16(1);
+        for (tile, out) in out.chunks_exact_mut(8).enumerate() {
+            let first = tile * 8 * nb;
+            let mut acc = _mm256_setzero_ps();
+            for (b, y) in a.iter().enumerate().take(nb) {
+                let ys = load_i8(&y.qs);
+                let mut v = [_mm256_setzero_si256(); 8];
+                for (r, lanes) in v.iter_mut().enumerate() {
+                    let q = unpack_nibbles(&w[first + r * nb + b].qs);
+                    *lanes = _mm256_madd_epi16(_mm256_maddubs_epi16(q, ys), ones);
+                }
+                let isum = _mm256_sub_epi32(sum_lanes_x8(&v), _mm256_set1_epi32(offset_sum(y)));
+                let scale =
+                    _mm256_mul_ps(scales8(w, first + b, nb), _mm256_set1_ps(f16_to_f32(y.d)));
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), scale, acc);
+            }
+            // SAFETY: `out` holds exactly these 8 rows' outputs.
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc) };
+        }
+    }
+
+    /// Rows 8 at a time with their blocks interleaved once (4 quants of each row per i32
+    /// lane, as llama.cpp repacks them), then every token: per block and 4-element group, one
+    /// maddubs of the 8 rows' nibbles with the token's 4 quants broadcast, summed in i16 (at
+    /// most 8·2·15·128 = 30720 per pair), so lane `r` ends with row `r`'s Σ q·y.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn repacked_tiles_avx2(
+        w: &[BlockQ4_0],
+        nb: usize,
+        a: &[BlockQ8_0],
+        n_tokens: usize,
+        out: *mut f32,
+        stride: usize,
+    ) {
+        let mut buffers = TILE_BUFFERS.with(|b| std::mem::take(&mut *b.borrow_mut()));
+        // Per token and block: dy and the 8·Σy correction.
+        buffers.act.clear();
+        buffers
+            .act
+            .extend(a.iter().map(|y| (f16_to_f32(y.d), offset_sum(y))));
+        for (tile, rows) in w.chunks_exact(8 * nb).enumerate() {
+            buffers.quants.clear();
+            buffers.scales.clear();
+            for b in 0..nb {
+                let mut e = [_mm256_setzero_si256(); 8];
+                for (r, e) in e.iter_mut().enumerate() {
+                    *e = unpack_nibbles(&rows[r * nb + b].qs);
+                }
+                buffers.quants.extend(transpose_i32x8(&e));
+                buffers.scales.push(scales8(rows, b, nb));
+            }
+            let out = out.add(8 * tile);
+            let mut t = 0;
+            while t + 2 <= n_tokens {
+                tokens::<2>(&buffers, a, nb, t, out, stride);
+                t += 2;
+            }
+            if t < n_tokens {
+                tokens::<1>(&buffers, a, nb, t, out, stride);
+            }
+        }
+        TILE_BUFFERS.with(|b| *b.borrow_mut() = buffers);
+    }
+
+    /// `RN` tokens from `t0` against one interleaved 8-row tile.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn tokens<const RN: usize>(
+        u: &TileBuffers,
+        a: &[BlockQ8_0],
+        nb: usize,
+        t0: usize,
+        out: *mut f32,
+        stride: usize,
+    ) {
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [_mm256_setzero_ps(); RN];
+        for b in 0..nb {
+            let quants = &u.quants[b * 8..b * 8 + 8];
+            let mut pairs = [_mm256_setzero_si256(); RN];
+            for (g, &q) in quants.iter().enumerate() {
+                for (k, sum) in pairs.iter_mut().enumerate() {
+                    let y = &a[(t0 + k) * nb + b].qs[4 * g..4 * g + 4];
+                    let y = _mm256_set1_epi32(i32::from_le_bytes([
+                        y[0] as u8, y[1] as u8, y[2] as u8, y[3] as u8,
+                    ]));
+                    *sum = _mm256_add_epi16(*sum, _mm256_maddubs_epi16(q, y));
+                }
+            }
+            for k in 0..RN {
+                let (dy, offset) = u.act[(t0 + k) * nb + b];
+                let isum =
+                    _mm256_sub_epi32(_mm256_madd_epi16(pairs[k], ones), _mm256_set1_epi32(offset));
+                let scale = _mm256_mul_ps(u.scales[b], _mm256_set1_ps(dy));
+                acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), scale, acc[k]);
+            }
+        }
+        for (k, acc) in acc.iter().enumerate() {
+            // SAFETY: the caller's contract covers the tile's 8 rows of token t0 + k.
+            _mm256_storeu_ps(out.add((t0 + k) * stride), *acc);
+        }
+    }
+
+    /// `out[g]` lane `r` = `e[r]` lane `g` (an 8 × 8 transpose of i32 lanes).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn transpose_i32x8(e: &[__m256i; 8]) -> [__m256i; 8] {
+        let t0 = _mm256_unpacklo_epi32(e[0], e[1]);
+        let t1 = _mm256_unpackhi_epi32(e[0], e[1]);
+        let t2 = _mm256_unpacklo_epi32(e[2], e[3]);
+        let t3 = _mm256_unpackhi_epi32(e[2], e[3]);
+        let t4 = _mm256_unpacklo_epi32(e[4], e[5]);
+        let t5 = _mm256_unpackhi_epi32(e[4], e[5]);
+        let t6 = _mm256_unpacklo_epi32(e[6], e[7]);
+        let t7 = _mm256_unpackhi_epi32(e[6], e[7]);
+        // u0: lanes 0 of rows 0..4 | lanes 4 of rows 0..4; u1: lanes 1 | 5; u2: 2 | 6; u3: 3 | 7.
+        let u0 = _mm256_unpacklo_epi64(t0, t2);
+        let u1 = _mm256_unpackhi_epi64(t0, t2);
+        let u2 = _mm256_unpacklo_epi64(t1, t3);
+        let u3 = _mm256_unpackhi_epi64(t1, t3);
+        let u4 = _mm256_unpacklo_epi64(t4, t6);
+        let u5 = _mm256_unpackhi_epi64(t4, t6);
+        let u6 = _mm256_unpacklo_epi64(t5, t7);
+        let u7 = _mm256_unpackhi_epi64(t5, t7);
+        [
+            _mm256_permute2x128_si256::<0x20>(u0, u4),
+            _mm256_permute2x128_si256::<0x20>(u1, u5),
+            _mm256_permute2x128_si256::<0x20>(u2, u6),
+            _mm256_permute2x128_si256::<0x20>(u3, u7),
+            _mm256_permute2x128_si256::<0x31>(u0, u4),
+            _mm256_permute2x128_si256::<0x31>(u1, u5),
+            _mm256_permute2x128_si256::<0x31>(u2, u6),
+            _mm256_permute2x128_si256::<0x31>(u3, u7),
+        ]
+    }
+
+    /// Per-thread buffers kept between calls: one tile's interleaved quants (`[block][group]`)
+    /// and scales, and the batch's per-block activation terms.
+    #[derive(Default)]
+    struct TileBuffers {
+        quants: Vec<__m256i>,
+        scales: Vec<__m256>,
+        act: Vec<(f32, i32)>,
+    }
+
+    thread_local! {
+        static TILE_BUFFERS: std::cell::RefCell<TileBuffers> =
+            std::cell::RefCell::new(TileBuffers::default());
+    }
     tier!(
         vec_dot_vnni,
         "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
@@ -160,6 +449,52 @@ mod tests {
     fn block_size_matches_the_type_table() {
         assert_eq!(std::mem::size_of::<BlockQ4_0>(), GgmlType::Q4_0.type_size());
         assert_eq!(QK4_0, GgmlType::Q4_0.block_size());
+    }
+
+    /// The repacked order's row runs and tiles give the reference's value for every output,
+    /// on every tier, with rows and tokens left over from the groups of 8 and 2.
+    #[test]
+    fn repacked_order_kernels_equal_the_reference_bit_for_bit() {
+        let mut rng = Rng::new(42);
+        let (rows, nb, n_tokens) = (21usize, 5usize, 7usize);
+        let n = nb * 32;
+        let w = random_row(&mut rng, &LAYOUT, rows * nb, 2.0);
+        let acts: Vec<Vec<u8>> = (0..n_tokens)
+            .map(|_| {
+                let mut a = vec![0u8; nb * 34];
+                (Q8_0.quantize.expect("Q8_0 quantizes"))(&rng.f32_vec(n, 3.0), &mut a);
+                a
+            })
+            .collect();
+        let row = |r: usize| &w[r * nb * 18..(r + 1) * nb * 18];
+        for isa in Isa::available() {
+            let mut got = vec![0f32; rows];
+            vec_dot_repacked_order_rows(isa, n, &w, &acts[0], &mut got);
+            for (r, g) in got.iter().enumerate() {
+                let want = vec_dot_repacked_order(Isa::Scalar, n, row(r), &acts[0]);
+                assert_eq!(g.to_bits(), want.to_bits(), "{isa} rows: row {r}");
+            }
+            let stride = rows + 2;
+            let mut out = vec![f32::NAN; n_tokens * stride];
+            let all: Vec<u8> = acts.concat();
+            // SAFETY: out holds n_tokens rows of `stride` values.
+            unsafe { repacked_order_tiles(isa, n, &w, &all, true, out.as_mut_ptr(), stride) };
+            for t in 0..n_tokens {
+                for r in 0..rows {
+                    let want = vec_dot_repacked_order(Isa::Scalar, n, row(r), &acts[t]);
+                    let got = out[t * stride + r];
+                    assert_eq!(got.to_bits(), want.to_bits(), "{isa} tiles: t{t} r{r}");
+                }
+                assert!(out[t * stride + rows].is_nan());
+            }
+        }
+        // The order differs from `vec_dot`'s only in rounding.
+        let plain = vec_dot(Isa::Scalar, n, row(0), &acts[0]);
+        let repacked = vec_dot_repacked_order(Isa::Scalar, n, row(0), &acts[0]);
+        assert!(
+            (plain - repacked).abs() <= 1e-4 * plain.abs().max(1.0),
+            "{plain} vs {repacked}"
+        );
     }
 
     #[test]

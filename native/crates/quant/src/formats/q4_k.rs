@@ -343,6 +343,7 @@ fn chunk_sums_scalar(qs: &[u8], ys: &[i8]) -> (i32, i32) {
 mod simd {
     use std::arch::x86_64::*;
 
+    use super::super::q8_0::x86::sum_lanes_x8;
     use super::super::q8_k::simd::*;
     use super::super::q8_k::BlockQ8K;
     use super::{unpack_scale_min_k4, BlockQ4K};
@@ -449,22 +450,6 @@ mod simd {
                 u.mins.push([min_of(0), min_of(1)]);
             }
         }
-    }
-
-    /// Lane `r` = the sum of `v[r]`'s eight lanes.
-    #[inline(always)]
-    unsafe fn sum_lanes_x8(v: &[__m256i; 8]) -> __m256i {
-        let a = _mm256_hadd_epi32(v[0], v[1]);
-        let b = _mm256_hadd_epi32(v[2], v[3]);
-        let c = _mm256_hadd_epi32(v[4], v[5]);
-        let d = _mm256_hadd_epi32(v[6], v[7]);
-        // Per 128-bit half: lanes 0..4 of ab are rows 0..4 (that half's sums), of cd rows 4..8.
-        let ab = _mm256_hadd_epi32(a, b);
-        let cd = _mm256_hadd_epi32(c, d);
-        _mm256_add_epi32(
-            _mm256_permute2x128_si256::<0x20>(ab, cd),
-            _mm256_permute2x128_si256::<0x31>(ab, cd),
-        )
     }
 
     /// 8 unpacked rows × `RN` tokens (`a`, `nb` blocks each): each row's scalar accumulators
