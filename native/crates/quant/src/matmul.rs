@@ -15,10 +15,21 @@ use crate::{GgmlType, QuantError, Result};
 /// split on the same boundaries, and small enough to balance two threads.
 const ROW_ALIGN: usize = 16;
 
-/// A weight matrix in one ggml type: `rows` rows of `cols` elements each, row-major, in place
-/// (usually a slice of an mmap'd GGUF file).
+/// How a matrix's rows are laid out in its bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Layout {
+    /// One row after another, as in a GGUF file.
+    Rows,
+    /// Q4_0 rows interleaved 8 at a time at load, as llama.cpp does on x86
+    /// (see [`crate::formats::q4_0::repack_x8`]).
+    Q4_0x8,
+}
+
+/// A weight matrix in one ggml type: `rows` rows of `cols` elements each, in place (usually a
+/// slice of an mmap'd GGUF file) or repacked at load.
 #[derive(Clone, Copy)]
 pub struct QMatrix<'a> {
+    layout: Layout,
     ty: GgmlType,
     rows: usize,
     cols: usize,
@@ -52,6 +63,7 @@ impl<'a> QMatrix<'a> {
             )));
         }
         Ok(QMatrix {
+            layout: Layout::Rows,
             ty,
             rows,
             cols,
@@ -61,6 +73,22 @@ impl<'a> QMatrix<'a> {
         })
     }
 
+    /// A Q4_0 matrix whose bytes [`crate::formats::q4_0::repack_x8`] interleaved.
+    pub fn q4_0x8(rows: usize, cols: usize, data: &'a [u8]) -> Result<QMatrix<'a>> {
+        if !rows.is_multiple_of(8) {
+            return Err(QuantError::invalid(format!(
+                "interleaved Q4_0 needs a multiple of 8 rows, got {rows}"
+            )));
+        }
+        Ok(QMatrix {
+            layout: Layout::Q4_0x8,
+            ..QMatrix::new(GgmlType::Q4_0, rows, cols, data)?
+        })
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
     pub fn ty(&self) -> GgmlType {
         self.ty
     }
@@ -258,7 +286,6 @@ fn vec_dot_rows(ty: GgmlType) -> Option<crate::formats::VecDotRowsFn> {
 /// `repacked_orders`' single-row order over a run of rows.
 fn repacked_gemv_rows(w: &QMatrix<'_>) -> Option<crate::formats::VecDotRowsFn> {
     match w.ty {
-        GgmlType::Q4_0 => Some(crate::formats::q4_0::vec_dot_repacked_order_rows),
         GgmlType::Q4_K => Some(crate::formats::q4_k::vec_dot_gemv_order_rows),
         _ => None,
     }
@@ -276,7 +303,6 @@ fn repacked_orders(w: &QMatrix<'_>) -> Option<RepackedTilesFn> {
         return None;
     }
     match w.ty {
-        GgmlType::Q4_0 => Some(crate::formats::q4_0::repacked_order_tiles),
         GgmlType::Q4_K => Some(crate::formats::q4_k::repacked_order_tiles),
         _ => None,
     }
@@ -296,6 +322,21 @@ fn dot_rows(
     out: OutPtr,
 ) {
     let rows = ctx.split(w.rows, ROW_ALIGN);
+    if w.layout == Layout::Q4_0x8 {
+        // Whole groups of 8 rows: the split is in multiples of 16, the matrix of 8.
+        // SAFETY: the thread's rows of every token are its own, within y (check_shapes).
+        unsafe {
+            crate::formats::q4_0::x8_matmul(
+                isa,
+                w.cols,
+                w.row_range(rows.clone()),
+                activation,
+                out.get().add(rows.start),
+                w.rows,
+            )
+        };
+        return;
+    }
     let vec_dot = w.traits.vec_dot;
     let repacked = repacked_orders(w);
     // The sequences' row counts (one sequence when none are given), for the grouping below.

@@ -1,11 +1,12 @@
 //! `Linear`: a weight matrix in any supported block format, used in place from the mapped
-//! model file (or owned, for converted or quantized-at-load weights).
+//! model file (or owned, for converted, quantized-at-load or repacked weights).
 
 use std::sync::Arc;
 
 use mistralrs_common::{selected_isa, ThreadPool};
+use mistralrs_quant::formats::q4_0;
 use mistralrs_quant::gguf::FileBytes;
-use mistralrs_quant::matmul::{matmul, MatmulScratch, QMatrix};
+use mistralrs_quant::matmul::{matmul, Layout, MatmulScratch, QMatrix};
 use mistralrs_quant::{GgmlType, Result};
 
 /// Where a tensor's bytes live.
@@ -36,17 +37,21 @@ pub fn add_rows(x: &mut [f32], bias: &[f32]) {
     }
 }
 
-/// `y = W·x` with `W` `[out_features, in_features]` (row-major, rows in `ty`).
+/// `y = W·x` with `W` `[out_features, in_features]` (rows in `ty`).
 #[derive(Clone)]
 pub struct Linear {
     ty: GgmlType,
     out_features: usize,
     in_features: usize,
     bytes: WeightBytes,
+    layout: Layout,
 }
 
 impl Linear {
-    /// Checks the geometry once so that `forward` cannot fail on it.
+    /// Checks the geometry once so that `forward` cannot fail on it. Q4_0 matrices of a
+    /// multiple of 8 rows are interleaved here, as llama.cpp repacks them at load on x86: its
+    /// kernels' order of summation for them is only fast on that layout (one stream of
+    /// memory per 8 rows). The file's pages of the original are given back.
     pub fn new(
         ty: GgmlType,
         out_features: usize,
@@ -54,11 +59,25 @@ impl Linear {
         bytes: WeightBytes,
     ) -> Result<Linear> {
         QMatrix::new(ty, out_features, in_features, bytes.as_slice())?;
+        if ty == GgmlType::Q4_0 && out_features.is_multiple_of(8) {
+            let repacked = q4_0::repack_x8(out_features, in_features, bytes.as_slice());
+            if let WeightBytes::Mapped { file, offset, len } = &bytes {
+                file.release_pages(*offset..*offset + *len);
+            }
+            return Ok(Linear {
+                ty,
+                out_features,
+                in_features,
+                bytes: WeightBytes::Owned(Arc::new(repacked)),
+                layout: Layout::Q4_0x8,
+            });
+        }
         Ok(Linear {
             ty,
             out_features,
             in_features,
             bytes,
+            layout: Layout::Rows,
         })
     }
 
@@ -73,13 +92,12 @@ impl Linear {
     }
 
     pub fn matrix(&self) -> QMatrix<'_> {
+        let (rows, cols, bytes) = (self.out_features, self.in_features, self.bytes.as_slice());
         // Validated in `new`; the bytes never change.
-        QMatrix::new(
-            self.ty,
-            self.out_features,
-            self.in_features,
-            self.bytes.as_slice(),
-        )
+        match self.layout {
+            Layout::Rows => QMatrix::new(self.ty, rows, cols, bytes),
+            Layout::Q4_0x8 => QMatrix::q4_0x8(rows, cols, bytes),
+        }
         .expect("Linear geometry was validated at construction")
     }
 

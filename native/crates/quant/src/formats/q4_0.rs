@@ -98,54 +98,64 @@ fn repacked_order_scalar(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
     acc
 }
 
-/// [`vec_dot_repacked_order`] over consecutive rows against one activation row (decode
-/// steps); eight rows at a time on AVX2.
-pub fn vec_dot_repacked_order_rows(
-    isa: Isa,
-    n: usize,
-    weights: &[u8],
-    activation: &[u8],
-    out: &mut [f32],
-) {
-    let nb = n / QK4_0;
+/// Q4_0 rows interleaved 8 at a time, as llama.cpp repacks them at load on x86: per group of
+/// 8 rows and per block, the 8 scales, then 128 bytes where byte `32j + 4r + e` is byte
+/// `4j + e` of row `r`'s block (so 4 nibbles of each row sit side by side in one i32 lane).
+/// One group-block is as large as 8 blocks, and a group of rows as large as 8 rows.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct BlockQ4_0x8 {
+    pub d: [[u8; 2]; 8],
+    pub qs: [u8; 128],
+}
+const _: () = assert!(std::mem::size_of::<BlockQ4_0x8>() == 8 * 18);
+
+/// Interleaves `rows` (a multiple of 8) rows of `cols` values into [`BlockQ4_0x8`] groups.
+pub fn repack_x8(rows: usize, cols: usize, src: &[u8]) -> Vec<u8> {
+    let nb = cols / QK4_0;
     assert!(
-        n.is_multiple_of(QK4_0)
-            && weights.len() == out.len() * nb * 18
-            && activation.len() == nb * 34,
-        "q4_0 repacked rows: n = {n}, {} rows in {} weight bytes, {} activation bytes",
-        out.len(),
-        weights.len(),
-        activation.len()
+        rows.is_multiple_of(8) && cols.is_multiple_of(QK4_0) && src.len() == rows * nb * 18,
+        "q4_0 repack: {rows} rows of {cols} in {} bytes",
+        src.len()
     );
-    let (w, a): (&[BlockQ4_0], &[BlockQ8_0]) = (as_blocks(weights), as_blocks(activation));
-    let mut done = 0;
-    #[cfg(target_arch = "x86_64")]
-    if clamp_isa(isa) >= Isa::Avx2 && nb > 0 {
-        let eights = out.len() / 8 * 8;
-        // SAFETY: clamp_isa only returns tiers whose features this CPU has.
-        unsafe { simd::repacked_rows_avx2(&w[..eights * nb], nb, a, &mut out[..eights]) };
-        done = eights;
+    let blocks: &[BlockQ4_0] = as_blocks(src);
+    let mut out = vec![0u8; src.len()];
+    let groups: &mut [BlockQ4_0x8] = as_blocks_mut(&mut out);
+    for (g, group) in groups.chunks_exact_mut(nb).enumerate() {
+        for (b, x8) in group.iter_mut().enumerate() {
+            for r in 0..8 {
+                let x = &blocks[(8 * g + r) * nb + b];
+                x8.d[r] = x.d;
+                for j in 0..4 {
+                    x8.qs[32 * j + 4 * r..32 * j + 4 * r + 4]
+                        .copy_from_slice(&x.qs[4 * j..4 * j + 4]);
+                }
+            }
+        }
     }
-    let _ = isa;
-    for (r, o) in out.iter_mut().enumerate().skip(done) {
-        *o = repacked_order_scalar(&w[r * nb..(r + 1) * nb], a);
+    out
+}
+
+/// Row `r`'s block back out of a group-block.
+fn block_of(x8: &BlockQ4_0x8, r: usize) -> BlockQ4_0 {
+    BlockQ4_0 {
+        d: x8.d[r],
+        qs: std::array::from_fn(|k| x8.qs[32 * (k / 4) + 4 * r + k % 4]),
     }
 }
 
-/// [`vec_dot_repacked_order`] for every row × token (batches): output `(t, r)` goes to
-/// `out[t * out_stride + r]`. `weights` holds whole rows of `n` values, `activation` whole Q8_0
-/// rows. The order is the same for every token (llama.cpp's GEMM and GEMV agree), so
-/// `_gemm_order` is ignored.
+/// `out[t * out_stride + r] = vec_dot_repacked_order(row r, token t)` for every row of
+/// `weights` (groups made by [`repack_x8`]) and every token of `activation` (whole Q8_0 rows of
+/// `n` values): single tokens (decode steps) and batches alike.
 ///
 /// # Safety
 /// `out` must be valid for writes at `t * out_stride + r` for every token `t` and row `r`, and
 /// no other thread may access those indices during the call.
-pub unsafe fn repacked_order_tiles(
+pub unsafe fn x8_matmul(
     isa: Isa,
     n: usize,
     weights: &[u8],
     activation: &[u8],
-    _gemm_order: bool,
     out: *mut f32,
     out_stride: usize,
 ) {
@@ -153,28 +163,30 @@ pub unsafe fn repacked_order_tiles(
     assert!(
         nb > 0
             && n.is_multiple_of(QK4_0)
-            && weights.len().is_multiple_of(nb * 18)
+            && weights.len().is_multiple_of(nb * 8 * 18)
             && activation.len().is_multiple_of(nb * 34),
-        "q4_0 repacked tiles: n = {n}, {} weight bytes, {} activation bytes",
+        "q4_0x8 matmul: n = {n}, {} weight bytes, {} activation bytes",
         weights.len(),
         activation.len()
     );
-    let (w, a): (&[BlockQ4_0], &[BlockQ8_0]) = (as_blocks(weights), as_blocks(activation));
-    let (rows, n_tokens) = (w.len() / nb, a.len() / nb);
-    let mut done = 0;
+    let (w, a): (&[BlockQ4_0x8], &[BlockQ8_0]) = (as_blocks(weights), as_blocks(activation));
+    let n_tokens = a.len() / nb;
     #[cfg(target_arch = "x86_64")]
     if clamp_isa(isa) >= Isa::Avx2 {
-        done = rows / 8 * 8;
         // SAFETY: clamp_isa only returns tiers whose features this CPU has; the caller vouches
         // for `out`.
-        unsafe { simd::repacked_tiles_avx2(&w[..done * nb], nb, a, n_tokens, out, out_stride) };
+        unsafe { simd::x8_matmul_avx2(w, nb, a, n_tokens, out, out_stride) };
+        return;
     }
     let _ = isa;
-    for r in done..rows {
-        for t in 0..n_tokens {
-            let value = repacked_order_scalar(&w[r * nb..(r + 1) * nb], &a[t * nb..(t + 1) * nb]);
-            // SAFETY: the caller's contract covers (t, r).
-            unsafe { *out.add(t * out_stride + r) = value };
+    for (g, group) in w.chunks_exact(nb).enumerate() {
+        for r in 0..8 {
+            let row: Vec<BlockQ4_0> = group.iter().map(|x8| block_of(x8, r)).collect();
+            for t in 0..n_tokens {
+                let value = repacked_order_scalar(&row, &a[t * nb..(t + 1) * nb]);
+                // SAFETY: the caller's contract covers (t, 8g + r).
+                unsafe { *out.add(t * out_stride + 8 * g + r) = value };
+            }
         }
     }
 }
@@ -216,7 +228,7 @@ fn vec_dot_scalar(w: &[BlockQ4_0], a: &[BlockQ8_0]) -> f32 {
 #[cfg(target_arch = "x86_64")]
 mod simd {
     use super::super::q8_0::x86::*;
-    use super::{BlockQ4_0, BlockQ8_0};
+    use super::{BlockQ4_0, BlockQ4_0x8, BlockQ8_0};
     use std::arch::x86_64::*;
 
     macro_rules! tier {
@@ -254,170 +266,89 @@ mod simd {
         8 * _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32::<1>(s)))
     }
 
-    /// The `d` of 8 blocks `stride` apart, one per lane.
-    #[inline]
+    /// See [`super::x8_matmul`]: each group of 8 rows against the tokens 4 at a time.
     #[target_feature(enable = "avx2,fma,f16c")]
-    fn scales8(w: &[BlockQ4_0], first: usize, stride: usize) -> __m256 {
-        let h: [i16; 8] =
-            [0, 1, 2, 3, 4, 5, 6, 7].map(|r| i16::from_le_bytes(w[first + r * stride].d));
-        _mm256_cvtph_ps(_mm_setr_epi16(
-            h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7],
-        ))
-    }
-
-    /// Decode steps: 8 rows per pass, one lane per row. Each row's block gives eight i32
-    /// lanes of Σ q·y (unsigned nibbles, so no saturation: 2·15·128 per pair), added up across
-    /// lanes exactly, corrected by 8·Σy, then fused into the row's accumulator.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) fn repacked_rows_avx2(w: &[BlockQ4_0], nb: usize, a: &[BlockQ8_0], out: &mut [f32]) {
-        let ones = _mm256_set1_epi16(1);
-        for (tile, out) in out.chunks_exact_mut(8).enumerate() {
-            let first = tile * 8 * nb;
-            let mut acc = _mm256_setzero_ps();
-            for (b, y) in a.iter().enumerate().take(nb) {
-                let ys = load_i8(&y.qs);
-                let mut v = [_mm256_setzero_si256(); 8];
-                for (r, lanes) in v.iter_mut().enumerate() {
-                    let q = unpack_nibbles(&w[first + r * nb + b].qs);
-                    *lanes = _mm256_madd_epi16(_mm256_maddubs_epi16(q, ys), ones);
-                }
-                let isum = _mm256_sub_epi32(sum_lanes_x8(&v), _mm256_set1_epi32(offset_sum(y)));
-                let scale =
-                    _mm256_mul_ps(scales8(w, first + b, nb), _mm256_set1_ps(f16_to_f32(y.d)));
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), scale, acc);
-            }
-            // SAFETY: `out` holds exactly these 8 rows' outputs.
-            unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc) };
-        }
-    }
-
-    /// Rows 8 at a time with their blocks interleaved once (4 quants of each row per i32
-    /// lane, as llama.cpp repacks them), then every token: per block and 4-element group, one
-    /// maddubs of the 8 rows' nibbles with the token's 4 quants broadcast, summed in i16 (at
-    /// most 8·2·15·128 = 30720 per pair), so lane `r` ends with row `r`'s Σ q·y.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn repacked_tiles_avx2(
-        w: &[BlockQ4_0],
+    pub(super) unsafe fn x8_matmul_avx2(
+        w: &[BlockQ4_0x8],
         nb: usize,
         a: &[BlockQ8_0],
         n_tokens: usize,
         out: *mut f32,
         stride: usize,
     ) {
-        let mut buffers = TILE_BUFFERS.with(|b| std::mem::take(&mut *b.borrow_mut()));
-        // Per token and block: dy and the 8·Σy correction.
-        buffers.act.clear();
-        buffers
-            .act
-            .extend(a.iter().map(|y| (f16_to_f32(y.d), offset_sum(y))));
-        for (tile, rows) in w.chunks_exact(8 * nb).enumerate() {
-            buffers.quants.clear();
-            buffers.scales.clear();
-            for b in 0..nb {
-                let mut e = [_mm256_setzero_si256(); 8];
-                for (r, e) in e.iter_mut().enumerate() {
-                    *e = unpack_nibbles(&rows[r * nb + b].qs);
-                }
-                buffers.quants.extend(transpose_i32x8(&e));
-                buffers.scales.push(scales8(rows, b, nb));
-            }
-            let out = out.add(8 * tile);
+        // Per token and block: dy and the 8·Σy correction, once for every group of rows.
+        let mut act = ACT_TERMS.with(|b| std::mem::take(&mut *b.borrow_mut()));
+        act.clear();
+        for y in a {
+            act.push((f16_to_f32(y.d), offset_sum(y)));
+        }
+        for (g, group) in w.chunks_exact(nb).enumerate() {
+            let out = out.add(8 * g);
             let mut t = 0;
-            while t + 2 <= n_tokens {
-                tokens::<2>(&buffers, a, nb, t, out, stride);
-                t += 2;
+            while t + 4 <= n_tokens {
+                x8_tokens::<4>(group, a, &act, nb, t, out, stride);
+                t += 4;
             }
-            if t < n_tokens {
-                tokens::<1>(&buffers, a, nb, t, out, stride);
+            for t in t..n_tokens {
+                x8_tokens::<1>(group, a, &act, nb, t, out, stride);
             }
         }
-        TILE_BUFFERS.with(|b| *b.borrow_mut() = buffers);
+        ACT_TERMS.with(|b| *b.borrow_mut() = act);
     }
 
-    /// `RN` tokens from `t0` against one interleaved 8-row tile.
+    thread_local! {
+        static ACT_TERMS: std::cell::RefCell<Vec<(f32, i32)>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// One group of 8 rows × `RN` tokens from `t0`, one lane per row. Per block, each 32-byte
+    /// load holds 4 nibbles of every row for two groups of 4 elements; one maddubs per group
+    /// with the token's 4 quants broadcast, summed in i16 (at most 8·2·15·128 = 30720 per
+    /// pair), leaves row `r`'s Σ q·y in lane `r` after one madd; corrected by 8·Σy it is the
+    /// block's exact sum, fused into the row's accumulator as llama.cpp does.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn tokens<const RN: usize>(
-        u: &TileBuffers,
+    unsafe fn x8_tokens<const RN: usize>(
+        group: &[BlockQ4_0x8],
         a: &[BlockQ8_0],
+        act: &[(f32, i32)],
         nb: usize,
         t0: usize,
         out: *mut f32,
         stride: usize,
     ) {
+        let m4 = _mm256_set1_epi8(0x0F);
         let ones = _mm256_set1_epi16(1);
         let mut acc = [_mm256_setzero_ps(); RN];
-        for b in 0..nb {
-            let quants = &u.quants[b * 8..b * 8 + 8];
+        for (b, x8) in group.iter().enumerate() {
             let mut pairs = [_mm256_setzero_si256(); RN];
-            for (g, &q) in quants.iter().enumerate() {
+            for j in 0..4 {
+                // SAFETY: 32 of the 128 quant bytes.
+                let packed = _mm256_loadu_si256(x8.qs.as_ptr().add(32 * j).cast());
+                // Elements 4j..4j+4 of each row (low nibbles), and 4j+16..4j+20 (high).
+                let lo = _mm256_and_si256(packed, m4);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(packed), m4);
                 for (k, sum) in pairs.iter_mut().enumerate() {
-                    let y = &a[(t0 + k) * nb + b].qs[4 * g..4 * g + 4];
-                    let y = _mm256_set1_epi32(i32::from_le_bytes([
-                        y[0] as u8, y[1] as u8, y[2] as u8, y[3] as u8,
-                    ]));
-                    *sum = _mm256_add_epi16(*sum, _mm256_maddubs_epi16(q, y));
+                    let ys = a[(t0 + k) * nb + b].qs.as_ptr();
+                    let y_lo = _mm256_set1_epi32(ys.add(4 * j).cast::<i32>().read_unaligned());
+                    let y_hi = _mm256_set1_epi32(ys.add(16 + 4 * j).cast::<i32>().read_unaligned());
+                    *sum = _mm256_add_epi16(*sum, _mm256_maddubs_epi16(lo, y_lo));
+                    *sum = _mm256_add_epi16(*sum, _mm256_maddubs_epi16(hi, y_hi));
                 }
             }
+            // SAFETY: the 8 scales are 16 contiguous bytes.
+            let dx = _mm256_cvtph_ps(_mm_loadu_si128(x8.d.as_ptr().cast()));
             for k in 0..RN {
-                let (dy, offset) = u.act[(t0 + k) * nb + b];
+                let (dy, offset) = act[(t0 + k) * nb + b];
                 let isum =
                     _mm256_sub_epi32(_mm256_madd_epi16(pairs[k], ones), _mm256_set1_epi32(offset));
-                let scale = _mm256_mul_ps(u.scales[b], _mm256_set1_ps(dy));
+                let scale = _mm256_mul_ps(dx, _mm256_set1_ps(dy));
                 acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), scale, acc[k]);
             }
         }
         for (k, acc) in acc.iter().enumerate() {
-            // SAFETY: the caller's contract covers the tile's 8 rows of token t0 + k.
+            // SAFETY: the caller's contract covers the group's 8 rows of token t0 + k.
             _mm256_storeu_ps(out.add((t0 + k) * stride), *acc);
         }
-    }
-
-    /// `out[g]` lane `r` = `e[r]` lane `g` (an 8 × 8 transpose of i32 lanes).
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn transpose_i32x8(e: &[__m256i; 8]) -> [__m256i; 8] {
-        let t0 = _mm256_unpacklo_epi32(e[0], e[1]);
-        let t1 = _mm256_unpackhi_epi32(e[0], e[1]);
-        let t2 = _mm256_unpacklo_epi32(e[2], e[3]);
-        let t3 = _mm256_unpackhi_epi32(e[2], e[3]);
-        let t4 = _mm256_unpacklo_epi32(e[4], e[5]);
-        let t5 = _mm256_unpackhi_epi32(e[4], e[5]);
-        let t6 = _mm256_unpacklo_epi32(e[6], e[7]);
-        let t7 = _mm256_unpackhi_epi32(e[6], e[7]);
-        // u0: lanes 0 of rows 0..4 | lanes 4 of rows 0..4; u1: lanes 1 | 5; u2: 2 | 6; u3: 3 | 7.
-        let u0 = _mm256_unpacklo_epi64(t0, t2);
-        let u1 = _mm256_unpackhi_epi64(t0, t2);
-        let u2 = _mm256_unpacklo_epi64(t1, t3);
-        let u3 = _mm256_unpackhi_epi64(t1, t3);
-        let u4 = _mm256_unpacklo_epi64(t4, t6);
-        let u5 = _mm256_unpackhi_epi64(t4, t6);
-        let u6 = _mm256_unpacklo_epi64(t5, t7);
-        let u7 = _mm256_unpackhi_epi64(t5, t7);
-        [
-            _mm256_permute2x128_si256::<0x20>(u0, u4),
-            _mm256_permute2x128_si256::<0x20>(u1, u5),
-            _mm256_permute2x128_si256::<0x20>(u2, u6),
-            _mm256_permute2x128_si256::<0x20>(u3, u7),
-            _mm256_permute2x128_si256::<0x31>(u0, u4),
-            _mm256_permute2x128_si256::<0x31>(u1, u5),
-            _mm256_permute2x128_si256::<0x31>(u2, u6),
-            _mm256_permute2x128_si256::<0x31>(u3, u7),
-        ]
-    }
-
-    /// Per-thread buffers kept between calls: one tile's interleaved quants (`[block][group]`)
-    /// and scales, and the batch's per-block activation terms.
-    #[derive(Default)]
-    struct TileBuffers {
-        quants: Vec<__m256i>,
-        scales: Vec<__m256>,
-        act: Vec<(f32, i32)>,
-    }
-
-    thread_local! {
-        static TILE_BUFFERS: std::cell::RefCell<TileBuffers> =
-            std::cell::RefCell::new(TileBuffers::default());
     }
     tier!(
         vec_dot_vnni,
@@ -451,12 +382,13 @@ mod tests {
         assert_eq!(QK4_0, GgmlType::Q4_0.block_size());
     }
 
-    /// The repacked order's row runs and tiles give the reference's value for every output,
-    /// on every tier, with rows and tokens left over from the groups of 8 and 2.
+    /// The interleaved groups give the reference order's value for every output, on every
+    /// tier, for single tokens and batches with tokens left over from the groups of 4; and
+    /// the interleaving keeps every row's block.
     #[test]
-    fn repacked_order_kernels_equal_the_reference_bit_for_bit() {
+    fn x8_groups_equal_the_repacked_order_reference_bit_for_bit() {
         let mut rng = Rng::new(42);
-        let (rows, nb, n_tokens) = (21usize, 5usize, 7usize);
+        let (rows, nb, n_tokens) = (16usize, 5usize, 7usize);
         let n = nb * 32;
         let w = random_row(&mut rng, &LAYOUT, rows * nb, 2.0);
         let acts: Vec<Vec<u8>> = (0..n_tokens)
@@ -466,26 +398,35 @@ mod tests {
                 a
             })
             .collect();
-        let row = |r: usize| &w[r * nb * 18..(r + 1) * nb * 18];
-        for isa in Isa::available() {
-            let mut got = vec![0f32; rows];
-            vec_dot_repacked_order_rows(isa, n, &w, &acts[0], &mut got);
-            for (r, g) in got.iter().enumerate() {
-                let want = vec_dot_repacked_order(Isa::Scalar, n, row(r), &acts[0]);
-                assert_eq!(g.to_bits(), want.to_bits(), "{isa} rows: row {r}");
+        let x8 = repack_x8(rows, n, &w);
+        let groups: &[BlockQ4_0x8] = as_blocks(&x8);
+        let blocks: &[BlockQ4_0] = as_blocks(&w);
+        for r in 0..rows {
+            for b in 0..nb {
+                let back = block_of(&groups[(r / 8) * nb + b], r % 8);
+                assert_eq!(
+                    bytemuck::bytes_of(&back),
+                    bytemuck::bytes_of(&blocks[r * nb + b])
+                );
             }
-            let stride = rows + 2;
-            let mut out = vec![f32::NAN; n_tokens * stride];
-            let all: Vec<u8> = acts.concat();
-            // SAFETY: out holds n_tokens rows of `stride` values.
-            unsafe { repacked_order_tiles(isa, n, &w, &all, true, out.as_mut_ptr(), stride) };
-            for t in 0..n_tokens {
-                for r in 0..rows {
-                    let want = vec_dot_repacked_order(Isa::Scalar, n, row(r), &acts[t]);
-                    let got = out[t * stride + r];
-                    assert_eq!(got.to_bits(), want.to_bits(), "{isa} tiles: t{t} r{r}");
+        }
+        let row = |r: usize| &w[r * nb * 18..(r + 1) * nb * 18];
+        let all: Vec<u8> = acts.concat();
+        for isa in Isa::available() {
+            for tokens in [1, n_tokens] {
+                let stride = rows + 2;
+                let mut out = vec![f32::NAN; tokens * stride];
+                let act = &all[..tokens * nb * 34];
+                // SAFETY: out holds `tokens` rows of `stride` values.
+                unsafe { x8_matmul(isa, n, &x8, act, out.as_mut_ptr(), stride) };
+                for t in 0..tokens {
+                    for r in 0..rows {
+                        let want = vec_dot_repacked_order(Isa::Scalar, n, row(r), &acts[t]);
+                        let got = out[t * stride + r];
+                        assert_eq!(got.to_bits(), want.to_bits(), "{isa} {tokens}: t{t} r{r}");
+                    }
+                    assert!(out[t * stride + rows].is_nan());
                 }
-                assert!(out[t * stride + rows].is_nan());
             }
         }
         // The order differs from `vec_dot`'s only in rounding.

@@ -55,6 +55,30 @@ impl FileBytes {
         }
     }
 
+    /// Gives back the resident pages wholly inside `range` of a mapped file, once their
+    /// bytes have been copied elsewhere (weights repacked at load): they stop counting in the
+    /// process's resident memory, and are read again from the file if touched later. Bytes in
+    /// memory are left alone.
+    pub fn release_pages(&self, range: std::ops::Range<usize>) {
+        const PAGE: usize = 4096;
+        if let Inner::Mapped(map) = &self.inner {
+            let start = range.start.div_ceil(PAGE) * PAGE;
+            let end = range.end.min(map.len()) / PAGE * PAGE;
+            if start < end {
+                // SAFETY: a read-only private file mapping has no changes to lose: the pages
+                // are simply re-read from the file on the next access. The range is inside
+                // the map (clamped above). A refusal only means the pages stay resident.
+                let _ = unsafe {
+                    map.unchecked_advise_range(
+                        memmap2::UncheckedAdvice::DontNeed,
+                        start,
+                        end - start,
+                    )
+                };
+            }
+        }
+    }
+
     /// Whether the bytes are a memory map of a file (rather than a buffer).
     pub fn is_mapped(&self) -> bool {
         matches!(self.inner, Inner::Mapped(_))
