@@ -145,7 +145,11 @@ mod avx2 {
                     }
                     i += 32;
                 }
-                let mut lanes = acc.map(store8);
+                // A loop, not `map`: see `dot8_x4`.
+                let mut lanes = [[0f32; 8]; 4];
+                for (lane, v) in lanes.iter_mut().zip(acc) {
+                    *lane = store8(v);
+                }
                 // The tail, element by element into its accumulator and lane.
                 for j in whole..n {
                     let slot = &mut lanes[(j % 32) / 8][j % 8];

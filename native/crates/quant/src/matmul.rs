@@ -23,6 +23,9 @@ pub enum Layout {
     /// Q4_0 rows interleaved 8 at a time at load, as llama.cpp does on x86
     /// (see [`crate::formats::q4_0::repack_x8`]).
     Q4_0x8,
+    /// Q4_K rows interleaved 8 at a time at load, scales unpacked
+    /// (see [`crate::formats::q4_k::repack_x8`]).
+    Q4Kx8,
 }
 
 /// A weight matrix in one ggml type: `rows` rows of `cols` elements each, in place (usually a
@@ -73,16 +76,50 @@ impl<'a> QMatrix<'a> {
         })
     }
 
-    /// A Q4_0 matrix whose bytes [`crate::formats::q4_0::repack_x8`] interleaved.
-    pub fn q4_0x8(rows: usize, cols: usize, data: &'a [u8]) -> Result<QMatrix<'a>> {
-        if !rows.is_multiple_of(8) {
+    /// A matrix whose bytes are laid out as `layout` says (the interleaved layouts: a multiple
+    /// of 8 rows of Q4_0 or Q4_K, as their `repack_x8` writes them).
+    pub fn with_layout(
+        layout: Layout,
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+        data: &'a [u8],
+    ) -> Result<QMatrix<'a>> {
+        let kind = match layout {
+            Layout::Rows => return QMatrix::new(ty, rows, cols, data),
+            Layout::Q4_0x8 => GgmlType::Q4_0,
+            Layout::Q4Kx8 => GgmlType::Q4_K,
+        };
+        if ty != kind || !rows.is_multiple_of(8) {
             return Err(QuantError::invalid(format!(
-                "interleaved Q4_0 needs a multiple of 8 rows, got {rows}"
+                "the {layout:?} layout holds a multiple of 8 rows of {kind}, not {rows} of {ty}"
             )));
         }
+        let bytes = match layout {
+            Layout::Q4Kx8 => crate::formats::q4_k::x8_bytes(rows, cols),
+            _ => data.len(),
+        };
+        if bytes != data.len() {
+            return Err(QuantError::invalid(format!(
+                "{rows}x{cols} interleaved {ty} takes {bytes} bytes, got {}",
+                data.len()
+            )));
+        }
+        let row_bytes = ty.bytes_for(cols as u64).ok_or_else(|| {
+            QuantError::invalid(format!(
+                "{cols} columns is not a whole number of {ty} blocks"
+            ))
+        })? as usize;
         Ok(QMatrix {
-            layout: Layout::Q4_0x8,
-            ..QMatrix::new(GgmlType::Q4_0, rows, cols, data)?
+            layout,
+            ty,
+            rows,
+            cols,
+            row_bytes,
+            data,
+            traits: type_traits(ty).ok_or_else(|| QuantError::UnsupportedType {
+                name: ty.name().to_string(),
+            })?,
         })
     }
 
@@ -106,8 +143,13 @@ impl<'a> QMatrix<'a> {
         &self.data[r * self.row_bytes..(r + 1) * self.row_bytes]
     }
 
+    /// The bytes of `rows` (in the interleaved layouts, whole groups of 8).
     fn row_range(&self, rows: std::ops::Range<usize>) -> &'a [u8] {
-        &self.data[rows.start * self.row_bytes..rows.end * self.row_bytes]
+        if self.layout == Layout::Rows {
+            return &self.data[rows.start * self.row_bytes..rows.end * self.row_bytes];
+        }
+        let group = self.data.len() / (self.rows / 8).max(1);
+        &self.data[rows.start / 8 * group..rows.end.div_ceil(8) * group]
     }
 }
 
@@ -338,7 +380,10 @@ fn dot_rows(
         return;
     }
     let vec_dot = w.traits.vec_dot;
-    let repacked = repacked_orders(w);
+    let repacked = match w.layout {
+        Layout::Q4Kx8 => Some(crate::formats::q4_k::x8_matmul as RepackedTilesFn),
+        _ => repacked_orders(w),
+    };
     // The sequences' row counts (one sequence when none are given), for the grouping below.
     let whole = [n_tokens];
     let sequences = if sequence_rows.is_empty() {
@@ -358,9 +403,11 @@ fn dot_rows(
     let many_rows = vec_dot_rows(w.ty);
     // A decode step: the thread's whole share in one call (for repacked types, in the order of
     // llama.cpp's single-row kernel).
-    let decode_rows = match repacked {
-        None => many_rows,
-        Some(_) => repacked_gemv_rows(w),
+    let decode_rows = match (w.layout, repacked) {
+        (Layout::Rows, None) => many_rows,
+        (Layout::Rows, Some(_)) => repacked_gemv_rows(w),
+        // Interleaved layouts go through their own kernels below, single tokens too.
+        _ => None,
     };
     if let (Some(decode_rows), 1) = (decode_rows, n_tokens) {
         decode_rows(

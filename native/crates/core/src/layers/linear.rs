@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use mistralrs_common::{selected_isa, ThreadPool};
-use mistralrs_quant::formats::q4_0;
+use mistralrs_quant::formats::{q4_0, q4_k};
 use mistralrs_quant::gguf::FileBytes;
 use mistralrs_quant::matmul::{matmul, Layout, MatmulScratch, QMatrix};
 use mistralrs_quant::{GgmlType, Result};
@@ -48,9 +48,9 @@ pub struct Linear {
 }
 
 impl Linear {
-    /// Checks the geometry once so that `forward` cannot fail on it. Q4_0 matrices of a
-    /// multiple of 8 rows are interleaved here, as llama.cpp repacks them at load on x86: its
-    /// kernels' order of summation for them is only fast on that layout (one stream of
+    /// Checks the geometry once so that `forward` cannot fail on it. Q4_0 and Q4_K matrices of
+    /// a multiple of 8 rows are interleaved here, as llama.cpp repacks them at load on x86:
+    /// its kernels' orders of summation for them are only fast on that layout (one stream of
     /// memory per 8 rows). The file's pages of the original are given back.
     pub fn new(
         ty: GgmlType,
@@ -59,8 +59,19 @@ impl Linear {
         bytes: WeightBytes,
     ) -> Result<Linear> {
         QMatrix::new(ty, out_features, in_features, bytes.as_slice())?;
-        if ty == GgmlType::Q4_0 && out_features.is_multiple_of(8) {
-            let repacked = q4_0::repack_x8(out_features, in_features, bytes.as_slice());
+        let interleave = match ty {
+            GgmlType::Q4_0 => Some((
+                Layout::Q4_0x8,
+                q4_0::repack_x8 as fn(usize, usize, &[u8]) -> Vec<u8>,
+            )),
+            GgmlType::Q4_K => Some((
+                Layout::Q4Kx8,
+                q4_k::repack_x8 as fn(usize, usize, &[u8]) -> Vec<u8>,
+            )),
+            _ => None,
+        };
+        if let (Some((layout, repack)), true) = (interleave, out_features.is_multiple_of(8)) {
+            let repacked = repack(out_features, in_features, bytes.as_slice());
             if let WeightBytes::Mapped { file, offset, len } = &bytes {
                 file.release_pages(*offset..*offset + *len);
             }
@@ -69,7 +80,7 @@ impl Linear {
                 out_features,
                 in_features,
                 bytes: WeightBytes::Owned(Arc::new(repacked)),
-                layout: Layout::Q4_0x8,
+                layout,
             });
         }
         Ok(Linear {
@@ -94,11 +105,8 @@ impl Linear {
     pub fn matrix(&self) -> QMatrix<'_> {
         let (rows, cols, bytes) = (self.out_features, self.in_features, self.bytes.as_slice());
         // Validated in `new`; the bytes never change.
-        match self.layout {
-            Layout::Rows => QMatrix::new(self.ty, rows, cols, bytes),
-            Layout::Q4_0x8 => QMatrix::q4_0x8(rows, cols, bytes),
-        }
-        .expect("Linear geometry was validated at construction")
+        QMatrix::with_layout(self.layout, self.ty, rows, cols, bytes)
+            .expect("Linear geometry was validated at construction")
     }
 
     /// `y = x·Wᵀ` for every row of `x` (`[n, in_features]` → `[n, out_features]`).

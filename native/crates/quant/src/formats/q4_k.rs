@@ -212,10 +212,11 @@ pub fn vec_dot_gemv_order_rows(
     }
 }
 
-/// Rows × tokens in the repacked orders, eight rows at a time, for batches: output `(t, r)`
-/// goes to `out[t * out_stride + r]` and equals [`vec_dot_gemm_order`] (`gemm_order`, for the
-/// tokens of llama.cpp's groups of 4) or [`vec_dot_gemv_order`] bit for bit. `weights` holds a
-/// multiple of 8 rows of `n` values, `activation` whole Q8_K rows of `n` values.
+/// Rows × tokens in the repacked orders for a row-major matrix, one output at a time (models
+/// interleave their matrices at load and use the faster [`x8_matmul`]): output `(t, r)` goes
+/// to `out[t * out_stride + r]` and equals [`vec_dot_gemm_order`] (`gemm_order`, for the
+/// tokens of llama.cpp's groups of 4) or [`vec_dot_gemv_order`]. `weights` holds a multiple
+/// of 8 rows of `n` values, `activation` whole Q8_K rows of `n` values.
 ///
 /// # Safety
 /// `out` must be valid for writes at `t * out_stride + r` for every token `t` and row `r`, and
@@ -240,33 +241,140 @@ pub unsafe fn repacked_order_tiles(
         weights.len(),
         activation.len()
     );
-    let n_tokens = activation.len() / act_bytes;
-    match clamp_isa(isa) {
-        // SAFETY: clamp_isa only returns a tier whose features this CPU has; the caller vouches
-        // for `out`.
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::Avx512Vnni => unsafe {
-            simd::tiles_avx2(
-                as_blocks(weights),
-                as_blocks(activation),
-                n / QK_K,
-                n_tokens,
-                gemm_order,
-                out,
-                out_stride,
-            )
-        },
-        _ => {
-            let order = if gemm_order {
-                vec_dot_gemm_order
-            } else {
-                vec_dot_gemv_order
-            };
-            for (r, row) in weights.chunks_exact(row_bytes).enumerate() {
-                for (t, act) in activation.chunks_exact(act_bytes).enumerate() {
-                    // SAFETY: the caller's contract covers (t, r).
-                    unsafe { *out.add(t * out_stride + r) = order(isa, n, row, act) };
+    let order = if gemm_order {
+        vec_dot_gemm_order
+    } else {
+        vec_dot_gemv_order
+    };
+    for (r, row) in weights.chunks_exact(row_bytes).enumerate() {
+        for (t, act) in activation.chunks_exact(act_bytes).enumerate() {
+            // SAFETY: the caller's contract covers (t, r).
+            unsafe { *out.add(t * out_stride + r) = order(isa, n, row, act) };
+        }
+    }
+}
+
+/// Q4_K rows interleaved 8 at a time at load, as llama.cpp repacks them on x86, with the
+/// scales unpacked: per group of 8 rows and per block, the rows' `d` and `dmin`, each
+/// sub-block's 6-bit scales and minimums (`[sub-block][row]`), then 32 vectors of 32 bytes:
+/// byte `4r + e` of vector `8c + j` is byte `32c + 4j + e` of row `r`'s quants (so 4 nibbles
+/// of every row sit side by side in one i32 lane).
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+pub struct BlockQ4Kx8 {
+    pub d: [[u8; 2]; 8],
+    pub dmin: [[u8; 2]; 8],
+    pub scales: [[u8; 8]; 8],
+    pub mins: [[u8; 8]; 8],
+    pub qs: [u8; 1024],
+}
+const _: () = assert!(std::mem::size_of::<BlockQ4Kx8>() == 1184);
+
+/// Bytes of `rows` (a multiple of 8) rows of `cols` values once interleaved.
+pub fn x8_bytes(rows: usize, cols: usize) -> usize {
+    rows / 8 * (cols / QK_K) * std::mem::size_of::<BlockQ4Kx8>()
+}
+
+/// Interleaves `rows` (a multiple of 8) rows of `cols` values into [`BlockQ4Kx8`] groups.
+pub fn repack_x8(rows: usize, cols: usize, src: &[u8]) -> Vec<u8> {
+    let nb = cols / QK_K;
+    assert!(
+        rows.is_multiple_of(8) && cols.is_multiple_of(QK_K) && src.len() == rows * nb * 144,
+        "q4_k repack: {rows} rows of {cols} in {} bytes",
+        src.len()
+    );
+    let blocks: &[BlockQ4K] = as_blocks(src);
+    let mut out = vec![0u8; x8_bytes(rows, cols)];
+    let groups: &mut [BlockQ4Kx8] = as_blocks_mut(&mut out);
+    for (g, group) in groups.chunks_exact_mut(nb).enumerate() {
+        for (b, x8) in group.iter_mut().enumerate() {
+            for r in 0..8 {
+                let x = &blocks[(8 * g + r) * nb + b];
+                x8.d[r] = x.d;
+                x8.dmin[r] = x.dmin;
+                let sm = unpack_scale_min_k4(&x.scales);
+                for k in 0..8 {
+                    x8.scales[k][r] = sm[k];
+                    x8.mins[k][r] = sm[8 + k];
                 }
+                for v in 0..32 {
+                    let (c, j) = (v / 8, v % 8);
+                    let from = 32 * c + 4 * j;
+                    x8.qs[32 * v + 4 * r..32 * v + 4 * r + 4]
+                        .copy_from_slice(&x.qs[from..from + 4]);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Row `r`'s block back out of a group-block.
+fn block_of(x8: &BlockQ4Kx8, r: usize) -> BlockQ4K {
+    let sc: [u8; 8] = std::array::from_fn(|k| x8.scales[k][r]);
+    let mn: [u8; 8] = std::array::from_fn(|k| x8.mins[k][r]);
+    BlockQ4K {
+        d: x8.d[r],
+        dmin: x8.dmin[r],
+        scales: pack_scale_min_k4(&sc, &mn),
+        qs: std::array::from_fn(|i| {
+            let (c, l) = (i / 32, i % 32);
+            x8.qs[32 * (8 * c + l / 4) + 4 * r + l % 4]
+        }),
+    }
+}
+
+/// Every row (groups made by [`repack_x8`]) × every token of `activation` (whole Q8_K rows of
+/// `n` values) in the repacked orders: output `(t, r)` goes to `out[t * out_stride + r]` and
+/// equals [`vec_dot_gemm_order`] (`gemm_order`) or [`vec_dot_gemv_order`] bit for bit.
+///
+/// # Safety
+/// `out` must be valid for writes at `t * out_stride + r` for every token `t` and row `r`, and
+/// no other thread may access those indices during the call.
+pub unsafe fn x8_matmul(
+    isa: Isa,
+    n: usize,
+    weights: &[u8],
+    activation: &[u8],
+    gemm_order: bool,
+    out: *mut f32,
+    out_stride: usize,
+) {
+    let nb = n / QK_K;
+    let group_bytes = nb * std::mem::size_of::<BlockQ4Kx8>();
+    let act_bytes = nb * std::mem::size_of::<BlockQ8K>();
+    assert!(
+        nb > 0
+            && n.is_multiple_of(QK_K)
+            && weights.len().is_multiple_of(group_bytes)
+            && activation.len().is_multiple_of(act_bytes),
+        "q4_k x8 matmul: n = {n}, {} weight bytes, {} activation bytes",
+        weights.len(),
+        activation.len()
+    );
+    let (w, a): (&[BlockQ4Kx8], &[BlockQ8K]) = (as_blocks(weights), as_blocks(activation));
+    let n_tokens = a.len() / nb;
+    #[cfg(target_arch = "x86_64")]
+    if clamp_isa(isa) >= Isa::Avx2 {
+        // SAFETY: clamp_isa only returns tiers whose features this CPU has; the caller vouches
+        // for `out`.
+        unsafe { simd::x8_matmul_avx2(w, nb, a, n_tokens, gemm_order, out, out_stride) };
+        return;
+    }
+    let _ = isa;
+    let when = if gemm_order {
+        Accumulate::PerChunk
+    } else {
+        Accumulate::PerBlock
+    };
+    for (g, group) in w.chunks_exact(nb).enumerate() {
+        for r in 0..8 {
+            let row: Vec<BlockQ4K> = group.iter().map(|x8| block_of(x8, r)).collect();
+            for t in 0..n_tokens {
+                let y = &a[t * nb..(t + 1) * nb];
+                let value = repacked_order_body(&row, y, when, chunk_sums_scalar);
+                // SAFETY: the caller's contract covers (t, 8g + r).
+                unsafe { *out.add(t * out_stride + 8 * g + r) = value };
             }
         }
     }
@@ -343,10 +451,9 @@ fn chunk_sums_scalar(qs: &[u8], ys: &[i8]) -> (i32, i32) {
 mod simd {
     use std::arch::x86_64::*;
 
-    use super::super::q8_0::x86::sum_lanes_x8;
     use super::super::q8_k::simd::*;
     use super::super::q8_k::BlockQ8K;
-    use super::{unpack_scale_min_k4, BlockQ4K};
+    use super::{unpack_scale_min_k4, BlockQ4K, BlockQ4Kx8};
 
     /// Sum of the eight i32 lanes (exact).
     #[inline(always)]
@@ -364,133 +471,88 @@ mod simd {
         }
     }
 
-    /// See [`super::repacked_order_tiles`]: tiles of 8 rows, unpacked once each and reused
-    /// by groups of 4 tokens (the last tokens one at a time).
+    /// See [`super::x8_matmul`]: each group of 8 rows against the tokens 4 at a time.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn tiles_avx2(
-        w: &[BlockQ4K],
-        a: &[BlockQ8K],
+    pub unsafe fn x8_matmul_avx2(
+        w: &[BlockQ4Kx8],
         nb: usize,
+        a: &[BlockQ8K],
         n_tokens: usize,
         gemm_order: bool,
         out: *mut f32,
         stride: usize,
     ) {
-        let mut unpacked = UNPACKED.with(|u| std::mem::take(&mut *u.borrow_mut()));
-        for (tile, rows) in w.chunks_exact(8 * nb).enumerate() {
-            unpack8(rows, nb, &mut unpacked);
-            let out = out.add(8 * tile);
+        for (g, group) in w.chunks_exact(nb).enumerate() {
+            let out = out.add(8 * g);
             let mut t = 0;
             while t + 4 <= n_tokens {
-                let (a, out) = (&a[t * nb..(t + 4) * nb], out.add(t * stride));
                 match gemm_order {
-                    true => tile8::<4, true>(&unpacked, a, nb, out, stride),
-                    false => tile8::<4, false>(&unpacked, a, nb, out, stride),
+                    true => x8_tokens::<4, true>(group, a, nb, t, out, stride),
+                    false => x8_tokens::<4, false>(group, a, nb, t, out, stride),
                 }
                 t += 4;
             }
             for t in t..n_tokens {
-                let (a, out) = (&a[t * nb..(t + 1) * nb], out.add(t * stride));
                 match gemm_order {
-                    true => tile8::<1, true>(&unpacked, a, nb, out, stride),
-                    false => tile8::<1, false>(&unpacked, a, nb, out, stride),
+                    true => x8_tokens::<1, true>(group, a, nb, t, out, stride),
+                    false => x8_tokens::<1, false>(group, a, nb, t, out, stride),
                 }
             }
         }
-        UNPACKED.with(|u| *u.borrow_mut() = unpacked);
     }
 
-    /// Eight rows' blocks as the tile kernel reads them, `[block][chunk][row]` for the
-    /// quants: low and high nibbles and their sub-block scales (broadcast i16), the minimums
-    /// of each chunk (one row per lane), and `d`, `dmin` (one row per lane).
-    #[derive(Default)]
-    struct Unpacked8 {
-        /// Per block, chunk and row: low nibbles, high nibbles, low scale, high scale.
-        quants: Vec<[__m256i; 4]>,
-        /// Per block and chunk: the low and high sub-blocks' minimums.
-        mins: Vec<[__m256i; 2]>,
-        /// Per block: `d` and `dmin`.
-        scales: Vec<[__m256; 2]>,
-    }
-
-    thread_local! {
-        static UNPACKED: std::cell::RefCell<Unpacked8> = std::cell::RefCell::new(Unpacked8::default());
-    }
-
+    /// One group of 8 rows × `RN` tokens from `t0`, one lane per row: each lane runs
+    /// `repacked_order_body`'s FMAs in its order (per chunk when `PER_CHUNK`, else per
+    /// block). Per chunk and row, each sub-block's Σ q·y is summed in i16 over 8 maddubs (at
+    /// most 8·2·15·128 = 30720 per pair), then one madd by the lane's scale makes it i32.
     #[inline(always)]
-    unsafe fn unpack8(w: &[BlockQ4K], nb: usize, u: &mut Unpacked8) {
-        let m4 = _mm256_set1_epi8(0x0F);
-        u.quants.clear();
-        u.mins.clear();
-        u.scales.clear();
-        for b in 0..nb {
-            let blocks: [&BlockQ4K; 8] = std::array::from_fn(|r| &w[r * nb + b]);
-            let sm: [[u8; 16]; 8] = std::array::from_fn(|r| unpack_scale_min_k4(&blocks[r].scales));
-            let halves = |f: fn(&BlockQ4K) -> [u8; 2]| {
-                let h: [i16; 8] = std::array::from_fn(|r| i16::from_le_bytes(f(blocks[r])));
-                _mm256_cvtph_ps(_mm_setr_epi16(
-                    h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7],
-                ))
-            };
-            u.scales.push([halves(|b| b.d), halves(|b| b.dmin)]);
-            for c in 0..4 {
-                for r in 0..8 {
-                    let q4 = load_u8(&blocks[r].qs[32 * c..]);
-                    u.quants.push([
-                        _mm256_and_si256(q4, m4),
-                        _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4),
-                        _mm256_set1_epi16(sm[r][2 * c] as i16),
-                        _mm256_set1_epi16(sm[r][2 * c + 1] as i16),
-                    ]);
-                }
-                let min_of = |k: usize| {
-                    let m: [i32; 8] = std::array::from_fn(|r| sm[r][8 + 2 * c + k] as i32);
-                    _mm256_setr_epi32(m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7])
-                };
-                u.mins.push([min_of(0), min_of(1)]);
-            }
-        }
-    }
-
-    /// 8 unpacked rows × `RN` tokens (`a`, `nb` blocks each): each row's scalar accumulators
-    /// of `repacked_order_body` become one lane, so every lane runs that body's FMAs in its
-    /// order (per chunk when `PER_CHUNK`, else per block) on the same exact integer sums.
-    #[inline(always)]
-    unsafe fn tile8<const RN: usize, const PER_CHUNK: bool>(
-        u: &Unpacked8,
+    unsafe fn x8_tokens<const RN: usize, const PER_CHUNK: bool>(
+        group: &[BlockQ4Kx8],
         a: &[BlockQ8K],
         nb: usize,
+        t0: usize,
         out: *mut f32,
         stride: usize,
     ) {
+        let m4 = _mm256_set1_epi8(0x0F);
         let mut acc = [_mm256_setzero_ps(); RN];
         let mut acc_min = [_mm256_setzero_ps(); RN];
-        for b in 0..nb {
-            let ys: [&BlockQ8K; RN] = std::array::from_fn(|t| &a[t * nb + b]);
-            let [d, dmin] = u.scales[b];
-            let d: [__m256; RN] =
-                std::array::from_fn(|t| _mm256_mul_ps(d, _mm256_set1_ps(ys[t].scale())));
-            let dmin: [__m256; RN] =
-                std::array::from_fn(|t| _mm256_mul_ps(dmin, _mm256_set1_ps(ys[t].scale())));
+        for (b, x8) in group.iter().enumerate() {
+            let ys: [&BlockQ8K; RN] = std::array::from_fn(|k| &a[(t0 + k) * nb + b]);
+            let halves8 = |h: &[[u8; 2]; 8]| _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr().cast()));
+            let (d, dmin) = (halves8(&x8.d), halves8(&x8.dmin));
             let mut isum_block = [_mm256_setzero_si256(); RN];
             let mut imin_block = [_mm256_setzero_si256(); RN];
             for c in 0..4 {
-                let quants = &u.quants[(b * 4 + c) * 8..(b * 4 + c + 1) * 8];
-                let [min_lo, min_hi] = u.mins[b * 4 + c];
-                for t in 0..RN {
-                    let y = ys[t];
-                    let y_lo = load_i8(&y.qs[64 * c..]);
-                    let y_hi = load_i8(&y.qs[64 * c + 32..]);
-                    // At most 2 * 15 * 128 per i16 pair: maddubs cannot saturate; the scales'
-                    // madd gives each row's i32 lanes, exact.
-                    let v: [__m256i; 8] = std::array::from_fn(|r| {
-                        let [lo, hi, sc_lo, sc_hi] = quants[r];
-                        _mm256_add_epi32(
-                            _mm256_madd_epi16(_mm256_maddubs_epi16(lo, y_lo), sc_lo),
-                            _mm256_madd_epi16(_mm256_maddubs_epi16(hi, y_hi), sc_hi),
-                        )
-                    });
-                    let isum = sum_lanes_x8(&v);
+                // Lane r: (scale, scale) as i16 for the madd, and the minimums as i32.
+                let scale = |k: usize| {
+                    let s = _mm_loadl_epi64(x8.scales[k].as_ptr().cast());
+                    _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(s, s))
+                };
+                let min =
+                    |k: usize| _mm256_cvtepu8_epi32(_mm_loadl_epi64(x8.mins[k].as_ptr().cast()));
+                let (sc_lo, sc_hi) = (scale(2 * c), scale(2 * c + 1));
+                let (min_lo, min_hi) = (min(2 * c), min(2 * c + 1));
+                let mut sum_lo = [_mm256_setzero_si256(); RN];
+                let mut sum_hi = [_mm256_setzero_si256(); RN];
+                for j in 0..8 {
+                    let packed = _mm256_loadu_si256(x8.qs.as_ptr().add(32 * (8 * c + j)).cast());
+                    let lo = _mm256_and_si256(packed, m4);
+                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(packed), m4);
+                    for k in 0..RN {
+                        let y = ys[k].qs.as_ptr().add(64 * c + 4 * j);
+                        let y_lo = _mm256_set1_epi32(y.cast::<i32>().read_unaligned());
+                        let y_hi = _mm256_set1_epi32(y.add(32).cast::<i32>().read_unaligned());
+                        sum_lo[k] = _mm256_add_epi16(sum_lo[k], _mm256_maddubs_epi16(lo, y_lo));
+                        sum_hi[k] = _mm256_add_epi16(sum_hi[k], _mm256_maddubs_epi16(hi, y_hi));
+                    }
+                }
+                for k in 0..RN {
+                    let y = ys[k];
+                    let isum = _mm256_add_epi32(
+                        _mm256_madd_epi16(sum_lo[k], sc_lo),
+                        _mm256_madd_epi16(sum_hi[k], sc_hi),
+                    );
                     let bs_lo = y.bsum(4 * c) + y.bsum(4 * c + 1);
                     let bs_hi = y.bsum(4 * c + 2) + y.bsum(4 * c + 3);
                     let imin = _mm256_add_epi32(
@@ -498,25 +560,32 @@ mod simd {
                         _mm256_mullo_epi32(min_hi, _mm256_set1_epi32(bs_hi)),
                     );
                     if PER_CHUNK {
-                        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), d[t], acc[t]);
-                        acc_min[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(imin), dmin[t], acc_min[t]);
+                        let yd = _mm256_set1_ps(y.scale());
+                        let (dy, dminy) = (_mm256_mul_ps(d, yd), _mm256_mul_ps(dmin, yd));
+                        acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), dy, acc[k]);
+                        acc_min[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(imin), dminy, acc_min[k]);
                     } else {
-                        isum_block[t] = _mm256_add_epi32(isum_block[t], isum);
-                        imin_block[t] = _mm256_add_epi32(imin_block[t], imin);
+                        isum_block[k] = _mm256_add_epi32(isum_block[k], isum);
+                        imin_block[k] = _mm256_add_epi32(imin_block[k], imin);
                     }
                 }
             }
             if !PER_CHUNK {
-                for t in 0..RN {
-                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum_block[t]), d[t], acc[t]);
-                    acc_min[t] =
-                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(imin_block[t]), dmin[t], acc_min[t]);
+                for k in 0..RN {
+                    let yd = _mm256_set1_ps(ys[k].scale());
+                    let (dy, dminy) = (_mm256_mul_ps(d, yd), _mm256_mul_ps(dmin, yd));
+                    acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum_block[k]), dy, acc[k]);
+                    acc_min[k] =
+                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(imin_block[k]), dminy, acc_min[k]);
                 }
             }
         }
-        for t in 0..RN {
-            // SAFETY: the caller's contract covers the tile's 8 rows of token t.
-            _mm256_storeu_ps(out.add(t * stride), _mm256_sub_ps(acc[t], acc_min[t]));
+        for k in 0..RN {
+            // SAFETY: the caller's contract covers the group's 8 rows of token t0 + k.
+            _mm256_storeu_ps(
+                out.add((t0 + k) * stride),
+                _mm256_sub_ps(acc[k], acc_min[k]),
+            );
         }
     }
 
@@ -693,6 +762,62 @@ mod tests {
                 unsafe {
                     repacked_order_tiles(isa, n, &w, &acts, gemm_order, out.as_mut_ptr(), stride)
                 };
+                for t in 0..n_tokens {
+                    for r in 0..rows {
+                        let want = order(
+                            isa,
+                            n,
+                            &w[r * blocks * 144..(r + 1) * blocks * 144],
+                            &acts[t * act_bytes..(t + 1) * act_bytes],
+                        );
+                        let got = out[t * stride + r];
+                        assert_eq!(
+                            got.to_bits(),
+                            want.to_bits(),
+                            "{isa} gemm={gemm_order} t{t} r{r}"
+                        );
+                    }
+                    assert!(out[t * stride + rows].is_nan());
+                }
+            }
+        }
+    }
+
+    /// The interleaved groups give both orders' values for every output bit for bit, on every
+    /// tier, and keep every row's block.
+    #[test]
+    fn x8_groups_equal_single_products_bit_for_bit() {
+        let mut rng = Rng::new(46);
+        let (rows, blocks, n_tokens) = (16usize, 3usize, 7usize);
+        let n = blocks * QK_K;
+        let w = random_blocks(&mut rng, rows * n, 144, &[0, 2]);
+        let x8 = repack_x8(rows, n, &w);
+        let groups: &[BlockQ4Kx8] = as_blocks(&x8);
+        let original: &[BlockQ4K] = as_blocks(&w);
+        for r in 0..rows {
+            for b in 0..blocks {
+                let back = block_of(&groups[(r / 8) * blocks + b], r % 8);
+                let want = &original[r * blocks + b];
+                assert_eq!(
+                    bytemuck::bytes_of(&back),
+                    bytemuck::bytes_of(want),
+                    "row {r} block {b}"
+                );
+            }
+        }
+        let acts: Vec<u8> = (0..n_tokens)
+            .flat_map(|_| q8k_row(&mut rng, n, Act::Random))
+            .collect();
+        let act_bytes = acts.len() / n_tokens;
+        let stride = rows + 1;
+        for isa in Isa::available() {
+            for (gemm_order, order) in [
+                (true, vec_dot_gemm_order as VecDotFnRef),
+                (false, vec_dot_gemv_order),
+            ] {
+                let mut out = vec![f32::NAN; n_tokens * stride];
+                // SAFETY: out holds n_tokens rows of `stride` values.
+                unsafe { x8_matmul(isa, n, &x8, &acts, gemm_order, out.as_mut_ptr(), stride) };
                 for t in 0..n_tokens {
                     for r in 0..rows {
                         let want = order(

@@ -233,23 +233,6 @@ pub(crate) mod x86 {
         ))
     }
 
-    /// Lane `r` = the sum of `v[r]`'s eight i32 lanes (wrapping; exact for the sums here).
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub(crate) fn sum_lanes_x8(v: &[__m256i; 8]) -> __m256i {
-        let a = _mm256_hadd_epi32(v[0], v[1]);
-        let b = _mm256_hadd_epi32(v[2], v[3]);
-        let c = _mm256_hadd_epi32(v[4], v[5]);
-        let d = _mm256_hadd_epi32(v[6], v[7]);
-        // Per 128-bit half: lanes 0..4 of ab are rows 0..4 (that half's sums), of cd rows 4..8.
-        let ab = _mm256_hadd_epi32(a, b);
-        let cd = _mm256_hadd_epi32(c, d);
-        _mm256_add_epi32(
-            _mm256_permute2x128_si256::<0x20>(ab, cd),
-            _mm256_permute2x128_si256::<0x31>(ab, cd),
-        )
-    }
-
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(crate) fn hsum(v: __m256) -> f32 {
