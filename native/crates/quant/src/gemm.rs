@@ -113,48 +113,42 @@ mod x86 {
         ((_mm256_sign_epi8(y, y), y), f16_to_f32(a.d), 0.0)
     }
 
-    impl TileKernel<BlockQ4_0, BlockQ8_0> for Q4_0 {
-        type WeightQuants = __m256i;
-        type ActQuants = (__m256i, __m256i);
-        const HAS_MIN: bool = false;
-        #[inline]
-        #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn weight(w: &BlockQ4_0) -> (__m256i, f32, f32) {
-            let q = _mm256_sub_epi8(unpack_nibbles(&w.qs), _mm256_set1_epi8(8));
-            (q, f16_to_f32(w.d), 0.0)
-        }
-        #[inline]
-        #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn act(a: &BlockQ8_0) -> ((__m256i, __m256i), f32, f32) {
-            signed_act(a)
-        }
-        #[inline]
-        #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn dot(q: __m256i, (abs_y, y): (__m256i, __m256i)) -> __m256 {
-            lanes(abs_y, _mm256_sign_epi8(q, y))
-        }
+    /// A type whose `vec_dot` lets the activation carry the sign (Q4_0, Q5_0): its signed
+    /// quants `q` against `(|y|, y)`.
+    macro_rules! act_carries_sign {
+        ($kernel:ident, $block:ty, $quants:expr) => {
+            impl TileKernel<$block, BlockQ8_0> for $kernel {
+                type WeightQuants = __m256i;
+                type ActQuants = (__m256i, __m256i);
+                const HAS_MIN: bool = false;
+                #[inline]
+                #[target_feature(enable = "avx2,fma,f16c")]
+                unsafe fn weight(w: &$block) -> (__m256i, f32, f32) {
+                    ($quants(w), f16_to_f32(w.d), 0.0)
+                }
+                #[inline]
+                #[target_feature(enable = "avx2,fma,f16c")]
+                unsafe fn act(a: &BlockQ8_0) -> ((__m256i, __m256i), f32, f32) {
+                    signed_act(a)
+                }
+                #[inline]
+                #[target_feature(enable = "avx2,fma,f16c")]
+                unsafe fn dot(q: __m256i, (abs_y, y): (__m256i, __m256i)) -> __m256 {
+                    lanes(abs_y, _mm256_sign_epi8(q, y))
+                }
+            }
+        };
     }
 
-    impl TileKernel<BlockQ5_0, BlockQ8_0> for Q5_0 {
-        type WeightQuants = __m256i;
-        type ActQuants = (__m256i, __m256i);
-        const HAS_MIN: bool = false;
-        #[inline]
-        #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn weight(w: &BlockQ5_0) -> (__m256i, f32, f32) {
-            (q5_0::simd::centred_quants(w), f16_to_f32(w.d), 0.0)
-        }
-        #[inline]
-        #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn act(a: &BlockQ8_0) -> ((__m256i, __m256i), f32, f32) {
-            signed_act(a)
-        }
-        #[inline]
-        #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn dot(q: __m256i, (abs_y, y): (__m256i, __m256i)) -> __m256 {
-            lanes(abs_y, _mm256_sign_epi8(q, y))
-        }
+    /// Q4_0's quants `q - 8`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn q4_0_quants(w: &BlockQ4_0) -> __m256i {
+        _mm256_sub_epi8(unpack_nibbles(&w.qs), _mm256_set1_epi8(8))
     }
+
+    act_carries_sign!(Q4_0, BlockQ4_0, q4_0_quants);
+    act_carries_sign!(Q5_0, BlockQ5_0, q5_0::simd::centred_quants);
 
     impl TileKernel<BlockQ8_0, BlockQ8_0> for Q8_0 {
         // The weight carries the sign, as in Q8_0's `vec_dot`: `(|q|, q)`.

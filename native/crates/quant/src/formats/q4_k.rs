@@ -740,103 +740,75 @@ mod tests {
         }
     }
 
-    /// Tiles of 8 rows give every output of both orders bit for bit, leftover tokens included.
-    #[test]
-    fn repacked_order_tiles_equal_single_products_bit_for_bit() {
-        let mut rng = Rng::new(45);
-        let (rows, blocks, n_tokens) = (16usize, 3usize, 7usize);
-        let n = blocks * QK_K;
-        let w = random_blocks(&mut rng, rows * n, 144, &[0, 2]);
-        let acts: Vec<u8> = (0..n_tokens)
+    const ROWS: usize = 16;
+    const BLOCKS: usize = 3;
+    const TOKENS: usize = 7;
+
+    /// Random row-major weights (`ROWS` rows of `BLOCKS` blocks) and `TOKENS` activation rows.
+    fn weights_and_acts(seed: u64) -> (Vec<u8>, Vec<u8>) {
+        let mut rng = Rng::new(seed);
+        let n = BLOCKS * QK_K;
+        let w = random_blocks(&mut rng, ROWS * n, 144, &[0, 2]);
+        let acts = (0..TOKENS)
             .flat_map(|_| q8k_row(&mut rng, n, Act::Random))
             .collect();
-        let act_bytes = acts.len() / n_tokens;
-        let stride = rows + 1;
+        (w, acts)
+    }
+
+    /// `product(isa, gemm_order, out, stride)` writes every (token, row) output; each must equal
+    /// that order's single product bit for bit, on every tier, leftover tokens included.
+    fn check_both_orders(w: &[u8], acts: &[u8], product: impl Fn(Isa, bool, *mut f32, usize)) {
+        let n = BLOCKS * QK_K;
+        let (row_bytes, act_bytes) = (BLOCKS * 144, acts.len() / TOKENS);
+        let stride = ROWS + 1;
         for isa in Isa::available() {
             for (gemm_order, order) in [
                 (true, vec_dot_gemm_order as VecDotFnRef),
                 (false, vec_dot_gemv_order),
             ] {
-                let mut out = vec![f32::NAN; n_tokens * stride];
-                // SAFETY: out holds n_tokens rows of `stride` values.
-                unsafe {
-                    repacked_order_tiles(isa, n, &w, &acts, gemm_order, out.as_mut_ptr(), stride)
-                };
-                for t in 0..n_tokens {
-                    for r in 0..rows {
-                        let want = order(
-                            isa,
-                            n,
-                            &w[r * blocks * 144..(r + 1) * blocks * 144],
-                            &acts[t * act_bytes..(t + 1) * act_bytes],
-                        );
+                let mut out = vec![f32::NAN; TOKENS * stride];
+                product(isa, gemm_order, out.as_mut_ptr(), stride);
+                for t in 0..TOKENS {
+                    for r in 0..ROWS {
+                        let row = &w[r * row_bytes..(r + 1) * row_bytes];
+                        let want = order(isa, n, row, &acts[t * act_bytes..(t + 1) * act_bytes]);
                         let got = out[t * stride + r];
-                        assert_eq!(
-                            got.to_bits(),
-                            want.to_bits(),
-                            "{isa} gemm={gemm_order} t{t} r{r}"
-                        );
+                        let what = format!("{isa} gemm={gemm_order} t{t} r{r}");
+                        assert_eq!(got.to_bits(), want.to_bits(), "{what}");
                     }
-                    assert!(out[t * stride + rows].is_nan());
+                    assert!(out[t * stride + ROWS].is_nan());
                 }
             }
         }
     }
 
-    /// The interleaved groups give both orders' values for every output bit for bit, on every
-    /// tier, and keep every row's block.
+    #[test]
+    fn row_major_tiles_equal_single_products_bit_for_bit() {
+        let (w, acts) = weights_and_acts(45);
+        check_both_orders(&w, &acts, |isa, gemm_order, out, stride| {
+            // SAFETY: `out` holds TOKENS rows of `stride` values.
+            unsafe { repacked_order_tiles(isa, BLOCKS * QK_K, &w, &acts, gemm_order, out, stride) }
+        });
+    }
+
+    /// The interleaved groups keep every row's block, and give both orders' values.
     #[test]
     fn x8_groups_equal_single_products_bit_for_bit() {
-        let mut rng = Rng::new(46);
-        let (rows, blocks, n_tokens) = (16usize, 3usize, 7usize);
-        let n = blocks * QK_K;
-        let w = random_blocks(&mut rng, rows * n, 144, &[0, 2]);
-        let x8 = repack_x8(rows, n, &w);
+        let (w, acts) = weights_and_acts(46);
+        let x8 = repack_x8(ROWS, BLOCKS * QK_K, &w);
         let groups: &[BlockQ4Kx8] = as_blocks(&x8);
         let original: &[BlockQ4K] = as_blocks(&w);
-        for r in 0..rows {
-            for b in 0..blocks {
-                let back = block_of(&groups[(r / 8) * blocks + b], r % 8);
-                let want = &original[r * blocks + b];
-                assert_eq!(
-                    bytemuck::bytes_of(&back),
-                    bytemuck::bytes_of(want),
-                    "row {r} block {b}"
-                );
+        for r in 0..ROWS {
+            for b in 0..BLOCKS {
+                let back = block_of(&groups[(r / 8) * BLOCKS + b], r % 8);
+                let want = bytemuck::bytes_of(&original[r * BLOCKS + b]);
+                assert_eq!(bytemuck::bytes_of(&back), want, "row {r} block {b}");
             }
         }
-        let acts: Vec<u8> = (0..n_tokens)
-            .flat_map(|_| q8k_row(&mut rng, n, Act::Random))
-            .collect();
-        let act_bytes = acts.len() / n_tokens;
-        let stride = rows + 1;
-        for isa in Isa::available() {
-            for (gemm_order, order) in [
-                (true, vec_dot_gemm_order as VecDotFnRef),
-                (false, vec_dot_gemv_order),
-            ] {
-                let mut out = vec![f32::NAN; n_tokens * stride];
-                // SAFETY: out holds n_tokens rows of `stride` values.
-                unsafe { x8_matmul(isa, n, &x8, &acts, gemm_order, out.as_mut_ptr(), stride) };
-                for t in 0..n_tokens {
-                    for r in 0..rows {
-                        let want = order(
-                            isa,
-                            n,
-                            &w[r * blocks * 144..(r + 1) * blocks * 144],
-                            &acts[t * act_bytes..(t + 1) * act_bytes],
-                        );
-                        let got = out[t * stride + r];
-                        assert_eq!(
-                            got.to_bits(),
-                            want.to_bits(),
-                            "{isa} gemm={gemm_order} t{t} r{r}"
-                        );
-                    }
-                    assert!(out[t * stride + rows].is_nan());
-                }
-            }
-        }
+        check_both_orders(&w, &acts, |isa, gemm_order, out, stride| {
+            // SAFETY: `out` holds TOKENS rows of `stride` values.
+            unsafe { x8_matmul(isa, BLOCKS * QK_K, &x8, &acts, gemm_order, out, stride) }
+        });
     }
 
     type VecDotFnRef = fn(Isa, usize, &[u8], &[u8]) -> f32;
