@@ -11,8 +11,8 @@ use crate::formats::{clamp_isa, type_traits, TypeTraits};
 use crate::gemm::{gemm, GemmShape};
 use crate::{GgmlType, QuantError, Result};
 
-/// Rows handed to a thread at a time: a multiple of 8 so that repacked 8-row layouts (later)
-/// split on the same boundaries, and small enough to balance two threads.
+/// Rows handed to a thread at a time: a multiple of 8 so that the interleaved 8-row layouts
+/// split on their groups' boundaries, and small enough to balance two threads.
 const ROW_ALIGN: usize = 16;
 
 /// How a matrix's rows are laid out in its bytes.
