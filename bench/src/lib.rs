@@ -6,6 +6,13 @@ use std::time::Instant;
 
 use mistralrs_common::ThreadPool;
 
+/// The value after `--name` on the command line, if any.
+pub fn arg<'a>(args: &'a [String], name: &str) -> Option<&'a String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+}
+
 /// GB/s reading a 1 GiB buffer (best of 5), split across the pool's threads. The sum is of
 /// integers (wrapping, so associative): the compiler vectorises it freely and the loop is bound
 /// by memory, not by an add chain.

@@ -16,11 +16,7 @@ use mistralrs_quant::GgmlType;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-    };
+    let arg = |name: &str| mistralrs_bench::arg(&args, name);
     let num =
         |name: &str, default: usize| arg(name).and_then(|s| s.parse().ok()).unwrap_or(default);
     let (rows, cols, tokens) = (

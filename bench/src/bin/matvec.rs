@@ -21,11 +21,7 @@ const WORKING_SET_BYTES: usize = 256 << 20;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-    };
+    let arg = |name: &str| mistralrs_bench::arg(&args, name);
     let isas: Vec<Isa> = match arg("--isa") {
         Some(s) => s.split(',').filter_map(Isa::parse).collect(),
         None => vec![selected_isa()],

@@ -96,12 +96,14 @@ impl<'a> QMatrix<'a> {
             )));
         }
         let bytes = match layout {
-            Layout::Q4Kx8 => crate::formats::q4_k::x8_bytes(rows, cols),
-            _ => data.len(),
+            Layout::Q4Kx8 => Some(crate::formats::q4_k::x8_bytes(rows, cols)),
+            // Interleaving keeps Q4_0's size.
+            _ => ty.bytes_for((rows * cols) as u64).map(|b| b as usize),
         };
-        if bytes != data.len() {
+        if bytes != Some(data.len()) {
             return Err(QuantError::invalid(format!(
-                "{rows}x{cols} interleaved {ty} takes {bytes} bytes, got {}",
+                "{rows}x{cols} interleaved {ty} takes {} bytes, got {}",
+                bytes.map_or("a whole number of blocks".to_string(), |b| b.to_string()),
                 data.len()
             )));
         }
@@ -592,6 +594,18 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn interleaved_layouts_refuse_other_types_row_counts_and_lengths() {
+        let bytes = vec![0u8; 8 * 18];
+        assert!(QMatrix::with_layout(Layout::Q4_0x8, GgmlType::Q4_0, 8, 32, &bytes).is_ok());
+        assert!(QMatrix::with_layout(Layout::Q4_0x8, GgmlType::Q4_0, 8, 32, &bytes[1..]).is_err());
+        assert!(QMatrix::with_layout(Layout::Q4_0x8, GgmlType::Q8_0, 8, 32, &bytes).is_err());
+        assert!(QMatrix::with_layout(Layout::Q4_0x8, GgmlType::Q4_0, 4, 64, &bytes).is_err());
+        assert!(QMatrix::with_layout(Layout::Q4Kx8, GgmlType::Q4_K, 8, 256, &bytes).is_err());
+        let x8 = vec![0u8; crate::formats::q4_k::x8_bytes(8, 256)];
+        assert!(QMatrix::with_layout(Layout::Q4Kx8, GgmlType::Q4_K, 8, 256, &x8).is_ok());
     }
 
     #[test]
