@@ -79,16 +79,20 @@ mod x86 {
     /// One block type's `vec_dot` step, cut where a tile shares work: what depends on the
     /// weight block alone, what on the activation block alone, and their integer product.
     pub(super) trait TileKernel<W, A> {
-        /// The unpacked weight block (and its absolute value when the weight carries the sign).
+        /// The unpacked weight block, as a chunk of rows keeps it.
         type WeightQuants: Copy;
+        /// What a tile holds of a weight block: the quants, and their absolute value when the
+        /// weight carries the sign (derived in the tile, so the chunk stays half the size).
+        type RowQuants: Copy;
         /// The activation block (and its absolute value when it carries the sign).
         type ActQuants: Copy;
         /// Q4_1's `m·s` term, summed beside the lanes and added after them.
         const HAS_MIN: bool;
         unsafe fn weight(w: &W) -> (Self::WeightQuants, f32, f32);
+        unsafe fn row(q: Self::WeightQuants) -> Self::RowQuants;
         unsafe fn act(a: &A) -> (Self::ActQuants, f32, f32);
         /// The block's eight i32 lanes (sums of four neighbouring products) as f32.
-        unsafe fn dot(w: Self::WeightQuants, a: Self::ActQuants) -> __m256;
+        unsafe fn dot(w: Self::RowQuants, a: Self::ActQuants) -> __m256;
     }
 
     pub(super) struct Q4_0;
@@ -119,12 +123,17 @@ mod x86 {
         ($kernel:ident, $block:ty, $quants:expr) => {
             impl TileKernel<$block, BlockQ8_0> for $kernel {
                 type WeightQuants = __m256i;
+                type RowQuants = __m256i;
                 type ActQuants = (__m256i, __m256i);
                 const HAS_MIN: bool = false;
                 #[inline]
                 #[target_feature(enable = "avx2,fma,f16c")]
                 unsafe fn weight(w: &$block) -> (__m256i, f32, f32) {
                     ($quants(w), f16_to_f32(w.d), 0.0)
+                }
+                #[inline(always)]
+                unsafe fn row(q: __m256i) -> __m256i {
+                    q
                 }
                 #[inline]
                 #[target_feature(enable = "avx2,fma,f16c")]
@@ -151,15 +160,21 @@ mod x86 {
     act_carries_sign!(Q5_0, BlockQ5_0, q5_0::simd::centred_quants);
 
     impl TileKernel<BlockQ8_0, BlockQ8_0> for Q8_0 {
-        // The weight carries the sign, as in Q8_0's `vec_dot`: `(|q|, q)`.
-        type WeightQuants = (__m256i, __m256i);
+        // The weight carries the sign, as in Q8_0's `vec_dot` (which keeps a -128 weight
+        // exact): `(|q|, q)` in the tile.
+        type WeightQuants = __m256i;
+        type RowQuants = (__m256i, __m256i);
         type ActQuants = __m256i;
         const HAS_MIN: bool = false;
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn weight(w: &BlockQ8_0) -> ((__m256i, __m256i), f32, f32) {
-            let q = load_i8(&w.qs);
-            ((_mm256_sign_epi8(q, q), q), f16_to_f32(w.d), 0.0)
+        unsafe fn weight(w: &BlockQ8_0) -> (__m256i, f32, f32) {
+            (load_i8(&w.qs), f16_to_f32(w.d), 0.0)
+        }
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn row(q: __m256i) -> (__m256i, __m256i) {
+            (_mm256_sign_epi8(q, q), q)
         }
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
@@ -175,12 +190,17 @@ mod x86 {
 
     impl TileKernel<BlockQ4_1, BlockQ8_1> for Q4_1 {
         type WeightQuants = __m256i;
+        type RowQuants = __m256i;
         type ActQuants = __m256i;
         const HAS_MIN: bool = true;
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn weight(w: &BlockQ4_1) -> (__m256i, f32, f32) {
             (unpack_nibbles(&w.qs), f16_to_f32(w.d), f16_to_f32(w.m))
+        }
+        #[inline(always)]
+        unsafe fn row(q: __m256i) -> __m256i {
+            q
         }
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
@@ -219,7 +239,7 @@ mod x86 {
         n_tokens: usize,
     }
 
-    /// One row × one token (the leftovers of the 2 × 4 tiles): `w` starts at the row.
+    /// One row × one token (the leftovers of the 2 × 4 tiles): `a` starts at the token.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn single<K: TileKernel<W, A>, W, A>(
@@ -233,7 +253,7 @@ mod x86 {
         for (b, a) in a.iter().enumerate().take(w.nb) {
             let (q, dx, mx) = w.at(r, b);
             let (y, dy, sy) = K::act(a);
-            acc = _mm256_fmadd_ps(K::dot(q, y), _mm256_set1_ps(dx * dy), acc);
+            acc = _mm256_fmadd_ps(K::dot(K::row(q), y), _mm256_set1_ps(dx * dy), acc);
             if K::HAS_MIN {
                 extra += mx * sy;
             }
@@ -243,9 +263,11 @@ mod x86 {
         *out = if K::HAS_MIN { sum + extra } else { sum };
     }
 
-    /// Rows `r, r + 1` × 4 tokens from `t0` (`a` starts at `t0`): a block's eight `dx·dy`
-    /// products (and Q4_1's eight `m·s` terms) come from one vector multiply each, lane
-    /// `4i + t` for row `r + i` and token `t`: the same products as the scalar ones.
+    /// Rows `r, r + 1` × 4 tokens from `t0` (`a` starts at `t0` and holds those four tokens'
+    /// blocks). A first pass writes each block's eight `dx·dy` products (lane `4i + t` for row
+    /// `r + i` and token `t`, from one vector multiply: the same products as the scalar ones)
+    /// to `products`, so the main loop broadcasts each straight from memory; Q4_1's eight
+    /// `m·s` terms are summed in that pass.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn tile_2x4<K: TileKernel<W, A>, W, A>(
@@ -254,33 +276,48 @@ mod x86 {
         a: &[A],
         scales: &ActScales<'_>,
         t0: usize,
+        products: &mut [__m256],
         out: *mut f32,
         out_stride: usize,
     ) {
         let nb = w.nb;
-        let mut acc = [[_mm256_setzero_ps(); 4]; 2];
+        assert!(
+            (r + 2) * nb <= w.q.len()
+                && 4 * nb <= a.len()
+                && products.len() >= nb
+                && t0 + 4 <= scales.n_tokens
+        );
+        let n = scales.n_tokens;
+        let (dx0, dx1) = (w.dx.as_ptr().add(r * nb), w.dx.as_ptr().add((r + 1) * nb));
+        let (mx0, mx1) = (w.mx.as_ptr().add(r * nb), w.mx.as_ptr().add((r + 1) * nb));
+        let (dy, sy) = (scales.d.as_ptr().add(t0), scales.s.as_ptr().add(t0));
+        /// Lane `4i + t`: `x_i[b] · y_t[b]`.
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn pairs(x0: *const f32, x1: *const f32, y: *const f32) -> __m256 {
+            let x = _mm256_set_m128(_mm_set1_ps(*x1), _mm_set1_ps(*x0));
+            let y = _mm_loadu_ps(y);
+            _mm256_mul_ps(x, _mm256_set_m128(y, y))
+        }
         let mut extra = _mm256_setzero_ps();
-        let mut products = [0f32; 8];
-        let four = |v: &[f32], b: usize| {
-            let at = b * scales.n_tokens + t0;
-            let v = _mm_loadu_ps(v[at..at + 4].as_ptr());
-            _mm256_set_m128(v, v)
-        };
-        for b in 0..nb {
-            let (q0, dx0, mx0) = w.at(r, b);
-            let (q1, dx1, mx1) = w.at(r + 1, b);
-            let dx = _mm256_set_m128(_mm_set1_ps(dx1), _mm_set1_ps(dx0));
-            _mm256_storeu_ps(products.as_mut_ptr(), _mm256_mul_ps(dx, four(scales.d, b)));
+        for (b, p) in products[..nb].iter_mut().enumerate() {
+            *p = pairs(dx0.add(b), dx1.add(b), dy.add(b * n));
             if K::HAS_MIN {
-                let mx = _mm256_set_m128(_mm_set1_ps(mx1), _mm_set1_ps(mx0));
-                extra = _mm256_add_ps(extra, _mm256_mul_ps(mx, four(scales.s, b)));
+                extra = _mm256_add_ps(extra, pairs(mx0.add(b), mx1.add(b), sy.add(b * n)));
             }
+        }
+        let (q0, q1) = (w.q.as_ptr().add(r * nb), w.q.as_ptr().add((r + 1) * nb));
+        let (a, p) = (a.as_ptr(), products.as_ptr().cast::<f32>());
+        let mut acc = [[_mm256_setzero_ps(); 4]; 2];
+        for b in 0..nb {
+            let (x0, x1) = (K::row(*q0.add(b)), K::row(*q1.add(b)));
+            let p = p.add(8 * b);
             for t in 0..4 {
-                let (y, _, _) = K::act(&a[t * nb + b]);
-                let s0 = _mm256_broadcast_ss(&products[t]);
-                acc[0][t] = _mm256_fmadd_ps(K::dot(q0, y), s0, acc[0][t]);
-                let s1 = _mm256_broadcast_ss(&products[4 + t]);
-                acc[1][t] = _mm256_fmadd_ps(K::dot(q1, y), s1, acc[1][t]);
+                let (y, _, _) = K::act(&*a.add(t * nb + b));
+                let s0 = _mm256_broadcast_ss(&*p.add(t));
+                acc[0][t] = _mm256_fmadd_ps(K::dot(x0, y), s0, acc[0][t]);
+                let s1 = _mm256_broadcast_ss(&*p.add(4 + t));
+                acc[1][t] = _mm256_fmadd_ps(K::dot(x1, y), s1, acc[1][t]);
             }
         }
         let mut extras = [0f32; 8];
@@ -340,6 +377,7 @@ mod x86 {
             }
         }
         let scales = ActScales { d, s, n_tokens };
+        buffers.products.resize(nb, _mm256_setzero_ps());
 
         // An even number of rows per chunk, at least 2.
         let per_row = nb * (std::mem::size_of::<K::WeightQuants>() + 8);
@@ -379,7 +417,16 @@ mod x86 {
                 let (at, o) = (&a[t * nb..], oc.add(t * stride));
                 let mut r = 0;
                 while r + 2 <= n_rows {
-                    tile_2x4::<K, W, A>(&unpacked, r, at, &scales, t, o, stride);
+                    tile_2x4::<K, W, A>(
+                        &unpacked,
+                        r,
+                        at,
+                        &scales,
+                        t,
+                        &mut buffers.products,
+                        o,
+                        stride,
+                    );
                     r += 2;
                 }
                 for r in r..n_rows {
@@ -403,6 +450,7 @@ mod x86 {
     #[derive(Default)]
     struct Buffers {
         scales: Vec<f32>,
+        products: Vec<__m256>,
         quants: Vec<__m256i>,
         dx: Vec<f32>,
         mx: Vec<f32>,
@@ -438,6 +486,12 @@ mod tests {
                 let row_bytes = ty.bytes_for(cols as u64).unwrap() as usize;
                 let mut weights = vec![0u8; rows * row_bytes];
                 quantize(ty, &rng.f32_vec(rows * cols, 1.0), &mut weights).unwrap();
+                if ty == GgmlType::Q8_0 {
+                    // A file may hold -128, which only the weight-carries-sign order keeps exact.
+                    for block in weights.chunks_mut(34).step_by(3) {
+                        block[2 + block[2] as usize % 32] = 0x80;
+                    }
+                }
                 let act_type = traits.vec_dot_type;
                 let act_bytes = act_type.bytes_for(cols as u64).unwrap() as usize;
                 let mut act = vec![0u8; n_tokens * act_bytes];
