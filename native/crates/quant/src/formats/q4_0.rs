@@ -282,9 +282,17 @@ mod simd {
         for y in a {
             act.push((f16_to_f32(y.d), offset_sum(y)));
         }
+        let mut unpacked = UNPACKED.with(|b| std::mem::take(&mut *b.borrow_mut()));
         for (g, group) in w.chunks_exact(nb).enumerate() {
             let out = out.add(8 * g);
             let mut t = 0;
+            if n_tokens >= UNPACK_MIN_TOKENS {
+                unpacked.fill(group);
+                while t + 4 <= n_tokens {
+                    x8_unpacked_4(&unpacked, a, &act, nb, t, out, stride);
+                    t += 4;
+                }
+            }
             while t + 4 <= n_tokens {
                 x8_tokens::<4>(group, a, &act, nb, t, out, stride);
                 t += 4;
@@ -293,11 +301,102 @@ mod simd {
                 x8_tokens::<1>(group, a, &act, nb, t, out, stride);
             }
         }
+        UNPACKED.with(|b| *b.borrow_mut() = unpacked);
         ACT_TERMS.with(|b| *b.borrow_mut() = act);
+    }
+
+    /// From this many tokens on, a group's nibbles are unpacked once into [`Unpacked`] and
+    /// every token reads them from there (L1 or L2) instead of unpacking them again.
+    const UNPACK_MIN_TOKENS: usize = 8;
+
+    /// One group of 8 rows with its nibbles unpacked: per block, the low and high nibbles of
+    /// each of the 4 packed vectors (8 vectors), and the 8 rows' scales as f32.
+    #[derive(Default)]
+    struct Unpacked {
+        quants: Vec<__m256i>,
+        dx: Vec<__m256>,
+    }
+
+    impl Unpacked {
+        #[target_feature(enable = "avx2,fma,f16c")]
+        fn fill(&mut self, group: &[BlockQ4_0x8]) {
+            let m4 = _mm256_set1_epi8(0x0F);
+            self.quants.clear();
+            self.dx.clear();
+            for x8 in group {
+                for packed in x8.qs.chunks_exact(32) {
+                    // SAFETY: 32 bytes.
+                    let packed = unsafe { _mm256_loadu_si256(packed.as_ptr().cast()) };
+                    self.quants.push(_mm256_and_si256(packed, m4));
+                    self.quants
+                        .push(_mm256_and_si256(_mm256_srli_epi16::<4>(packed), m4));
+                }
+                // SAFETY: the 8 scales are 16 contiguous bytes.
+                self.dx.push(_mm256_cvtph_ps(unsafe {
+                    _mm_loadu_si128(x8.d.as_ptr().cast())
+                }));
+            }
+        }
     }
 
     thread_local! {
         static ACT_TERMS: std::cell::RefCell<Vec<(f32, i32)>> = const { std::cell::RefCell::new(Vec::new()) };
+        static UNPACKED: std::cell::RefCell<Unpacked> = std::cell::RefCell::new(Unpacked::default());
+    }
+
+    /// [`x8_tokens`] for 4 tokens from `t0` on an unpacked group: the same sums in the same
+    /// order; each weight vector is loaded once for the 4 tokens.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn x8_unpacked_4(
+        group: &Unpacked,
+        a: &[BlockQ8_0],
+        act: &[(f32, i32)],
+        nb: usize,
+        t0: usize,
+        out: *mut f32,
+        stride: usize,
+    ) {
+        assert!(
+            group.quants.len() == 8 * nb
+                && group.dx.len() == nb
+                && (t0 + 4) * nb <= a.len()
+                && a.len() == act.len()
+        );
+        let ones = _mm256_set1_epi16(1);
+        let (q, dx) = (group.quants.as_ptr(), group.dx.as_ptr());
+        let (a, act) = (a.as_ptr().add(t0 * nb), act.as_ptr().add(t0 * nb));
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for b in 0..nb {
+            let q = q.add(8 * b);
+            let y: [*const i8; 4] = std::array::from_fn(|k| (*a.add(k * nb + b)).qs.as_ptr());
+            let quad = |k: usize, at: usize| {
+                _mm256_set1_epi32(y[k].add(at).cast::<i32>().read_unaligned())
+            };
+            let mut pairs = [_mm256_setzero_si256(); 4];
+            for j in 0..4 {
+                let (lo, hi) = (*q.add(2 * j), *q.add(2 * j + 1));
+                for (k, sum) in pairs.iter_mut().enumerate() {
+                    let p = _mm256_add_epi16(
+                        _mm256_maddubs_epi16(lo, quad(k, 4 * j)),
+                        _mm256_maddubs_epi16(hi, quad(k, 16 + 4 * j)),
+                    );
+                    *sum = if j == 0 { p } else { _mm256_add_epi16(*sum, p) };
+                }
+            }
+            let dx = *dx.add(b);
+            for (k, acc) in acc.iter_mut().enumerate() {
+                let (dy, offset) = *act.add(k * nb + b);
+                let isum =
+                    _mm256_sub_epi32(_mm256_madd_epi16(pairs[k], ones), _mm256_set1_epi32(offset));
+                let scale = _mm256_mul_ps(dx, _mm256_set1_ps(dy));
+                *acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), scale, *acc);
+            }
+        }
+        for (k, acc) in acc.iter().enumerate() {
+            // SAFETY: the caller's contract covers the group's 8 rows of token t0 + k.
+            _mm256_storeu_ps(out.add((t0 + k) * stride), *acc);
+        }
     }
 
     /// One group of 8 rows × `RN` tokens from `t0`, one lane per row. Per block, each 32-byte
@@ -383,12 +482,13 @@ mod tests {
     }
 
     /// The interleaved groups give the reference order's value for every output, on every
-    /// tier, for single tokens and batches with tokens left over from the groups of 4; and
-    /// the interleaving keeps every row's block.
+    /// tier, for single tokens and batches with tokens left over from the groups of 4 (below
+    /// and above the count from which groups are unpacked first); and the interleaving keeps
+    /// every row's block.
     #[test]
     fn x8_groups_equal_the_repacked_order_reference_bit_for_bit() {
         let mut rng = Rng::new(42);
-        let (rows, nb, n_tokens) = (16usize, 5usize, 7usize);
+        let (rows, nb, n_tokens) = (16usize, 5usize, 14usize);
         let n = nb * 32;
         let w = random_row(&mut rng, &LAYOUT, rows * nb, 2.0);
         let acts: Vec<Vec<u8>> = (0..n_tokens)
@@ -413,7 +513,7 @@ mod tests {
         let row = |r: usize| &w[r * nb * 18..(r + 1) * nb * 18];
         let all: Vec<u8> = acts.concat();
         for isa in Isa::available() {
-            for tokens in [1, n_tokens] {
+            for tokens in [1, 7, n_tokens] {
                 let stride = rows + 2;
                 let mut out = vec![f32::NAN; tokens * stride];
                 let act = &all[..tokens * nb * 34];
