@@ -1,9 +1,10 @@
-//! Prompt-processing products for the 32-element block types (Q4_0, Q4_1, Q5_0, Q8_0): a
-//! register tile of weight rows × tokens, so that a weight block is unpacked once for several
-//! tokens and an activation block loaded once for several rows. Every output still runs exactly
-//! the operations of its type's `vec_dot` in the same order (per block: integer lanes, one
-//! `dx·dy` product, one FMA into eight running lanes; the lanes added up at the end), so the
-//! results are bit-identical to one `vec_dot` per output, and therefore to llama.cpp's.
+//! Prompt-processing products for the row-major block types whose `vec_dot` keeps eight lanes
+//! per row (Q4_0, Q4_1, Q5_0, Q8_0, Q6_K): a register tile of weight rows × tokens, so that a
+//! weight block is unpacked once for several tokens and an activation block loaded once for
+//! several rows. Every output still runs exactly the operations of its type's `vec_dot` in the
+//! same order (per block: exact integer lanes, one `dx·dy` product, one FMA into eight running
+//! lanes; the lanes added up at the end), so the results are bit-identical to one `vec_dot` per
+//! output, and therefore to llama.cpp's.
 
 use mistralrs_common::Isa;
 
@@ -16,7 +17,7 @@ pub fn supports(ty: GgmlType, isa: Isa) -> bool {
         && clamp_isa(isa) >= Isa::Avx2
         && matches!(
             ty,
-            GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q8_0
+            GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::Q6_K
         )
 }
 
@@ -49,14 +50,15 @@ pub unsafe fn gemm(
     #[cfg(target_arch = "x86_64")]
     {
         use crate::formats::{q4_0::BlockQ4_0, q4_1::BlockQ4_1, q5_0::BlockQ5_0};
-        use crate::formats::{q8_0::BlockQ8_0, q8_1::BlockQ8_1};
-        use x86::{run, Q4_0, Q4_1, Q5_0, Q8_0};
+        use crate::formats::{q6_k::BlockQ6K, q8_0::BlockQ8_0, q8_1::BlockQ8_1, q8_k::BlockQ8K};
+        use x86::{run, Q4_0, Q4_1, Q5_0, Q6K, Q8_0};
         // SAFETY: `supports` checked AVX2, FMA and F16C; the caller vouches for `out`.
         match ty {
             GgmlType::Q4_0 => run::<Q4_0, BlockQ4_0, BlockQ8_0>(shape, weights, activation, out),
             GgmlType::Q4_1 => run::<Q4_1, BlockQ4_1, BlockQ8_1>(shape, weights, activation, out),
             GgmlType::Q5_0 => run::<Q5_0, BlockQ5_0, BlockQ8_0>(shape, weights, activation, out),
             GgmlType::Q8_0 => run::<Q8_0, BlockQ8_0, BlockQ8_0>(shape, weights, activation, out),
+            GgmlType::Q6_K => run::<Q6K, BlockQ6K, BlockQ8K>(shape, weights, activation, out),
             _ => return false,
         }
     }
@@ -72,13 +74,18 @@ mod x86 {
     use crate::formats::q4_0::BlockQ4_0;
     use crate::formats::q4_1::BlockQ4_1;
     use crate::formats::q5_0::{self, BlockQ5_0};
+    use crate::formats::q6_k::{self, BlockQ6K};
     use crate::formats::q8_0::x86::{f16_to_f32, hsum, load_i8, unpack_nibbles};
     use crate::formats::q8_0::BlockQ8_0;
     use crate::formats::q8_1::BlockQ8_1;
+    use crate::formats::q8_k::simd::{f16, load_bsums, load_u8x16, madd_acc_avx2, scale_pair_i8};
+    use crate::formats::q8_k::{BlockQ8K, QK_K};
 
     /// One block type's `vec_dot` step, cut where a tile shares work: what depends on the
     /// weight block alone, what on the activation block alone, and their integer product.
     pub(super) trait TileKernel<W, A> {
+        /// Values per block.
+        const BLOCK: usize;
         /// The unpacked weight block, as a chunk of rows keeps it.
         type WeightQuants: Copy;
         /// What a tile holds of a weight block: the quants, and their absolute value when the
@@ -89,7 +96,7 @@ mod x86 {
         /// Q4_1's `m·s` term, summed beside the lanes and added after them.
         const HAS_MIN: bool;
         unsafe fn weight(w: &W) -> (Self::WeightQuants, f32, f32);
-        unsafe fn row(q: Self::WeightQuants) -> Self::RowQuants;
+        unsafe fn row(q: &Self::WeightQuants) -> Self::RowQuants;
         unsafe fn act(a: &A) -> (Self::ActQuants, f32, f32);
         /// The block's eight i32 lanes (sums of four neighbouring products) as f32.
         unsafe fn dot(w: Self::RowQuants, a: Self::ActQuants) -> __m256;
@@ -99,6 +106,7 @@ mod x86 {
     pub(super) struct Q4_1;
     pub(super) struct Q5_0;
     pub(super) struct Q8_0;
+    pub(super) struct Q6K;
 
     /// maddubs to i16 pairs, madd by ones to i32 quads, as f32 (no pair saturates: see the
     /// types' `vec_dot`).
@@ -122,6 +130,7 @@ mod x86 {
     macro_rules! act_carries_sign {
         ($kernel:ident, $block:ty, $quants:expr) => {
             impl TileKernel<$block, BlockQ8_0> for $kernel {
+                const BLOCK: usize = 32;
                 type WeightQuants = __m256i;
                 type RowQuants = __m256i;
                 type ActQuants = (__m256i, __m256i);
@@ -132,8 +141,8 @@ mod x86 {
                     ($quants(w), f16_to_f32(w.d), 0.0)
                 }
                 #[inline(always)]
-                unsafe fn row(q: __m256i) -> __m256i {
-                    q
+                unsafe fn row(q: &__m256i) -> __m256i {
+                    *q
                 }
                 #[inline]
                 #[target_feature(enable = "avx2,fma,f16c")]
@@ -160,6 +169,7 @@ mod x86 {
     act_carries_sign!(Q5_0, BlockQ5_0, q5_0::simd::centred_quants);
 
     impl TileKernel<BlockQ8_0, BlockQ8_0> for Q8_0 {
+        const BLOCK: usize = 32;
         // The weight carries the sign, as in Q8_0's `vec_dot` (which keeps a -128 weight
         // exact): `(|q|, q)` in the tile.
         type WeightQuants = __m256i;
@@ -173,7 +183,7 @@ mod x86 {
         }
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn row(q: __m256i) -> (__m256i, __m256i) {
+        unsafe fn row(&q: &__m256i) -> (__m256i, __m256i) {
             (_mm256_sign_epi8(q, q), q)
         }
         #[inline]
@@ -189,6 +199,7 @@ mod x86 {
     }
 
     impl TileKernel<BlockQ4_1, BlockQ8_1> for Q4_1 {
+        const BLOCK: usize = 32;
         type WeightQuants = __m256i;
         type RowQuants = __m256i;
         type ActQuants = __m256i;
@@ -199,8 +210,8 @@ mod x86 {
             (unpack_nibbles(&w.qs), f16_to_f32(w.d), f16_to_f32(w.m))
         }
         #[inline(always)]
-        unsafe fn row(q: __m256i) -> __m256i {
-            q
+        unsafe fn row(q: &__m256i) -> __m256i {
+            *q
         }
         #[inline]
         #[target_feature(enable = "avx2,fma,f16c")]
@@ -211,6 +222,62 @@ mod x86 {
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn dot(nibbles: __m256i, y: __m256i) -> __m256 {
             lanes(nibbles, y)
+        }
+    }
+
+    /// A Q6_K block unpacked: the unsigned 6-bit quants (vector `4h + k` holds elements
+    /// `128h + 32k ..`), each vector's pair of sub-block scales as i16, and the 16 scales as
+    /// i16 for the offset term.
+    #[derive(Clone, Copy)]
+    pub(super) struct Q6KQuants {
+        q: [__m256i; 8],
+        scale_pairs: [__m256i; 8],
+        scales: __m256i,
+    }
+
+    impl TileKernel<BlockQ6K, BlockQ8K> for Q6K {
+        const BLOCK: usize = QK_K;
+        type WeightQuants = Q6KQuants;
+        // The tile reads a block's vectors where the chunk keeps them.
+        type RowQuants = *const Q6KQuants;
+        type ActQuants = *const BlockQ8K;
+        const HAS_MIN: bool = false;
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn weight(w: &BlockQ6K) -> (Q6KQuants, f32, f32) {
+            let [q0, q1] = [0, 1].map(|h| q6_k::simd::half_quants(w, h));
+            let scales = load_u8x16(bytemuck::cast_slice(&w.scales[..]));
+            let unpacked = Q6KQuants {
+                q: [q0[0], q0[1], q0[2], q0[3], q1[0], q1[1], q1[2], q1[3]],
+                scale_pairs: std::array::from_fn(|v| scale_pair_i8(scales, 2 * v)),
+                scales: _mm256_cvtepi8_epi16(scales),
+            };
+            (unpacked, f16(w.d), 0.0)
+        }
+        #[inline(always)]
+        unsafe fn row(q: &Q6KQuants) -> *const Q6KQuants {
+            q
+        }
+        #[inline(always)]
+        unsafe fn act(a: &BlockQ8K) -> (*const BlockQ8K, f32, f32) {
+            (a, a.scale(), 0.0)
+        }
+        /// Q6_K's `vec_dot` block: Σ scale·(q·y) over the eight vectors, less 32·Σ scale·bsum.
+        #[inline]
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn dot(w: *const Q6KQuants, y: *const BlockQ8K) -> __m256 {
+            let (w, y) = (&*w, &*y);
+            let mut sumi = _mm256_setzero_si256();
+            for v in 0..8 {
+                // |pairs| <= 2 * 63 * 128: no saturation.
+                let p = _mm256_maddubs_epi16(
+                    w.q[v],
+                    _mm256_loadu_si256(y.qs.as_ptr().add(32 * v).cast()),
+                );
+                sumi = madd_acc_avx2(sumi, w.scale_pairs[v], p);
+            }
+            let offset = _mm256_madd_epi16(load_bsums(y), w.scales);
+            _mm256_cvtepi32_ps(_mm256_sub_epi32(sumi, _mm256_slli_epi32(offset, 5)))
         }
     }
 
@@ -225,9 +292,9 @@ mod x86 {
 
     impl<Q: Copy> Unpacked<'_, Q> {
         #[inline(always)]
-        fn at(&self, r: usize, b: usize) -> (Q, f32, f32) {
+        fn at(&self, r: usize, b: usize) -> (&Q, f32, f32) {
             let i = r * self.nb + b;
-            (self.q[i], self.dx[i], self.mx[i])
+            (&self.q[i], self.dx[i], self.mx[i])
         }
     }
 
@@ -310,7 +377,7 @@ mod x86 {
         let (a, p) = (a.as_ptr(), products.as_ptr().cast::<f32>());
         let mut acc = [[_mm256_setzero_ps(); 4]; 2];
         for b in 0..nb {
-            let (x0, x1) = (K::row(*q0.add(b)), K::row(*q1.add(b)));
+            let (x0, x1) = (K::row(&*q0.add(b)), K::row(&*q1.add(b)));
             let p = p.add(8 * b);
             for t in 0..4 {
                 let (y, _, _) = K::act(&*a.add(t * nb + b));
@@ -347,12 +414,12 @@ mod x86 {
         out: *mut f32,
     ) {
         let (w, a): (&[W], &[A]) = (as_blocks(weights), as_blocks(activation));
-        let nb = shape.cols / 32;
+        let nb = shape.cols / K::BLOCK;
         assert!(
             nb > 0
                 && w.len().is_multiple_of(nb)
                 && a.len() == nb * shape.n_tokens
-                && shape.cols.is_multiple_of(32),
+                && shape.cols.is_multiple_of(K::BLOCK),
             "gemm: {} weight blocks, {} activation blocks for {} tokens of {} columns",
             w.len(),
             a.len(),
@@ -480,10 +547,22 @@ mod tests {
             GgmlType::Q4_1,
             GgmlType::Q5_0,
             GgmlType::Q8_0,
+            GgmlType::Q6_K,
         ] {
             let traits = type_traits(ty).unwrap();
-            for (rows, cols, n_tokens) in [(45, 512, 7), (8, 64, 12), (37, 96, 1), (70, 640, 5)] {
-                let row_bytes = ty.bytes_for(cols as u64).unwrap() as usize;
+            let shapes = [
+                (45, 512, 7),
+                (8, 64, 12),
+                (37, 96, 1),
+                (70, 640, 5),
+                (11, 768, 9),
+            ];
+            for (rows, cols, n_tokens) in shapes {
+                // Q6_K's blocks are 256 values: only the shapes made of whole blocks.
+                let Some(row_bytes) = ty.bytes_for(cols as u64) else {
+                    continue;
+                };
+                let row_bytes = row_bytes as usize;
                 let mut weights = vec![0u8; rows * row_bytes];
                 quantize(ty, &rng.f32_vec(rows * cols, 1.0), &mut weights).unwrap();
                 if ty == GgmlType::Q8_0 {

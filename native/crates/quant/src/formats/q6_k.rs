@@ -165,47 +165,54 @@ fn dot_scalar(x: &[BlockQ6K], y: &[BlockQ8K]) -> f32 {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod simd {
+pub(crate) mod simd {
     use std::arch::x86_64::*;
 
     use super::super::q8_k::simd::*;
     use super::super::q8_k::BlockQ8K;
     use super::BlockQ6K;
 
+    /// Half `h` of a block's unsigned 6-bit quants: elements `128h + 32k ..` in vector `k`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(crate) fn half_quants(b: &BlockQ6K, h: usize) -> [__m256i; 4] {
+        let m4 = _mm256_set1_epi8(0x0F);
+        let m2 = _mm256_set1_epi8(0x03);
+        let ql0 = load_u8(&b.ql[64 * h..]);
+        let ql1 = load_u8(&b.ql[64 * h + 32..]);
+        let qh = load_u8(&b.qh[32 * h..]);
+        // Each shift moves bits within a byte (the masks drop what crosses over).
+        [
+            _mm256_or_si256(
+                _mm256_and_si256(ql0, m4),
+                _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4),
+            ),
+            _mm256_or_si256(
+                _mm256_and_si256(ql1, m4),
+                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4),
+            ),
+            _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4),
+            ),
+            _mm256_or_si256(
+                _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4),
+            ),
+        ]
+    }
+
     /// ggml's recipe: rebuild the unsigned 6-bit quants, `maddubs` them with the activations and
     /// `madd` with the sub-block scales, and take the offset off through the activation sums.
     macro_rules! dot_body {
         ($x:expr, $y:expr, $madd:ident) => {{
-            let m4 = _mm256_set1_epi8(0x0F);
-            let m2 = _mm256_set1_epi8(0x03);
             let mut acc = _mm256_setzero_ps();
             for (b, a) in $x.iter().zip($y.iter()) {
                 let d = _mm256_set1_ps(a.scale() * f16(b.d));
                 let scales = load_u8x16(bytemuck::cast_slice(&b.scales[..]));
                 let mut sumi = _mm256_setzero_si256();
                 for h in 0..2 {
-                    let ql0 = load_u8(&b.ql[64 * h..]);
-                    let ql1 = load_u8(&b.ql[64 * h + 32..]);
-                    let qh = load_u8(&b.qh[32 * h..]);
-                    // Each shift moves bits within a byte (the masks drop what crosses over).
-                    let q = [
-                        _mm256_or_si256(
-                            _mm256_and_si256(ql0, m4),
-                            _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4),
-                        ),
-                        _mm256_or_si256(
-                            _mm256_and_si256(ql1, m4),
-                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4),
-                        ),
-                        _mm256_or_si256(
-                            _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
-                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4),
-                        ),
-                        _mm256_or_si256(
-                            _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4),
-                        ),
-                    ];
+                    let q = half_quants(b, h);
                     for (k, &qk) in q.iter().enumerate() {
                         let yk = load_i8(&a.qs[128 * h + 32 * k..]);
                         // |pairs| <= 2 * 63 * 128: no saturation.
