@@ -2,6 +2,7 @@
 //! of the process.
 
 pub mod cpu;
+pub mod memory;
 pub mod numerics;
 pub mod thread_pool;
 

@@ -75,7 +75,10 @@ impl Task for LoadModelTask {
     type JsValue = ModelHandle;
 
     fn compute(&mut self) -> napi::Result<Runner> {
-        guard(|| Runner::load(&self.path, &self.options).map_err(model_error))
+        let runner = guard(|| Runner::load(&self.path, &self.options).map_err(model_error));
+        // Repacking and converting weights frees what it read from.
+        mistralrs_common::memory::return_freed_memory();
+        runner
     }
 
     fn resolve(&mut self, _env: Env, runner: Runner) -> napi::Result<ModelHandle> {
@@ -352,6 +355,8 @@ impl ModelHandle {
             .lock()
             .map_err(|_| js_error("InternalError", "model state poisoned"))?;
         *guard = None;
+        drop(guard);
+        mistralrs_common::memory::return_freed_memory();
         Ok(())
     }
 

@@ -47,7 +47,7 @@ impl Task for LoadTokenizerTask {
     type JsValue = TokenizerHandle;
 
     fn compute(&mut self) -> napi::Result<Tokenizer> {
-        guard(|| {
+        let tokenizer = guard(|| {
             match &self.source {
                 TokenizerSource::Gguf(path) => Tokenizer::from_gguf_path(path),
                 TokenizerSource::Json { tokenizer, config } => {
@@ -55,7 +55,11 @@ impl Task for LoadTokenizerTask {
                 }
             }
             .map_err(tokenizer_error)
-        })
+        });
+        // Building a large vocabulary's tables (SentencePiece merges, say) frees more than it
+        // keeps.
+        mistralrs_common::memory::return_freed_memory();
+        tokenizer
     }
 
     fn resolve(&mut self, _env: Env, tokenizer: Tokenizer) -> napi::Result<TokenizerHandle> {
