@@ -1,3 +1,6 @@
+import { stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
+
 import { callNative, callNativeSync } from '@mistralrs/quant/errors';
 
 import { binding, type Binding } from './native.js';
@@ -50,12 +53,39 @@ export class Tokenizer {
 
   /** The tokenizer embedded in a GGUF file. */
   static async fromGguf(path: string): Promise<Tokenizer> {
-    return new Tokenizer(await callNative(() => binding.tokenizerFromGguf(path)));
+    return Tokenizer.#shared([path], () => binding.tokenizerFromGguf(path));
   }
 
   /** A Hugging Face `tokenizer.json`, with its `tokenizer_config.json` when given. */
   static async fromFile(tokenizerJson: string, options: { config?: string } = {}): Promise<Tokenizer> {
-    return new Tokenizer(await callNative(() => binding.tokenizerFromFile(tokenizerJson, options.config)));
+    const files = options.config === undefined ? [tokenizerJson] : [tokenizerJson, options.config];
+    return Tokenizer.#shared(files, () => binding.tokenizerFromFile(tokenizerJson, options.config));
+  }
+
+  /**
+   * The tokenizer of `files` that is still alive, if any, else a new one from `load`. Loading
+   * a model again (an engine closed and reopened, two engines on one file) then shares the
+   * tables, a hundred megabytes for a 262k vocabulary, instead of building another copy while
+   * the old one waits for the collector. Tokenizers are immutable, so sharing is safe.
+   */
+  static async #shared(files: string[], load: () => Promise<Binding.TokenizerHandle>): Promise<Tokenizer> {
+    // The files as they are now: a file rewritten in place gets a new tokenizer.
+    const stamps = await Promise.all(
+      files.map(async (file) => {
+        const path = resolve(file);
+        const info = await stat(path).catch(() => undefined);
+        return info && `${path}:${info.size}:${info.mtimeMs}`;
+      }),
+    );
+    // A file that cannot be read is the native loader's to report.
+    if (stamps.includes(undefined)) return new Tokenizer(await callNative(load));
+    const key = stamps.join('|');
+    const known = liveTokenizers.get(key)?.deref();
+    if (known) return known;
+    const tokenizer = new Tokenizer(await callNative(load));
+    liveTokenizers.set(key, new WeakRef(tokenizer));
+    forgetTokenizer.register(tokenizer, key);
+    return tokenizer;
   }
 
   /** Token ids of `text`. Synchronous: fine for prompts; use `encodeAsync` for long documents. */
@@ -98,6 +128,12 @@ export class Tokenizer {
     return new IncrementalDecoder(this.handle.createDecoder(options.skipSpecialTokens ?? false));
   }
 }
+
+/** Tokenizers by their files' stamps, while something still holds them. */
+const liveTokenizers = new Map<string, WeakRef<Tokenizer>>();
+const forgetTokenizer = new FinalizationRegistry<string>((key) => {
+  if (liveTokenizers.get(key)?.deref() === undefined) liveTokenizers.delete(key);
+});
 
 /** Turns generated token ids into text as they arrive, never splitting a character. */
 export class IncrementalDecoder {
