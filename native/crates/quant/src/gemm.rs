@@ -337,6 +337,8 @@ mod x86 {
     /// `m·s` terms are summed in that pass.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
+    // `t` numbers the token in the accumulators and in the products' lanes alike.
+    #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
     unsafe fn tile_2x4<K: TileKernel<W, A>, W, A>(
         w: &Unpacked<'_, K::WeightQuants>,
         r: usize,
