@@ -592,14 +592,11 @@ mod simd {
         );
         let (v, dd) = (group.vectors.as_ptr(), group.d.as_ptr());
         let a = a.as_ptr().add(t0 * nb);
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut acc_min = [_mm256_setzero_ps(); 4];
+        let mut sums = [TokenSums::new(); 4];
         for b in 0..nb {
             let v = v.add(UNPACKED_VECTORS * b);
             let [d, dmin] = *dd.add(b);
             let ys: [&BlockQ8K; 4] = std::array::from_fn(|k| &*a.add(k * nb + b));
-            let mut isum_block = [_mm256_setzero_si256(); 4];
-            let mut imin_block = [_mm256_setzero_si256(); 4];
             for c in 0..4 {
                 let mut sum_lo = [_mm256_setzero_si256(); 4];
                 let mut sum_hi = [_mm256_setzero_si256(); 4];
@@ -621,47 +618,105 @@ mod simd {
                         }
                     }
                 }
-                let (sc_lo, sc_hi) = (*v.add(64 + 2 * c), *v.add(64 + 2 * c + 1));
-                let (min_lo, min_hi) = (*v.add(72 + 2 * c), *v.add(72 + 2 * c + 1));
-                for k in 0..4 {
-                    let y = ys[k];
-                    let isum = _mm256_add_epi32(
-                        _mm256_madd_epi16(sum_lo[k], sc_lo),
-                        _mm256_madd_epi16(sum_hi[k], sc_hi),
-                    );
-                    let bs_lo = y.bsum(4 * c) + y.bsum(4 * c + 1);
-                    let bs_hi = y.bsum(4 * c + 2) + y.bsum(4 * c + 3);
-                    let imin = _mm256_add_epi32(
-                        _mm256_mullo_epi32(min_lo, _mm256_set1_epi32(bs_lo)),
-                        _mm256_mullo_epi32(min_hi, _mm256_set1_epi32(bs_hi)),
-                    );
-                    if PER_CHUNK {
-                        let yd = _mm256_set1_ps(y.scale());
-                        let (dy, dminy) = (_mm256_mul_ps(d, yd), _mm256_mul_ps(dmin, yd));
-                        acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), dy, acc[k]);
-                        acc_min[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(imin), dminy, acc_min[k]);
-                    } else {
-                        isum_block[k] = _mm256_add_epi32(isum_block[k], isum);
-                        imin_block[k] = _mm256_add_epi32(imin_block[k], imin);
-                    }
+                let scales = (*v.add(64 + 2 * c), *v.add(64 + 2 * c + 1));
+                let mins = (*v.add(72 + 2 * c), *v.add(72 + 2 * c + 1));
+                for (k, token) in sums.iter_mut().enumerate() {
+                    let chunk = (sum_lo[k], sum_hi[k]);
+                    token.chunk::<PER_CHUNK>(ys[k], c, chunk, scales, mins, (d, dmin));
                 }
             }
-            if !PER_CHUNK {
-                for k in 0..4 {
-                    let yd = _mm256_set1_ps(ys[k].scale());
-                    let (dy, dminy) = (_mm256_mul_ps(d, yd), _mm256_mul_ps(dmin, yd));
-                    acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum_block[k]), dy, acc[k]);
-                    acc_min[k] =
-                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(imin_block[k]), dminy, acc_min[k]);
-                }
+            for (token, y) in sums.iter_mut().zip(ys) {
+                token.block_end::<PER_CHUNK>(y, (d, dmin));
             }
         }
-        for k in 0..4 {
+        for (k, token) in sums.iter().enumerate() {
             // SAFETY: the caller's contract covers the group's 8 rows of token t0 + k.
-            _mm256_storeu_ps(
-                out.add((t0 + k) * stride),
-                _mm256_sub_ps(acc[k], acc_min[k]),
+            _mm256_storeu_ps(out.add((t0 + k) * stride), token.value());
+        }
+    }
+
+    /// One token's running sums over a group of 8 rows (one lane per row), in llama.cpp's
+    /// orders: per chunk of 64 values, the lanes' exact i32 sums by sub-block scale and of the
+    /// minimums by the activation's block sums; fused into the accumulators per chunk (the
+    /// GEMM order) or summed over the block and fused once (the GEMV order).
+    #[derive(Clone, Copy)]
+    struct TokenSums {
+        acc: __m256,
+        acc_min: __m256,
+        isum_block: __m256i,
+        imin_block: __m256i,
+    }
+
+    impl TokenSums {
+        #[inline(always)]
+        unsafe fn new() -> TokenSums {
+            TokenSums {
+                acc: _mm256_setzero_ps(),
+                acc_min: _mm256_setzero_ps(),
+                isum_block: _mm256_setzero_si256(),
+                imin_block: _mm256_setzero_si256(),
+            }
+        }
+
+        /// Chunk `c` of the block: `sums` are the i16 sums of its low and high 32 values,
+        /// `scales` and `mins` their sub-blocks' per-lane scales (as i16 pairs) and minimums,
+        /// `d` the rows' `d` and `dmin`.
+        #[inline(always)]
+        unsafe fn chunk<const PER_CHUNK: bool>(
+            &mut self,
+            y: &BlockQ8K,
+            c: usize,
+            (sum_lo, sum_hi): (__m256i, __m256i),
+            (sc_lo, sc_hi): (__m256i, __m256i),
+            (min_lo, min_hi): (__m256i, __m256i),
+            (d, dmin): (__m256, __m256),
+        ) {
+            let isum = _mm256_add_epi32(
+                _mm256_madd_epi16(sum_lo, sc_lo),
+                _mm256_madd_epi16(sum_hi, sc_hi),
             );
+            let bs_lo = y.bsum(4 * c) + y.bsum(4 * c + 1);
+            let bs_hi = y.bsum(4 * c + 2) + y.bsum(4 * c + 3);
+            let imin = _mm256_add_epi32(
+                _mm256_mullo_epi32(min_lo, _mm256_set1_epi32(bs_lo)),
+                _mm256_mullo_epi32(min_hi, _mm256_set1_epi32(bs_hi)),
+            );
+            if PER_CHUNK {
+                self.fuse(y, (d, dmin), isum, imin);
+            } else {
+                self.isum_block = _mm256_add_epi32(self.isum_block, isum);
+                self.imin_block = _mm256_add_epi32(self.imin_block, imin);
+            }
+        }
+
+        /// After the block's last chunk.
+        #[inline(always)]
+        unsafe fn block_end<const PER_CHUNK: bool>(&mut self, y: &BlockQ8K, d: (__m256, __m256)) {
+            if !PER_CHUNK {
+                self.fuse(y, d, self.isum_block, self.imin_block);
+                self.isum_block = _mm256_setzero_si256();
+                self.imin_block = _mm256_setzero_si256();
+            }
+        }
+
+        #[inline(always)]
+        unsafe fn fuse(
+            &mut self,
+            y: &BlockQ8K,
+            (d, dmin): (__m256, __m256),
+            isum: __m256i,
+            imin: __m256i,
+        ) {
+            let yd = _mm256_set1_ps(y.scale());
+            let (dy, dminy) = (_mm256_mul_ps(d, yd), _mm256_mul_ps(dmin, yd));
+            self.acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), dy, self.acc);
+            self.acc_min = _mm256_fmadd_ps(_mm256_cvtepi32_ps(imin), dminy, self.acc_min);
+        }
+
+        /// The 8 rows' products.
+        #[inline(always)]
+        unsafe fn value(&self) -> __m256 {
+            _mm256_sub_ps(self.acc, self.acc_min)
         }
     }
 
@@ -679,14 +734,11 @@ mod simd {
         stride: usize,
     ) {
         let m4 = _mm256_set1_epi8(0x0F);
-        let mut acc = [_mm256_setzero_ps(); RN];
-        let mut acc_min = [_mm256_setzero_ps(); RN];
+        let mut sums = [TokenSums::new(); RN];
         for (b, x8) in group.iter().enumerate() {
             let ys: [&BlockQ8K; RN] = std::array::from_fn(|k| &a[(t0 + k) * nb + b]);
             let halves8 = |h: &[[u8; 2]; 8]| _mm256_cvtph_ps(_mm_loadu_si128(h.as_ptr().cast()));
             let (d, dmin) = (halves8(&x8.d), halves8(&x8.dmin));
-            let mut isum_block = [_mm256_setzero_si256(); RN];
-            let mut imin_block = [_mm256_setzero_si256(); RN];
             for c in 0..4 {
                 // Lane r: (scale, scale) as i16 for the madd, and the minimums as i32.
                 let scale = |k: usize| {
@@ -695,8 +747,8 @@ mod simd {
                 };
                 let min =
                     |k: usize| _mm256_cvtepu8_epi32(_mm_loadl_epi64(x8.mins[k].as_ptr().cast()));
-                let (sc_lo, sc_hi) = (scale(2 * c), scale(2 * c + 1));
-                let (min_lo, min_hi) = (min(2 * c), min(2 * c + 1));
+                let scales = (scale(2 * c), scale(2 * c + 1));
+                let mins = (min(2 * c), min(2 * c + 1));
                 let mut sum_lo = [_mm256_setzero_si256(); RN];
                 let mut sum_hi = [_mm256_setzero_si256(); RN];
                 for j in 0..8 {
@@ -711,45 +763,18 @@ mod simd {
                         sum_hi[k] = _mm256_add_epi16(sum_hi[k], _mm256_maddubs_epi16(hi, y_hi));
                     }
                 }
-                for k in 0..RN {
-                    let y = ys[k];
-                    let isum = _mm256_add_epi32(
-                        _mm256_madd_epi16(sum_lo[k], sc_lo),
-                        _mm256_madd_epi16(sum_hi[k], sc_hi),
-                    );
-                    let bs_lo = y.bsum(4 * c) + y.bsum(4 * c + 1);
-                    let bs_hi = y.bsum(4 * c + 2) + y.bsum(4 * c + 3);
-                    let imin = _mm256_add_epi32(
-                        _mm256_mullo_epi32(min_lo, _mm256_set1_epi32(bs_lo)),
-                        _mm256_mullo_epi32(min_hi, _mm256_set1_epi32(bs_hi)),
-                    );
-                    if PER_CHUNK {
-                        let yd = _mm256_set1_ps(y.scale());
-                        let (dy, dminy) = (_mm256_mul_ps(d, yd), _mm256_mul_ps(dmin, yd));
-                        acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), dy, acc[k]);
-                        acc_min[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(imin), dminy, acc_min[k]);
-                    } else {
-                        isum_block[k] = _mm256_add_epi32(isum_block[k], isum);
-                        imin_block[k] = _mm256_add_epi32(imin_block[k], imin);
-                    }
+                for (k, token) in sums.iter_mut().enumerate() {
+                    let chunk = (sum_lo[k], sum_hi[k]);
+                    token.chunk::<PER_CHUNK>(ys[k], c, chunk, scales, mins, (d, dmin));
                 }
             }
-            if !PER_CHUNK {
-                for k in 0..RN {
-                    let yd = _mm256_set1_ps(ys[k].scale());
-                    let (dy, dminy) = (_mm256_mul_ps(d, yd), _mm256_mul_ps(dmin, yd));
-                    acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum_block[k]), dy, acc[k]);
-                    acc_min[k] =
-                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(imin_block[k]), dminy, acc_min[k]);
-                }
+            for (token, y) in sums.iter_mut().zip(ys) {
+                token.block_end::<PER_CHUNK>(y, (d, dmin));
             }
         }
-        for k in 0..RN {
+        for (k, token) in sums.iter().enumerate() {
             // SAFETY: the caller's contract covers the group's 8 rows of token t0 + k.
-            _mm256_storeu_ps(
-                out.add((t0 + k) * stride),
-                _mm256_sub_ps(acc[k], acc_min[k]),
-            );
+            _mm256_storeu_ps(out.add((t0 + k) * stride), token.value());
         }
     }
 
