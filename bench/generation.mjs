@@ -6,12 +6,14 @@
 //     ÷ the read bandwidth the native probe measures in the same run (median of its passes);
 //   - generation at context depths (default 0, 2048, 8192; clamped to the model's context);
 //   - peak resident memory of each engine (each runs in its own child process).
+// A shared machine's speed drifts by tens of percent within minutes: with --rounds N the three
+// engines take turns N times and their samples are pooled, so a slow spell is not one engine's.
 // Models: the default SmolLM2-135M Q4_1, Gemma 3 270M Q4_K_M, and random-weight
 // Llama-3.2-1B-shaped models in Q4_0, Q4_K_M and Q8_0 written by our GGUF writer into the cache
 // (speed does not depend on the weights' values; --no-synthetic skips them).
 //
 //   cargo build --release -p mistralrs-bench --bin bandwidth   # once, for the bandwidth probe
-//   node bench/generation.mjs [--reps 3] [--pp 512] [--tg 128] [--depths 0,2048,8192] [--models a,b]
+//   node bench/generation.mjs [--reps 3] [--rounds 1] [--pp 512] [--tg 128] [--depths 0,2048,8192] [--models a,b]
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -33,6 +35,9 @@ const REPS = Number(opt('--reps', 3));
 const PP = Number(opt('--pp', 512));
 const TG = Number(opt('--tg', 128));
 const DEPTHS = opt('--depths', '0,2048,8192').split(',').map(Number);
+// Rounds of ours, node-llama-cpp and llama-bench taken in turn, so that a busy spell of a
+// shared machine falls on all of them rather than on whichever ran then (depths: first round).
+const ROUNDS = Number(opt('--rounds', 1));
 const DEPTH_TG = 32;
 const threads = runtimeInfo().threads;
 
@@ -55,7 +60,7 @@ async function runOurs(path) {
     out.tg.push(tg.timings.generationTps);
   }
   engine.close();
-  for (const depth of depthsFor(engine.info.contextLength)) {
+  for (const depth of flag('--no-depths') ? [] : depthsFor(engine.info.contextLength)) {
     engine = await Engine.load({ model: path, kvTokens: depth + DEPTH_TG + 64, prefixCaching: false });
     const res = await engine.complete({ prompt: promptOf(Math.max(depth, 1), vocab), maxTokens: DEPTH_TG, ignoreEos: true }).result;
     out.depth[depth] = res.timings.generationTps;
@@ -89,7 +94,7 @@ async function runPeer(path) {
     out.tg.push((await measure(ctx, promptOf(1, vocab), TG + 1)).tg);
   }
   await ctx.dispose();
-  for (const depth of depthsFor(model.trainContextSize)) {
+  for (const depth of flag('--no-depths') ? [] : depthsFor(model.trainContextSize)) {
     ctx = await model.createContext({ contextSize: depth + DEPTH_TG + 64, threads, batchSize: 512 });
     out.depth[depth] = (await measure(ctx, promptOf(Math.max(depth, 1), vocab), DEPTH_TG)).tg;
     await ctx.dispose();
@@ -226,8 +231,8 @@ function llamaBench(bin, path) {
   return { pp: samples('pp'), tg: samples('tg') };
 }
 
-function child(kind, path) {
-  const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--worker', kind, '--model', path, '--vocab', String(vocabOf.get(path)), ...argv], {
+function child(kind, path, extra = []) {
+  const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--worker', kind, '--model', path, '--vocab', String(vocabOf.get(path)), ...argv, ...extra], {
     encoding: 'utf8',
     maxBuffer: 64 << 20,
   });
@@ -237,6 +242,19 @@ function child(kind, path) {
   } catch {
     return { error: (r.stderr || r.stdout).trim().split('\n').slice(-3).join(' ') };
   }
+}
+
+/** Two rounds' results of one engine as one: samples together, depths of the round that ran
+ * them, the higher peak memory, the first error. */
+function merged(a, b) {
+  const peaks = [a.maxRssMb, b.maxRssMb].filter((x) => x !== undefined);
+  return {
+    pp: [...(a.pp ?? []), ...(b.pp ?? [])],
+    tg: [...(a.tg ?? []), ...(b.tg ?? [])],
+    depth: { ...(b.depth ?? {}), ...(a.depth ?? {}) },
+    maxRssMb: peaks.length ? Math.max(...peaks) : undefined,
+    error: a.error ?? b.error,
+  };
 }
 
 /** Each model's vocabulary size, for the peer's prompt (the same tokens as ours). */
@@ -251,7 +269,7 @@ const MODELS = {
 };
 const chosen = opt('--models', Object.keys(MODELS).filter((m) => !flag('--no-synthetic') || !m.startsWith('llama-3.2')).join(',')).split(',');
 
-console.log(`threads: ${threads} of ${availableParallelism()} cores; kernels: ${runtimeInfo().selectedIsa}; ${REPS} repetitions`);
+console.log(`threads: ${threads} of ${availableParallelism()} cores; kernels: ${runtimeInfo().selectedIsa}; ${REPS} repetitions × ${ROUNDS} rounds`);
 const bandwidth = bandwidthGbps();
 if (bandwidth) console.log(`memory read bandwidth (median of 9 passes, ${threads} threads): ${bandwidth.toFixed(1)} GB/s`);
 const benchBin = llamaBenchPath();
@@ -267,9 +285,13 @@ for (const id of chosen) {
   const file = await GgufFile.open(path);
   vocabOf.set(path, file.getArray('tokenizer.ggml.tokens')?.length ?? 32000);
   file.close();
-  const ours = child('ours', path);
-  const peer = child('peer', path);
-  const bench = benchBin ? llamaBench(benchBin, path) : undefined;
+  let [ours, peer, bench] = [{}, {}, benchBin ? {} : undefined];
+  for (let round = 0; round < ROUNDS; round++) {
+    const extra = round > 0 ? ['--no-depths'] : [];
+    ours = merged(ours, child('ours', path, extra));
+    peer = merged(peer, child('peer', path, extra));
+    if (benchBin) bench = merged(bench, llamaBench(benchBin, path));
+  }
   console.log(`\n${id}  (${path})`);
   for (const [name, r] of [['ours', ours], ['node-llama-cpp', peer], ['llama-bench', bench]]) {
     if (r?.error) console.log(`  ${name}: failed: ${r.error}`);
