@@ -31,13 +31,32 @@ const opt = (name, dflt) => {
   const i = argv.indexOf(name);
   return i >= 0 ? argv[i + 1] : dflt;
 };
-const REPS = Number(opt('--reps', 3));
-const PP = Number(opt('--pp', 512));
-const TG = Number(opt('--tg', 128));
-const DEPTHS = opt('--depths', '0,2048,8192').split(',').map(Number);
+/** A whole number option (at least `min`), or a clear exit. */
+const count = (name, dflt, min = 1) => {
+  const text = String(opt(name, dflt));
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < min) {
+    console.error(`bench/generation.mjs: ${name} takes a whole number of at least ${min}, not "${text}"`);
+    process.exit(2);
+  }
+  return n;
+};
+const REPS = count('--reps', 3);
+const PP = count('--pp', 512);
+const TG = count('--tg', 128);
+const DEPTHS = String(opt('--depths', '0,2048,8192'))
+  .split(',')
+  .map((d) => {
+    const n = Number(d);
+    if (!Number.isInteger(n) || n < 0) {
+      console.error(`bench/generation.mjs: --depths takes whole numbers separated by commas, not "${d}"`);
+      process.exit(2);
+    }
+    return n;
+  });
 // Rounds of ours, node-llama-cpp and llama-bench taken in turn, so that a busy spell of a
 // shared machine falls on all of them rather than on whichever ran then (depths: first round).
-const ROUNDS = Number(opt('--rounds', 1));
+const ROUNDS = count('--rounds', 1);
 const DEPTH_TG = 32;
 const threads = runtimeInfo().threads;
 

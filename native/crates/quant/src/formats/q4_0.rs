@@ -320,17 +320,10 @@ mod simd {
     impl Unpacked {
         #[target_feature(enable = "avx2,fma,f16c")]
         fn fill(&mut self, group: &[BlockQ4_0x8]) {
-            let m4 = _mm256_set1_epi8(0x0F);
             self.quants.clear();
             self.dx.clear();
             for x8 in group {
-                for packed in x8.qs.chunks_exact(32) {
-                    // SAFETY: 32 bytes.
-                    let packed = unsafe { _mm256_loadu_si256(packed.as_ptr().cast()) };
-                    self.quants.push(_mm256_and_si256(packed, m4));
-                    self.quants
-                        .push(_mm256_and_si256(_mm256_srli_epi16::<4>(packed), m4));
-                }
+                push_nibble_halves(&mut self.quants, &x8.qs);
                 // SAFETY: the 8 scales are 16 contiguous bytes.
                 self.dx.push(_mm256_cvtph_ps(unsafe {
                     _mm_loadu_si128(x8.d.as_ptr().cast())
@@ -415,7 +408,6 @@ mod simd {
         out: *mut f32,
         stride: usize,
     ) {
-        let m4 = _mm256_set1_epi8(0x0F);
         let ones = _mm256_set1_epi16(1);
         let mut acc = [_mm256_setzero_ps(); RN];
         for (b, x8) in group.iter().enumerate() {
@@ -424,8 +416,7 @@ mod simd {
                 // SAFETY: 32 of the 128 quant bytes.
                 let packed = _mm256_loadu_si256(x8.qs.as_ptr().add(32 * j).cast());
                 // Elements 4j..4j+4 of each row (low nibbles), and 4j+16..4j+20 (high).
-                let lo = _mm256_and_si256(packed, m4);
-                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(packed), m4);
+                let (lo, hi) = nibble_halves(packed);
                 for (k, sum) in pairs.iter_mut().enumerate() {
                     let ys = a[(t0 + k) * nb + b].qs.as_ptr();
                     let y_lo = _mm256_set1_epi32(ys.add(4 * j).cast::<i32>().read_unaligned());

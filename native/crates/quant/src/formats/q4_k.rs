@@ -451,6 +451,7 @@ fn chunk_sums_scalar(qs: &[u8], ys: &[i8]) -> (i32, i32) {
 mod simd {
     use std::arch::x86_64::*;
 
+    use super::super::q8_0::x86::{nibble_halves, push_nibble_halves};
     use super::super::q8_k::simd::*;
     use super::super::q8_k::BlockQ8K;
     use super::{unpack_scale_min_k4, BlockQ4K, BlockQ4Kx8};
@@ -538,17 +539,10 @@ mod simd {
     impl Unpacked {
         #[target_feature(enable = "avx2,fma,f16c")]
         fn fill(&mut self, group: &[BlockQ4Kx8]) {
-            let m4 = _mm256_set1_epi8(0x0F);
             self.vectors.clear();
             self.d.clear();
             for x8 in group {
-                for packed in x8.qs.chunks_exact(32) {
-                    // SAFETY: 32 bytes.
-                    let packed = unsafe { _mm256_loadu_si256(packed.as_ptr().cast()) };
-                    self.vectors.push(_mm256_and_si256(packed, m4));
-                    self.vectors
-                        .push(_mm256_and_si256(_mm256_srli_epi16::<4>(packed), m4));
-                }
+                push_nibble_halves(&mut self.vectors, &x8.qs);
                 for k in 0..8 {
                     // SAFETY: 8 bytes each.
                     let s = unsafe { _mm_loadl_epi64(x8.scales[k].as_ptr().cast()) };
@@ -733,7 +727,6 @@ mod simd {
         out: *mut f32,
         stride: usize,
     ) {
-        let m4 = _mm256_set1_epi8(0x0F);
         let mut sums = [TokenSums::new(); RN];
         for (b, x8) in group.iter().enumerate() {
             let ys: [&BlockQ8K; RN] = std::array::from_fn(|k| &a[(t0 + k) * nb + b]);
@@ -753,8 +746,7 @@ mod simd {
                 let mut sum_hi = [_mm256_setzero_si256(); RN];
                 for j in 0..8 {
                     let packed = _mm256_loadu_si256(x8.qs.as_ptr().add(32 * (8 * c + j)).cast());
-                    let lo = _mm256_and_si256(packed, m4);
-                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(packed), m4);
+                    let (lo, hi) = nibble_halves(packed);
                     for k in 0..RN {
                         let y = ys[k].qs.as_ptr().add(64 * c + 4 * j);
                         let y_lo = _mm256_set1_epi32(y.cast::<i32>().read_unaligned());

@@ -259,6 +259,29 @@ pub(crate) mod x86 {
         _mm256_and_si256(both, _mm256_set1_epi8(0x0F))
     }
 
+    /// The low and the high nibbles of 32 packed bytes, each as 32 bytes.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(crate) fn nibble_halves(packed: __m256i) -> (__m256i, __m256i) {
+        let m4 = _mm256_set1_epi8(0x0F);
+        (
+            _mm256_and_si256(packed, m4),
+            _mm256_and_si256(_mm256_srli_epi16::<4>(packed), m4),
+        )
+    }
+
+    /// [`nibble_halves`] of each 32 bytes of `qs` (a multiple of 32), pushed low then high.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(crate) fn push_nibble_halves(dst: &mut Vec<__m256i>, qs: &[u8]) {
+        for packed in qs.chunks_exact(32) {
+            // SAFETY: 32 readable bytes; loadu needs no alignment.
+            let (lo, hi) = nibble_halves(unsafe { _mm256_loadu_si256(packed.as_ptr().cast()) });
+            dst.push(lo);
+            dst.push(hi);
+        }
+    }
+
     /// The 32 bits of `bits` to 32 bytes, 0xFF where bit j is set (the Q5 fifth bits).
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
