@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 
-import { callNative, callNativeSync } from '@mistralrs/quant/errors';
+import { callNative, callNativeSync } from '@mistralrs/napi-support';
 
 import { binding, type Binding } from './native.js';
 

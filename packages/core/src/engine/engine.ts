@@ -8,7 +8,7 @@ import { freemem } from 'node:os';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { callNative, callNativeSync } from '@mistralrs/quant/errors';
+import { callNative, callNativeSync } from '@mistralrs/napi-support';
 import { GgufFile } from '@mistralrs/quant';
 
 import { ChatTemplate } from '../chat-template/index.js';

@@ -13,7 +13,7 @@
  * order), so outputs are the same bits with the cache on and off.
  */
 import { BlockPool, type PrefixCacheStats } from '@mistralrs/paged-attn';
-import { callNative, callNativeSync, MistralrsError } from '@mistralrs/quant/errors';
+import { callNative, callNativeSync, MistralrsError } from '@mistralrs/napi-support';
 
 import type { Binding } from '../native.js';
 import { nativeSampling } from './sampling.js';

@@ -5,7 +5,7 @@
  * logits to the tokens the grammar allows, and tokens the grammar forces are fed without
  * sampling.
  */
-import { callNative } from '@mistralrs/quant/errors';
+import { callNative } from '@mistralrs/napi-support';
 
 import { binding, type Binding } from '../native.js';
 import type { Tokenizer } from '../tokenizer.js';
