@@ -27,6 +27,22 @@ export type Grammar =
 
 export const GRAMMAR_TYPES = ['json_schema', 'json_object', 'regex', 'lark', 'llguidance'] as const;
 
+/**
+ * The start of the message of a grammar refused for its size rather than its content (the
+ * native compiler's budget: text length, schema objects, properties per object, Lark
+ * definitions and terminals, llguidance's lexer fuel and symbols). See docs/server.md.
+ */
+export const GRAMMAR_TOO_COMPLEX = 'grammar too complex: ';
+
+/**
+ * Whether `error` refuses a grammar for exceeding the compile budget (or, during generation,
+ * a step's budget) rather than for being malformed.
+ */
+export function isGrammarTooComplex(error: unknown): boolean {
+  const message = (error as { message?: unknown } | null)?.message;
+  return typeof message === 'string' && message.includes(GRAMMAR_TOO_COMPLEX);
+}
+
 /** A compiled grammar: each sequence that uses it reads from its own copy. */
 export type CompiledGrammar = Binding.ConstraintHandle;
 
@@ -36,7 +52,10 @@ export class GrammarCompiler {
 
   constructor(private readonly tokenizer: Tokenizer) {}
 
-  /** Rejects with an `InvalidArgumentError` naming what is wrong with the grammar. */
+  /**
+   * Rejects with an `InvalidArgumentError` naming what is wrong with the grammar; one over the
+   * compile budget has a message starting with `GRAMMAR_TOO_COMPLEX`.
+   */
   async compile(grammar: Grammar): Promise<CompiledGrammar> {
     this.#native ??= callNative(() => binding.createGrammarCompiler(this.tokenizer.handle));
     const compiler = await this.#native;
