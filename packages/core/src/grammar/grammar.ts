@@ -5,7 +5,7 @@
  * logits to the tokens the grammar allows, and tokens the grammar forces are fed without
  * sampling.
  */
-import { callNative } from '@mistralrs/quant/errors';
+import { callNative, MistralrsError } from '@mistralrs/quant/errors';
 
 import { binding, type Binding } from '../native.js';
 import type { Tokenizer } from '../tokenizer.js';
@@ -57,9 +57,29 @@ export class GrammarCompiler {
    * compile budget has a message starting with `GRAMMAR_TOO_COMPLEX`.
    */
   async compile(grammar: Grammar): Promise<CompiledGrammar> {
+    if ('value' in grammar && typeof grammar.value === 'object') checkDepth(grammar.value);
     this.#native ??= callNative(() => binding.createGrammarCompiler(this.tokenizer.handle));
     const compiler = await this.#native;
     return callNative(() => compiler.compile(grammar.type, grammarText(grammar)));
+  }
+}
+
+/** serde_json's limit, which the native compiler parses the schema with. */
+export const MAX_SCHEMA_DEPTH = 128;
+
+/**
+ * Refuses a schema object nested deeper than the native side parses, before JSON.stringify
+ * would recurse into it (a few thousand levels overflow the JavaScript stack). No recursion.
+ */
+function checkDepth(value: unknown): void {
+  const stack: Array<[unknown, number]> = [[value, 1]];
+  while (stack.length > 0) {
+    const [item, depth] = stack.pop()!;
+    if (item === null || typeof item !== 'object') continue;
+    if (depth > MAX_SCHEMA_DEPTH) {
+      throw new MistralrsError('InvalidArgumentError', `${GRAMMAR_TOO_COMPLEX}the schema nests deeper than ${MAX_SCHEMA_DEPTH} levels`);
+    }
+    for (const child of Object.values(item)) stack.push([child, depth + 1]);
   }
 }
 
