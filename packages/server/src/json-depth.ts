@@ -47,6 +47,8 @@ export function checkJsonDepth(body: unknown, maxDepth: number): void {
     keys.reverse();
     let path = '';
     for (const [i, key] of keys.entries()) {
+      // An array in an array is no field of its own.
+      if (typeof key === 'number' && typeof keys[i - 1] === 'number') break;
       path += typeof key === 'number' ? `[${key}]` : i === 0 ? key : `.${key}`;
       if (i + 1 >= MAX_PARAM_COMPONENTS || (typeof key === 'string' && FIELD_ENDS.has(key))) break;
     }

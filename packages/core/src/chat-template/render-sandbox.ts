@@ -118,6 +118,11 @@ export class RenderSandbox {
     return this.#maxWorkers;
   }
 
+  /** Renders (and parses) running now, one per busy worker. */
+  get running(): number {
+    return this.#workers.filter((worker) => worker.busy).length;
+  }
+
   /** Renders `job.template` with `job.context`; rejects with a `ChatTemplateError`. */
   render(job: SandboxJob & { context: Record<string, unknown> }): Promise<string> {
     const limits = resolveLimits(this.#limits, job.limits);
