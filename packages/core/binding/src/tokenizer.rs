@@ -241,7 +241,7 @@ impl TokenizerHandle {
             .collect();
         // NFC neither makes nor takes ASCII controls or the lead bytes of planes 1 to 16;
         // other unspelled bytes could come out of a composition the count cannot foresee.
-        let countable = unspelled.iter().all(|&b| b < 0x80 || b >= 0xF0);
+        let countable = unspelled.iter().all(|b| !(0x80..0xF0).contains(b));
         if (t.model_kind() == "llama" && !unspelled.is_empty()) || !countable {
             return Ok(None);
         }
