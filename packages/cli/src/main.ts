@@ -35,7 +35,11 @@ function runOptions<T>(y: Argv<T>) {
     .option('host', { type: 'string', describe: 'with --port: the address to bind (default 127.0.0.1; 0.0.0.0 for every interface)' })
     .option('api-key', { type: 'string', describe: 'with --port: require "Authorization: Bearer KEY" on every route but /health' })
     .option('cors-origin', { type: 'string', array: true, describe: 'with --port: let browser pages from this origin call the API (repeatable; * for any)' })
-    .option('max-body', { type: 'string', describe: 'with --port: the largest request body (default 4mb)' });
+    .option('max-body', { type: 'string', describe: 'with --port: the largest request body (default 4mb)' })
+    .option('drain-timeout', {
+      type: 'number',
+      describe: 'with --port: seconds requests in flight may finish in after SIGINT or SIGTERM before they end with an error (default 10)',
+    });
 }
 
 type RunArgs = Awaited<ReturnType<ReturnType<typeof runOptions>['parseAsync']>>;
@@ -80,6 +84,10 @@ function serveOptions(args: RunArgs, toml: TomlSelector | undefined): ServeCliOp
   const apiKey = args['api-key'] ?? server.apiKey;
   const corsOrigins = args['cors-origin'] ?? server.corsOrigins;
   const maxBody = args['max-body'] ?? server.maxBody;
+  const drainTimeout = args['drain-timeout'] ?? server.drainTimeout;
+  if (drainTimeout !== undefined && !(Number.isFinite(drainTimeout) && drainTimeout >= 0)) {
+    throw new UsageError(`--drain-timeout must be a number of seconds, 0 or more, got ${drainTimeout}`);
+  }
   let maxBodyBytes: number | undefined;
   try {
     if (maxBody !== undefined) maxBodyBytes = parseByteSize(maxBody);
@@ -92,6 +100,7 @@ function serveOptions(args: RunArgs, toml: TomlSelector | undefined): ServeCliOp
     ...(apiKey !== undefined ? { apiKey } : {}),
     ...(corsOrigins !== undefined ? { corsOrigins: corsOrigins.map(String) } : {}),
     ...(maxBodyBytes !== undefined ? { maxBodyBytes } : {}),
+    ...(drainTimeout !== undefined ? { drainTimeoutMs: Math.round(drainTimeout * 1000) } : {}),
   };
 }
 

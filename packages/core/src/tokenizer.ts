@@ -39,6 +39,7 @@ export class Tokenizer {
 
   /** @internal The native tokenizer (grammar compilation reads its vocabulary). */
   readonly handle: Binding.TokenizerHandle;
+  #textBound: Binding.TextBound | null | undefined;
 
   private constructor(handle: Binding.TokenizerHandle) {
     this.handle = handle;
@@ -121,6 +122,26 @@ export class Tokenizer {
 
   tokenType(id: number): TokenType {
     return callNativeSync(() => this.handle.tokenType(id)) as TokenType;
+  }
+
+  /**
+   * A number of tokens that encoding `text` cannot go below, found without tokenizing it
+   * (its UTF-8 length over the most bytes one token can stand for), or undefined where the
+   * vocabulary allows no such bound (WordPiece, Unigram, a SentencePiece vocabulary that
+   * cannot spell every byte). Enough to refuse a prompt far past the context cheaply. The
+   * vocabulary is read once, on first use.
+   */
+  minTokens(text: string): number | undefined {
+    if (this.#textBound === undefined) this.#textBound = callNativeSync(() => this.handle.textBound());
+    const bound = this.#textBound;
+    if (!bound) return undefined;
+    if (bound.uncountedBytes.length === 0) return Math.ceil(Buffer.byteLength(text, 'utf8') / bound.bytesPerToken);
+    const uncounted = new Uint8Array(256);
+    for (const byte of bound.uncountedBytes) uncounted[byte] = 1;
+    const utf8 = Buffer.from(text, 'utf8');
+    let bytes = 0;
+    for (const byte of utf8) bytes += 1 - uncounted[byte]!;
+    return Math.ceil(bytes / bound.bytesPerToken);
   }
 
   /** A decoder for streaming: text comes out only in whole UTF-8 characters. */

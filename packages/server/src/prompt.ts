@@ -18,6 +18,8 @@ export async function chatPromptIds(
   messages: readonly ChatMessage[],
   addGenerationPrompt = true,
   tools?: readonly ChatTool[],
+  /** Refuse a rendered prompt that cannot fit the context before tokenizing it (not for /tokenize). */
+  mustFit = true,
 ): Promise<number[]> {
   const template = engine.chatTemplate;
   if (!template) {
@@ -27,18 +29,39 @@ export async function chatPromptIds(
       'no_chat_template',
     );
   }
-  return engine.encodeChatPromptAsync(await template.render({ messages, tools, addGenerationPrompt }));
+  const text = await template.render({ messages, tools, addGenerationPrompt });
+  if (mustFit) checkTextFits(engine, text, 'messages');
+  return engine.encodeChatPromptAsync(text);
 }
 
 /** A plain prompt: text as `Engine.complete` tokenizes it (BOS added, special-token text kept literal). */
 export async function textPromptIds(engine: ServingEngine, prompt: string | number[]): Promise<number[]> {
   if (typeof prompt !== 'string') return prompt;
+  checkTextFits(engine, prompt, 'prompt');
   return Array.from(await engine.tokenizer.encodeAsync(prompt, { addSpecialTokens: true, parseSpecial: false }));
+}
+
+/**
+ * 400 `context_length_exceeded` when `text` cannot fit the context whatever its tokens: its
+ * UTF-8 length over the most bytes one token can stand for is already the context or more
+ * (`Tokenizer.minTokens`, a bound no tokenization goes below). Milliseconds for a prompt of
+ * megabytes, which would otherwise be tokenized in full only to be refused.
+ */
+function checkTextFits(engine: ServingEngine, text: string, param: 'messages' | 'prompt'): void {
+  const context = engine.contextTokens;
+  const atLeast = engine.tokenizer.minTokens(text);
+  if (atLeast === undefined || atLeast < context) return;
+  throw invalidRequest(
+    `this model's maximum context length is ${context} tokens, but the prompt has at least ${atLeast} tokens ` +
+      `(${Buffer.byteLength(text)} bytes of text); shorten the prompt`,
+    param,
+    'context_length_exceeded',
+  );
 }
 
 /** 400 `context_length_exceeded` unless the prompt leaves room for at least one generated token. */
 export function checkPromptFits(ids: readonly number[], context: number, param: 'messages' | 'prompt'): void {
-  if (ids.length === 0) throw invalidRequest('the prompt is empty', param);
+  if (ids.length === 0) throw invalidRequest('the prompt is empty', param, 'empty_string');
   if (ids.length >= context) {
     throw invalidRequest(
       `this model's maximum context length is ${context} tokens, but the prompt has ${ids.length} tokens ` +

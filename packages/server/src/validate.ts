@@ -71,7 +71,7 @@ export type RequestBody = Readonly<Record<string, unknown>>;
 
 export function requireObjectBody(body: unknown): RequestBody {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {
-    throw invalidRequest('the request body must be a JSON object');
+    throw invalidRequest('the request body must be a JSON object', null, 'invalid_type');
   }
   return body as RequestBody;
 }
@@ -80,7 +80,7 @@ export function validateChatRequest(body: RequestBody, ctx: ValidationContext): 
   const logprobs = readBoolean(body, 'logprobs') ?? false;
   const topLogprobs = readInteger(body, 'top_logprobs', { min: 0, max: ctx.limits.maxTopLogprobs });
   if (topLogprobs !== undefined && !logprobs) {
-    throw invalidRequest('top_logprobs requires logprobs to be true', 'top_logprobs');
+    throw invalidRequest('top_logprobs requires logprobs to be true', 'top_logprobs', 'conflicting_parameters');
   }
   return {
     ...readCommon(body, ctx),
@@ -104,6 +104,7 @@ export function validateCompletionRequest(body: RequestBody, ctx: ValidationCont
     throw invalidRequest(
       `${prompts.length} prompts × n=${common.n} asks for ${prompts.length * common.n} choices; the limit is ${ctx.limits.maxChoices}`,
       'n',
+      'integer_above_max_value',
     );
   }
   return {
@@ -116,7 +117,7 @@ export function validateCompletionRequest(body: RequestBody, ctx: ValidationCont
 function readCommon(body: RequestBody, ctx: ValidationContext): CommonRequest {
   const stream = readBoolean(body, 'stream') ?? false;
   const streamOptions = readObject(body, 'stream_options');
-  if (streamOptions && !stream) throw invalidRequest('stream_options is only allowed when stream is true', 'stream_options');
+  if (streamOptions && !stream) throw invalidRequest('stream_options is only allowed when stream is true', 'stream_options', 'conflicting_parameters');
   const includeUsage = streamOptions ? (readBoolean(streamOptions, 'include_usage', 'stream_options.include_usage') ?? false) : false;
   readString(body, 'user'); // accepted for OpenAI compatibility; not used
 
@@ -161,7 +162,7 @@ function readMaxTokens(body: RequestBody, contextTokens: number): number | undef
   const maxTokens = readInteger(body, 'max_tokens', range);
   const maxCompletionTokens = readInteger(body, 'max_completion_tokens', range);
   if (maxTokens !== undefined && maxCompletionTokens !== undefined && maxTokens !== maxCompletionTokens) {
-    throw invalidRequest('max_tokens and max_completion_tokens disagree; send one of them', 'max_tokens');
+    throw invalidRequest('max_tokens and max_completion_tokens disagree; send one of them', 'max_tokens', 'conflicting_parameters');
   }
   return maxCompletionTokens ?? maxTokens;
 }
@@ -170,15 +171,15 @@ function readStop(body: RequestBody, limits: ServerLimits): string[] | undefined
   const value = body.stop;
   if (value === undefined || value === null) return undefined;
   const stops = typeof value === 'string' ? [value] : value;
-  if (!Array.isArray(stops)) throw invalidRequest('stop must be a string or an array of strings', 'stop');
+  if (!Array.isArray(stops)) throw invalidRequest('stop must be a string or an array of strings', 'stop', 'invalid_type');
   if (stops.length > limits.maxStopStrings) {
-    throw invalidRequest(`stop has ${stops.length} strings; at most ${limits.maxStopStrings} are allowed`, 'stop');
+    throw invalidRequest(`stop has ${stops.length} strings; at most ${limits.maxStopStrings} are allowed`, 'stop', 'array_above_max_length');
   }
   for (const stop of stops) {
-    if (typeof stop !== 'string') throw invalidRequest('stop must be a string or an array of strings', 'stop');
-    if (stop.length === 0) throw invalidRequest('a stop string must not be empty', 'stop');
+    if (typeof stop !== 'string') throw invalidRequest('stop must be a string or an array of strings', 'stop', 'invalid_type');
+    if (stop.length === 0) throw invalidRequest('a stop string must not be empty', 'stop', 'empty_string');
     if (stop.length > limits.maxStopChars) {
-      throw invalidRequest(`a stop string has ${stop.length} characters; at most ${limits.maxStopChars} are allowed`, 'stop');
+      throw invalidRequest(`a stop string has ${stop.length} characters; at most ${limits.maxStopChars} are allowed`, 'stop', 'string_above_max_length');
     }
   }
   return stops.length > 0 ? (stops as string[]) : undefined;
@@ -212,24 +213,24 @@ function readLogitBias(body: RequestBody, ctx: ValidationContext): Record<number
 
 /** `prompt`: a string, token ids, or a list of either (one choice set per prompt). */
 function readPrompts(value: unknown, vocabSize: number): Array<string | number[]> {
-  if (value === undefined || value === null) throw invalidRequest('prompt is required', 'prompt');
+  if (value === undefined || value === null) throw invalidRequest('prompt is required', 'prompt', 'missing_required_parameter');
   if (typeof value === 'string') return [nonEmptyText(value)];
   if (!Array.isArray(value) || value.length === 0) {
-    throw invalidRequest('prompt must be a non-empty string, an array of token ids, or an array of those', 'prompt');
+    throw invalidRequest('prompt must be a non-empty string, an array of token ids, or an array of those', 'prompt', 'invalid_type');
   }
   if (value.every((item) => typeof item === 'number')) return [tokenIds(value, vocabSize)];
   if (value.every((item) => typeof item === 'string')) return value.map((text: string) => nonEmptyText(text));
   if (value.every((item) => Array.isArray(item))) return value.map((ids: unknown[]) => tokenIds(ids, vocabSize));
-  throw invalidRequest('prompt must not mix strings, token ids and arrays', 'prompt');
+  throw invalidRequest('prompt must not mix strings, token ids and arrays', 'prompt', 'invalid_type');
 }
 
 function nonEmptyText(text: string): string {
-  if (text.length === 0) throw invalidRequest('prompt must not be empty', 'prompt');
+  if (text.length === 0) throw invalidRequest('prompt must not be empty', 'prompt', 'empty_string');
   return text;
 }
 
 function tokenIds(ids: unknown[], vocabSize: number): number[] {
-  if (ids.length === 0) throw invalidRequest('prompt must not be empty', 'prompt');
+  if (ids.length === 0) throw invalidRequest('prompt must not be empty', 'prompt', 'empty_array');
   for (const id of ids) {
     if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= vocabSize) {
       throw invalidRequest(`invalid token id ${JSON.stringify(id)} in prompt: out of vocabulary (ids 0 to ${vocabSize - 1})`, 'prompt');
@@ -264,45 +265,49 @@ interface NumberRange {
 export function readNumber(body: RequestBody, field: string, range: NumberRange = {}, param = field): number | undefined {
   const value = body[field];
   if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'number' || !Number.isFinite(value)) throw invalidRequest(`${param} must be a number`, param);
-  checkRange(value, range, param);
+  if (typeof value !== 'number' || !Number.isFinite(value)) throw invalidRequest(`${param} must be a number`, param, 'invalid_type');
+  checkRange(value, range, param, 'decimal');
   return value;
 }
 
 export function readInteger(body: RequestBody, field: string, range: NumberRange = {}, param = field): number | undefined {
   const value = body[field];
   if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value)) throw invalidRequest(`${param} must be an integer`, param);
-  checkRange(value, range, param);
+  if (typeof value !== 'number' || !Number.isSafeInteger(value)) throw invalidRequest(`${param} must be an integer`, param, 'invalid_type');
+  checkRange(value, range, param, 'integer');
   return value;
 }
 
 export function readBoolean(body: RequestBody, field: string, param = field): boolean | undefined {
   const value = body[field];
   if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'boolean') throw invalidRequest(`${param} must be true or false`, param);
+  if (typeof value !== 'boolean') throw invalidRequest(`${param} must be true or false`, param, 'invalid_type');
   return value;
 }
 
 export function readString(body: RequestBody, field: string, param = field): string | undefined {
   const value = body[field];
   if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'string') throw invalidRequest(`${param} must be a string`, param);
+  if (typeof value !== 'string') throw invalidRequest(`${param} must be a string`, param, 'invalid_type');
   return value;
 }
 
 export function readObject(body: RequestBody, field: string, param = field): RequestBody | undefined {
   const value = body[field];
   if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'object' || Array.isArray(value)) throw invalidRequest(`${param} must be an object`, param);
+  if (typeof value !== 'object' || Array.isArray(value)) throw invalidRequest(`${param} must be an object`, param, 'invalid_type');
   return value as RequestBody;
 }
 
-function checkRange(value: number, { min, max, minExclusive }: NumberRange, param: string): void {
+function checkRange(value: number, { min, max, minExclusive }: NumberRange, param: string, kind: 'integer' | 'decimal'): void {
   const tooLow = min !== undefined && (minExclusive ? value <= min : value < min);
   const tooHigh = max !== undefined && value > max;
   if (!tooLow && !tooHigh) return;
   const low = min === undefined ? '' : minExclusive ? `greater than ${min}` : `at least ${min}`;
   const high = max === undefined ? '' : `at most ${max}`;
-  throw invalidRequest(`${param} must be ${[low, high].filter(Boolean).join(' and ')}, got ${value}`, param);
+  throw invalidRequest(
+    `${param} must be ${[low, high].filter(Boolean).join(' and ')}, got ${value}`,
+    param,
+    `${kind}_${tooLow ? 'below_min' : 'above_max'}_value`,
+  );
 }

@@ -25,6 +25,7 @@ export { ChatTemplate, MAX_TEMPLATE_CHARS, type ChatTemplateOptions, type ChatTe
 export {
   DEFAULT_RENDER_LIMITS,
   defaultRenderSandbox,
+  defaultRenderWorkers,
   RenderSandbox,
   type RenderLimits,
   type RenderSandboxOptions,

@@ -29,7 +29,7 @@ export function chatCompletionsRoute(ctx: RouteContext): RequestHandler {
       parallelToolCalls: tools?.parallelToolCalls,
     });
     if (plan.grammar && request.grammar) {
-      throw invalidRequest(`tool_choice forces a tool call; it cannot be combined with ${request.grammar.param}`, 'tool_choice');
+      throw invalidRequest(`tool_choice forces a tool call; it cannot be combined with ${request.grammar.param}`, 'tool_choice', 'conflicting_parameters');
     }
     const requested: RequestedGrammar | undefined = plan.grammar ? { grammar: plan.grammar, param: 'tool_choice' } : request.grammar;
     const grammar = requested && (await compileRequestGrammar(ctx.engine, requested));
