@@ -61,6 +61,11 @@ export declare class TokenizerHandle {
   tokenToPiece(id: number): Uint8Array
   tokenText(id: number): string
   tokenType(id: number): string
+  /**
+   * DRY's sequence breakers (text) as token sequences, head first, read against this
+   * vocabulary as llama.cpp reads them (a scan of every token: off the JavaScript thread).
+   */
+  drySequenceBreakers(breakers: Array<string>): Promise<Array<Array<number>>>
   createDecoder(skipSpecial: boolean): DecoderHandle
 }
 
@@ -123,6 +128,16 @@ export interface SamplingOptions {
   /** Integer seed (below 2^53). */
   seed?: number
   topLogprobs?: number
+  /** DRY: off unless a multiplier other than 0 is given. */
+  dryMultiplier?: number
+  /** Default 1.75. */
+  dryBase?: number
+  /** Default 2. */
+  dryAllowedLength?: number
+  /** Tokens searched for repeats; -1 (the default) is the whole history, 0 turns DRY off. */
+  dryPenaltyLastN?: number
+  /** Breakers as token sequences, head first (`TokenizerHandle.drySequenceBreakers`). */
+  drySequenceBreakers?: Array<Array<number>>
 }
 
 export interface StepInput {

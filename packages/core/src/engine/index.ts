@@ -1,6 +1,14 @@
 export {
+  planChatPrompt,
+  renderChatPrompt,
+  unreadTemplateArguments,
+  type ChatPromptPlan,
+  type ChatPromptRequest,
+  type ChatPromptTarget,
+} from './chat-prompt.js';
+export { EngineError } from './engine-error.js';
+export {
   Engine,
-  EngineError,
   type ChatRequest,
   type CompleteRequest,
   type EngineLoad,
@@ -9,6 +17,7 @@ export {
 } from './engine.js';
 export { Generation } from './generation.js';
 export { ModelNotFoundError, resolveGgufPath } from './model-source.js';
+export { DEFAULT_DRY_SEQUENCE_BREAKERS, MAX_DRY_BREAKER_BYTES } from './sampling.js';
 export type {
   FinishReason,
   GenerationChunk,
