@@ -15,7 +15,6 @@ import {
 } from '../chat-template/index.js';
 import type { Grammar } from '../grammar/index.js';
 import { planToolChat, type ToolCallFormat, type ToolChoice } from '../tools/index.js';
-import { EngineError } from './engine-error.js';
 
 export interface ChatPromptRequest {
   messages: readonly ChatMessage[];
@@ -46,6 +45,9 @@ export interface ChatPromptPlan {
   toolCallFormat: ToolCallFormat | undefined;
   /** Forces a call (`toolChoice` `required` or a named function). */
   toolGrammar: Grammar | undefined;
+  /** Template variables given a value that asks for something, which the variant never reads:
+   * the caller refuses the request rather than ignore them. */
+  unreadTemplateArgs: string[];
 }
 
 /** Where the prompt is rendered and tokenized: an `Engine`, or the part of one a server holds. */
@@ -62,16 +64,11 @@ export function unreadTemplateArguments(template: ChatTemplate, variant: string,
     .map(([name]) => name);
 }
 
-/** The variant, tool plan and variables; an `InvalidArgumentError` for a variable the
- * template ignores. */
+/** The variant, tool plan and variables (and those of them the template would ignore). */
 export function planChatPrompt(template: ChatTemplate, request: ChatPromptRequest): ChatPromptPlan {
   const shownTools = request.toolChoice === 'none' ? undefined : request.tools;
   const variant = template.selectVariant({ tools: shownTools });
   const templateArgs = request.templateArgs ?? {};
-  const unread = unreadTemplateArguments(template, variant, templateArgs);
-  if (unread.length > 0) {
-    throw new EngineError('InvalidArgumentError', `this model's chat template does not read ${unread.join(', ')}, so it cannot be honoured`);
-  }
   const tools = planToolChat({
     templateSource: template.text(variant),
     messages: request.messages,
@@ -88,6 +85,7 @@ export function planChatPrompt(template: ChatTemplate, request: ChatPromptReques
     addGenerationPrompt: request.addGenerationPrompt ?? true,
     toolCallFormat: tools.format,
     toolGrammar: tools.grammar,
+    unreadTemplateArgs: unreadTemplateArguments(template, variant, templateArgs),
   };
 }
 

@@ -162,11 +162,9 @@ export class Engine {
     const template = this.chatTemplate;
     const refuse = (message: string) => new Generation(() => Promise.reject(new EngineError('InvalidArgumentError', message)));
     if (!template) return refuse(`${this.info.path} has no chat template; pass one with --chat-template`);
-    let plan;
-    try {
-      plan = planChatPrompt(template, request);
-    } catch (error) {
-      return new Generation(() => Promise.reject(error as Error));
+    const plan = planChatPrompt(template, request);
+    if (plan.unreadTemplateArgs.length > 0) {
+      return refuse(`this model's chat template does not read ${plan.unreadTemplateArgs.join(', ')}, so it cannot be honoured`);
     }
     if (plan.toolGrammar && request.grammar) return refuse('toolChoice forces a tool call; it cannot be combined with grammar');
     const options = plan.toolGrammar ? { ...request, grammar: plan.toolGrammar } : request;
