@@ -82,6 +82,11 @@ export interface LoadModelOptions {
   kvBytes?: number
   /** `f16` (default) or `q8_0`. */
   kvCacheType?: string
+  /**
+   * How a safetensors folder's float matrices are stored: `auto` (default: the checkpoint's
+   * types), `f32`, `f16` or `bf16`. A GGUF refuses any but `auto`.
+   */
+  dtype?: string
 }
 
 export interface ModelInfo {
@@ -97,6 +102,8 @@ export interface ModelInfo {
   nBlocks: number
   /** Bytes the KV cache holds. */
   kvCacheBytes: number
+  /** Bytes a safetensors model's matrices take as stored (`dtype`); absent for a GGUF. */
+  weightBytes?: number
 }
 
 export declare function runtimeInfo(): RuntimeInfo

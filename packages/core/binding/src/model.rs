@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use crate::grammar::ConstraintHandle;
-use mistralrs_core::runner::{KvDtype, Runner, RunnerOptions, StepSeq};
+use mistralrs_core::runner::{KvDtype, Runner, RunnerOptions, StepSeq, WeightDtype};
 use mistralrs_core::sampler::{DryParams, SamplingParams};
 use mistralrs_core::ModelError;
 use mistralrs_napi_support::{guard, js_error};
@@ -25,6 +25,9 @@ pub struct LoadModelOptions {
     pub kv_bytes: Option<f64>,
     /// `f16` (default) or `q8_0`.
     pub kv_cache_type: Option<String>,
+    /// How a safetensors folder's float matrices are stored: `auto` (default: the checkpoint's
+    /// types), `f32`, `f16` or `bf16`. A GGUF refuses any but `auto`.
+    pub dtype: Option<String>,
 }
 
 #[napi(object)]
@@ -41,6 +44,8 @@ pub struct ModelInfo {
     pub n_blocks: u32,
     /// Bytes the KV cache holds.
     pub kv_cache_bytes: f64,
+    /// Bytes a safetensors model's matrices take as stored (`dtype`); absent for a GGUF.
+    pub weight_bytes: Option<f64>,
 }
 
 #[napi]
@@ -114,6 +119,14 @@ pub fn load_model(
                 ))
             }
         };
+        if let Some(name) = o.dtype.as_deref() {
+            opts.weight_dtype = WeightDtype::parse(name).ok_or_else(|| {
+                js_error(
+                    "InvalidArgumentError",
+                    format!("dtype `{name}` is not one of auto, f32, f16, bf16"),
+                )
+            })?;
+        }
     }
     Ok(AsyncTask::new(LoadModelTask {
         path: PathBuf::from(path),
@@ -338,6 +351,7 @@ impl ModelHandle {
                 block_size: r.block_size() as u32,
                 n_blocks: r.n_blocks() as u32,
                 kv_cache_bytes: r.kv_cache_bytes() as f64,
+                weight_bytes: r.weight_bytes().map(|b| b as f64),
             })
         })
     }

@@ -15,6 +15,7 @@ import { ChatTemplate } from '../chat-template/index.js';
 import { GrammarCompiler, type CompiledGrammar, type Grammar } from '../grammar/index.js';
 import { binding, type Binding } from '../native.js';
 import { Tokenizer } from '../tokenizer.js';
+import { architectureMismatch, unknownArchitecture } from './architecture-check.js';
 import { planChatPrompt, renderChatPrompt, type ChatPromptRequest } from './chat-prompt.js';
 import { EngineError } from './engine-error.js';
 import { Generation } from './generation.js';
@@ -62,7 +63,17 @@ export interface EngineOptions {
   maxWaiting?: number;
   /** Reuse the KV blocks of earlier prompts with the same prefix (default true). */
   prefixCaching?: boolean;
+  /** How a safetensors folder's float matrices are stored: `auto` (default: the checkpoint's
+   * types), `f32`, `f16` or `bf16`. A GGUF's weights keep their types: it refuses any other. */
+  dtype?: WeightDtype;
+  /** The architecture the caller expects (mistral.rs's `-a` names, e.g. `qwen3`, `phi3.5moe`):
+   * a model of another is refused after it loads. */
+  architecture?: string;
 }
+
+/** `EngineOptions.dtype`. */
+export const WEIGHT_DTYPES = ['auto', 'f32', 'f16', 'bf16'] as const;
+export type WeightDtype = (typeof WEIGHT_DTYPES)[number];
 
 export type ModelInfo = Binding.ModelInfo & { path: string };
 
@@ -105,22 +116,31 @@ export class Engine {
   }
 
   static async load(options: EngineOptions = {}): Promise<Engine> {
+    const unknownArch = options.architecture === undefined ? undefined : unknownArchitecture(options.architecture);
+    if (unknownArch) throw new EngineError('InvalidArgumentError', unknownArch);
     const path = await resolveGgufPath(options.model, options.file, {
       tokenSource: options.tokenSource,
       revision: options.revision,
     });
     const kvBytes = kvBudgetBytes(options);
+    const dtype = weightDtype(options.dtype, path);
     const [model, tokenizer, chatTemplate] = await Promise.all([
       callNative(() => binding.loadModel(path, {
           kvTokens: options.kvTokens,
           blockSize: options.blockSize,
           kvBytes,
           kvCacheType: options.kvCacheType,
+          dtype,
         })),
       isHfFolder(path) ? hfTokenizer(path) : Tokenizer.fromGguf(path),
       loadChatTemplate(path, options.chatTemplate),
     ]);
     const info = { ...callNativeSync(() => model.info()), path };
+    const mismatch = options.architecture === undefined ? undefined : architectureMismatch(options.architecture, info.architecture);
+    if (mismatch) {
+      model.release();
+      throw new EngineError('InvalidArgumentError', `${path}: ${mismatch} (-a/--arch ${options.architecture})`);
+    }
     return new Engine(model, tokenizer, chatTemplate, info, options);
   }
 
@@ -272,6 +292,21 @@ export class Engine {
     if (o.signal?.aborted) seq.finish('cancelled');
     return seq;
   }
+}
+
+/** The `dtype` to load with: checked, and refused for a GGUF unless `auto`. */
+function weightDtype(dtype: string | undefined, path: string): WeightDtype | undefined {
+  if (dtype === undefined) return undefined;
+  if (!(WEIGHT_DTYPES as readonly string[]).includes(dtype)) {
+    throw new EngineError('InvalidArgumentError', `dtype must be one of ${WEIGHT_DTYPES.join(', ')}, got ${JSON.stringify(dtype)}`);
+  }
+  if (dtype !== 'auto' && !isHfFolder(path)) {
+    throw new EngineError(
+      'InvalidArgumentError',
+      `${path}: a GGUF's weights keep the types in the file, so dtype ${dtype} cannot apply (it converts safetensors folders; use auto)`,
+    );
+  }
+  return dtype as WeightDtype;
 }
 
 /** The KV cache budget in bytes, when given as a size or a fraction of free memory. */

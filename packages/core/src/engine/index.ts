@@ -7,8 +7,11 @@ export {
   type ChatPromptTarget,
 } from './chat-prompt.js';
 export { EngineError } from './engine-error.js';
+export { architectureMismatch, knownArchitectureNames, unknownArchitecture } from './architecture-check.js';
 export {
   Engine,
+  WEIGHT_DTYPES,
+  type WeightDtype,
   type ChatRequest,
   type CompleteRequest,
   type EngineLoad,
