@@ -59,8 +59,8 @@ const SCHEDULER_SETTINGS: readonly SchedulerSetting[] = ['maxRunning', 'maxWaiti
 const KV_KEYS = [...KV_SETTINGS.map((key) => NUMERIC_SETTINGS[key].tomlKey), 'pa_cache_type'];
 
 const TOP_KEYS = ['model', 'file', 'chat_template', 'token_source', 'server', ...KV_KEYS];
-// mistral.rs's tok_model_id (a tokenizer from elsewhere) is refused if given: the tokenizer
-// comes with the GGUF or the folder.
+// mistral.rs's tok_model_id is accepted for its files and not used: the GGUF (or the folder)
+// carries its tokenizer and chat template. arch is -a.
 const MODEL_KEYS = ['model_id', 'quantized_model_id', 'quantized_filename', 'tok_model_id', 'arch', ...KV_KEYS];
 const SERVER_KEYS = ['port', 'host', 'api_key', 'cors_origins', 'max_body', 'max_running', 'max_waiting', 'prefix_cache'];
 
@@ -97,9 +97,7 @@ export function parseTomlSelector(text: string, origin: string): TomlSelector {
     const modelId = optionalString(m, 'model_id', '[model].', fail);
     const quantizedId = optionalString(m, 'quantized_model_id', '[model].', fail);
     const quantizedFile = optionalString(m, 'quantized_filename', '[model].', fail);
-    if (optionalString(m, 'tok_model_id', '[model].', fail) !== undefined) {
-      fail('[model].tok_model_id is not supported: the tokenizer comes with the GGUF file or the model folder');
-    }
+    optionalString(m, 'tok_model_id', '[model].', fail);
     const arch = optionalString(m, 'arch', '[model].', fail);
     if (arch !== undefined) selector.arch = arch;
     const model = quantizedId ?? modelId;
