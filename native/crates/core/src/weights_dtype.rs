@@ -146,7 +146,9 @@ mod tests {
         for target in [WeightDtype::Auto, WeightDtype::F32] {
             let (ty, kept) = store_as(GgmlType::F32, bytes.clone(), target).unwrap();
             assert_eq!(ty, GgmlType::F32);
-            assert!(matches!((&bytes, &kept), (WeightBytes::Owned(a), WeightBytes::Owned(b)) if Arc::ptr_eq(a, b)));
+            assert!(
+                matches!((&bytes, &kept), (WeightBytes::Owned(a), WeightBytes::Owned(b)) if Arc::ptr_eq(a, b))
+            );
         }
         assert!(store_as(GgmlType::Q8_0, bytes, WeightDtype::F16).is_err());
         assert_eq!(WeightDtype::parse("bf16"), Some(WeightDtype::BF16));

@@ -168,7 +168,8 @@ fn dry_params(o: &mut SamplingOptions) -> napi::Result<Option<DryParams>> {
     }
     let base = o.dry_base.unwrap_or(1.75);
     let penalty_last_n = o.dry_penalty_last_n.unwrap_or(-1);
-    if !(multiplier.is_finite() && multiplier > 0.0) || !(base.is_finite() && base >= 1.0) {
+    let usable = multiplier.is_finite() && multiplier > 0.0 && base.is_finite() && base >= 1.0;
+    if !usable {
         return Err(js_error(
             "InvalidArgumentError",
             format!("DRY needs a positive multiplier and a base of at least 1, got {multiplier} and {base}"),
@@ -177,7 +178,9 @@ fn dry_params(o: &mut SamplingOptions) -> napi::Result<Option<DryParams>> {
     if penalty_last_n < -1 {
         return Err(js_error(
             "InvalidArgumentError",
-            format!("DRY's penalty_last_n must be -1 (all), 0 (off) or positive, got {penalty_last_n}"),
+            format!(
+                "DRY's penalty_last_n must be -1 (all), 0 (off) or positive, got {penalty_last_n}"
+            ),
         ));
     }
     Ok(Some(DryParams {

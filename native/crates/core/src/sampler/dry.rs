@@ -275,12 +275,18 @@ mod tests {
         let mut expected = vec![0.0; VOCAB];
         expected[6] = 2.0;
         expected[7] = 2.0;
-        assert_eq!(penalties(&dry(1, vec![]), &[5, 1, 2, 6, 1, 2, 7, 0, 1, 2]), expected);
+        assert_eq!(
+            penalties(&dry(1, vec![]), &[5, 1, 2, 6, 1, 2, 7, 0, 1, 2]),
+            expected
+        );
         // 3 1 2 7 5 1 2 7 3 1 2: "3 1 2" ends at position 2 (3 long) and "1 2" at 6 (2 long:
         // 5 ≠ 3), both followed by 7, which takes the longer: 2^(3 − 1) = 4.
         let mut expected = vec![0.0; VOCAB];
         expected[7] = 4.0;
-        assert_eq!(penalties(&dry(1, vec![]), &[3, 1, 2, 7, 5, 1, 2, 7, 3, 1, 2]), expected);
+        assert_eq!(
+            penalties(&dry(1, vec![]), &[3, 1, 2, 7, 5, 1, 2, 7, 3, 1, 2]),
+            expected
+        );
     }
 
     #[test]
