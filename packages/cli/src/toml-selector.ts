@@ -38,6 +38,8 @@ export interface TomlSelector {
   model?: string;
   /** `-f`: the file inside `model`. */
   file?: string;
+  /** `[model].arch` (`-a`): the architecture the model must be. */
+  arch?: string;
   chatTemplate?: string;
   tokenSource?: string;
   server: TomlServerSettings;
@@ -59,7 +61,8 @@ const SCHEDULER_SETTINGS: readonly SchedulerSetting[] = ['maxRunning', 'maxWaiti
 const KV_KEYS = [...KV_SETTINGS.map((key) => NUMERIC_SETTINGS[key].tomlKey), 'pa_cache_type'];
 
 const TOP_KEYS = ['model', 'file', 'chat_template', 'token_source', 'server', ...KV_KEYS];
-// tok_model_id and arch are mistral.rs's; our GGUF and config.json name both themselves.
+// mistral.rs's tok_model_id is accepted for its files and not used: the GGUF (or the folder)
+// carries its tokenizer and chat template. arch is -a.
 const MODEL_KEYS = ['model_id', 'quantized_model_id', 'quantized_filename', 'tok_model_id', 'arch', ...KV_KEYS];
 const SERVER_KEYS = ['port', 'host', 'api_key', 'cors_origins', 'max_body', 'drain_timeout', 'max_running', 'max_waiting', 'prefix_cache'];
 
@@ -97,7 +100,8 @@ export function parseTomlSelector(text: string, origin: string): TomlSelector {
     const quantizedId = optionalString(m, 'quantized_model_id', '[model].', fail);
     const quantizedFile = optionalString(m, 'quantized_filename', '[model].', fail);
     optionalString(m, 'tok_model_id', '[model].', fail);
-    optionalString(m, 'arch', '[model].', fail);
+    const arch = optionalString(m, 'arch', '[model].', fail);
+    if (arch !== undefined) selector.arch = arch;
     const model = quantizedId ?? modelId;
     if (model === undefined) fail('[model] needs model_id (a Hugging Face folder) or quantized_model_id (where the .gguf is)');
     selector.model = model;

@@ -62,14 +62,10 @@ export declare class TokenizerHandle {
   tokenText(id: number): string
   tokenType(id: number): string
   /**
-   * The most bytes of input text one token can stand for, and the bytes no token spells
-   * (a byte-level vocabulary drops them), or null where no bound holds: WordPiece and
-   * Unigram, a SentencePiece vocabulary without every byte (its unknown runs become one
-   * token), a byte-level one that cannot spell a byte that normalisation may produce.
-   * Text with N other bytes then has at least N / bound tokens, which lets a prompt far
-   * past the context be refused without tokenizing it.
+   * DRY's sequence breakers (text) as token sequences, head first, read against this
+   * vocabulary as llama.cpp reads them (a scan of every token: off the JavaScript thread).
    */
-  textBound(): TextBound | null
+  drySequenceBreakers(breakers: Array<string>): Promise<Array<Array<number>>>
   createDecoder(skipSpecial: boolean): DecoderHandle
 }
 
@@ -86,6 +82,11 @@ export interface LoadModelOptions {
   kvBytes?: number
   /** `f16` (default) or `q8_0`. */
   kvCacheType?: string
+  /**
+   * How a safetensors folder's float matrices are stored: `auto` (default: the checkpoint's
+   * types), `f32`, `f16` or `bf16`. A GGUF refuses any but `auto`.
+   */
+  dtype?: string
 }
 
 export interface ModelInfo {
@@ -101,6 +102,8 @@ export interface ModelInfo {
   nBlocks: number
   /** Bytes the KV cache holds. */
   kvCacheBytes: number
+  /** Bytes a safetensors model's matrices take as stored (`dtype`); absent for a GGUF. */
+  weightBytes?: number
 }
 
 export declare function runtimeInfo(): RuntimeInfo
@@ -132,6 +135,16 @@ export interface SamplingOptions {
   /** Integer seed (below 2^53). */
   seed?: number
   topLogprobs?: number
+  /** DRY: off unless a multiplier other than 0 is given. */
+  dryMultiplier?: number
+  /** Default 1.75. */
+  dryBase?: number
+  /** Default 2. */
+  dryAllowedLength?: number
+  /** Tokens searched for repeats; -1 (the default) is the whole history, 0 turns DRY off. */
+  dryPenaltyLastN?: number
+  /** Breakers as token sequences, head first (`TokenizerHandle.drySequenceBreakers`). */
+  drySequenceBreakers?: Array<Array<number>>
 }
 
 export interface StepInput {
@@ -154,13 +167,6 @@ export interface StepOutput {
   forced?: Array<number>
   /** Why this sequence could not sample (its grammar allows nothing). */
   error?: string
-}
-
-/** See `TokenizerHandle::text_bound`. */
-export interface TextBound {
-  bytesPerToken: number
-  /** Bytes that no token spells: they produce no token, so they do not count. */
-  uncountedBytes: Array<number>
 }
 
 /** A Hugging Face `tokenizer.json` (and optionally its `tokenizer_config.json`). */

@@ -40,6 +40,8 @@ export class Tokenizer {
   /** @internal The native tokenizer (grammar compilation reads its vocabulary). */
   readonly handle: Binding.TokenizerHandle;
   #textBound: Binding.TextBound | null | undefined;
+  /** DRY breaker lists already read against this vocabulary, by their JSON. */
+  readonly #dryBreakers = new Map<string, Promise<number[][]>>();
 
   private constructor(handle: Binding.TokenizerHandle) {
     this.handle = handle;
@@ -144,11 +146,35 @@ export class Tokenizer {
     return Math.ceil(bytes / bound.bytesPerToken);
   }
 
+  /**
+   * DRY's sequence breakers (text) as token sequences, head first, the way llama.cpp reads
+   * them against the vocabulary: every token containing a breaker is one, and a token ending
+   * with a breaker's beginning heads a sequence whose tail is the rest, tokenized. A scan of the
+   * whole vocabulary, off the JavaScript thread; remembered per list of breakers.
+   */
+  drySequenceBreakers(breakers: readonly string[]): Promise<number[][]> {
+    const key = JSON.stringify(breakers);
+    let sequences = this.#dryBreakers.get(key);
+    if (!sequences) {
+      sequences = callNative(() => this.handle.drySequenceBreakers([...breakers]));
+      // A refused list is not remembered; a few lists in use at once are.
+      sequences.catch(() => this.#dryBreakers.delete(key));
+      if (this.#dryBreakers.size >= MAX_REMEMBERED_BREAKER_LISTS) {
+        this.#dryBreakers.delete(this.#dryBreakers.keys().next().value!);
+      }
+      this.#dryBreakers.set(key, sequences);
+    }
+    return sequences;
+  }
+
   /** A decoder for streaming: text comes out only in whole UTF-8 characters. */
   createDecoder(options: DecodeOptions = {}): IncrementalDecoder {
     return new IncrementalDecoder(this.handle.createDecoder(options.skipSpecialTokens ?? false));
   }
 }
+
+/** Lists of DRY breakers whose token sequences a tokenizer keeps. */
+const MAX_REMEMBERED_BREAKER_LISTS = 16;
 
 /** Tokenizers by their files' stamps, while something still holds them. */
 const liveTokenizers = new Map<string, WeakRef<Tokenizer>>();

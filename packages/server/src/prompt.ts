@@ -3,24 +3,13 @@
  * happen here, where it can still be a fast 400, and the ids are then handed to the engine as
  * they are (so the template is rendered and the text tokenized exactly once).
  */
-import type { ChatMessage, ChatTool } from '@mistralrs/core';
+import { planChatPrompt, renderChatPrompt, type ChatMessage, type ChatPromptPlan, type ChatPromptRequest, type ChatTemplate } from '@mistralrs/core';
 
 import { invalidRequest } from './errors.js';
 import type { ServingEngine } from './serving-engine.js';
 
-/**
- * A chat's prompt: the template rendered with the generation prompt, then tokenized by the
- * engine's own rule (special-token text parsed; BOS added only if the template did not write
- * it), off the JavaScript thread: a long prompt must not stall every other stream.
- */
-export async function chatPromptIds(
-  engine: ServingEngine,
-  messages: readonly ChatMessage[],
-  addGenerationPrompt = true,
-  tools?: readonly ChatTool[],
-  /** Refuse a rendered prompt that cannot fit the context before tokenizing it (not for /tokenize). */
-  mustFit = true,
-): Promise<number[]> {
+/** The model's chat template, or a 400 `no_chat_template` when it has none. */
+export function requireChatTemplate(engine: ServingEngine): ChatTemplate {
   const template = engine.chatTemplate;
   if (!template) {
     throw invalidRequest(
@@ -29,9 +18,44 @@ export async function chatPromptIds(
       'no_chat_template',
     );
   }
-  const text = await template.render({ messages, tools, addGenerationPrompt });
-  if (mustFit) checkTextFits(engine, text, 'messages');
-  return engine.encodeChatPromptAsync(text);
+  return template;
+}
+
+/**
+ * A chat's plan (template variant, tools, template variables), as `Engine.chat` makes it; a
+ * template variable the template does not read is a 400 `unsupported_parameter` naming the
+ * field that set it (`params`: variable name → field).
+ */
+export function chatPlan(engine: ServingEngine, request: ChatPromptRequest, params: Readonly<Record<string, string>> = {}): ChatPromptPlan {
+  const plan = planChatPrompt(requireChatTemplate(engine), request);
+  const unread = plan.unreadTemplateArgs[0];
+  if (unread !== undefined) {
+    const param = params[unread] ?? unread;
+    throw invalidRequest(`this model's chat template does not read ${unread}, so ${param} cannot be honoured`, param, 'unsupported_parameter');
+  }
+  return plan;
+}
+
+/**
+ * A chat's prompt: the template rendered (with the generation prompt unless told otherwise),
+ * then tokenized by the engine's rule (special-token text parsed; BOS added only if the
+ * template did not write it), off the JavaScript thread: a long prompt must not stall every
+ * other stream. The same path as `Engine.chat` (core's `planChatPrompt`/`renderChatPrompt`).
+ */
+export async function chatPromptIds(
+  engine: ServingEngine,
+  messages: readonly ChatMessage[],
+  addGenerationPrompt = true,
+): Promise<number[]> {
+  return renderChatPrompt(engine, chatPlan(engine, { messages, addGenerationPrompt }));
+}
+
+/**
+ * A chat request's prompt ids: rendered as `chatPromptIds` does, and refused before tokenizing
+ * when the rendered text cannot fit the context whatever its tokens (`checkTextFits`).
+ */
+export function chatRequestIds(engine: ServingEngine, plan: ChatPromptPlan): Promise<number[]> {
+  return renderChatPrompt(engine, plan, (text) => checkTextFits(engine, text, 'messages'));
 }
 
 /** A plain prompt: text as `Engine.complete` tokenizes it (BOS added, special-token text kept literal). */

@@ -3,15 +3,20 @@
  *
  * Unknown fields are ignored, as OpenAI does; a field that is present with `null` counts as
  * absent (clients send `"stop": null`). Known fields with a wrong type or out of range are a
- * 400 with `param` set to the field's name. Features we do not have (echo, suffix) are a 400
- * rather than silently ignored, since ignoring them would return a plausible but wrong answer.
+ * 400 with `param` set to the field's name. Fields other servers read that we do not implement
+ * (echo, suffix, mirostat, adapters, web_search_options, ... see unsupported-fields.ts) are a
+ * 400 `unsupported_parameter` rather than silently ignored, since ignoring them would return a
+ * plausible but wrong answer. OpenAI's metadata (user, metadata, safety_identifier,
+ * prompt_cache_key) changes nothing here and is accepted once its shape is checked.
  */
-import type { ChatMessage, GenerationOptions } from '@mistralrs/core';
+import { MAX_DRY_BREAKER_BYTES, type ChatMessage, type GenerationOptions } from '@mistralrs/core';
 
 import { readGrammar, readTools, type RequestedGrammar, type RequestedTools } from './constraints.js';
 import { invalidRequest } from './errors.js';
 import type { ServerLimits } from './limits.js';
 import { readMessages } from './messages.js';
+import { readTemplateArgs, type RequestedTemplateArgs } from './template-args.js';
+import { rejectUnsupportedChatFields, rejectUnsupportedCompletionFields } from './unsupported-fields.js';
 
 /** What validation needs to know of the model and the server. */
 export interface ValidationContext {
@@ -33,6 +38,12 @@ export type SamplingFields = Pick<
   | 'presencePenalty'
   | 'logitBias'
   | 'seed'
+  | 'ignoreEos'
+  | 'dryMultiplier'
+  | 'dryBase'
+  | 'dryAllowedLength'
+  | 'dryPenaltyLastN'
+  | 'drySequenceBreakers'
 >;
 
 /** The fields chat and text completions share. */
@@ -57,6 +68,8 @@ export interface ChatCompletionRequest extends CommonRequest {
   /** Alternatives per token (0 when only the chosen token's logprob is wanted). */
   topLogprobs: number;
   tools: RequestedTools | undefined;
+  /** `chat_template_kwargs`, `enable_thinking`, `reasoning_effort`. */
+  templateArgs: RequestedTemplateArgs;
 }
 
 export interface CompletionRequest extends CommonRequest {
@@ -77,6 +90,7 @@ export function requireObjectBody(body: unknown): RequestBody {
 }
 
 export function validateChatRequest(body: RequestBody, ctx: ValidationContext): ChatCompletionRequest {
+  rejectUnsupportedChatFields(body);
   const logprobs = readBoolean(body, 'logprobs') ?? false;
   const topLogprobs = readInteger(body, 'top_logprobs', { min: 0, max: ctx.limits.maxTopLogprobs });
   if (topLogprobs !== undefined && !logprobs) {
@@ -88,11 +102,13 @@ export function validateChatRequest(body: RequestBody, ctx: ValidationContext): 
     logprobs,
     topLogprobs: topLogprobs ?? 0,
     tools: readTools(body, ctx.limits.maxTools),
+    templateArgs: readTemplateArgs(body),
   };
 }
 
 export function validateCompletionRequest(body: RequestBody, ctx: ValidationContext): CompletionRequest {
   rejectUnsupported(body, { echo: 'echo', suffix: 'suffix' });
+  rejectUnsupportedCompletionFields(body);
   const common = readCommon(body, ctx);
   // best_of > n (generate more, return the best) is not offered; best_of = n changes nothing.
   const bestOf = readInteger(body, 'best_of', { min: 1 });
@@ -119,7 +135,7 @@ function readCommon(body: RequestBody, ctx: ValidationContext): CommonRequest {
   const streamOptions = readObject(body, 'stream_options');
   if (streamOptions && !stream) throw invalidRequest('stream_options is only allowed when stream is true', 'stream_options', 'conflicting_parameters');
   const includeUsage = streamOptions ? (readBoolean(streamOptions, 'include_usage', 'stream_options.include_usage') ?? false) : false;
-  readString(body, 'user'); // accepted for OpenAI compatibility; not used
+  readMetadata(body);
 
   return {
     model: readString(body, 'model'),
@@ -148,12 +164,59 @@ function readSampling(body: RequestBody, ctx: ValidationContext): SamplingFields
     logitBias: readLogitBias(body, ctx),
     // -1 is llama.cpp's "random seed"; the seed of choice i is seed + i, so leave room for n.
     seed: seed !== undefined && seed >= 0 ? seed : undefined,
+    ignoreEos: readBoolean(body, 'ignore_eos'),
+    ...readDry(body, ctx),
   };
   // Drop the unset ones so the engine's defaults apply.
   for (const key of Object.keys(sampling) as Array<keyof SamplingFields>) {
     if (sampling[key] === undefined) delete sampling[key];
   }
   return sampling;
+}
+
+/**
+ * DRY (mistral.rs's and llama.cpp's names). `dry_penalty_last_n` is llama.cpp's: -1 the whole
+ * history (the default, as mistral.rs searches it all), 0 turns DRY off.
+ */
+function readDry(body: RequestBody, ctx: ValidationContext): SamplingFields {
+  const breakers = body.dry_sequence_breakers;
+  let drySequenceBreakers: string[] | undefined;
+  if (breakers !== undefined && breakers !== null) {
+    const param = 'dry_sequence_breakers';
+    if (!Array.isArray(breakers)) throw invalidRequest(`${param} must be an array of strings`, param);
+    if (breakers.length > MAX_DRY_BREAKERS) throw invalidRequest(`${param} has ${breakers.length} strings; at most ${MAX_DRY_BREAKERS} are allowed`, param);
+    for (const breaker of breakers) {
+      if (typeof breaker !== 'string' || breaker.length === 0) throw invalidRequest(`${param} must hold non-empty strings`, param);
+      const bytes = Buffer.byteLength(breaker);
+      if (bytes > MAX_DRY_BREAKER_BYTES) {
+        throw invalidRequest(`${param}: ${JSON.stringify(breaker)} has ${bytes} bytes; at most ${MAX_DRY_BREAKER_BYTES} are allowed`, param);
+      }
+    }
+    drySequenceBreakers = breakers as string[];
+  }
+  return {
+    dryMultiplier: readNumber(body, 'dry_multiplier', { min: 0, max: 100 }),
+    dryBase: readNumber(body, 'dry_base', { min: 1, max: 100 }),
+    dryAllowedLength: readInteger(body, 'dry_allowed_length', { min: 0, max: ctx.contextTokens }),
+    dryPenaltyLastN: readInteger(body, 'dry_penalty_last_n', { min: -1, max: 2 ** 31 - 1 }),
+    drySequenceBreakers,
+  };
+}
+
+/** Most DRY sequence breakers a request may give. */
+const MAX_DRY_BREAKERS = 32;
+
+/** OpenAI's metadata, which changes nothing here: checked for shape, then dropped. */
+function readMetadata(body: RequestBody): void {
+  readString(body, 'user');
+  readString(body, 'safety_identifier');
+  readString(body, 'prompt_cache_key');
+  const metadata = readObject(body, 'metadata');
+  const entries = Object.entries(metadata ?? {});
+  if (entries.length > 16) throw invalidRequest(`metadata has ${entries.length} keys; at most 16 are allowed`, 'metadata');
+  for (const [key, value] of entries) {
+    if (typeof value !== 'string') throw invalidRequest(`metadata.${key} must be a string`, `metadata.${key}`);
+  }
 }
 
 /** `max_completion_tokens` is the newer name of `max_tokens`; both may come, if they agree. */

@@ -1,8 +1,10 @@
 //! A Hugging Face model folder (`config.json` + safetensors) as a weight source: GGUF tensor
 //! names map onto the checkpoint's names, `config.json` onto `ModelConfig`. Float tensors
-//! (F32, F16, BF16) are used in place in the mapped shards.
+//! (F32, F16, BF16) are used in place in the mapped shards, or stored in the type `--dtype`
+//! asks for (`weights_dtype`).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use mistralrs_quant::safetensors::{Dtype, SafetensorsModel};
@@ -13,6 +15,7 @@ use crate::layers::{Embedding, Linear, RopeScaling, RopeStyle, WeightBytes};
 use crate::model_config::ModelConfig;
 use crate::model_error::{ModelError, Result};
 use crate::weights::Weights;
+use crate::weights_dtype::{store_as, WeightDtype};
 
 pub struct HfWeights {
     dir: PathBuf,
@@ -20,6 +23,9 @@ pub struct HfWeights {
     config: Value,
     /// Our architecture id for the config's `model_type`.
     arch: String,
+    /// The type matrices are stored in, and the bytes they take so far.
+    dtype: WeightDtype,
+    stored_bytes: AtomicUsize,
 }
 
 impl HfWeights {
@@ -52,7 +58,28 @@ impl HfWeights {
             model: SafetensorsModel::open_dir(dir)?,
             config,
             arch,
+            dtype: WeightDtype::Auto,
+            stored_bytes: AtomicUsize::new(0),
         })
+    }
+
+    /// Stores the float matrices in `dtype` (`auto`: the checkpoint's types).
+    pub fn with_dtype(mut self, dtype: WeightDtype) -> HfWeights {
+        self.dtype = dtype;
+        self
+    }
+
+    /// Bytes of the matrices loaded so far, as stored.
+    pub fn stored_bytes(&self) -> usize {
+        self.stored_bytes.load(Ordering::Relaxed)
+    }
+
+    /// A matrix as the model keeps it: converted to `dtype`, and counted.
+    fn store(&self, ty: GgmlType, bytes: WeightBytes) -> Result<(GgmlType, WeightBytes)> {
+        let (ty, bytes) = store_as(ty, bytes, self.dtype)?;
+        self.stored_bytes
+            .fetch_add(bytes.as_slice().len(), Ordering::Relaxed);
+        Ok((ty, bytes))
     }
 
     /// `model_type` as our architecture id.
@@ -325,6 +352,7 @@ impl Weights for HfWeights {
 
     fn linear(&self, name: &str, in_features: usize, out_features: usize) -> Result<Linear> {
         let (ty, bytes) = self.matrix(name, out_features, in_features)?;
+        let (ty, bytes) = self.store(ty, bytes)?;
         Ok(Linear::new(ty, out_features, in_features, bytes)?)
     }
 
@@ -338,11 +366,13 @@ impl Weights for HfWeights {
         let (ty, bytes) = self.matrix(name, total_rows, in_features)?;
         let n = rows.len();
         let bytes = crate::weights::row_slice(bytes, ty, in_features, rows);
+        let (ty, bytes) = self.store(ty, bytes)?;
         Ok(Linear::new(ty, n, in_features, bytes)?)
     }
 
     fn embedding(&self, name: &str, dim: usize, vocab: usize) -> Result<Embedding> {
         let (ty, bytes) = self.matrix(name, vocab, dim)?;
+        let (ty, bytes) = self.store(ty, bytes)?;
         Ok(Embedding::new(ty, vocab, dim, bytes)?)
     }
 
@@ -492,6 +522,7 @@ impl Weights for HfWeights {
                     .expert_hf_name(name, e)
                     .ok_or_else(|| self.bad(format!("cannot map tensor `{name}`")))?;
                 let (ty, bytes) = self.matrix_named(&hf, out_features, in_features)?;
+                let (ty, bytes) = self.store(ty, bytes)?;
                 Ok(Linear::new(ty, out_features, in_features, bytes)?)
             })
             .collect()
@@ -523,19 +554,16 @@ impl Weights for HfWeights {
                     transposed[to..to + elem].copy_from_slice(&keys[from..from + elem]);
                 }
             }
-            k_b.push(Linear::new(
-                ty,
-                rank,
-                nope,
-                WeightBytes::Owned(Arc::new(transposed)),
-            )?);
+            let (k_ty, keys) = self.store(ty, WeightBytes::Owned(Arc::new(transposed)))?;
+            k_b.push(Linear::new(k_ty, rank, nope, keys)?);
             let values = crate::weights::row_slice(
                 bytes.clone(),
                 ty,
                 rank,
                 first + nope..first + nope + v_dim,
             );
-            v_b.push(Linear::new(ty, v_dim, rank, values)?);
+            let (v_ty, values) = self.store(ty, values)?;
+            v_b.push(Linear::new(v_ty, v_dim, rank, values)?);
         }
         Ok((k_b, v_b))
     }

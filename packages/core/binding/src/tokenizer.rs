@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use mistralrs_core::sampler::dry::{breaker_sequences, MAX_BREAKER_BYTES};
 use mistralrs_core::tokenizer::{DecodeStream, TokenType, Tokenizer, TokenizerError};
 use mistralrs_napi_support::{guard, js_error};
 use napi::bindgen_prelude::{AsyncTask, Uint32Array, Uint8Array};
@@ -118,6 +119,42 @@ impl Task for EncodeTask {
 
     fn resolve(&mut self, _env: Env, ids: Vec<u32>) -> napi::Result<Uint32Array> {
         Ok(Uint32Array::new(ids))
+    }
+}
+
+pub struct DryBreakersTask {
+    tokenizer: Arc<Tokenizer>,
+    breakers: Vec<String>,
+}
+
+#[napi]
+impl Task for DryBreakersTask {
+    type Output = Vec<Vec<u32>>;
+    type JsValue = Vec<Vec<u32>>;
+
+    fn compute(&mut self) -> napi::Result<Vec<Vec<u32>>> {
+        guard(|| {
+            let t = &self.tokenizer;
+            if let Some(long) = self.breakers.iter().find(|b| b.len() > MAX_BREAKER_BYTES) {
+                return Err(js_error(
+                    "InvalidArgumentError",
+                    format!(
+                        "the DRY sequence breaker {long:?} has {} bytes; at most {MAX_BREAKER_BYTES} are allowed",
+                        long.len()
+                    ),
+                ));
+            }
+            Ok(breaker_sequences(
+                &self.breakers,
+                t.vocab_size() as u32,
+                |id| t.token_to_piece(id).unwrap_or_default(),
+                |text| t.encode(text, false, false).unwrap_or_default(),
+            ))
+        })
+    }
+
+    fn resolve(&mut self, _env: Env, sequences: Vec<Vec<u32>>) -> napi::Result<Vec<Vec<u32>>> {
+        Ok(sequences)
     }
 }
 
@@ -251,6 +288,16 @@ impl TokenizerHandle {
                 bytes_per_token,
                 uncounted_bytes: unspelled,
             }))
+    }
+
+    /// DRY's sequence breakers (text) as token sequences, head first, read against this
+    /// vocabulary as llama.cpp reads them (a scan of every token: off the JavaScript thread).
+    #[napi(ts_return_type = "Promise<Array<Array<number>>>")]
+    pub fn dry_sequence_breakers(&self, breakers: Vec<String>) -> AsyncTask<DryBreakersTask> {
+        AsyncTask::new(DryBreakersTask {
+            tokenizer: Arc::clone(&self.inner),
+            breakers,
+        })
     }
 
     #[napi]

@@ -32,3 +32,11 @@ export {
   type SandboxJob,
 } from './render-sandbox.js';
 export { strftime } from './strftime.js';
+export {
+  isNeutralTemplateArgument,
+  MAX_TEMPLATE_ARGUMENT_CHARS,
+  TEMPLATE_ARGUMENTS,
+  templateArgumentProblem,
+  templateReadsVariable,
+  type TemplateArgumentRule,
+} from './template-arguments.js';

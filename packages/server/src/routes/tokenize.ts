@@ -22,7 +22,7 @@ export function tokenizeRoute(ctx: RouteContext): RequestHandler {
       if (body.prompt !== undefined && body.prompt !== null) throw invalidRequest('send either prompt or messages, not both', 'prompt', 'conflicting_parameters');
       const addGenerationPrompt = readBoolean(body, 'add_generation_prompt') ?? true;
       // Counting a prompt longer than the context is what /tokenize is for: no bound here.
-      tokens = await chatPromptIds(ctx.engine, readMessages(body.messages), addGenerationPrompt, undefined, false);
+      tokens = await chatPromptIds(ctx.engine, readMessages(body.messages), addGenerationPrompt);
     } else {
       const prompt = readString(body, 'prompt');
       if (prompt === undefined) throw invalidRequest('prompt (a string) or messages is required', 'prompt', 'missing_required_parameter');

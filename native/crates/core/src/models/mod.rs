@@ -143,9 +143,14 @@ pub fn load_gguf(file: Arc<GgufFile>) -> Result<Box<dyn Model>> {
 }
 
 /// Builds the model of a Hugging Face folder (`config.json` and safetensors).
-pub fn load_hf(dir: &std::path::Path) -> Result<Box<dyn Model>> {
-    let weights = HfWeights::open(dir)?;
-    loader(&weights.architecture()?, &weights.source())?(&weights)
+/// Also returns the bytes its matrices take as stored (in `dtype`).
+pub fn load_hf(
+    dir: &std::path::Path,
+    dtype: crate::weights_dtype::WeightDtype,
+) -> Result<(Box<dyn Model>, usize)> {
+    let weights = HfWeights::open(dir)?.with_dtype(dtype);
+    let model = loader(&weights.architecture()?, &weights.source())?(&weights)?;
+    Ok((model, weights.stored_bytes()))
 }
 
 /// The batch's token ids in sequence order, and their absolute positions into `positions`;
