@@ -62,6 +62,15 @@ export declare class TokenizerHandle {
   tokenText(id: number): string
   tokenType(id: number): string
   /**
+   * The most bytes of input text one token can stand for, and the bytes no token spells
+   * (a byte-level vocabulary drops them), or null where no bound holds: WordPiece and
+   * Unigram, a SentencePiece vocabulary without every byte (its unknown runs become one
+   * token), a byte-level one that cannot spell a byte that normalisation may produce.
+   * Text with N other bytes then has at least N / bound tokens, which lets a prompt far
+   * past the context be refused without tokenizing it.
+   */
+  textBound(): TextBound | null
+  /**
    * DRY's sequence breakers (text) as token sequences, head first, read against this
    * vocabulary as llama.cpp reads them (a scan of every token: off the JavaScript thread).
    */
@@ -167,6 +176,13 @@ export interface StepOutput {
   forced?: Array<number>
   /** Why this sequence could not sample (its grammar allows nothing). */
   error?: string
+}
+
+/** See `TokenizerHandle::text_bound`. */
+export interface TextBound {
+  bytesPerToken: number
+  /** Bytes that no token spells: they produce no token, so they do not count. */
+  uncountedBytes: Array<number>
 }
 
 /** A Hugging Face `tokenizer.json` (and optionally its `tokenizer_config.json`). */

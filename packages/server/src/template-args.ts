@@ -6,7 +6,7 @@
  */
 import { TEMPLATE_ARGUMENTS, templateArgumentProblem, type JsonValue } from '@mistralrs/core';
 
-import { invalidRequest } from './errors.js';
+import { invalidRequest, type ApiErrorCode } from './errors.js';
 import type { RequestBody } from './validate.js';
 
 export interface RequestedTemplateArgs {
@@ -21,27 +21,27 @@ export interface RequestedTemplateArgs {
 export function readTemplateArgs(body: RequestBody): RequestedTemplateArgs {
   const templateArgs: Record<string, JsonValue> = Object.create(null) as Record<string, JsonValue>;
   const templateArgParams: Record<string, string> = Object.create(null) as Record<string, string>;
-  const set = (name: string, value: unknown, param: string, unknownCode: string | null) => {
+  const set = (name: string, value: unknown, param: string, unknownCode: ApiErrorCode) => {
     if (value === undefined || value === null) return;
     const problem = templateArgumentProblem(name, value);
-    if (problem) throw invalidRequest(problem, param, Object.hasOwn(TEMPLATE_ARGUMENTS, name) ? null : unknownCode);
+    if (problem) throw invalidRequest(problem, param, Object.hasOwn(TEMPLATE_ARGUMENTS, name) ? 'invalid_value' : unknownCode);
     if (name in templateArgs && templateArgs[name] !== value) {
-      throw invalidRequest(`${templateArgParams[name]} and ${param} disagree; send one of them`, param);
+      throw invalidRequest(`${templateArgParams[name]} and ${param} disagree; send one of them`, param, 'conflicting_parameters');
     }
     templateArgs[name] = value as JsonValue;
     templateArgParams[name] ??= param;
   };
   const kwargs = body.chat_template_kwargs;
   if (kwargs !== undefined && kwargs !== null && (typeof kwargs !== 'object' || Array.isArray(kwargs))) {
-    throw invalidRequest('chat_template_kwargs must be an object', 'chat_template_kwargs');
+    throw invalidRequest('chat_template_kwargs must be an object', 'chat_template_kwargs', 'invalid_type');
   }
   const entries = Object.entries(kwargs ?? {});
   if (entries.length > MAX_TEMPLATE_KWARGS) {
-    throw invalidRequest(`chat_template_kwargs has ${entries.length} entries; at most ${MAX_TEMPLATE_KWARGS} are allowed`, 'chat_template_kwargs');
+    throw invalidRequest(`chat_template_kwargs has ${entries.length} entries; at most ${MAX_TEMPLATE_KWARGS} are allowed`, 'chat_template_kwargs', 'array_above_max_length');
   }
   for (const [name, value] of entries) set(name, value, `chat_template_kwargs.${name}`, 'unsupported_parameter');
-  set('enable_thinking', body.enable_thinking, 'enable_thinking', null);
-  set('reasoning_effort', body.reasoning_effort, 'reasoning_effort', null);
+  set('enable_thinking', body.enable_thinking, 'enable_thinking', 'invalid_value');
+  set('reasoning_effort', body.reasoning_effort, 'reasoning_effort', 'invalid_value');
   return { values: templateArgs, params: templateArgParams };
 }
 

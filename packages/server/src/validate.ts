@@ -183,13 +183,14 @@ function readDry(body: RequestBody, ctx: ValidationContext): SamplingFields {
   let drySequenceBreakers: string[] | undefined;
   if (breakers !== undefined && breakers !== null) {
     const param = 'dry_sequence_breakers';
-    if (!Array.isArray(breakers)) throw invalidRequest(`${param} must be an array of strings`, param);
-    if (breakers.length > MAX_DRY_BREAKERS) throw invalidRequest(`${param} has ${breakers.length} strings; at most ${MAX_DRY_BREAKERS} are allowed`, param);
+    if (!Array.isArray(breakers)) throw invalidRequest(`${param} must be an array of strings`, param, 'invalid_type');
+    if (breakers.length > MAX_DRY_BREAKERS) throw invalidRequest(`${param} has ${breakers.length} strings; at most ${MAX_DRY_BREAKERS} are allowed`, param, 'array_above_max_length');
     for (const breaker of breakers) {
-      if (typeof breaker !== 'string' || breaker.length === 0) throw invalidRequest(`${param} must hold non-empty strings`, param);
+      if (typeof breaker !== 'string') throw invalidRequest(`${param} must hold strings`, param, 'invalid_type');
+      if (breaker.length === 0) throw invalidRequest(`${param} must hold non-empty strings`, param, 'empty_string');
       const bytes = Buffer.byteLength(breaker);
       if (bytes > MAX_DRY_BREAKER_BYTES) {
-        throw invalidRequest(`${param}: ${JSON.stringify(breaker)} has ${bytes} bytes; at most ${MAX_DRY_BREAKER_BYTES} are allowed`, param);
+        throw invalidRequest(`${param}: ${JSON.stringify(breaker)} has ${bytes} bytes; at most ${MAX_DRY_BREAKER_BYTES} are allowed`, param, 'string_above_max_length');
       }
     }
     drySequenceBreakers = breakers as string[];

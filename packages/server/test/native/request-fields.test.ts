@@ -36,7 +36,7 @@ const chat = (fields: Record<string, unknown>) => ({ model: MODEL_ID, messages: 
 const completion = (fields: Record<string, unknown>) => ({ model: MODEL_ID, prompt: 'Hi', max_tokens: 1, ...fields });
 type ErrorBody = { error: { message: string; param: string | null; code: string | null } };
 
-async function expectRefused(path: string, body: unknown, param: string, code: string | null) {
+async function expectRefused(path: string, body: unknown, param: string, code: string) {
   const response = await post(`${server.url}${path}`, body);
   expect({ status: response.status, param: (response.json as ErrorBody).error?.param }).toEqual({ status: 400, param });
   expect((response.json as ErrorBody).error.code).toBe(code);
@@ -81,7 +81,7 @@ describe('fields other servers read and this one does not implement', () => {
     };
     expect(await expectOk('/v1/chat/completions', chat(neutral))).toHaveProperty('choices');
     expect(await expectOk('/v1/completions', completion({ mirostat: 0, tools: [], tool_choice: 'none', user: 'u1' }))).toHaveProperty('choices');
-    await expectRefused('/v1/chat/completions', chat({ metadata: { team: 1 } }), 'metadata.team', null);
+    await expectRefused('/v1/chat/completions', chat({ metadata: { team: 1 } }), 'metadata.team', 'invalid_value');
   });
 });
 
@@ -102,10 +102,10 @@ describe('template variables', () => {
   it('refuses names off the allow-list, wrong types, disagreement, and variables the template ignores', async () => {
     await expectRefused('/v1/chat/completions', chat({ chat_template_kwargs: { messages: [] } }), 'chat_template_kwargs.messages', 'unsupported_parameter');
     await expectRefused('/v1/chat/completions', chat({ chat_template_kwargs: { custom_instructions: 'x' } }), 'chat_template_kwargs.custom_instructions', 'unsupported_parameter');
-    await expectRefused('/v1/chat/completions', chat({ chat_template_kwargs: 'enable_thinking' }), 'chat_template_kwargs', null);
-    await expectRefused('/v1/chat/completions', chat({ enable_thinking: 'no' }), 'enable_thinking', null);
-    await expectRefused('/v1/chat/completions', chat({ reasoning_effort: 'max' }), 'reasoning_effort', null);
-    await expectRefused('/v1/chat/completions', chat({ enable_thinking: true, chat_template_kwargs: { enable_thinking: false } }), 'enable_thinking', null);
+    await expectRefused('/v1/chat/completions', chat({ chat_template_kwargs: 'enable_thinking' }), 'chat_template_kwargs', 'invalid_type');
+    await expectRefused('/v1/chat/completions', chat({ enable_thinking: 'no' }), 'enable_thinking', 'invalid_value');
+    await expectRefused('/v1/chat/completions', chat({ reasoning_effort: 'max' }), 'reasoning_effort', 'invalid_value');
+    await expectRefused('/v1/chat/completions', chat({ enable_thinking: true, chat_template_kwargs: { enable_thinking: false } }), 'enable_thinking', 'conflicting_parameters');
     // Qwen 3's template has no reasoning_effort: asking for one cannot be honoured; "none" asks nothing.
     await expectRefused('/v1/chat/completions', chat({ reasoning_effort: 'high' }), 'reasoning_effort', 'unsupported_parameter');
     await expectRefused('/v1/chat/completions', chat({ chat_template_kwargs: { reasoning_effort: 'low' } }), 'chat_template_kwargs.reasoning_effort', 'unsupported_parameter');
@@ -139,14 +139,14 @@ describe('DRY and ignore_eos', () => {
   }, 120_000);
 
   it('checks the DRY fields', async () => {
-    await expectRefused('/v1/completions', completion({ dry_multiplier: -1 }), 'dry_multiplier', null);
-    await expectRefused('/v1/completions', completion({ dry_multiplier: 1, dry_base: 0.5 }), 'dry_base', null);
-    await expectRefused('/v1/completions', completion({ dry_allowed_length: 1.5 }), 'dry_allowed_length', null);
-    await expectRefused('/v1/completions', completion({ dry_penalty_last_n: -2 }), 'dry_penalty_last_n', null);
-    await expectRefused('/v1/chat/completions', chat({ dry_sequence_breakers: '\n' }), 'dry_sequence_breakers', null);
-    await expectRefused('/v1/chat/completions', chat({ dry_sequence_breakers: [''] }), 'dry_sequence_breakers', null);
-    await expectRefused('/v1/chat/completions', chat({ dry_sequence_breakers: ['é'.repeat(21)] }), 'dry_sequence_breakers', null);
-    await expectRefused('/v1/chat/completions', chat({ dry_sequence_breakers: Array(33).fill('x') }), 'dry_sequence_breakers', null);
+    await expectRefused('/v1/completions', completion({ dry_multiplier: -1 }), 'dry_multiplier', 'decimal_below_min_value');
+    await expectRefused('/v1/completions', completion({ dry_multiplier: 1, dry_base: 0.5 }), 'dry_base', 'decimal_below_min_value');
+    await expectRefused('/v1/completions', completion({ dry_allowed_length: 1.5 }), 'dry_allowed_length', 'invalid_type');
+    await expectRefused('/v1/completions', completion({ dry_penalty_last_n: -2 }), 'dry_penalty_last_n', 'integer_below_min_value');
+    await expectRefused('/v1/chat/completions', chat({ dry_sequence_breakers: '\n' }), 'dry_sequence_breakers', 'invalid_type');
+    await expectRefused('/v1/chat/completions', chat({ dry_sequence_breakers: [''] }), 'dry_sequence_breakers', 'empty_string');
+    await expectRefused('/v1/chat/completions', chat({ dry_sequence_breakers: ['é'.repeat(21)] }), 'dry_sequence_breakers', 'string_above_max_length');
+    await expectRefused('/v1/chat/completions', chat({ dry_sequence_breakers: Array(33).fill('x') }), 'dry_sequence_breakers', 'array_above_max_length');
   });
 
   it('ignore_eos keeps generating past the end of the turn', async () => {
@@ -158,6 +158,6 @@ describe('DRY and ignore_eos', () => {
     const forced = (await expectOk('/v1/chat/completions', { ...ask, ignore_eos: true })) as typeof stopped;
     expect(forced.choices[0]!.finish_reason).toBe('length');
     expect(forced.usage.completion_tokens).toBe(40);
-    await expectRefused('/v1/chat/completions', chat({ ignore_eos: 'yes' }), 'ignore_eos', null);
+    await expectRefused('/v1/chat/completions', chat({ ignore_eos: 'yes' }), 'ignore_eos', 'invalid_type');
   }, 120_000);
 });
