@@ -24,9 +24,10 @@ use std::cell::RefCell;
 use mistralrs_common::numerics::VecDotF16Acc;
 use mistralrs_common::ParallelCtx;
 
-use crate::attention::{softmax_row, Scratch, SeqAttention};
 use crate::cache::KvCache;
-use crate::kernels::{read_rows, Kernels};
+use crate::kernels::{read_rows, softmax_row, Kernels};
+use crate::params::SeqAttention;
+use crate::scratch::Scratch;
 
 /// Accumulators per output element (`ggml_vec_dot_f16`: 4 registers of 8 lanes).
 const SLOTS: usize = 32;

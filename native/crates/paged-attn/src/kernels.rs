@@ -68,6 +68,48 @@ pub(crate) fn read_rows<K: Kernels>(
     }
 }
 
+/// `x` rounded through f16, as ggml converts the operand of an f16 matrix product.
+#[inline]
+pub(crate) fn round_f16(x: f32) -> f32 {
+    f16::from_f32(x).to_f32()
+}
+
+/// The softmax of the scores of keys `start..end` (`row`), as ggml computes it: exponentials
+/// in groups of 8 keys counted from position 0, each group summed across its lanes, the groups
+/// summed in f64; the probabilities then rounded through f16, as llama.cpp's KQ·V sees them.
+#[inline(always)]
+pub(crate) fn softmax_row<K: Kernels>(row: &mut [f32], start: usize, end: usize) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f64;
+    let mut g = start / 8 * 8;
+    while g < end {
+        let lanes = if g >= start && g + 8 <= end {
+            let at = g - start;
+            let mut x = [0f32; 8];
+            for (l, v) in x.iter_mut().enumerate() {
+                *v = row[at + l] - max;
+            }
+            let lanes = K::exp8(&x);
+            row[at..at + 8].copy_from_slice(&lanes);
+            lanes
+        } else {
+            // A group the range cuts: the lanes outside it count 0.
+            let mut lanes = [0f32; 8];
+            for (l, lane) in lanes.iter_mut().enumerate() {
+                let j = g + l;
+                if (start..end).contains(&j) {
+                    *lane = expf_ggml(row[j - start] - max);
+                    row[j - start] = *lane;
+                }
+            }
+            lanes
+        };
+        sum += f64::from(hsum8(&lanes));
+        g += 8;
+    }
+    K::scale_round_f16(row, (1.0 / sum) as f32);
+}
+
 /// Lane by lane.
 pub(crate) struct Portable;
 
@@ -97,7 +139,7 @@ impl Kernels for Portable {
     #[inline(always)]
     fn scale_round_f16(x: &mut [f32], scale: f32) {
         for v in x.iter_mut() {
-            *v = crate::attention::round_f16(*v * scale);
+            *v = round_f16(*v * scale);
         }
     }
 

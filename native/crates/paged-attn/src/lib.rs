@@ -10,7 +10,10 @@ pub mod attention;
 pub mod cache;
 pub mod decode;
 mod kernels;
+pub mod params;
+mod scratch;
 
-pub use attention::{attend, attend_batch, attend_serial, AttentionParams, AttnOut, SeqAttention};
+pub use attention::{attend, attend_batch, attend_serial};
 pub use cache::{KvCache, KvCacheConfig, KvCacheError, KvDtype};
 pub use decode::DecodeWork;
+pub use params::{AttentionParams, AttnOut, SeqAttention};
