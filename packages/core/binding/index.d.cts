@@ -64,6 +64,20 @@ export declare class TokenizerHandle {
   createDecoder(skipSpecial: boolean): DecoderHandle
 }
 
+/** One row of the native model registry. */
+export interface ArchitectureEntry {
+  /** transformers' `model_type`: the id. */
+  id: string
+  /** Other `model_type`s of its checkpoints (`gemma3_text`). */
+  modelTypes: Array<string>
+  /** The `general.architecture` of its GGUFs. */
+  gguf: string
+  /** What tells its GGUFs from others of the same name (`with experts`), or empty. */
+  ggufMatch: string
+  /** mistral.rs's `-a` names that differ from the id. */
+  cliNames: Array<string>
+}
+
 /** The grammar compiler of a tokenizer's vocabulary. */
 export declare function createGrammarCompiler(tokenizer: TokenizerHandle): Promise<GrammarCompilerHandle>
 
@@ -77,6 +91,11 @@ export interface LoadModelOptions {
   kvBytes?: number
   /** `f16` (default) or `q8_0`. */
   kvCacheType?: string
+  /**
+   * The architecture expected (`-a`): an id, `model_type`, mistral.rs or GGUF name. A file
+   * of another architecture is refused, naming both.
+   */
+  architecture?: string
 }
 
 export interface ModelInfo {
@@ -94,6 +113,12 @@ export interface ModelInfo {
   kvCacheBytes: number
 }
 
+/**
+ * The architecture id a name means (an id or `model_type`, a mistral.rs `-a` name, a GGUF
+ * `general.architecture`), or null when the registry does not know it.
+ */
+export declare function resolveArchitecture(name: string): string | null
+
 export declare function runtimeInfo(): RuntimeInfo
 
 export interface RuntimeInfo {
@@ -105,8 +130,10 @@ export interface RuntimeInfo {
   selectedIsa: string
   /** Threads of the process's pool (`MISTRALRS_NUM_THREADS` or the available cores). */
   threads: number
-  /** Architecture ids the native model registry can build. */
+  /** Architecture ids the native model registry can build (Hugging Face `model_type`s). */
   architectures: Array<string>
+  /** The registry's rows: each architecture's names. */
+  architectureTable: Array<ArchitectureEntry>
 }
 
 export interface SamplingOptions {

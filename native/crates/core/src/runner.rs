@@ -28,6 +28,9 @@ pub struct RunnerOptions {
     pub kv_bytes: Option<usize>,
     /// How the cache stores keys and values.
     pub kv_dtype: KvDtype,
+    /// The architecture the caller expects (`-a`: an id, `model_type`, mistral.rs or GGUF
+    /// name); a file of another architecture is refused.
+    pub architecture: Option<String>,
 }
 
 impl Default for RunnerOptions {
@@ -37,6 +40,7 @@ impl Default for RunnerOptions {
             kv_tokens: None,
             kv_bytes: None,
             kv_dtype: KvDtype::F16,
+            architecture: None,
         }
     }
 }
@@ -85,7 +89,8 @@ impl Runner {
     /// A GGUF file, or a Hugging Face folder (one with `config.json`).
     pub fn load(path: &Path, options: &RunnerOptions) -> Result<Runner> {
         if path.is_dir() && path.join("config.json").is_file() {
-            Runner::new(crate::models::load_hf(path)?, options)
+            let model = crate::models::load_hf(path, options.architecture.as_deref())?;
+            Runner::new(model, options)
         } else {
             Runner::load_gguf(path, options)
         }
@@ -93,7 +98,7 @@ impl Runner {
 
     pub fn load_gguf(path: &Path, options: &RunnerOptions) -> Result<Runner> {
         let file = Arc::new(GgufFile::open(path)?);
-        let model = load_gguf(Arc::clone(&file))?;
+        let model = load_gguf(Arc::clone(&file), options.architecture.as_deref())?;
         let mut runner = Runner::new(model, options)?;
         runner.file = Some(file);
         Ok(runner)

@@ -25,6 +25,9 @@ pub struct LoadModelOptions {
     pub kv_bytes: Option<f64>,
     /// `f16` (default) or `q8_0`.
     pub kv_cache_type: Option<String>,
+    /// The architecture expected (`-a`): an id, `model_type`, mistral.rs or GGUF name. A file
+    /// of another architecture is refused, naming both.
+    pub architecture: Option<String>,
 }
 
 #[napi(object)]
@@ -104,6 +107,7 @@ pub fn load_model(
             .kv_bytes
             .filter(|b| b.is_finite() && *b >= 0.0)
             .map(|b| b as usize);
+        opts.architecture = o.architecture;
         opts.kv_dtype = match o.kv_cache_type.as_deref() {
             None | Some("f16") => KvDtype::F16,
             Some("q8_0") => KvDtype::Q8_0,

@@ -54,6 +54,10 @@ export interface EngineOptions {
   maxWaiting?: number;
   /** Reuse the KV blocks of earlier prompts with the same prefix (default true). */
   prefixCaching?: boolean;
+  /** The architecture the model must be (the CLI's `-a`): a Hugging Face `model_type`, a
+   * mistral.rs `-a` name or a GGUF `general.architecture` (see `resolveArchitecture`). A
+   * model of another architecture is refused, naming both. */
+  architecture?: string;
 }
 
 export type ModelInfo = Binding.ModelInfo & { path: string };
@@ -126,6 +130,7 @@ export class Engine {
           blockSize: options.blockSize,
           kvBytes,
           kvCacheType: options.kvCacheType,
+          architecture: options.architecture,
         })),
       isHfFolder(path) ? hfTokenizer(path) : Tokenizer.fromGguf(path),
       loadChatTemplate(path, options.chatTemplate),
