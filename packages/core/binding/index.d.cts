@@ -170,8 +170,13 @@ export interface StepOutput {
   logits?: Float32Array
   /** Tokens the grammar forces after `token`: they are output, and fed with it. */
   forced?: Array<number>
-  /** Why this sequence could not sample (its grammar allows nothing). */
+  /**
+   * Why this sequence failed this step (its grammar allows nothing; the model's logits are
+   * not finite); the others in the step go on.
+   */
   error?: string
+  /** `ConstraintError` or `NonFiniteLogitsError`, with `error`. */
+  errorCode?: string
 }
 
 /** A Hugging Face `tokenizer.json` (and optionally its `tokenizer_config.json`). */

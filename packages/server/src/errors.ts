@@ -73,6 +73,10 @@ export function toApiError(error: unknown): ApiError {
         return new ApiError(429, 'rate_limit_error', message, null, 'server_overloaded', { 'Retry-After': '1' });
       case 'EngineClosedError':
         return new ApiError(503, 'service_unavailable', message, null, 'server_shutting_down');
+      case 'ModelOutputError':
+        // The model's fault (its logits for this request went NaN or infinite), not the
+        // request's: a 500 that says what happened, not a bare internal error.
+        return new ApiError(500, 'server_error', message, null, 'model_output_invalid');
     }
   }
   if (name === 'ChatTemplateError') {

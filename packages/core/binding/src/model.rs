@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use crate::grammar::ConstraintHandle;
-use mistralrs_core::runner::{KvDtype, Runner, RunnerOptions, StepSeq};
+use mistralrs_core::runner::{KvDtype, Runner, RunnerOptions, StepError, StepSeq};
 use mistralrs_core::sampler::SamplingParams;
 use mistralrs_core::ModelError;
 use mistralrs_napi_support::{guard, js_error};
@@ -203,8 +203,11 @@ pub struct StepOutput {
     pub logits: Option<Float32Array>,
     /// Tokens the grammar forces after `token`: they are output, and fed with it.
     pub forced: Option<Vec<u32>>,
-    /// Why this sequence could not sample (its grammar allows nothing).
+    /// Why this sequence failed this step (its grammar allows nothing; the model's logits are
+    /// not finite); the others in the step go on.
     pub error: Option<String>,
+    /// `ConstraintError` or `NonFiniteLogitsError`, with `error`.
+    pub error_code: Option<String>,
 }
 
 pub struct StepTask {
@@ -219,7 +222,7 @@ pub struct StepRaw {
     top: Option<Vec<(u32, f32)>>,
     logits: Option<Vec<f32>>,
     forced: Vec<u32>,
-    error: Option<String>,
+    error: Option<StepError>,
 }
 
 #[napi]
@@ -278,7 +281,8 @@ impl Task for StepTask {
                 }),
                 logits: o.logits.map(Float32Array::new),
                 forced: (!o.forced.is_empty()).then_some(o.forced),
-                error: o.error,
+                error_code: o.error.as_ref().map(|e| e.code().to_string()),
+                error: o.error.map(|e| e.to_string()),
             })
             .collect())
     }

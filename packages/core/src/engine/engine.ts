@@ -23,6 +23,7 @@ import type { GenerationChunk, GenerationOptions, GenerationResult } from './sam
 import { Scheduler } from './scheduler.js';
 import { Sequence } from './sequence.js';
 import { StopStringMatcher } from './stop-strings.js';
+import { EngineError } from './engine-error.js';
 
 export interface EngineOptions {
   /** A .gguf path, a folder holding one, or a registry model id; the default model if absent. */
@@ -86,15 +87,7 @@ export interface EngineLoad {
   prefixCache: { queriedBlocks: number; hitBlocks: number; evictedBlocks: number; cachedBlocks: number };
 }
 
-export class EngineError extends Error {
-  override readonly name = 'EngineError';
-  constructor(
-    readonly code: 'PromptTooLongError' | 'InvalidArgumentError' | 'EngineClosedError' | 'OverloadedError',
-    message: string,
-  ) {
-    super(message);
-  }
-}
+export { EngineError, type EngineErrorCode } from './engine-error.js';
 
 export class Engine {
   readonly #scheduler: Scheduler;

@@ -1,6 +1,7 @@
 export {
   Engine,
   EngineError,
+  type EngineErrorCode,
   type ChatRequest,
   type CompleteRequest,
   type EngineLoad,

@@ -1,0 +1,19 @@
+/** What the engine refuses or fails with, by a stable `code`. */
+export type EngineErrorCode =
+  | 'PromptTooLongError'
+  | 'InvalidArgumentError'
+  | 'EngineClosedError'
+  | 'OverloadedError'
+  /** The model's output for this request was not finite (NaN or infinite logits): the model's
+   * fault, not the request's; the request is stopped and nothing is sampled from it. */
+  | 'ModelOutputError';
+
+export class EngineError extends Error {
+  override readonly name = 'EngineError';
+  constructor(
+    readonly code: EngineErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
