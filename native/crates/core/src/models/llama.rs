@@ -134,8 +134,13 @@ impl Llama {
     /// The Llama decoder as `variant` shapes it.
     pub(crate) fn load_variant(w: &dyn Weights, variant: LlamaVariant) -> Result<Box<dyn Model>> {
         let cfg = w.config(variant.rope_style)?;
+        // `attention_bias` decides where the architecture's class reads it (Qwen 2's always
+        // has the biases).
         let variant = LlamaVariant {
-            qkv_bias: Need::from_flag(w.hparam_bool("attention_bias")?, variant.qkv_bias),
+            qkv_bias: match variant.qkv_bias {
+                Need::Required => Need::Required,
+                need => Need::from_flag(w.hparam_bool("attention_bias")?, need),
+            },
             ..variant
         };
         let shapes = LayerShapes {
@@ -159,6 +164,20 @@ impl Llama {
                 )))
             }
         };
+        let sliding_window = w.sliding_window()?;
+        // One window for every layer, or none: per-layer types that differ are not run here.
+        if let Some(types) = w.sliding_layers()? {
+            if types
+                .iter()
+                .any(|&sliding| sliding != sliding_window.is_some())
+            {
+                return Err(ModelError::Unsupported(format!(
+                    "{}: layer_types mixes windowed and full layers (or names windowed ones without a sliding_window), which `{}` does not run",
+                    w.source(),
+                    cfg.architecture
+                )));
+            }
+        }
         let embed = w.embedding("token_embd.weight", shapes.d, cfg.vocab_size)?;
         let layers = (0..cfg.n_layers)
             .map(|i| load_layer(w, i, &shapes, &variant, moe))
@@ -173,7 +192,7 @@ impl Llama {
             layers,
             rope,
             rope_scaling: scaling,
-            sliding_window: w.sliding_window()?,
+            sliding_window,
             prescale_queries: variant.prescale_queries,
             cfg,
         }))
