@@ -90,3 +90,48 @@ describe.each(ready ? CASES : [])('%s weights through the GGUF and the Hugging F
     }
   }, 120_000);
 });
+
+/** Files that are not what their architecture requires, or not what `architecture` (`-a`)
+ * names, are refused with an error naming both sides. */
+describe.each(ready ? [0] : [])('identity', () => {
+  const load = (model: string, architecture?: string) => Engine.load({ model, kvTokens: 64, ...(architecture ? { architecture } : {}) });
+  const refused = async (model: string, architecture: string | undefined, ...needles: string[]) => {
+    const error = await load(model, architecture).then(
+      (e) => {
+        e.close();
+        return undefined;
+      },
+      (e: unknown) => e,
+    );
+    expect(error).toMatchObject({ code: 'UnsupportedModelError' });
+    for (const needle of needles) expect((error as Error).message).toContain(needle);
+  };
+
+  it('refuses a qwen3 file without Q/K norms and a qwen2 folder without biases, naming the tensor', async () => {
+    const gguf = join(dir, 'qwen3-no-norms.gguf');
+    await writeTinyGguf(gguf, { arch: 'qwen3', omitTensors: /attn_[qk]_norm/ }, 'F16');
+    await refused(gguf, undefined, 'architecture `qwen3` requires tensor `blk.0.attn_q_norm.weight`');
+    const hf = join(dir, 'qwen2-no-biases');
+    await writeTinyHf(hf, { arch: 'qwen2', omitTensors: /\.bias$/ });
+    await refused(hf, undefined, 'architecture `qwen2` requires tensor `model.layers.0.self_attn.q_proj.bias`');
+  }, 120_000);
+
+  it('refuses an architecture (-a) that is not the file\'s, naming both, and accepts one that is', async () => {
+    const mixtral = join(dir, 'identity-mixtral.gguf');
+    await writeTinyGguf(mixtral, { arch: 'mixtral' }, 'Q8_0');
+    await refused(mixtral, 'llama', '`llama`', 'not the file\'s: `mixtral`');
+    const mistral = join(dir, 'identity-mistral.gguf');
+    await writeTinyGguf(mistral, { arch: 'mistral' }, 'Q8_0');
+    await refused(mistral, 'qwen2', '`qwen2`', 'not the file\'s: `llama`');
+    await refused(mistral, 'gpt2', 'architecture `gpt2` is not known');
+    const engine = await load(mistral, 'mistral');
+    expect(engine.info.architecture).toBe('mistral');
+    engine.close();
+  }, 120_000);
+
+  it('refuses the model_type llama.cpp and mistral.rs spell, which transformers never writes', async () => {
+    const hf = join(dir, 'qwen3moe-misspelt');
+    await writeTinyHf(hf, { arch: 'qwen3moe', hfConfig: { model_type: 'qwen3moe' } });
+    await refused(hf, undefined, 'model_type `qwen3moe` is not supported');
+  }, 120_000);
+});
