@@ -89,7 +89,7 @@ function jestTests() {
 function lint() {
   check('cargo fmt --check', 'cargo', ['fmt', '--all', '--check']);
   // Binding crates are cdylibs without tests: their #[napi] exports look unused to a test build.
-  const bindings = ['mistralrs-quant-node', 'mistralrs-core-node'];
+  const bindings = ['mistralrs-quant-node', 'mistralrs-core-node', 'mistralrs-paged-attn-node'];
   const exclude = bindings.flatMap((b) => ['--exclude', b]);
   check('cargo clippy', 'cargo', ['clippy', '--release', '--workspace', ...exclude, '--all-targets', '--', '-D', 'warnings']);
   check('cargo clippy (bindings)', 'cargo', ['clippy', '--release', ...bindings.flatMap((b) => ['-p', b]), '--', '-D', 'warnings']);

@@ -1,4 +1,4 @@
-import { architectureMatrix, GRAMMAR_TYPES } from '@mistralrs/core';
+import { architectureMatrix, GRAMMAR_TYPES, knownArchitectureNames, WEIGHT_DTYPES, type WeightDtype } from '@mistralrs/core';
 import { parseByteSize } from '@mistralrs/server';
 import yargs, { type Argv } from 'yargs';
 
@@ -6,23 +6,18 @@ import { inspectCommand } from './commands/inspect.js';
 import { pullCommand } from './commands/pull.js';
 import { runCommand, type RunOptions } from './commands/run.js';
 import type { ServeCliOptions } from './commands/serve.js';
-import { engineFlags, engineSettings } from './engine-flags.js';
+import { engineFlags, engineSettings, NUMERIC_SETTINGS } from './engine-flags.js';
 import { grammarFromFlags } from './grammar-flags.js';
+import { SAMPLING_FLAGS, samplingFlags, samplingFromFlags } from './sampling-flags.js';
 import { readTomlSelector, TomlSelectorError, type TomlSelector } from './toml-selector.js';
 import { UsageError } from './usage-error.js';
 
 /** The options every run shares, whatever the model source (the seed's global flags). */
 function runOptions<T>(y: Argv<T>) {
-  return engineFlags(y)
+  return samplingFlags(engineFlags(y))
     .option('interactive', { alias: 'i', type: 'boolean', default: false, describe: 'chat in the terminal' })
     .option('prompt', { type: 'string', describe: 'complete one prompt (chat template applied) and exit' })
     .option('max-tokens', { alias: 'n', type: 'number', describe: 'generate at most N tokens' })
-    .option('temperature', { type: 'number', describe: 'sampling temperature; 0 (default) is greedy' })
-    .option('top-k', { type: 'number' })
-    .option('top-p', { type: 'number' })
-    .option('min-p', { type: 'number' })
-    .option('repetition-penalty', { type: 'number' })
-    .option('seed', { type: 'number', describe: 'makes sampling reproducible' })
     .option('grammar', { type: 'string', describe: 'the output follows this grammar (with --grammar-type)' })
     .option('grammar-file', { type: 'string', describe: 'the output follows the grammar in this file (.json schema, .lark, .regex, .llguidance)' })
     .option('grammar-type', { type: 'string', describe: `the grammar's language: ${GRAMMAR_TYPES.join(', ')}` })
@@ -30,22 +25,83 @@ function runOptions<T>(y: Argv<T>) {
     .option('throughput', { type: 'boolean', default: false, describe: 'log prompt and generation tokens/s' })
     .option('chat-template', { type: 'string', describe: 'chat template file (.jinja or tokenizer_config.json) or inline template' })
     .option('token-source', { type: 'string', describe: 'Hugging Face token: literal:T, env:VAR, path:FILE, cache, none' })
-    .option('dtype', { alias: 'd', type: 'string', describe: 'activation dtype (auto, f32); weights keep their GGUF types' })
+    .option('dtype', {
+      alias: 'd',
+      type: 'string',
+      describe: `how a safetensors folder's float matrices are stored: ${WEIGHT_DTYPES.join(', ')} (auto, the default, keeps the checkpoint's); a GGUF keeps its types`,
+    })
     .option('port', { alias: 'p', type: 'number', describe: 'serve the OpenAI-compatible HTTP API on this port (0: any free port) instead of chatting' })
     .option('host', { type: 'string', describe: 'with --port: the address to bind (default 127.0.0.1; 0.0.0.0 for every interface)' })
     .option('api-key', { type: 'string', describe: 'with --port: require "Authorization: Bearer KEY" on every route but /health' })
     .option('cors-origin', { type: 'string', array: true, describe: 'with --port: let browser pages from this origin call the API (repeatable; * for any)' })
-    .option('max-body', { type: 'string', describe: 'with --port: the largest request body (default 4mb)' });
+    .option('max-body', { type: 'string', describe: 'with --port: the largest request body (default 4mb)' })
+    .option('drain-timeout', {
+      type: 'number',
+      describe: 'with --port: seconds requests in flight may finish in after SIGINT or SIGTERM before they end with an error (default 10)',
+    });
 }
 
 type RunArgs = Awaited<ReturnType<ReturnType<typeof runOptions>['parseAsync']>>;
 
-function toRunOptions(args: RunArgs, model: string | undefined, file: string | undefined, toml?: TomlSelector): RunOptions {
+/** The flags of a chat or `--prompt`, which a server takes per request instead. */
+const GENERATION_FLAGS = ['prompt', 'interactive', 'max-tokens', 'json', 'throughput', ...SAMPLING_FLAGS] as const;
+/** The flags of a server, which mean nothing without `--port`. */
+const SERVER_FLAGS = ['host', 'api-key', 'cors-origin', 'max-body', 'drain-timeout'] as const;
+/** Every flag of a run, refused by the commands that load no model. */
+const RUN_FLAGS = [
+  ...GENERATION_FLAGS, ...SERVER_FLAGS, 'port', 'grammar', 'grammar-file', 'grammar-type', 'chat-template', 'token-source', 'dtype',
+  ...Object.values(NUMERIC_SETTINGS).map((s) => s.flag), 'prefix-cache', 'pa-cache-type',
+] as const;
+
+/** The flags among `names` that the command line set (a boolean only when true). */
+function given(args: Record<string, unknown>, names: readonly string[]): string[] {
+  return names.filter((name) => args[name] !== undefined && args[name] !== false);
+}
+
+/** Refuses flags that would be ignored by what the command line asks for. */
+function refuseIgnoredFlags(args: RunArgs, serving: boolean): void {
+  const flags = args as unknown as Record<string, unknown>;
+  if (serving) {
+    const ignored = given(flags, GENERATION_FLAGS);
+    if (ignored.length > 0) {
+      throw new UsageError(`${ignored.map((f) => `--${f}`).join(', ')} apply to the chat and --prompt; a server takes them per request`);
+    }
+  } else {
+    const ignored = given(flags, SERVER_FLAGS);
+    if (ignored.length > 0) throw new UsageError(`${ignored.map((f) => `--${f}`).join(', ')} apply to a server: add --port`);
+    if (args.prompt !== undefined && args.interactive) throw new UsageError('give --prompt TEXT or -i, not both');
+    if (args.json && args.prompt === undefined) throw new UsageError('--json prints the answer to --prompt; give --prompt TEXT');
+  }
+  const maxTokens = args['max-tokens'];
+  if (maxTokens !== undefined && !(Number.isSafeInteger(maxTokens) && maxTokens >= 1)) {
+    throw new UsageError(`--max-tokens must be a positive integer${Number.isNaN(maxTokens) ? '' : `, got ${maxTokens}`}`);
+  }
+  const dtype = args.dtype;
+  if (dtype !== undefined && !(WEIGHT_DTYPES as readonly string[]).includes(dtype)) {
+    throw new UsageError(`--dtype must be one of ${WEIGHT_DTYPES.join(', ')}, got ${JSON.stringify(dtype)}`);
+  }
+}
+
+/** For the commands that load no model: a run's flags would be ignored, so they are refused. */
+function refuseRunFlags(args: Record<string, unknown>, command: string, allowed: readonly string[] = []): void {
+  const ignored = given(args, RUN_FLAGS).filter((flag) => !allowed.includes(flag));
+  if (ignored.length > 0) throw new UsageError(`${ignored.map((f) => `--${f}`).join(', ')} do not apply to ${command}`);
+}
+
+function toRunOptions(
+  args: RunArgs,
+  model: string | undefined,
+  file: string | undefined,
+  toml?: TomlSelector,
+  architecture?: string,
+): RunOptions {
   const serve = serveOptions(args, toml);
+  refuseIgnoredFlags(args, serve !== undefined);
   const grammar = grammarFromFlags(args);
   if (serve && grammar) {
     throw new UsageError('--grammar and --grammar-file apply to the chat and --prompt; a server takes a grammar per request (response_format, grammar)');
   }
+  const dtype = args.dtype as WeightDtype | undefined;
   return {
     ...(serve ? { serve } : {}),
     model,
@@ -57,16 +113,13 @@ function toRunOptions(args: RunArgs, model: string | undefined, file: string | u
     throughput: args.throughput,
     chatTemplate: args['chat-template'] ?? toml?.chatTemplate,
     tokenSource: args['token-source'] ?? toml?.tokenSource,
-    engine: engineSettings(args, toml?.engine),
-    grammar,
-    sampling: {
-      temperature: args.temperature,
-      topK: args['top-k'],
-      topP: args['top-p'],
-      minP: args['min-p'],
-      repetitionPenalty: args['repetition-penalty'],
-      seed: args.seed,
+    engine: {
+      ...engineSettings(args, toml?.engine),
+      ...(dtype !== undefined ? { dtype } : {}),
+      ...(architecture !== undefined ? { architecture } : {}),
     },
+    grammar,
+    sampling: samplingFromFlags(args),
   };
 }
 
@@ -80,6 +133,10 @@ function serveOptions(args: RunArgs, toml: TomlSelector | undefined): ServeCliOp
   const apiKey = args['api-key'] ?? server.apiKey;
   const corsOrigins = args['cors-origin'] ?? server.corsOrigins;
   const maxBody = args['max-body'] ?? server.maxBody;
+  const drainTimeout = args['drain-timeout'] ?? server.drainTimeout;
+  if (drainTimeout !== undefined && !(Number.isFinite(drainTimeout) && drainTimeout >= 0)) {
+    throw new UsageError(`--drain-timeout must be a number of seconds, 0 or more, got ${drainTimeout}`);
+  }
   let maxBodyBytes: number | undefined;
   try {
     if (maxBody !== undefined) maxBodyBytes = parseByteSize(maxBody);
@@ -92,6 +149,7 @@ function serveOptions(args: RunArgs, toml: TomlSelector | undefined): ServeCliOp
     ...(apiKey !== undefined ? { apiKey } : {}),
     ...(corsOrigins !== undefined ? { corsOrigins: corsOrigins.map(String) } : {}),
     ...(maxBodyBytes !== undefined ? { maxBodyBytes } : {}),
+    ...(drainTimeout !== undefined ? { drainTimeoutMs: Math.round(drainTimeout * 1000) } : {}),
   };
 }
 
@@ -126,11 +184,10 @@ export async function main(argv: string[]): Promise<number> {
       (y) =>
         y
           .option('model-id', { alias: 'm', type: 'string', demandOption: true })
-          .option('arch', { alias: 'a', type: 'string' }),
+          .option('arch', { alias: 'a', type: 'string', describe: `the architecture the folder must hold (${knownArchitectureNames().join(', ')})` }),
       async (args) => {
-        // config.json's model_type names the architecture; -a is accepted for the seed's
-        // command lines.
-        exitCode = await runCommand(toRunOptions(args, args['model-id'], undefined));
+        // config.json's model_type names the architecture; -a must agree with it.
+        exitCode = await runCommand(toRunOptions(args, args['model-id'], undefined, undefined, args.arch));
       },
     )
     .command(
@@ -147,7 +204,7 @@ export async function main(argv: string[]): Promise<number> {
           exitCode = 1;
           return;
         }
-        exitCode = await runCommand(toRunOptions(args, selector.model, selector.file, selector));
+        exitCode = await runCommand(toRunOptions(args, selector.model, selector.file, selector, selector.arch));
       },
     )
     .command(
@@ -156,16 +213,19 @@ export async function main(argv: string[]): Promise<number> {
       (y) =>
         y
           .positional('file', { type: 'string', describe: 'a .gguf or .safetensors file, a model folder, or a registry model id' })
-          .option('max-array', { type: 'number', default: 8, describe: 'array items shown per metadata key (text output only)' }),
+          .option('max-array', { type: 'number', defaultDescription: '8', describe: 'array items shown per metadata key (text output only)' }),
       async (args) => {
-        exitCode = await inspectCommand({ file: args.file, json: args.json, maxArray: args['max-array'] });
+        refuseRunFlags(args, 'inspect', ['json']);
+        if (args.json && args['max-array'] !== undefined) throw new UsageError('--max-array shapes the text output; --json prints every item');
+        exitCode = await inspectCommand({ file: args.file, json: args.json, maxArray: args['max-array'] ?? 8 });
       },
     )
     .command(
       'architectures',
       'Print the architecture matrix (which of mistral.rs\'s architectures this build runs) as Markdown',
       (y) => y,
-      () => {
+      (args) => {
+        refuseRunFlags(args, 'architectures');
         process.stdout.write(`${architectureMatrix()}\n`);
         exitCode = 0;
       },
@@ -178,6 +238,8 @@ export async function main(argv: string[]): Promise<number> {
           .positional('model', { type: 'string', describe: 'registry model id (default: the default model)' })
           .option('list', { type: 'boolean', default: false, describe: 'list the registry models' }),
       async (args) => {
+        refuseRunFlags(args, 'pull');
+        if (args.list && args.model !== undefined) throw new UsageError('give a model to pull or --list, not both');
         exitCode = await pullCommand({ model: args.model, list: args.list });
       },
     )

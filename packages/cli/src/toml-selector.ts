@@ -9,7 +9,7 @@
  *
  * or the short top-level form `model = "…"` with `file = "…"`. Top level also takes
  * `chat_template` and `token_source`; an optional `[server]` table takes `port`, `host`,
- * `api_key`, `cors_origins` and `max_body`. Unknown keys are errors (a typo must not be
+ * `api_key`, `cors_origins`, `max_body` and `drain_timeout` (seconds). Unknown keys are errors (a typo must not be
  * silently ignored). Paths are relative to the current directory, as on the command line.
  *
  * Engine settings sit with what they belong to: the KV cache is the model's (`pa_blk_size`,
@@ -29,6 +29,8 @@ export interface TomlServerSettings {
   apiKey?: string;
   corsOrigins?: string[];
   maxBody?: string;
+  /** Seconds requests in flight may finish in after SIGINT or SIGTERM. */
+  drainTimeout?: number;
 }
 
 export interface TomlSelector {
@@ -36,6 +38,8 @@ export interface TomlSelector {
   model?: string;
   /** `-f`: the file inside `model`. */
   file?: string;
+  /** `[model].arch` (`-a`): the architecture the model must be. */
+  arch?: string;
   chatTemplate?: string;
   tokenSource?: string;
   server: TomlServerSettings;
@@ -57,9 +61,10 @@ const SCHEDULER_SETTINGS: readonly SchedulerSetting[] = ['maxRunning', 'maxWaiti
 const KV_KEYS = [...KV_SETTINGS.map((key) => NUMERIC_SETTINGS[key].tomlKey), 'pa_cache_type'];
 
 const TOP_KEYS = ['model', 'file', 'chat_template', 'token_source', 'server', ...KV_KEYS];
-// tok_model_id and arch are mistral.rs's; our GGUF and config.json name both themselves.
+// mistral.rs's tok_model_id is accepted for its files and not used: the GGUF (or the folder)
+// carries its tokenizer and chat template. arch is -a.
 const MODEL_KEYS = ['model_id', 'quantized_model_id', 'quantized_filename', 'tok_model_id', 'arch', ...KV_KEYS];
-const SERVER_KEYS = ['port', 'host', 'api_key', 'cors_origins', 'max_body', 'max_running', 'max_waiting', 'prefix_cache'];
+const SERVER_KEYS = ['port', 'host', 'api_key', 'cors_origins', 'max_body', 'drain_timeout', 'max_running', 'max_waiting', 'prefix_cache'];
 
 export async function readTomlSelector(path: string): Promise<TomlSelector> {
   let text: string;
@@ -95,7 +100,8 @@ export function parseTomlSelector(text: string, origin: string): TomlSelector {
     const quantizedId = optionalString(m, 'quantized_model_id', '[model].', fail);
     const quantizedFile = optionalString(m, 'quantized_filename', '[model].', fail);
     optionalString(m, 'tok_model_id', '[model].', fail);
-    optionalString(m, 'arch', '[model].', fail);
+    const arch = optionalString(m, 'arch', '[model].', fail);
+    if (arch !== undefined) selector.arch = arch;
     const model = quantizedId ?? modelId;
     if (model === undefined) fail('[model] needs model_id (a Hugging Face folder) or quantized_model_id (where the .gguf is)');
     selector.model = model;
@@ -133,6 +139,11 @@ function readServer(value: unknown, fail: (message: string) => never): TomlServe
   if (host !== undefined) settings.host = host;
   if (apiKey !== undefined) settings.apiKey = apiKey;
   if (maxBody !== undefined) settings.maxBody = maxBody;
+  if (s.drain_timeout !== undefined) {
+    const seconds = s.drain_timeout;
+    if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds < 0) fail('[server].drain_timeout must be a number of seconds, 0 or more');
+    settings.drainTimeout = seconds as number;
+  }
   if (s.cors_origins !== undefined) {
     const origins = s.cors_origins;
     if (!Array.isArray(origins) || !origins.every((o) => typeof o === 'string')) fail('[server].cors_origins must be an array of strings');

@@ -61,6 +61,20 @@ export declare class TokenizerHandle {
   tokenToPiece(id: number): Uint8Array
   tokenText(id: number): string
   tokenType(id: number): string
+  /**
+   * The most bytes of input text one token can stand for, and the bytes no token spells
+   * (a byte-level vocabulary drops them), or null where no bound holds: WordPiece and
+   * Unigram, a SentencePiece vocabulary without every byte (its unknown runs become one
+   * token), a byte-level one that cannot spell a byte that normalisation may produce.
+   * Text with N other bytes then has at least N / bound tokens, which lets a prompt far
+   * past the context be refused without tokenizing it.
+   */
+  textBound(): TextBound | null
+  /**
+   * DRY's sequence breakers (text) as token sequences, head first, read against this
+   * vocabulary as llama.cpp reads them (a scan of every token: off the JavaScript thread).
+   */
+  drySequenceBreakers(breakers: Array<string>): Promise<Array<Array<number>>>
   createDecoder(skipSpecial: boolean): DecoderHandle
 }
 
@@ -92,6 +106,11 @@ export interface LoadModelOptions {
   /** `f16` (default) or `q8_0`. */
   kvCacheType?: string
   /**
+   * How a safetensors folder's float matrices are stored: `auto` (default: the checkpoint's
+   * types), `f32`, `f16` or `bf16`. A GGUF refuses any but `auto`.
+   */
+  dtype?: string
+  /**
    * The architecture expected (`-a`): an id, `model_type`, mistral.rs or GGUF name. A file
    * of another architecture is refused, naming both.
    */
@@ -111,6 +130,8 @@ export interface ModelInfo {
   nBlocks: number
   /** Bytes the KV cache holds. */
   kvCacheBytes: number
+  /** Bytes a safetensors model's matrices take as stored (`dtype`); absent for a GGUF. */
+  weightBytes?: number
 }
 
 /**
@@ -150,6 +171,16 @@ export interface SamplingOptions {
   /** Integer seed (below 2^53). */
   seed?: number
   topLogprobs?: number
+  /** DRY: off unless a multiplier other than 0 is given. */
+  dryMultiplier?: number
+  /** Default 1.75. */
+  dryBase?: number
+  /** Default 2. */
+  dryAllowedLength?: number
+  /** Tokens searched for repeats; -1 (the default) is the whole history, 0 turns DRY off. */
+  dryPenaltyLastN?: number
+  /** Breakers as token sequences, head first (`TokenizerHandle.drySequenceBreakers`). */
+  drySequenceBreakers?: Array<Array<number>>
 }
 
 export interface StepInput {
@@ -177,6 +208,13 @@ export interface StepOutput {
   error?: string
   /** `ConstraintError` or `NonFiniteLogitsError`, with `error`. */
   errorCode?: string
+}
+
+/** See `TokenizerHandle::text_bound`. */
+export interface TextBound {
+  bytesPerToken: number
+  /** Bytes that no token spells: they produce no token, so they do not count. */
+  uncountedBytes: Array<number>
 }
 
 /** A Hugging Face `tokenizer.json` (and optionally its `tokenizer_config.json`). */

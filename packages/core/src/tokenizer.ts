@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 
-import { callNative, callNativeSync } from '@mistralrs/quant/errors';
+import { callNative, callNativeSync } from '@mistralrs/napi-support';
 
 import { binding, type Binding } from './native.js';
 
@@ -39,6 +39,9 @@ export class Tokenizer {
 
   /** @internal The native tokenizer (grammar compilation reads its vocabulary). */
   readonly handle: Binding.TokenizerHandle;
+  #textBound: Binding.TextBound | null | undefined;
+  /** DRY breaker lists already read against this vocabulary, by their JSON. */
+  readonly #dryBreakers = new Map<string, Promise<number[][]>>();
 
   private constructor(handle: Binding.TokenizerHandle) {
     this.handle = handle;
@@ -123,11 +126,55 @@ export class Tokenizer {
     return callNativeSync(() => this.handle.tokenType(id)) as TokenType;
   }
 
+  /**
+   * A number of tokens that encoding `text` cannot go below, found without tokenizing it
+   * (its UTF-8 length over the most bytes one token can stand for), or undefined where the
+   * vocabulary allows no such bound (WordPiece, Unigram, a SentencePiece vocabulary that
+   * cannot spell every byte). Enough to refuse a prompt far past the context cheaply. The
+   * vocabulary is read once, on first use.
+   */
+  minTokens(text: string): number | undefined {
+    if (this.#textBound === undefined) this.#textBound = callNativeSync(() => this.handle.textBound());
+    const bound = this.#textBound;
+    if (!bound) return undefined;
+    if (bound.uncountedBytes.length === 0) return Math.ceil(Buffer.byteLength(text, 'utf8') / bound.bytesPerToken);
+    const uncounted = new Uint8Array(256);
+    for (const byte of bound.uncountedBytes) uncounted[byte] = 1;
+    const utf8 = Buffer.from(text, 'utf8');
+    let bytes = 0;
+    for (const byte of utf8) bytes += 1 - uncounted[byte]!;
+    return Math.ceil(bytes / bound.bytesPerToken);
+  }
+
+  /**
+   * DRY's sequence breakers (text) as token sequences, head first, the way llama.cpp reads
+   * them against the vocabulary: every token containing a breaker is one, and a token ending
+   * with a breaker's beginning heads a sequence whose tail is the rest, tokenized. A scan of the
+   * whole vocabulary, off the JavaScript thread; remembered per list of breakers.
+   */
+  drySequenceBreakers(breakers: readonly string[]): Promise<number[][]> {
+    const key = JSON.stringify(breakers);
+    let sequences = this.#dryBreakers.get(key);
+    if (!sequences) {
+      sequences = callNative(() => this.handle.drySequenceBreakers([...breakers]));
+      // A refused list is not remembered; a few lists in use at once are.
+      sequences.catch(() => this.#dryBreakers.delete(key));
+      if (this.#dryBreakers.size >= MAX_REMEMBERED_BREAKER_LISTS) {
+        this.#dryBreakers.delete(this.#dryBreakers.keys().next().value!);
+      }
+      this.#dryBreakers.set(key, sequences);
+    }
+    return sequences;
+  }
+
   /** A decoder for streaming: text comes out only in whole UTF-8 characters. */
   createDecoder(options: DecodeOptions = {}): IncrementalDecoder {
     return new IncrementalDecoder(this.handle.createDecoder(options.skipSpecialTokens ?? false));
   }
 }
+
+/** Lists of DRY breakers whose token sequences a tokenizer keeps. */
+const MAX_REMEMBERED_BREAKER_LISTS = 16;
 
 /** Tokenizers by their files' stamps, while something still holds them. */
 const liveTokenizers = new Map<string, WeakRef<Tokenizer>>();

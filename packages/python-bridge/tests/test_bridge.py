@@ -189,3 +189,28 @@ def test_tools_are_passed_through(runner: Runner) -> None:
     assert call.function is not None and call.function.name == "add"
     args = json.loads(call.function.arguments or "")
     assert isinstance(args["a"], int) and isinstance(args["b"], int)
+
+
+def test_dry_reaches_the_sampler(runner: Runner) -> None:
+    prompt = "one two three one two three one two three one two three one two three one"
+
+    def text(**kwargs: object) -> str:
+        res = runner.send_completion_request(CompletionRequest(prompt=prompt, max_tokens=24, temperature=0, **kwargs))  # type: ignore[arg-type]
+        assert isinstance(res, CompletionResponse)
+        return res.choices[0].text
+
+    plain = text()
+    assert text(dry_multiplier=0.8, dry_sequence_breakers=[]) != plain
+    assert text(dry_multiplier=0.0, dry_sequence_breakers=[]) == plain
+
+
+def test_unimplemented_fields_are_refused_naming_them(runner: Runner) -> None:
+    for field, value in (("truncate_sequence", True), ("web_search_options", {})):
+        with pytest.raises(BadRequestError) as caught:
+            chat(runner, max_tokens=1, **{field: value})
+        assert (caught.value.status, caught.value.code, caught.value.param) == (400, "unsupported_parameter", field)
+    # SmolLM2's template has no thinking switch: asking for thinking cannot be honoured.
+    with pytest.raises(BadRequestError) as caught:
+        chat(runner, max_tokens=1, enable_thinking=True)
+    assert (caught.value.code, caught.value.param) == ("unsupported_parameter", "enable_thinking")
+    assert chat(runner, max_tokens=1, enable_thinking=False).choices

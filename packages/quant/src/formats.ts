@@ -1,4 +1,4 @@
-import { callNative, callNativeSync } from './errors.js';
+import { callNative, callNativeSync } from '@mistralrs/napi-support';
 import { binding } from './native.js';
 
 /** A ggml tensor type name, e.g. `"Q4_K"`. */

@@ -1,4 +1,4 @@
-import { callNative, callNativeSync, MistralrsError } from './errors.js';
+import { callNative, callNativeSync, MistralrsError } from '@mistralrs/napi-support';
 import type { GgmlTypeName } from './formats.js';
 import { fromWire, isGgufArray, toWire, type GgufMetadataEntry, type GgufValue, type GgufValueType } from './gguf-value.js';
 import { binding, type Binding } from './native.js';

@@ -1,4 +1,4 @@
-export { MistralrsError, type MistralrsErrorCode } from './errors.js';
+export { MistralrsError, type MistralrsErrorCode } from '@mistralrs/napi-support';
 export {
   dequantize,
   ggmlType,

@@ -1,4 +1,4 @@
-import { callNative, callNativeSync, MistralrsError } from './errors.js';
+import { callNative, callNativeSync, MistralrsError } from '@mistralrs/napi-support';
 import { binding, type Binding } from './native.js';
 
 export type SafetensorsDtype =

@@ -6,10 +6,12 @@ import express, { type ErrorRequestHandler, type Express, type RequestHandler } 
 
 import { requireApiKey } from './auth.js';
 import { cors, type CorsOptions } from './cors.js';
-import { ApiError, isInternal, sendApiError, toApiError } from './errors.js';
+import { ApiError, fromBodyParser, isInternal, sendApiError, toApiError } from './errors.js';
 import { requireHost } from './host-check.js';
+import { checkJsonDepth } from './json-depth.js';
 import { DEFAULT_LIMITS, type ServerLimits } from './limits.js';
 import type { CompletionDone, RouteContext } from './route-context.js';
+import { SHUTDOWN_LOCAL } from './run-choices.js';
 import { chatCompletionsRoute } from './routes/chat-completions.js';
 import { completionsRoute } from './routes/completions.js';
 import { healthRoute } from './routes/health.js';
@@ -33,6 +35,12 @@ export interface AppOptions {
   onCompletionDone?: (done: CompletionDone) => void;
   /** Called with each fault of the server (a 5xx); default: printed to stderr. */
   onInternalError?: (error: unknown) => void;
+  /**
+   * Aborted when a draining server's time is up (see serve.ts): chat and text completions
+   * still running then end at once, a stream with an error event and `data: [DONE]`, any
+   * other with a 503.
+   */
+  shutdownSignal?: AbortSignal;
 }
 
 /** Paths and the methods they answer; another method on one of them is a 405. */
@@ -62,8 +70,15 @@ export function createApp(options: AppOptions): Express {
   if (options.allowedHosts) app.use(requireHost(options.allowedHosts));
   if (options.cors) app.use(cors(options.cors));
   if (options.apiKey !== undefined) app.use(requireApiKey(options.apiKey));
+  const { shutdownSignal } = options;
+  if (shutdownSignal) {
+    app.use((_req, res, next) => {
+      res.locals[SHUTDOWN_LOCAL] = shutdownSignal;
+      next();
+    });
+  }
 
-  const json = jsonBody(limits.maxBodyBytes);
+  const json = jsonBody(limits);
   app.post('/v1/chat/completions', json, chatCompletionsRoute(ctx));
   app.post('/v1/completions', json, completionsRoute(ctx));
   app.get('/v1/models', listModelsRoute(ctx));
@@ -80,9 +95,11 @@ export function createApp(options: AppOptions): Express {
 
 /**
  * JSON bodies only: a `text/plain` or form body is a 415. That matters beyond tidiness: a web
- * page can send those cross-origin without a CORS preflight, JSON it cannot.
+ * page can send those cross-origin without a CORS preflight, JSON it cannot. Whatever the
+ * parser or the decompressor under it throws is the request's fault (errors.ts), and a body
+ * nested too deep is refused before any route recurses into it.
  */
-function jsonBody(limitBytes: number): RequestHandler[] {
+function jsonBody(limits: ServerLimits): RequestHandler[] {
   const requireJson: RequestHandler = (req, _res, next) => {
     if (req.is('application/json') || req.is('+json')) return next();
     const sent = req.get('content-type');
@@ -94,7 +111,15 @@ function jsonBody(limitBytes: number): RequestHandler[] {
       'unsupported_media_type',
     );
   };
-  return [requireJson, express.json({ limit: limitBytes })];
+  const parse = express.json({ limit: limits.maxBodyBytes });
+  const parseJson: RequestHandler = (req, res, next) => {
+    parse(req, res, (error?: unknown) => next(error === undefined ? undefined : (fromBodyParser(error) ?? error)));
+  };
+  const checkDepth: RequestHandler = (req, _res, next) => {
+    checkJsonDepth(req.body, limits.maxJsonDepth);
+    next();
+  };
+  return [requireJson, parseJson, checkDepth];
 }
 
 /** 405 for a known path with another method; else 404, in OpenAI's words ("Invalid URL"). */

@@ -5,9 +5,9 @@
  * here (a 400 naming the field); the grammar itself is compiled by the engine before the
  * request queues, and its errors name the field too.
  */
-import type { ChatTool, CompiledGrammar, Grammar, JsonObject, ToolChoice } from '@mistralrs/core';
+import { isGrammarTooComplex, type ChatTool, type CompiledGrammar, type Grammar, type JsonObject, type ToolChoice } from '@mistralrs/core';
 
-import { invalidRequest } from './errors.js';
+import { invalidRequest, type ApiError } from './errors.js';
 import type { ServingEngine } from './serving-engine.js';
 import type { RequestBody } from './validate.js';
 
@@ -31,7 +31,7 @@ export function readGrammar(body: RequestBody): RequestedGrammar | undefined {
   const format = readResponseFormat(body.response_format);
   const grammar = readGrammarField(body.grammar);
   if (format && grammar) {
-    throw invalidRequest('response_format and grammar both constrain the output; send one of them', 'grammar');
+    throw invalidRequest('response_format and grammar both constrain the output; send one of them', 'grammar', 'conflicting_parameters');
   }
   if (format) return { grammar: format, param: 'response_format' };
   if (grammar) return { grammar, param: 'grammar' };
@@ -40,7 +40,7 @@ export function readGrammar(body: RequestBody): RequestedGrammar | undefined {
 
 function readResponseFormat(value: unknown): Grammar | undefined {
   if (value === undefined || value === null) return undefined;
-  if (!isObject(value)) throw invalidRequest('response_format must be an object', 'response_format');
+  if (!isObject(value)) throw invalidRequest('response_format must be an object', 'response_format', 'invalid_type');
   switch (value.type) {
     case 'text':
       return undefined;
@@ -49,15 +49,15 @@ function readResponseFormat(value: unknown): Grammar | undefined {
     case 'json_schema': {
       const spec = value.json_schema;
       if (!isObject(spec)) {
-        throw invalidRequest('response_format.json_schema must be an object with name and schema', 'response_format.json_schema');
+        throw invalidRequest('response_format.json_schema must be an object with name and schema', 'response_format.json_schema', 'invalid_type');
       }
       if (spec.name !== undefined && typeof spec.name !== 'string') {
-        throw invalidRequest('response_format.json_schema.name must be a string', 'response_format.json_schema.name');
+        throw invalidRequest('response_format.json_schema.name must be a string', 'response_format.json_schema.name', 'invalid_type');
       }
       // OpenAI allows a missing schema (any JSON object).
       const schema = spec.schema ?? { type: 'object' };
       if (!isObject(schema) && typeof schema !== 'boolean') {
-        throw invalidRequest('response_format.json_schema.schema must be a JSON Schema object', 'response_format.json_schema.schema');
+        throw invalidRequest('response_format.json_schema.schema must be a JSON Schema object', 'response_format.json_schema.schema', 'invalid_type');
       }
       return { type: 'json_schema', value: schema };
     }
@@ -65,31 +65,33 @@ function readResponseFormat(value: unknown): Grammar | undefined {
       throw invalidRequest(
         `response_format.type must be "text", "json_object" or "json_schema", got ${JSON.stringify(value.type)}`,
         'response_format.type',
+        'invalid_value',
       );
   }
 }
 
 function readGrammarField(value: unknown): Grammar | undefined {
   if (value === undefined || value === null) return undefined;
-  if (!isObject(value)) throw invalidRequest('grammar must be an object {"type": …, "value": …}', 'grammar');
+  if (!isObject(value)) throw invalidRequest('grammar must be an object {"type": …, "value": …}', 'grammar', 'invalid_type');
   const v = value.value;
   switch (value.type) {
     case 'json_schema':
       if (!isObject(v) && typeof v !== 'boolean' && typeof v !== 'string') {
-        throw invalidRequest('grammar.value must be a JSON Schema (an object, or its JSON text)', 'grammar.value');
+        throw invalidRequest('grammar.value must be a JSON Schema (an object, or its JSON text)', 'grammar.value', 'invalid_type');
       }
       return { type: 'json_schema', value: v as JsonObject | boolean | string };
     case 'regex':
     case 'lark':
-      if (typeof v !== 'string' || v.length === 0) throw invalidRequest(`grammar.value must be a non-empty ${value.type} string`, 'grammar.value');
+      if (typeof v !== 'string' || v.length === 0) throw invalidRequest(`grammar.value must be a non-empty ${value.type} string`, 'grammar.value', 'invalid_type');
       return { type: value.type, value: v };
     case 'llguidance':
-      if (typeof v !== 'string' && !isObject(v)) throw invalidRequest('grammar.value must be a string or an object', 'grammar.value');
+      if (typeof v !== 'string' && !isObject(v)) throw invalidRequest('grammar.value must be a string or an object', 'grammar.value', 'invalid_type');
       return { type: 'llguidance', value: v as string | JsonObject };
     default:
       throw invalidRequest(
         `grammar.type must be "regex", "lark", "json_schema" or "llguidance", got ${JSON.stringify(value.type)}`,
         'grammar.type',
+        'invalid_value',
       );
   }
 }
@@ -100,27 +102,27 @@ export function readTools(body: RequestBody, maxTools: number): RequestedTools |
   const choiceValue = body.tool_choice;
   if (value === undefined || value === null || (Array.isArray(value) && value.length === 0)) {
     if (choiceValue !== undefined && choiceValue !== null && choiceValue !== 'none' && choiceValue !== 'auto') {
-      throw invalidRequest('tool_choice requires tools', 'tool_choice');
+      throw invalidRequest('tool_choice requires tools', 'tool_choice', 'missing_required_parameter');
     }
     return undefined;
   }
-  if (!Array.isArray(value)) throw invalidRequest('tools must be an array of tool objects', 'tools');
-  if (value.length > maxTools) throw invalidRequest(`tools has ${value.length} entries; at most ${maxTools} are allowed`, 'tools');
+  if (!Array.isArray(value)) throw invalidRequest('tools must be an array of tool objects', 'tools', 'invalid_type');
+  if (value.length > maxTools) throw invalidRequest(`tools has ${value.length} entries; at most ${maxTools} are allowed`, 'tools', 'array_above_max_length');
   const names = new Set<string>();
   const tools = value.map((tool: unknown, i): ChatTool => {
     const at = `tools[${i}]`;
-    if (!isObject(tool) || tool.type !== 'function') throw invalidRequest(`${at}.type must be "function"`, `${at}.type`);
+    if (!isObject(tool) || tool.type !== 'function') throw invalidRequest(`${at}.type must be "function"`, `${at}.type`, 'invalid_value');
     const fn = tool.function;
     if (!isObject(fn) || typeof fn.name !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(fn.name)) {
-      throw invalidRequest(`${at}.function.name must be 1 to 64 letters, digits, "_", "." or "-"`, `${at}.function.name`);
+      throw invalidRequest(`${at}.function.name must be 1 to 64 letters, digits, "_", "." or "-"`, `${at}.function.name`, 'invalid_value');
     }
-    if (names.has(fn.name)) throw invalidRequest(`${at}.function.name ${JSON.stringify(fn.name)} is given twice`, `${at}.function.name`);
+    if (names.has(fn.name)) throw invalidRequest(`${at}.function.name ${JSON.stringify(fn.name)} is given twice`, `${at}.function.name`, 'invalid_value');
     names.add(fn.name);
     if (fn.description !== undefined && typeof fn.description !== 'string') {
-      throw invalidRequest(`${at}.function.description must be a string`, `${at}.function.description`);
+      throw invalidRequest(`${at}.function.description must be a string`, `${at}.function.description`, 'invalid_type');
     }
     if (fn.parameters !== undefined && !isObject(fn.parameters)) {
-      throw invalidRequest(`${at}.function.parameters must be a JSON Schema object`, `${at}.function.parameters`);
+      throw invalidRequest(`${at}.function.parameters must be a JSON Schema object`, `${at}.function.parameters`, 'invalid_type');
     }
     const { name, description, parameters } = fn as { name: string; description?: string; parameters?: JsonObject };
     return {
@@ -130,7 +132,7 @@ export function readTools(body: RequestBody, maxTools: number): RequestedTools |
   });
   const parallel = body.parallel_tool_calls;
   if (parallel !== undefined && parallel !== null && typeof parallel !== 'boolean') {
-    throw invalidRequest('parallel_tool_calls must be true or false', 'parallel_tool_calls');
+    throw invalidRequest('parallel_tool_calls must be true or false', 'parallel_tool_calls', 'invalid_type');
   }
   return { tools, toolChoice: readToolChoice(choiceValue, names), parallelToolCalls: parallel === true };
 }
@@ -140,21 +142,43 @@ function readToolChoice(value: unknown, names: ReadonlySet<string>): ToolChoice 
   if (value === 'auto' || value === 'none' || value === 'required') return value;
   const name = isObject(value) && value.type === 'function' && isObject(value.function) ? value.function.name : undefined;
   if (typeof name !== 'string') {
-    throw invalidRequest('tool_choice must be "auto", "none", "required" or {"type": "function", "function": {"name": …}}', 'tool_choice');
+    throw invalidRequest('tool_choice must be "auto", "none", "required" or {"type": "function", "function": {"name": …}}', 'tool_choice', 'invalid_value');
   }
-  if (!names.has(name)) throw invalidRequest(`tool_choice names ${JSON.stringify(name)}, which is not among the tools`, 'tool_choice');
+  if (!names.has(name)) throw invalidRequest(`tool_choice names ${JSON.stringify(name)}, which is not among the tools`, 'tool_choice', 'invalid_value');
   return { type: 'function', function: { name } };
 }
 
-/** The compiled grammar, or a 400 naming the field and what is wrong with it. */
+/** The request field each compiled grammar came from, for errors raised while it runs. */
+const grammarParams = new WeakMap<CompiledGrammar, RequestedGrammar['param']>();
+
+/**
+ * The compiled grammar, or a 400 naming the field: `invalid_grammar` for one that does not
+ * compile, `grammar_too_complex` for one past the compile budget (docs/server.md).
+ */
 export async function compileRequestGrammar(engine: ServingEngine, requested: RequestedGrammar): Promise<CompiledGrammar> {
   try {
-    return await engine.compileGrammar(requested.grammar);
+    const compiled = await engine.compileGrammar(requested.grammar);
+    grammarParams.set(compiled, requested.param);
+    return compiled;
   } catch (error) {
-    const { name, code, message } = error as { name?: unknown; code?: unknown; message?: unknown };
-    if (name === 'MistralrsError' && code === 'InvalidArgumentError' && typeof message === 'string') {
-      throw invalidRequest(message, requested.param, 'invalid_grammar');
+    if (isArgumentError(error)) {
+      throw invalidRequest(error.message, requested.param, isGrammarTooComplex(error) ? 'grammar_too_complex' : 'invalid_grammar');
     }
     throw error;
   }
+}
+
+/**
+ * A generation that failed inside its grammar (a dead end, or a step past llguidance's
+ * per-step budget) as a 400 naming the grammar's field; undefined for any other failure.
+ */
+export function grammarFailure(error: unknown, grammar: Grammar | CompiledGrammar | undefined): ApiError | undefined {
+  const param = grammar && !('type' in grammar) ? grammarParams.get(grammar) : undefined;
+  if (!param || !isArgumentError(error) || !/constrained generation failed|grammar/i.test(error.message)) return undefined;
+  return invalidRequest(error.message, param, isGrammarTooComplex(error) ? 'grammar_too_complex' : 'invalid_grammar');
+}
+
+function isArgumentError(error: unknown): error is { message: string } {
+  const { name, code, message } = (error ?? {}) as { name?: unknown; code?: unknown; message?: unknown };
+  return (name === 'MistralrsError' || name === 'EngineError') && code === 'InvalidArgumentError' && typeof message === 'string';
 }

@@ -1,7 +1,7 @@
 export { createApp, type AppOptions } from './app.js';
-export { DEFAULT_HOST, isLoopbackHost, startServer, type RunningServer, type ServeOptions } from './serve.js';
+export { DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_HOST, isLoopbackHost, startServer, type RunningServer, type ServeOptions } from './serve.js';
 export type { CorsOptions } from './cors.js';
-export { ApiError, type ApiErrorBody, type ApiErrorType } from './errors.js';
+export { ApiError, type ApiErrorBody, type ApiErrorCode, type ApiErrorType } from './errors.js';
 export { DEFAULT_LIMITS, parseByteSize, type ServerLimits } from './limits.js';
 export { DEFAULT_MODEL_ALIAS, type CompletionDone } from './route-context.js';
 export type { RunSummary, Usage } from './run-choices.js';

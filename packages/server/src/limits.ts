@@ -5,6 +5,8 @@
 export interface ServerLimits {
   /** Largest request body accepted, in bytes (413 above it). */
   maxBodyBytes: number;
+  /** Deepest nesting of objects and arrays in a body (a JSON schema's included). */
+  maxJsonDepth: number;
   /** Most choices one request may ask for: `n` times the number of prompts. */
   maxChoices: number;
   /** Most alternatives per token for `top_logprobs` (chat) and `logprobs` (completions). */
@@ -22,6 +24,8 @@ export interface ServerLimits {
 /** The defaults: OpenAI's own caps where it has one (4 stops, 20 top logprobs). */
 export const DEFAULT_LIMITS: Readonly<ServerLimits> = Object.freeze({
   maxBodyBytes: 4 * 1024 * 1024,
+  // Below serde_json's 128, so a schema is refused here, with the field named.
+  maxJsonDepth: 100,
   maxChoices: 16,
   maxTopLogprobs: 20,
   maxStopStrings: 4,

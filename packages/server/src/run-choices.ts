@@ -10,7 +10,8 @@ import type { Response } from 'express';
 
 import type { FinishReason, GenerationChunk, GenerationOptions, GenerationResult } from '@mistralrs/core';
 
-import { toApiError } from './errors.js';
+import { grammarFailure } from './constraints.js';
+import { shuttingDown, toApiError, type ApiError } from './errors.js';
 import type { LogprobEntry } from './logprobs.js';
 import type { CommonRequest } from './validate.js';
 import type { ServingEngine } from './serving-engine.js';
@@ -81,13 +82,18 @@ export interface RunSummary {
 
 /**
  * Follows the client's connection from the moment a request is accepted, so a client that
- * leaves while its prompt is still being rendered or queued cancels it too.
+ * leaves while its prompt is still being rendered or queued cancels it too. Also carries the
+ * server's shutdown signal (set in `res.locals` by the app; see `drainedError`).
  */
 export class ClientWatch {
   readonly #controller = new AbortController();
   #clientGone = false;
+  /** Aborted when a draining server's time is up: the request must end now, with an error. */
+  readonly shutdown: AbortSignal | undefined;
 
   constructor(private readonly res: Response) {
+    const shutdown: unknown = res.locals?.[SHUTDOWN_LOCAL];
+    this.shutdown = shutdown instanceof AbortSignal ? shutdown : undefined;
     res.on('close', () => {
       // 'close' also follows a complete response; only an early one means the client left.
       if (res.writableFinished) return;
@@ -108,6 +114,14 @@ export class ClientWatch {
   abort(): void {
     this.#controller.abort();
   }
+}
+
+/** Where the app puts its shutdown signal for `ClientWatch` (`res.locals[SHUTDOWN_LOCAL]`). */
+export const SHUTDOWN_LOCAL = 'mistralrsShutdown';
+
+/** What a request still running when the drain time is up ends with (status 503). */
+export function drainedError(): ApiError {
+  return shuttingDown('the server is shutting down, and its drain time ran out before this request finished');
 }
 
 /** The jobs of a request: `n` choices per prompt, numbered prompt by prompt; choice i seeded seed + i. */
@@ -136,6 +150,12 @@ export async function runChoices(o: RunChoicesOptions): Promise<RunSummary> {
   const head = (object: string) => ({ id: o.id, object, created, model: o.modelId });
   const sse = o.stream ? new SseStream(o.res) : undefined;
   if (o.watch.clientGone) return cancelledSummary(o); // left while the prompt was being prepared
+  const { shutdown } = o.watch;
+  // Prepared after the drain time ran out: it never starts.
+  if (shutdown?.aborted) throw drainedError();
+  // When it runs out mid-generation, the sequences are cancelled and end with the error.
+  const stop = () => o.watch.abort();
+  shutdown?.addEventListener('abort', stop, { once: true });
   try {
     const generations = o.jobs.map((job) => ({
       job,
@@ -152,10 +172,18 @@ export async function runChoices(o: RunChoicesOptions): Promise<RunSummary> {
     o.watch.abort(); // stop the other choices
     // Whatever failed, nobody is left to tell; an engine that rejects cancelled work lands here.
     if (o.watch.clientGone) return cancelledSummary(o);
+    const apiError = grammarFailure(error, o.jobs[0]?.options.grammar) ?? toApiError(error);
     // After the headers, an error can only be a last event (the express error handler logs it).
-    if (sse?.started) await sse.error(toApiError(error));
-    throw error;
+    if (sse?.started) await sse.error(apiError);
+    throw apiError.status >= 500 ? error : apiError;
+  } finally {
+    shutdown?.removeEventListener('abort', stop);
   }
+}
+
+/** Throws `drainedError()` when the server's shutdown cut `result` short. */
+function checkNotDrained(o: RunChoicesOptions, result: GenerationResult): void {
+  if (result.finishReason === 'cancelled' && o.watch.shutdown?.aborted && !o.watch.clientGone) throw drainedError();
 }
 
 type Started = Array<{ job: ChoiceJob; generation: ReturnType<ServingEngine['complete']> }>;
@@ -166,7 +194,9 @@ async function sendWhole(o: RunChoicesOptions, generations: Started, head: Head)
     generations.map(async ({ job, generation }) => {
       const logprobs: LogprobEntry[] = [];
       for await (const chunk of generation) if (chunk.logprobs) logprobs.push(...chunk.logprobs);
-      return { job, logprobs, result: await generation.result };
+      const result = await generation.result;
+      checkNotDrained(o, result);
+      return { job, logprobs, result };
     }),
   );
   const results = collected.map((c) => c.result);
@@ -205,6 +235,7 @@ async function streamChoices(
       if (choice) await sse.send(chunk([choice]));
     }
     const result = await generation.result;
+    checkNotDrained(o, result);
     await open();
     for (const choice of o.format.finalChoices(job.index, openAiFinishReason(result.finishReason))) await sse.send(chunk([choice]));
     return result;

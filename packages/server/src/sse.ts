@@ -2,7 +2,8 @@
  * Server-sent events as OpenAI frames them: one `data: <json>\n\n` per chunk, and
  * `data: [DONE]\n\n` at the end. An error after the headers went out can no longer change the
  * status, so it is sent as `data: {"error": {...}}` (openai-node and openai-python raise it as
- * an APIError) and the stream ends.
+ * an APIError), followed by `data: [DONE]` as vLLM does: every stream ends with [DONE], so a
+ * client never mistakes a cut connection for the end.
  */
 import type { Response } from 'express';
 
@@ -45,7 +46,7 @@ export class SseStream {
   async error(error: ApiError): Promise<void> {
     this.start();
     await this.#write(`data: ${JSON.stringify(error.toBody())}\n\n`);
-    if (this.writable) this.res.end();
+    await this.done();
   }
 
   async done(): Promise<void> {

@@ -21,6 +21,7 @@ pub mod runner;
 pub mod sampler;
 pub mod tokenizer;
 pub mod weights;
+pub mod weights_dtype;
 pub mod weights_hf;
 
 pub use model_config::ModelConfig;

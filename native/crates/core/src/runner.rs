@@ -16,6 +16,7 @@ use crate::model_config::ModelConfig;
 use crate::model_error::{ModelError, Result};
 use crate::models::{load_gguf, ForwardScratch, Model, SeqInput};
 use crate::sampler::{Sampled, Sampler, SamplingParams};
+pub use crate::weights_dtype::WeightDtype;
 
 #[derive(Clone, Debug)]
 pub struct RunnerOptions {
@@ -28,6 +29,9 @@ pub struct RunnerOptions {
     pub kv_bytes: Option<usize>,
     /// How the cache stores keys and values.
     pub kv_dtype: KvDtype,
+    /// How a safetensors folder's float matrices are stored (`--dtype`); a GGUF refuses any
+    /// but `Auto`.
+    pub weight_dtype: WeightDtype,
     /// The architecture the caller expects (`-a`: an id, `model_type`, mistral.rs or GGUF
     /// name); a file of another architecture is refused.
     pub architecture: Option<String>,
@@ -40,6 +44,7 @@ impl Default for RunnerOptions {
             kv_tokens: None,
             kv_bytes: None,
             kv_dtype: KvDtype::F16,
+            weight_dtype: WeightDtype::Auto,
             architecture: None,
         }
     }
@@ -111,14 +116,28 @@ pub struct Runner {
     sequences: HashMap<u64, SeqState>,
     block_size: usize,
     file: Option<Arc<GgufFile>>,
+    /// Bytes the matrices of a safetensors model take as stored.
+    weight_bytes: Option<usize>,
 }
 
 impl Runner {
     /// A GGUF file, or a Hugging Face folder (one with `config.json`).
     pub fn load(path: &Path, options: &RunnerOptions) -> Result<Runner> {
         if path.is_dir() && path.join("config.json").is_file() {
-            let model = crate::models::load_hf(path, options.architecture.as_deref())?;
-            Runner::new(model, options)
+            let (model, weight_bytes) = crate::models::load_hf(
+                path,
+                options.architecture.as_deref(),
+                options.weight_dtype,
+            )?;
+            let mut runner = Runner::new(model, options)?;
+            runner.weight_bytes = Some(weight_bytes);
+            Ok(runner)
+        } else if options.weight_dtype != WeightDtype::Auto {
+            Err(ModelError::InvalidInput(format!(
+                "{}: a GGUF's weights keep the types in the file; --dtype {} applies to safetensors folders only",
+                path.display(),
+                options.weight_dtype.name()
+            )))
         } else {
             Runner::load_gguf(path, options)
         }
@@ -155,11 +174,17 @@ impl Runner {
             sequences: HashMap::new(),
             block_size,
             file: None,
+            weight_bytes: None,
         })
     }
 
     pub fn config(&self) -> &ModelConfig {
         self.model.config()
+    }
+
+    /// Bytes a safetensors model's matrices take as stored (None for a GGUF: used in place).
+    pub fn weight_bytes(&self) -> Option<usize> {
+        self.weight_bytes
     }
 
     pub fn block_size(&self) -> usize {

@@ -2,9 +2,10 @@
 //! names map onto the checkpoint's names through the architecture's own table
 //! ([`HfCheckpoint`], declared in its `models/<id>.rs`), `config.json` onto `ModelConfig`
 //! ([`crate::hf_config`]). Float tensors (F32, F16, BF16) are used in place in the mapped
-//! shards.
+//! shards, or stored in the type `--dtype` asks for (`weights_dtype`).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use mistralrs_quant::safetensors::{Dtype, SafetensorsModel};
@@ -15,6 +16,7 @@ use crate::layers::{Embedding, Linear, RopeStyle, WeightBytes};
 use crate::model_config::ModelConfig;
 use crate::model_error::{ModelError, Result};
 use crate::weights::{layer_index, ReadTensors, Weights};
+use crate::weights_dtype::{store_as, WeightDtype};
 
 /// How one architecture's checkpoint names and stores the tensors its loader asks for by GGUF
 /// name, and what its `config.json` leaves to the class defaults.
@@ -55,6 +57,9 @@ pub struct HfWeights {
     arch: &'static str,
     layout: &'static HfCheckpoint,
     read: ReadTensors,
+    /// The type matrices are stored in, and the bytes they take so far.
+    dtype: WeightDtype,
+    stored_bytes: AtomicUsize,
 }
 
 impl HfWeights {
@@ -72,7 +77,28 @@ impl HfWeights {
             arch,
             layout,
             read: ReadTensors::default(),
+            dtype: WeightDtype::Auto,
+            stored_bytes: AtomicUsize::new(0),
         })
+    }
+
+    /// Stores the float matrices in `dtype` (`auto`: the checkpoint's types).
+    pub fn with_dtype(mut self, dtype: WeightDtype) -> HfWeights {
+        self.dtype = dtype;
+        self
+    }
+
+    /// Bytes of the matrices loaded so far, as stored.
+    pub fn stored_bytes(&self) -> usize {
+        self.stored_bytes.load(Ordering::Relaxed)
+    }
+
+    /// A matrix as the model keeps it: converted to `dtype`, and counted.
+    fn store(&self, ty: GgmlType, bytes: WeightBytes) -> Result<(GgmlType, WeightBytes)> {
+        let (ty, bytes) = store_as(ty, bytes, self.dtype)?;
+        self.stored_bytes
+            .fetch_add(bytes.as_slice().len(), Ordering::Relaxed);
+        Ok((ty, bytes))
     }
 
     /// The checkpoint's name for a GGUF tensor name.
@@ -180,6 +206,7 @@ impl Weights for HfWeights {
 
     fn linear(&self, name: &str, in_features: usize, out_features: usize) -> Result<Linear> {
         let (ty, bytes) = self.matrix(name, out_features, in_features)?;
+        let (ty, bytes) = self.store(ty, bytes)?;
         Ok(Linear::new(ty, out_features, in_features, bytes)?)
     }
 
@@ -193,11 +220,13 @@ impl Weights for HfWeights {
         let (ty, bytes) = self.matrix(name, total_rows, in_features)?;
         let n = rows.len();
         let bytes = crate::weights::row_slice(bytes, ty, in_features, rows);
+        let (ty, bytes) = self.store(ty, bytes)?;
         Ok(Linear::new(ty, n, in_features, bytes)?)
     }
 
     fn embedding(&self, name: &str, dim: usize, vocab: usize) -> Result<Embedding> {
         let (ty, bytes) = self.matrix(name, vocab, dim)?;
+        let (ty, bytes) = self.store(ty, bytes)?;
         Ok(Embedding::new(ty, vocab, dim, bytes)?)
     }
 
@@ -256,6 +285,7 @@ impl Weights for HfWeights {
                     .expert_hf_name(name, e)
                     .ok_or_else(|| self.bad(format!("cannot map tensor `{name}`")))?;
                 let (ty, bytes) = self.matrix_named(&hf, out_features, in_features)?;
+                let (ty, bytes) = self.store(ty, bytes)?;
                 Ok(Linear::new(ty, out_features, in_features, bytes)?)
             })
             .collect()
@@ -290,19 +320,16 @@ impl Weights for HfWeights {
                     transposed[to..to + elem].copy_from_slice(&keys[from..from + elem]);
                 }
             }
-            k_b.push(Linear::new(
-                ty,
-                rank,
-                nope,
-                WeightBytes::Owned(Arc::new(transposed)),
-            )?);
+            let (k_ty, keys) = self.store(ty, WeightBytes::Owned(Arc::new(transposed)))?;
+            k_b.push(Linear::new(k_ty, rank, nope, keys)?);
             let values = crate::weights::row_slice(
                 bytes.clone(),
                 ty,
                 rank,
                 first + nope..first + nope + v_dim,
             );
-            v_b.push(Linear::new(ty, v_dim, rank, values)?);
+            let (v_ty, values) = self.store(ty, values)?;
+            v_b.push(Linear::new(v_ty, v_dim, rank, values)?);
         }
         Ok((k_b, v_b))
     }

@@ -7,9 +7,16 @@ mod tiny;
 
 use std::path::PathBuf;
 
-use mistralrs_core::models::load_hf;
+use mistralrs_core::model_error::Result;
+use mistralrs_core::models::{load_hf, Model};
+use mistralrs_core::runner::WeightDtype;
 use mistralrs_quant::safetensors::{Dtype, SafetensorsWriter};
 use tiny::*;
+
+/// The folder's model, its matrices in the checkpoint's types.
+fn load_folder(dir: &std::path::Path, requested: Option<&str>) -> Result<Box<dyn Model>> {
+    load_hf(dir, requested, WeightDtype::Auto).map(|(model, _)| model)
+}
 
 fn temp_dir(test: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("mistralrs-core-{test}-{}", std::process::id()));
@@ -98,7 +105,7 @@ fn hf_error(
     requested: Option<&str>,
 ) -> String {
     let dir = hf_folder(test, config, tensors);
-    let result = load_hf(&dir, requested);
+    let result = load_folder(&dir, requested);
     std::fs::remove_dir_all(&dir).unwrap();
     match result {
         Err(e) => e.to_string(),
@@ -122,12 +129,17 @@ fn with_new(key: &str, value: serde_json::Value) -> serde_json::Value {
 #[test]
 fn a_folder_is_the_architecture_its_model_type_names() {
     let dir = hf_folder("hf-llama", &llama_config(), &llama_tensors());
-    assert_eq!(loaded(load_hf(&dir, None)).config().architecture, "llama");
     assert_eq!(
-        loaded(load_hf(&dir, Some("llama"))).config().architecture,
+        loaded(load_folder(&dir, None)).config().architecture,
         "llama"
     );
-    let e = match load_hf(&dir, Some("mistral")) {
+    assert_eq!(
+        loaded(load_folder(&dir, Some("llama")))
+            .config()
+            .architecture,
+        "llama"
+    );
+    let e = match load_folder(&dir, Some("mistral")) {
         Err(e) => e.to_string(),
         Ok(_) => panic!("-a mistral accepted on a llama folder"),
     };

@@ -224,6 +224,17 @@ impl KvCache {
         Ok((block, pos % self.cfg.block_size))
     }
 
+    /// Checks that `layer` is one of the cache's.
+    pub fn check_layer(&self, layer: usize) -> Result<(), KvCacheError> {
+        if layer >= self.cfg.n_layers {
+            return Err(KvCacheError::OutOfRange(format!(
+                "layer {layer} is past the cache's {} layers",
+                self.cfg.n_layers
+            )));
+        }
+        Ok(())
+    }
+
     /// Checks that every position `< len` maps to a valid block.
     pub fn check_table(&self, table: &[u32], len: usize) -> Result<(), KvCacheError> {
         if len == 0 {
@@ -257,14 +268,18 @@ impl KvCache {
         k: &[f32],
         v: &[f32],
     ) -> Result<(), KvCacheError> {
-        let (block, slot) = self.locate(table, pos)?;
         let hd = self.cfg.head_dim;
-        assert_eq!(
-            k.len(),
-            self.cfg.n_kv_heads * hd,
-            "k must be [n_kv_heads, head_dim]"
-        );
-        assert_eq!(v.len(), k.len(), "v must be [n_kv_heads, head_dim]");
+        let row = self.cfg.n_kv_heads * hd;
+        if k.len() != row || v.len() != row {
+            return Err(KvCacheError::OutOfRange(format!(
+                "keys ({}) and values ({}) of a token must be [{} KV heads, {hd}]",
+                k.len(),
+                v.len(),
+                self.cfg.n_kv_heads
+            )));
+        }
+        self.check_layer(layer)?;
+        let (block, slot) = self.locate(table, pos)?;
         let base = (layer * self.cfg.n_blocks + block) * self.block_len();
         for h in 0..self.cfg.n_kv_heads {
             let at = base + (h * self.cfg.block_size + slot) * hd;

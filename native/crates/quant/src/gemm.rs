@@ -330,25 +330,40 @@ mod x86 {
         *out = if K::HAS_MIN { sum + extra } else { sum };
     }
 
-    /// Rows `r, r + 1` × 4 tokens from `t0` (`a` starts at `t0` and holds those four tokens'
-    /// blocks). A first pass writes each block's eight `dx·dy` products (lane `4i + t` for row
-    /// `r + i` and token `t`, from one vector multiply: the same products as the scalar ones)
-    /// to `products`, so the main loop broadcasts each straight from memory; Q4_1's eight
-    /// `m·s` terms are summed in that pass.
+    /// Four consecutive tokens from `t0`: `a` starts at `t0` and holds their blocks.
+    struct TokenQuad<'a, A> {
+        a: &'a [A],
+        t0: usize,
+        scales: &'a ActScales<'a>,
+    }
+
+    /// Where a tile's outputs go: output `(t, r)` (token `t` of the quad) at `t * stride + r`.
+    #[derive(Clone, Copy)]
+    struct TileOut {
+        ptr: *mut f32,
+        stride: usize,
+    }
+
+    /// Rows `r, r + 1` × the 4 tokens of `tokens`. A first pass writes each block's eight
+    /// `dx·dy` products (lane `4i + t` for row `r + i` and token `t`, from one vector multiply:
+    /// the same products as the scalar ones) to `products`, so the main loop broadcasts each
+    /// straight from memory; Q4_1's eight `m·s` terms are summed in that pass.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     // `t` numbers the token in the accumulators and in the products' lanes alike.
-    #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+    #[allow(clippy::needless_range_loop)]
     unsafe fn tile_2x4<K: TileKernel<W, A>, W, A>(
         w: &Unpacked<'_, K::WeightQuants>,
         r: usize,
-        a: &[A],
-        scales: &ActScales<'_>,
-        t0: usize,
+        tokens: &TokenQuad<'_, A>,
         products: &mut [__m256],
-        out: *mut f32,
-        out_stride: usize,
+        out: TileOut,
     ) {
+        let TokenQuad { a, t0, scales } = *tokens;
+        let TileOut {
+            ptr: out,
+            stride: out_stride,
+        } = out;
         let nb = w.nb;
         assert!(
             (r + 2) * nb <= w.q.len()
@@ -484,18 +499,15 @@ mod x86 {
             let mut t = 0;
             while t + 4 <= n_tokens {
                 let (at, o) = (&a[t * nb..], oc.add(t * stride));
+                let quad = TokenQuad {
+                    a: at,
+                    t0: t,
+                    scales: &scales,
+                };
+                let tile_out = TileOut { ptr: o, stride };
                 let mut r = 0;
                 while r + 2 <= n_rows {
-                    tile_2x4::<K, W, A>(
-                        &unpacked,
-                        r,
-                        at,
-                        &scales,
-                        t,
-                        &mut buffers.products,
-                        o,
-                        stride,
-                    );
+                    tile_2x4::<K, W, A>(&unpacked, r, &quad, &mut buffers.products, tile_out);
                     r += 2;
                 }
                 for r in r..n_rows {

@@ -229,19 +229,16 @@ pub fn matmul(
     } else {
         &[][..]
     };
-    let out = OutPtr(y.as_mut_ptr());
-    pool.run(|ctx| {
-        dot_rows(
-            ctx,
-            isa,
-            w,
-            activation,
-            act_row_bytes,
-            n_tokens,
-            groups,
-            out,
-        )
-    });
+    let job = RowsJob {
+        isa,
+        w,
+        activation,
+        act_row_bytes,
+        n_tokens,
+        sequence_rows: groups,
+        out: OutPtr(y.as_mut_ptr()),
+    };
+    pool.run(|ctx| job.run(ctx));
     Ok(())
 }
 
@@ -352,102 +349,118 @@ fn repacked_orders(w: &QMatrix<'_>) -> Option<RepackedTilesFn> {
     }
 }
 
-/// One thread's share: a block of output rows, all tokens. Rows go in chunks so that a chunk
-/// of weights stays in cache while every token's activation passes over it.
-#[allow(clippy::too_many_arguments)]
-fn dot_rows(
-    ctx: &ParallelCtx,
+/// One product's inputs, shared by the threads: the weights, the converted activation rows
+/// (`act_row_bytes` each), how the tokens group into sequences, and where outputs go.
+struct RowsJob<'a, 'w> {
     isa: Isa,
-    w: &QMatrix<'_>,
-    activation: &[u8],
+    w: &'a QMatrix<'w>,
+    activation: &'a [u8],
     act_row_bytes: usize,
     n_tokens: usize,
-    sequence_rows: &[usize],
+    /// The sequences' token counts (summing to `n_tokens`), or empty for one sequence.
+    sequence_rows: &'a [usize],
     out: OutPtr,
-) {
-    let rows = ctx.split(w.rows, ROW_ALIGN);
-    if w.layout == Layout::Q4_0x8 {
-        // Whole groups of 8 rows: the split is in multiples of 16, the matrix of 8.
+}
+
+impl RowsJob<'_, '_> {
+    /// One thread's share: a block of output rows, all tokens, through the fastest path the
+    /// weights' layout and type have.
+    fn run(&self, ctx: &ParallelCtx) {
+        let (w, rows) = (self.w, ctx.split(self.w.rows, ROW_ALIGN));
+        if w.layout == Layout::Q4_0x8 {
+            return self.q4_0_interleaved(rows);
+        }
+        let repacked = match w.layout {
+            Layout::Q4Kx8 => Some(crate::formats::q4_k::x8_matmul as RepackedTilesFn),
+            _ => repacked_orders(w),
+        };
+        // A decode step: the thread's whole share in one call (for repacked types, in the
+        // order of llama.cpp's single-row kernel).
+        let decode_rows = match (w.layout, repacked) {
+            (Layout::Rows, None) => vec_dot_rows(w.ty),
+            (Layout::Rows, Some(_)) => repacked_gemv_rows(w),
+            // Interleaved layouts go through their own kernels below, single tokens too.
+            _ => None,
+        };
+        if let (Some(decode_rows), 1) = (decode_rows, self.n_tokens) {
+            let outputs = self.outputs(0, rows.clone());
+            return decode_rows(self.isa, w.cols, w.row_range(rows), self.act(0), outputs);
+        }
+        if let Some(tiles) = repacked {
+            return self.repacked_tiles(tiles, rows);
+        }
+        if self.n_tokens > 1 && self.tiled(rows.clone()) {
+            return;
+        }
+        self.chunked(rows);
+    }
+
+    fn act(&self, t: usize) -> &[u8] {
+        &self.activation[t * self.act_row_bytes..(t + 1) * self.act_row_bytes]
+    }
+
+    /// Token t's outputs for `rows`, which belong to this thread.
+    #[allow(clippy::mut_from_ref)] // disjoint per thread: see the SAFETY note
+    fn outputs(&self, t: usize, rows: Range<usize>) -> &mut [f32] {
+        // SAFETY: row r belongs to this thread alone and t*rows + r < y.len() for every row of
+        // the range (checked by check_shapes).
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.out.get().add(t * self.w.rows + rows.start),
+                rows.len(),
+            )
+        }
+    }
+
+    /// Whole groups of 8 rows (the split is in multiples of 16, the matrix of 8).
+    fn q4_0_interleaved(&self, rows: Range<usize>) {
+        let w = self.w;
         // SAFETY: the thread's rows of every token are its own, within y (check_shapes).
         unsafe {
             crate::formats::q4_0::x8_matmul(
-                isa,
+                self.isa,
                 w.cols,
                 w.row_range(rows.clone()),
-                activation,
-                out.get().add(rows.start),
+                self.activation,
+                self.out.get().add(rows.start),
                 w.rows,
             )
         };
-        return;
     }
-    let vec_dot = w.traits.vec_dot;
-    let repacked = match w.layout {
-        Layout::Q4Kx8 => Some(crate::formats::q4_k::x8_matmul as RepackedTilesFn),
-        _ => repacked_orders(w),
-    };
-    // The sequences' row counts (one sequence when none are given), for the grouping below.
-    let whole = [n_tokens];
-    let sequences = if sequence_rows.is_empty() {
-        &whole[..]
-    } else {
-        sequence_rows
-    };
-    let act = |t: usize| &activation[t * act_row_bytes..(t + 1) * act_row_bytes];
-    // SAFETY (both writes below): row r belongs to this thread alone and t*rows + r < y.len()
-    // (checked by check_shapes).
-    let store = |t: usize, r: usize, value: f32| unsafe { *out.get().add(t * w.rows + r) = value };
-    // Token t's outputs for `rows`, which belong to this thread.
-    // SAFETY: as for `store`, for every row of the range.
-    let outputs = |t: usize, rows: Range<usize>| unsafe {
-        std::slice::from_raw_parts_mut(out.get().add(t * w.rows + rows.start), rows.len())
-    };
-    let many_rows = vec_dot_rows(w.ty);
-    // A decode step: the thread's whole share in one call (for repacked types, in the order of
-    // llama.cpp's single-row kernel).
-    let decode_rows = match (w.layout, repacked) {
-        (Layout::Rows, None) => many_rows,
-        (Layout::Rows, Some(_)) => repacked_gemv_rows(w),
-        // Interleaved layouts go through their own kernels below, single tokens too.
-        _ => None,
-    };
-    if let (Some(decode_rows), 1) = (decode_rows, n_tokens) {
-        decode_rows(
-            isa,
-            w.cols,
-            w.row_range(rows.clone()),
-            act(0),
-            outputs(0, rows),
-        );
-        return;
-    }
-    if n_tokens > 1 && repacked.is_none() {
+
+    /// The register-tiled prompt kernels, where the type has them.
+    fn tiled(&self, rows: Range<usize>) -> bool {
+        let w = self.w;
         let shape = GemmShape {
             cols: w.cols,
-            n_tokens,
+            n_tokens: self.n_tokens,
             out_stride: w.rows,
         };
         // SAFETY: the thread's rows of every token are its own, and within y (check_shapes).
-        let done = unsafe {
+        unsafe {
             gemm(
                 w.ty,
-                isa,
+                self.isa,
                 &shape,
                 w.row_range(rows.clone()),
-                activation,
-                out.get().add(rows.start),
+                self.activation,
+                self.out.get().add(rows.start),
             )
-        };
-        if done {
-            return;
         }
     }
-    if let Some(tiles) = repacked {
-        // The thread's rows in one call per run of tokens: the kernels go 8 rows at a time,
-        // each unpacked once for all the tokens.
+
+    /// The thread's rows in one call per run of tokens: the kernels go 8 rows at a time, each
+    /// unpacked once for all the tokens. Tokens in a full group of 4 of their own sequence take
+    /// llama.cpp's GEMM order, the rest its GEMV order.
+    fn repacked_tiles(&self, tiles: RepackedTilesFn, rows: Range<usize>) {
+        let (w, bytes) = (self.w, self.act_row_bytes);
+        let whole = [self.n_tokens];
+        let sequences = match self.sequence_rows {
+            [] => &whole[..],
+            given => given,
+        };
         let mut first = 0;
         for &len in sequences {
-            // Tokens in a full group of 4 of their own sequence take the GEMM order.
             let grouped = len - len % 4;
             for (tokens, gemm_order) in [
                 (first..first + grouped, true),
@@ -456,44 +469,51 @@ fn dot_rows(
                 if tokens.is_empty() {
                     continue;
                 }
-                let acts = &activation[tokens.start * act_row_bytes..tokens.end * act_row_bytes];
+                let acts = &self.activation[tokens.start * bytes..tokens.end * bytes];
                 // SAFETY: the thread's rows of these tokens are its own, within y.
                 unsafe {
                     tiles(
-                        isa,
+                        self.isa,
                         w.cols,
                         w.row_range(rows.clone()),
                         acts,
                         gemm_order,
-                        out.get().add(tokens.start * w.rows + rows.start),
+                        self.out.get().add(tokens.start * w.rows + rows.start),
                         w.rows,
                     )
                 };
             }
             first += len;
         }
-        return;
     }
-    let mut chunk_start = rows.start;
-    while chunk_start < rows.end {
-        let chunk_end = (chunk_start + ROW_ALIGN).min(rows.end);
-        for t in 0..n_tokens {
-            if let Some(many_rows) = many_rows {
-                let chunk = chunk_start..chunk_end;
-                many_rows(
-                    isa,
-                    w.cols,
-                    w.row_range(chunk.clone()),
-                    act(t),
-                    outputs(t, chunk),
-                );
-                continue;
+
+    /// Rows in chunks, so that a chunk of weights stays in cache while every token's
+    /// activation passes over it; one output at a time where the type has no row kernel.
+    fn chunked(&self, rows: Range<usize>) {
+        let w = self.w;
+        let many_rows = vec_dot_rows(w.ty);
+        let mut chunk_start = rows.start;
+        while chunk_start < rows.end {
+            let chunk = chunk_start..(chunk_start + ROW_ALIGN).min(rows.end);
+            for t in 0..self.n_tokens {
+                let out = self.outputs(t, chunk.clone());
+                match many_rows {
+                    Some(many_rows) => many_rows(
+                        self.isa,
+                        w.cols,
+                        w.row_range(chunk.clone()),
+                        self.act(t),
+                        out,
+                    ),
+                    None => {
+                        for (o, r) in out.iter_mut().zip(chunk.clone()) {
+                            *o = (w.traits.vec_dot)(self.isa, w.cols, w.row(r), self.act(t));
+                        }
+                    }
+                }
             }
-            for r in chunk_start..chunk_end {
-                store(t, r, vec_dot(isa, w.cols, w.row(r), act(t)));
-            }
+            chunk_start = chunk.end;
         }
-        chunk_start = chunk_end;
     }
 }
 

@@ -1,4 +1,4 @@
-import { Engine, type GenerationOptions, type GenerationResult, type Grammar } from '@mistralrs/core';
+import { Engine, type EngineOptions, type GenerationOptions, type GenerationResult, type Grammar } from '@mistralrs/core';
 
 import type { EngineSettings } from '../engine-flags.js';
 import { interactiveChat } from '../interactive.js';
@@ -19,8 +19,8 @@ export interface RunOptions {
   sampling: GenerationOptions;
   /** `--grammar` / `--grammar-file`: the output of the chat or the prompt follows it. */
   grammar?: { grammar: Grammar; source: string };
-  /** Scheduling and KV cache settings (`--max-running`, `--pa-*`), for the chat and the server alike. */
-  engine: EngineSettings;
+  /** Scheduling and KV cache settings (`--max-running`, `--pa-*`), `--dtype` and `-a`, for the chat and the server alike. */
+  engine: EngineSettings & Pick<EngineOptions, 'dtype' | 'architecture'>;
   /** Serve the HTTP API (`--port` given) rather than chat. */
   serve?: ServeCliOptions;
 }
@@ -79,11 +79,8 @@ async function oneShot(engine: Engine, o: RunOptions): Promise<number> {
     process.stderr.write(`mistralrs-server: ${(error as Error).message}\n`);
     return 1;
   }
-  if (o.json) {
-    process.stdout.write(`${JSON.stringify(jsonResult(result))}\n`);
-  } else if (o.throughput) {
-    process.stderr.write(`${throughputLine(result)}\n`);
-  }
+  if (o.json) process.stdout.write(`${JSON.stringify(jsonResult(result))}\n`);
+  if (o.throughput) process.stderr.write(`${throughputLine(result)}\n`);
   return 0;
 }
 

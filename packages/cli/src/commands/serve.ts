@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
 
 import { DEFAULT_MODEL_ID, type Engine } from '@mistralrs/core';
-import { DEFAULT_HOST, isLoopbackHost, startServer, type RunningServer } from '@mistralrs/server';
+import { DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_HOST, isLoopbackHost, startServer, type RunningServer } from '@mistralrs/server';
 
 export interface ServeCliOptions {
   port: number;
@@ -11,6 +11,8 @@ export interface ServeCliOptions {
   apiKey?: string;
   corsOrigins?: string[];
   maxBodyBytes?: number;
+  /** How long requests in flight may finish after SIGINT or SIGTERM (default 10 s). */
+  drainTimeoutMs?: number;
 }
 
 /**
@@ -23,9 +25,13 @@ export function servedModelId(model: string | undefined, file: string | undefine
   return basename(file ?? model).replace(/\.gguf$/i, '');
 }
 
-/** Serves until a signal; a second signal exits at once. Returns the exit code. */
+/**
+ * Serves until SIGINT or SIGTERM, then drains (new requests get 503; those in flight get the
+ * drain time, then end with an error) and returns 0. A second signal exits at once with 1.
+ */
 export async function serveCommand(engine: Engine, modelId: string, o: ServeCliOptions): Promise<number> {
   const host = o.host ?? DEFAULT_HOST;
+  const drainTimeoutMs = o.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS;
   let server: RunningServer;
   try {
     server = await startServer({
@@ -36,6 +42,7 @@ export async function serveCommand(engine: Engine, modelId: string, o: ServeCliO
       ...(o.apiKey !== undefined ? { apiKey: o.apiKey } : {}),
       ...(o.corsOrigins?.length ? { cors: { origins: o.corsOrigins } } : {}),
       ...(o.maxBodyBytes !== undefined ? { limits: { maxBodyBytes: o.maxBodyBytes } } : {}),
+      drainTimeoutMs,
     });
   } catch (error) {
     process.stderr.write(`mistralrs-server: ${(error as Error).message}\n`);
@@ -54,7 +61,7 @@ export async function serveCommand(engine: Engine, modelId: string, o: ServeCliO
   const exitNow = () => process.exit(1);
   process.once('SIGINT', exitNow);
   process.once('SIGTERM', exitNow);
-  process.stderr.write(`mistralrs-server: ${signal}: closing (requests in flight get 5 s to finish)\n`);
+  process.stderr.write(`mistralrs-server: ${signal}: draining (requests in flight get ${drainTimeoutMs / 1000} s to finish)\n`);
   await server.close();
   process.off('SIGINT', exitNow);
   process.off('SIGTERM', exitNow);

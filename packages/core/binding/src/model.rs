@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use crate::grammar::ConstraintHandle;
-use mistralrs_core::runner::{KvDtype, Runner, RunnerOptions, StepError, StepSeq};
-use mistralrs_core::sampler::SamplingParams;
+use mistralrs_core::runner::{KvDtype, Runner, RunnerOptions, StepError, StepSeq, WeightDtype};
+use mistralrs_core::sampler::{DryParams, SamplingParams};
 use mistralrs_core::ModelError;
 use mistralrs_napi_support::{guard, js_error};
 use napi::bindgen_prelude::{AsyncTask, Float32Array, Uint32Array};
@@ -25,6 +25,9 @@ pub struct LoadModelOptions {
     pub kv_bytes: Option<f64>,
     /// `f16` (default) or `q8_0`.
     pub kv_cache_type: Option<String>,
+    /// How a safetensors folder's float matrices are stored: `auto` (default: the checkpoint's
+    /// types), `f32`, `f16` or `bf16`. A GGUF refuses any but `auto`.
+    pub dtype: Option<String>,
     /// The architecture expected (`-a`): an id, `model_type`, mistral.rs or GGUF name. A file
     /// of another architecture is refused, naming both.
     pub architecture: Option<String>,
@@ -44,6 +47,8 @@ pub struct ModelInfo {
     pub n_blocks: u32,
     /// Bytes the KV cache holds.
     pub kv_cache_bytes: f64,
+    /// Bytes a safetensors model's matrices take as stored (`dtype`); absent for a GGUF.
+    pub weight_bytes: Option<f64>,
 }
 
 #[napi]
@@ -118,6 +123,14 @@ pub fn load_model(
                 ))
             }
         };
+        if let Some(name) = o.dtype.as_deref() {
+            opts.weight_dtype = WeightDtype::parse(name).ok_or_else(|| {
+                js_error(
+                    "InvalidArgumentError",
+                    format!("dtype `{name}` is not one of auto, f32, f16, bf16"),
+                )
+            })?;
+        }
     }
     Ok(AsyncTask::new(LoadModelTask {
         path: PathBuf::from(path),
@@ -140,10 +153,52 @@ pub struct SamplingOptions {
     /// Integer seed (below 2^53).
     pub seed: Option<f64>,
     pub top_logprobs: Option<u32>,
+    /// DRY: off unless a multiplier other than 0 is given.
+    pub dry_multiplier: Option<f64>,
+    /// Default 1.75.
+    pub dry_base: Option<f64>,
+    /// Default 2.
+    pub dry_allowed_length: Option<u32>,
+    /// Tokens searched for repeats; -1 (the default) is the whole history, 0 turns DRY off.
+    pub dry_penalty_last_n: Option<i32>,
+    /// Breakers as token sequences, head first (`TokenizerHandle.drySequenceBreakers`).
+    pub dry_sequence_breakers: Option<Vec<Vec<u32>>>,
 }
 
-fn sampling_params(o: SamplingOptions) -> napi::Result<SamplingParams> {
+fn dry_params(o: &mut SamplingOptions) -> napi::Result<Option<DryParams>> {
+    let multiplier = o.dry_multiplier.unwrap_or(0.0);
+    if multiplier == 0.0 {
+        return Ok(None);
+    }
+    let base = o.dry_base.unwrap_or(1.75);
+    let penalty_last_n = o.dry_penalty_last_n.unwrap_or(-1);
+    let usable = multiplier.is_finite() && multiplier > 0.0 && base.is_finite() && base >= 1.0;
+    if !usable {
+        return Err(js_error(
+            "InvalidArgumentError",
+            format!("DRY needs a positive multiplier and a base of at least 1, got {multiplier} and {base}"),
+        ));
+    }
+    if penalty_last_n < -1 {
+        return Err(js_error(
+            "InvalidArgumentError",
+            format!(
+                "DRY's penalty_last_n must be -1 (all), 0 (off) or positive, got {penalty_last_n}"
+            ),
+        ));
+    }
+    Ok(Some(DryParams {
+        multiplier: multiplier as f32,
+        base: base as f32,
+        allowed_length: o.dry_allowed_length.unwrap_or(2) as usize,
+        penalty_last_n: usize::try_from(penalty_last_n).ok(),
+        sequence_breakers: o.dry_sequence_breakers.take().unwrap_or_default(),
+    }))
+}
+
+fn sampling_params(mut o: SamplingOptions) -> napi::Result<SamplingParams> {
     let d = SamplingParams::default();
+    let dry = dry_params(&mut o)?;
     let logit_bias = o
         .logit_bias
         .unwrap_or_default()
@@ -172,6 +227,7 @@ fn sampling_params(o: SamplingOptions) -> napi::Result<SamplingParams> {
         presence_penalty: o.presence_penalty.map_or(d.presence_penalty, |v| v as f32),
         penalty_last_n: o.penalty_last_n.map_or(d.penalty_last_n, |v| v as usize),
         logit_bias,
+        dry,
         seed: o.seed.map(|s| s as u64),
         top_logprobs: o.top_logprobs.map(|n| n as usize),
     })
@@ -306,6 +362,7 @@ impl ModelHandle {
                 block_size: r.block_size() as u32,
                 n_blocks: r.n_blocks() as u32,
                 kv_cache_bytes: r.kv_cache_bytes() as f64,
+                weight_bytes: r.weight_bytes().map(|b| b as f64),
             })
         })
     }

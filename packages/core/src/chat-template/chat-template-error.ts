@@ -1,8 +1,10 @@
 /**
  * What went wrong with a chat template, for callers to branch on. The server maps
  * `raise_exception` and `invalid_input` to HTTP 400 (the request is at fault: the template
- * rejected the conversation, or the messages cannot be rendered) and every other kind to 500
- * (the model's template or the sandbox limits are at fault).
+ * rejected the conversation, or the messages cannot be rendered), the failures of a render
+ * (`render_error`, `timeout`, `too_large`, `out_of_memory`) to 422 (this template cannot
+ * render this request: deterministic, so not worth a retry), and `invalid_template` to 500
+ * (the model's template itself is broken).
  */
 export type ChatTemplateErrorKind =
   /** The template is missing, too large, or does not parse. */
@@ -46,7 +48,7 @@ export class ChatTemplateError extends Error {
     super(`chat template from ${source}: ${kind === 'raise_exception' ? `raise_exception: ${detail}` : detail}`, options);
   }
 
-  /** True when the request is at fault (answer 400), false when the template or a limit is (500). */
+  /** True when the request is at fault (answer 400), false when the template or a limit is. */
   get isClientError(): boolean {
     return CLIENT_KINDS.has(this.kind);
   }

@@ -25,9 +25,18 @@ export { ChatTemplate, MAX_TEMPLATE_CHARS, type ChatTemplateOptions, type ChatTe
 export {
   DEFAULT_RENDER_LIMITS,
   defaultRenderSandbox,
+  defaultRenderWorkers,
   RenderSandbox,
   type RenderLimits,
   type RenderSandboxOptions,
   type SandboxJob,
 } from './render-sandbox.js';
 export { strftime } from './strftime.js';
+export {
+  isNeutralTemplateArgument,
+  MAX_TEMPLATE_ARGUMENT_CHARS,
+  TEMPLATE_ARGUMENTS,
+  templateArgumentProblem,
+  templateReadsVariable,
+  type TemplateArgumentRule,
+} from './template-arguments.js';

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
+import { availableParallelism } from 'node:os';
 
 import { ChatTemplateError } from './chat-template-error.js';
 import { renderWorkerMain, type WorkerLimits, type WorkerReply, type WorkerRequest } from './render-worker.js';
@@ -31,6 +32,8 @@ export interface RenderSandboxOptions {
    * (it can only stop between template steps, not inside one long native call). Default 250.
    */
   killGraceMs?: number;
+  /** Most worker processes, i.e. renders at once. Default `defaultRenderWorkers()`. */
+  workers?: number;
 }
 
 /** One template to render (with `context`) or only to parse (without). */
@@ -50,6 +53,14 @@ const STARTUP_TIMEOUT_MS = 10_000;
 /** How much of the worker's stderr to keep for the error when it dies. */
 const STDERR_TAIL_CHARS = 4096;
 
+/**
+ * Workers when none are asked for: two, so that one slow render never holds up the others,
+ * and one per core beyond that up to four (each is a Node process of about 40 MB).
+ */
+export function defaultRenderWorkers(): number {
+  return Math.min(4, Math.max(2, availableParallelism()));
+}
+
 interface Pending {
   request: WorkerRequest;
   source: string;
@@ -59,46 +70,57 @@ interface Pending {
 }
 
 /**
- * Renders chat templates in a separate Node process, because templates come from model
+ * Renders chat templates in separate Node processes, because templates come from model
  * files. @huggingface/jinja cannot reach anything outside its own values, but it runs loops,
- * recursion and string building with no limit. In the worker process a render cannot block
+ * recursion and string building with no limit. In a worker process a render cannot block
  * the event loop, its heap is capped, and a watchdog can kill it.
  *
- * Why a process and not a worker thread: a worker thread's `resourceLimits` do not contain
+ * Why processes and not worker threads: a worker thread's `resourceLimits` do not contain
  * every out-of-memory. One filter call can allocate hundreds of MB in one native step
  * (`{{ messages | tojson(indent=100000000) }}`), and V8's fatal out-of-memory then aborts the
  * whole process, server included. A child process confines that to itself.
  *
- * - One persistent worker, started on first use and reused; unreferenced while idle, so it
- *   never keeps the process alive. It exits when its parent does (its IPC channel closes).
- * - Renders are queued and sent one at a time, so each one's clock starts when it starts.
- * - The worker stops a render itself when its time or a size runs out (see
- *   `render-worker.ts`); if it does not answer `killGraceMs` later (stuck inside one native
- *   call), it is killed, the render rejects with a `timeout` error, and the next render starts
- *   a fresh worker. Likewise when the worker dies (out of memory).
- * - The worker gets an empty environment and cannot compile code from strings.
+ * - A small pool of workers (`workers`, default `defaultRenderWorkers()`), started as renders
+ *   need them and reused; unreferenced while idle, so they never keep the process alive. Each
+ *   exits when its parent does (its IPC channel closes).
+ * - Each worker renders one job at a time; jobs wait in one queue for the first free worker.
+ *   A slow or hostile render holds only its own worker, and each render's clock starts when
+ *   it is sent to a worker, not when it was queued.
+ * - A worker stops a render itself when its time or a size runs out (see `render-worker.ts`);
+ *   if it does not answer `killGraceMs` later (stuck inside one native call), it is killed,
+ *   the render rejects with a `timeout` error, and a fresh worker takes its place when
+ *   needed. Likewise when a worker dies (out of memory).
+ * - Workers get an empty environment and cannot compile code from strings.
  */
 export class RenderSandbox {
   readonly #limits: Required<RenderLimits>;
-  readonly #maxHeapMb: number;
-  readonly #killGraceMs: number;
-  #worker: ChildProcess | undefined;
-  #ready = false;
-  #stderrTail = '';
+  readonly #process: WorkerProcessOptions;
+  readonly #maxWorkers: number;
+  readonly #workers: RenderWorker[] = [];
   #queue: Pending[] = [];
-  #active: Pending | undefined;
-  #timer: NodeJS.Timeout | undefined;
   #nextId = 1;
 
   constructor(options: RenderSandboxOptions = {}) {
     this.#limits = resolveLimits(DEFAULT_RENDER_LIMITS, options.limits);
-    this.#maxHeapMb = options.maxHeapMb ?? 64;
-    this.#killGraceMs = options.killGraceMs ?? 250;
+    this.#process = { maxHeapMb: options.maxHeapMb ?? 64, killGraceMs: options.killGraceMs ?? 250 };
+    const workers = options.workers ?? defaultRenderWorkers();
+    if (!Number.isInteger(workers) || workers < 1) throw new RangeError(`workers must be a positive integer, got ${workers}`);
+    this.#maxWorkers = workers;
   }
 
   /** The limits renders get when they give none. */
   get limits(): Readonly<Required<RenderLimits>> {
     return this.#limits;
+  }
+
+  /** Most renders that run at once (each in its own worker process). */
+  get maxWorkers(): number {
+    return this.#maxWorkers;
+  }
+
+  /** Renders (and parses) running now, one per busy worker. */
+  get running(): number {
+    return this.#workers.filter((worker) => worker.busy).length;
   }
 
   /** Renders `job.template` with `job.context`; rejects with a `ChatTemplateError`. */
@@ -115,18 +137,14 @@ export class RenderSandbox {
     await this.#enqueue({ id: this.#nextId++, op: 'parse', template: job.template, limits }, job.source, limits);
   }
 
-  /** Stops the worker and rejects the renders not done. A later render starts a new worker. */
+  /** Stops the workers and rejects the renders not done. A later render starts new workers. */
   async close(): Promise<void> {
-    const worker = this.#discardWorker();
-    const pending = [...(this.#active ? [this.#active] : []), ...this.#queue];
-    this.#clearActive();
+    const queued = this.#queue;
     this.#queue = [];
-    for (const job of pending) job.reject(new ChatTemplateError('render_error', job.source, 'the render sandbox was closed'));
-    if (worker && worker.exitCode === null && worker.signalCode === null) {
-      const exited = new Promise((resolve) => worker.once('exit', resolve));
-      worker.kill('SIGKILL');
-      await exited;
-    }
+    const workers = this.#workers.splice(0);
+    const closed = workers.map((worker) => worker.close());
+    for (const job of queued) job.reject(new ChatTemplateError('render_error', job.source, 'the render sandbox was closed'));
+    await Promise.all(closed);
   }
 
   #enqueue(request: WorkerRequest, source: string, limits: WorkerLimits): Promise<string> {
@@ -136,38 +154,86 @@ export class RenderSandbox {
     });
   }
 
-  /** Sends the next queued job if none is running. */
+  /** Hands queued jobs to free workers, starting workers up to the pool's size. */
   #pump(): void {
-    if (this.#active) return;
-    const job = this.#queue.shift();
-    if (!job) return;
-    const worker = this.#worker ?? this.#spawn();
+    while (this.#queue.length > 0) {
+      let worker = this.#workers.find((w) => !w.busy);
+      if (!worker && this.#workers.length < this.#maxWorkers) {
+        worker = new RenderWorker(this.#process, () => this.#pump());
+        this.#workers.push(worker);
+      }
+      if (!worker) return;
+      worker.run(this.#queue.shift()!);
+    }
+  }
+}
+
+interface WorkerProcessOptions {
+  maxHeapMb: number;
+  killGraceMs: number;
+}
+
+/**
+ * One worker slot of the pool: a child process (started on first use, replaced after it is
+ * killed or dies) and the one job it runs. `onFree` is called whenever the slot can take the
+ * next job.
+ */
+class RenderWorker {
+  #child: ChildProcess | undefined;
+  #ready = false;
+  #stderrTail = '';
+  #active: Pending | undefined;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly options: WorkerProcessOptions,
+    private readonly onFree: () => void,
+  ) {}
+
+  get busy(): boolean {
+    return this.#active !== undefined;
+  }
+
+  run(job: Pending): void {
+    const child = this.#child ?? this.#spawn();
     try {
       // Serializes the context now: a value that cannot be cloned (a function) throws here.
       // A worker that died meanwhile shows up as its 'exit' event.
-      worker.send(job.request, (error) => error && this.#onWorkerGone(worker, error));
+      child.send(job.request, (error) => error && this.#onGone(child, error));
     } catch (error) {
       const detail = `the render input cannot be copied: ${messageOf(error)}`;
       job.reject(new ChatTemplateError('invalid_input', job.source, detail, { cause: error }));
-      this.#pump();
-      return;
+      return; // still free: the pump hands it the next job
     }
     this.#active = job;
     // A render in flight keeps the process alive until it settles; an idle worker does not.
-    setReferenced(worker, true);
+    setReferenced(child, true);
     this.#arm(job);
+  }
+
+  /** Kills the process and rejects the job in flight. */
+  async close(): Promise<void> {
+    const child = this.#discard();
+    const job = this.#active;
+    this.#clearActive();
+    job?.reject(new ChatTemplateError('render_error', job.source, 'the render sandbox was closed'));
+    if (child && child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGKILL');
+      await exited;
+    }
   }
 
   /** (Re)starts the watchdog of the running job: startup time first, then render time. */
   #arm(job: Pending): void {
     clearTimeout(this.#timer);
-    const waitMs = this.#ready ? job.timeoutMs + this.#killGraceMs : STARTUP_TIMEOUT_MS;
+    const waitMs = this.#ready ? job.timeoutMs + this.options.killGraceMs : STARTUP_TIMEOUT_MS;
     this.#timer = setTimeout(() => this.#onTimeout(job), waitMs);
   }
 
   #spawn(): ChildProcess {
-    const args = [`--max-old-space-size=${this.#maxHeapMb}`, '--disallow-code-generation-from-strings', '-e', workerSource()];
-    const worker = spawn(process.execPath, args, {
+    const args = [`--max-old-space-size=${this.options.maxHeapMb}`, '--disallow-code-generation-from-strings', '-e', workerSource()];
+    const child = spawn(process.execPath, args, {
       stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
       // Structured clone over IPC (not JSON): undefined values survive, as the template expects.
       serialization: 'advanced',
@@ -177,21 +243,21 @@ export class RenderSandbox {
       windowsHide: true,
     });
     this.#stderrTail = '';
-    worker.stderr?.setEncoding('utf8');
-    worker.stderr?.on('data', (chunk: string) => {
-      if (worker === this.#worker) this.#stderrTail = (this.#stderrTail + chunk).slice(-STDERR_TAIL_CHARS);
+    child.stderr?.setEncoding('utf8');
+    child.stderr?.on('data', (chunk: string) => {
+      if (child === this.#child) this.#stderrTail = (this.#stderrTail + chunk).slice(-STDERR_TAIL_CHARS);
     });
-    worker.on('message', (reply: WorkerReply) => this.#onMessage(worker, reply));
-    worker.on('error', (error: Error) => this.#onWorkerGone(worker, error));
-    worker.on('exit', (code: number | null, signal: NodeJS.Signals | null) => this.#onWorkerGone(worker, undefined, code, signal));
-    setReferenced(worker, false);
-    this.#worker = worker;
+    child.on('message', (reply: WorkerReply) => this.#onMessage(child, reply));
+    child.on('error', (error: Error) => this.#onGone(child, error));
+    child.on('exit', (code: number | null, signal: NodeJS.Signals | null) => this.#onGone(child, undefined, code, signal));
+    setReferenced(child, false);
+    this.#child = child;
     this.#ready = false;
-    return worker;
+    return child;
   }
 
-  #onMessage(worker: ChildProcess, reply: WorkerReply): void {
-    if (worker !== this.#worker) return; // a worker already given up on
+  #onMessage(child: ChildProcess, reply: WorkerReply): void {
+    if (child !== this.#child) return; // a worker already given up on
     if ('ready' in reply) {
       this.#ready = true;
       if (this.#active) this.#arm(this.#active);
@@ -202,19 +268,19 @@ export class RenderSandbox {
     this.#clearActive();
     if (reply.ok) job.resolve(reply.output);
     else job.reject(new ChatTemplateError(reply.kind, job.source, reply.message));
-    this.#pump();
+    this.onFree();
   }
 
-  #onWorkerGone(worker: ChildProcess, error?: Error, code?: number | null, signal?: NodeJS.Signals | null): void {
-    if (worker !== this.#worker) return;
+  #onGone(child: ChildProcess, error?: Error, code?: number | null, signal?: NodeJS.Signals | null): void {
+    if (child !== this.#child) return;
     const stderr = this.#stderrTail;
-    this.#discardWorker();
-    worker.kill('SIGKILL'); // in case only its channel failed
+    this.#discard();
+    child.kill('SIGKILL'); // in case only its channel failed
     const job = this.#active;
     if (job) {
       this.#clearActive();
       if (/heap out of memory|Reached heap limit/i.test(stderr)) {
-        const detail = `rendering ran out of memory (limit ${this.#maxHeapMb} MiB); the render worker was stopped`;
+        const detail = `rendering ran out of memory (limit ${this.options.maxHeapMb} MiB); the render worker was stopped`;
         job.reject(new ChatTemplateError('out_of_memory', job.source, detail, { cause: error }));
       } else {
         const how = error ? `failed: ${error.message}` : `exited (${signal ?? `code ${code}`})`;
@@ -223,35 +289,35 @@ export class RenderSandbox {
         job.reject(new ChatTemplateError('render_error', job.source, detail, { cause: error }));
       }
     }
-    this.#pump();
+    this.onFree();
   }
 
   #onTimeout(job: Pending): void {
     if (this.#active !== job) return;
     const started = this.#ready;
-    this.#discardWorker()?.kill('SIGKILL');
+    this.#discard()?.kill('SIGKILL');
     this.#clearActive();
     const detail = started
       ? `rendering took longer than ${job.timeoutMs} ms; the render worker was stopped`
       : `the render worker did not start within ${STARTUP_TIMEOUT_MS} ms`;
     job.reject(new ChatTemplateError('timeout', job.source, detail));
-    this.#pump();
+    this.onFree();
   }
 
   #clearActive(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#active = undefined;
-    if (this.#worker) setReferenced(this.#worker, false);
+    if (this.#child) setReferenced(this.#child, false);
   }
 
-  /** Forgets the current worker (its late events are ignored) and returns it. */
-  #discardWorker(): ChildProcess | undefined {
-    const worker = this.#worker;
-    this.#worker = undefined;
+  /** Forgets the current process (its late events are ignored) and returns it. */
+  #discard(): ChildProcess | undefined {
+    const child = this.#child;
+    this.#child = undefined;
     this.#ready = false;
-    if (worker) setReferenced(worker, false);
-    return worker;
+    if (child) setReferenced(child, false);
+    return child;
   }
 }
 

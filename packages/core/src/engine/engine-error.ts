@@ -8,6 +8,7 @@ export type EngineErrorCode =
    * fault, not the request's; the request is stopped and nothing is sampled from it. */
   | 'ModelOutputError';
 
+/** Why the engine refused or failed a request; `code` is stable, the message says what to fix. */
 export class EngineError extends Error {
   override readonly name = 'EngineError';
   constructor(

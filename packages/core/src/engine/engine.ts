@@ -8,22 +8,30 @@ import { freemem } from 'node:os';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
-import { callNative, callNativeSync } from '@mistralrs/quant/errors';
+import { callNative, callNativeSync } from '@mistralrs/napi-support';
 import { GgufFile } from '@mistralrs/quant';
 
 import { ChatTemplate } from '../chat-template/index.js';
-import type { ChatMessage, ChatTool } from '../chat-template/index.js';
 import { GrammarCompiler, type CompiledGrammar, type Grammar } from '../grammar/index.js';
 import { binding, type Binding } from '../native.js';
-import { planToolChat, type ToolChoice } from '../tools/index.js';
 import { Tokenizer } from '../tokenizer.js';
+import { unknownArchitecture } from './architecture-check.js';
+import { planChatPrompt, renderChatPrompt, type ChatPromptRequest } from './chat-prompt.js';
+import { EngineError } from './engine-error.js';
 import { Generation } from './generation.js';
 import { isHfFolder, resolveGgufPath } from './model-source.js';
-import type { GenerationChunk, GenerationOptions, GenerationResult } from './sampling.js';
+import {
+  DEFAULT_DRY_SEQUENCE_BREAKERS,
+  dryEnabled,
+  dryProblem,
+  nativeSampling,
+  type GenerationChunk,
+  type GenerationOptions,
+  type GenerationResult,
+} from './sampling.js';
 import { Scheduler } from './scheduler.js';
 import { Sequence } from './sequence.js';
 import { StopStringMatcher } from './stop-strings.js';
-import { EngineError } from './engine-error.js';
 
 export interface EngineOptions {
   /** A .gguf path, a folder holding one, or a registry model id; the default model if absent. */
@@ -55,11 +63,18 @@ export interface EngineOptions {
   maxWaiting?: number;
   /** Reuse the KV blocks of earlier prompts with the same prefix (default true). */
   prefixCaching?: boolean;
+  /** How a safetensors folder's float matrices are stored: `auto` (default: the checkpoint's
+   * types), `f32`, `f16` or `bf16`. A GGUF's weights keep their types: it refuses any other. */
+  dtype?: WeightDtype;
   /** The architecture the model must be (the CLI's `-a`): a Hugging Face `model_type`, a
-   * mistral.rs `-a` name or a GGUF `general.architecture` (see `resolveArchitecture`). A
-   * model of another architecture is refused, naming both. */
+   * mistral.rs `-a` name or a GGUF `general.architecture` (see `resolveArchitecture`). The
+   * native registry refuses a model of another architecture, naming both. */
   architecture?: string;
 }
+
+/** `EngineOptions.dtype`. */
+export const WEIGHT_DTYPES = ['auto', 'f32', 'f16', 'bf16'] as const;
+export type WeightDtype = (typeof WEIGHT_DTYPES)[number];
 
 export type ModelInfo = Binding.ModelInfo & { path: string };
 
@@ -67,17 +82,9 @@ export interface CompleteRequest extends GenerationOptions {
   prompt: string | number[];
 }
 
-export interface ChatRequest extends GenerationOptions {
-  messages: ChatMessage[];
-  tools?: ChatTool[];
-  /** `auto` (default): the model may call; `required` or a named function: a grammar makes it
-   * call; `none`: the tools are not shown. */
-  toolChoice?: ToolChoice;
-  /** Let a forced call (`required`, a named function) be several calls (default false). */
-  parallelToolCalls?: boolean;
-  /** Extra template variables (e.g. `enable_thinking`). */
-  templateArgs?: Record<string, unknown>;
-}
+/** A chat turn: the messages, tools and template variables (see `ChatPromptRequest`), and how
+ * to generate. The prompt always ends with the header of the assistant's turn. */
+export interface ChatRequest extends GenerationOptions, Omit<ChatPromptRequest, 'addGenerationPrompt'> {}
 
 export interface EngineLoad {
   running: number;
@@ -86,8 +93,6 @@ export interface EngineLoad {
   preemptions: number;
   prefixCache: { queriedBlocks: number; hitBlocks: number; evictedBlocks: number; cachedBlocks: number };
 }
-
-export { EngineError, type EngineErrorCode } from './engine-error.js';
 
 export class Engine {
   readonly #scheduler: Scheduler;
@@ -112,17 +117,21 @@ export class Engine {
   }
 
   static async load(options: EngineOptions = {}): Promise<Engine> {
+    const unknownArch = options.architecture === undefined ? undefined : unknownArchitecture(options.architecture);
+    if (unknownArch) throw new EngineError('InvalidArgumentError', unknownArch);
     const path = await resolveGgufPath(options.model, options.file, {
       tokenSource: options.tokenSource,
       revision: options.revision,
     });
     const kvBytes = kvBudgetBytes(options);
+    const dtype = weightDtype(options.dtype, path);
     const [model, tokenizer, chatTemplate] = await Promise.all([
       callNative(() => binding.loadModel(path, {
           kvTokens: options.kvTokens,
           blockSize: options.blockSize,
           kvBytes,
           kvCacheType: options.kvCacheType,
+          dtype,
           architecture: options.architecture,
         })),
       isHfFolder(path) ? hfTokenizer(path) : Tokenizer.fromGguf(path),
@@ -168,31 +177,16 @@ export class Engine {
   /** A chat turn: the template renders the messages, then the model answers. */
   chat(request: ChatRequest): Generation {
     const template = this.chatTemplate;
-    const plan = planToolChat({
-      templateSource: template?.text(template.selectVariant({ tools: request.tools })),
-      messages: request.messages,
-      tools: request.tools,
-      toolChoice: request.toolChoice,
-      parallelToolCalls: request.parallelToolCalls,
-    });
-    if (plan.grammar && request.grammar) {
-      const refused = new EngineError('InvalidArgumentError', 'toolChoice forces a tool call; it cannot be combined with grammar');
-      return new Generation(() => Promise.reject(refused));
+    const refuse = (message: string) => new Generation(() => Promise.reject(new EngineError('InvalidArgumentError', message)));
+    if (!template) return refuse(`${this.info.path} has no chat template; pass one with --chat-template`);
+    const plan = planChatPrompt(template, request);
+    if (plan.unreadTemplateArgs.length > 0) {
+      return refuse(`this model's chat template does not read ${plan.unreadTemplateArgs.join(', ')}, so it cannot be honoured`);
     }
-    const options = plan.grammar ? { ...request, grammar: plan.grammar } : request;
-    const format = plan.format;
-    return this.#enqueue(options, async () => {
-      if (!template) {
-        throw new EngineError('InvalidArgumentError', `${this.info.path} has no chat template; pass one with --chat-template`);
-      }
-      const prompt = await template.render({
-        messages: plan.messages,
-        tools: plan.templateTools,
-        addGenerationPrompt: true,
-        extra: request.templateArgs as never,
-      });
-      return this.encodeChatPromptAsync(prompt);
-    }, format && ((result) => {
+    if (plan.toolGrammar && request.grammar) return refuse('toolChoice forces a tool call; it cannot be combined with grammar');
+    const options = plan.toolGrammar ? { ...request, grammar: plan.toolGrammar } : request;
+    const format = plan.toolCallFormat;
+    return this.#enqueue(options, () => renderChatPrompt(this, plan), format && ((result) => {
       const { content, calls } = format.parse(result.text);
       return calls.length > 0 ? { ...result, text: content, toolCalls: calls } : result;
     }));
@@ -217,7 +211,7 @@ export class Engine {
   /** The raw logits of the token after `promptIds` (scoring, tests against a reference). */
   async nextTokenLogits(promptIds: number[]): Promise<Float32Array> {
     if (this.#closed) throw new EngineError('EngineClosedError', 'the engine is closed');
-    const seq = this.#sequence(promptIds, {}, () => undefined, true);
+    const seq = this.#sequence(promptIds, {}, () => undefined, { logitsOnly: true });
     await this.#scheduler.submit(seq);
     if (!seq.logits) throw new EngineError('InvalidArgumentError', 'the step returned no logits');
     return seq.logits;
@@ -243,9 +237,14 @@ export class Engine {
       if (this.#scheduler.full) {
         throw new EngineError('OverloadedError', `${this.#scheduler.waiting} requests are already waiting; try again later`);
       }
+      const problem = dryProblem(options);
+      if (problem) throw new EngineError('InvalidArgumentError', problem);
       const grammar = options.grammar;
       const constraint = grammar && 'type' in grammar ? await this.compileGrammar(grammar) : grammar;
-      const seq = this.#sequence(await prompt(), options, emit, false, constraint);
+      const dryBreakers = dryEnabled(options)
+        ? await this.tokenizer.drySequenceBreakers(options.drySequenceBreakers ?? DEFAULT_DRY_SEQUENCE_BREAKERS)
+        : undefined;
+      const seq = this.#sequence(await prompt(), options, emit, { constraint, dryBreakers });
       if (!seq.done) await this.#scheduler.submit(seq);
       return finish(seq.result());
     });
@@ -256,9 +255,9 @@ export class Engine {
     promptIds: number[],
     o: GenerationOptions,
     emit: (chunk: GenerationChunk) => void,
-    logitsOnly: boolean,
-    constraint?: CompiledGrammar,
+    extra: { logitsOnly?: boolean; constraint?: CompiledGrammar | undefined; dryBreakers?: number[][] | undefined },
   ): Sequence {
+    const logitsOnly = extra.logitsOnly ?? false;
     const context = this.contextTokens;
     if (promptIds.length === 0) throw new EngineError('InvalidArgumentError', 'the prompt is empty');
     if (promptIds.length >= context) {
@@ -283,12 +282,28 @@ export class Engine {
       decoder: this.tokenizer.createDecoder({ skipSpecialTokens: true }),
       emit,
       logitsOnly,
-      constraint,
+      constraint: extra.constraint,
+      sampling: nativeSampling(o, extra.dryBreakers),
     });
     if (!logitsOnly && o.maxTokens === 0) seq.finish('length');
     if (o.signal?.aborted) seq.finish('cancelled');
     return seq;
   }
+}
+
+/** The `dtype` to load with: checked, and refused for a GGUF unless `auto`. */
+function weightDtype(dtype: string | undefined, path: string): WeightDtype | undefined {
+  if (dtype === undefined) return undefined;
+  if (!(WEIGHT_DTYPES as readonly string[]).includes(dtype)) {
+    throw new EngineError('InvalidArgumentError', `dtype must be one of ${WEIGHT_DTYPES.join(', ')}, got ${JSON.stringify(dtype)}`);
+  }
+  if (dtype !== 'auto' && !isHfFolder(path)) {
+    throw new EngineError(
+      'InvalidArgumentError',
+      `${path}: a GGUF's weights keep the types in the file, so dtype ${dtype} cannot apply (it converts safetensors folders; use auto)`,
+    );
+  }
+  return dtype as WeightDtype;
 }
 
 /** The KV cache budget in bytes, when given as a size or a fraction of free memory. */

@@ -1,7 +1,17 @@
 export {
+  planChatPrompt,
+  renderChatPrompt,
+  unreadTemplateArguments,
+  type ChatPromptPlan,
+  type ChatPromptRequest,
+  type ChatPromptTarget,
+} from './chat-prompt.js';
+export { EngineError, type EngineErrorCode } from './engine-error.js';
+export { knownArchitectureNames, unknownArchitecture } from './architecture-check.js';
+export {
   Engine,
-  EngineError,
-  type EngineErrorCode,
+  WEIGHT_DTYPES,
+  type WeightDtype,
   type ChatRequest,
   type CompleteRequest,
   type EngineLoad,
@@ -10,6 +20,7 @@ export {
 } from './engine.js';
 export { Generation } from './generation.js';
 export { ModelNotFoundError, resolveGgufPath } from './model-source.js';
+export { DEFAULT_DRY_SEQUENCE_BREAKERS, MAX_DRY_BREAKER_BYTES } from './sampling.js';
 export type {
   FinishReason,
   GenerationChunk,

@@ -13,11 +13,10 @@
  * order), so outputs are the same bits with the cache on and off.
  */
 import { BlockPool, type PrefixCacheStats } from '@mistralrs/paged-attn';
-import { callNative, callNativeSync, MistralrsError } from '@mistralrs/quant/errors';
+import { callNative, callNativeSync, MistralrsError } from '@mistralrs/napi-support';
 
 import type { Binding } from '../native.js';
 import { EngineError } from './engine-error.js';
-import { nativeSampling } from './sampling.js';
 import type { Sequence } from './sequence.js';
 
 export interface SchedulerLimits {
@@ -168,7 +167,7 @@ export class Scheduler {
         const history = seq.computed > 0 ? Uint32Array.from(seq.promptIds.slice(0, seq.computed)) : undefined;
         const generated = seq.constraint && seq.generated.length > 0 ? Uint32Array.from(seq.generated) : undefined;
         callNativeSync(() =>
-          this.model.addSequence(seq.id, nativeSampling(seq.options), history, seq.constraint, generated, seq.samplesTaken),
+          this.model.addSequence(seq.id, seq.sampling, history, seq.constraint, generated, seq.samplesTaken),
         );
       } catch (error) {
         this.#fail(entry, error);

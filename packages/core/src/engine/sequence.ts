@@ -6,7 +6,7 @@
  */
 import type { CompiledGrammar } from '../grammar/index.js';
 import type { IncrementalDecoder } from '../tokenizer.js';
-import type { FinishReason, GenerationChunk, GenerationOptions, GenerationResult } from './sampling.js';
+import type { FinishReason, GenerationChunk, GenerationOptions, GenerationResult, NativeSampling } from './sampling.js';
 import type { StopStringMatcher } from './stop-strings.js';
 
 export interface SequenceSetup {
@@ -22,7 +22,9 @@ export interface SequenceSetup {
   /** Only the logits after the prompt are wanted (scoring); nothing is generated. */
   logitsOnly: boolean;
   /** The grammar the output follows. */
-  constraint?: CompiledGrammar;
+  constraint?: CompiledGrammar | undefined;
+  /** The sampling options as the native layer takes them (`nativeSampling`). */
+  sampling: NativeSampling;
 }
 
 type Logprob = { logprob: number; top: Array<{ token: number; logprob: number }> };
@@ -33,6 +35,7 @@ export class Sequence {
   readonly options: GenerationOptions;
   readonly logitsOnly: boolean;
   readonly constraint: CompiledGrammar | undefined;
+  readonly sampling: NativeSampling;
   /** KV-cache blocks held, in table order. */
   blocks: number[] = [];
   /** Tokens whose keys and values are in the cache (prompt first, then generated). */
@@ -59,6 +62,7 @@ export class Sequence {
     this.options = setup.options;
     this.logitsOnly = setup.logitsOnly;
     this.constraint = setup.constraint;
+    this.sampling = setup.sampling;
   }
 
   /** Tokens sampled so far (each feed group starts with one; the rest were forced). */

@@ -1,1 +1,9 @@
-export { GRAMMAR_TYPES, GrammarCompiler, type CompiledGrammar, type Grammar, type JsonSchema } from './grammar.js';
+export {
+  GRAMMAR_TOO_COMPLEX,
+  GRAMMAR_TYPES,
+  GrammarCompiler,
+  isGrammarTooComplex,
+  type CompiledGrammar,
+  type Grammar,
+  type JsonSchema,
+} from './grammar.js';

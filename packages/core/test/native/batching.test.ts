@@ -142,6 +142,24 @@ describe('the scheduler', () => {
     }
   }, 300_000);
 
+  it('continues a seeded sampler where it was after a preemption', async () => {
+    const path = await fetchRegistryModel('smollm2-135m-instruct-q4_1');
+    const engine = await Engine.load({ model: path, kvTokens: 128, blockSize: 16 });
+    try {
+      const prompts = TEXTS.slice(0, 4).map((t) => Array.from(engine.tokenizer.encode(t)));
+      const sampled = (prompt: number[], i: number) =>
+        engine.complete({ prompt, maxTokens: 40, ignoreEos: true, temperature: 0.9, topP: 0.95, seed: 100 + i }).result;
+      const expected = [];
+      for (const [i, prompt] of prompts.entries()) expected.push((await sampled(prompt, i)).tokenIds);
+      const before = engine.load.preemptions;
+      const results = await Promise.all(prompts.map(async (prompt, i) => (await sampled(prompt, i)).tokenIds));
+      expect(engine.load.preemptions).toBeGreaterThan(before);
+      expect(results).toEqual(expected);
+    } finally {
+      engine.close();
+    }
+  }, 300_000);
+
   it('frees a cancelled sequence at once and keeps the others going', async () => {
     const path = await fetchRegistryModel('smollm2-135m-instruct-q4_1');
     const engine = await Engine.load({ model: path, kvTokens: 1024 });

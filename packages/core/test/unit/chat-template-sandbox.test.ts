@@ -270,6 +270,37 @@ describe('hostile templates are stopped and the next render works', () => {
   });
 });
 
+describe('a pool of workers', () => {
+  it('has two workers at least, so one slow render cannot hold up the rest', () => {
+    expect(new RenderSandbox().maxWorkers).toBeGreaterThanOrEqual(2);
+  });
+
+  it('a slow render holds only its own worker: a normal one completes while it still runs', async () => {
+    // The slow render could run for a minute; the normal one needs a few template steps.
+    const box = new RenderSandbox({ workers: 2, limits: { timeoutMs: 60_000 } });
+    sandboxes.push(box);
+    let slowSettled = false;
+    const slow = rejection(template(BUSY_LOOP, 'evil.jinja', box).render({ messages: hello })).finally(() => (slowSettled = true));
+    const normal = await template('{{ messages[0].content }}!', 'ok.jinja', box).render({ messages: hello });
+    expect(normal).toBe('Hello!');
+    expect(slowSettled).toBe(false);
+    await box.close();
+    expect((await slow).detail).toBe('the render sandbox was closed');
+  });
+
+  it('more slow renders than workers each time out on their own clock, and the pool recovers', async () => {
+    const box = new RenderSandbox({ workers: 2, limits: { timeoutMs: TIMEOUT_MS } });
+    sandboxes.push(box);
+    const slow = Array.from({ length: 5 }, () => rejection(template(BUSY_LOOP, 'evil.jinja', box).render({ messages: hello })));
+    for (const error of await Promise.all(slow)) {
+      expect(error.kind).toBe('timeout');
+      // Each was timed from when a worker took it, not from when it was queued.
+      expect(error.detail).toMatch(new RegExp(`^rendering took longer than ${TIMEOUT_MS} ms`));
+    }
+    await expectHealthy(box);
+  });
+});
+
 describe('the sandbox', () => {
   it('multiplexes concurrent renders', async () => {
     const t = template('{% for m in messages %}{{ m.role }}={{ m.content }};{% endfor %}{{ n }}', 'ok.jinja');
@@ -291,7 +322,7 @@ describe('the sandbox', () => {
   });
 
   it('close() rejects the renders not done, and a later render starts a new worker', async () => {
-    const box = new RenderSandbox();
+    const box = new RenderSandbox({ workers: 1 });
     sandboxes.push(box);
     const pending = template(BUSY_LOOP, 'evil.jinja', box).render({ messages: hello });
     const queued = template('{{ 1 }}', 'evil.jinja', box).render({ messages: hello });
@@ -303,6 +334,8 @@ describe('the sandbox', () => {
   });
 
   it('refuses nonsensical limits', () => {
+    expect(() => new RenderSandbox({ workers: 0 })).toThrow(RangeError);
+    expect(() => new RenderSandbox({ workers: 1.5 })).toThrow(RangeError);
     expect(() => new RenderSandbox({ limits: { timeoutMs: -1 } })).toThrow(RangeError);
     expect(() => new RenderSandbox({ limits: { maxOutputChars: Number.NaN } })).toThrow(RangeError);
   });

@@ -1,9 +1,12 @@
 """Requests in the shape of mistral.rs's `ChatCompletionRequest` and `CompletionRequest`.
 
 Field names are mistral.rs's where it has one (`n_choices`, `stop_seqs`, `tool_schemas`,
-`grammar`/`grammar_type`, `echo_prompt`); `to_body()` turns them into the OpenAI request the
-server reads (`n`, `stop`, `tools`, ...). Values are checked by the server, which names the
-field of a bad one in its 400 answer; here only what cannot be sent at all is refused.
+`grammar`/`grammar_type`, `echo_prompt`, the `dry_*` fields, `enable_thinking`,
+`reasoning_effort`); `to_body()` turns them into the OpenAI request the server reads (`n`,
+`stop`, `tools`, ...). Values are checked by the server, which names the field of a bad one in
+its 400 answer; here only what cannot be sent at all is refused. mistral.rs fields this server
+does not implement (`web_search_options`, `truncate_sequence`) are sent when set, and the
+server answers 400 `unsupported_parameter` rather than ignore them.
 """
 
 from __future__ import annotations
@@ -48,9 +51,21 @@ class ChatCompletionRequest:
     tool_schemas: Sequence[str | JsonObject] | None = None
     tool_choice: str | JsonObject | None = None
     response_format: JsonObject | None = None
+    repetition_penalty: float | None = None
+    dry_multiplier: float | None = None
+    dry_base: float | None = None
+    dry_allowed_length: int | None = None
+    dry_sequence_breakers: Sequence[str] | None = None
+    # Template variables: both reach the chat template (if it reads them).
+    enable_thinking: bool | None = None
+    reasoning_effort: str | None = None
+    web_search_options: JsonObject | None = None
+    truncate_sequence: bool = False
     # Not in mistral.rs's Python class; fields of the server all the same.
     seed: int | None = None
-    repetition_penalty: float | None = None
+    dry_penalty_last_n: int | None = None
+    ignore_eos: bool = False
+    chat_template_kwargs: Mapping[str, Any] | None = None
     tools: Sequence[JsonObject] | None = None
     include_usage: bool = False
     extra_body: JsonObject | None = None
@@ -70,6 +85,11 @@ class ChatCompletionRequest:
             body["tools"] = [_json_value(t, "tool_schemas") for t in tools]
         _put(body, "tool_choice", self.tool_choice)
         _put(body, "response_format", self.response_format)
+        _put(body, "enable_thinking", self.enable_thinking)
+        _put(body, "reasoning_effort", self.reasoning_effort)
+        if self.chat_template_kwargs is not None:
+            body["chat_template_kwargs"] = dict(self.chat_template_kwargs)
+        _put(body, "web_search_options", self.web_search_options)
         _stream_fields(body, self.stream, self.include_usage)
         _grammar_field(body, self.grammar, self.grammar_type)
         body.update(self.extra_body or {})
@@ -102,8 +122,16 @@ class CompletionRequest:
     min_p: float | None = None
     logprobs: int | None = None
     stream: bool = False
-    seed: int | None = None
     repetition_penalty: float | None = None
+    dry_multiplier: float | None = None
+    dry_base: float | None = None
+    dry_allowed_length: int | None = None
+    dry_sequence_breakers: Sequence[str] | None = None
+    truncate_sequence: bool = False
+    ignore_eos: bool = False
+    # Not in mistral.rs's Python class; fields of the server all the same.
+    seed: int | None = None
+    dry_penalty_last_n: int | None = None
     include_usage: bool = False
     extra_body: JsonObject | None = None
 
@@ -135,6 +163,18 @@ def _sampling_fields(body: JsonObject, r: ChatCompletionRequest | CompletionRequ
     _put(body, "frequency_penalty", r.frequency_penalty)
     _put(body, "repetition_penalty", r.repetition_penalty)
     _put(body, "seed", r.seed)
+    _put(body, "dry_multiplier", r.dry_multiplier)
+    _put(body, "dry_base", r.dry_base)
+    _put(body, "dry_allowed_length", r.dry_allowed_length)
+    _put(body, "dry_penalty_last_n", r.dry_penalty_last_n)
+    if r.dry_sequence_breakers is not None:
+        if isinstance(r.dry_sequence_breakers, str):
+            raise TypeError("dry_sequence_breakers must be a list of strings")
+        body["dry_sequence_breakers"] = list(r.dry_sequence_breakers)
+    if r.ignore_eos:
+        body["ignore_eos"] = True
+    if r.truncate_sequence:
+        body["truncate_sequence"] = True
     if r.stop_seqs is not None:
         if isinstance(r.stop_seqs, str):
             raise TypeError("stop_seqs must be a list of strings")

@@ -12,7 +12,8 @@ from enum import Enum
 class Architecture(Enum):
     """mistral.rs's names for plain (safetensors) architectures.
 
-    Accepted for the seed's scripts; our loader reads the architecture from `config.json`.
+    Passed as `-a`: the folder's `config.json` must be of this architecture, or the server
+    refuses to load it.
     """
 
     Mistral = "mistral"

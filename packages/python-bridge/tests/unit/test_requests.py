@@ -109,3 +109,32 @@ def test_completion_body() -> None:
         "logprobs": 2,
         "user": "u",
     }
+
+
+def test_dry_and_template_fields_use_mistralrs_names() -> None:
+    dry = {"dry_multiplier": 0.8, "dry_base": 1.75, "dry_allowed_length": 2, "dry_sequence_breakers": ["\n", ":"]}
+    body = ChatCompletionRequest(
+        messages=HI, enable_thinking=False, reasoning_effort="low", dry_penalty_last_n=64, ignore_eos=True, **dry
+    ).to_body()
+    assert body == {
+        "model": "default",
+        "messages": HI,
+        **dry,
+        "dry_penalty_last_n": 64,
+        "ignore_eos": True,
+        "enable_thinking": False,
+        "reasoning_effort": "low",
+    }
+    kwargs = ChatCompletionRequest(messages=HI, chat_template_kwargs={"enable_thinking": True}).to_body()
+    assert kwargs["chat_template_kwargs"] == {"enable_thinking": True}
+    completion = CompletionRequest(prompt="x", **dry).to_body()  # type: ignore[arg-type]
+    assert {k: completion[k] for k in dry} == dry
+    with pytest.raises(TypeError, match="dry_sequence_breakers"):
+        CompletionRequest(prompt="x", dry_sequence_breakers="\n").to_body()  # type: ignore[arg-type]
+
+
+def test_unimplemented_mistralrs_fields_are_sent_for_the_server_to_refuse() -> None:
+    # Sent only when they ask for something; the server answers 400 unsupported_parameter.
+    assert "truncate_sequence" not in ChatCompletionRequest(messages=HI).to_body()
+    body = ChatCompletionRequest(messages=HI, truncate_sequence=True, web_search_options={}).to_body()
+    assert body["truncate_sequence"] is True and body["web_search_options"] == {}

@@ -3,12 +3,12 @@ import { randomBytes } from 'node:crypto';
 
 import type { RequestHandler } from 'express';
 
-import { planToolChat, ToolCallStream, type ParsedToolCall, type ToolCallFormat } from '@mistralrs/core';
+import { ToolCallStream, type ParsedToolCall, type ToolCallFormat } from '@mistralrs/core';
 
 import { compileRequestGrammar, type RequestedGrammar } from '../constraints.js';
 import { invalidRequest } from '../errors.js';
 import { chatLogprobs } from '../logprobs.js';
-import { chatPromptIds, checkPromptFits } from '../prompt.js';
+import { chatPlan, chatRequestIds, checkPromptFits } from '../prompt.js';
 import { checkModel, newCompletionId, validationContext, type RouteContext } from '../route-context.js';
 import { ClientWatch, choiceJobs, runChoices, type ResponseFormat } from '../run-choices.js';
 import type { ServingEngine } from '../serving-engine.js';
@@ -19,21 +19,25 @@ export function chatCompletionsRoute(ctx: RouteContext): RequestHandler {
     const watch = new ClientWatch(res);
     const request = validateChatRequest(requireObjectBody(req.body), validationContext(ctx));
     checkModel(request.model, ctx);
-    const template = ctx.engine.chatTemplate;
     const tools = request.tools;
-    const plan = planToolChat({
-      templateSource: template?.text(template.selectVariant({ tools: tools?.tools })),
-      messages: request.messages,
-      tools: tools?.tools,
-      toolChoice: tools?.toolChoice,
-      parallelToolCalls: tools?.parallelToolCalls,
-    });
-    if (plan.grammar && request.grammar) {
-      throw invalidRequest(`tool_choice forces a tool call; it cannot be combined with ${request.grammar.param}`, 'tool_choice');
+    // The same preparation as Engine.chat: variant, tool plan, template variables, render.
+    const plan = chatPlan(
+      ctx.engine,
+      {
+        messages: request.messages,
+        tools: tools?.tools,
+        toolChoice: tools?.toolChoice,
+        parallelToolCalls: tools?.parallelToolCalls,
+        templateArgs: request.templateArgs.values,
+      },
+      request.templateArgs.params,
+    );
+    if (plan.toolGrammar && request.grammar) {
+      throw invalidRequest(`tool_choice forces a tool call; it cannot be combined with ${request.grammar.param}`, 'tool_choice', 'conflicting_parameters');
     }
-    const requested: RequestedGrammar | undefined = plan.grammar ? { grammar: plan.grammar, param: 'tool_choice' } : request.grammar;
+    const requested: RequestedGrammar | undefined = plan.toolGrammar ? { grammar: plan.toolGrammar, param: 'tool_choice' } : request.grammar;
     const grammar = requested && (await compileRequestGrammar(ctx.engine, requested));
-    const promptIds = await chatPromptIds(ctx.engine, plan.messages, true, plan.templateTools);
+    const promptIds = await chatRequestIds(ctx.engine, plan);
     checkPromptFits(promptIds, ctx.engine.contextTokens, 'messages');
 
     const jobs = choiceJobs([promptIds], request, {
@@ -50,7 +54,7 @@ export function chatCompletionsRoute(ctx: RouteContext): RequestHandler {
       promptTokens: promptIds.length,
       stream: request.stream,
       includeUsage: request.includeUsage,
-      format: chatFormat(ctx.engine, request.logprobs, plan.format),
+      format: chatFormat(ctx.engine, request.logprobs, plan.toolCallFormat),
     });
     ctx.onCompletionDone?.({ ...summary, endpoint: '/v1/chat/completions', stream: request.stream });
   };

@@ -19,12 +19,13 @@ export function tokenizeRoute(ctx: RouteContext): RequestHandler {
     const { tokenizer } = ctx.engine;
     let tokens: number[];
     if (body.messages !== undefined && body.messages !== null) {
-      if (body.prompt !== undefined && body.prompt !== null) throw invalidRequest('send either prompt or messages, not both', 'prompt');
+      if (body.prompt !== undefined && body.prompt !== null) throw invalidRequest('send either prompt or messages, not both', 'prompt', 'conflicting_parameters');
       const addGenerationPrompt = readBoolean(body, 'add_generation_prompt') ?? true;
+      // Counting a prompt longer than the context is what /tokenize is for: no bound here.
       tokens = await chatPromptIds(ctx.engine, readMessages(body.messages), addGenerationPrompt);
     } else {
       const prompt = readString(body, 'prompt');
-      if (prompt === undefined) throw invalidRequest('prompt (a string) or messages is required', 'prompt');
+      if (prompt === undefined) throw invalidRequest('prompt (a string) or messages is required', 'prompt', 'missing_required_parameter');
       const addSpecialTokens = readBoolean(body, 'add_special_tokens') ?? true;
       tokens = Array.from(await tokenizer.encodeAsync(prompt, { addSpecialTokens, parseSpecial: false }));
     }
@@ -44,7 +45,7 @@ export function detokenizeRoute(ctx: RouteContext): RequestHandler {
     checkModel(readString(body, 'model'), ctx);
     const { vocabSize } = validationContext(ctx);
     const tokens = body.tokens;
-    if (!Array.isArray(tokens)) throw invalidRequest('tokens must be an array of token ids', 'tokens');
+    if (!Array.isArray(tokens)) throw invalidRequest('tokens must be an array of token ids', 'tokens', 'invalid_type');
     for (const id of tokens) {
       if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= vocabSize) {
         throw invalidRequest(`invalid token id ${JSON.stringify(id)}: out of vocabulary (ids 0 to ${vocabSize - 1})`, 'tokens');

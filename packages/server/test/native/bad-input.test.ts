@@ -1,9 +1,12 @@
 /**
  * Bad requests: each is answered before the engine with the status OpenAI would give and an
- * OpenAI error object naming the field at fault. None may be a 5xx: clients retry those.
+ * OpenAI error object with a code, naming the field at fault (param is null only where no
+ * field is). None may be a 5xx: clients retry those.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
+import { gzipSync } from 'node:zlib';
 
 import type { Engine } from '@mistralrs/core';
 import OpenAI from 'openai';
@@ -30,6 +33,7 @@ const completion = (fields: Record<string, unknown>) => ({ model: MODEL_ID, prom
 interface BadCase {
   name: string;
   path?: string;
+  /** Sent as JSON, or as is when a string or bytes. */
   body: unknown;
   headers?: Record<string, string>;
   status: number;
@@ -38,6 +42,14 @@ interface BadCase {
 }
 
 const longText = 'word '.repeat(9000);
+/** Past the context on its byte length alone (SmolLM2's tokens stand for at most 162 bytes). */
+const hugeText = 'word '.repeat(300_000);
+/** A body whose `field` (a dotted path into `chat({})`) holds `depth` nested objects. */
+const nestedJson = (depth: number) => '{"type":"object","properties":{"a":'.repeat(depth) + '{"type":"string"}' + '}}'.repeat(depth);
+const rawChat = (fields: string) => `{"model":"${MODEL_ID}","messages":[{"role":"user","content":"Hi"}],"max_tokens":2,${fields}}`;
+const alternatives = (n: number) => `start: ${Array.from({ length: n }, (_, i) => `"a${i}"`).join(' | ')}`;
+const wideSchema = (n: number) => ({ type: 'object', properties: Object.fromEntries(Array.from({ length: n }, (_, i) => [`p${i}`, { type: 'integer' }])) });
+const gzipJson = { 'content-type': 'application/json', 'content-encoding': 'gzip' };
 
 const cases: BadCase[] = [
   { name: 'truncated JSON', body: '{"model":', status: 400, param: null, code: 'invalid_json' },
@@ -128,6 +140,26 @@ const cases: BadCase[] = [
   { name: 'a false schema', body: chat({ grammar: { type: 'json_schema', value: false } }), status: 400, param: 'grammar', code: 'invalid_grammar' },
   { name: 'a tool with an unsatisfiable schema, forced', body: chat({ tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties: { n: { type: 'integer', minimum: 2, maximum: 1 } }, required: ['n'] } } }], tool_choice: 'required' }), status: 400, param: 'tool_choice', code: 'invalid_grammar' },
   { name: 'a chat prompt longer than the context', body: chat({ messages: [{ role: 'user', content: longText }] }), status: 400, param: 'messages', code: 'context_length_exceeded' },
+  { name: 'a chat prompt of 1.5 MB', body: chat({ messages: [{ role: 'user', content: hugeText }] }), status: 400, param: 'messages', code: 'context_length_exceeded' },
+  { name: 'a text prompt of 1.5 MB', path: '/v1/completions', body: completion({ prompt: hugeText }), status: 400, param: 'prompt', code: 'context_length_exceeded' },
+  // Bodies nested too deep: the JSON parses, but nothing may recurse into it.
+  { name: 'a schema nested 10,000 levels deep', body: rawChat(`"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":${nestedJson(10_000)}}}`), status: 400, param: 'response_format.json_schema.schema', code: 'json_too_deep' },
+  { name: 'tool parameters nested 10,000 levels deep', body: rawChat(`"tools":[{"type":"function","function":{"name":"f","parameters":${nestedJson(10_000)}}}]`), status: 400, param: 'tools[0].function.parameters', code: 'json_too_deep' },
+  { name: 'a grammar schema nested 60 levels (past 100 in the body)', body: rawChat(`"grammar":{"type":"json_schema","value":${nestedJson(60)}}`), status: 400, param: 'grammar.value', code: 'json_too_deep' },
+  { name: 'a schema as text nested past the native parser', body: chat({ grammar: { type: 'json_schema', value: nestedJson(100) } }), status: 400, param: 'grammar', code: 'grammar_too_complex' },
+  { name: 'a body of 100,000 nested arrays', body: `{"messages":${'['.repeat(100_000)}${']'.repeat(100_000)}}`, status: 400, param: 'messages[0]', code: 'json_too_deep' },
+  // Grammars past the compile budget (they took seconds to tens of seconds, or crashed).
+  { name: 'a Lark grammar of 20,000 alternatives', body: chat({ grammar: { type: 'lark', value: alternatives(20_000) } }), status: 400, param: 'grammar', code: 'grammar_too_complex' },
+  { name: 'a schema object of 8,000 properties', body: chat({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: wideSchema(8000) } } }), status: 400, param: 'response_format', code: 'grammar_too_complex' },
+  { name: 'forced tools with 2,000 properties', body: chat({ tools: [{ type: 'function', function: { name: 'f', parameters: { ...wideSchema(2000), required: ['p0'] } } }], tool_choice: 'required' }), status: 400, param: 'tool_choice', code: 'grammar_too_complex' },
+  { name: 'a Lark grammar nesting 10,000 rules', body: chat({ grammar: { type: 'lark', value: `start: r0\n${Array.from({ length: 10_000 }, (_, i) => `r${i}: r${i + 1}`).join('\n')}\nr10000: "a"` } }), status: 400, param: 'grammar', code: 'grammar_too_complex' },
+  // Bodies whose Content-Encoding lies, or names what the server cannot decode.
+  { name: 'a plain body labelled gzip', body: chat({}), headers: gzipJson, status: 400, param: null, code: 'invalid_content_encoding' },
+  { name: 'a plain body labelled deflate', body: chat({}), headers: { ...gzipJson, 'content-encoding': 'deflate' }, status: 400, param: null, code: 'invalid_content_encoding' },
+  { name: 'a plain body labelled br', body: chat({}), headers: { ...gzipJson, 'content-encoding': 'br' }, status: 400, param: null, code: 'invalid_content_encoding' },
+  { name: 'a truncated gzip body', body: gzipSync(JSON.stringify(chat({}))).subarray(0, 30), headers: gzipJson, status: 400, param: null, code: 'invalid_content_encoding' },
+  { name: 'an unknown Content-Encoding', body: chat({}), headers: { ...gzipJson, 'content-encoding': 'lzma' }, status: 415, param: null, code: 'unsupported_encoding' },
+  { name: 'an unknown charset', body: chat({}), headers: { 'content-type': 'application/json; charset=koi8-r' }, status: 415, param: null, code: 'unsupported_encoding' },
   { name: 'a text prompt longer than the context', path: '/v1/completions', body: completion({ prompt: longText }), status: 400, param: 'prompt', code: 'context_length_exceeded' },
   { name: 'a missing prompt', path: '/v1/completions', body: { model: MODEL_ID }, status: 400, param: 'prompt' },
   { name: 'an empty prompt', path: '/v1/completions', body: completion({ prompt: '' }), status: 400, param: 'prompt' },
@@ -154,12 +186,57 @@ describe('bad requests', () => {
     expect(error.message.length).toBeGreaterThan(0);
     expect(error.type).toBe('invalid_request_error');
     expect(error.param).toBe(param);
+    // Every 4xx says why in a stable code; the table pins the ones clients branch on.
+    expect(error.code).toMatch(/^[a-z_]+$/);
     if (code !== undefined) expect(error.code).toBe(code);
   });
 
   it('has more than 20 cases, none answered with a 5xx', () => {
     expect(cases.length).toBeGreaterThan(20);
     expect(cases.every((c) => c.status < 500)).toBe(true);
+  });
+
+  it('answers a gzip body that is what it says normally, and one that inflates past the limit with 413', async () => {
+    const ok = await post(`${server.url}/v1/chat/completions`, gzipSync(JSON.stringify(chat({}))), gzipJson);
+    expect(ok.status).toBe(200);
+    const bomb = await post(`${server.url}/v1/chat/completions`, gzipSync(Buffer.alloc(50_000_000, 32)), gzipJson);
+    expect(bomb.status).toBe(413);
+    expect(bomb.json).toMatchObject({ error: { code: 'request_too_large', param: null } });
+  });
+
+  it('answers headers past 16 KiB with a JSON 431, and a malformed request with a JSON 400', async () => {
+    const raw = (request: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = connect(server.port, '127.0.0.1', () => socket.end(request));
+        let answer = '';
+        socket.setEncoding('utf8').on('data', (text: string) => (answer += text));
+        socket.on('end', () => resolve(answer)).on('error', reject);
+      });
+    const bodyOf = (answer: string) => JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as { error: Record<string, unknown> };
+
+    const big = await raw(`GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${'x'.repeat(20_000)}\r\n\r\n`);
+    expect(big).toMatch(/^HTTP\/1\.1 431 /);
+    expect(big).toMatch(/\r\nContent-Type: application\/json\r\n/);
+    expect(bodyOf(big)).toEqual({
+      error: { message: expect.any(String), type: 'invalid_request_error', param: null, code: 'request_header_fields_too_large' },
+    });
+    const malformed = await raw('GET /health HTTP/1.1\r\nHost 127.0.0.1\r\n\r\n');
+    expect(malformed).toMatch(/^HTTP\/1\.1 400 /);
+    expect(bodyOf(malformed).error).toMatchObject({ type: 'invalid_request_error', code: 'bad_request' });
+  });
+
+  it('compiles grammars within the budget that used to overflow the native stack (the process lives)', async () => {
+    // ~2,800 chained rules killed the process (8 MiB worker stack); 5,000 are within the budget.
+    const rules = `start: r0\n${Array.from({ length: 5000 }, (_, i) => `r${i}: r${i + 1}`).join('\n')}\nr5000: "a"`;
+    const response = await post(`${server.url}/v1/chat/completions`, chat({ grammar: { type: 'lark', value: rules } }));
+    expect(response.status).toBe(200);
+    expect((response.json as { choices: Array<{ message: { content: string } }> }).choices[0]!.message.content).toBe('a');
+  });
+
+  it('refuses a prompt on its byte length alone, before tokenizing it', async () => {
+    const response = await post(`${server.url}/v1/completions`, completion({ prompt: hugeText }));
+    // "at least": the count is the bound's, not a tokenization's.
+    expect((response.json as { error: { message: string } }).error.message).toMatch(/has at least \d+ tokens \(1500000 bytes of text\)/);
   });
 
   it('answers a body over the limit with 413', async () => {

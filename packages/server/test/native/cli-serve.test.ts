@@ -28,6 +28,10 @@ interface Running {
   modelId: string;
   /** Sends `signal` and resolves with the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
+  /** Resolves once the command's stderr matches `pattern`. */
+  stderrMatch(pattern: RegExp): Promise<void>;
+  /** Resolves with the exit code. */
+  exited: Promise<number | null>;
 }
 
 /** Spawns the command and waits for its `listening on URL (ID)` line. */
@@ -36,8 +40,10 @@ function start(args: string[]): Promise<Running> {
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return new Promise((resolve, reject) => {
     let stderr = '';
+    const watchers: Array<[RegExp, () => void]> = [];
     child.stderr!.setEncoding('utf8').on('data', (text: string) => {
       stderr += text;
+      for (const [pattern, matched] of watchers) if (pattern.test(stderr)) matched();
       const match = /listening on (http:\/\/\S+) \((.+)\)\n/.exec(stderr);
       if (match) {
         resolve({
@@ -48,6 +54,8 @@ function start(args: string[]): Promise<Running> {
             child.kill(signal);
             return exited;
           },
+          stderrMatch: (pattern) => new Promise((matched) => (pattern.test(stderr) ? matched() : watchers.push([pattern, matched]))),
+          exited,
         });
       }
     });
@@ -134,6 +142,46 @@ describe('mistralrs-server --port', () => {
   }, 120_000);
 });
 
+describe('draining on SIGTERM', () => {
+  it('answers new requests 503, ends a stream with an error event and [DONE] and a whole request with 503, then exits 0', async () => {
+    const server = await start(['--port', '0', '--drain-timeout', '1', 'gguf', '-m', modelPath]);
+    // End-of-text banned and 4000 tokens asked for: far more than the 1 s drain lets finish.
+    const endless = { model: server.modelId, max_tokens: 4000, logit_bias: { '0': -100, '2': -100 } };
+    const post = (path: string, body: object) =>
+      fetch(`${server.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    try {
+      const streamed = await post('/v1/chat/completions', { ...endless, messages: [{ role: 'user', content: 'Tell a story.' }], stream: true });
+      expect(streamed.status).toBe(200);
+      const whole = post('/v1/completions', { ...endless, prompt: 'Once upon a time' });
+      // Both generating before the signal.
+      while ((await getStats(server.url)).running < 2) await new Promise((resolve) => setTimeout(resolve, 50));
+
+      server.child.kill('SIGTERM');
+      await server.stderrMatch(/SIGTERM: draining \(requests in flight get 1 s to finish\)/);
+      const refused = await post('/v1/chat/completions', { messages: [{ role: 'user', content: 'Hi' }], max_tokens: 1 });
+      expect(refused.status).toBe(503);
+      expect(await refused.json()).toMatchObject({ error: { type: 'service_unavailable', code: 'server_shutting_down', param: null } });
+
+      const events = (await streamed.text()).split('\n\n').filter(Boolean);
+      expect(events.at(-1)).toBe('data: [DONE]');
+      expect(JSON.parse(events.at(-2)!.slice('data: '.length))).toMatchObject({ error: { code: 'server_shutting_down' } });
+      expect(events.length).toBeGreaterThan(3); // text was streamed before the cut
+      const wholeResponse = await whole;
+      expect(wholeResponse.status).toBe(503);
+      expect(await wholeResponse.json()).toMatchObject({ error: { type: 'service_unavailable', code: 'server_shutting_down' } });
+      expect(await server.exited).toBe(0);
+    } finally {
+      server.child.kill('SIGKILL');
+    }
+  }, 180_000);
+
+  it('refuses a drain time that is not a number of seconds', () => {
+    const result = run(['--port', '0', '--drain-timeout', '-1', 'gguf', '-m', modelPath]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('--drain-timeout must be a number of seconds');
+  });
+});
+
 describe('mistralrs-server toml -f FILE', () => {
   it("serves mistral.rs's [model] selector with the [server] table's port and key", async () => {
     const file = join(dir, 'selector.toml');
@@ -189,6 +237,7 @@ describe('mistralrs-server toml -f FILE', () => {
       ['port.toml', 'model = "x"\n[server]\nport = "80"\n', /port\.toml: \[server\]\.port must be an integer/],
       ['empty-model.toml', '[model]\narch = "llama"\n', /empty-model\.toml: \[model\] needs model_id/],
       ['usage.toml', 'model = "x"\npa_gpu_mem_usage = 2\n', /usage\.toml: pa_gpu_mem_usage must be a fraction/],
+      ['drain.toml', 'model = "x"\n[server]\ndrain_timeout = "soon"\n', /drain\.toml: \[server\]\.drain_timeout must be a number of seconds/],
     ];
     for (const [name, text, expected] of cases) {
       const file = join(dir, name);

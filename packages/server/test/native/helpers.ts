@@ -38,7 +38,7 @@ export async function post(
   const response = await fetch(url, {
     method: 'POST',
     headers,
-    body: typeof body === 'string' ? body : JSON.stringify(body),
+    body: typeof body === 'string' || body instanceof Uint8Array ? body : JSON.stringify(body),
   });
   const text = await response.text();
   let json: unknown;

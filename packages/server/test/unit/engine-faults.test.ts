@@ -87,18 +87,15 @@ describe('engine faults', () => {
     expect(internalErrors).toHaveLength(1);
   });
 
-  it('ends a stream that fails midway with an error event, which the openai client raises', async () => {
+  it('ends a stream that fails midway with an error event and [DONE]; the openai client raises it', async () => {
     const engine = fakeEngine(() => [chunk('a'), chunk('b'), { fail: new Error('kernel fault') }]);
     const url = await listen(engine);
     const raw = await (await postChat(url, { stream: true })).text();
     const events = raw.split('\n\n').filter(Boolean);
-    expect(events.map((e) => JSON.parse(e.slice('data: '.length)).choices?.[0]?.delta)).toEqual([
-      { role: 'assistant', content: '' },
-      { content: 'a' },
-      { content: 'b' },
-      undefined,
-    ]);
-    expect(JSON.parse(events.at(-1)!.slice('data: '.length))).toEqual({
+    expect(events.at(-1)).toBe('data: [DONE]');
+    const payloads = events.slice(0, -1).map((e) => JSON.parse(e.slice('data: '.length)));
+    expect(payloads.map((p) => p.choices?.[0]?.delta)).toEqual([{ role: 'assistant', content: '' }, { content: 'a' }, { content: 'b' }, undefined]);
+    expect(payloads.at(-1)).toEqual({
       error: { message: 'internal server error', type: 'server_error', param: null, code: 'internal_error' },
     });
 

@@ -19,7 +19,7 @@ interface FakeResult {
   finishReason: 'stop' | 'length' | 'cancelled';
   usage: { promptTokens: number; completionTokens: number; totalTokens: number };
 }
-export type Step = { chunk: FakeChunk } | { fail: unknown } | { waitForAbort: true };
+export type Step = { chunk: FakeChunk } | { fail: unknown } | { waitForAbort: true } | { waitFor: Promise<unknown> };
 export interface CompleteCall {
   prompt: number[];
   signal: AbortSignal;
@@ -31,6 +31,11 @@ function fakeGeneration(steps: Step[], signal: AbortSignal) {
   const run = (async function* () {
     for (const step of steps) {
       if ('fail' in step) throw step.fail;
+      if ('waitFor' in step) {
+        await Promise.race([step.waitFor, new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }))]);
+        if (signal.aborted) return 'cancelled' as const;
+        continue;
+      }
       if ('waitForAbort' in step) {
         if (!signal.aborted) await new Promise((resolve) => signal.addEventListener('abort', resolve, { once: true }));
         return 'cancelled' as const;
@@ -87,6 +92,8 @@ export function fakeEngine(
       addBos: false,
       eosIds: [0],
       encodeAsync: async (text: string) => Uint32Array.from([...text].map((c) => c.charCodeAt(0) % 128)),
+      // One token per character: the count itself is the bound.
+      minTokens: (text: string) => [...text].length,
       tokenToPiece: (id: number) => String.fromCharCode(id),
       tokenToBytes: (id: number) => Uint8Array.of(id),
     },

@@ -42,6 +42,7 @@ describe('non-finite model output', () => {
   it('ends a stream that already started with an error event carrying the message', async () => {
     const raw = await (await post([chunk('a'), { fail: modelOutputError() }], true)).text();
     const events = raw.split('\n\n').filter(Boolean);
-    expect(JSON.parse(events.at(-1)!.slice('data: '.length))).toEqual(expected);
+    expect(events.at(-1)).toBe('data: [DONE]');
+    expect(JSON.parse(events.at(-2)!.slice('data: '.length))).toEqual(expected);
   });
 });

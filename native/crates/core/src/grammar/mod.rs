@@ -5,8 +5,11 @@
 //!
 //! One [`GrammarCompiler`] per tokenizer (the vocabulary trie is built once); one
 //! [`Constraint`] per request, compiled when the request arrives so that a malformed or
-//! unsatisfiable grammar is refused before it queues.
+//! unsatisfiable grammar is refused before it queues. What a compile may cost is bounded
+//! (`budget.rs`): a grammar past the bounds is refused with a message starting with
+//! [`TOO_COMPLEX`].
 
+mod budget;
 mod tok_env;
 
 use std::sync::Arc;
@@ -18,6 +21,10 @@ use toktrie::TokEnv;
 
 use crate::model_error::{ModelError, Result};
 use crate::tokenizer::Tokenizer;
+pub use budget::{
+    COMPILE_STACK_BYTES, INITIAL_LEXER_FUEL, MAX_GRAMMAR_BYTES, MAX_GRAMMAR_NESTING,
+    MAX_GRAMMAR_SYMBOLS, MAX_JSON_NODES, MAX_LARK_TERMINALS, MAX_OBJECT_PROPERTIES, TOO_COMPLEX,
+};
 pub use tok_env::TokenizerTokEnv;
 
 /// The grammar languages a request may use.
@@ -72,10 +79,18 @@ fn with_compact_layout(mut schema: Value) -> Value {
 }
 
 fn top_level_grammar(kind: GrammarKind, value: &str) -> Result<TopLevelGrammar> {
+    budget::check_text(kind, value)?;
     Ok(match kind {
         GrammarKind::JsonSchema => {
-            let schema: Value = serde_json::from_str(value)
-                .map_err(|e| invalid(format!("the JSON schema is not valid JSON: {e}")))?;
+            let schema: Value = serde_json::from_str(value).map_err(|e| {
+                if e.to_string().starts_with("recursion limit exceeded") {
+                    budget::too_complex(format!(
+                        "the JSON schema nests deeper than serde_json's limit of 128 ({e})"
+                    ))
+                } else {
+                    invalid(format!("the JSON schema is not valid JSON: {e}"))
+                }
+            })?;
             match schema {
                 Value::Object(_) | Value::Bool(_) => {}
                 _ => {
@@ -84,6 +99,7 @@ fn top_level_grammar(kind: GrammarKind, value: &str) -> Result<TopLevelGrammar> 
                     ))
                 }
             }
+            budget::check_json(&schema)?;
             TopLevelGrammar::from_json_schema(with_compact_layout(schema))
         }
         GrammarKind::JsonObject => TopLevelGrammar::from_json_schema(with_compact_layout(
@@ -91,8 +107,13 @@ fn top_level_grammar(kind: GrammarKind, value: &str) -> Result<TopLevelGrammar> 
         )),
         GrammarKind::Regex => TopLevelGrammar::from_regex(value),
         GrammarKind::Lark => TopLevelGrammar::from_lark(value.to_string()),
-        GrammarKind::Llguidance => TopLevelGrammar::from_lark_or_grammar_list(value)
-            .map_err(|e| invalid(format!("the llguidance grammar is malformed: {e}")))?,
+        GrammarKind::Llguidance => {
+            if let Ok(list) = serde_json::from_str::<Value>(value) {
+                budget::check_json(&list)?;
+            }
+            TopLevelGrammar::from_lark_or_grammar_list(value)
+                .map_err(|e| invalid(format!("the llguidance grammar is malformed: {e}")))?
+        }
     })
 }
 
@@ -109,7 +130,10 @@ impl GrammarCompiler {
         })?;
         // Errors reach the caller as values, without the parser's state; nothing is printed.
         factory.quiet();
-        factory.limits_mut().verbose_errors = false;
+        let limits = factory.limits_mut();
+        limits.verbose_errors = false;
+        limits.max_grammar_size = MAX_GRAMMAR_SYMBOLS;
+        limits.initial_lexer_fuel = budget::INITIAL_LEXER_FUEL;
         Ok(GrammarCompiler { factory })
     }
 
@@ -118,24 +142,30 @@ impl GrammarCompiler {
     }
 
     /// A constraint ready to start, or an error naming what is wrong with the grammar: a
-    /// syntax error, an unsatisfiable schema, a grammar that admits no first token.
+    /// syntax error, an unsatisfiable schema, a grammar that admits no first token, or (with
+    /// [`TOO_COMPLEX`]) one past the compile budget. Runs on a thread of its own (see
+    /// `budget.rs`), so no grammar can exhaust the caller's stack.
     pub fn compile(&self, kind: GrammarKind, value: &str) -> Result<Constraint> {
+        budget::on_compile_stack(|| self.compile_here(kind, value))
+    }
+
+    fn compile_here(&self, kind: GrammarKind, value: &str) -> Result<Constraint> {
         let grammar = top_level_grammar(kind, value)?;
+        let refused = |error: &str| {
+            let error = one_line(error);
+            if budget::is_limit_error(&error) {
+                budget::too_complex(format!("the {} grammar: {error}", kind_name(kind)))
+            } else {
+                invalid(format!("invalid {} grammar: {error}", kind_name(kind)))
+            }
+        };
         let mut matcher = Matcher::new(self.factory.create_parser(grammar));
         if let Some(error) = matcher.get_error() {
-            return Err(invalid(format!(
-                "invalid {} grammar: {}",
-                kind_name(kind),
-                one_line(&error)
-            )));
+            return Err(refused(&error));
         }
-        let mask = matcher.compute_mask().map_err(|e| {
-            invalid(format!(
-                "invalid {} grammar: {}",
-                kind_name(kind),
-                one_line(&e.to_string())
-            ))
-        })?;
+        let mask = matcher
+            .compute_mask()
+            .map_err(|e| refused(&e.to_string()))?;
         if mask.is_zero() {
             return Err(invalid(format!(
                 "the {} grammar admits no output",
@@ -156,8 +186,10 @@ fn kind_name(kind: GrammarKind) -> &'static str {
     }
 }
 
-/// A message on one line (regex errors point at the column over several), at most 400 chars.
+/// A message on one line (regex errors point at the column over several), at most 400 chars,
+/// without the backtrace llguidance appends to a panic it caught.
 fn one_line(message: &str) -> String {
+    let message = message.split("<backtrace>").next().unwrap_or(message);
     let joined = message
         .lines()
         .map(str::trim)
@@ -167,6 +199,17 @@ fn one_line(message: &str) -> String {
     match joined.char_indices().nth(400) {
         Some((cut, _)) => format!("{}…", &joined[..cut]),
         None => joined,
+    }
+}
+
+/// A failure of a step of constrained generation; one of llguidance's per-step limits (lexer
+/// fuel, Earley items) is told apart as [`TOO_COMPLEX`].
+fn step_error(message: &str) -> ModelError {
+    let message = one_line(message);
+    if budget::is_limit_error(&message) {
+        budget::too_complex(message)
+    } else {
+        invalid(format!("grammar: {message}"))
     }
 }
 
@@ -199,7 +242,7 @@ impl Constraint {
         let mask = self
             .matcher
             .compute_mask_or_eos()
-            .map_err(|e| invalid(format!("grammar: {}", one_line(&e.to_string()))))?;
+            .map_err(|e| step_error(&e.to_string()))?;
         if mask.is_zero() {
             return Err(invalid("the grammar allows no further token".into()));
         }
@@ -226,7 +269,7 @@ impl Constraint {
         }
         self.matcher
             .consume_token(token)
-            .map_err(|e| invalid(format!("grammar: {}", one_line(&e.to_string()))))?;
+            .map_err(|e| step_error(&e.to_string()))?;
         if self.matcher.is_stopped() {
             return Ok(Vec::new());
         }

@@ -21,6 +21,7 @@ use super::{
 use crate::hf_config::HfConfig;
 use crate::model_error::{ModelError, Result};
 use crate::weights::{GgufWeights, Weights};
+use crate::weights_dtype::WeightDtype;
 use crate::weights_hf::{HfCheckpoint, HfWeights};
 
 type Loader = fn(&dyn Weights) -> Result<Box<dyn Model>>;
@@ -199,9 +200,14 @@ pub fn load_gguf(file: Arc<GgufFile>, requested: Option<&str>) -> Result<Box<dyn
     build(arch, &weights)
 }
 
-/// Builds the model of a Hugging Face folder (`config.json` and safetensors); `requested` is
-/// `-a`, which must name the architecture of the config's `model_type`.
-pub fn load_hf(dir: &Path, requested: Option<&str>) -> Result<Box<dyn Model>> {
+/// Builds the model of a Hugging Face folder (`config.json` and safetensors), its matrices
+/// stored in `dtype`; `requested` is `-a`, which must name the architecture of the config's
+/// `model_type`. Also returns the bytes its matrices take as stored.
+pub fn load_hf(
+    dir: &Path,
+    requested: Option<&str>,
+    dtype: WeightDtype,
+) -> Result<(Box<dyn Model>, usize)> {
     let config = HfConfig::read(dir)?;
     let model_type = config.model_type()?.to_string();
     let arch = ARCHITECTURES
@@ -227,8 +233,9 @@ pub fn load_hf(dir: &Path, requested: Option<&str>) -> Result<Box<dyn Model>> {
             )));
         }
     }
-    let weights = HfWeights::open(dir, config, arch.id, arch.hf)?;
-    build(arch, &weights)
+    let weights = HfWeights::open(dir, config, arch.id, arch.hf)?.with_dtype(dtype);
+    let model = build(arch, &weights)?;
+    Ok((model, weights.stored_bytes()))
 }
 
 /// Runs `arch`'s loader, then refuses the file if it holds tensors the loader did not read.

@@ -154,78 +154,14 @@ pub(crate) fn build(file: &GgufFile) -> Result<Parts> {
     let model = meta
         .string("model")?
         .ok_or_else(|| meta.err(format!("missing metadata key `{PREFIX}model`")))?;
-    let stored = meta.quant(file.get_str_array(&format!("{PREFIX}tokens")))?;
-    // An empty token would be an added token matching everywhere; llama.cpp renames such
-    // entries "[EMPTY_<id>]" (with a warning), and so do we.
-    let owned_tokens: Vec<String> = stored
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            if t.is_empty() {
-                format!("[EMPTY_{i}]")
-            } else {
-                t.clone()
-            }
-        })
-        .collect();
-    if owned_tokens.iter().zip(stored).any(|(t, s)| t != s) {
-        log::warn!(
-            "{}: empty tokens renamed [EMPTY_<id>]",
-            meta.path().display()
-        );
-    }
+    let (owned_tokens, types) = read_tokens(&meta)?;
     let tokens = &owned_tokens[..];
-    let n = tokens.len();
-    if n == 0 {
-        return Err(meta.err(format!("metadata `{PREFIX}tokens` is empty")));
-    }
-    if u32::try_from(n).is_err() {
-        return Err(meta.err(format!("{n} tokens do not fit 32-bit ids")));
-    }
-    let types: Vec<TokenType> = match meta.per_token("token_type", n, "integers", ints)? {
-        Some(raw) => raw.into_iter().map(token_type).collect(),
-        None => vec![TokenType::Normal; n],
-    };
-    check_unique(&meta, tokens)?;
-
-    let (mut ids, mut flags) = defaults(model, n);
-    let pre = meta.string("pre")?;
     let profile = if model == "gpt2" {
-        Some(bpe_profile(&meta, pre)?)
+        Some(bpe_profile(&meta, meta.string("pre")?)?)
     } else {
         None
     };
-    if let Some(p) = profile {
-        flags.add_bos = p.add_bos;
-    }
-    if matches!(pre, Some("glm4" | "chatglm-bpe")) {
-        ids.bos = None; // llama.cpp: GLM vocabularies have no BOS unless the file names one
-    }
-    read_special_ids(&meta, n, &mut ids)?;
-    flags.add_bos = meta.bool("add_bos_token")?.unwrap_or(flags.add_bos);
-    flags.add_eos = meta.bool("add_eos_token")?.unwrap_or(flags.add_eos);
-    flags.add_sep = meta.bool("add_sep_token")?.unwrap_or(flags.add_sep);
-    for (on, id, what) in [
-        (
-            flags.add_bos,
-            ids.bos,
-            "add_bos_token is true but there is no bos_token_id",
-        ),
-        (
-            flags.add_eos,
-            ids.eos,
-            "add_eos_token is true but there is no eos_token_id",
-        ),
-        (
-            flags.add_sep,
-            ids.sep,
-            "add_sep_token is true but there is no seperator_token_id",
-        ),
-    ] {
-        if on && id.is_none() {
-            return Err(meta.err(what));
-        }
-    }
+    let (ids, flags) = special_ids_and_flags(&meta, model, tokens.len(), profile)?;
 
     let (inner, kind, style) = match model {
         "llama" => (
@@ -288,6 +224,86 @@ pub(crate) fn build(file: &GgufFile) -> Result<Parts> {
         .to_lowercase();
     add_special_tokens(&mut parts, name.contains("phi-3") || name.contains("phi3"));
     Ok(parts)
+}
+
+/// The vocabulary's tokens (checked: not empty, unique, 32-bit ids) and their types.
+fn read_tokens(meta: &Meta<'_>) -> Result<(Vec<String>, Vec<TokenType>)> {
+    let stored = meta.quant(meta.file.get_str_array(&format!("{PREFIX}tokens")))?;
+    // An empty token would be an added token matching everywhere; llama.cpp renames such
+    // entries "[EMPTY_<id>]" (with a warning), and so do we.
+    let tokens: Vec<String> = stored
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            if t.is_empty() {
+                format!("[EMPTY_{i}]")
+            } else {
+                t.clone()
+            }
+        })
+        .collect();
+    if tokens.iter().zip(stored).any(|(t, s)| t != s) {
+        log::warn!(
+            "{}: empty tokens renamed [EMPTY_<id>]",
+            meta.path().display()
+        );
+    }
+    let n = tokens.len();
+    if n == 0 {
+        return Err(meta.err(format!("metadata `{PREFIX}tokens` is empty")));
+    }
+    if u32::try_from(n).is_err() {
+        return Err(meta.err(format!("{n} tokens do not fit 32-bit ids")));
+    }
+    let types: Vec<TokenType> = match meta.per_token("token_type", n, "integers", ints)? {
+        Some(raw) => raw.into_iter().map(token_type).collect(),
+        None => vec![TokenType::Normal; n],
+    };
+    check_unique(meta, &tokens)?;
+    Ok((tokens, types))
+}
+
+/// The special token ids and whether to add BOS, EOS and SEP: llama.cpp's defaults for the
+/// model, then the file's keys; an id that must be added must exist.
+fn special_ids_and_flags(
+    meta: &Meta<'_>,
+    model: &str,
+    n: usize,
+    profile: Option<&pre_tokenizers::BpeProfile>,
+) -> Result<(SpecialIds, Flags)> {
+    let (mut ids, mut flags) = defaults(model, n);
+    if let Some(p) = profile {
+        flags.add_bos = p.add_bos;
+    }
+    if matches!(meta.string("pre")?, Some("glm4" | "chatglm-bpe")) {
+        ids.bos = None; // llama.cpp: GLM vocabularies have no BOS unless the file names one
+    }
+    read_special_ids(meta, n, &mut ids)?;
+    flags.add_bos = meta.bool("add_bos_token")?.unwrap_or(flags.add_bos);
+    flags.add_eos = meta.bool("add_eos_token")?.unwrap_or(flags.add_eos);
+    flags.add_sep = meta.bool("add_sep_token")?.unwrap_or(flags.add_sep);
+    for (on, id, what) in [
+        (
+            flags.add_bos,
+            ids.bos,
+            "add_bos_token is true but there is no bos_token_id",
+        ),
+        (
+            flags.add_eos,
+            ids.eos,
+            "add_eos_token is true but there is no eos_token_id",
+        ),
+        (
+            flags.add_sep,
+            ids.sep,
+            "add_sep_token is true but there is no seperator_token_id",
+        ),
+    ] {
+        if on && id.is_none() {
+            return Err(meta.err(what));
+        }
+    }
+    Ok((ids, flags))
 }
 
 struct Flags {

@@ -1,6 +1,12 @@
 //! Choosing the next token from logits: greedy, or temperature sampling with top-k, top-p and
-//! min-p truncation; repetition / frequency / presence penalties and logit bias first; a seeded
-//! generator so a seed reproduces a completion; log-probabilities on request.
+//! min-p truncation; logit bias, repetition / frequency / presence penalties and DRY first (in
+//! llama.cpp's order); a seeded generator so a seed reproduces a completion; log-probabilities
+//! on request.
+
+pub mod dry;
+
+use dry::Dry;
+pub use dry::DryParams;
 
 /// How to pick tokens. The defaults are greedy decoding with nothing applied.
 #[derive(Clone, Debug, PartialEq)]
@@ -24,6 +30,8 @@ pub struct SamplingParams {
     pub penalty_last_n: usize,
     /// Added to the logits of the given tokens before anything else.
     pub logit_bias: Vec<(u32, f32)>,
+    /// The DRY repetition penalty, after the others; None is off.
+    pub dry: Option<DryParams>,
     /// Seed of this sequence's generator; None seeds from the clock.
     pub seed: Option<u64>,
     /// Return the log-probability of the chosen token and of the `n` most likely.
@@ -42,6 +50,7 @@ impl Default for SamplingParams {
             presence_penalty: 0.0,
             penalty_last_n: 64,
             logit_bias: Vec::new(),
+            dry: None,
             seed: None,
             top_logprobs: None,
         }
@@ -98,6 +107,7 @@ impl Rng {
 #[derive(Clone, Debug)]
 pub struct Sampler {
     params: SamplingParams,
+    dry: Option<Dry>,
     rng: Rng,
 }
 
@@ -110,6 +120,7 @@ impl Sampler {
                 .unwrap_or(0x5EED)
         });
         Sampler {
+            dry: params.dry.clone().map(Dry::new),
             params,
             rng: Rng::new(seed),
         }
@@ -136,6 +147,9 @@ impl Sampler {
             }
         }
         apply_penalties(logits, history, p);
+        if let Some(dry) = &self.dry {
+            dry.apply(logits, history);
+        }
 
         let top_logprobs = p.top_logprobs;
         let log_z = if top_logprobs.is_some() {
@@ -325,6 +339,35 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(s.sample(&mut logits(), &[1]).token, 4);
+    }
+
+    #[test]
+    fn dry_comes_after_the_other_penalties_and_changes_the_choice() {
+        // History 1 2 4 1 2: the end "1 2" repeats, followed by 4 (2 long, allowed 2): 4's
+        // logit 3 loses multiplier · base^0 = 1.5, so 1 (logit 2.5) wins.
+        let dry = DryParams {
+            multiplier: 1.5,
+            base: 1.75,
+            allowed_length: 2,
+            penalty_last_n: None,
+            sequence_breakers: vec![],
+        };
+        let mut logits = vec![1.0, 2.5, 2.0, -1.0, 3.0, 0.5];
+        let mut s = Sampler::new(SamplingParams {
+            dry: Some(dry.clone()),
+            ..Default::default()
+        });
+        assert_eq!(s.sample(&mut logits, &[1, 2, 4, 1, 2]).token, 1);
+        assert_eq!(logits[4], 1.5);
+        // After a repetition penalty of 2 (4: 3 → 1.5), DRY takes 1.5 more: 0.
+        let mut logits = vec![1.0, 2.5, 2.0, -1.0, 3.0, 0.5];
+        let mut s = Sampler::new(SamplingParams {
+            dry: Some(dry),
+            repetition_penalty: 2.0,
+            ..Default::default()
+        });
+        s.sample(&mut logits, &[1, 2, 4, 1, 2]);
+        assert_eq!(logits[4], 0.0);
     }
 
     #[test]

@@ -1,0 +1,1 @@
+export { callNative, callNativeSync, fromNativeError, MistralrsError, type MistralrsErrorCode } from './native-error.js';
