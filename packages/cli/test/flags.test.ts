@@ -68,7 +68,7 @@ describe('--dtype and -a', () => {
     }
     const wrong = cli(['plain', '-m', tinyHf, '-a', 'gemma2', '--prompt', 'Hi']);
     expect(wrong.code).toBe(1);
-    expect(wrong.stderr).toContain('the model is llama, not gemma2 (-a/--arch gemma2)');
+    expect(wrong.stderr).toContain("the architecture requested (`gemma2`, that is `gemma2`) is not the folder's: model_type `llama`");
     const unknown = cli(['plain', '-m', tinyHf, '-a', 'gpt5', '--prompt', 'Hi']);
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toContain('unknown architecture "gpt5" (-a takes llama, mistral');

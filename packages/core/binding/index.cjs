@@ -842,6 +842,7 @@ module.exports.ModelHandle = nativeBinding.ModelHandle
 module.exports.TokenizerHandle = nativeBinding.TokenizerHandle
 module.exports.createGrammarCompiler = nativeBinding.createGrammarCompiler
 module.exports.loadModel = nativeBinding.loadModel
+module.exports.resolveArchitecture = nativeBinding.resolveArchitecture
 module.exports.runtimeInfo = nativeBinding.runtimeInfo
 module.exports.tokenizerFromFile = nativeBinding.tokenizerFromFile
 module.exports.tokenizerFromGguf = nativeBinding.tokenizerFromGguf

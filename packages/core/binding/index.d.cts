@@ -78,6 +78,20 @@ export declare class TokenizerHandle {
   createDecoder(skipSpecial: boolean): DecoderHandle
 }
 
+/** One row of the native model registry. */
+export interface ArchitectureEntry {
+  /** transformers' `model_type`: the id. */
+  id: string
+  /** Other `model_type`s of its checkpoints (`gemma3_text`). */
+  modelTypes: Array<string>
+  /** The `general.architecture` of its GGUFs. */
+  gguf: string
+  /** What tells its GGUFs from others of the same name (`with experts`), or empty. */
+  ggufMatch: string
+  /** mistral.rs's `-a` names that differ from the id. */
+  cliNames: Array<string>
+}
+
 /** The grammar compiler of a tokenizer's vocabulary. */
 export declare function createGrammarCompiler(tokenizer: TokenizerHandle): Promise<GrammarCompilerHandle>
 
@@ -96,6 +110,11 @@ export interface LoadModelOptions {
    * types), `f32`, `f16` or `bf16`. A GGUF refuses any but `auto`.
    */
   dtype?: string
+  /**
+   * The architecture expected (`-a`): an id, `model_type`, mistral.rs or GGUF name. A file
+   * of another architecture is refused, naming both.
+   */
+  architecture?: string
 }
 
 export interface ModelInfo {
@@ -115,6 +134,12 @@ export interface ModelInfo {
   weightBytes?: number
 }
 
+/**
+ * The architecture id a name means (an id or `model_type`, a mistral.rs `-a` name, a GGUF
+ * `general.architecture`), or null when the registry does not know it.
+ */
+export declare function resolveArchitecture(name: string): string | null
+
 export declare function runtimeInfo(): RuntimeInfo
 
 export interface RuntimeInfo {
@@ -126,8 +151,10 @@ export interface RuntimeInfo {
   selectedIsa: string
   /** Threads of the process's pool (`MISTRALRS_NUM_THREADS` or the available cores). */
   threads: number
-  /** Architecture ids the native model registry can build. */
+  /** Architecture ids the native model registry can build (Hugging Face `model_type`s). */
   architectures: Array<string>
+  /** The registry's rows: each architecture's names. */
+  architectureTable: Array<ArchitectureEntry>
 }
 
 export interface SamplingOptions {
@@ -174,8 +201,20 @@ export interface StepOutput {
   logits?: Float32Array
   /** Tokens the grammar forces after `token`: they are output, and fed with it. */
   forced?: Array<number>
-  /** Why this sequence could not sample (its grammar allows nothing). */
+  /**
+   * Why this sequence failed this step (its grammar allows nothing; the model's logits are
+   * not finite); the others in the step go on.
+   */
   error?: string
+  /** `ConstraintError` or `NonFiniteLogitsError`, with `error`. */
+  errorCode?: string
+}
+
+/** See `TokenizerHandle::text_bound`. */
+export interface TextBound {
+  bytesPerToken: number
+  /** Bytes that no token spells: they produce no token, so they do not count. */
+  uncountedBytes: Array<number>
 }
 
 /** See `TokenizerHandle::text_bound`. */

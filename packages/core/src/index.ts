@@ -10,7 +10,7 @@ export {
   type RegistryModelPart,
 } from './registry-models.js';
 export { ARCHITECTURES, architectureMatrix, type ArchitectureRow } from './architectures.js';
-export { runtimeInfo, type RuntimeInfo } from './runtime-info.js';
+export { resolveArchitecture, runtimeInfo, type ArchitectureEntry, type RuntimeInfo } from './runtime-info.js';
 export {
   IncrementalDecoder,
   Tokenizer,

@@ -65,7 +65,9 @@ export type ApiErrorCode =
   // the server's state
   | 'server_overloaded'
   | 'server_shutting_down'
-  | 'internal_error';
+  | 'internal_error'
+  // the model's output for a request was not finite (NaN or infinite logits)
+  | 'model_output_invalid';
 
 /** The body of every error response: `{ error: { message, type, param, code } }`. */
 export interface ApiErrorBody {
@@ -125,6 +127,10 @@ export function toApiError(error: unknown): ApiError {
         return new ApiError(429, 'rate_limit_error', message, null, 'server_overloaded', { 'Retry-After': '1' });
       case 'EngineClosedError':
         return shuttingDown(message);
+      case 'ModelOutputError':
+        // The model's fault (its logits for this request went NaN or infinite), not the
+        // request's: a 500 that says what happened, not a bare internal error.
+        return new ApiError(500, 'server_error', message, null, 'model_output_invalid');
     }
   }
   if (name === 'ChatTemplateError') {

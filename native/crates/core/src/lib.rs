@@ -2,14 +2,17 @@
 //!
 //! - [`tokenizer`]: text ↔ token ids from GGUF metadata or `tokenizer.json`, and incremental
 //!   decoding for streaming.
-//! - [`models`]: one file per architecture over the shared [`layers`]; [`weights`] reads
-//!   them from GGUF, [`model_config`] describes them.
+//! - [`models`]: one file per architecture over the shared [`layers`], and the registry that
+//!   names them; [`weights`] reads them from GGUF, [`weights_hf`] and [`hf_config`] from a
+//!   Hugging Face folder, [`model_config`] describes them.
 //! - [`sampler`]: choosing tokens from logits; [`grammar`]: the token masks of constrained
 //!   decoding (llguidance).
 //! - [`runner`]: one engine step (forward pass over the paged KV cache, then sampling) per
 //!   native call.
 
+pub mod batch;
 pub mod grammar;
+pub mod hf_config;
 pub mod layers;
 pub mod model_config;
 pub mod model_error;

@@ -38,15 +38,17 @@ pub fn arch_f32(file: &GgufFile, arch: &str, key: &str) -> Result<Option<f32>> {
 }
 
 fn required(file: &GgufFile, arch: &str, key: &str) -> Result<usize> {
-    arch_u32(file, arch, key)?
-        .map(|v| v as usize)
-        .filter(|&v| v > 0)
-        .ok_or_else(|| {
-            ModelError::Unsupported(format!(
-                "{}: missing or zero `{arch}.{key}`",
-                file.path().display()
-            ))
-        })
+    match arch_u32(file, arch, key)? {
+        Some(0) => Err(ModelError::Unsupported(format!(
+            "{}: `{arch}.{key}` is 0",
+            file.path().display()
+        ))),
+        Some(v) => Ok(v as usize),
+        None => Err(ModelError::Unsupported(format!(
+            "{}: missing `{arch}.{key}`",
+            file.path().display()
+        ))),
+    }
 }
 
 /// `<arch>.rope.scaling.*` as llama.cpp reads it: the type defaults to linear, a factor of 0
@@ -70,7 +72,9 @@ fn rope_scaling_from_gguf(
         )))
     };
     if !factor.is_finite() || factor < 0.0 {
-        return unsupported(format!("rope scaling factor {factor} is not valid"));
+        return unsupported(format!(
+            "`{arch}.rope.scaling.factor` is {factor}; it must be a positive number"
+        ));
     }
     Ok(match kind {
         "none" => RopeScaling::None,
@@ -121,7 +125,13 @@ impl ModelConfig {
             arch_u32(file, &arch, "attention.head_count_kv")?.map_or(n_heads, |v| v as usize);
         let head_dim = match arch_u32(file, &arch, "attention.key_length")? {
             Some(d) => d as usize,
-            None => hidden_size / n_heads,
+            None if hidden_size.is_multiple_of(n_heads) => hidden_size / n_heads,
+            None => {
+                return Err(ModelError::Unsupported(format!(
+                    "{}: `{arch}.embedding_length` {hidden_size} is not a multiple of `{arch}.attention.head_count` {n_heads} and there is no `{arch}.attention.key_length`",
+                    file.path().display()
+                )))
+            }
         };
         let vocab_size = match arch_u32(file, &arch, "vocab_size")? {
             Some(v) => v as usize,
@@ -150,30 +160,128 @@ impl ModelConfig {
             context_length,
             architecture: arch,
         };
-        cfg.validate(&file.path().display().to_string())?;
+        cfg.validate(
+            &file.path().display().to_string(),
+            KeyNames::Gguf(&cfg.architecture),
+        )?;
         Ok(cfg)
     }
 
-    fn validate(&self, source: &str) -> Result<()> {
+    /// Refuses hyperparameters that make the arithmetic meaningless or overflow it, naming
+    /// the quantity: zero or disagreeing head counts, head and rotary sizes that do not fit,
+    /// epsilons that are not positive (they divide), RoPE bases that are not positive and
+    /// finite, empty or implausibly large sizes.
+    pub(crate) fn validate(&self, source: &str, keys: KeyNames<'_>) -> Result<()> {
         let bad = |what: String| Err(ModelError::Unsupported(format!("{source}: {what}")));
+        let sizes = [
+            ("vocab_size", self.vocab_size, MAX_VOCAB),
+            ("embedding_length", self.hidden_size, 1 << 16),
+            ("block_count", self.n_layers, 1024),
+            ("attention.head_count", self.n_heads, 1024),
+            ("attention.head_count_kv", self.n_kv_heads, 1024),
+            ("attention.key_length", self.head_dim, 1024),
+            ("feed_forward_length", self.intermediate_size, 1 << 20),
+            ("context_length", self.context_length, MAX_CONTEXT),
+        ];
+        for (key, value, max) in sizes {
+            let key = keys.name(key);
+            if value == 0 {
+                return bad(format!("`{key}` is 0"));
+            }
+            if value > max {
+                return bad(format!(
+                    "`{key}` {value} is implausibly large (at most {max})"
+                ));
+            }
+        }
         if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return bad(format!(
-                "{} attention heads cannot share {} KV heads",
-                self.n_heads, self.n_kv_heads
+                "{} attention heads (`{}`) cannot share {} KV heads (`{}`)",
+                self.n_heads,
+                keys.name("attention.head_count"),
+                self.n_kv_heads,
+                keys.name("attention.head_count_kv")
             ));
         }
-        if self.vocab_size == 0 {
-            return bad("the vocabulary size is unknown".into());
-        }
-        if self.rope_dims > self.head_dim || !self.rope_dims.is_multiple_of(2) {
+        if self.rope_dims == 0
+            || self.rope_dims > self.head_dim
+            || !self.rope_dims.is_multiple_of(2)
+        {
             return bad(format!(
-                "rope dimension {} does not fit head size {}",
-                self.rope_dims, self.head_dim
+                "rotary dimension {} (`{}`) does not fit head size {} (it must be even, positive and at most the head size)",
+                self.rope_dims,
+                keys.name("rope.dimension_count"),
+                self.head_dim
             ));
         }
-        if self.hidden_size > 1 << 16 || self.n_layers > 1024 || self.head_dim > 1024 {
-            return bad("hyperparameters are implausibly large".into());
+        if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps > 0.0) {
+            return bad(format!(
+                "`{}` is {}; a norm epsilon must be a positive number (it divides)",
+                keys.name("attention.layer_norm_rms_epsilon"),
+                self.rms_norm_eps
+            ));
         }
-        Ok(())
+        if !(self.rope_base.is_finite() && self.rope_base > 0.0) {
+            return bad(format!(
+                "`{}` is {}; a RoPE base must be a positive number",
+                keys.name("rope.freq_base"),
+                self.rope_base
+            ));
+        }
+        self.rope_scaling.check(self.rope_base).or_else(|e| {
+            bad(format!(
+                "rope scaling (`{}`): {e}",
+                keys.name("rope.scaling")
+            ))
+        })
+    }
+}
+
+/// How a source names the hyperparameters `validate` checks, for its messages.
+#[derive(Clone, Copy)]
+pub(crate) enum KeyNames<'a> {
+    /// `<arch>.<key>` as llama.cpp writes it.
+    Gguf(&'a str),
+    /// transformers' `config.json` names.
+    Hf,
+}
+
+impl KeyNames<'_> {
+    /// The source's name of a quantity, given by its GGUF key (without the architecture).
+    fn name(&self, gguf_key: &str) -> String {
+        match self {
+            KeyNames::Gguf(arch) => format!("{arch}.{gguf_key}"),
+            KeyNames::Hf => match gguf_key {
+                "embedding_length" => "hidden_size",
+                "block_count" => "num_hidden_layers",
+                "attention.head_count" => "num_attention_heads",
+                "attention.head_count_kv" => "num_key_value_heads",
+                "attention.key_length" => "head_dim",
+                "feed_forward_length" => "intermediate_size",
+                "context_length" => "max_position_embeddings",
+                "rope.dimension_count" => "partial_rotary_factor",
+                "attention.layer_norm_rms_epsilon" => "rms_norm_eps",
+                "rope.freq_base" => "rope_theta",
+                "rope.scaling" => "rope_scaling / rope_parameters",
+                other => other,
+            }
+            .to_string(),
+        }
+    }
+}
+
+/// Token ids are u32 on every path; no real vocabulary comes near this.
+const MAX_VOCAB: usize = 1 << 24;
+/// Positions and cache sizes stay far from overflow (10M-token models exist).
+pub(crate) const MAX_CONTEXT: usize = 1 << 26;
+
+/// A positive float hyperparameter (epsilons, soft-caps, scales), refused naming `key` when it
+/// is zero, negative or not finite.
+pub fn positive(source: &str, key: &str, value: Option<f32>) -> Result<Option<f32>> {
+    match value {
+        Some(v) if !(v.is_finite() && v > 0.0) => Err(ModelError::Unsupported(format!(
+            "{source}: `{key}` is {v}; it must be a positive number"
+        ))),
+        v => Ok(v),
     }
 }

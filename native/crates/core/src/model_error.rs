@@ -16,6 +16,8 @@ pub enum ModelError {
     Unsupported(String),
     /// A request that cannot run (token id past the vocabulary, prompt past the context).
     InvalidInput(String),
+    /// The file lacks a tensor its architecture requires (`source` is the file or folder).
+    MissingTensor { source: String, name: String },
 }
 
 pub type Result<T> = std::result::Result<T, ModelError>;
@@ -25,7 +27,9 @@ impl ModelError {
         match self {
             ModelError::Quant(e) => e.code(),
             ModelError::Cache(_) => "InvalidArgumentError",
-            ModelError::Unsupported(_) => "UnsupportedModelError",
+            ModelError::Unsupported(_) | ModelError::MissingTensor { .. } => {
+                "UnsupportedModelError"
+            }
             ModelError::InvalidInput(_) => "InvalidArgumentError",
         }
     }
@@ -37,6 +41,9 @@ impl fmt::Display for ModelError {
             ModelError::Quant(e) => e.fmt(f),
             ModelError::Cache(e) => e.fmt(f),
             ModelError::Unsupported(s) | ModelError::InvalidInput(s) => f.write_str(s),
+            ModelError::MissingTensor { source, name } => {
+                write!(f, "{source}: missing tensor `{name}`")
+            }
         }
     }
 }

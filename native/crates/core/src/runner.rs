@@ -32,6 +32,9 @@ pub struct RunnerOptions {
     /// How a safetensors folder's float matrices are stored (`--dtype`); a GGUF refuses any
     /// but `Auto`.
     pub weight_dtype: WeightDtype,
+    /// The architecture the caller expects (`-a`: an id, `model_type`, mistral.rs or GGUF
+    /// name); a file of another architecture is refused.
+    pub architecture: Option<String>,
 }
 
 impl Default for RunnerOptions {
@@ -42,6 +45,7 @@ impl Default for RunnerOptions {
             kv_bytes: None,
             kv_dtype: KvDtype::F16,
             weight_dtype: WeightDtype::Auto,
+            architecture: None,
         }
     }
 }
@@ -65,8 +69,36 @@ pub struct StepOut {
     /// Tokens the sequence's grammar forces after the sampled one (fed with it next step).
     pub forced: Vec<u32>,
     pub logits: Option<Vec<f32>>,
-    /// Why this sequence could not sample (its grammar allows nothing); the others go on.
-    pub error: Option<String>,
+    /// Why this sequence failed this step; the others go on.
+    pub error: Option<StepError>,
+}
+
+/// A failure of one sequence in a step, which stops that sequence only.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepError {
+    /// Its grammar allows no token.
+    Constraint(String),
+    /// The model's logits for it hold NaN or infinities (weights or activations that
+    /// overflow): nothing sampled from them would mean anything.
+    NonFiniteLogits(String),
+}
+
+impl StepError {
+    /// A stable code for the engine to branch on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StepError::Constraint(_) => "ConstraintError",
+            StepError::NonFiniteLogits(_) => "NonFiniteLogitsError",
+        }
+    }
+}
+
+impl std::fmt::Display for StepError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StepError::Constraint(m) | StepError::NonFiniteLogits(m) => f.write_str(m),
+        }
+    }
 }
 
 struct SeqState {
@@ -92,7 +124,11 @@ impl Runner {
     /// A GGUF file, or a Hugging Face folder (one with `config.json`).
     pub fn load(path: &Path, options: &RunnerOptions) -> Result<Runner> {
         if path.is_dir() && path.join("config.json").is_file() {
-            let (model, weight_bytes) = crate::models::load_hf(path, options.weight_dtype)?;
+            let (model, weight_bytes) = crate::models::load_hf(
+                path,
+                options.architecture.as_deref(),
+                options.weight_dtype,
+            )?;
             let mut runner = Runner::new(model, options)?;
             runner.weight_bytes = Some(weight_bytes);
             Ok(runner)
@@ -109,7 +145,7 @@ impl Runner {
 
     pub fn load_gguf(path: &Path, options: &RunnerOptions) -> Result<Runner> {
         let file = Arc::new(GgufFile::open(path)?);
-        let model = load_gguf(Arc::clone(&file))?;
+        let model = load_gguf(Arc::clone(&file), options.architecture.as_deref())?;
         let mut runner = Runner::new(model, options)?;
         runner.file = Some(file);
         Ok(runner)
@@ -250,6 +286,14 @@ impl Runner {
             let row = rows
                 .next()
                 .ok_or_else(|| ModelError::InvalidInput("missing logits row".into()))?;
+            if let Some(error) = non_finite(row, s.start_pos + s.tokens.len()) {
+                out.push(StepOut {
+                    seq_id: s.seq_id,
+                    error: Some(error),
+                    ..StepOut::default()
+                });
+                continue;
+            }
             let raw = s.return_logits.then(|| row.to_vec());
             let mut step_out = StepOut {
                 seq_id: s.seq_id,
@@ -258,13 +302,26 @@ impl Runner {
             };
             if s.sample {
                 if let Err(e) = sample_constrained(state, row, &mut step_out) {
-                    step_out.error = Some(e.to_string());
+                    step_out.error = Some(StepError::Constraint(e.to_string()));
                 }
             }
             out.push(step_out);
         }
         Ok(out)
     }
+}
+
+/// The error of a logits row that holds NaN or infinities (before any mask or bias: the
+/// model's own output), for the token at `position`.
+fn non_finite(row: &[f32], position: usize) -> Option<StepError> {
+    let nan = row.iter().filter(|v| v.is_nan()).count();
+    let infinite = row.iter().filter(|v| v.is_infinite()).count();
+    (nan + infinite > 0).then(|| {
+        StepError::NonFiniteLogits(format!(
+            "the model's logits after {position} tokens are not finite ({nan} NaN, {infinite} infinite of {}): its weights or activations overflow; this sequence was stopped",
+            row.len()
+        ))
+    })
 }
 
 /// Masks the row by the sequence's grammar (if any), samples, and advances the grammar.

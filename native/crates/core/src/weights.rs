@@ -1,6 +1,10 @@
 //! Named tensors as layers (`Linear`, `Embedding`, f32 vectors), from a GGUF file or a Hugging
-//! Face folder. Models ask for tensors by their GGUF names; each source maps them.
+//! Face folder. Models ask for tensors by their GGUF names; each source maps them. Each source
+//! remembers which of its tensors were read, so that a file whose tensors an architecture would
+//! ignore (another architecture's, or a variant this build does not run) is refused.
 
+use std::cell::RefCell;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use mistralrs_quant::formats::dequantize;
@@ -8,6 +12,68 @@ use mistralrs_quant::gguf::{GgufFile, GgufTensorInfo};
 
 use crate::layers::{Embedding, Linear, WeightBytes};
 use crate::model_error::{ModelError, Result};
+
+/// Whether an architecture reads a tensor (a bias, a norm) that files may or may not carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// Read; a file without it is refused, naming the tensor.
+    Required,
+    /// Not read: a file that has it is refused, as every tensor no loader reads is.
+    Absent,
+    /// Read when present (as llama.cpp reads Q/K/V biases of Llama files).
+    Optional,
+}
+
+impl Need {
+    /// `Required` when `flag` is true, `Absent` when false, else `default` (a config flag such
+    /// as `attention_bias` decides when the source has it).
+    pub fn from_flag(flag: Option<bool>, default: Need) -> Need {
+        match flag {
+            Some(true) => Need::Required,
+            Some(false) => Need::Absent,
+            None => default,
+        }
+    }
+}
+
+/// The names a source has read, to find the tensors nothing read.
+#[derive(Default)]
+pub(crate) struct ReadTensors {
+    read: RefCell<HashSet<String>>,
+    /// Layers from this index on are deliberately skipped (DeepSeek's multi-token prediction
+    /// layers, which follow the decoder's own).
+    skip_layers_from: RefCell<Option<usize>>,
+}
+
+impl ReadTensors {
+    pub fn mark(&self, name: &str) {
+        self.read.borrow_mut().insert(name.to_string());
+    }
+
+    pub fn skip_layers_from(&self, layer: usize) {
+        *self.skip_layers_from.borrow_mut() = Some(layer);
+    }
+
+    /// `names` that were neither read nor in a skipped layer (`layer_of` finds a name's layer).
+    pub fn unused<'a>(
+        &self,
+        names: impl Iterator<Item = &'a str>,
+        layer_of: impl Fn(&str) -> Option<usize>,
+    ) -> Vec<String> {
+        let read = self.read.borrow();
+        let skip = *self.skip_layers_from.borrow();
+        names
+            .filter(|n| !read.contains(*n))
+            .filter(|n| !matches!((skip, layer_of(n)), (Some(first), Some(l)) if l >= first))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// The layer index of `<prefix>N.` names (`blk.N.`, `model.layers.N.`).
+pub(crate) fn layer_index(name: &str, prefix: &str) -> Option<usize> {
+    name.strip_prefix(prefix)?.split('.').next()?.parse().ok()
+}
 
 /// What a model's loader reads: tensors by GGUF name, and the config.
 pub trait Weights {
@@ -59,6 +125,12 @@ pub trait Weights {
             "layer_norm_epsilon",
         ] {
             if let Some(eps) = self.hparam_f32(key)? {
+                if !(eps.is_finite() && eps > 0.0) {
+                    return Err(ModelError::Unsupported(format!(
+                        "{}: the LayerNorm epsilon `{key}` is {eps}; it must be a positive number (it divides)",
+                        self.source()
+                    )));
+                }
                 return Ok(eps);
             }
         }
@@ -100,6 +172,34 @@ pub trait Weights {
             Ok(None)
         }
     }
+
+    /// A vector the architecture needs as `need` says: `None` when absent from the file and
+    /// optional, or not wanted at all.
+    fn vector_as(&self, name: &str, len: usize, need: Need) -> Result<Option<Vec<f32>>> {
+        match need {
+            Need::Required => self.vector(name, len).map(Some),
+            Need::Optional => self.vector_opt(name, len),
+            Need::Absent => Ok(None),
+        }
+    }
+
+    /// The RoPE base of sliding-window layers when the model gives them their own (Gemma 3):
+    /// `<arch>.rope.freq_base_swa` in a GGUF, the local layers' `rope_theta` in `config.json`.
+    fn local_rope_base(&self) -> Result<Option<f32>> {
+        Ok(None)
+    }
+
+    /// A boolean hyperparameter (`attention_bias`), likewise.
+    fn hparam_bool(&self, _name: &str) -> Result<Option<bool>> {
+        Ok(None)
+    }
+
+    /// Tensors of the source that nothing has read so far (after loading: what the
+    /// architecture would ignore), by the source's own names.
+    fn unused_tensors(&self) -> Vec<String>;
+
+    /// Marks the tensors of layers `first..` as deliberately not read.
+    fn skip_layers_from(&self, first: usize);
 }
 
 /// Rows `rows` of a matrix whose rows hold `in_features` elements of `ty`, in place.
@@ -124,11 +224,19 @@ pub(crate) fn row_slice(
 
 pub struct GgufWeights {
     file: Arc<GgufFile>,
+    /// The registry's id of the architecture being loaded (which may be more specific than
+    /// the file's `general.architecture`: `mixtral` for `llama` with experts).
+    arch: &'static str,
+    read: ReadTensors,
 }
 
 impl GgufWeights {
-    pub fn new(file: Arc<GgufFile>) -> GgufWeights {
-        GgufWeights { file }
+    pub fn new(file: Arc<GgufFile>, arch: &'static str) -> GgufWeights {
+        GgufWeights {
+            file,
+            arch,
+            read: ReadTensors::default(),
+        }
     }
 
     pub fn file(&self) -> &GgufFile {
@@ -136,12 +244,13 @@ impl GgufWeights {
     }
 
     fn info(&self, name: &str) -> Result<&GgufTensorInfo> {
-        self.file.tensor(name).ok_or_else(|| {
-            ModelError::Unsupported(format!(
-                "{}: missing tensor `{name}`",
-                self.file.path().display()
-            ))
-        })
+        self.read.mark(name);
+        self.file
+            .tensor(name)
+            .ok_or_else(|| ModelError::MissingTensor {
+                source: self.source(),
+                name: name.to_string(),
+            })
     }
 
     fn bytes(&self, info: &GgufTensorInfo) -> WeightBytes {
@@ -179,7 +288,20 @@ impl Weights for GgufWeights {
         &self,
         rope_style: crate::layers::RopeStyle,
     ) -> Result<crate::model_config::ModelConfig> {
-        crate::model_config::ModelConfig::from_gguf(&self.file, rope_style)
+        let cfg = crate::model_config::ModelConfig::from_gguf(&self.file, rope_style)?;
+        Ok(crate::model_config::ModelConfig {
+            architecture: self.arch.to_string(),
+            ..cfg
+        })
+    }
+
+    fn local_rope_base(&self) -> Result<Option<f32>> {
+        let arch = self.file.get_string("general.architecture")?;
+        crate::model_config::positive(
+            &self.source(),
+            &format!("{arch}.rope.freq_base_swa"),
+            crate::model_config::arch_f32(&self.file, arch, "rope.freq_base_swa")?,
+        )
     }
 
     fn hparam_f32(&self, name: &str) -> Result<Option<f32>> {
@@ -190,6 +312,22 @@ impl Weights for GgufWeights {
     fn hparam_u32(&self, name: &str) -> Result<Option<u32>> {
         let arch = self.file.get_string("general.architecture")?;
         crate::model_config::arch_u32(&self.file, arch, name)
+    }
+
+    fn hparam_bool(&self, name: &str) -> Result<Option<bool>> {
+        let arch = self.file.get_string("general.architecture")?;
+        Ok(self.file.get_bool_opt(&format!("{arch}.{name}"))?)
+    }
+
+    fn unused_tensors(&self) -> Vec<String> {
+        self.read
+            .unused(self.file.tensors().iter().map(|t| t.name.as_str()), |n| {
+                layer_index(n, "blk.")
+            })
+    }
+
+    fn skip_layers_from(&self, first: usize) {
+        self.read.skip_layers_from(first);
     }
 
     /// `<arch>.expert_count` and friends. llama.cpp renormalises the chosen weights by default
@@ -229,7 +367,12 @@ impl Weights for GgufWeights {
         };
         let cfg = crate::layers::MoeConfig {
             gating,
-            scale: self.hparam_f32("expert_weights_scale")?.unwrap_or(1.0),
+            scale: crate::model_config::positive(
+                &source,
+                &format!("{arch}.expert_weights_scale"),
+                self.hparam_f32("expert_weights_scale")?,
+            )?
+            .unwrap_or(1.0),
             ..crate::layers::MoeConfig::checked(
                 n_experts as usize,
                 n_used,
@@ -298,10 +441,13 @@ impl Weights for GgufWeights {
 
     fn sliding_window(&self) -> Result<Option<usize>> {
         let arch = self.file.get_string("general.architecture")?;
-        Ok(
-            crate::model_config::arch_u32(&self.file, arch, "attention.sliding_window")?
-                .map(|v| v as usize),
-        )
+        match crate::model_config::arch_u32(&self.file, arch, "attention.sliding_window")? {
+            Some(0) => Err(ModelError::Unsupported(format!(
+                "{}: `{arch}.attention.sliding_window` is 0; a window must hold at least one token",
+                self.source()
+            ))),
+            w => Ok(w.map(|v| v as usize)),
+        }
     }
 
     /// Stored `[in, out]` in ggml order.

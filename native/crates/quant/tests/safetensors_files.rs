@@ -330,3 +330,86 @@ fn single_file_model_and_empty_directory() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A shard (or the single file, or the index) that is a link out of the model directory is
+/// refused, as a name that climbs out is; links inside it, and a Hugging Face cache snapshot's
+/// links into its repository's blob store, are followed.
+#[cfg(unix)]
+#[test]
+fn links_out_of_the_model_directory_are_refused() {
+    use std::os::unix::fs::symlink;
+    let root = temp_dir("links");
+    let outside = root.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    shard(&outside, "stolen.safetensors", &[("x", 9.0)]);
+    let escaping = outside.join("stolen.safetensors");
+
+    // Sharded: the index names a shard that links outside.
+    let dir = root.join("sharded");
+    std::fs::create_dir_all(&dir).unwrap();
+    symlink(&escaping, dir.join("model-00001-of-00001.safetensors")).unwrap();
+    index(&dir, &[("x", "model-00001-of-00001.safetensors")]);
+    let e = model_error(&dir);
+    assert!(
+        e.contains("`model-00001-of-00001.safetensors` links to")
+            && e.contains("outside the model directory"),
+        "{e}"
+    );
+    // A relative link that climbs out is the same.
+    std::fs::remove_file(dir.join("model-00001-of-00001.safetensors")).unwrap();
+    symlink(
+        "../outside/stolen.safetensors",
+        dir.join("model-00001-of-00001.safetensors"),
+    )
+    .unwrap();
+    assert!(model_error(&dir).contains("outside the model directory"));
+    // The index itself may not link out either.
+    let index_dir = root.join("linked-index");
+    std::fs::create_dir_all(&index_dir).unwrap();
+    index(&outside, &[("x", "stolen.safetensors")]);
+    symlink(
+        outside.join("model.safetensors.index.json"),
+        index_dir.join("model.safetensors.index.json"),
+    )
+    .unwrap();
+    assert!(model_error(&index_dir).contains("`model.safetensors.index.json` links to"));
+
+    // Single file.
+    let single = root.join("single");
+    std::fs::create_dir_all(&single).unwrap();
+    symlink(&escaping, single.join("model.safetensors")).unwrap();
+    assert!(model_error(&single).contains("`model.safetensors` links to"));
+
+    // A link within the directory is followed.
+    let inside = root.join("inside");
+    std::fs::create_dir_all(inside.join("weights")).unwrap();
+    shard(&inside.join("weights"), "real.safetensors", &[("x", 1.0)]);
+    symlink("weights/real.safetensors", inside.join("model.safetensors")).unwrap();
+    assert_eq!(
+        SafetensorsModel::open_dir(&inside)
+            .unwrap()
+            .to_f32("x")
+            .unwrap(),
+        [1.0]
+    );
+
+    // The Hugging Face cache: snapshots/<rev>/file -> ../../blobs/<hash>.
+    let repo = root.join("models--org--tiny");
+    let (blobs, snapshot) = (repo.join("blobs"), repo.join("snapshots").join("abc123"));
+    std::fs::create_dir_all(&blobs).unwrap();
+    std::fs::create_dir_all(&snapshot).unwrap();
+    shard(&blobs, "5f1e", &[("x", 2.0)]);
+    symlink("../../blobs/5f1e", snapshot.join("model.safetensors")).unwrap();
+    assert_eq!(
+        SafetensorsModel::open_dir(&snapshot)
+            .unwrap()
+            .to_f32("x")
+            .unwrap(),
+        [2.0]
+    );
+    // ... but not out of the cache's own repository.
+    std::fs::remove_file(snapshot.join("model.safetensors")).unwrap();
+    symlink(&escaping, snapshot.join("model.safetensors")).unwrap();
+    assert!(model_error(&snapshot).contains("outside the model directory"));
+    std::fs::remove_dir_all(&root).unwrap();
+}

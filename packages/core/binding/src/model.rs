@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use crate::grammar::ConstraintHandle;
-use mistralrs_core::runner::{KvDtype, Runner, RunnerOptions, StepSeq, WeightDtype};
+use mistralrs_core::runner::{KvDtype, Runner, RunnerOptions, StepError, StepSeq, WeightDtype};
 use mistralrs_core::sampler::{DryParams, SamplingParams};
 use mistralrs_core::ModelError;
 use mistralrs_napi_support::{guard, js_error};
@@ -28,6 +28,9 @@ pub struct LoadModelOptions {
     /// How a safetensors folder's float matrices are stored: `auto` (default: the checkpoint's
     /// types), `f32`, `f16` or `bf16`. A GGUF refuses any but `auto`.
     pub dtype: Option<String>,
+    /// The architecture expected (`-a`): an id, `model_type`, mistral.rs or GGUF name. A file
+    /// of another architecture is refused, naming both.
+    pub architecture: Option<String>,
 }
 
 #[napi(object)]
@@ -109,6 +112,7 @@ pub fn load_model(
             .kv_bytes
             .filter(|b| b.is_finite() && *b >= 0.0)
             .map(|b| b as usize);
+        opts.architecture = o.architecture;
         opts.kv_dtype = match o.kv_cache_type.as_deref() {
             None | Some("f16") => KvDtype::F16,
             Some("q8_0") => KvDtype::Q8_0,
@@ -255,8 +259,11 @@ pub struct StepOutput {
     pub logits: Option<Float32Array>,
     /// Tokens the grammar forces after `token`: they are output, and fed with it.
     pub forced: Option<Vec<u32>>,
-    /// Why this sequence could not sample (its grammar allows nothing).
+    /// Why this sequence failed this step (its grammar allows nothing; the model's logits are
+    /// not finite); the others in the step go on.
     pub error: Option<String>,
+    /// `ConstraintError` or `NonFiniteLogitsError`, with `error`.
+    pub error_code: Option<String>,
 }
 
 pub struct StepTask {
@@ -271,7 +278,7 @@ pub struct StepRaw {
     top: Option<Vec<(u32, f32)>>,
     logits: Option<Vec<f32>>,
     forced: Vec<u32>,
-    error: Option<String>,
+    error: Option<StepError>,
 }
 
 #[napi]
@@ -330,7 +337,8 @@ impl Task for StepTask {
                 }),
                 logits: o.logits.map(Float32Array::new),
                 forced: (!o.forced.is_empty()).then_some(o.forced),
-                error: o.error,
+                error_code: o.error.as_ref().map(|e| e.code().to_string()),
+                error: o.error.map(|e| e.to_string()),
             })
             .collect())
     }

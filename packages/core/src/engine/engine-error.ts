@@ -1,8 +1,18 @@
+/** What the engine refuses or fails with, by a stable `code`. */
+export type EngineErrorCode =
+  | 'PromptTooLongError'
+  | 'InvalidArgumentError'
+  | 'EngineClosedError'
+  | 'OverloadedError'
+  /** The model's output for this request was not finite (NaN or infinite logits): the model's
+   * fault, not the request's; the request is stopped and nothing is sampled from it. */
+  | 'ModelOutputError';
+
 /** Why the engine refused or failed a request; `code` is stable, the message says what to fix. */
 export class EngineError extends Error {
   override readonly name = 'EngineError';
   constructor(
-    readonly code: 'PromptTooLongError' | 'InvalidArgumentError' | 'EngineClosedError' | 'OverloadedError',
+    readonly code: EngineErrorCode,
     message: string,
   ) {
     super(message);

@@ -15,7 +15,7 @@ import { ChatTemplate } from '../chat-template/index.js';
 import { GrammarCompiler, type CompiledGrammar, type Grammar } from '../grammar/index.js';
 import { binding, type Binding } from '../native.js';
 import { Tokenizer } from '../tokenizer.js';
-import { architectureMismatch, unknownArchitecture } from './architecture-check.js';
+import { unknownArchitecture } from './architecture-check.js';
 import { planChatPrompt, renderChatPrompt, type ChatPromptRequest } from './chat-prompt.js';
 import { EngineError } from './engine-error.js';
 import { Generation } from './generation.js';
@@ -66,8 +66,9 @@ export interface EngineOptions {
   /** How a safetensors folder's float matrices are stored: `auto` (default: the checkpoint's
    * types), `f32`, `f16` or `bf16`. A GGUF's weights keep their types: it refuses any other. */
   dtype?: WeightDtype;
-  /** The architecture the caller expects (mistral.rs's `-a` names, e.g. `qwen3`, `phi3.5moe`):
-   * a model of another is refused after it loads. */
+  /** The architecture the model must be (the CLI's `-a`): a Hugging Face `model_type`, a
+   * mistral.rs `-a` name or a GGUF `general.architecture` (see `resolveArchitecture`). The
+   * native registry refuses a model of another architecture, naming both. */
   architecture?: string;
 }
 
@@ -131,16 +132,12 @@ export class Engine {
           kvBytes,
           kvCacheType: options.kvCacheType,
           dtype,
+          architecture: options.architecture,
         })),
       isHfFolder(path) ? hfTokenizer(path) : Tokenizer.fromGguf(path),
       loadChatTemplate(path, options.chatTemplate),
     ]);
     const info = { ...callNativeSync(() => model.info()), path };
-    const mismatch = options.architecture === undefined ? undefined : architectureMismatch(options.architecture, info.architecture);
-    if (mismatch) {
-      model.release();
-      throw new EngineError('InvalidArgumentError', `${path}: ${mismatch} (-a/--arch ${options.architecture})`);
-    }
     return new Engine(model, tokenizer, chatTemplate, info, options);
   }
 

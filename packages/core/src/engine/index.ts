@@ -6,8 +6,8 @@ export {
   type ChatPromptRequest,
   type ChatPromptTarget,
 } from './chat-prompt.js';
-export { EngineError } from './engine-error.js';
-export { architectureMismatch, knownArchitectureNames, unknownArchitecture } from './architecture-check.js';
+export { EngineError, type EngineErrorCode } from './engine-error.js';
+export { knownArchitectureNames, unknownArchitecture } from './architecture-check.js';
 export {
   Engine,
   WEIGHT_DTYPES,

@@ -16,6 +16,7 @@ import { BlockPool, type PrefixCacheStats } from '@mistralrs/paged-attn';
 import { callNative, callNativeSync, MistralrsError } from '@mistralrs/napi-support';
 
 import type { Binding } from '../native.js';
+import { EngineError } from './engine-error.js';
 import type { Sequence } from './sequence.js';
 
 export interface SchedulerLimits {
@@ -295,9 +296,10 @@ export class Scheduler {
       seq.computed += tokens;
       this.#registerComputed(seq);
       if (out.error) {
-        // This sequence's grammar allows nothing more; the others go on.
+        // This sequence failed (its grammar allows nothing more, or the model's logits for it
+        // are not finite); the others go on.
         this.#running.splice(this.#running.indexOf(entry), 1);
-        this.#fail(entry, new MistralrsError('InvalidArgumentError', `constrained generation failed: ${out.error}`));
+        this.#fail(entry, stepFailure(out.error, out.errorCode));
         return;
       }
       if (seq.logitsOnly && out.logits) {
@@ -336,4 +338,11 @@ export class Scheduler {
     this.#release(entry.seq);
     entry.reject(error);
   }
+}
+
+/** The error of a sequence that failed in a step: a grammar that allows nothing is the
+ * request's doing; logits that are not finite are the model's (nothing is sampled). */
+function stepFailure(message: string, code: string | null | undefined): Error {
+  if (code === 'NonFiniteLogitsError') return new EngineError('ModelOutputError', message);
+  return new MistralrsError('InvalidArgumentError', `constrained generation failed: ${message}`);
 }

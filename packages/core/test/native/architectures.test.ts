@@ -1,8 +1,9 @@
-/** The architecture matrix in docs/architectures.md is the one the code's registry generates. */
+/** The architecture matrix in docs/architectures.md is the one the code's registry generates,
+ * and TypeScript resolves names through the native registry's table. */
 import { describe, expect, it } from '@jest/globals';
 import { readFileSync } from 'node:fs';
 
-import { ARCHITECTURES, architectureMatrix, runtimeInfo } from '../../src/index.js';
+import { ARCHITECTURES, architectureMatrix, resolveArchitecture, runtimeInfo } from '../../src/index.js';
 
 const docPath = new URL('../../../../docs/architectures.md', import.meta.url);
 
@@ -13,8 +14,42 @@ describe('the architecture matrix', () => {
     expect(table).toBe(architectureMatrix());
   });
 
-  it('has a row for every architecture the native registry builds', () => {
-    const rows = new Set(ARCHITECTURES.map((r) => r.registryId));
-    for (const id of runtimeInfo().architectures) expect(rows).toContain(id);
+  it('has one row for every architecture the native registry builds, keyed by its id', () => {
+    const ids = runtimeInfo().architectures;
+    expect(ARCHITECTURES.map((r) => r.id).sort()).toEqual([...ids].sort());
+    expect(runtimeInfo().architectureTable.map((e) => e.id)).toEqual(ids);
+  });
+});
+
+describe('architecture names', () => {
+  it('are the Hugging Face model_type as transformers writes it', () => {
+    // transformers' configuration classes (models/<model_type>/configuration_*.py).
+    expect(runtimeInfo().architectures.sort()).toEqual(
+      ['deepseek_v2', 'deepseek_v3', 'gemma', 'gemma2', 'gemma3', 'llama', 'mistral', 'mixtral', 'phi', 'phi3', 'phimoe', 'qwen2', 'qwen3', 'qwen3_moe', 'starcoder2'].sort(),
+    );
+  });
+
+  it('resolve every alias of the table to its id', () => {
+    for (const e of runtimeInfo().architectureTable) {
+      for (const name of [e.id, ...e.modelTypes, ...e.cliNames]) expect([name, resolveArchitecture(name)]).toEqual([name, e.id]);
+      // A GGUF name several rows share means the first of them.
+      const first = runtimeInfo().architectureTable.find((f) => f.gguf === e.gguf)!;
+      expect([e.gguf, resolveArchitecture(e.gguf)]).toEqual([e.gguf, first.id]);
+    }
+  });
+
+  it('include mistral.rs -a names, GGUF names and other model_types', () => {
+    const cases: Array<[string, string]> = [
+      ['phi3.5moe', 'phimoe'],
+      ['deepseekv2', 'deepseek_v2'],
+      ['deepseekv3', 'deepseek_v3'],
+      ['qwen3moe', 'qwen3_moe'],
+      ['phi2', 'phi'],
+      ['gemma3_text', 'gemma3'],
+      ['deepseek2', 'deepseek_v2'],
+      ['Mistral', 'mistral'],
+    ];
+    for (const [name, id] of cases) expect([name, resolveArchitecture(name)]).toEqual([name, id]);
+    expect(resolveArchitecture('gpt2')).toBeUndefined();
   });
 });

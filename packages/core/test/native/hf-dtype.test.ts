@@ -118,10 +118,13 @@ describe('the architecture the caller names (-a)', () => {
   it('must be the one the model has', async () => {
     if (!ready) return console.warn('SKIPPED: no fixtures');
     const llama = await folder({ arch: 'llama' }, { type: 'F32' });
-    await expect(Engine.load({ model: llama, architecture: 'qwen3', kvTokens: 64 })).rejects.toThrow(/the model is llama, not qwen3 \(-a\/--arch qwen3\)/);
+    await expect(Engine.load({ model: llama, architecture: 'qwen3', kvTokens: 64 })).rejects.toThrow(
+      /the architecture requested \(`qwen3`, that is `qwen3`\) is not the folder's: model_type `llama`/,
+    );
     await expect(Engine.load({ model: llama, architecture: 'llama4' })).rejects.toThrow(/unknown architecture "llama4" \(-a takes llama, mistral/);
-    // Mistral runs on Llama's loader: until the registry knows model_type, -a cannot tell them apart.
-    for (const architecture of ['llama', 'mistral', 'LLAMA']) {
+    // The registry knows model_type: a Llama folder is not Mistral, whatever loader they share.
+    await expect(Engine.load({ model: llama, architecture: 'mistral', kvTokens: 64 })).rejects.toThrow(/not the folder's: model_type `llama`/);
+    for (const architecture of ['llama', 'LLAMA']) {
       const engine = await Engine.load({ model: llama, architecture, kvTokens: 64 });
       engine.close();
     }

@@ -22,29 +22,44 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const CASES: Array<[string, TinySpec, string]> = [
-  ['llama', { arch: 'llama' }, 'llama'],
-  ['mistral (window 4)', { arch: 'mistral', slidingWindow: 4 }, 'llama'],
-  ['qwen2', { arch: 'qwen2' }, 'qwen2'],
-  ['qwen3', { arch: 'qwen3' }, 'qwen3'],
-  ['mixtral (4 experts, top 2)', { arch: 'mixtral' }, 'mixtral'],
-  ['qwen3moe (4 experts, top 2)', { arch: 'qwen3moe' }, 'qwen3moe'],
-  ['phi3', { arch: 'phi3' }, 'phi3'],
-  ['phi2', { arch: 'phi2' }, 'phi2'],
-  ['starcoder2', { arch: 'starcoder2' }, 'starcoder2'],
-  ['gemma', { arch: 'gemma' }, 'gemma'],
-  ['gemma2 (window 4, soft-caps)', { arch: 'gemma2', slidingWindow: 4 }, 'gemma2'],
-  ['gemma3 (window 4)', { arch: 'gemma3', slidingWindow: 4 }, 'gemma3'],
-  ['llama, Llama 3 scaling', { arch: 'llama', ropeScaling: { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalContext: 64 } }, 'llama'],
-  ['qwen2, YaRN', { arch: 'qwen2', ropeScaling: { type: 'yarn', factor: 4, originalContext: 64 } }, 'qwen2'],
-  ['phi3, LongRoPE', { arch: 'phi3', ropeScaling: { type: 'longrope', originalContext: 64 } }, 'phi3'],
-  ['phimoe', { arch: 'phimoe' }, 'phimoe'],
-  ['deepseekv2', { arch: 'deepseekv2' }, 'deepseek2'],
-  ['deepseekv3', { arch: 'deepseekv3' }, 'deepseek2'],
-  ['deepseekv2, YaRN with mscale_all_dim', { arch: 'deepseekv2', ropeScaling: { type: 'yarn', factor: 4, originalContext: 64, mscaleAllDim: 0.707 } }, 'deepseek2'],
+/** [name, spec, the architecture id both loaders report (GGUF, HF)]. */
+const CASES: Array<[string, TinySpec, [string, string]]> = [
+  ['llama', { arch: 'llama' }, ['llama', 'llama']],
+  // llama.cpp's Mistral GGUFs say `llama`; the folder says what it is.
+  ['mistral (window 4)', { arch: 'mistral', slidingWindow: 4 }, ['llama', 'mistral']],
+  ['qwen2', { arch: 'qwen2' }, ['qwen2', 'qwen2']],
+  ['qwen3', { arch: 'qwen3' }, ['qwen3', 'qwen3']],
+  // GGUF `llama` with experts is Mixtral.
+  ['mixtral (4 experts, top 2)', { arch: 'mixtral' }, ['mixtral', 'mixtral']],
+  ['qwen3_moe (4 experts, top 2)', { arch: 'qwen3moe' }, ['qwen3_moe', 'qwen3_moe']],
+  ['phi3', { arch: 'phi3' }, ['phi3', 'phi3']],
+  ['phi (Phi 2)', { arch: 'phi2' }, ['phi', 'phi']],
+  ['starcoder2', { arch: 'starcoder2' }, ['starcoder2', 'starcoder2']],
+  ['gemma', { arch: 'gemma' }, ['gemma', 'gemma']],
+  ['gemma2 (window 4, soft-caps)', { arch: 'gemma2', slidingWindow: 4 }, ['gemma2', 'gemma2']],
+  ['gemma3 (window 4)', { arch: 'gemma3', slidingWindow: 4 }, ['gemma3', 'gemma3']],
+  ['llama, Llama 3 scaling', { arch: 'llama', ropeScaling: { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalContext: 64 } }, ['llama', 'llama']],
+  ['qwen2, YaRN', { arch: 'qwen2', ropeScaling: { type: 'yarn', factor: 4, originalContext: 64 } }, ['qwen2', 'qwen2']],
+  ['phi3, LongRoPE', { arch: 'phi3', ropeScaling: { type: 'longrope', originalContext: 64 } }, ['phi3', 'phi3']],
+  ['phimoe', { arch: 'phimoe' }, ['phimoe', 'phimoe']],
+  ['deepseek_v2', { arch: 'deepseekv2' }, ['deepseek_v2', 'deepseek_v2']],
+  ['deepseek_v3', { arch: 'deepseekv3' }, ['deepseek_v3', 'deepseek_v3']],
+  [
+    'deepseek_v2, YaRN with mscale_all_dim',
+    { arch: 'deepseekv2', ropeScaling: { type: 'yarn', factor: 4, originalContext: 64, mscaleAllDim: 0.707 } },
+    ['deepseek_v2', 'deepseek_v2'],
+  ],
+  // config.json as transformers 4 wrote it (top-level rope_theta, rope_scaling,
+  // partial_rotary_factor, rope_local_base_freq): most checkpoints on the hub.
+  ['llama, Llama 3 scaling, transformers 4 config', { arch: 'llama', hfConfigFormat: 'v4', ropeScaling: { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalContext: 64 } }, ['llama', 'llama']],
+  ['qwen2, YaRN, transformers 4 config', { arch: 'qwen2', hfConfigFormat: 'v4', ropeScaling: { type: 'yarn', factor: 4, originalContext: 64 } }, ['qwen2', 'qwen2']],
+  ['phi3, LongRoPE, transformers 4 config', { arch: 'phi3', hfConfigFormat: 'v4', ropeScaling: { type: 'longrope', originalContext: 64 } }, ['phi3', 'phi3']],
+  ['phi (Phi 2), transformers 4 config', { arch: 'phi2', hfConfigFormat: 'v4' }, ['phi', 'phi']],
+  ['gemma3 (window 4), transformers 4 config', { arch: 'gemma3', slidingWindow: 4, hfConfigFormat: 'v4' }, ['gemma3', 'gemma3']],
+  ['deepseek_v3, transformers 4 config', { arch: 'deepseekv3', hfConfigFormat: 'v4' }, ['deepseek_v3', 'deepseek_v3']],
 ];
 
-describe.each(ready ? CASES : [])('%s weights through the GGUF and the Hugging Face loaders', (name, spec, arch) => {
+describe.each(ready ? CASES : [])('%s weights through the GGUF and the Hugging Face loaders', (name, spec, [ggufArch, hfArch]) => {
   it('give the same logits and tokens', async () => {
     const slug = name.replace(/\W+/g, '-');
     const gguf = join(dir, `${slug}.gguf`);
@@ -54,7 +69,8 @@ describe.each(ready ? CASES : [])('%s weights through the GGUF and the Hugging F
     const a = await Engine.load({ model: gguf, kvTokens: 128 });
     const b = await Engine.load({ model: hf, kvTokens: 128 });
     try {
-      expect(b.info.architecture).toBe(arch);
+      expect(a.info.architecture).toBe(ggufArch);
+      expect(b.info.architecture).toBe(hfArch);
       for (const prompt of [
         [1, 450, 4996, 17354, 1701],
         [1, 910, 338, 263, 1243, 310, 278, 11262, 1788],
@@ -72,5 +88,51 @@ describe.each(ready ? CASES : [])('%s weights through the GGUF and the Hugging F
       a.close();
       b.close();
     }
+  }, 120_000);
+});
+
+/** Files that are not what their architecture requires, or not what `architecture` (`-a`)
+ * names, are refused with an error naming both sides. */
+describe.each(ready ? [0] : [])('identity', () => {
+  const load = (model: string, architecture?: string) => Engine.load({ model, kvTokens: 64, ...(architecture ? { architecture } : {}) });
+  const refused = async (model: string, architecture: string | undefined, ...needles: string[]) => {
+    const error = await load(model, architecture).then(
+      (e) => {
+        e.close();
+        return undefined;
+      },
+      (e: unknown) => e,
+    );
+    expect(error).toMatchObject({ code: 'UnsupportedModelError' });
+    for (const needle of needles) expect((error as Error).message).toContain(needle);
+  };
+
+  it('refuses a qwen3 file without Q/K norms and a qwen2 folder without biases, naming the tensor', async () => {
+    const gguf = join(dir, 'qwen3-no-norms.gguf');
+    await writeTinyGguf(gguf, { arch: 'qwen3', omitTensors: /attn_[qk]_norm/ }, 'F16');
+    await refused(gguf, undefined, 'architecture `qwen3` requires tensor `blk.0.attn_q_norm.weight`');
+    const hf = join(dir, 'qwen2-no-biases');
+    await writeTinyHf(hf, { arch: 'qwen2', omitTensors: /\.bias$/ });
+    await refused(hf, undefined, 'architecture `qwen2` requires tensor `model.layers.0.self_attn.q_proj.bias`');
+  }, 120_000);
+
+  it('refuses an architecture (-a) that is not the file\'s, naming both, and accepts one that is', async () => {
+    const mixtral = join(dir, 'identity-mixtral.gguf');
+    await writeTinyGguf(mixtral, { arch: 'mixtral' }, 'Q8_0');
+    await refused(mixtral, 'llama', '`llama`', 'not the file\'s: `mixtral`');
+    const mistral = join(dir, 'identity-mistral.gguf');
+    await writeTinyGguf(mistral, { arch: 'mistral' }, 'Q8_0');
+    await refused(mistral, 'qwen2', '`qwen2`', 'not the file\'s: `llama`');
+    // A name the registry does not know is a usage error, found before the file is read.
+    await expect(load(mistral, 'gpt2')).rejects.toMatchObject({ code: 'InvalidArgumentError', message: expect.stringContaining('unknown architecture "gpt2"') });
+    const engine = await load(mistral, 'mistral');
+    expect(engine.info.architecture).toBe('mistral');
+    engine.close();
+  }, 120_000);
+
+  it('refuses the model_type llama.cpp and mistral.rs spell, which transformers never writes', async () => {
+    const hf = join(dir, 'qwen3moe-misspelt');
+    await writeTinyHf(hf, { arch: 'qwen3moe', hfConfig: { model_type: 'qwen3moe' } });
+    await refused(hf, undefined, 'model_type `qwen3moe` is not supported');
   }, 120_000);
 });

@@ -7,8 +7,8 @@ use mistralrs_paged_attn::{
     attend_batch, AttentionParams, AttnOut, DecodeWork, KvCache, SeqAttention,
 };
 
+use crate::batch::SeqInput;
 use crate::model_error::{ModelError, Result};
-use crate::models::SeqInput;
 
 /// For every sequence of `batch`: writes its rows of `k` and `v` (`[n, n_kv_heads, head_dim]`)
 /// at their positions, then computes attention for its rows of `q` (`[n, n_heads, head_dim]`)

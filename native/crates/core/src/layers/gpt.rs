@@ -8,7 +8,6 @@ use crate::layers::activations::gelu;
 use crate::layers::norm::{layer_norm, rms_norm};
 use crate::layers::{add_rows, Linear, Rope};
 use crate::model_error::Result;
-use crate::weights::Weights;
 
 /// `y = (x − mean) / sqrt(var + eps) · w + b` per row; or, not `centered`, an RMSNorm with
 /// a bias, `x / sqrt(mean(x²) + eps) · w + b` (llama.cpp's Phi 3.5 MoE).
@@ -20,24 +19,6 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
-    /// `{name}.weight` and `{name}.bias`.
-    pub fn load(w: &dyn Weights, name: &str, dim: usize, eps: f32) -> Result<LayerNorm> {
-        Ok(LayerNorm {
-            weight: w.vector(&format!("{name}.weight"), dim)?,
-            bias: w.vector(&format!("{name}.bias"), dim)?,
-            eps,
-            centered: true,
-        })
-    }
-
-    /// The same weights applied as an RMSNorm with a bias.
-    pub fn load_rms(w: &dyn Weights, name: &str, dim: usize, eps: f32) -> Result<LayerNorm> {
-        Ok(LayerNorm {
-            centered: false,
-            ..LayerNorm::load(w, name, dim, eps)?
-        })
-    }
-
     pub fn forward(&self, x: &[f32], out: &mut [f32]) {
         if self.centered {
             layer_norm(x, &self.weight, &self.bias, self.eps, out);
@@ -55,19 +36,6 @@ pub struct BiasedLinear {
 }
 
 impl BiasedLinear {
-    /// `{name}.weight` `[out, in]` and, if present, `{name}.bias`.
-    pub fn load(
-        w: &dyn Weights,
-        name: &str,
-        in_features: usize,
-        out_features: usize,
-    ) -> Result<BiasedLinear> {
-        Ok(BiasedLinear {
-            linear: w.linear(&format!("{name}.weight"), in_features, out_features)?,
-            bias: w.vector_opt(&format!("{name}.bias"), out_features)?,
-        })
-    }
-
     pub fn forward(
         &self,
         pool: &ThreadPool,
@@ -84,20 +52,9 @@ impl BiasedLinear {
 }
 
 /// Q, K and V with their biases, rotated.
-pub struct Qkv([BiasedLinear; 3]);
+pub struct Qkv(pub [BiasedLinear; 3]);
 
 impl Qkv {
-    /// Three matrices, or the fused `attn_qkv` of older Phi 2 files cut into three in place.
-    pub fn load(
-        w: &dyn Weights,
-        layer: usize,
-        dim: usize,
-        q_dim: usize,
-        kv_dim: usize,
-    ) -> Result<Qkv> {
-        load_qkv(w, layer, dim, q_dim, kv_dim).map(Qkv)
-    }
-
     /// `h` `[n, dim]` → rotated `q` `[n, n_heads, hd]`, rotated `k` and `v` `[n, n_kv_heads, hd]`.
     #[allow(clippy::too_many_arguments)]
     pub fn forward(
@@ -120,36 +77,6 @@ impl Qkv {
     }
 }
 
-fn load_qkv(
-    w: &dyn Weights,
-    layer: usize,
-    dim: usize,
-    q_dim: usize,
-    kv_dim: usize,
-) -> Result<[BiasedLinear; 3]> {
-    let fused = format!("blk.{layer}.attn_qkv");
-    if !w.has(&format!("{fused}.weight")) {
-        let part =
-            |p: &str, out: usize| BiasedLinear::load(w, &format!("blk.{layer}.{p}"), dim, out);
-        return Ok([
-            part("attn_q", q_dim)?,
-            part("attn_k", kv_dim)?,
-            part("attn_v", kv_dim)?,
-        ]);
-    }
-    let total = q_dim + 2 * kv_dim;
-    let bias = w.vector_opt(&format!("{fused}.bias"), total)?;
-    let ranges = [0..q_dim, q_dim..q_dim + kv_dim, q_dim + kv_dim..total];
-    let parts = ranges.map(|r| -> Result<BiasedLinear> {
-        Ok(BiasedLinear {
-            linear: w.linear_rows(&format!("{fused}.weight"), dim, total, r.clone())?,
-            bias: bias.as_ref().map(|b| b[r].to_vec()),
-        })
-    });
-    let [q, k, v] = parts;
-    Ok([q?, k?, v?])
-}
-
 /// `down(gelu(up(x) + b_up)) + b_down`.
 pub struct GeluMlp {
     pub up: BiasedLinear,
@@ -157,13 +84,6 @@ pub struct GeluMlp {
 }
 
 impl GeluMlp {
-    pub fn load(w: &dyn Weights, layer: usize, dim: usize, ff: usize) -> Result<GeluMlp> {
-        Ok(GeluMlp {
-            up: BiasedLinear::load(w, &format!("blk.{layer}.ffn_up"), dim, ff)?,
-            down: BiasedLinear::load(w, &format!("blk.{layer}.ffn_down"), ff, dim)?,
-        })
-    }
-
     /// `hidden` is `[n, ff]` scratch.
     pub fn forward(
         &self,

@@ -165,32 +165,6 @@ pub struct Moe {
 const MIN_WEIGHT_SUM: f32 = 6.103_515_6e-5;
 
 impl Moe {
-    /// Layer `layer`'s router and experts (`blk.N.ffn_gate_inp`, `ffn_{gate,up,down}_exps`),
-    /// and its selection bias (`blk.N.exp_probs_b.bias`) when the file has one.
-    pub fn load(
-        w: &dyn crate::weights::Weights,
-        layer: usize,
-        dim: usize,
-        cfg: MoeConfig,
-    ) -> Result<Moe> {
-        let p = |t: &str| format!("blk.{layer}.{t}.weight");
-        let (n, ff) = (cfg.n_experts, cfg.expert_ff);
-        let gates = w.expert_linears(&p("ffn_gate_exps"), n, dim, ff)?;
-        let ups = w.expert_linears(&p("ffn_up_exps"), n, dim, ff)?;
-        let downs = w.expert_linears(&p("ffn_down_exps"), n, ff, dim)?;
-        Ok(Moe {
-            router: w.linear(&p("ffn_gate_inp"), dim, n)?,
-            experts: gates
-                .into_iter()
-                .zip(ups)
-                .zip(downs)
-                .map(|((gate, up), down)| Expert { gate, up, down })
-                .collect(),
-            selection_bias: w.vector_opt(&format!("blk.{layer}.exp_probs_b.bias"), n)?,
-            cfg,
-        })
-    }
-
     /// `out[r] = Σ_k w[r,k] · expert_k(x[r])` for every row of `x` (`[n, dim]`).
     pub fn forward(
         &self,

@@ -53,6 +53,64 @@ fn yarn_mscale(freq_scale: f32, multiplier: f32) -> f32 {
 }
 
 impl RopeScaling {
+    /// Refuses parameters that would make the rotation meaningless (NaN angles or scales):
+    /// every factor finite and positive, contexts positive, and for YaRN a base above 1 (its
+    /// correction range divides by ln(base)).
+    pub fn check(&self, base: f32) -> std::result::Result<(), String> {
+        let positive = |what: &str, v: f32| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(format!("{what} is {v}; it must be a positive number"))
+            }
+        };
+        let all_positive =
+            |what: &str, values: &[f32]| values.iter().try_for_each(|&v| positive(what, v));
+        match self {
+            RopeScaling::None => Ok(()),
+            RopeScaling::Linear { factor } => positive("the scaling factor", *factor),
+            RopeScaling::FreqFactors(f) => all_positive("a frequency factor", f),
+            RopeScaling::LongRope {
+                short,
+                long,
+                original_context,
+                attn_factor,
+                ..
+            } => {
+                all_positive("a LongRoPE short factor", short)?;
+                all_positive("a LongRoPE long factor", long)?;
+                positive("the LongRoPE attention factor", *attn_factor)?;
+                if *original_context == 0 {
+                    return Err("the original context is 0".into());
+                }
+                Ok(())
+            }
+            RopeScaling::Yarn {
+                factor,
+                original_context,
+                beta_fast,
+                beta_slow,
+                attn_factor,
+                log_multiplier,
+            } => {
+                positive("the YaRN factor", *factor)?;
+                positive("YaRN's beta_fast", *beta_fast)?;
+                positive("YaRN's beta_slow", *beta_slow)?;
+                positive("the YaRN attention factor", *attn_factor)?;
+                if !log_multiplier.is_finite() {
+                    return Err(format!("the YaRN log multiplier is {log_multiplier}"));
+                }
+                if *original_context == 0 {
+                    return Err("the original context is 0".into());
+                }
+                if base.is_nan() || base <= 1.0 {
+                    return Err(format!("YaRN needs a RoPE base above 1, not {base}"));
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// The factor whose square multiplies DeepSeek's attention scores: YaRN's magnitude
     /// correction with `mscale_all_dim`, computed in llama.cpp's float steps (1 without
     /// YaRN).

@@ -4,11 +4,14 @@
 
 use crate::model_error::Result;
 use crate::models::gemma3::{Gemma3, GemmaVariant};
+
+/// Gemma 3's names (the same sandwich norms, offsets from 1).
+pub(crate) use crate::models::gemma3::HF;
 use crate::models::Model;
-use crate::weights::Weights;
+use crate::weights::{Need, Weights};
 
 const GEMMA2: GemmaVariant = GemmaVariant {
-    qk_norm: false,
+    qk_norm: Need::Absent,
     post_norms: true,
     sliding_pattern: 2,
     local_rope_base: None,

@@ -9,19 +9,24 @@
 use mistralrs_common::ThreadPool;
 use mistralrs_paged_attn::{AttentionParams, KvCache};
 
+use crate::hf_config::HfDefaults;
 use crate::layers::activations::geglu;
 use crate::layers::attention::paged_attention;
 use crate::layers::{rms_norm, rms_norm_inplace, Embedding, Linear, Rope, RopeScaling, RopeStyle};
 use crate::model_config::ModelConfig;
 use crate::model_error::Result;
+use crate::models::llama::HF_LAYER;
+use crate::models::parts::output_head;
 use crate::models::{
     check_batch, flatten_batch, last_token_logits, ForwardScratch, Model, SeqInput,
 };
-use crate::weights::Weights;
+use crate::weights::{Need, Weights};
+use crate::weights_hf::{HfCheckpoint, DECODER_GLOBALS};
 
 /// What distinguishes the Gemma generations on the shared decoder.
 pub(crate) struct GemmaVariant {
-    pub qk_norm: bool,
+    /// Per-head RMS norms of queries and keys (Gemma 3 requires them).
+    pub qk_norm: Need,
     /// Norms after attention and after the MLP too (Gemma 2 and 3), not only before.
     pub post_norms: bool,
     /// Every `sliding_pattern`-th layer attends globally; the others see the window (when the
@@ -40,7 +45,7 @@ pub(crate) struct GemmaVariant {
 }
 
 const GEMMA3: GemmaVariant = GemmaVariant {
-    qk_norm: true,
+    qk_norm: Need::Required,
     post_norms: true,
     sliding_pattern: 6,
     local_rope_base: Some(10_000.0),
@@ -48,6 +53,23 @@ const GEMMA3: GemmaVariant = GemmaVariant {
     final_softcap: None,
     wide_query_scale_layers: 62,
     default_window: None,
+};
+
+/// Gemma 2 and 3 norm around both blocks: their `post_attention_layernorm` follows attention,
+/// where Llama's (and Gemma 1's) is the MLP's pre-norm.
+const HF_SANDWICH: &[(&str, &str)] = &[
+    ("post_attention_norm", "post_attention_layernorm"),
+    ("ffn_norm", "pre_feedforward_layernorm"),
+    ("post_ffw_norm", "post_feedforward_layernorm"),
+];
+
+/// Gemma 2 and 3 checkpoints; every Gemma stores its norm weights as offsets from 1.
+pub(crate) const HF: HfCheckpoint = HfCheckpoint {
+    globals: DECODER_GLOBALS,
+    layer_parts: &[HF_SANDWICH, HF_LAYER],
+    experts: None,
+    norm_offset: 1.0,
+    defaults: HfDefaults::new(),
 };
 
 struct Layer {
@@ -81,11 +103,11 @@ pub struct Gemma3 {
     final_softcap: Option<f32>,
 }
 
-impl Gemma3 {
-    pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
-        Gemma3::load_variant(w, &GEMMA3)
-    }
+pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
+    Gemma3::load_variant(w, &GEMMA3)
+}
 
+impl Gemma3 {
     pub(crate) fn load_variant(w: &dyn Weights, variant: &GemmaVariant) -> Result<Box<dyn Model>> {
         let cfg = w.config(RopeStyle::Neox)?;
         let sliding_window = w.sliding_window()?.or(variant.default_window);
@@ -116,13 +138,12 @@ impl Gemma3 {
                     wq: w.linear(&p("attn_q"), d, q_dim)?,
                     wk: w.linear(&p("attn_k"), d, kv_dim)?,
                     wv: w.linear(&p("attn_v"), d, kv_dim)?,
-                    qk_norm: if variant.qk_norm {
-                        Some([
-                            w.vector(&p("attn_q_norm"), hd)?,
-                            w.vector(&p("attn_k_norm"), hd)?,
-                        ])
-                    } else {
-                        None
+                    qk_norm: match (
+                        w.vector_as(&p("attn_q_norm"), hd, variant.qk_norm)?,
+                        w.vector_as(&p("attn_k_norm"), hd, variant.qk_norm)?,
+                    ) {
+                        (Some(q), Some(k)) => Some([q, k]),
+                        _ => None,
                     },
                     wo: w.linear(&p("attn_output"), q_dim, d)?,
                     post_norms: if variant.post_norms {
@@ -141,11 +162,10 @@ impl Gemma3 {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let output = if w.has("output.weight") {
-            w.linear("output.weight", d, cfg.vocab_size)?
-        } else {
-            Linear::new(embed.ty(), cfg.vocab_size, d, embed.bytes().clone())?
-        };
+        let output = output_head(w, &embed, d, cfg.vocab_size)?;
+        let source = w.source();
+        let positive = |key: &str, v: Option<f32>| crate::model_config::positive(&source, key, v);
+        let local_rope_base = w.local_rope_base()?.or(variant.local_rope_base);
         Ok(Box::new(Gemma3 {
             output_norm: w.vector("output_norm.weight", d)?,
             output,
@@ -161,16 +181,20 @@ impl Gemma3 {
                 RopeStyle::Neox,
                 hd,
                 cfg.rope_dims,
-                variant.local_rope_base.unwrap_or(cfg.rope_base),
+                local_rope_base.unwrap_or(cfg.rope_base),
                 RopeScaling::None,
             ),
             q_scale: 1.0 / query_pre_attn_scalar(w, &cfg, variant)?.sqrt(),
-            attn_softcap: w
-                .hparam_f32("attn_logit_softcapping")?
-                .or(variant.attn_softcap),
-            final_softcap: w
-                .hparam_f32("final_logit_softcapping")?
-                .or(variant.final_softcap),
+            attn_softcap: positive(
+                "attn_logit_softcapping",
+                w.hparam_f32("attn_logit_softcapping")?,
+            )?
+            .or(variant.attn_softcap),
+            final_softcap: positive(
+                "final_logit_softcapping",
+                w.hparam_f32("final_logit_softcapping")?,
+            )?
+            .or(variant.final_softcap),
             embed,
             layers,
             sliding_window,
@@ -304,7 +328,9 @@ fn query_pre_attn_scalar(
     cfg: &ModelConfig,
     variant: &GemmaVariant,
 ) -> Result<f32> {
-    if let Some(s) = w.hparam_f32("query_pre_attn_scalar")? {
+    let source = w.source();
+    let key = "query_pre_attn_scalar";
+    if let Some(s) = crate::model_config::positive(&source, key, w.hparam_f32(key)?)? {
         return Ok(s);
     }
     Ok(if cfg.n_layers == variant.wide_query_scale_layers {

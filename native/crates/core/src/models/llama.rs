@@ -1,24 +1,30 @@
-//! `llama`: Llama 2/3.x, SmolLM2, Mistral-style GGUFs. Pre-norm decoder: RMSNorm → GQA
-//! attention with RoPE → residual → RMSNorm → SwiGLU MLP → residual. Other architectures
-//! reuse it as a variant: optional Q/K/V biases (Qwen 2), per-head Q/K RMS norms (Qwen 3),
-//! and a mixture of experts in place of the MLP wherever the file has one (Mixtral, Qwen 3
-//! MoE).
+//! `llama`: Llama 2/3.x, SmolLM2. Pre-norm decoder: RMSNorm → GQA attention with RoPE →
+//! residual → RMSNorm → SwiGLU MLP → residual. Other architectures reuse it as a
+//! [`LlamaVariant`] that says what they require of a file: Q/K/V biases (Qwen 2), per-head Q/K
+//! RMS norms (Qwen 3), a mixture of experts in place of the MLP (Mixtral, Qwen 3 MoE), fused
+//! projections (Phi 3). A file that lacks what its architecture requires is refused naming the
+//! tensor; one with tensors its architecture would ignore is refused by the registry.
 
 use mistralrs_common::ThreadPool;
 use mistralrs_paged_attn::{AttentionParams, KvCache};
 
+use crate::hf_config::HfDefaults;
 use crate::layers::activations::swiglu;
 use crate::layers::attention::paged_attention;
+use crate::layers::gpt::Qkv;
 use crate::layers::{
-    add_rows, rms_norm, rms_norm_inplace, Embedding, Linear, Moe, Rope, RopeScaling, RopeStyle,
+    add_rows, rms_norm, rms_norm_inplace, Embedding, Linear, Moe, MoeConfig, Rope, RopeScaling,
+    RopeStyle,
 };
 use crate::model_config::ModelConfig;
-use crate::model_error::Result;
+use crate::model_error::{ModelError, Result};
+use crate::models::parts::{self, output_head};
 use crate::models::{
     check_batch, file_rope_scaling, flatten_batch, last_token_logits, set_rope_context,
     ForwardScratch, Model, SeqInput,
 };
-use crate::weights::Weights;
+use crate::weights::{Need, Weights};
+use crate::weights_hf::{HfCheckpoint, DECODER_GLOBALS};
 
 struct Layer {
     attn_norm: Vec<f32>,
@@ -54,7 +60,8 @@ pub struct Llama {
     prescale_queries: bool,
 }
 
-/// What distinguishes the architectures that reuse the Llama decoder.
+/// What distinguishes the architectures that reuse the Llama decoder, and what each requires
+/// of a file.
 #[derive(Clone, Copy)]
 pub(crate) struct LlamaVariant {
     /// Rotation on GGUF weights (Llama's converter permutes Q/K rows for adjacent pairs).
@@ -62,114 +69,188 @@ pub(crate) struct LlamaVariant {
     /// Queries are multiplied by 1/√head_dim before attention rather than the scores after
     /// (Phi 3, as llama.cpp computes it: the roundings differ).
     pub prescale_queries: bool,
+    /// Biases of Q, K and V (Qwen 2 requires them; llama.cpp reads Llama's when present). A
+    /// checkpoint's `attention_bias` decides where the config has one.
+    pub qkv_bias: Need,
+    /// RMS norms of each query and key head before RoPE (Qwen 3).
+    pub qk_norm: Need,
+    /// A mixture of experts in every layer instead of the MLP (Mixtral, Qwen 3 MoE).
+    pub experts: Need,
+    /// The chosen experts' weights are renormalised whatever the config says (Mixtral).
+    pub always_renormalise: bool,
+    /// The gate and up projections may come as one matrix (Phi 3's `gate_up_proj`).
+    pub fused_gate_up: bool,
 }
 
-impl Default for LlamaVariant {
-    fn default() -> Self {
-        LlamaVariant {
-            rope_style: RopeStyle::Normal,
-            prescale_queries: false,
-        }
-    }
+/// Llama itself.
+const LLAMA: LlamaVariant = LlamaVariant {
+    rope_style: RopeStyle::Normal,
+    prescale_queries: false,
+    qkv_bias: Need::Optional,
+    qk_norm: Need::Absent,
+    experts: Need::Absent,
+    always_renormalise: false,
+    fused_gate_up: false,
+};
+
+/// The checkpoint names of the Llama decoder's layers, shared by its family.
+pub(crate) const HF_LAYER: &[(&str, &str)] = &[
+    ("attn_norm", "input_layernorm"),
+    ("attn_q", "self_attn.q_proj"),
+    ("attn_k", "self_attn.k_proj"),
+    ("attn_v", "self_attn.v_proj"),
+    ("attn_output", "self_attn.o_proj"),
+    ("attn_q_norm", "self_attn.q_norm"),
+    ("attn_k_norm", "self_attn.k_norm"),
+    ("ffn_norm", "post_attention_layernorm"),
+    ("ffn_gate", "mlp.gate_proj"),
+    ("ffn_up", "mlp.up_proj"),
+    ("ffn_down", "mlp.down_proj"),
+];
+
+pub(crate) const HF: HfCheckpoint = HfCheckpoint {
+    globals: DECODER_GLOBALS,
+    layer_parts: &[HF_LAYER],
+    experts: None,
+    norm_offset: 0.0,
+    defaults: HfDefaults::new(),
+};
+
+pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
+    // The GGUF converter permutes Llama's Q/K rows so that ggml's adjacent-pair rotation
+    // applies.
+    Llama::load_variant(w, LLAMA)
+}
+
+struct LayerShapes {
+    d: usize,
+    hd: usize,
+    q_dim: usize,
+    kv_dim: usize,
+    ff: usize,
 }
 
 impl Llama {
-    pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
-        // The GGUF converter permutes Llama's Q/K rows so that ggml's adjacent-pair rotation
-        // applies.
-        Llama::load_variant(w, LlamaVariant::default())
-    }
-
-    /// The Llama decoder as other architectures use it (Qwen 2: NeoX rotation, and Q/K/V
-    /// biases wherever the file has them).
+    /// The Llama decoder as `variant` shapes it.
     pub(crate) fn load_variant(w: &dyn Weights, variant: LlamaVariant) -> Result<Box<dyn Model>> {
         let cfg = w.config(variant.rope_style)?;
-        let (d, hd) = (cfg.hidden_size, cfg.head_dim);
-        let q_dim = cfg.n_heads * hd;
-        let kv_dim = cfg.n_kv_heads * hd;
-        let embed = w.embedding("token_embd.weight", d, cfg.vocab_size)?;
-        let moe = w.moe()?;
-        let layers = (0..cfg.n_layers)
-            .map(|i| {
-                let p = |t: &str| format!("blk.{i}.{t}.weight");
-                // Phi 3 fuses Q, K and V into one matrix, and the gate and up projections.
-                let fused_qkv = w.has(&p("attn_qkv"));
-                let (wq, wk, wv) = if fused_qkv {
-                    let total = q_dim + 2 * kv_dim;
-                    (
-                        w.linear_rows(&p("attn_qkv"), d, total, 0..q_dim)?,
-                        w.linear_rows(&p("attn_qkv"), d, total, q_dim..q_dim + kv_dim)?,
-                        w.linear_rows(&p("attn_qkv"), d, total, q_dim + kv_dim..total)?,
-                    )
-                } else {
-                    (
-                        w.linear(&p("attn_q"), d, q_dim)?,
-                        w.linear(&p("attn_k"), d, kv_dim)?,
-                        w.linear(&p("attn_v"), d, kv_dim)?,
-                    )
-                };
-                let ff = cfg.intermediate_size;
-                let ffn = if let Some(m) = moe {
-                    Ffn::Sparse(Moe::load(w, i, d, m)?)
-                } else if w.has(&p("ffn_gate")) {
-                    Ffn::Dense(
-                        w.linear(&p("ffn_gate"), d, ff)?,
-                        w.linear(&p("ffn_up"), d, ff)?,
-                        w.linear(&p("ffn_down"), ff, d)?,
-                    )
-                } else {
-                    Ffn::Dense(
-                        w.linear_rows(&p("ffn_up"), d, 2 * ff, 0..ff)?,
-                        w.linear_rows(&p("ffn_up"), d, 2 * ff, ff..2 * ff)?,
-                        w.linear(&p("ffn_down"), ff, d)?,
-                    )
-                };
-                Ok(Layer {
-                    attn_norm: w.vector(&p("attn_norm"), d)?,
-                    wq,
-                    wk,
-                    wv,
-                    qkv_bias: match (
-                        w.vector_opt(&format!("blk.{i}.attn_q.bias"), q_dim)?,
-                        w.vector_opt(&format!("blk.{i}.attn_k.bias"), kv_dim)?,
-                        w.vector_opt(&format!("blk.{i}.attn_v.bias"), kv_dim)?,
-                    ) {
-                        (Some(q), Some(k), Some(v)) => Some([q, k, v]),
-                        _ => None,
-                    },
-                    qk_norm: match (
-                        w.vector_opt(&p("attn_q_norm"), hd)?,
-                        w.vector_opt(&p("attn_k_norm"), hd)?,
-                    ) {
-                        (Some(q), Some(k)) => Some([q, k]),
-                        _ => None,
-                    },
-                    wo: w.linear(&p("attn_output"), q_dim, d)?,
-                    ffn_norm: w.vector(&p("ffn_norm"), d)?,
-                    ffn,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let output = if w.has("output.weight") {
-            w.linear("output.weight", d, cfg.vocab_size)?
-        } else {
-            // Tied embeddings: the same [vocab, dim] table read as a linear layer.
-            Linear::new(embed.ty(), cfg.vocab_size, d, embed.bytes().clone())?
+        // `attention_bias` decides where the architecture's class reads it (Qwen 2's always
+        // has the biases).
+        let variant = LlamaVariant {
+            qkv_bias: match variant.qkv_bias {
+                Need::Required => Need::Required,
+                need => Need::from_flag(w.hparam_bool("attention_bias")?, need),
+            },
+            ..variant
         };
+        let shapes = LayerShapes {
+            d: cfg.hidden_size,
+            hd: cfg.head_dim,
+            q_dim: cfg.n_heads * cfg.head_dim,
+            kv_dim: cfg.n_kv_heads * cfg.head_dim,
+            ff: cfg.intermediate_size,
+        };
+        let moe = match (variant.experts, w.moe()?) {
+            (Need::Absent, _) | (Need::Optional, None) => None,
+            (_, Some(m)) => Some(MoeConfig {
+                norm_topk: m.norm_topk || variant.always_renormalise,
+                ..m
+            }),
+            (Need::Required, None) => {
+                return Err(ModelError::Unsupported(format!(
+                    "{}: `{}` is a mixture of experts, but the file gives no expert count (`expert_count`, `num_local_experts` or `num_experts`)",
+                    w.source(),
+                    cfg.architecture
+                )))
+            }
+        };
+        let sliding_window = w.sliding_window()?;
+        // One window for every layer, or none: per-layer types that differ are not run here.
+        if let Some(types) = w.sliding_layers()? {
+            if types
+                .iter()
+                .any(|&sliding| sliding != sliding_window.is_some())
+            {
+                return Err(ModelError::Unsupported(format!(
+                    "{}: layer_types mixes windowed and full layers (or names windowed ones without a sliding_window), which `{}` does not run",
+                    w.source(),
+                    cfg.architecture
+                )));
+            }
+        }
+        let embed = w.embedding("token_embd.weight", shapes.d, cfg.vocab_size)?;
+        let layers = (0..cfg.n_layers)
+            .map(|i| load_layer(w, i, &shapes, &variant, moe))
+            .collect::<Result<Vec<_>>>()?;
+        let output = output_head(w, &embed, shapes.d, cfg.vocab_size)?;
         let scaling = file_rope_scaling(w, &cfg)?;
         let rope = cfg.rope(scaling.clone());
         Ok(Box::new(Llama {
-            output_norm: w.vector("output_norm.weight", d)?,
+            output_norm: w.vector("output_norm.weight", shapes.d)?,
             output,
             embed,
             layers,
             rope,
             rope_scaling: scaling,
-            sliding_window: w.sliding_window()?,
+            sliding_window,
             prescale_queries: variant.prescale_queries,
             cfg,
         }))
     }
+}
+
+fn load_layer(
+    w: &dyn Weights,
+    i: usize,
+    s: &LayerShapes,
+    variant: &LlamaVariant,
+    moe: Option<MoeConfig>,
+) -> Result<Layer> {
+    let p = |t: &str| format!("blk.{i}.{t}.weight");
+    // Q, K and V as three matrices or one (Phi 3 and some GGUFs), biases as required.
+    let Qkv([q, k, v]) = parts::qkv(w, i, [s.d, s.q_dim, s.kv_dim], variant.qkv_bias)?;
+    let qkv_bias = match (q.bias, k.bias, v.bias) {
+        (Some(q), Some(k), Some(v)) => Some([q, k, v]),
+        (None, None, None) => None,
+        _ => {
+            return Err(ModelError::Unsupported(format!(
+                "{}: layer {i} has some of the Q, K and V biases but not all",
+                w.source()
+            )))
+        }
+    };
+    let ffn = if let Some(m) = moe {
+        Ffn::Sparse(parts::moe(w, i, s.d, m, Need::Absent)?)
+    } else if variant.fused_gate_up && !w.has(&p("ffn_gate")) {
+        Ffn::Dense(
+            w.linear_rows(&p("ffn_up"), s.d, 2 * s.ff, 0..s.ff)?,
+            w.linear_rows(&p("ffn_up"), s.d, 2 * s.ff, s.ff..2 * s.ff)?,
+            w.linear(&p("ffn_down"), s.ff, s.d)?,
+        )
+    } else {
+        Ffn::Dense(
+            w.linear(&p("ffn_gate"), s.d, s.ff)?,
+            w.linear(&p("ffn_up"), s.d, s.ff)?,
+            w.linear(&p("ffn_down"), s.ff, s.d)?,
+        )
+    };
+    Ok(Layer {
+        attn_norm: w.vector(&p("attn_norm"), s.d)?,
+        wq: q.linear,
+        wk: k.linear,
+        wv: v.linear,
+        qkv_bias,
+        qk_norm: match (
+            w.vector_as(&p("attn_q_norm"), s.hd, variant.qk_norm)?,
+            w.vector_as(&p("attn_k_norm"), s.hd, variant.qk_norm)?,
+        ) {
+            (Some(q), Some(k)) => Some([q, k]),
+            _ => None,
+        },
+        wo: w.linear(&p("attn_output"), s.q_dim, s.d)?,
+        ffn_norm: w.vector(&p("ffn_norm"), s.d)?,
+        ffn,
+    })
 }
 
 impl Model for Llama {

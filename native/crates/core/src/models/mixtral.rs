@@ -1,19 +1,40 @@
 //! `mixtral`: Mixtral 8x7B / 8x22B. The Llama decoder with a mixture of experts in place of
-//! each MLP (softmax router, top-2, weights renormalised). llama.cpp's converter writes it as
-//! `llama` with `llama.expert_count`, so GGUF files load through [`Llama`]; this id serves
-//! Hugging Face folders (`model_type: mixtral`) and `-a mixtral`.
+//! each MLP (required: softmax router, top-2, weights always renormalised). llama.cpp's
+//! converter writes it as `llama` with `llama.expert_count`, which the registry recognises.
 
+use crate::hf_config::HfDefaults;
+use crate::layers::RopeStyle;
 use crate::model_error::Result;
-use crate::models::llama::Llama;
+use crate::models::llama::{Llama, LlamaVariant, HF_LAYER};
 use crate::models::Model;
-use crate::weights::Weights;
+use crate::weights::{Need, Weights};
+use crate::weights_hf::{HfCheckpoint, HfExperts, DECODER_GLOBALS};
+
+const MIXTRAL: LlamaVariant = LlamaVariant {
+    rope_style: RopeStyle::Normal,
+    prescale_queries: false,
+    qkv_bias: Need::Absent,
+    qk_norm: Need::Absent,
+    experts: Need::Required,
+    always_renormalise: true,
+    fused_gate_up: false,
+};
+
+/// The router and experts under `block_sparse_moe` (`w1` gate, `w3` up, `w2` down).
+pub(crate) const HF_MOE: &[(&str, &str)] = &[("ffn_gate_inp", "block_sparse_moe.gate")];
+pub(crate) const HF_EXPERTS: HfExperts = HfExperts {
+    block: "block_sparse_moe",
+    names: ["w1", "w3", "w2"],
+};
+
+pub(crate) const HF: HfCheckpoint = HfCheckpoint {
+    globals: DECODER_GLOBALS,
+    layer_parts: &[HF_MOE, HF_LAYER],
+    experts: Some(HF_EXPERTS),
+    norm_offset: 0.0,
+    defaults: HfDefaults::new(),
+};
 
 pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
-    if w.moe()?.is_none() {
-        return Err(crate::ModelError::Unsupported(format!(
-            "{}: a Mixtral model needs its experts (num_local_experts / expert_count)",
-            w.source()
-        )));
-    }
-    Llama::load(w)
+    Llama::load_variant(w, MIXTRAL)
 }

@@ -1,43 +1,39 @@
-//! Model architectures, one file each, keyed by the Hugging Face `model_type` (= GGUF
-//! `general.architecture`). The registry below is the only shared touch point.
-
-use std::sync::Arc;
+//! Model architectures, one file each, named by the Hugging Face `model_type` they run. The
+//! registry ([`registry`]) is the only shared touch point.
 
 use mistralrs_common::ThreadPool;
 use mistralrs_paged_attn::{KvCache, KvCacheConfig, KvDtype};
-use mistralrs_quant::gguf::GgufFile;
 use mistralrs_quant::matmul::MatmulScratch;
 
 use crate::layers::RopeScaling;
 use crate::model_config::ModelConfig;
 use crate::model_error::{ModelError, Result};
-use crate::weights::{GgufWeights, Weights};
-use crate::weights_hf::HfWeights;
+use crate::weights::Weights;
 
-pub mod deepseek2;
+pub mod deepseek_v2;
+pub mod deepseek_v3;
 pub mod gemma;
 pub mod gemma2;
 pub mod gemma3;
 pub mod llama;
+pub mod mistral;
 pub mod mixtral;
-pub mod phi2;
+pub(crate) mod parts;
+pub mod phi;
 pub mod phi3;
 pub mod phimoe;
 pub mod qwen2;
 pub mod qwen3;
-pub mod qwen3moe;
+pub mod qwen3_moe;
+mod registry;
 pub mod starcoder2;
 
-/// One sequence's part of a step: its new tokens, where they start, and its block table.
-pub struct SeqInput<'a> {
-    pub tokens: &'a [u32],
-    /// Position of `tokens[0]`; the cache already holds positions `0..start_pos`.
-    pub start_pos: usize,
-    pub block_table: &'a [u32],
-    /// Whether the logits of the last token are wanted (false for a prefill chunk that is
-    /// not the last).
-    pub want_logits: bool,
-}
+pub use registry::{
+    architecture_names, load_gguf, load_hf, resolve_architecture, supported_architectures,
+    Architecture, ARCHITECTURES,
+};
+
+pub use crate::batch::SeqInput;
 
 /// Buffers reused across steps, so a decode step does not allocate.
 #[derive(Default)]
@@ -96,61 +92,6 @@ pub trait Model: Send + Sync {
             dtype,
         }
     }
-}
-
-type Loader = fn(&dyn Weights) -> Result<Box<dyn Model>>;
-
-/// Architecture id → loader. Adding a model = one file + one line here.
-const REGISTRY: &[(&str, Loader)] = &[
-    ("deepseek2", deepseek2::load),
-    ("gemma", gemma::load),
-    ("gemma2", gemma2::load),
-    ("gemma3", gemma3::Gemma3::load),
-    ("llama", llama::Llama::load),
-    ("mixtral", mixtral::load),
-    ("phi2", phi2::load),
-    ("phi3", phi3::load),
-    ("phimoe", phimoe::load),
-    ("qwen2", qwen2::load),
-    ("qwen3", qwen3::load),
-    ("qwen3moe", qwen3moe::load),
-    ("starcoder2", starcoder2::load),
-];
-
-/// Architectures this build can run.
-pub fn supported_architectures() -> Vec<&'static str> {
-    REGISTRY.iter().map(|(id, _)| *id).collect()
-}
-
-fn loader(arch: &str, source: &str) -> Result<Loader> {
-    REGISTRY
-        .iter()
-        .find(|(id, _)| *id == arch)
-        .map(|(_, l)| *l)
-        .ok_or_else(|| {
-            ModelError::Unsupported(format!(
-                "{source}: architecture `{arch}` is not supported (supported: {})",
-                supported_architectures().join(", ")
-            ))
-        })
-}
-
-/// Builds the model a GGUF file describes.
-pub fn load_gguf(file: Arc<GgufFile>) -> Result<Box<dyn Model>> {
-    let arch = file.get_string("general.architecture")?.to_string();
-    let weights = GgufWeights::new(file);
-    loader(&arch, &weights.source())?(&weights)
-}
-
-/// Builds the model of a Hugging Face folder (`config.json` and safetensors).
-/// Also returns the bytes its matrices take as stored (in `dtype`).
-pub fn load_hf(
-    dir: &std::path::Path,
-    dtype: crate::weights_dtype::WeightDtype,
-) -> Result<(Box<dyn Model>, usize)> {
-    let weights = HfWeights::open(dir)?.with_dtype(dtype);
-    let model = loader(&weights.architecture()?, &weights.source())?(&weights)?;
-    Ok((model, weights.stored_bytes()))
 }
 
 /// The batch's token ids in sequence order, and their absolute positions into `positions`;
@@ -256,25 +197,27 @@ pub fn check_batch(cfg: &ModelConfig, cache: &KvCache, batch: &[SeqInput<'_>]) -
 /// `rope_freqs`, LongRoPE's short and long factor tensors), else the config's.
 pub(crate) fn file_rope_scaling(w: &dyn Weights, cfg: &ModelConfig) -> Result<RopeScaling> {
     let half = cfg.rope_dims / 2;
-    Ok(
-        match (
-            w.vector_opt("rope_freqs.weight", half)?,
-            w.vector_opt("rope_factors_short.weight", half)?,
-            w.vector_opt("rope_factors_long.weight", half)?,
-        ) {
-            (Some(factors), _, _) => RopeScaling::FreqFactors(factors),
-            (None, Some(short), Some(long)) => RopeScaling::LongRope {
-                short,
-                long,
-                original_context: w
-                    .hparam_u32("rope.scaling.original_context_length")?
-                    .map_or(cfg.context_length, |v| v as usize),
-                attn_factor: w.hparam_f32("rope.scaling.attn_factor")?.unwrap_or(1.0),
-                context: None,
-            },
-            _ => cfg.rope_scaling.clone(),
+    let scaling = match (
+        w.vector_opt("rope_freqs.weight", half)?,
+        w.vector_opt("rope_factors_short.weight", half)?,
+        w.vector_opt("rope_factors_long.weight", half)?,
+    ) {
+        (Some(factors), _, _) => RopeScaling::FreqFactors(factors),
+        (None, Some(short), Some(long)) => RopeScaling::LongRope {
+            short,
+            long,
+            original_context: w
+                .hparam_u32("rope.scaling.original_context_length")?
+                .map_or(cfg.context_length, |v| v as usize),
+            attn_factor: w.hparam_f32("rope.scaling.attn_factor")?.unwrap_or(1.0),
+            context: None,
         },
-    )
+        _ => return Ok(cfg.rope_scaling.clone()),
+    };
+    scaling.check(cfg.rope_base).map_err(|e| {
+        ModelError::Unsupported(format!("{}: rope scaling tensors: {e}", w.source()))
+    })?;
+    Ok(scaling)
 }
 
 /// Tells a LongRoPE scaling the context a sequence may hold and rebuilds the rotation; other

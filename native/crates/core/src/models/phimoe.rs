@@ -7,12 +7,25 @@
 //! transformers' reference differs on both: true LayerNorms, and its `sparsemixer` weights
 //! (each chosen expert's softmax among the experts within a relative 2·jitter of it).
 
-use crate::layers::gpt::{BiasedLinear, LayerNorm, Qkv};
-use crate::layers::{Moe, RopeStyle};
+use crate::hf_config::HfDefaults;
+use crate::layers::{MoeConfig, RopeStyle};
 use crate::model_error::{ModelError, Result};
-use crate::models::starcoder2::{Ffn, Layer, SequentialGpt};
+use crate::models::llama::HF_LAYER;
+use crate::models::mixtral::{HF_EXPERTS, HF_MOE};
+use crate::models::parts;
+use crate::models::starcoder2::{Ffn, GptVariant, Layer, SequentialGpt};
 use crate::models::Model;
-use crate::weights::Weights;
+use crate::weights::{Need, Weights};
+use crate::weights_hf::{HfCheckpoint, DECODER_GLOBALS};
+
+/// Mixtral's router and expert names, Llama's for the rest.
+pub(crate) const HF: HfCheckpoint = HfCheckpoint {
+    globals: DECODER_GLOBALS,
+    layer_parts: &[HF_MOE, HF_LAYER],
+    experts: Some(HF_EXPERTS),
+    norm_offset: 0.0,
+    defaults: HfDefaults::new(),
+};
 
 pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
     let cfg = w.config(RopeStyle::Neox)?;
@@ -25,18 +38,32 @@ pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
             w.source()
         ))
     })?;
-    let norm = |name: &str| LayerNorm::load_rms(w, name, d, eps);
+    // Renormalised as llama.cpp does (see above), whatever the config says.
+    let moe = MoeConfig {
+        norm_topk: true,
+        ..moe
+    };
+    // Biased attention projections (Phi 3.5 MoE's `attention_bias: true`; llama.cpp requires
+    // the output's).
+    let bias = Need::from_flag(w.hparam_bool("attention_bias")?, Need::Required);
+    let norm = |name: &str| parts::rms_norm_with_bias(w, name, d, eps);
     let layers = (0..cfg.n_layers)
         .map(|i| {
             Ok(Layer {
                 attn_norm: norm(&format!("blk.{i}.attn_norm"))?,
-                qkv: Qkv::load(w, i, d, q_dim, kv_dim)?,
-                wo: BiasedLinear::load(w, &format!("blk.{i}.attn_output"), q_dim, d)?,
+                qkv: parts::qkv(w, i, [d, q_dim, kv_dim], bias)?,
+                wo: parts::biased_linear(w, &format!("blk.{i}.attn_output"), [q_dim, d], bias)?,
                 ffn_norm: norm(&format!("blk.{i}.ffn_norm"))?,
-                ffn: Ffn::Sparse(Moe::load(w, i, d, moe)?),
+                ffn: Ffn::Sparse(parts::moe(w, i, d, moe, Need::Absent)?),
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    // Queries scaled before the scores, as in Phi 3.
-    Ok(Box::new(SequentialGpt::load(w, cfg, layers, norm, true)?))
+    let variant = GptVariant {
+        // Queries scaled before the scores, as in Phi 3.
+        prescale_queries: true,
+        head_bias: Need::from_flag(w.hparam_bool("lm_head_bias")?, Need::Required),
+    };
+    Ok(Box::new(SequentialGpt::load(
+        w, cfg, layers, norm, variant,
+    )?))
 }

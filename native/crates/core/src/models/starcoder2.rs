@@ -1,23 +1,39 @@
 //! `starcoder2`: Starcoder 2. A GPT-style sequential block: LayerNorm (with bias) → attention
 //! with biased Q/K/V/O and NeoX rotation → residual → LayerNorm → GELU MLP with biases →
 //! residual; tied or separate output head. A checkpoint's `sliding_window` is honoured
-//! (llama.cpp's GGUFs carry none). Phi 3.5 MoE reuses the decoder with its own norms and
+//! (llama.cpp's GGUFs carry none). Phi 3.5 MoE (`phimoe`) reuses the decoder with its own norms and
 //! feed-forward block.
 
 use mistralrs_common::ThreadPool;
 use mistralrs_paged_attn::{AttentionParams, KvCache};
 
+use crate::hf_config::HfDefaults;
 use crate::layers::attention::paged_attention;
 use crate::layers::gpt::{BiasedLinear, GeluMlp, LayerNorm, Qkv};
 use crate::layers::{Embedding, Linear, Moe, Rope, RopeScaling, RopeStyle};
 use crate::model_config::ModelConfig;
 use crate::model_error::Result;
-use crate::models::phi2::gpt_head_logits;
+use crate::models::llama::HF_LAYER;
+use crate::models::parts;
+use crate::models::phi::gpt_head_logits;
 use crate::models::{
     check_batch, file_rope_scaling, flatten_batch, set_rope_context, ForwardScratch, Model,
     SeqInput,
 };
-use crate::weights::Weights;
+use crate::weights::{Need, Weights};
+use crate::weights_hf::{HfCheckpoint, DECODER_GLOBALS};
+
+/// `c_fc` and `c_proj` for the MLP; Llama's names otherwise.
+pub(crate) const HF: HfCheckpoint = HfCheckpoint {
+    globals: DECODER_GLOBALS,
+    layer_parts: &[
+        &[("ffn_up", "mlp.c_fc"), ("ffn_down", "mlp.c_proj")],
+        HF_LAYER,
+    ],
+    experts: None,
+    norm_offset: 0.0,
+    defaults: HfDefaults::new(),
+};
 
 pub(crate) struct Layer {
     pub attn_norm: LayerNorm,
@@ -46,6 +62,14 @@ pub(crate) struct SequentialGpt {
     pub prescale_queries: bool,
 }
 
+/// What distinguishes the architectures on the sequential GPT decoder, beyond their layers.
+pub(crate) struct GptVariant {
+    /// Queries are multiplied by 1/√head_dim before the scores (Phi 3's order).
+    pub prescale_queries: bool,
+    /// The bias of a separate output head.
+    pub head_bias: Need,
+}
+
 impl SequentialGpt {
     /// The decoder around `layers`, with the file's embeddings, final norm (`norm` loads it),
     /// output head (tied when the file has none) and rotation.
@@ -54,12 +78,12 @@ impl SequentialGpt {
         cfg: ModelConfig,
         layers: Vec<Layer>,
         norm: impl Fn(&str) -> Result<LayerNorm>,
-        prescale_queries: bool,
+        variant: GptVariant,
     ) -> Result<SequentialGpt> {
         let d = cfg.hidden_size;
         let embed = w.embedding("token_embd.weight", d, cfg.vocab_size)?;
         let output = if w.has("output.weight") {
-            BiasedLinear::load(w, "output", d, cfg.vocab_size)?
+            parts::biased_linear(w, "output", [d, cfg.vocab_size], variant.head_bias)?
         } else {
             BiasedLinear {
                 linear: Linear::new(embed.ty(), cfg.vocab_size, d, embed.bytes().clone())?,
@@ -75,7 +99,7 @@ impl SequentialGpt {
             rope: cfg.rope(rope_scaling.clone()),
             rope_scaling,
             sliding_window: w.sliding_window()?,
-            prescale_queries,
+            prescale_queries: variant.prescale_queries,
             cfg,
         })
     }
@@ -86,19 +110,28 @@ pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
     let (d, hd) = (cfg.hidden_size, cfg.head_dim);
     let (q_dim, kv_dim) = (cfg.n_heads * hd, cfg.n_kv_heads * hd);
     let eps = w.layer_norm_eps()?;
-    let norm = |name: &str| LayerNorm::load(w, name, d, eps);
+    let norm = |name: &str| parts::layer_norm(w, name, d, eps);
+    // Biased projections and MLP unless the checkpoint's `use_bias` says otherwise (llama.cpp
+    // requires them).
+    let bias = Need::from_flag(w.hparam_bool("use_bias")?, Need::Required);
     let layers = (0..cfg.n_layers)
         .map(|i| {
             Ok(Layer {
                 attn_norm: norm(&format!("blk.{i}.attn_norm"))?,
-                qkv: Qkv::load(w, i, d, q_dim, kv_dim)?,
-                wo: BiasedLinear::load(w, &format!("blk.{i}.attn_output"), q_dim, d)?,
+                qkv: parts::qkv(w, i, [d, q_dim, kv_dim], bias)?,
+                wo: parts::biased_linear(w, &format!("blk.{i}.attn_output"), [q_dim, d], bias)?,
                 ffn_norm: norm(&format!("blk.{i}.ffn_norm"))?,
-                ffn: Ffn::Gelu(GeluMlp::load(w, i, d, cfg.intermediate_size)?),
+                ffn: Ffn::Gelu(parts::gelu_mlp(w, i, [d, cfg.intermediate_size], bias)?),
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(Box::new(SequentialGpt::load(w, cfg, layers, norm, false)?))
+    let variant = GptVariant {
+        prescale_queries: false,
+        head_bias: Need::Absent,
+    };
+    Ok(Box::new(SequentialGpt::load(
+        w, cfg, layers, norm, variant,
+    )?))
 }
 
 impl Model for SequentialGpt {

@@ -3,8 +3,11 @@
 //!
 //! Shard names from the index must be plain relative paths inside the directory (no `..`, no
 //! absolute path, no leading `./`): an index is as untrusted as the weights, and a name such as
-//! `../../etc/passwd` must not reach `open`. Symbolic links inside the directory are followed,
-//! because the Hugging Face cache lays out snapshots as links into its blob store.
+//! `../../etc/passwd` must not reach `open`. Symbolic links are followed only where they stay
+//! inside the directory, or, for a snapshot of the Hugging Face cache
+//! (`<repo>/snapshots/<revision>/`), inside that repository's blob store (`<repo>/blobs/`),
+//! where the cache's links point: a shard (or index) that links anywhere else is refused, as a
+//! name that climbs out is.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Component, Path, PathBuf};
@@ -38,6 +41,7 @@ impl SafetensorsModel {
         }
         let single = dir.join(SINGLE_FILE);
         if single.is_file() {
+            Containment::of(dir)?.check(&single, SINGLE_FILE)?;
             let file = SafetensorsFile::open(&single)?;
             return SafetensorsModel::from_shards(dir, None, vec![file], Map::new());
         }
@@ -51,6 +55,8 @@ impl SafetensorsModel {
     pub fn open_index(index_path: &Path) -> Result<SafetensorsModel> {
         let dir = index_path.parent().unwrap_or(Path::new("."));
         let fail = |what: String| QuantError::format(index_path, what);
+        let containment = Containment::of(dir)?;
+        containment.check(index_path, INDEX_FILE)?;
         let size = std::fs::metadata(index_path)
             .map_err(|e| QuantError::io(index_path, e))?
             .len();
@@ -89,6 +95,7 @@ impl SafetensorsModel {
         let names: BTreeSet<&str> = listed.iter().map(|&(_, f)| f).collect();
         let mut shards = Vec::with_capacity(names.len());
         for &name in &names {
+            containment.check(&dir.join(name), name)?;
             let shard = SafetensorsFile::open(&dir.join(name)).map_err(|e| match e {
                 QuantError::Io { source, .. } => fail(format!(
                     "shard `{name}` listed in the index cannot be opened: {source}"
@@ -195,6 +202,53 @@ impl SafetensorsModel {
     fn require(&self, name: &str) -> Result<(&SafetensorsFile, &SafetensorsTensorInfo)> {
         self.tensor(name)
             .ok_or_else(|| QuantError::format(&self.dir, format!("no tensor named `{name}`")))
+    }
+}
+
+/// Where a model directory's files may be once links are followed.
+struct Containment {
+    dir: PathBuf,
+    /// The directory, and a Hugging Face cache snapshot's blob store.
+    roots: Vec<PathBuf>,
+}
+
+impl Containment {
+    fn of(dir: &Path) -> Result<Containment> {
+        let real = dir.canonicalize().map_err(|e| QuantError::io(dir, e))?;
+        let mut roots = vec![real.clone()];
+        // `<repo>/snapshots/<revision>`: the cache links each file to `<repo>/blobs/<hash>`.
+        if let Some(snapshots) = real
+            .parent()
+            .filter(|p| p.file_name() == Some("snapshots".as_ref()))
+        {
+            if let Some(blobs) = snapshots.parent().map(|repo| repo.join("blobs")) {
+                if let Ok(blobs) = blobs.canonicalize() {
+                    roots.push(blobs);
+                }
+            }
+        }
+        Ok(Containment {
+            dir: dir.to_path_buf(),
+            roots,
+        })
+    }
+
+    /// Refuses `path` (named `name` in messages) when it resolves outside every root. A path
+    /// that does not resolve (missing, a dangling link) is left for opening to report.
+    fn check(&self, path: &Path, name: &str) -> Result<()> {
+        let Ok(real) = path.canonicalize() else {
+            return Ok(());
+        };
+        if self.roots.iter().any(|root| real.starts_with(root)) {
+            return Ok(());
+        }
+        Err(QuantError::format(
+            &self.dir,
+            format!(
+                "`{name}` links to {}, outside the model directory; a model's files must stay inside it",
+                real.display()
+            ),
+        ))
     }
 }
 

@@ -1,5 +1,6 @@
-//! `deepseek2`: DeepSeek V2, V2-Lite, V2.5 and V3 (llama.cpp's one architecture for all; V3
-//! differs in configuration only). Pre-norm decoder with:
+//! `deepseek_v2`: DeepSeek V2, V2-Lite, V2.5, and the decoder `deepseek_v3` shares (GGUF:
+//! `deepseek2` for both, llama.cpp's one architecture; V3 differs in configuration only).
+//! Pre-norm decoder with:
 //!
 //! - **multi-head latent attention (MLA)**, in its absorbed form: keys and values are one
 //!   shared latent vector per token (`kv_lora_rank`, RMS-normed) plus a small rotated key part
@@ -16,14 +17,50 @@ use mistralrs_common::ThreadPool;
 use mistralrs_paged_attn::{AttentionParams, KvCache};
 use mistralrs_quant::matmul::MatmulScratch;
 
+use crate::hf_config::HfDefaults;
 use crate::layers::attention::paged_attention;
 use crate::layers::{rms_norm, rms_norm_inplace, Embedding, Expert, Linear, Moe, Rope, RopeStyle};
 use crate::model_config::ModelConfig;
 use crate::model_error::{ModelError, Result};
+use crate::models::llama::HF_LAYER;
+use crate::models::parts::{self, output_head};
 use crate::models::{
     check_batch, flatten_batch, last_token_logits, ForwardScratch, Model, SeqInput,
 };
-use crate::weights::Weights;
+use crate::weights::{Need, Weights};
+use crate::weights_hf::{HfCheckpoint, HfExperts, DECODER_GLOBALS};
+
+/// The latent attention, the router's selection bias and the shared experts; Llama's names
+/// for the rest.
+const HF_MLA: &[(&str, &str)] = &[
+    ("attn_q_a", "self_attn.q_a_proj"),
+    ("attn_q_a_norm", "self_attn.q_a_layernorm"),
+    ("attn_q_b", "self_attn.q_b_proj"),
+    ("attn_kv_a_mqa", "self_attn.kv_a_proj_with_mqa"),
+    ("attn_kv_a_norm", "self_attn.kv_a_layernorm"),
+    ("attn_kv_b", "self_attn.kv_b_proj"),
+    ("exp_probs_b.bias", "mlp.gate.e_score_correction_bias"),
+    ("ffn_gate_inp", "mlp.gate"),
+    ("ffn_gate_shexp", "mlp.shared_experts.gate_proj"),
+    ("ffn_up_shexp", "mlp.shared_experts.up_proj"),
+    ("ffn_down_shexp", "mlp.shared_experts.down_proj"),
+];
+
+pub(crate) const fn hf_checkpoint(defaults: HfDefaults) -> HfCheckpoint {
+    HfCheckpoint {
+        globals: DECODER_GLOBALS,
+        layer_parts: &[HF_MLA, HF_LAYER],
+        experts: Some(HfExperts {
+            block: "mlp",
+            names: ["gate_proj", "up_proj", "down_proj"],
+        }),
+        norm_offset: 0.0,
+        defaults,
+    }
+}
+
+/// V2's router: a softmax, its group method in `topk_method` (`greedy` by default).
+pub(crate) const HF: HfCheckpoint = hf_checkpoint(HfDefaults::new());
 
 /// Sizes of the latent attention.
 #[derive(Clone, Copy, Debug)]
@@ -90,6 +127,22 @@ pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
     let source = w.source();
     let missing = |what: &str| ModelError::Unsupported(format!("{source}: missing `{what}`"));
     let mut cfg = w.config(RopeStyle::Normal)?;
+    // Multi-token-prediction layers follow the decoder's (llama.cpp's GGUFs count them in
+    // `block_count`; checkpoints hold them past `num_hidden_layers`): never run here.
+    let mtp_layers = w.hparam_u32("nextn_predict_layers")?.unwrap_or(0) as usize;
+    if mtp_layers >= cfg.n_layers {
+        return Err(ModelError::Unsupported(format!(
+            "{source}: {mtp_layers} multi-token-prediction layers leave no decoder layer of {}",
+            cfg.n_layers
+        )));
+    }
+    cfg.n_layers -= mtp_layers;
+    w.skip_layers_from(cfg.n_layers);
+    if w.hparam_bool("rope_interleave")? == Some(false) {
+        return Err(ModelError::Unsupported(format!(
+            "{source}: rope_interleave false (rotating halves) is not supported for DeepSeek"
+        )));
+    }
     let rank = hparam(w, "attention.kv_lora_rank", "kv_lora_rank")?
         .filter(|&r| r > 0)
         .ok_or_else(|| missing("kv_lora_rank"))?;
@@ -144,13 +197,7 @@ pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
     let layers = (0..cfg.n_layers)
         .map(|i| {
             let p = |t: &str| format!("blk.{i}.{t}.weight");
-            let swiglu = |suffix: &str, ff: usize| -> Result<Expert> {
-                Ok(Expert {
-                    gate: w.linear(&p(&format!("ffn_gate{suffix}")), d, ff)?,
-                    up: w.linear(&p(&format!("ffn_up{suffix}")), d, ff)?,
-                    down: w.linear(&p(&format!("ffn_down{suffix}")), ff, d)?,
-                })
-            };
+            let swiglu = |suffix: &str, ff: usize| parts::swiglu(w, i, suffix, [d, ff]);
             let q = match q_rank {
                 None => Query::Full(w.linear(&p("attn_q"), d, heads * qk_dim)?),
                 Some(r) => Query::LowRank {
@@ -162,7 +209,8 @@ pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
             let (k_b, v_b) = w.mla_kv_b(i, heads, mla.nope, v_dim, rank)?;
             let ffn = match moe {
                 Some(m) if i >= n_dense => Ffn::Sparse {
-                    moe: Moe::load(w, i, d, m)?,
+                    // V3's selection bias; llama.cpp reads it when present.
+                    moe: parts::moe(w, i, d, m, Need::Optional)?,
                     shared: if n_shared > 0 {
                         Some(swiglu("_shexp", m.expert_ff * n_shared)?)
                     } else {
@@ -184,11 +232,7 @@ pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let output = if w.has("output.weight") {
-        w.linear("output.weight", d, cfg.vocab_size)?
-    } else {
-        Linear::new(embed.ty(), cfg.vocab_size, d, embed.bytes().clone())?
-    };
+    let output = output_head(w, &embed, d, cfg.vocab_size)?;
     let mscale = cfg.rope_scaling.attention_mscale();
     let rope = Rope::new(
         RopeStyle::Normal,

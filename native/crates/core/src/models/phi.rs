@@ -1,4 +1,4 @@
-//! `phi2`: Phi 2. A GPT-style parallel block: one LayerNorm (with bias) feeds both attention
+//! `phi`: Phi 2 (GGUF and `-a`: `phi2`). A GPT-style parallel block: one LayerNorm (with bias) feeds both attention
 //! and a GELU MLP, whose outputs are added to the residual together; Q/K/V and every
 //! projection carry biases, so does the output head; NeoX rotation of the first 40 % of each
 //! head (`partial_rotary_factor`); queries scaled by 1/√head_dim before attention.
@@ -7,13 +7,41 @@ use mistralrs_common::ThreadPool;
 use mistralrs_paged_attn::{AttentionParams, KvCache};
 use mistralrs_quant::matmul::MatmulScratch;
 
+use crate::hf_config::HfDefaults;
 use crate::layers::attention::paged_attention;
 use crate::layers::gpt::{BiasedLinear, GeluMlp, LayerNorm, Qkv};
 use crate::layers::{Embedding, Rope, RopeStyle};
 use crate::model_config::ModelConfig;
 use crate::model_error::Result;
+use crate::models::llama::HF_LAYER;
+use crate::models::parts;
 use crate::models::{check_batch, flatten_batch, head_logits, ForwardScratch, Model, SeqInput};
-use crate::weights::Weights;
+use crate::weights::{Need, Weights};
+use crate::weights_hf::HfCheckpoint;
+
+/// `dense` for the attention output, `fc1`/`fc2` for the MLP, `final_layernorm` at the end.
+pub(crate) const HF: HfCheckpoint = HfCheckpoint {
+    globals: &[
+        ("token_embd", "model.embed_tokens"),
+        ("output_norm", "model.final_layernorm"),
+        ("output", "lm_head"),
+    ],
+    layer_parts: &[
+        &[
+            ("attn_output", "self_attn.dense"),
+            ("ffn_up", "mlp.fc1"),
+            ("ffn_down", "mlp.fc2"),
+        ],
+        HF_LAYER,
+    ],
+    experts: None,
+    norm_offset: 0.0,
+    // PhiConfig's default: half of each head rotates.
+    defaults: HfDefaults {
+        partial_rotary_factor: 0.5,
+        ..HfDefaults::new()
+    },
+};
 
 struct Layer {
     norm: LayerNorm,
@@ -36,21 +64,29 @@ pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
     let (d, hd) = (cfg.hidden_size, cfg.head_dim);
     let (q_dim, kv_dim) = (cfg.n_heads * hd, cfg.n_kv_heads * hd);
     let eps = w.layer_norm_eps()?;
+    // Every projection, the MLP and the head carry biases (llama.cpp requires them too).
+    let bias = Need::Required;
+    if w.hparam_bool("qk_layernorm")? == Some(true) {
+        return Err(crate::ModelError::Unsupported(format!(
+            "{}: qk_layernorm (Phi 2 with query/key LayerNorms) is not supported",
+            w.source()
+        )));
+    }
     let layers = (0..cfg.n_layers)
         .map(|i| {
             Ok(Layer {
-                norm: LayerNorm::load(w, &format!("blk.{i}.attn_norm"), d, eps)?,
-                qkv: Qkv::load(w, i, d, q_dim, kv_dim)?,
-                wo: BiasedLinear::load(w, &format!("blk.{i}.attn_output"), q_dim, d)?,
-                mlp: GeluMlp::load(w, i, d, cfg.intermediate_size)?,
+                norm: parts::layer_norm(w, &format!("blk.{i}.attn_norm"), d, eps)?,
+                qkv: parts::qkv(w, i, [d, q_dim, kv_dim], bias)?,
+                wo: parts::biased_linear(w, &format!("blk.{i}.attn_output"), [q_dim, d], bias)?,
+                mlp: parts::gelu_mlp(w, i, [d, cfg.intermediate_size], bias)?,
             })
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(Box::new(Phi2 {
         embed: w.embedding("token_embd.weight", d, cfg.vocab_size)?,
         layers,
-        output_norm: LayerNorm::load(w, "output_norm", d, eps)?,
-        output: BiasedLinear::load(w, "output", d, cfg.vocab_size)?,
+        output_norm: parts::layer_norm(w, "output_norm", d, eps)?,
+        output: parts::biased_linear(w, "output", [d, cfg.vocab_size], bias)?,
         rope: cfg.rope(cfg.rope_scaling.clone()),
         cfg,
     }))
