@@ -217,13 +217,6 @@ export interface TextBound {
   uncountedBytes: Array<number>
 }
 
-/** See `TokenizerHandle::text_bound`. */
-export interface TextBound {
-  bytesPerToken: number
-  /** Bytes that no token spells: they produce no token, so they do not count. */
-  uncountedBytes: Array<number>
-}
-
 /** A Hugging Face `tokenizer.json` (and optionally its `tokenizer_config.json`). */
 export declare function tokenizerFromFile(path: string, config?: string | undefined | null): Promise<TokenizerHandle>
 

@@ -10,24 +10,32 @@ use mistralrs_paged_attn::{
 use crate::batch::SeqInput;
 use crate::model_error::{ModelError, Result};
 
-/// For every sequence of `batch`: writes its rows of `k` and `v` (`[n, n_kv_heads, head_dim]`)
-/// at their positions, then computes attention for its rows of `q` (`[n, n_heads, head_dim]`)
-/// into `out` (same shape as `q`). `params.single_token_step` is set here, per sequence. All
-/// sequences share one parallel region (a sequence only reads blocks of its own table, and
-/// shared prefix blocks are never written).
-#[allow(clippy::too_many_arguments)]
+/// What every attention call of one step shares: the pool, the batch's sequences, and the
+/// absolute position of each of the batch's tokens (in sequence order).
+pub struct StepBatch<'a, 'b> {
+    pub pool: &'a ThreadPool,
+    pub batch: &'a [SeqInput<'b>],
+    pub positions: &'a [usize],
+}
+
+/// For every sequence of the step's batch: writes its rows of `k` and `v`
+/// (`[n, n_kv_heads, head_dim]`) at their positions, then computes attention for its rows of
+/// `q` (`[n, n_heads, head_dim]`) into `out` (same shape as `q`). `params.single_token_step`
+/// is set here, per sequence. All sequences share one parallel region (a sequence only reads
+/// blocks of its own table, and shared prefix blocks are never written).
 pub fn paged_attention(
-    pool: &ThreadPool,
+    step: &StepBatch<'_, '_>,
     cache: &mut KvCache,
     layer: usize,
-    batch: &[SeqInput<'_>],
-    positions: &[usize],
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
+    (q, k, v): (&[f32], &[f32], &[f32]),
     params: &AttentionParams,
     out: &mut [f32],
 ) -> Result<()> {
+    let StepBatch {
+        pool,
+        batch,
+        positions,
+    } = *step;
     let kv_dim = params.n_kv_heads * params.head_dim;
     let q_dim = params.n_heads * params.head_dim;
     let mut t0 = 0;

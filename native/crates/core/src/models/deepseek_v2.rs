@@ -18,7 +18,7 @@ use mistralrs_paged_attn::{AttentionParams, KvCache};
 use mistralrs_quant::matmul::MatmulScratch;
 
 use crate::hf_config::HfDefaults;
-use crate::layers::attention::paged_attention;
+use crate::layers::attention::{paged_attention, StepBatch};
 use crate::layers::{rms_norm, rms_norm_inplace, Embedding, Expert, Linear, Moe, Rope, RopeStyle};
 use crate::model_config::ModelConfig;
 use crate::model_error::{ModelError, Result};
@@ -257,15 +257,13 @@ pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
 /// values) into `out` `[n, heads, out_stride]` (its first `out` values): one matrix per head,
 /// each token's row multiplied on its own (as llama.cpp multiplies these 3-D weights).
 /// `gathered` and `products` are work space of at least `n · in` and `n · out` values.
-#[allow(clippy::too_many_arguments)]
 fn per_head(
     pool: &ThreadPool,
     matrices: &[Linear],
     (x, x_stride): (&[f32], usize),
     (out, out_stride): (&mut [f32], usize),
     n: usize,
-    gathered: &mut [f32],
-    products: &mut [f32],
+    (gathered, products): (&mut [f32], &mut [f32]),
     matmul: &mut MatmulScratch,
 ) -> Result<()> {
     let heads = matrices.len();
@@ -288,6 +286,196 @@ fn per_head(
     Ok(())
 }
 
+/// One step's buffers, each holding `n` token rows.
+struct Buffers<'a> {
+    /// `[n, d]`: the residual stream, and the normed input of each block.
+    x: &'a mut [f32],
+    h: &'a mut [f32],
+    /// `[n, heads, nope + rope]` queries, `[n, rank + rope]` latent keys and values.
+    q: &'a mut [f32],
+    kv: &'a mut [f32],
+    /// `[n, heads, rank + rope]`: queries in the latent space, and attention's latent output.
+    q_lat: &'a mut [f32],
+    attn: &'a mut [f32],
+    /// `[n, heads, rope]` and `[n, rope]`: the rotated parts.
+    q_pe: &'a mut [f32],
+    k_pe: &'a mut [f32],
+    /// `[n, heads, v_dim]`: each head's value.
+    o: &'a mut [f32],
+    /// `[n, d]`, `[n, ff]`, `[n, ff]`, `[n, q_rank]`, `[n, d]` (the MLP sizes its own two).
+    ffn_out: &'a mut [f32],
+    gate: &'a mut Vec<f32>,
+    up: &'a mut Vec<f32>,
+    qa: &'a mut [f32],
+    shared_out: &'a mut [f32],
+    /// `per_head`'s work space.
+    gathered: &'a mut [f32],
+    products: &'a mut [f32],
+}
+
+impl DeepSeek2 {
+    /// The lengths of [`Buffers`]' fields, in order, for `n` tokens.
+    fn buffer_lengths(&self, n: usize) -> [usize; 16] {
+        let c = &self.cfg;
+        let Mla {
+            nope,
+            rope,
+            v_dim,
+            rank,
+        } = self.mla;
+        let (d, heads, latent) = (c.hidden_size, c.n_heads, rank + rope);
+        let widest = |f: &dyn Fn(&Layer) -> usize| self.layers.iter().map(f).max().unwrap_or(0);
+        let max_ff = widest(&|l| match &l.ffn {
+            Ffn::Dense(e) => e.gate.out_features(),
+            Ffn::Sparse { .. } => 0,
+        });
+        let q_rank = widest(&|l| match &l.q {
+            Query::LowRank { a, .. } => a.out_features(),
+            Query::Full(_) => 0,
+        });
+        [
+            n * d,
+            n * d,
+            n * heads * (nope + rope),
+            n * latent,
+            n * heads * latent,
+            n * heads * latent,
+            n * heads * rope,
+            n * rope,
+            n * heads * v_dim,
+            n * d,
+            n * max_ff,
+            n * max_ff,
+            n * q_rank,
+            n * d,
+            n * nope.max(rank),
+            n * rank.max(v_dim),
+        ]
+    }
+
+    /// Latent attention of layer `li` on `b.x`, its output added to `b.x`.
+    fn attention(
+        &self,
+        step: &StepBatch<'_, '_>,
+        cache: &mut KvCache,
+        li: usize,
+        b: &mut Buffers<'_>,
+        matmul: &mut MatmulScratch,
+    ) -> Result<()> {
+        let (c, layer, pool) = (&self.cfg, &self.layers[li], step.pool);
+        let n = step.positions.len();
+        let Mla {
+            nope,
+            rope,
+            v_dim,
+            rank,
+        } = self.mla;
+        let (heads, qk_dim, latent) = (c.n_heads, nope + rope, rank + rope);
+        rms_norm(b.x, &layer.attn_norm, c.rms_norm_eps, b.h);
+        match &layer.q {
+            Query::Full(wq) => wq.forward(pool, b.h, b.q, matmul)?,
+            Query::LowRank { a, norm, b: wb } => {
+                let qa = &mut b.qa[..n * a.out_features()];
+                a.forward(pool, b.h, qa, matmul)?;
+                rms_norm_inplace(qa, norm, c.rms_norm_eps);
+                wb.forward(pool, qa, b.q, matmul)?;
+            }
+        }
+        // kv: [n, rank + rope]; the latent part normed, the key part rotated.
+        layer.kv_a.forward(pool, b.h, b.kv, matmul)?;
+        for (row, k) in
+            b.kv.chunks_exact_mut(latent)
+                .zip(b.k_pe.chunks_exact_mut(rope))
+        {
+            let (lat, pe) = row.split_at_mut(rank);
+            rms_norm_inplace(lat, &layer.kv_a_norm, c.rms_norm_eps);
+            k.copy_from_slice(pe);
+        }
+        self.rope.apply(b.k_pe, step.positions, 1);
+        for (row, pe) in b.kv.chunks_exact_mut(latent).zip(b.k_pe.chunks_exact(rope)) {
+            row[rank..].copy_from_slice(pe);
+        }
+
+        // Queries: [latent of the unrotated part | rotated part] per head.
+        for (dst, src) in b.q_pe.chunks_exact_mut(rope).zip(b.q.chunks_exact(qk_dim)) {
+            dst.copy_from_slice(&src[nope..]);
+        }
+        self.rope.apply(b.q_pe, step.positions, heads);
+        let work = (&mut *b.gathered, &mut *b.products);
+        per_head(
+            pool,
+            &layer.k_b,
+            (b.q, qk_dim),
+            (b.q_lat, latent),
+            n,
+            work,
+            matmul,
+        )?;
+        for (dst, pe) in b
+            .q_lat
+            .chunks_exact_mut(latent)
+            .zip(b.q_pe.chunks_exact(rope))
+        {
+            dst[rank..].copy_from_slice(pe);
+        }
+
+        // One latent head of keys, its first `rank` values doubling as the values.
+        let params = AttentionParams {
+            n_heads: heads,
+            n_kv_heads: 1,
+            head_dim: latent,
+            scale: self.score_scale,
+            softcap: None,
+            sliding_window: None,
+            single_token_step: false, // set per sequence
+        };
+        let qkv = (&*b.q_lat, &*b.kv, &*b.kv);
+        paged_attention(step, cache, li, qkv, &params, b.attn)?;
+        let work = (&mut *b.gathered, &mut *b.products);
+        per_head(
+            pool,
+            &layer.v_b,
+            (b.attn, latent),
+            (b.o, v_dim),
+            n,
+            work,
+            matmul,
+        )?;
+        layer.wo.forward(pool, b.o, b.h, matmul)?;
+        b.x.iter_mut().zip(b.h.iter()).for_each(|(a, h)| *a += h);
+        Ok(())
+    }
+
+    /// The dense MLP or the experts (and shared experts) of `layer` on `b.x`, added to `b.x`.
+    fn feed_forward(
+        &self,
+        pool: &ThreadPool,
+        layer: &Layer,
+        b: &mut Buffers<'_>,
+        matmul: &mut MatmulScratch,
+    ) -> Result<()> {
+        rms_norm(b.x, &layer.ffn_norm, self.cfg.rms_norm_eps, b.h);
+        match &layer.ffn {
+            Ffn::Dense(mlp) => mlp.forward(pool, b.h, b.ffn_out, b.gate, b.up, matmul)?,
+            Ffn::Sparse { moe, shared } => {
+                moe.forward(pool, b.h, b.ffn_out, matmul)?;
+                if let Some(shared) = shared {
+                    shared.forward(pool, b.h, b.shared_out, b.gate, b.up, matmul)?;
+                    let shared_out = &*b.shared_out;
+                    b.ffn_out
+                        .iter_mut()
+                        .zip(shared_out)
+                        .for_each(|(a, s)| *a += s);
+                }
+            }
+        }
+        b.x.iter_mut()
+            .zip(b.ffn_out.iter())
+            .for_each(|(a, f)| *a += f);
+        Ok(())
+    }
+}
+
 impl Model for DeepSeek2 {
     fn config(&self) -> &ModelConfig {
         &self.cfg
@@ -304,149 +492,48 @@ impl Model for DeepSeek2 {
         let c = &self.cfg;
         check_batch(c, cache, batch)?;
         let n: usize = batch.iter().map(|s| s.tokens.len()).sum();
-        let Mla {
-            nope,
-            rope,
-            v_dim,
-            rank,
-        } = self.mla;
-        let (d, heads) = (c.hidden_size, c.n_heads);
-        let (qk_dim, latent) = (nope + rope, rank + rope);
-
         let tokens = flatten_batch(batch, scratch);
         let positions = std::mem::take(&mut scratch.positions);
-        let max_ff = self
-            .layers
-            .iter()
-            .map(|l| match &l.ffn {
-                Ffn::Dense(e) => e.gate.out_features(),
-                Ffn::Sparse { .. } => 0,
-            })
-            .max()
-            .unwrap_or(0);
-        let q_rank = self
-            .layers
-            .iter()
-            .map(|l| match &l.q {
-                Query::LowRank { a, .. } => a.out_features(),
-                Query::Full(_) => 0,
-            })
-            .max()
-            .unwrap_or(0);
-        let mut bufs = scratch.take(&[
-            n * d,
-            n * d,
-            n * heads * qk_dim,
-            n * latent,
-            n * heads * latent,
-            n * heads * latent,
-            n * heads * rope,
-            n * heads * v_dim,
-            n * d,
-            n * max_ff,
-            n * max_ff,
-            n * q_rank,
-            n * rope,
-            n * d,
-            n * nope.max(rank),
-            n * rank.max(v_dim),
-        ]);
-        let [x, h, q, kv, q_lat, attn, q_pe, o, ffn_out, gate, up, qa, k_pe, shared_out, gathered, products] =
+        let mut bufs = scratch.take(&self.buffer_lengths(n));
+        let [x, h, q, kv, q_lat, attn, q_pe, k_pe, o, ffn_out, gate, up, qa, shared_out, gathered, products] =
             &mut bufs[..]
         else {
             unreachable!("take returns one buffer per length")
         };
-
-        self.embed.lookup(&tokens, 1.0, x)?;
-        let params = AttentionParams {
-            n_heads: heads,
-            n_kv_heads: 1,
-            head_dim: latent,
-            scale: self.score_scale,
-            softcap: None,
-            sliding_window: None,
-            single_token_step: false, // set per sequence
+        let mut b = Buffers {
+            x,
+            h,
+            q,
+            kv,
+            q_lat,
+            attn,
+            q_pe,
+            k_pe,
+            o,
+            ffn_out,
+            gate,
+            up,
+            qa,
+            shared_out,
+            gathered,
+            products,
         };
+        let step = StepBatch {
+            pool,
+            batch,
+            positions: &positions,
+        };
+
+        self.embed.lookup(&tokens, 1.0, b.x)?;
         for (li, layer) in self.layers.iter().enumerate() {
-            rms_norm(x, &layer.attn_norm, c.rms_norm_eps, h);
-            match &layer.q {
-                Query::Full(wq) => wq.forward(pool, h, q, &mut scratch.matmul)?,
-                Query::LowRank { a, norm, b } => {
-                    let qa = &mut qa[..n * a.out_features()];
-                    a.forward(pool, h, qa, &mut scratch.matmul)?;
-                    rms_norm_inplace(qa, norm, c.rms_norm_eps);
-                    b.forward(pool, qa, q, &mut scratch.matmul)?;
-                }
-            }
-            // kv: [n, rank + rope]; the latent part normed, the key part rotated.
-            layer.kv_a.forward(pool, h, kv, &mut scratch.matmul)?;
-            for (row, k) in kv.chunks_exact_mut(latent).zip(k_pe.chunks_exact_mut(rope)) {
-                let (lat, pe) = row.split_at_mut(rank);
-                rms_norm_inplace(lat, &layer.kv_a_norm, c.rms_norm_eps);
-                k.copy_from_slice(pe);
-            }
-            self.rope.apply(k_pe, &positions, 1);
-            for (row, pe) in kv.chunks_exact_mut(latent).zip(k_pe.chunks_exact(rope)) {
-                row[rank..].copy_from_slice(pe);
-            }
-
-            // Queries: [latent of the unrotated part | rotated part] per head.
-            for (dst, src) in q_pe.chunks_exact_mut(rope).zip(q.chunks_exact(qk_dim)) {
-                dst.copy_from_slice(&src[nope..]);
-            }
-            self.rope.apply(q_pe, &positions, heads);
-            per_head(
-                pool,
-                &layer.k_b,
-                (q, qk_dim),
-                (q_lat, latent),
-                n,
-                gathered,
-                products,
-                &mut scratch.matmul,
-            )?;
-            for (dst, pe) in q_lat.chunks_exact_mut(latent).zip(q_pe.chunks_exact(rope)) {
-                dst[rank..].copy_from_slice(pe);
-            }
-
-            // One latent head of keys, its first `rank` values doubling as the values.
-            paged_attention(
-                pool, cache, li, batch, &positions, q_lat, kv, kv, &params, attn,
-            )?;
-            per_head(
-                pool,
-                &layer.v_b,
-                (attn, latent),
-                (o, v_dim),
-                n,
-                gathered,
-                products,
-                &mut scratch.matmul,
-            )?;
-            layer.wo.forward(pool, o, h, &mut scratch.matmul)?;
-            x.iter_mut().zip(h.iter()).for_each(|(a, b)| *a += b);
-
-            rms_norm(x, &layer.ffn_norm, c.rms_norm_eps, h);
-            match &layer.ffn {
-                Ffn::Dense(mlp) => mlp.forward(pool, h, ffn_out, gate, up, &mut scratch.matmul)?,
-                Ffn::Sparse { moe, shared } => {
-                    moe.forward(pool, h, ffn_out, &mut scratch.matmul)?;
-                    if let Some(shared) = shared {
-                        shared.forward(pool, h, shared_out, gate, up, &mut scratch.matmul)?;
-                        ffn_out
-                            .iter_mut()
-                            .zip(shared_out.iter())
-                            .for_each(|(a, b)| *a += b);
-                    }
-                }
-            }
-            x.iter_mut().zip(ffn_out.iter()).for_each(|(a, b)| *a += b);
+            self.attention(&step, cache, li, &mut b, &mut scratch.matmul)?;
+            self.feed_forward(pool, layer, &mut b, &mut scratch.matmul)?;
         }
 
         last_token_logits(
             pool,
             batch,
-            x,
+            b.x,
             &self.output_norm,
             c.rms_norm_eps,
             &self.output,

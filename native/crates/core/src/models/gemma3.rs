@@ -11,7 +11,7 @@ use mistralrs_paged_attn::{AttentionParams, KvCache};
 
 use crate::hf_config::HfDefaults;
 use crate::layers::activations::geglu;
-use crate::layers::attention::paged_attention;
+use crate::layers::attention::{paged_attention, StepBatch};
 use crate::layers::{rms_norm, rms_norm_inplace, Embedding, Linear, Rope, RopeScaling, RopeStyle};
 use crate::model_config::ModelConfig;
 use crate::model_error::Result;
@@ -245,6 +245,11 @@ impl Model for Gemma3 {
         };
 
         self.embed.lookup(&tokens, (d as f32).sqrt(), x)?; // x: [n, d]
+        let step = StepBatch {
+            pool,
+            batch,
+            positions: &positions,
+        };
         for (li, layer) in self.layers.iter().enumerate() {
             rms_norm(x, &layer.attn_norm, eps, h); // h: [n, d]
             layer.wq.forward(pool, h, q, &mut scratch.matmul)?; // q: [n, n_heads, hd]
@@ -276,7 +281,7 @@ impl Model for Gemma3 {
                 },
                 single_token_step: false, // set per sequence
             };
-            paged_attention(pool, cache, li, batch, &positions, q, k, v, &params, attn)?;
+            paged_attention(&step, cache, li, (q, k, v), &params, attn)?;
             layer.wo.forward(pool, attn, o, &mut scratch.matmul)?; // o: [n, d]
             add_block_output(x, o, h, layer.post_norms.as_ref().map(|n| &n[0][..]), eps);
 

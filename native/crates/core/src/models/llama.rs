@@ -10,7 +10,7 @@ use mistralrs_paged_attn::{AttentionParams, KvCache};
 
 use crate::hf_config::HfDefaults;
 use crate::layers::activations::swiglu;
-use crate::layers::attention::paged_attention;
+use crate::layers::attention::{paged_attention, StepBatch};
 use crate::layers::gpt::Qkv;
 use crate::layers::{
     add_rows, rms_norm, rms_norm_inplace, Embedding, Linear, Moe, MoeConfig, Rope, RopeScaling,
@@ -307,6 +307,11 @@ impl Model for Llama {
             sliding_window: self.sliding_window,
             single_token_step: false, // set per sequence
         };
+        let step = StepBatch {
+            pool,
+            batch,
+            positions: &positions,
+        };
         for (li, layer) in self.layers.iter().enumerate() {
             rms_norm(x, &layer.attn_norm, c.rms_norm_eps, h); // h: [n, d]
             layer.wq.forward(pool, h, q, &mut scratch.matmul)?; // q: [n, n_heads, hd]
@@ -329,7 +334,7 @@ impl Model for Llama {
             }
 
             // [n, n_heads, hd] attention output, keys and values stored first.
-            paged_attention(pool, cache, li, batch, &positions, q, k, v, &params, attn)?;
+            paged_attention(&step, cache, li, (q, k, v), &params, attn)?;
 
             layer.wo.forward(pool, attn, h, &mut scratch.matmul)?; // h: [n, d]
             x.iter_mut().zip(h.iter()).for_each(|(a, b)| *a += b);

@@ -8,7 +8,7 @@ use mistralrs_paged_attn::{AttentionParams, KvCache};
 use mistralrs_quant::matmul::MatmulScratch;
 
 use crate::hf_config::HfDefaults;
-use crate::layers::attention::paged_attention;
+use crate::layers::attention::{paged_attention, StepBatch};
 use crate::layers::gpt::{BiasedLinear, GeluMlp, LayerNorm, Qkv};
 use crate::layers::{Embedding, Rope, RopeStyle};
 use crate::model_config::ModelConfig;
@@ -136,6 +136,11 @@ impl Model for Phi2 {
             single_token_step: false,
         };
         let q_scale = 1.0 / (hd as f32).sqrt();
+        let step = StepBatch {
+            pool,
+            batch,
+            positions: &positions,
+        };
         for (li, layer) in self.layers.iter().enumerate() {
             layer.norm.forward(x, h);
             let heads = [c.n_heads, c.n_kv_heads];
@@ -150,7 +155,7 @@ impl Model for Phi2 {
                 &mut scratch.matmul,
             )?;
             q.iter_mut().for_each(|v| *v *= q_scale);
-            paged_attention(pool, cache, li, batch, &positions, q, k, v, &params, attn)?;
+            paged_attention(&step, cache, li, (q, k, v), &params, attn)?;
             // The MLP reads the same normed input as attention.
             layer
                 .mlp

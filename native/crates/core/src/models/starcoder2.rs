@@ -8,7 +8,7 @@ use mistralrs_common::ThreadPool;
 use mistralrs_paged_attn::{AttentionParams, KvCache};
 
 use crate::hf_config::HfDefaults;
-use crate::layers::attention::paged_attention;
+use crate::layers::attention::{paged_attention, StepBatch};
 use crate::layers::gpt::{BiasedLinear, GeluMlp, LayerNorm, Qkv};
 use crate::layers::{Embedding, Linear, Moe, Rope, RopeScaling, RopeStyle};
 use crate::model_config::ModelConfig;
@@ -193,6 +193,11 @@ impl Model for SequentialGpt {
             sliding_window: self.sliding_window,
             single_token_step: false,
         };
+        let step = StepBatch {
+            pool,
+            batch,
+            positions: &positions,
+        };
         for (li, layer) in self.layers.iter().enumerate() {
             layer.attn_norm.forward(x, h);
             let heads = [c.n_heads, c.n_kv_heads];
@@ -210,7 +215,7 @@ impl Model for SequentialGpt {
                 let s = 1.0 / (hd as f32).sqrt();
                 q.iter_mut().for_each(|v| *v *= s);
             }
-            paged_attention(pool, cache, li, batch, &positions, q, k, v, &params, attn)?;
+            paged_attention(&step, cache, li, (q, k, v), &params, attn)?;
             layer.wo.forward(pool, attn, h, &mut scratch.matmul)?;
             x.iter_mut().zip(h.iter()).for_each(|(a, b)| *a += b);
             layer.ffn_norm.forward(x, h);
