@@ -125,7 +125,6 @@ fn hparam(w: &dyn Weights, gguf: &str, hf: &str) -> Result<Option<usize>> {
 
 pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
     let source = w.source();
-    let missing = |what: &str| ModelError::Unsupported(format!("{source}: missing `{what}`"));
     let mut cfg = w.config(RopeStyle::Normal)?;
     // Multi-token-prediction layers follow the decoder's (llama.cpp's GGUFs count them in
     // `block_count`; checkpoints hold them past `num_hidden_layers`): never run here.
@@ -143,46 +142,9 @@ pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
             "{source}: rope_interleave false (rotating halves) is not supported for DeepSeek"
         )));
     }
-    let rank = hparam(w, "attention.kv_lora_rank", "kv_lora_rank")?
-        .filter(|&r| r > 0)
-        .ok_or_else(|| missing("kv_lora_rank"))?;
+    let mla = mla_sizes(w)?;
+    let (rank, rope, v_dim, qk_dim) = (mla.rank, mla.rope, mla.v_dim, mla.nope + mla.rope);
     let q_rank = hparam(w, "attention.q_lora_rank", "q_lora_rank")?.filter(|&r| r > 0);
-    let rope = hparam(w, "rope.dimension_count", "qk_rope_head_dim")?
-        .ok_or_else(|| missing("qk_rope_head_dim"))?;
-    // A GGUF gives the whole query/key head; a checkpoint its unrotated part.
-    let qk_dim = match (
-        w.hparam_u32("attention.key_length_mla")?,
-        w.hparam_u32("qk_nope_head_dim")?,
-    ) {
-        (Some(k), _) => k as usize,
-        (None, Some(nope)) => nope as usize + rope,
-        (None, None) => {
-            return Err(ModelError::Unsupported(format!(
-                "{source}: an older DeepSeek conversion without MLA (`attention.key_length_mla`); convert the model again"
-            )))
-        }
-    };
-    let v_dim = hparam(w, "attention.value_length_mla", "v_head_dim")?
-        .ok_or_else(|| missing("v_head_dim"))?;
-    if qk_dim <= rope || !rope.is_multiple_of(2) || rank > 1 << 14 || v_dim == 0 || v_dim > 1 << 12
-    {
-        return Err(ModelError::Unsupported(format!(
-            "{source}: attention sizes (query/key {qk_dim}, rotated {rope}, value {v_dim}, latent {rank}) do not fit"
-        )));
-    }
-    if w.hparam_f32("attention.temperature_scale")?
-        .is_some_and(|t| t != 0.0)
-    {
-        return Err(ModelError::Unsupported(format!(
-            "{source}: attention temperature tuning (Mistral Large 3) is not supported"
-        )));
-    }
-    let mla = Mla {
-        nope: qk_dim - rope,
-        rope,
-        v_dim,
-        rank,
-    };
     // The cache holds one latent "head" per token.
     cfg.n_kv_heads = 1;
     cfg.head_dim = rank + rope;
@@ -251,6 +213,52 @@ pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
         mla,
         cfg,
     }))
+}
+
+/// The latent attention's sizes, checked: a GGUF gives the whole query/key head, a
+/// checkpoint its unrotated part.
+fn mla_sizes(w: &dyn Weights) -> Result<Mla> {
+    let source = w.source();
+    let missing = |what: &str| ModelError::Unsupported(format!("{source}: missing `{what}`"));
+    let rank = hparam(w, "attention.kv_lora_rank", "kv_lora_rank")?
+        .filter(|&r| r > 0)
+        .ok_or_else(|| missing("kv_lora_rank"))?;
+    let rope = hparam(w, "rope.dimension_count", "qk_rope_head_dim")?
+        .ok_or_else(|| missing("qk_rope_head_dim"))?;
+    // A GGUF gives the whole query/key head; a checkpoint its unrotated part.
+    let qk_dim = match (
+        w.hparam_u32("attention.key_length_mla")?,
+        w.hparam_u32("qk_nope_head_dim")?,
+    ) {
+        (Some(k), _) => k as usize,
+        (None, Some(nope)) => nope as usize + rope,
+        (None, None) => {
+            return Err(ModelError::Unsupported(format!(
+                "{source}: an older DeepSeek conversion without MLA (`attention.key_length_mla`); convert the model again"
+            )))
+        }
+    };
+    let v_dim = hparam(w, "attention.value_length_mla", "v_head_dim")?
+        .ok_or_else(|| missing("v_head_dim"))?;
+    if qk_dim <= rope || !rope.is_multiple_of(2) || rank > 1 << 14 || v_dim == 0 || v_dim > 1 << 12
+    {
+        return Err(ModelError::Unsupported(format!(
+            "{source}: attention sizes (query/key {qk_dim}, rotated {rope}, value {v_dim}, latent {rank}) do not fit"
+        )));
+    }
+    if w.hparam_f32("attention.temperature_scale")?
+        .is_some_and(|t| t != 0.0)
+    {
+        return Err(ModelError::Unsupported(format!(
+            "{source}: attention temperature tuning (Mistral Large 3) is not supported"
+        )));
+    }
+    Ok(Mla {
+        nope: qk_dim - rope,
+        rope,
+        v_dim,
+        rank,
+    })
 }
 
 /// `out[t, h] = per_head[h](x[t, h])` for `x` `[n, heads, x_stride]` (each head's first `in`
