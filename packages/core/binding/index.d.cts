@@ -35,6 +35,13 @@ export declare class GrammarCompilerHandle {
 }
 
 export declare class ModelHandle {
+  /** The tokenizer built from the model's own file at load (`tokenizer: true`), once. */
+  takeTokenizer(): TokenizerHandle | null
+  /**
+   * The chat templates in the model's GGUF metadata (None for a Hugging Face folder, whose
+   * templates are in its tokenizer config).
+   */
+  ggufChatTemplates(): GgufChatTemplates | null
   info(): ModelInfo
   /**
    * Registers a sequence and its sampling parameters; `history` is what it has seen already
@@ -95,6 +102,17 @@ export interface ArchitectureEntry {
 /** The grammar compiler of a tokenizer's vocabulary. */
 export declare function createGrammarCompiler(tokenizer: TokenizerHandle): Promise<GrammarCompilerHandle>
 
+/**
+ * The chat templates of a GGUF's metadata (`tokenizer.chat_template`, and named variants
+ * `tokenizer.chat_template.<name>`), with the text of its BOS and EOS tokens.
+ */
+export interface GgufChatTemplates {
+  /** `[key, template]` pairs. */
+  templates: Array<Array<string>>
+  bosToken?: string
+  eosToken?: string
+}
+
 /** Loads the model of a GGUF file (or a Hugging Face folder) with a KV pool of `kvTokens` tokens. */
 export declare function loadModel(path: string, options?: LoadModelOptions | undefined | null): Promise<ModelHandle>
 
@@ -115,6 +133,11 @@ export interface LoadModelOptions {
    * of another architecture is refused, naming both.
    */
   architecture?: string
+  /**
+   * Build a GGUF's tokenizer from the same open file while the weights load (then
+   * `takeTokenizer` hands it over); a Hugging Face folder's is in its own file.
+   */
+  tokenizer?: boolean
 }
 
 export interface ModelInfo {

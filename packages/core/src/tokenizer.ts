@@ -66,23 +66,29 @@ export class Tokenizer {
   }
 
   /**
+   * @internal The live tokenizer of a GGUF (one an engine on the same file still holds), or
+   * undefined: then the model's load builds it from its own open file (`fromLoadedModel`).
+   */
+  static async liveOfGguf(path: string): Promise<Tokenizer | undefined> {
+    const key = await stampKey([path]);
+    return key === undefined ? undefined : liveTokenizers.get(key)?.deref();
+  }
+
+  /** @internal The tokenizer a model built from its GGUF while loading (`take`), shared as `fromGguf`'s. */
+  static async fromLoadedModel(path: string, take: () => Binding.TokenizerHandle | null): Promise<Tokenizer> {
+    return Tokenizer.#shared([path], async () => take() ?? binding.tokenizerFromGguf(path));
+  }
+
+  /**
    * The tokenizer of `files` that is still alive, if any, else a new one from `load`. Loading
    * a model again (an engine closed and reopened, two engines on one file) then shares the
    * tables, a hundred megabytes for a 262k vocabulary, instead of building another copy while
    * the old one waits for the collector. Tokenizers are immutable, so sharing is safe.
    */
   static async #shared(files: string[], load: () => Promise<Binding.TokenizerHandle>): Promise<Tokenizer> {
-    // The files as they are now: a file rewritten in place gets a new tokenizer.
-    const stamps = await Promise.all(
-      files.map(async (file) => {
-        const path = resolve(file);
-        const info = await stat(path).catch(() => undefined);
-        return info && `${path}:${info.size}:${info.mtimeMs}`;
-      }),
-    );
+    const key = await stampKey(files);
     // A file that cannot be read is the native loader's to report.
-    if (stamps.includes(undefined)) return new Tokenizer(await callNative(load));
-    const key = stamps.join('|');
+    if (key === undefined) return new Tokenizer(await callNative(load));
     const known = liveTokenizers.get(key)?.deref();
     if (known) return known;
     const tokenizer = new Tokenizer(await callNative(load));
@@ -175,6 +181,19 @@ export class Tokenizer {
 
 /** Lists of DRY breakers whose token sequences a tokenizer keeps. */
 const MAX_REMEMBERED_BREAKER_LISTS = 16;
+
+/** The files as they are now (a file rewritten in place gets a new tokenizer), or undefined
+ * when one cannot be read. */
+async function stampKey(files: string[]): Promise<string | undefined> {
+  const stamps = await Promise.all(
+    files.map(async (file) => {
+      const path = resolve(file);
+      const info = await stat(path).catch(() => undefined);
+      return info && `${path}:${info.size}:${info.mtimeMs}`;
+    }),
+  );
+  return stamps.includes(undefined) ? undefined : stamps.join('|');
+}
 
 /** Tokenizers by their files' stamps, while something still holds them. */
 const liveTokenizers = new Map<string, WeakRef<Tokenizer>>();

@@ -132,23 +132,50 @@ impl Runner {
             let mut runner = Runner::new(model, options)?;
             runner.weight_bytes = Some(weight_bytes);
             Ok(runner)
-        } else if options.weight_dtype != WeightDtype::Auto {
-            Err(ModelError::InvalidInput(format!(
-                "{}: a GGUF's weights keep the types in the file; --dtype {} applies to safetensors folders only",
-                path.display(),
-                options.weight_dtype.name()
-            )))
         } else {
             Runner::load_gguf(path, options)
         }
     }
 
     pub fn load_gguf(path: &Path, options: &RunnerOptions) -> Result<Runner> {
+        Ok(Runner::load_gguf_with(path, options, |_| ())?.0)
+    }
+
+    /// A GGUF model, and `side(file)` run on a second thread while the weights load, on the
+    /// same open file (the caller's tokenizer and chat template come from it: the file is
+    /// opened and its metadata parsed once per model).
+    pub fn load_gguf_with<T: Send>(
+        path: &Path,
+        options: &RunnerOptions,
+        side: impl FnOnce(&GgufFile) -> T + Send,
+    ) -> Result<(Runner, T)> {
+        if options.weight_dtype != WeightDtype::Auto {
+            return Err(ModelError::InvalidInput(format!(
+                "{}: a GGUF's weights keep the types in the file; --dtype {} applies to safetensors folders only",
+                path.display(),
+                options.weight_dtype.name()
+            )));
+        }
         let file = Arc::new(GgufFile::open(path)?);
-        let model = load_gguf(Arc::clone(&file), options.architecture.as_deref())?;
-        let mut runner = Runner::new(model, options)?;
+        let (model, side) = std::thread::scope(|scope| {
+            let side = scope.spawn(|| side(&file));
+            let model = load_gguf(Arc::clone(&file), options.architecture.as_deref());
+            (model, side.join())
+        });
+        let side = side.map_err(|_| {
+            ModelError::InvalidInput(format!(
+                "{}: reading the file's metadata failed",
+                path.display()
+            ))
+        })?;
+        let mut runner = Runner::new(model?, options)?;
         runner.file = Some(file);
-        Ok(runner)
+        Ok((runner, side))
+    }
+
+    /// The GGUF file the model was loaded from (None for a Hugging Face folder).
+    pub fn gguf_file(&self) -> Option<&GgufFile> {
+        self.file.as_deref()
     }
 
     pub fn new(mut model: Box<dyn Model>, options: &RunnerOptions) -> Result<Runner> {

@@ -5,8 +5,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use crate::grammar::ConstraintHandle;
+use crate::tokenizer::{tokenizer_error, TokenizerHandle};
 use mistralrs_core::runner::{KvDtype, Runner, RunnerOptions, StepError, StepSeq, WeightDtype};
 use mistralrs_core::sampler::{DryParams, SamplingParams};
+use mistralrs_core::tokenizer::Tokenizer;
 use mistralrs_core::ModelError;
 use mistralrs_napi_support::{guard, js_error};
 use napi::bindgen_prelude::{AsyncTask, Float32Array, Uint32Array};
@@ -31,6 +33,19 @@ pub struct LoadModelOptions {
     /// The architecture expected (`-a`): an id, `model_type`, mistral.rs or GGUF name. A file
     /// of another architecture is refused, naming both.
     pub architecture: Option<String>,
+    /// Build a GGUF's tokenizer from the same open file while the weights load (then
+    /// `takeTokenizer` hands it over); a Hugging Face folder's is in its own file.
+    pub tokenizer: Option<bool>,
+}
+
+/// The chat templates of a GGUF's metadata (`tokenizer.chat_template`, and named variants
+/// `tokenizer.chat_template.<name>`), with the text of its BOS and EOS tokens.
+#[napi(object)]
+pub struct GgufChatTemplates {
+    /// `[key, template]` pairs.
+    pub templates: Vec<Vec<String>>,
+    pub bos_token: Option<String>,
+    pub eos_token: Option<String>,
 }
 
 #[napi(object)]
@@ -56,6 +71,8 @@ pub struct ModelHandle {
     /// `None` once released: the weights' mapping and the KV cache are freed then, not when
     /// JavaScript's collector gets to the handle.
     runner: Arc<Mutex<Option<Runner>>>,
+    /// The tokenizer built from the model's file at load, until taken.
+    tokenizer: Mutex<Option<Tokenizer>>,
 }
 
 /// Runs `f` on the runner, or fails when the model was released.
@@ -75,23 +92,39 @@ fn with_runner<T>(
 pub struct LoadModelTask {
     path: PathBuf,
     options: RunnerOptions,
+    tokenizer: bool,
 }
 
 #[napi]
 impl Task for LoadModelTask {
-    type Output = Runner;
+    type Output = (Runner, Option<Tokenizer>);
     type JsValue = ModelHandle;
 
-    fn compute(&mut self) -> napi::Result<Runner> {
-        let runner = guard(|| Runner::load(&self.path, &self.options).map_err(model_error));
-        // Repacking and converting weights frees what it read from.
+    fn compute(&mut self) -> napi::Result<(Runner, Option<Tokenizer>)> {
+        let loaded = guard(|| {
+            let hf = self.path.is_dir();
+            if !self.tokenizer || hf {
+                let runner = Runner::load(&self.path, &self.options).map_err(model_error)?;
+                return Ok((runner, None));
+            }
+            let (runner, tokenizer) =
+                Runner::load_gguf_with(&self.path, &self.options, Tokenizer::from_gguf)
+                    .map_err(model_error)?;
+            Ok((runner, Some(tokenizer.map_err(tokenizer_error)?)))
+        });
+        // Repacking and converting weights (and building a tokenizer) frees what it read from.
         mistralrs_common::memory::return_freed_memory();
-        runner
+        loaded
     }
 
-    fn resolve(&mut self, _env: Env, runner: Runner) -> napi::Result<ModelHandle> {
+    fn resolve(
+        &mut self,
+        _env: Env,
+        (runner, tokenizer): (Runner, Option<Tokenizer>),
+    ) -> napi::Result<ModelHandle> {
         Ok(ModelHandle {
             runner: Arc::new(Mutex::new(Some(runner))),
+            tokenizer: Mutex::new(tokenizer),
         })
     }
 }
@@ -103,6 +136,7 @@ pub fn load_model(
     options: Option<LoadModelOptions>,
 ) -> napi::Result<AsyncTask<LoadModelTask>> {
     let mut opts = RunnerOptions::default();
+    let tokenizer = options.as_ref().and_then(|o| o.tokenizer).unwrap_or(false);
     if let Some(o) = options {
         if let Some(b) = o.block_size {
             opts.block_size = b as usize;
@@ -135,6 +169,7 @@ pub fn load_model(
     Ok(AsyncTask::new(LoadModelTask {
         path: PathBuf::from(path),
         options: opts,
+        tokenizer,
     }))
 }
 
@@ -346,6 +381,46 @@ impl Task for StepTask {
 
 #[napi]
 impl ModelHandle {
+    /// The tokenizer built from the model's own file at load (`tokenizer: true`), once.
+    #[napi(catch_unwind)]
+    pub fn take_tokenizer(&self) -> napi::Result<Option<TokenizerHandle>> {
+        let mut slot = self
+            .tokenizer
+            .lock()
+            .map_err(|_| js_error("InternalError", "model state poisoned"))?;
+        Ok(slot.take().map(|t| TokenizerHandle { inner: Arc::new(t) }))
+    }
+
+    /// The chat templates in the model's GGUF metadata (None for a Hugging Face folder, whose
+    /// templates are in its tokenizer config).
+    #[napi(catch_unwind)]
+    pub fn gguf_chat_templates(&self) -> napi::Result<Option<GgufChatTemplates>> {
+        with_runner(&self.runner, |r| {
+            let Some(file) = r.gguf_file() else {
+                return Ok(None);
+            };
+            const KEY: &str = "tokenizer.chat_template";
+            let templates = file
+                .metadata()
+                .iter()
+                .filter(|(key, _)| *key == KEY || key.starts_with("tokenizer.chat_template."))
+                .filter_map(|(key, value)| Some(vec![key.to_string(), value.as_str()?.to_string()]))
+                .collect();
+            let token_text = |id_key: &str| -> Option<String> {
+                let id = file.get_u32_opt(id_key).ok()??;
+                file.get_str_array("tokenizer.ggml.tokens")
+                    .ok()?
+                    .get(id as usize)
+                    .cloned()
+            };
+            Ok(Some(GgufChatTemplates {
+                templates,
+                bos_token: token_text("tokenizer.ggml.bos_token_id"),
+                eos_token: token_text("tokenizer.ggml.eos_token_id"),
+            }))
+        })
+    }
+
     #[napi(catch_unwind)]
     pub fn info(&self) -> napi::Result<ModelInfo> {
         with_runner(&self.runner, |r| {

@@ -11,7 +11,7 @@ use napi::bindgen_prelude::{AsyncTask, Uint32Array, Uint8Array};
 use napi::{Env, Task};
 use napi_derive::napi;
 
-fn tokenizer_error(err: TokenizerError) -> napi::Error {
+pub(crate) fn tokenizer_error(err: TokenizerError) -> napi::Error {
     js_error(err.code(), err)
 }
 

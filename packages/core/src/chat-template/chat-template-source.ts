@@ -47,18 +47,12 @@ const GGUF_TEMPLATE_KEY = 'tokenizer.chat_template';
 export function chatTemplatesFromGguf(file: GgufMetadataSource): ChatTemplateSource {
   const origin = file.path ? basename(file.path) : 'GGUF metadata';
   const values = new Map(file.metadata.map((entry) => [entry.key, entry.value]));
-  const variants = new Map<string, ChatTemplateVariant>();
+  const entries: GgufTemplateEntry[] = [];
   for (const [key, value] of values) {
-    if (typeof value !== 'string') continue;
-    if (key === GGUF_TEMPLATE_KEY) variants.set(DEFAULT_VARIANT, { template: value, source: `${origin} (${key})` });
-    else if (key.startsWith(`${GGUF_TEMPLATE_KEY}.`)) {
-      variants.set(key.slice(GGUF_TEMPLATE_KEY.length + 1), { template: value, source: `${origin} (${key})` });
+    if (typeof value === 'string' && (key === GGUF_TEMPLATE_KEY || key.startsWith(`${GGUF_TEMPLATE_KEY}.`))) {
+      entries.push({ key, template: value });
     }
   }
-  if (variants.size === 0) {
-    throw new ChatTemplateError('invalid_template', origin, `the GGUF has no ${GGUF_TEMPLATE_KEY}; give one with --chat-template`);
-  }
-
   const tokens = arrayItems(values.get('tokenizer.ggml.tokens'));
   const tokenText = (idKey: string): string | undefined => {
     const id = values.get(idKey);
@@ -66,7 +60,38 @@ export function chatTemplatesFromGguf(file: GgufMetadataSource): ChatTemplateSou
     const text = typeof index === 'number' ? tokens?.[index] : undefined;
     return typeof text === 'string' ? text : undefined;
   };
-  return withTokens(variants, tokenText('tokenizer.ggml.bos_token_id'), tokenText('tokenizer.ggml.eos_token_id'));
+  return chatTemplatesFromGgufEntries(origin, entries, tokenText('tokenizer.ggml.bos_token_id'), tokenText('tokenizer.ggml.eos_token_id'));
+}
+
+/** One `tokenizer.chat_template` or `tokenizer.chat_template.<name>` entry of a GGUF. */
+export interface GgufTemplateEntry {
+  key: string;
+  template: string;
+}
+
+/**
+ * The templates of a GGUF's template entries (the default under `tokenizer.chat_template`,
+ * named variants under `tokenizer.chat_template.<name>`), with its BOS/EOS token text; `origin`
+ * names the file in errors. What `chatTemplatesFromGguf` reads, and what a loaded model hands
+ * over from its own open file.
+ */
+export function chatTemplatesFromGgufEntries(
+  origin: string,
+  entries: readonly GgufTemplateEntry[],
+  bosToken: string | undefined,
+  eosToken: string | undefined,
+): ChatTemplateSource {
+  const variants = new Map<string, ChatTemplateVariant>();
+  for (const { key, template } of entries) {
+    if (key === GGUF_TEMPLATE_KEY) variants.set(DEFAULT_VARIANT, { template, source: `${origin} (${key})` });
+    else if (key.startsWith(`${GGUF_TEMPLATE_KEY}.`)) {
+      variants.set(key.slice(GGUF_TEMPLATE_KEY.length + 1), { template, source: `${origin} (${key})` });
+    }
+  }
+  if (variants.size === 0) {
+    throw new ChatTemplateError('invalid_template', origin, `the GGUF has no ${GGUF_TEMPLATE_KEY}; give one with --chat-template`);
+  }
+  return withTokens(variants, bosToken, eosToken);
 }
 
 /**

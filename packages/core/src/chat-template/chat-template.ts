@@ -2,6 +2,7 @@ import { normalizeMessages, type ChatMessage, type ChatTool, type JsonObject, ty
 import { ChatTemplateError } from './chat-template-error.js';
 import {
   chatTemplatesFromGguf,
+  chatTemplatesFromGgufEntries,
   chatTemplatesFromTokenizerConfig,
   DEFAULT_VARIANT,
   readChatTemplateFile,
@@ -9,6 +10,7 @@ import {
   type ChatTemplateSource,
   type ChatTemplateVariant,
   type GgufMetadataSource,
+  type GgufTemplateEntry,
 } from './chat-template-source.js';
 import { defaultRenderSandbox, type RenderLimits, type RenderSandbox } from './render-sandbox.js';
 
@@ -111,6 +113,17 @@ export class ChatTemplate {
   /** From a GGUF's metadata (an open `GgufFile` from `@mistralrs/quant`, or its entries). */
   static fromGgufMetadata(file: GgufMetadataSource, options: ChatTemplateOptions = {}): ChatTemplate {
     return new ChatTemplate(chatTemplatesFromGguf(file), options);
+  }
+
+  /** From a GGUF's template entries and BOS/EOS text, as a loaded model reads them from its file. */
+  static fromGgufTemplates(
+    origin: string,
+    entries: readonly GgufTemplateEntry[],
+    bosToken: string | undefined,
+    eosToken: string | undefined,
+    options: ChatTemplateOptions = {},
+  ): ChatTemplate {
+    return new ChatTemplate(chatTemplatesFromGgufEntries(origin, entries, bosToken, eosToken), options);
   }
 
   /** From a `.jinja` file (the template text) or a `.json` tokenizer config. */

@@ -6,10 +6,9 @@
 import { existsSync } from 'node:fs';
 import { freemem } from 'node:os';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 
 import { callNative, callNativeSync } from '@mistralrs/napi-support';
-import { GgufFile } from '@mistralrs/quant';
 
 import { ChatTemplate } from '../chat-template/index.js';
 import { GrammarCompiler, type CompiledGrammar, type Grammar } from '../grammar/index.js';
@@ -125,18 +124,28 @@ export class Engine {
     });
     const kvBytes = kvBudgetBytes(options);
     const dtype = weightDtype(options.dtype, path);
-    const [model, tokenizer, chatTemplate] = await Promise.all([
-      callNative(() => binding.loadModel(path, {
+    const hf = isHfFolder(path);
+    // A GGUF is opened once: the model's load builds the tokenizer from the same file (unless
+    // an engine on it already holds one), and the chat template is read from it too.
+    const live = hf ? undefined : await Tokenizer.liveOfGguf(path);
+    const [model, hfParts] = await Promise.all([
+      callNative(() =>
+        binding.loadModel(path, {
           kvTokens: options.kvTokens,
           blockSize: options.blockSize,
           kvBytes,
           kvCacheType: options.kvCacheType,
           dtype,
           architecture: options.architecture,
-        })),
-      isHfFolder(path) ? hfTokenizer(path) : Tokenizer.fromGguf(path),
-      loadChatTemplate(path, options.chatTemplate),
+          tokenizer: !hf && !live,
+        }),
+      ),
+      hf ? Promise.all([hfTokenizer(path), hfChatTemplate(path, options.chatTemplate)]) : undefined,
     ]);
+    const [tokenizer, chatTemplate] = hfParts ?? [
+      live ?? (await Tokenizer.fromLoadedModel(path, () => callNativeSync(() => model.takeTokenizer()))),
+      await ggufChatTemplate(path, model, options.chatTemplate),
+    ];
     const info = { ...callNativeSync(() => model.info()), path };
     return new Engine(model, tokenizer, chatTemplate, info, options);
   }
@@ -336,18 +345,20 @@ function hfTokenizer(dir: string): Promise<Tokenizer> {
   return Tokenizer.fromFile(join(dir, 'tokenizer.json'), existsSync(config) ? { config } : {});
 }
 
-async function loadChatTemplate(path: string, override: string | undefined): Promise<ChatTemplate | undefined> {
+/** A Hugging Face folder's template: `tokenizer_config.json`'s, unless overridden. */
+async function hfChatTemplate(path: string, override: string | undefined): Promise<ChatTemplate | undefined> {
   if (override) return ChatTemplate.fromOverride(override);
-  if (isHfFolder(path)) {
-    const configPath = join(path, 'tokenizer_config.json');
-    if (!existsSync(configPath)) return undefined;
-    const config = JSON.parse(await readFile(configPath, 'utf8')) as { chat_template?: unknown };
-    return config.chat_template ? ChatTemplate.fromTokenizerConfig(config, configPath) : undefined;
-  }
-  const file = await GgufFile.open(path);
-  try {
-    return file.getString('tokenizer.chat_template') ? ChatTemplate.fromGgufMetadata(file) : undefined;
-  } finally {
-    file.close();
-  }
+  const configPath = join(path, 'tokenizer_config.json');
+  if (!existsSync(configPath)) return undefined;
+  const config = JSON.parse(await readFile(configPath, 'utf8')) as { chat_template?: unknown };
+  return config.chat_template ? ChatTemplate.fromTokenizerConfig(config, configPath) : undefined;
+}
+
+/** A GGUF's template, read from the model's own open file, unless overridden. */
+async function ggufChatTemplate(path: string, model: Binding.ModelHandle, override: string | undefined): Promise<ChatTemplate | undefined> {
+  if (override) return ChatTemplate.fromOverride(override);
+  const found = callNativeSync(() => model.ggufChatTemplates());
+  if (!found || found.templates.length === 0) return undefined;
+  const entries = found.templates.map(([key, template]) => ({ key: key!, template: template! }));
+  return ChatTemplate.fromGgufTemplates(basename(path), entries, found.bosToken ?? undefined, found.eosToken ?? undefined);
 }

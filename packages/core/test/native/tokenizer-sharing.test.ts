@@ -1,14 +1,17 @@
 /**
  * A file's tokenizer is shared while it is alive: loading a model again (an engine closed and
  * reopened) must not build a second copy of a large vocabulary's tables, and a file changed on
- * disk must not get the old tables.
+ * disk must not get the old tables. An engine's tokenizer and template come from its model's
+ * own open file (a GGUF is opened once per model).
  */
 import { afterAll, beforeAll, expect, it } from '@jest/globals';
 import { copyFileSync, existsSync, mkdtempSync, rmSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { Tokenizer } from '../../src/index.js';
+import { GgufFile } from '@mistralrs/quant';
+
+import { ChatTemplate, Engine, fetchRegistryModel, Tokenizer } from '../../src/index.js';
 import { vocabPath } from '../fixtures/tiny-model.js';
 
 let dir: string;
@@ -38,3 +41,27 @@ it('shares one file’s live tokenizer, and builds anew for another file or a ch
   const rewritten = await Tokenizer.fromGguf(a);
   expect(rewritten).not.toBe(first);
 });
+
+it('gives an engine the tokenizer and chat template of its model’s own open file, and shares them', async () => {
+  const path = await fetchRegistryModel('smollm2-135m-instruct-q4_1');
+  const first = await Engine.load({ model: path, kvTokens: 64 });
+  const second = await Engine.load({ model: path, kvTokens: 64 });
+  const file = await GgufFile.open(path);
+  try {
+    // Built once, while the first model loaded, and registered like Tokenizer.fromGguf's.
+    expect(second.tokenizer).toBe(first.tokenizer);
+    expect(await Tokenizer.fromGguf(path)).toBe(first.tokenizer);
+    // The template as the file's metadata has it, with its BOS and EOS text.
+    const reference = ChatTemplate.fromGgufMetadata(file);
+    expect(first.chatTemplate?.text()).toBe(reference.text());
+    expect([first.chatTemplate?.bosToken, first.chatTemplate?.eosToken]).toEqual([reference.bosToken, reference.eosToken]);
+    const messages = [{ role: 'user' as const, content: 'Hi' }];
+    expect(await first.chatTemplate!.render({ messages, addGenerationPrompt: true })).toBe(
+      await reference.render({ messages, addGenerationPrompt: true }),
+    );
+  } finally {
+    file.close();
+    first.close();
+    second.close();
+  }
+}, 300_000);
