@@ -18,6 +18,16 @@ pub struct StepBatch<'a, 'b> {
     pub positions: &'a [usize],
 }
 
+impl<'a, 'b> StepBatch<'a, 'b> {
+    pub fn new(pool: &'a ThreadPool, batch: &'a [SeqInput<'b>], positions: &'a [usize]) -> Self {
+        StepBatch {
+            pool,
+            batch,
+            positions,
+        }
+    }
+}
+
 /// For every sequence of the step's batch: writes its rows of `k` and `v`
 /// (`[n, n_kv_heads, head_dim]`) at their positions, then computes attention for its rows of
 /// `q` (`[n, n_heads, head_dim]`) into `out` (same shape as `q`). `params.single_token_step`

@@ -25,7 +25,7 @@ use crate::model_error::{ModelError, Result};
 use crate::models::llama::HF_LAYER;
 use crate::models::parts::{self, output_head};
 use crate::models::{
-    check_batch, flatten_batch, last_token_logits, ForwardScratch, Model, SeqInput,
+    begin_forward, end_forward, last_token_logits, ForwardScratch, Model, SeqInput,
 };
 use crate::weights::{Need, Weights};
 use crate::weights_hf::{HfCheckpoint, HfExperts, DECODER_GLOBALS};
@@ -498,10 +498,8 @@ impl Model for DeepSeek2 {
         logits: &mut Vec<f32>,
     ) -> Result<()> {
         let c = &self.cfg;
-        check_batch(c, cache, batch)?;
-        let n: usize = batch.iter().map(|s| s.tokens.len()).sum();
-        let tokens = flatten_batch(batch, scratch);
-        let positions = std::mem::take(&mut scratch.positions);
+        let (tokens, positions) = begin_forward(c, cache, batch, scratch)?;
+        let n = tokens.len();
         let mut bufs = scratch.take(&self.buffer_lengths(n));
         let [x, h, q, kv, q_lat, attn, q_pe, k_pe, o, ffn_out, gate, up, qa, shared_out, gathered, products] =
             &mut bufs[..]
@@ -526,11 +524,7 @@ impl Model for DeepSeek2 {
             gathered,
             products,
         };
-        let step = StepBatch {
-            pool,
-            batch,
-            positions: &positions,
-        };
+        let step = StepBatch::new(pool, batch, &positions);
 
         self.embed.lookup(&tokens, 1.0, b.x)?;
         for (li, layer) in self.layers.iter().enumerate() {
@@ -548,8 +542,7 @@ impl Model for DeepSeek2 {
             scratch,
             logits,
         )?;
-        scratch.give_back(bufs);
-        scratch.positions = positions;
+        end_forward(scratch, bufs, positions);
         Ok(())
     }
 }

@@ -18,7 +18,7 @@ use crate::model_error::Result;
 use crate::models::llama::HF_LAYER;
 use crate::models::parts::output_head;
 use crate::models::{
-    check_batch, flatten_batch, last_token_logits, ForwardScratch, Model, SeqInput,
+    begin_forward, end_forward, last_token_logits, ForwardScratch, Model, SeqInput,
 };
 use crate::weights::{Need, Weights};
 use crate::weights_hf::{HfCheckpoint, DECODER_GLOBALS};
@@ -217,8 +217,8 @@ impl Model for Gemma3 {
         logits: &mut Vec<f32>,
     ) -> Result<()> {
         let c = &self.cfg;
-        check_batch(c, cache, batch)?;
-        let n: usize = batch.iter().map(|s| s.tokens.len()).sum();
+        let (tokens, positions) = begin_forward(c, cache, batch, scratch)?;
+        let n = tokens.len();
         let (d, hd, ff, eps) = (
             c.hidden_size,
             c.head_dim,
@@ -227,8 +227,6 @@ impl Model for Gemma3 {
         );
         let (q_dim, kv_dim) = (c.n_heads * hd, c.n_kv_heads * hd);
 
-        let tokens = flatten_batch(batch, scratch);
-        let positions = std::mem::take(&mut scratch.positions);
         let mut bufs = scratch.take(&[
             n * d,
             n * d,
@@ -245,11 +243,7 @@ impl Model for Gemma3 {
         };
 
         self.embed.lookup(&tokens, (d as f32).sqrt(), x)?; // x: [n, d]
-        let step = StepBatch {
-            pool,
-            batch,
-            positions: &positions,
-        };
+        let step = StepBatch::new(pool, batch, &positions);
         for (li, layer) in self.layers.iter().enumerate() {
             rms_norm(x, &layer.attn_norm, eps, h); // h: [n, d]
             layer.wq.forward(pool, h, q, &mut scratch.matmul)?; // q: [n, n_heads, hd]
@@ -308,8 +302,7 @@ impl Model for Gemma3 {
             let inv = 1.0 / cap;
             logits.iter_mut().for_each(|l| *l = (*l * inv).tanh() * cap);
         }
-        scratch.give_back(bufs);
-        scratch.positions = positions;
+        end_forward(scratch, bufs, positions);
         Ok(())
     }
 }

@@ -20,7 +20,7 @@ use crate::model_config::ModelConfig;
 use crate::model_error::{ModelError, Result};
 use crate::models::parts::{self, output_head};
 use crate::models::{
-    check_batch, file_rope_scaling, flatten_batch, last_token_logits, set_rope_context,
+    begin_forward, end_forward, file_rope_scaling, last_token_logits, set_rope_context,
     ForwardScratch, Model, SeqInput,
 };
 use crate::weights::{Need, Weights};
@@ -271,13 +271,11 @@ impl Model for Llama {
         logits: &mut Vec<f32>,
     ) -> Result<()> {
         let c = &self.cfg;
-        check_batch(c, cache, batch)?;
-        let n: usize = batch.iter().map(|s| s.tokens.len()).sum();
+        let (tokens, positions) = begin_forward(c, cache, batch, scratch)?;
+        let n = tokens.len();
         let (d, hd, ff) = (c.hidden_size, c.head_dim, c.intermediate_size);
         let (q_dim, kv_dim) = (c.n_heads * hd, c.n_kv_heads * hd);
 
-        let tokens = flatten_batch(batch, scratch);
-        let positions = std::mem::take(&mut scratch.positions);
         let mut bufs = scratch.take(&[
             n * d,
             n * d,
@@ -307,11 +305,7 @@ impl Model for Llama {
             sliding_window: self.sliding_window,
             single_token_step: false, // set per sequence
         };
-        let step = StepBatch {
-            pool,
-            batch,
-            positions: &positions,
-        };
+        let step = StepBatch::new(pool, batch, &positions);
         for (li, layer) in self.layers.iter().enumerate() {
             rms_norm(x, &layer.attn_norm, c.rms_norm_eps, h); // h: [n, d]
             layer.wq.forward(pool, h, q, &mut scratch.matmul)?; // q: [n, n_heads, hd]
@@ -368,8 +362,7 @@ impl Model for Llama {
             scratch,
             logits,
         )?;
-        scratch.give_back(bufs);
-        scratch.positions = positions;
+        end_forward(scratch, bufs, positions);
         Ok(())
     }
 }

@@ -94,6 +94,30 @@ pub trait Model: Send + Sync {
     }
 }
 
+/// The start of every forward pass: the batch checked against the model and the cache (so a
+/// bad request fails whole), its token ids in sequence order (`[n]`) and their absolute
+/// positions (`[n]`, the scratch's buffer until [`end_forward`] gives it back).
+pub(crate) fn begin_forward(
+    cfg: &ModelConfig,
+    cache: &KvCache,
+    batch: &[SeqInput<'_>],
+    scratch: &mut ForwardScratch,
+) -> Result<(Vec<u32>, Vec<usize>)> {
+    check_batch(cfg, cache, batch)?;
+    let tokens = flatten_batch(batch, scratch);
+    Ok((tokens, std::mem::take(&mut scratch.positions)))
+}
+
+/// The end of a forward pass: its buffers and positions back to the scratch for the next.
+pub(crate) fn end_forward(
+    scratch: &mut ForwardScratch,
+    bufs: Vec<Vec<f32>>,
+    positions: Vec<usize>,
+) {
+    scratch.give_back(bufs);
+    scratch.positions = positions;
+}
+
 /// The batch's token ids in sequence order, and their absolute positions into `positions`;
 /// the matrix products learn each sequence's rows.
 pub(crate) fn flatten_batch(batch: &[SeqInput<'_>], scratch: &mut ForwardScratch) -> Vec<u32> {

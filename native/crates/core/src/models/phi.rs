@@ -15,7 +15,7 @@ use crate::model_config::ModelConfig;
 use crate::model_error::Result;
 use crate::models::llama::HF_LAYER;
 use crate::models::parts;
-use crate::models::{check_batch, flatten_batch, head_logits, ForwardScratch, Model, SeqInput};
+use crate::models::{begin_forward, end_forward, head_logits, ForwardScratch, Model, SeqInput};
 use crate::weights::{Need, Weights};
 use crate::weights_hf::HfCheckpoint;
 
@@ -106,12 +106,10 @@ impl Model for Phi2 {
         logits: &mut Vec<f32>,
     ) -> Result<()> {
         let c = &self.cfg;
-        check_batch(c, cache, batch)?;
-        let n: usize = batch.iter().map(|s| s.tokens.len()).sum();
+        let (tokens, positions) = begin_forward(c, cache, batch, scratch)?;
+        let n = tokens.len();
         let (d, hd, ff) = (c.hidden_size, c.head_dim, c.intermediate_size);
         let (q_dim, kv_dim) = (c.n_heads * hd, c.n_kv_heads * hd);
-        let tokens = flatten_batch(batch, scratch);
-        let positions = std::mem::take(&mut scratch.positions);
         let mut bufs = scratch.take(&[
             n * d,
             n * d,
@@ -136,11 +134,7 @@ impl Model for Phi2 {
             single_token_step: false,
         };
         let q_scale = 1.0 / (hd as f32).sqrt();
-        let step = StepBatch {
-            pool,
-            batch,
-            positions: &positions,
-        };
+        let step = StepBatch::new(pool, batch, &positions);
         for (li, layer) in self.layers.iter().enumerate() {
             layer.norm.forward(x, h);
             let heads = [c.n_heads, c.n_kv_heads];
@@ -175,8 +169,7 @@ impl Model for Phi2 {
             scratch,
             logits,
         )?;
-        scratch.give_back(bufs);
-        scratch.positions = positions;
+        end_forward(scratch, bufs, positions);
         Ok(())
     }
 }

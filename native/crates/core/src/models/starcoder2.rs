@@ -17,7 +17,7 @@ use crate::models::llama::HF_LAYER;
 use crate::models::parts;
 use crate::models::phi::gpt_head_logits;
 use crate::models::{
-    check_batch, file_rope_scaling, flatten_batch, set_rope_context, ForwardScratch, Model,
+    begin_forward, end_forward, file_rope_scaling, set_rope_context, ForwardScratch, Model,
     SeqInput,
 };
 use crate::weights::{Need, Weights};
@@ -152,8 +152,8 @@ impl Model for SequentialGpt {
         logits: &mut Vec<f32>,
     ) -> Result<()> {
         let c = &self.cfg;
-        check_batch(c, cache, batch)?;
-        let n: usize = batch.iter().map(|s| s.tokens.len()).sum();
+        let (tokens, positions) = begin_forward(c, cache, batch, scratch)?;
+        let n = tokens.len();
         let (d, hd) = (c.hidden_size, c.head_dim);
         let ff = self
             .layers
@@ -165,8 +165,6 @@ impl Model for SequentialGpt {
             .max()
             .unwrap_or(0);
         let (q_dim, kv_dim) = (c.n_heads * hd, c.n_kv_heads * hd);
-        let tokens = flatten_batch(batch, scratch);
-        let positions = std::mem::take(&mut scratch.positions);
         let mut bufs = scratch.take(&[
             n * d,
             n * d,
@@ -193,11 +191,7 @@ impl Model for SequentialGpt {
             sliding_window: self.sliding_window,
             single_token_step: false,
         };
-        let step = StepBatch {
-            pool,
-            batch,
-            positions: &positions,
-        };
+        let step = StepBatch::new(pool, batch, &positions);
         for (li, layer) in self.layers.iter().enumerate() {
             layer.attn_norm.forward(x, h);
             let heads = [c.n_heads, c.n_kv_heads];
@@ -235,8 +229,7 @@ impl Model for SequentialGpt {
             scratch,
             logits,
         )?;
-        scratch.give_back(bufs);
-        scratch.positions = positions;
+        end_forward(scratch, bufs, positions);
         Ok(())
     }
 }
