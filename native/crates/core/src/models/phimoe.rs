@@ -7,25 +7,16 @@
 //! transformers' reference differs on both: true LayerNorms, and its `sparsemixer` weights
 //! (each chosen expert's softmax among the experts within a relative 2·jitter of it).
 
-use crate::hf_config::HfDefaults;
 use crate::layers::{MoeConfig, RopeStyle};
 use crate::model_error::{ModelError, Result};
-use crate::models::llama::HF_LAYER;
-use crate::models::mixtral::{HF_EXPERTS, HF_MOE};
 use crate::models::parts;
 use crate::models::starcoder2::{Ffn, GptVariant, Layer, SequentialGpt};
 use crate::models::Model;
 use crate::weights::{Need, Weights};
-use crate::weights_hf::{HfCheckpoint, DECODER_GLOBALS};
+use crate::weights_hf::HfCheckpoint;
 
-/// Mixtral's router and expert names, Llama's for the rest.
-pub(crate) const HF: HfCheckpoint = HfCheckpoint {
-    globals: DECODER_GLOBALS,
-    layer_parts: &[HF_MOE, HF_LAYER],
-    experts: Some(HF_EXPERTS),
-    norm_offset: 0.0,
-    defaults: HfDefaults::new(),
-};
+/// Mixtral's router and expert names, Llama's for the rest: Mixtral's checkpoint layout.
+pub(crate) const HF: HfCheckpoint = crate::models::mixtral::HF;
 
 pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
     let cfg = w.config(RopeStyle::Neox)?;
