@@ -21,8 +21,8 @@ const MIXTRAL: LlamaVariant = LlamaVariant {
 };
 
 /// The router and experts under `block_sparse_moe` (`w1` gate, `w3` up, `w2` down).
-pub(crate) const HF_MOE: &[(&str, &str)] = &[("ffn_gate_inp", "block_sparse_moe.gate")];
-pub(crate) const HF_EXPERTS: HfExperts = HfExperts {
+const HF_MOE: &[(&str, &str)] = &[("ffn_gate_inp", "block_sparse_moe.gate")];
+const HF_EXPERTS: HfExperts = HfExperts {
     block: "block_sparse_moe",
     names: ["w1", "w3", "w2"],
 };
