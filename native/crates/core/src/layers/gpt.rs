@@ -5,6 +5,7 @@ use mistralrs_common::ThreadPool;
 use mistralrs_quant::matmul::MatmulScratch;
 
 use crate::layers::activations::gelu;
+use crate::layers::attention::StepBatch;
 use crate::layers::norm::{layer_norm, rms_norm};
 use crate::layers::{add_rows, Linear, Rope};
 use crate::model_error::Result;
@@ -56,17 +57,16 @@ pub struct Qkv(pub [BiasedLinear; 3]);
 
 impl Qkv {
     /// `h` `[n, dim]` → rotated `q` `[n, n_heads, hd]`, rotated `k` and `v` `[n, n_kv_heads, hd]`.
-    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
-        pool: &ThreadPool,
+        step: &StepBatch<'_, '_>,
         h: &[f32],
         [q, k, v]: [&mut [f32]; 3],
         rope: &Rope,
-        positions: &[usize],
         [n_heads, n_kv_heads]: [usize; 2],
         matmul: &mut MatmulScratch,
     ) -> Result<()> {
+        let (pool, positions) = (step.pool, step.positions);
         let [wq, wk, wv] = &self.0;
         wq.forward(pool, h, q, matmul)?;
         wk.forward(pool, h, k, matmul)?;

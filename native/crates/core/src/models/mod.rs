@@ -135,15 +135,13 @@ pub(crate) fn flatten_batch(batch: &[SeqInput<'_>], scratch: &mut ForwardScratch
         .collect()
 }
 
-/// The final RMS norm and the output head, for the last token of each sequence that wants
-/// logits: `x` is `[n, d]`, `logits` becomes `[n_wanted, vocab]`.
-#[allow(clippy::too_many_arguments)]
+/// The final RMS norm (`(weights, eps)`) and the output head, for the last token of each
+/// sequence that wants logits: `x` is `[n, d]`, `logits` becomes `[n_wanted, vocab]`.
 pub(crate) fn last_token_logits(
     pool: &ThreadPool,
     batch: &[SeqInput<'_>],
     x: &[f32],
-    norm: &[f32],
-    eps: f32,
+    (norm, eps): (&[f32], f32),
     output: &crate::layers::Linear,
     scratch: &mut ForwardScratch,
     logits: &mut Vec<f32>,
@@ -151,29 +149,28 @@ pub(crate) fn last_token_logits(
     let norm_rows = |rows: &[f32], out: &mut [f32]| crate::layers::rms_norm(rows, norm, eps, out);
     let head =
         |rows: &[f32], y: &mut [f32], m: &mut MatmulScratch| Ok(output.forward(pool, rows, y, m)?);
+    let rows = (x, norm.len());
     head_logits(
         batch,
-        x,
-        norm.len(),
+        rows,
         output.out_features(),
-        norm_rows,
-        head,
+        (norm_rows, head),
         scratch,
         logits,
     )
 }
 
 /// The last token of each sequence that wants logits, through `norm` and then `head` (`d` →
-/// `vocab`, one row per sequence for the kernels): `x` is `[n, d]`, `logits` becomes
+/// `vocab`, one row per sequence for the kernels): `x` is `[n, d]` rows, `logits` becomes
 /// `[n_wanted, vocab]`. Architectures with other final norms or a biased head call it directly.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn head_logits(
     batch: &[SeqInput<'_>],
-    x: &[f32],
-    d: usize,
+    (x, d): (&[f32], usize),
     vocab: usize,
-    norm: impl FnOnce(&[f32], &mut [f32]),
-    head: impl FnOnce(&[f32], &mut [f32], &mut MatmulScratch) -> Result<()>,
+    (norm, head): (
+        impl FnOnce(&[f32], &mut [f32]),
+        impl FnOnce(&[f32], &mut [f32], &mut MatmulScratch) -> Result<()>,
+    ),
     scratch: &mut ForwardScratch,
     logits: &mut Vec<f32>,
 ) -> Result<()> {

@@ -139,15 +139,9 @@ impl Model for Phi2 {
             layer.norm.forward(x, h);
             let heads = [c.n_heads, c.n_kv_heads];
             let qkv = [&mut q[..], &mut k[..], &mut v[..]];
-            layer.qkv.forward(
-                pool,
-                h,
-                qkv,
-                &self.rope,
-                &positions,
-                heads,
-                &mut scratch.matmul,
-            )?;
+            layer
+                .qkv
+                .forward(&step, h, qkv, &self.rope, heads, &mut scratch.matmul)?;
             q.iter_mut().for_each(|v| *v *= q_scale);
             paged_attention(&step, cache, li, (q, k, v), &params, attn)?;
             // The MLP reads the same normed input as attention.
@@ -191,11 +185,9 @@ pub(crate) fn gpt_head_logits(
         |rows: &[f32], y: &mut [f32], m: &mut MatmulScratch| output.forward(pool, rows, y, m);
     head_logits(
         batch,
-        x,
-        norm.weight.len(),
+        (x, norm.weight.len()),
         vocab,
-        norm_rows,
-        head,
+        (norm_rows, head),
         scratch,
         logits,
     )

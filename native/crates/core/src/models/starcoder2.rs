@@ -196,15 +196,9 @@ impl Model for SequentialGpt {
             layer.attn_norm.forward(x, h);
             let heads = [c.n_heads, c.n_kv_heads];
             let qkv = [&mut q[..], &mut k[..], &mut v[..]];
-            layer.qkv.forward(
-                pool,
-                h,
-                qkv,
-                &self.rope,
-                &positions,
-                heads,
-                &mut scratch.matmul,
-            )?;
+            layer
+                .qkv
+                .forward(&step, h, qkv, &self.rope, heads, &mut scratch.matmul)?;
             if self.prescale_queries {
                 let s = 1.0 / (hd as f32).sqrt();
                 q.iter_mut().for_each(|v| *v *= s);

@@ -19,22 +19,34 @@ pub(crate) fn nearest_int(v: f32) -> i32 {
     v.round_ties_even() as i32
 }
 
+/// The trial inverse scales of [`fit_scale_min`] (`(nmax + rmin + rdelta * k) / (max - min)`
+/// for `k` in `0..=nstep`), and whether the error is absolute rather than squared.
+#[derive(Clone, Copy)]
+pub(crate) struct ScaleSearch {
+    pub rmin: f32,
+    pub rdelta: f32,
+    pub nstep: i32,
+    pub use_mad: bool,
+}
+
 /// Fits `x[i] ≈ scale * levels[i] - min` with `levels` in `0..=nmax` and `min >= 0`, minimising
 /// the `weights`-weighted squared (or, with `use_mad`, absolute) error. The first guess spreads
 /// `[min(x, 0), max(x)]` over the levels; then `nstep + 1` inverse scales
 /// `(nmax + rmin + rdelta * k) / (max - min)` are tried, each followed by a least-squares refit of
 /// scale and minimum. Returns `(scale, min)`.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn fit_scale_min(
     x: &[f32],
     weights: &[f32],
     nmax: i32,
     levels: &mut [u8],
-    rmin: f32,
-    rdelta: f32,
-    nstep: i32,
-    use_mad: bool,
+    search: ScaleSearch,
 ) -> (f32, f32) {
+    let ScaleSearch {
+        rmin,
+        rdelta,
+        nstep,
+        use_mad,
+    } = search;
     let n = x.len();
     let mut lo = x[0];
     let mut hi = x[0];
@@ -234,7 +246,18 @@ pub(crate) fn quantize_scale_min_block(
             *w = rms + v.abs();
         }
         let ls = &mut levels[32 * j..32 * j + 32];
-        (scales[j], mins[j]) = fit_scale_min(xs, &weights, nmax, ls, rmin, 0.1, nstep, false);
+        (scales[j], mins[j]) = fit_scale_min(
+            xs,
+            &weights,
+            nmax,
+            ls,
+            ScaleSearch {
+                rmin,
+                rdelta: 0.1,
+                nstep,
+                use_mad: false,
+            },
+        );
     }
     let max_scale = scales
         .iter()

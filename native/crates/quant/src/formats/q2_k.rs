@@ -7,7 +7,7 @@
 use bytemuck::{Pod, Zeroable};
 use mistralrs_common::Isa;
 
-use super::k_quant_search::{fit_scale_min, nearest_int};
+use super::k_quant_search::{fit_scale_min, nearest_int, ScaleSearch};
 use super::q8_k::{check_dot_lengths, BlockQ8K, QK_K};
 use super::{as_blocks, as_blocks_mut, clamp_isa, f16_le, f16_to_le, TypeTraits};
 use crate::GgmlType;
@@ -86,7 +86,18 @@ fn quantize_block(x: &[f32], b: &mut BlockQ2K) {
             *w = v.abs();
         }
         let ls = &mut levels[16 * j..16 * j + 16];
-        (scales[j], mins[j]) = fit_scale_min(xs, &weights, 3, ls, -0.5, 0.1, 15, true);
+        (scales[j], mins[j]) = fit_scale_min(
+            xs,
+            &weights,
+            3,
+            ls,
+            ScaleSearch {
+                rmin: -0.5,
+                rdelta: 0.1,
+                nstep: 15,
+                use_mad: true,
+            },
+        );
     }
     let max_scale = scales
         .iter()
