@@ -35,7 +35,7 @@ export function checkJsonDepth(body: unknown, maxDepth: number): void {
       );
     }
     if (Array.isArray(value)) {
-      value.forEach((item, index) => stack.push({ value: item, depth: depth + 1, key: index, parent: frame }));
+      for (const [index, item] of value.entries()) stack.push({ value: item, depth: depth + 1, key: index, parent: frame });
     } else {
       for (const [key, item] of Object.entries(value)) stack.push({ value: item, depth: depth + 1, key, parent: frame });
     }

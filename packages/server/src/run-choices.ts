@@ -91,7 +91,7 @@ export class ClientWatch {
   /** Aborted when a draining server's time is up: the request must end now, with an error. */
   readonly shutdown: AbortSignal | undefined;
 
-  constructor(private readonly res: Response) {
+  constructor(res: Response) {
     const shutdown: unknown = res.locals?.[SHUTDOWN_LOCAL];
     this.shutdown = shutdown instanceof AbortSignal ? shutdown : undefined;
     res.on('close', () => {

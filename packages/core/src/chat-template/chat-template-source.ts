@@ -101,16 +101,16 @@ export function chatTemplatesFromGgufEntries(
  */
 export function chatTemplatesFromTokenizerConfig(config: unknown, origin = 'tokenizer_config.json'): ChatTemplateSource {
   if (!isRecord(config)) throw new ChatTemplateError('invalid_template', origin, 'not a JSON object');
-  const field = config['chat_template'];
+  const field = config.chat_template;
   const variants = new Map<string, ChatTemplateVariant>();
   if (typeof field === 'string') {
     variants.set(DEFAULT_VARIANT, { template: field, source: `${origin} (chat_template)` });
   } else if (Array.isArray(field)) {
     for (const item of field) {
-      if (!isRecord(item) || typeof item['name'] !== 'string' || typeof item['template'] !== 'string') {
+      if (!isRecord(item) || typeof item.name !== 'string' || typeof item.template !== 'string') {
         throw new ChatTemplateError('invalid_template', origin, 'chat_template list entries must be {name, template} with string values');
       }
-      variants.set(item['name'], { template: item['template'], source: `${origin} (chat_template ${JSON.stringify(item['name'])})` });
+      variants.set(item.name, { template: item.template, source: `${origin} (chat_template ${JSON.stringify(item.name)})` });
     }
   } else if (isRecord(field)) {
     // Not what transformers writes, but an unambiguous spelling of the same thing.
@@ -122,7 +122,7 @@ export function chatTemplatesFromTokenizerConfig(config: unknown, origin = 'toke
     }
   }
   if (variants.size === 0) throw new ChatTemplateError('invalid_template', origin, 'no chat_template field');
-  return withTokens(variants, specialTokenText(config['bos_token']), specialTokenText(config['eos_token']));
+  return withTokens(variants, specialTokenText(config.bos_token), specialTokenText(config.eos_token));
 }
 
 /** Files over this size are not templates or tokenizer configs we should read. */
@@ -157,7 +157,7 @@ export async function readChatTemplateFile(path: string): Promise<ChatTemplateSo
 /** A special token as tokenizer_config.json writes it: a string, or `{content: string, ...}`. */
 export function specialTokenText(value: unknown): string | undefined {
   if (typeof value === 'string') return value;
-  if (isRecord(value) && typeof value['content'] === 'string') return value['content'];
+  if (isRecord(value) && typeof value.content === 'string') return value.content;
   return undefined;
 }
 
@@ -176,7 +176,7 @@ function withTokens(
 /** GGUF arrays come as `{itemType, items}` from GgufFile, plain arrays from elsewhere. */
 function arrayItems(value: unknown): readonly unknown[] | undefined {
   if (Array.isArray(value)) return value;
-  if (isRecord(value) && Array.isArray(value['items'])) return value['items'] as unknown[];
+  if (isRecord(value) && Array.isArray(value.items)) return value.items as unknown[];
   return undefined;
 }
 

@@ -89,7 +89,7 @@ export function renderWorkerMain(jinja: JinjaModule, port: WorkerPort, strftime:
 
   // `evaluateBlock` is private in jinja's typings, but it is what runs once per loop
   // iteration, even of an empty body; `evaluate` alone would miss a loop that evaluates nothing.
-  const baseEvaluateBlock = (jinja.Interpreter.prototype as unknown as Record<string, unknown>)['evaluateBlock'];
+  const baseEvaluateBlock = (jinja.Interpreter.prototype as unknown as Record<string, unknown>).evaluateBlock;
 
   /**
    * The interpreter with budgets. `evaluate` (every node of the template) and `evaluateBlock`

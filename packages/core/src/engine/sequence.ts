@@ -97,7 +97,10 @@ export class Sequence {
    */
   accept(token: number, logprob: Logprob | undefined, forced: readonly number[] = []): void {
     if (this.#firstToken === 0) this.#firstToken = performance.now();
-    if (this.options.signal?.aborted) return this.finish('cancelled');
+    if (this.options.signal?.aborted) {
+      this.finish('cancelled');
+      return;
+    }
     this.#push(token, logprob);
     // Forced tokens had no choice: probability 1 under the grammar.
     for (const t of forced) if (!this.done) this.#push(t, logprob && { logprob: 0, top: [] });
@@ -106,13 +109,16 @@ export class Sequence {
 
   #push(token: number, logprob: Logprob | undefined): void {
     const s = this.#setup;
-    if (s.stopIds.has(token)) return this.finish('stop');
+    if (s.stopIds.has(token)) {
+      this.finish('stop');
+      return;
+    }
     this.generated.push(token);
     const { emit: visible, stopped } = s.stops.push(s.decoder.push(token));
     this.text += visible;
     s.emit({ text: visible, tokenIds: [token], ...(logprob ? { logprobs: [{ token, ...logprob }] } : {}) });
-    if (stopped) return this.finish('stop', { stopString: true });
-    if (this.generated.length >= s.maxTokens) return this.finish('length');
+    if (stopped) this.finish('stop', { stopString: true });
+    else if (this.generated.length >= s.maxTokens) this.finish('length');
   }
 
   /** Ends the sequence; text held back (an incomplete character, a possible stop-string

@@ -154,12 +154,12 @@ describe('probes reach nothing', () => {
 
   it('the worker sees no environment variables even if a probe could look', async () => {
     // Defence in depth: the worker process is started with an empty environment.
-    process.env['CHAT_TEMPLATE_TEST_SECRET'] = 'do-not-leak';
+    process.env.CHAT_TEMPLATE_TEST_SECRET = 'do-not-leak';
     try {
       const output = await template('{{ env }}{{ environ }}{{ os }}{{ CHAT_TEMPLATE_TEST_SECRET }}').render({ messages: hello });
       expect(output).toBe('');
     } finally {
-      delete process.env['CHAT_TEMPLATE_TEST_SECRET'];
+      delete process.env.CHAT_TEMPLATE_TEST_SECRET;
     }
   });
 });

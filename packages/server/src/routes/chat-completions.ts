@@ -78,7 +78,10 @@ function chatFormat(engine: ServingEngine, withLogprobs: boolean, toolFormat: To
   const streams = new Map<number, ToolCallStream>();
   const streamOf = (index: number) => {
     let s = streams.get(index);
-    if (!s && toolFormat) streams.set(index, (s = new ToolCallStream(toolFormat)));
+    if (!s && toolFormat) {
+      s = new ToolCallStream(toolFormat);
+      streams.set(index, s);
+    }
     return s;
   };
   return {

@@ -47,7 +47,10 @@ function fakeGeneration(steps: Step[], signal: AbortSignal) {
   })();
   let settle!: (r: FakeResult) => void;
   let reject!: (e: unknown) => void;
-  const result = new Promise<FakeResult>((res, rej) => ((settle = res), (reject = rej)));
+  const result = new Promise<FakeResult>((res, rej) => {
+    settle = res;
+    reject = rej;
+  });
   result.catch(() => undefined);
   return {
     result,
