@@ -8,13 +8,15 @@
  * blocks at once, and a full queue refusing at once.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import { needsFixtures } from '../../../../test-support/fixtures.js';
 import { Engine, EngineError, fetchRegistryModel } from '../../src/index.js';
 import { vocabPath, writeTinyGguf } from '../fixtures/tiny-model.js';
 
+const tiny = needsFixtures('the tiny models', [vocabPath]);
 let dir: string;
 let tinyGemma: string;
 let tinyMixtral: string;
@@ -22,7 +24,7 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'batching-'));
   tinyGemma = join(dir, 'tiny-gemma3-q4k.gguf');
   tinyMixtral = join(dir, 'tiny-mixtral-q4k.gguf');
-  if (existsSync(vocabPath)) {
+  if (tiny.present) {
     await writeTinyGguf(tinyGemma, { arch: 'gemma3', slidingWindow: 4 }, 'Q4_K');
     await writeTinyGguf(tinyMixtral, { arch: 'mixtral' }, 'Q4_K');
   }
@@ -62,37 +64,39 @@ async function together(engine: Engine, prompts: number[][], maxTokens: number) 
   return { results, peak };
 }
 
-describe.each([
-  ['the default model (Q4_1)', async () => fetchRegistryModel('smollm2-135m-instruct-q4_1')],
-  ['a tiny Gemma 3 (Q4_K)', async () => (existsSync(vocabPath) ? tinyGemma : undefined)],
+const MODELS = [
+  ['the default model (Q4_1)', async () => fetchRegistryModel('smollm2-135m-instruct-q4_1'), describe],
+  ['a tiny Gemma 3 (Q4_K)', async () => tinyGemma, tiny.describe],
   // Experts see rows of several sequences in one product: each row must still be on its own.
-  ['a tiny Mixtral (Q4_K, 4 experts)', async () => (existsSync(vocabPath) ? tinyMixtral : undefined)],
-])('%s', (_name, modelPath) => {
-  let engine: Engine;
-  beforeAll(async () => {
-    const path = await modelPath();
-    if (path) engine = await Engine.load({ model: path, kvTokens: 2048, prefillChunk: 64 });
-  }, 300_000);
-  afterAll(() => engine?.close());
+  ['a tiny Mixtral (Q4_K, 4 experts)', async () => tinyMixtral, tiny.describe],
+] as const;
 
-  it('gives each request the same greedy tokens alone and among 9 others', async () => {
-    if (!engine) return console.warn('SKIPPED: no model');
-    const prompts = TEXTS.map((t) => Array.from(engine.tokenizer.encode(t)));
-    const expected = await alone(engine, prompts, 12);
-    const { results, peak } = await together(engine, prompts, 12);
-    expect(peak).toBeGreaterThan(1);
-    expect(results).toEqual(expected);
-    expect(engine.load).toMatchObject({ running: 0, waiting: 0, freeBlocks: engine.info.nBlocks });
-  }, 300_000);
-});
+for (const [name, modelPath, gated] of MODELS) {
+  gated(name, () => {
+    let engine: Engine;
+    beforeAll(async () => {
+      engine = await Engine.load({ model: await modelPath(), kvTokens: 2048, prefillChunk: 64 });
+    }, 300_000);
+    afterAll(() => engine?.close());
+
+    it('gives each request the same greedy tokens alone and among 9 others', async () => {
+      const prompts = TEXTS.map((t) => Array.from(engine.tokenizer.encode(t)));
+      const expected = await alone(engine, prompts, 12);
+      const { results, peak } = await together(engine, prompts, 12);
+      expect(peak).toBeGreaterThan(1);
+      expect(results).toEqual(expected);
+      expect(engine.load).toMatchObject({ running: 0, waiting: 0, freeBlocks: engine.info.nBlocks });
+    }, 300_000);
+  });
+}
 
 describe('the prefix cache', () => {
-  it.each([
-    ['the default model (Q4_1)', () => fetchRegistryModel('smollm2-135m-instruct-q4_1')],
-    ['a tiny Gemma 3 (Q4_K)', async () => tinyGemma],
-  ])('gives the same bits on and off, on %s', async (_name, modelPath) => {
+  const models = [
+    ['the default model (Q4_1)', () => fetchRegistryModel('smollm2-135m-instruct-q4_1'), it],
+    ['a tiny Gemma 3 (Q4_K)', async () => tinyGemma, tiny.it],
+  ] as const;
+  for (const [name, modelPath, gated] of models) gated(`gives the same bits on and off, on ${name}`, async () => {
     const path = await modelPath();
-    if (!existsSync(path)) return console.warn(`SKIPPED: no model at ${path}`);
     const on = await Engine.load({ model: path, kvTokens: 2048, prefixCaching: true });
     const off = await Engine.load({ model: path, kvTokens: 2048, prefixCaching: false });
     try {

@@ -6,15 +6,15 @@
  * within float rounding (the rotation pairs elements in another order) and the same tokens.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import { needsFixtures } from '../../../../test-support/fixtures.js';
 import { Engine } from '../../src/index.js';
 import { hfTokenizerDir, vocabPath, writeTinyGguf, writeTinyHf, type TinySpec } from '../fixtures/tiny-model.js';
 
-const ready = existsSync(vocabPath) && existsSync(join(hfTokenizerDir, 'tokenizer.json'));
-if (!ready) console.warn(`SKIPPED HF loader comparison: need ${vocabPath} and ${hfTokenizerDir}`);
+const fixtures = needsFixtures('the tiny models', [vocabPath, join(hfTokenizerDir, 'tokenizer.json')]);
 
 let dir: string;
 beforeAll(() => {
@@ -44,7 +44,7 @@ const CASES: Array<[string, TinySpec, string]> = [
   ['deepseekv2, YaRN with mscale_all_dim', { arch: 'deepseekv2', ropeScaling: { type: 'yarn', factor: 4, originalContext: 64, mscaleAllDim: 0.707 } }, 'deepseek2'],
 ];
 
-describe.each(ready ? CASES : [])('%s weights through the GGUF and the Hugging Face loaders', (name, spec, arch) => {
+fixtures.describe.each(CASES)('%s weights through the GGUF and the Hugging Face loaders', (name, spec, arch) => {
   it('give the same logits and tokens', async () => {
     const slug = name.replace(/\W+/g, '-');
     const gguf = join(dir, `${slug}.gguf`);

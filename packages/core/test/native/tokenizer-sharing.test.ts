@@ -4,10 +4,11 @@
  * disk must not get the old tables.
  */
 import { afterAll, beforeAll, expect, it } from '@jest/globals';
-import { copyFileSync, existsSync, mkdtempSync, rmSync, utimesSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import { needsFixtures } from '../../../../test-support/fixtures.js';
 import { Tokenizer } from '../../src/index.js';
 import { vocabPath } from '../fixtures/tiny-model.js';
 
@@ -17,8 +18,7 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-it('shares one file’s live tokenizer, and builds anew for another file or a changed one', async () => {
-  expect(existsSync(vocabPath)).toBe(true);
+needsFixtures('the Llama vocabulary', [vocabPath]).it('shares one file’s live tokenizer, and builds anew for another file or a changed one', async () => {
   const [a, b] = ['a.gguf', 'b.gguf'].map((name) => join(dir, name));
   copyFileSync(vocabPath, a);
   copyFileSync(vocabPath, b);
