@@ -474,10 +474,30 @@ fn dot_rows(
         }
         return;
     }
+    // F32 weights: llama.cpp's product of two or more tokens of a sequence is tinyBLAS's order,
+    // a single token's `ggml_vec_dot_f32` (the type's vec_dot).
+    let multi_token_f32 = |t: usize| {
+        let mut first = 0;
+        w.ty == GgmlType::F32
+            && sequences.iter().any(|&len| {
+                let mine = (first..first + len).contains(&t);
+                first += len;
+                mine && len > 1
+            })
+    };
     let mut chunk_start = rows.start;
     while chunk_start < rows.end {
         let chunk_end = (chunk_start + ROW_ALIGN).min(rows.end);
         for t in 0..n_tokens {
+            if multi_token_f32(t) {
+                for r in chunk_start..chunk_end {
+                    let (row, x) = (w.row(r), act(t));
+                    let value = crate::formats::f32::dot_tinyblas_order(isa, w.cols, row, x)
+                        .unwrap_or_else(|| vec_dot(isa, w.cols, row, x));
+                    store(t, r, value);
+                }
+                continue;
+            }
             if let Some(many_rows) = many_rows {
                 let chunk = chunk_start..chunk_end;
                 many_rows(
