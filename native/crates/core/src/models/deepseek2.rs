@@ -21,7 +21,8 @@ use crate::layers::{rms_norm, rms_norm_inplace, Embedding, Expert, Linear, Moe, 
 use crate::model_config::ModelConfig;
 use crate::model_error::{ModelError, Result};
 use crate::models::{
-    check_batch, flatten_batch, last_token_logits, ForwardScratch, Model, SeqInput,
+    check_batch, flatten_batch, isolate_logit_rows, last_token_logits, ForwardScratch, Model,
+    SeqInput,
 };
 use crate::weights::Weights;
 
@@ -380,6 +381,9 @@ impl Model for DeepSeek2 {
                 &mut scratch.matmul,
             )?;
             layer.wo.forward(pool, o, h, &mut scratch.matmul)?;
+            if li + 1 == self.layers.len() {
+                isolate_logit_rows(batch, &mut scratch.matmul);
+            }
             x.iter_mut().zip(h.iter()).for_each(|(a, b)| *a += b);
 
             rms_norm(x, &layer.ffn_norm, c.rms_norm_eps, h);

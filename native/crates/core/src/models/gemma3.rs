@@ -15,7 +15,8 @@ use crate::layers::{rms_norm, rms_norm_inplace, Embedding, Linear, Rope, RopeSca
 use crate::model_config::ModelConfig;
 use crate::model_error::Result;
 use crate::models::{
-    check_batch, flatten_batch, last_token_logits, ForwardScratch, Model, SeqInput,
+    check_batch, flatten_batch, isolate_logit_rows, last_token_logits, ForwardScratch, Model,
+    SeqInput,
 };
 use crate::weights::Weights;
 
@@ -254,6 +255,9 @@ impl Model for Gemma3 {
             };
             paged_attention(pool, cache, li, batch, &positions, q, k, v, &params, attn)?;
             layer.wo.forward(pool, attn, o, &mut scratch.matmul)?; // o: [n, d]
+            if li + 1 == self.layers.len() {
+                isolate_logit_rows(batch, &mut scratch.matmul);
+            }
             add_block_output(x, o, h, layer.post_norms.as_ref().map(|n| &n[0][..]), eps);
 
             rms_norm(x, &layer.ffn_norm, eps, h);

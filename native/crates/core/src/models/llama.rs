@@ -15,8 +15,8 @@ use crate::layers::{
 use crate::model_config::ModelConfig;
 use crate::model_error::Result;
 use crate::models::{
-    check_batch, file_rope_scaling, flatten_batch, last_token_logits, set_rope_context,
-    ForwardScratch, Model, SeqInput,
+    check_batch, file_rope_scaling, flatten_batch, isolate_logit_rows, last_token_logits,
+    set_rope_context, ForwardScratch, Model, SeqInput,
 };
 use crate::weights::Weights;
 
@@ -251,6 +251,9 @@ impl Model for Llama {
             paged_attention(pool, cache, li, batch, &positions, q, k, v, &params, attn)?;
 
             layer.wo.forward(pool, attn, h, &mut scratch.matmul)?; // h: [n, d]
+            if li + 1 == self.layers.len() {
+                isolate_logit_rows(batch, &mut scratch.matmul);
+            }
             x.iter_mut().zip(h.iter()).for_each(|(a, b)| *a += b);
 
             rms_norm(x, &layer.ffn_norm, c.rms_norm_eps, h);

@@ -12,7 +12,10 @@ use crate::layers::gpt::{BiasedLinear, GeluMlp, LayerNorm, Qkv};
 use crate::layers::{Embedding, Rope, RopeStyle};
 use crate::model_config::ModelConfig;
 use crate::model_error::Result;
-use crate::models::{check_batch, flatten_batch, head_logits, ForwardScratch, Model, SeqInput};
+use crate::models::{
+    check_batch, flatten_batch, group_rows_by_sequence, head_logits, isolate_logit_rows,
+    ForwardScratch, Model, SeqInput,
+};
 use crate::weights::Weights;
 
 struct Layer {
@@ -116,9 +119,17 @@ impl Model for Phi2 {
             q.iter_mut().for_each(|v| *v *= q_scale);
             paged_attention(pool, cache, li, batch, &positions, q, k, v, &params, attn)?;
             // The MLP reads the same normed input as attention.
+            let last = li + 1 == self.layers.len();
+            if last {
+                isolate_logit_rows(batch, &mut scratch.matmul);
+            }
             layer
                 .mlp
                 .forward(pool, h, hidden, mlp_out, &mut scratch.matmul)?;
+            if last {
+                // The output projection comes before llama.cpp's row selection.
+                group_rows_by_sequence(batch, &mut scratch.matmul);
+            }
             layer.wo.forward(pool, attn, h, &mut scratch.matmul)?;
             // (attention + MLP) + residual, in llama.cpp's order.
             for ((xv, &a), &m) in x.iter_mut().zip(h.iter()).zip(mlp_out.iter()) {

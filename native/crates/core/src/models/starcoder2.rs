@@ -14,8 +14,8 @@ use crate::model_config::ModelConfig;
 use crate::model_error::Result;
 use crate::models::phi2::gpt_head_logits;
 use crate::models::{
-    check_batch, file_rope_scaling, flatten_batch, set_rope_context, ForwardScratch, Model,
-    SeqInput,
+    check_batch, file_rope_scaling, flatten_batch, isolate_logit_rows, set_rope_context,
+    ForwardScratch, Model, SeqInput,
 };
 use crate::weights::Weights;
 
@@ -179,6 +179,9 @@ impl Model for SequentialGpt {
             }
             paged_attention(pool, cache, li, batch, &positions, q, k, v, &params, attn)?;
             layer.wo.forward(pool, attn, h, &mut scratch.matmul)?;
+            if li + 1 == self.layers.len() {
+                isolate_logit_rows(batch, &mut scratch.matmul);
+            }
             x.iter_mut().zip(h.iter()).for_each(|(a, b)| *a += b);
             layer.ffn_norm.forward(x, h);
             let out = &mut attn[..n * d];
