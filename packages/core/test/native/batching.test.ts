@@ -3,9 +3,12 @@
  * depend on what else runs with it. Greedy results of requests run together (prompts of
  * different lengths, so prefill chunks and decode tokens share steps) must equal each one run
  * alone, on the default model (Q4_1), on a tiny Gemma 3 in Q4_K (whose kernels group rows
- * in fours, per sequence) and on a tiny Mixtral in Q4_K (whose experts take rows of every
- * sequence). Also: preemption when the KV cache runs out, cancellation freeing
- * blocks at once, and a full queue refusing at once.
+ * in fours, per sequence; six layers with an 8-token window on five of them) and on a tiny
+ * Mixtral in Q4_K (whose experts take rows of every sequence); the tiny models have their own
+ * output heads, so that their greedy paths do not just repeat a token. Also: preemption when
+ * the KV cache runs out, cancellation freeing blocks at once, and a full queue refusing at
+ * once. The work is fixed by token counts, with no wall-clock limit (`WORK_BOUNDED`); the
+ * logits of sequences sharing steps against llama.cpp's are in tiny-models.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -15,6 +18,7 @@ import { join } from 'node:path';
 import { needsFixtures } from '../../../../test-support/fixtures.js';
 import { Engine, EngineError, fetchRegistryModel } from '../../src/index.js';
 import { vocabPath, writeTinyGguf } from '../fixtures/tiny-model.js';
+import { WORK_BOUNDED } from '../support/fidelity.js';
 
 const tiny = needsFixtures('the tiny models', [vocabPath]);
 let dir: string;
@@ -25,10 +29,10 @@ beforeAll(async () => {
   tinyGemma = join(dir, 'tiny-gemma3-q4k.gguf');
   tinyMixtral = join(dir, 'tiny-mixtral-q4k.gguf');
   if (tiny.present) {
-    await writeTinyGguf(tinyGemma, { arch: 'gemma3', slidingWindow: 4 }, 'Q4_K');
-    await writeTinyGguf(tinyMixtral, { arch: 'mixtral' }, 'Q4_K');
+    await writeTinyGguf(tinyGemma, { arch: 'gemma3', slidingWindow: 8, layers: 6, untiedOutput: true }, 'Q4_K');
+    await writeTinyGguf(tinyMixtral, { arch: 'mixtral', untiedOutput: true }, 'Q4_K');
   }
-}, 120_000);
+}, WORK_BOUNDED);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const TEXTS = [
@@ -66,7 +70,7 @@ async function together(engine: Engine, prompts: number[][], maxTokens: number) 
 
 const MODELS = [
   ['the default model (Q4_1)', async () => fetchRegistryModel('smollm2-135m-instruct-q4_1'), describe],
-  ['a tiny Gemma 3 (Q4_K)', async () => tinyGemma, tiny.describe],
+  ['a tiny Gemma 3 (Q4_K, window 8)', async () => tinyGemma, tiny.describe],
   // Experts see rows of several sequences in one product: each row must still be on its own.
   ['a tiny Mixtral (Q4_K, 4 experts)', async () => tinyMixtral, tiny.describe],
 ] as const;
@@ -76,7 +80,7 @@ for (const [name, modelPath, gated] of MODELS) {
     let engine: Engine;
     beforeAll(async () => {
       engine = await Engine.load({ model: await modelPath(), kvTokens: 2048, prefillChunk: 64 });
-    }, 300_000);
+    }, WORK_BOUNDED);
     afterAll(() => engine?.close());
 
     it('gives each request the same greedy tokens alone and among 9 others', async () => {
@@ -86,14 +90,14 @@ for (const [name, modelPath, gated] of MODELS) {
       expect(peak).toBeGreaterThan(1);
       expect(results).toEqual(expected);
       expect(engine.load).toMatchObject({ running: 0, waiting: 0, freeBlocks: engine.info.nBlocks });
-    }, 300_000);
+    }, WORK_BOUNDED);
   });
 }
 
 describe('the prefix cache', () => {
   const models = [
     ['the default model (Q4_1)', () => fetchRegistryModel('smollm2-135m-instruct-q4_1'), it],
-    ['a tiny Gemma 3 (Q4_K)', async () => tinyGemma, tiny.it],
+    ['a tiny Gemma 3 (Q4_K, window 8)', async () => tinyGemma, tiny.it],
   ] as const;
   for (const [name, modelPath, gated] of models) gated(`gives the same bits on and off, on ${name}`, async () => {
     const path = await modelPath();
@@ -126,7 +130,7 @@ describe('the prefix cache', () => {
       on.close();
       off.close();
     }
-  }, 300_000);
+  }, WORK_BOUNDED);
 });
 
 describe('the scheduler', () => {
@@ -144,7 +148,7 @@ describe('the scheduler', () => {
     } finally {
       engine.close();
     }
-  }, 300_000);
+  }, WORK_BOUNDED);
 
   it('frees a cancelled sequence at once and keeps the others going', async () => {
     const path = await fetchRegistryModel('smollm2-135m-instruct-q4_1');
@@ -169,7 +173,7 @@ describe('the scheduler', () => {
     } finally {
       engine.close();
     }
-  }, 300_000);
+  }, WORK_BOUNDED);
 
   it('sizes the KV cache from a memory budget', async () => {
     const path = await fetchRegistryModel('smollm2-135m-instruct-q4_1');
@@ -183,7 +187,7 @@ describe('the scheduler', () => {
       engine.close();
     }
     await expect(Engine.load({ model: path, kvCacheFraction: 1.5 })).rejects.toMatchObject({ code: 'InvalidArgumentError' });
-  }, 300_000);
+  }, WORK_BOUNDED);
 
   it('keeps the cache in Q8_0 on request: about half the memory per token, close logits', async () => {
     const path = await fetchRegistryModel('smollm2-135m-instruct-q4_1');
@@ -217,7 +221,7 @@ describe('the scheduler', () => {
       q8.close();
     }
     await expect(Engine.load({ model: path, kvCacheType: 'q4' as never })).rejects.toMatchObject({ code: 'InvalidArgumentError' });
-  }, 300_000);
+  }, WORK_BOUNDED);
 
   it('refuses at once when the queue is full', async () => {
     const path = await fetchRegistryModel('smollm2-135m-instruct-q4_1');
@@ -236,7 +240,7 @@ describe('the scheduler', () => {
     } finally {
       engine.close();
     }
-  }, 300_000);
+  }, WORK_BOUNDED);
 
   it('lets running requests finish on close, refuses new ones, then frees the native model', async () => {
     const path = await fetchRegistryModel('smollm2-135m-instruct-q4_1');
@@ -252,5 +256,5 @@ describe('the scheduler', () => {
     const native = (engine as unknown as { model: { info(): unknown } }).model;
     await new Promise((resolve) => setTimeout(resolve, 20));
     expect(() => native.info()).toThrow(/released/);
-  }, 300_000);
+  }, WORK_BOUNDED);
 });
