@@ -37,8 +37,9 @@ import { Engine } from '../../src/index.js';
 import { vocabPath, writeTinyGguf, type TinySpec } from '../fixtures/tiny-model.js';
 import { kernelTiers, loadPeer, ourSteps, peerSteps, StepComparer, WORK_BOUNDED, type PeerRun } from '../support/fidelity.js';
 
-/** F16 weights: llama.cpp's f16 activations against our f32 ones; measured max 0.0 (see docs/testing.md). */
-const F16_MAX_ABS = 0.02;
+/** F16 weights: llama.cpp's f16 activations against our f32 ones. Measured max 7.8e-3 over the
+ * 60 F16 generations here (phi3 with LongRoPE's long factors); see docs/testing.md. */
+const F16_MAX_ABS = 1e-2;
 const VOCAB = 32000;
 /** Tokens of context on both sides (a prompt of 70 and 96 generated fit). */
 const CONTEXT = 256;
