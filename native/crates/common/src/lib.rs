@@ -4,6 +4,9 @@
 pub mod cpu;
 pub mod memory;
 pub mod numerics;
+/// Fixture lookup and skip reports for the crates' tests.
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
 pub mod thread_pool;
 
 pub use cpu::{cpu_features, selected_isa, CpuFeatures, Isa};

@@ -1,8 +1,8 @@
 //! Grammar masks on real vocabularies from `../shared/fixtures/vocab`: a byte-level BPE
 //! (Llama 3) and a SentencePiece one with byte fallback (Llama 2). Whatever the constraint
 //! allows must keep the output inside the language, tokens it forces must spell what it
-//! requires, and special tokens must never be spelled by grammar text. Skips loudly where the
-//! fixtures are missing.
+//! requires, and special tokens must never be spelled by grammar text. A missing fixture fails the
+//! test (see `mistralrs_common::test_support`).
 
 mod common;
 

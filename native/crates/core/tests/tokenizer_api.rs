@@ -1,5 +1,6 @@
 //! The API on real vocabularies from `../shared/fixtures/vocab`: special tokens, BOS/EOS,
-//! end-of-generation ids, pieces and streaming. Skips loudly where the fixtures are missing.
+//! end-of-generation ids, pieces and streaming. A missing fixture fails
+//! the test (see `mistralrs_common::test_support`).
 
 mod common;
 

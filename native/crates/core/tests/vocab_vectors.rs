@@ -7,8 +7,7 @@
 
 mod common;
 
-use std::path::Path;
-
+use mistralrs_common::test_support::case_fixture;
 use mistralrs_core::tokenizer::Tokenizer;
 
 #[derive(Default)]
@@ -120,9 +119,8 @@ fn tokenizer_json_files_match_reference_ids() {
         let Some(models) = common::npm_tokenizer_dir(package) else {
             continue;
         };
-        let Some(cases) = common::read_vectors(&dir, name) else {
-            continue;
-        };
+        let cases = common::read_vectors(&dir, name)
+            .unwrap_or_else(|| panic!("{name}: no .inp/.out vectors in {}", dir.display()));
         let tok = Tokenizer::from_tokenizer_json(
             &models.join("tokenizer.json"),
             Some(&models.join("tokenizer_config.json")),
@@ -147,11 +145,9 @@ fn gguf_vocabularies_without_vectors_load() {
         return;
     };
     for name in ["ggml-vocab-baichuan", "ggml-vocab-gpt-neox"] {
-        let path = dir.join(format!("{name}.gguf"));
-        if !Path::new(&path).exists() {
-            eprintln!("!!! {name}.gguf missing from {}", dir.display());
+        let Some(path) = case_fixture(dir.join(format!("{name}.gguf")), name) else {
             continue;
-        }
+        };
         let tok = Tokenizer::from_gguf_path(&path).unwrap_or_else(|e| panic!("{name}: {e}"));
         let text = "Hello world!  Ünïcödé, 你好 🦙\n\tdone";
         let ids = tok.encode(text, false, false).expect("encode");

@@ -428,7 +428,7 @@ mod tests {
     fn avx2_kernels_equal_the_portable_ones_bit_for_bit() {
         let f = mistralrs_common::cpu_features();
         if !(f.avx2 && f.fma && f.f16c) {
-            eprintln!("SKIPPED: no AVX2/FMA/F16C on this CPU");
+            mistralrs_common::test_support::skip_test("no AVX2/FMA/F16C on this CPU");
             return;
         }
         for (n, seed) in [(8, 1), (64, 2), (72, 3), (160, 4), (37 * 8, 5)] {
@@ -481,7 +481,7 @@ mod tests {
     fn blocked_kernels_equal_one_at_a_time_bit_for_bit() {
         let f = mistralrs_common::cpu_features();
         if !(f.avx2 && f.fma && f.f16c) {
-            eprintln!("SKIPPED: no AVX2/FMA/F16C on this CPU");
+            mistralrs_common::test_support::skip_test("no AVX2/FMA/F16C on this CPU");
             return;
         }
         for (hd, keys) in [(64usize, 3..29usize), (256, 8..24), (40, 5..6), (12, 1..19)] {

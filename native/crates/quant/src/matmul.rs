@@ -399,6 +399,28 @@ impl RowsJob<'_, '_> {
         &self.activation[t * self.act_row_bytes..(t + 1) * self.act_row_bytes]
     }
 
+    /// F32 weights: llama.cpp's product of two or more tokens of a sequence is tinyBLAS's
+    /// order, a single token's `ggml_vec_dot_f32` (the type's vec_dot).
+    fn multi_token_f32(&self, t: usize) -> bool {
+        if self.w.ty != GgmlType::F32 {
+            return false;
+        }
+        let mut first = 0;
+        self.sequences().iter().any(|&len| {
+            let mine = (first..first + len).contains(&t);
+            first += len;
+            mine && len > 1
+        })
+    }
+
+    /// The sequences' token counts: one sequence of every token when none were given.
+    fn sequences(&self) -> &[usize] {
+        match self.sequence_rows {
+            [] => std::slice::from_ref(&self.n_tokens),
+            given => given,
+        }
+    }
+
     /// Token t's outputs for `rows`, which belong to this thread.
     #[allow(clippy::mut_from_ref)] // disjoint per thread: see the SAFETY note
     fn outputs(&self, t: usize, rows: Range<usize>) -> &mut [f32] {
@@ -454,13 +476,8 @@ impl RowsJob<'_, '_> {
     /// llama.cpp's GEMM order, the rest its GEMV order.
     fn repacked_tiles(&self, tiles: RepackedTilesFn, rows: Range<usize>) {
         let (w, bytes) = (self.w, self.act_row_bytes);
-        let whole = [self.n_tokens];
-        let sequences = match self.sequence_rows {
-            [] => &whole[..],
-            given => given,
-        };
         let mut first = 0;
-        for &len in sequences {
+        for &len in self.sequences() {
             let grouped = len - len % 4;
             for (tokens, gemm_order) in [
                 (first..first + grouped, true),
@@ -497,17 +514,22 @@ impl RowsJob<'_, '_> {
             let chunk = chunk_start..(chunk_start + ROW_ALIGN).min(rows.end);
             for t in 0..self.n_tokens {
                 let out = self.outputs(t, chunk.clone());
+                let act = self.act(t);
+                if self.multi_token_f32(t) {
+                    for (o, r) in out.iter_mut().zip(chunk.clone()) {
+                        let row = w.row(r);
+                        *o = crate::formats::f32::dot_tinyblas_order(self.isa, w.cols, row, act)
+                            .unwrap_or_else(|| (w.traits.vec_dot)(self.isa, w.cols, row, act));
+                    }
+                    continue;
+                }
                 match many_rows {
-                    Some(many_rows) => many_rows(
-                        self.isa,
-                        w.cols,
-                        w.row_range(chunk.clone()),
-                        self.act(t),
-                        out,
-                    ),
+                    Some(many_rows) => {
+                        many_rows(self.isa, w.cols, w.row_range(chunk.clone()), act, out)
+                    }
                     None => {
                         for (o, r) in out.iter_mut().zip(chunk.clone()) {
-                            *o = (w.traits.vec_dot)(self.isa, w.cols, w.row(r), self.act(t));
+                            *o = (w.traits.vec_dot)(self.isa, w.cols, w.row(r), act);
                         }
                     }
                 }

@@ -9,6 +9,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use mistralrs_common::test_support::{case_fixture, shared_fixture};
 use mistralrs_quant::gguf::{GgufArray, GgufFile, GgufValue, GgufValueType, GgufWriter};
 use mistralrs_quant::safetensors::{Dtype, SafetensorsFile, SafetensorsWriter};
 use mistralrs_quant::{GgmlType, QuantError};
@@ -302,16 +303,14 @@ fn gguf_seed(
     w.to_bytes()
 }
 
+/// A real vocabulary GGUF from `../shared/fixtures` (see `mistralrs_common::test_support`).
 fn vocab_seed() -> Option<(PathBuf, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../../shared/fixtures/vocab");
-    let path = dir.join("ggml-vocab-bert-bge.gguf");
-    match std::fs::read(&path) {
-        Ok(bytes) => Some((path, bytes)),
-        Err(e) => {
-            eprintln!("*** fuzz: vocab seed {} skipped: {e} ***", path.display());
-            None
-        }
-    }
+    let path = case_fixture(
+        shared_fixture("vocab/ggml-vocab-bert-bge.gguf"),
+        "mutations of a real vocabulary GGUF",
+    )?;
+    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Some((path, bytes))
 }
 
 /// Opens one GGUF input; if it opens, touches every tensor's bytes and every value.

@@ -178,8 +178,11 @@ impl Report {
         self.lines.push(format!("  FAIL  {case:<16} {what}"));
         self.failures.push(format!("{case}: {what}"));
     }
+    /// A case this test cannot check: reported as a skipped check (see
+    /// `mistralrs_common::test_support`), not passed.
     fn skip(&mut self, case: &str, why: String) {
         self.lines.push(format!("  SKIP  {case:<16} {why}"));
+        mistralrs_common::test_support::unchecked(case, &why);
         self.unchecked.push(format!("{case}: {why}"));
     }
 

@@ -3,27 +3,15 @@
 
 use std::path::PathBuf;
 
+use mistralrs_common::test_support::{fixture, shared_fixture};
 use mistralrs_quant::gguf::{GgufArray, GgufFile};
-
-/// The `shared` folder beside the repository root.
-fn vocab_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../../shared/fixtures/vocab")
-}
 
 #[test]
 fn every_vocab_fixture_opens_and_reads_back() {
-    let dir = vocab_dir();
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) => {
-            eprintln!(
-                "\n*** SKIPPED vocab fixture test: cannot read {} ({e}). These files live in the \
-                 `shared` folder beside the repository; CI always has it. ***\n",
-                dir.display()
-            );
-            return;
-        }
+    let Some(dir) = fixture(shared_fixture("vocab")) else {
+        return;
     };
+    let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
     let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "gguf"))

@@ -3,18 +3,24 @@
  * depend on what else runs with it. Greedy results of requests run together (prompts of
  * different lengths, so prefill chunks and decode tokens share steps) must equal each one run
  * alone, on the default model (Q4_1), on a tiny Gemma 3 in Q4_K (whose kernels group rows
- * in fours, per sequence) and on a tiny Mixtral in Q4_K (whose experts take rows of every
- * sequence). Also: preemption when the KV cache runs out, cancellation freeing
- * blocks at once, and a full queue refusing at once.
+ * in fours, per sequence; six layers with an 8-token window on five of them) and on a tiny
+ * Mixtral in Q4_K (whose experts take rows of every sequence); the tiny models have their own
+ * output heads, so that their greedy paths do not just repeat a token. Also: preemption when
+ * the KV cache runs out, cancellation freeing blocks at once, and a full queue refusing at
+ * once. The work is fixed by token counts, with no wall-clock limit (`WORK_BOUNDED`); the
+ * logits of sequences sharing steps against llama.cpp's are in tiny-models.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import { needsFixtures } from '../../../../test-support/fixtures.js';
 import { Engine, EngineError, fetchRegistryModel } from '../../src/index.js';
 import { vocabPath, writeTinyGguf } from '../fixtures/tiny-model.js';
+import { WORK_BOUNDED } from '../support/fidelity.js';
 
+const tiny = needsFixtures('the tiny models', [vocabPath]);
 let dir: string;
 let tinyGemma: string;
 let tinyMixtral: string;
@@ -22,11 +28,11 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'batching-'));
   tinyGemma = join(dir, 'tiny-gemma3-q4k.gguf');
   tinyMixtral = join(dir, 'tiny-mixtral-q4k.gguf');
-  if (existsSync(vocabPath)) {
-    await writeTinyGguf(tinyGemma, { arch: 'gemma3', slidingWindow: 4 }, 'Q4_K');
-    await writeTinyGguf(tinyMixtral, { arch: 'mixtral' }, 'Q4_K');
+  if (tiny.present) {
+    await writeTinyGguf(tinyGemma, { arch: 'gemma3', slidingWindow: 8, layers: 6, untiedOutput: true }, 'Q4_K');
+    await writeTinyGguf(tinyMixtral, { arch: 'mixtral', untiedOutput: true }, 'Q4_K');
   }
-}, 120_000);
+}, WORK_BOUNDED);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const TEXTS = [
@@ -62,37 +68,39 @@ async function together(engine: Engine, prompts: number[][], maxTokens: number) 
   return { results, peak };
 }
 
-describe.each([
-  ['the default model (Q4_1)', async () => fetchRegistryModel('smollm2-135m-instruct-q4_1')],
-  ['a tiny Gemma 3 (Q4_K)', async () => (existsSync(vocabPath) ? tinyGemma : undefined)],
+const MODELS = [
+  ['the default model (Q4_1)', async () => fetchRegistryModel('smollm2-135m-instruct-q4_1'), describe],
+  ['a tiny Gemma 3 (Q4_K, window 8)', async () => tinyGemma, tiny.describe],
   // Experts see rows of several sequences in one product: each row must still be on its own.
-  ['a tiny Mixtral (Q4_K, 4 experts)', async () => (existsSync(vocabPath) ? tinyMixtral : undefined)],
-])('%s', (_name, modelPath) => {
-  let engine: Engine;
-  beforeAll(async () => {
-    const path = await modelPath();
-    if (path) engine = await Engine.load({ model: path, kvTokens: 2048, prefillChunk: 64 });
-  }, 300_000);
-  afterAll(() => engine?.close());
+  ['a tiny Mixtral (Q4_K, 4 experts)', async () => tinyMixtral, tiny.describe],
+] as const;
 
-  it('gives each request the same greedy tokens alone and among 9 others', async () => {
-    if (!engine) return console.warn('SKIPPED: no model');
-    const prompts = TEXTS.map((t) => Array.from(engine.tokenizer.encode(t)));
-    const expected = await alone(engine, prompts, 12);
-    const { results, peak } = await together(engine, prompts, 12);
-    expect(peak).toBeGreaterThan(1);
-    expect(results).toEqual(expected);
-    expect(engine.load).toMatchObject({ running: 0, waiting: 0, freeBlocks: engine.info.nBlocks });
-  }, 300_000);
-});
+for (const [name, modelPath, gated] of MODELS) {
+  gated(name, () => {
+    let engine: Engine;
+    beforeAll(async () => {
+      engine = await Engine.load({ model: await modelPath(), kvTokens: 2048, prefillChunk: 64 });
+    }, WORK_BOUNDED);
+    afterAll(() => engine?.close());
+
+    it('gives each request the same greedy tokens alone and among 9 others', async () => {
+      const prompts = TEXTS.map((t) => Array.from(engine.tokenizer.encode(t)));
+      const expected = await alone(engine, prompts, 12);
+      const { results, peak } = await together(engine, prompts, 12);
+      expect(peak).toBeGreaterThan(1);
+      expect(results).toEqual(expected);
+      expect(engine.load).toMatchObject({ running: 0, waiting: 0, freeBlocks: engine.info.nBlocks });
+    }, WORK_BOUNDED);
+  });
+}
 
 describe('the prefix cache', () => {
-  it.each([
-    ['the default model (Q4_1)', () => fetchRegistryModel('smollm2-135m-instruct-q4_1')],
-    ['a tiny Gemma 3 (Q4_K)', async () => tinyGemma],
-  ])('gives the same bits on and off, on %s', async (_name, modelPath) => {
+  const models = [
+    ['the default model (Q4_1)', () => fetchRegistryModel('smollm2-135m-instruct-q4_1'), it],
+    ['a tiny Gemma 3 (Q4_K, window 8)', async () => tinyGemma, tiny.it],
+  ] as const;
+  for (const [name, modelPath, gated] of models) gated(`gives the same bits on and off, on ${name}`, async () => {
     const path = await modelPath();
-    if (!existsSync(path)) return console.warn(`SKIPPED: no model at ${path}`);
     const on = await Engine.load({ model: path, kvTokens: 2048, prefixCaching: true });
     const off = await Engine.load({ model: path, kvTokens: 2048, prefixCaching: false });
     try {
@@ -122,7 +130,7 @@ describe('the prefix cache', () => {
       on.close();
       off.close();
     }
-  }, 300_000);
+  }, WORK_BOUNDED);
 });
 
 describe('the scheduler', () => {
@@ -140,7 +148,7 @@ describe('the scheduler', () => {
     } finally {
       engine.close();
     }
-  }, 300_000);
+  }, WORK_BOUNDED);
 
   it('continues a seeded sampler where it was after a preemption', async () => {
     const path = await fetchRegistryModel('smollm2-135m-instruct-q4_1');
@@ -183,7 +191,7 @@ describe('the scheduler', () => {
     } finally {
       engine.close();
     }
-  }, 300_000);
+  }, WORK_BOUNDED);
 
   it('sizes the KV cache from a memory budget', async () => {
     const path = await fetchRegistryModel('smollm2-135m-instruct-q4_1');
@@ -197,7 +205,7 @@ describe('the scheduler', () => {
       engine.close();
     }
     await expect(Engine.load({ model: path, kvCacheFraction: 1.5 })).rejects.toMatchObject({ code: 'InvalidArgumentError' });
-  }, 300_000);
+  }, WORK_BOUNDED);
 
   it('keeps the cache in Q8_0 on request: about half the memory per token, close logits', async () => {
     const path = await fetchRegistryModel('smollm2-135m-instruct-q4_1');
@@ -231,7 +239,7 @@ describe('the scheduler', () => {
       q8.close();
     }
     await expect(Engine.load({ model: path, kvCacheType: 'q4' as never })).rejects.toMatchObject({ code: 'InvalidArgumentError' });
-  }, 300_000);
+  }, WORK_BOUNDED);
 
   it('refuses at once when the queue is full', async () => {
     const path = await fetchRegistryModel('smollm2-135m-instruct-q4_1');
@@ -250,7 +258,7 @@ describe('the scheduler', () => {
     } finally {
       engine.close();
     }
-  }, 300_000);
+  }, WORK_BOUNDED);
 
   it('lets running requests finish on close, refuses new ones, then frees the native model', async () => {
     const path = await fetchRegistryModel('smollm2-135m-instruct-q4_1');
@@ -266,5 +274,5 @@ describe('the scheduler', () => {
     const native = (engine as unknown as { model: { info(): unknown } }).model;
     await new Promise((resolve) => setTimeout(resolve, 20));
     expect(() => native.info()).toThrow(/released/);
-  }, 300_000);
+  }, WORK_BOUNDED);
 });

@@ -6,15 +6,15 @@
  * within float rounding (the rotation pairs elements in another order) and the same tokens.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import { needsFixtures } from '../../../../test-support/fixtures.js';
 import { Engine } from '../../src/index.js';
 import { hfTokenizerDir, vocabPath, writeTinyGguf, writeTinyHf, type TinySpec } from '../fixtures/tiny-model.js';
 
-const ready = existsSync(vocabPath) && existsSync(join(hfTokenizerDir, 'tokenizer.json'));
-if (!ready) console.warn(`SKIPPED HF loader comparison: need ${vocabPath} and ${hfTokenizerDir}`);
+const fixtures = needsFixtures('the tiny models', [vocabPath, join(hfTokenizerDir, 'tokenizer.json')]);
 
 let dir: string;
 beforeAll(() => {
@@ -59,7 +59,7 @@ const CASES: Array<[string, TinySpec, [string, string]]> = [
   ['deepseek_v3, transformers 4 config', { arch: 'deepseekv3', hfConfigFormat: 'v4' }, ['deepseek_v3', 'deepseek_v3']],
 ];
 
-describe.each(ready ? CASES : [])('%s weights through the GGUF and the Hugging Face loaders', (name, spec, [ggufArch, hfArch]) => {
+fixtures.describe.each(CASES)('%s weights through the GGUF and the Hugging Face loaders', (name, spec, [ggufArch, hfArch]) => {
   it('give the same logits and tokens', async () => {
     const slug = name.replace(/\W+/g, '-');
     const gguf = join(dir, `${slug}.gguf`);
@@ -93,7 +93,7 @@ describe.each(ready ? CASES : [])('%s weights through the GGUF and the Hugging F
 
 /** Files that are not what their architecture requires, or not what `architecture` (`-a`)
  * names, are refused with an error naming both sides. */
-describe.each(ready ? [0] : [])('identity', () => {
+fixtures.describe('identity', () => {
   const load = (model: string, architecture?: string) => Engine.load({ model, kvTokens: 64, ...(architecture ? { architecture } : {}) });
   const refused = async (model: string, architecture: string | undefined, ...needles: string[]) => {
     const error = await load(model, architecture).then(

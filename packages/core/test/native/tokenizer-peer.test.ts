@@ -3,17 +3,18 @@
  * GGUF, on a few hundred strings of our own: without and with special-token parsing.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { existsSync, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { getLlama, type Llama } from 'node-llama-cpp';
 
+import { needsFixtures, sharedFixture } from '../../../../test-support/fixtures.js';
 import { Tokenizer } from '../../src/index.js';
 import { tokenizerCorpus } from '../fixtures/tokenizer-corpus.js';
 import { PEER_DIFFERENCE_RULES } from '../fixtures/tokenizer-peer-differences.js';
 
-const vocabDir = new URL('../../../../../shared/fixtures/vocab', import.meta.url).pathname;
-const vocabs = existsSync(vocabDir) ? readdirSync(vocabDir).filter((f) => f.endsWith('.gguf')).sort() : [];
-if (vocabs.length === 0) console.warn(`SKIPPED tokenizer peer comparison: no vocab GGUFs in ${vocabDir}`);
+const vocabDir = sharedFixture('vocab');
+const fixtures = needsFixtures('the vocabulary GGUFs', [vocabDir]);
+const vocabs = fixtures.present ? readdirSync(vocabDir).filter((f) => f.endsWith('.gguf')).sort() : [];
 
 const corpus = tokenizerCorpus();
 let llama: Llama;
@@ -24,6 +25,8 @@ beforeAll(async () => {
 afterAll(async () => {
   await llama?.dispose();
 });
+
+fixtures.it('finds the 13 vocabulary GGUFs', () => expect(vocabs.length).toBe(13));
 
 describe.each(vocabs.map((v) => [v]))('%s: ours vs llama.cpp', (name) => {
   it(`encodes all ${corpus.length} strings the same, or the difference is explained`, async () => {

@@ -5,12 +5,13 @@
  * own open file (a GGUF is opened once per model).
  */
 import { afterAll, beforeAll, expect, it } from '@jest/globals';
-import { copyFileSync, existsSync, mkdtempSync, rmSync, utimesSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { GgufFile } from '@mistralrs/quant';
 
+import { needsFixtures } from '../../../../test-support/fixtures.js';
 import { ChatTemplate, Engine, fetchRegistryModel, Tokenizer } from '../../src/index.js';
 import { vocabPath } from '../fixtures/tiny-model.js';
 
@@ -20,8 +21,7 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-it('shares one file’s live tokenizer, and builds anew for another file or a changed one', async () => {
-  expect(existsSync(vocabPath)).toBe(true);
+needsFixtures('the Llama vocabulary', [vocabPath]).it('shares one file’s live tokenizer, and builds anew for another file or a changed one', async () => {
   const [a, b] = ['a.gguf', 'b.gguf'].map((name) => join(dir, name));
   copyFileSync(vocabPath, a);
   copyFileSync(vocabPath, b);

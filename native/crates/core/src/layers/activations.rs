@@ -72,10 +72,15 @@ fn gelu_f16_table() -> &'static [u16] {
     })
 }
 
+/// `0.5·x·(1 + tanh(√(2/π)·x·(1 + a·x²)))` with the operations grouped and rounded as
+/// llama.cpp's x86 CPU backends built with FMA (AVX2 and up) compute their table:
+/// `1 + (a·x)·x` is one fused multiply-add. Unfused, one f16 input (x = -1.999, bits 0xbfff)
+/// gets the neighbouring output, which moved Gemma 3's logits by more than a logit.
 fn gelu_tanh(x: f32) -> f32 {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
     const COEF_A: f32 = 0.044_715;
-    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + COEF_A * x * x)).tanh())
+    let inner = (COEF_A * x).mul_add(x, 1.0);
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * inner).tanh())
 }
 
 #[cfg(test)]
@@ -92,6 +97,29 @@ mod tests {
         // f16 precision: 0.8412 is 0.841192 rounded to 11 significant bits.
         assert!((g[1] - 0.841_192).abs() < 5e-4 && g[2].abs() < 0.01);
         assert_eq!((g[0], g[3], g[4]), (0.0, 24.0, 0.0));
+    }
+
+    /// The table is llama.cpp's: `ggml_table_gelu_f16` of its AVX2 CPU backend
+    /// (libggml-cpu-haswell.so of node-llama-cpp 3.22.1, read after `ggml_cpu_init`), over every
+    /// f16 input in (-10, 10), hashed with FNV-1a (each entry little-endian).
+    #[test]
+    fn gelu_table_is_llama_cpps() {
+        let mut hash = 0xcbf2_9ce4_8422_2325u64;
+        let mut entries = 0;
+        for bits in 0..=u16::MAX {
+            let x = half::f16::from_bits(bits).to_f32();
+            if x.is_nan() || x <= -10.0 || x >= 10.0 {
+                continue;
+            }
+            entries += 1;
+            for byte in gelu_f16_table()[bits as usize].to_le_bytes() {
+                hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        assert_eq!(entries, 37376);
+        assert_eq!(hash, 0xc6e6_387b_bbd2_64fa);
+        // The one entry where the fused multiply-add matters.
+        assert_eq!(gelu_f16_table()[0xbfff], 0xa9d3);
     }
 
     /// The table holds exactly the direct evaluation for every f16 input in (-10, 10).

@@ -25,7 +25,8 @@ use crate::model_error::{ModelError, Result};
 use crate::models::llama::HF_LAYER;
 use crate::models::parts::{self, output_head};
 use crate::models::{
-    begin_forward, end_forward, last_token_logits, ForwardScratch, Model, SeqInput,
+    begin_forward, end_forward, isolate_logit_rows, last_token_logits, ForwardScratch, Model,
+    SeqInput,
 };
 use crate::weights::{Need, Weights};
 use crate::weights_hf::{HfCheckpoint, HfExperts, DECODER_GLOBALS};
@@ -450,6 +451,9 @@ impl DeepSeek2 {
             matmul,
         )?;
         layer.wo.forward(pool, b.o, b.h, matmul)?;
+        if li + 1 == self.layers.len() {
+            isolate_logit_rows(step.batch, matmul);
+        }
         b.x.iter_mut().zip(b.h.iter()).for_each(|(a, h)| *a += h);
         Ok(())
     }

@@ -18,7 +18,8 @@ use crate::model_error::Result;
 use crate::models::llama::HF_LAYER;
 use crate::models::parts::output_head;
 use crate::models::{
-    begin_forward, end_forward, last_token_logits, ForwardScratch, Model, SeqInput,
+    begin_forward, end_forward, isolate_logit_rows, last_token_logits, ForwardScratch, Model,
+    SeqInput,
 };
 use crate::weights::{Need, Weights};
 use crate::weights_hf::{HfCheckpoint, DECODER_GLOBALS};
@@ -277,6 +278,9 @@ impl Model for Gemma3 {
             };
             paged_attention(&step, cache, li, (q, k, v), &params, attn)?;
             layer.wo.forward(pool, attn, o, &mut scratch.matmul)?; // o: [n, d]
+            if li + 1 == self.layers.len() {
+                isolate_logit_rows(batch, &mut scratch.matmul);
+            }
             add_block_output(x, o, h, layer.post_norms.as_ref().map(|n| &n[0][..]), eps);
 
             rms_norm(x, &layer.ffn_norm, eps, h);

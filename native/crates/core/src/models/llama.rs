@@ -20,8 +20,8 @@ use crate::model_config::ModelConfig;
 use crate::model_error::{ModelError, Result};
 use crate::models::parts::{self, output_head};
 use crate::models::{
-    begin_forward, end_forward, file_rope_scaling, last_token_logits, set_rope_context,
-    ForwardScratch, Model, SeqInput,
+    begin_forward, end_forward, file_rope_scaling, isolate_logit_rows, last_token_logits,
+    set_rope_context, ForwardScratch, Model, SeqInput,
 };
 use crate::weights::{Need, Weights};
 use crate::weights_hf::{HfCheckpoint, DECODER_GLOBALS};
@@ -331,6 +331,9 @@ impl Model for Llama {
             paged_attention(&step, cache, li, (q, k, v), &params, attn)?;
 
             layer.wo.forward(pool, attn, h, &mut scratch.matmul)?; // h: [n, d]
+            if li + 1 == self.layers.len() {
+                isolate_logit_rows(batch, &mut scratch.matmul);
+            }
             x.iter_mut().zip(h.iter()).for_each(|(a, b)| *a += b);
 
             rms_norm(x, &layer.ffn_norm, c.rms_norm_eps, h);

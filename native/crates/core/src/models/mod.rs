@@ -121,9 +121,7 @@ pub(crate) fn end_forward(
 /// The batch's token ids in sequence order, and their absolute positions into `positions`;
 /// the matrix products learn each sequence's rows.
 pub(crate) fn flatten_batch(batch: &[SeqInput<'_>], scratch: &mut ForwardScratch) -> Vec<u32> {
-    let rows = &mut scratch.matmul.sequence_rows;
-    rows.clear();
-    rows.extend(batch.iter().map(|s| s.tokens.len()));
+    group_rows_by_sequence(batch, &mut scratch.matmul);
     let positions = &mut scratch.positions;
     positions.clear();
     for s in batch {
@@ -133,6 +131,28 @@ pub(crate) fn flatten_batch(batch: &[SeqInput<'_>], scratch: &mut ForwardScratch
         .iter()
         .flat_map(|s| s.tokens.iter().copied())
         .collect()
+}
+
+/// The matrix products group rows by sequence (each sequence's rows on their own).
+pub(crate) fn group_rows_by_sequence(batch: &[SeqInput<'_>], matmul: &mut MatmulScratch) {
+    let rows = &mut matmul.sequence_rows;
+    rows.clear();
+    rows.extend(batch.iter().map(|s| s.tokens.len()));
+}
+
+/// For the last layer's products after its attention output projection: llama.cpp computes
+/// that part for the rows whose logits are wanted only (`inp_out_ids`), one row for a sequence
+/// run alone, so in its single-row kernels' order. Each such row becomes a group of its own
+/// here, which gives it that order; the other rows' results are not used.
+pub(crate) fn isolate_logit_rows(batch: &[SeqInput<'_>], matmul: &mut MatmulScratch) {
+    let rows = &mut matmul.sequence_rows;
+    rows.clear();
+    for s in batch {
+        match s.tokens.len() {
+            n if s.want_logits && n > 1 => rows.extend([n - 1, 1]),
+            n => rows.push(n),
+        }
+    }
 }
 
 /// The final RMS norm (`(weights, eps)`) and the output head, for the last token of each
@@ -252,5 +272,27 @@ pub(crate) fn set_rope_context(
     if let RopeScaling::LongRope { context, .. } = scaling {
         *context = Some(tokens);
         *rope = cfg.rope(scaling.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logit_rows_are_grouped_alone_in_the_last_layer() {
+        let t = [1u32, 2, 3, 4];
+        let seq = |n: usize, want_logits: bool| SeqInput {
+            tokens: &t[..n],
+            start_pos: 0,
+            block_table: &[],
+            want_logits,
+        };
+        let batch = [seq(4, true), seq(1, true), seq(3, false)];
+        let mut matmul = MatmulScratch::default();
+        isolate_logit_rows(&batch, &mut matmul);
+        assert_eq!(matmul.sequence_rows, [3, 1, 1, 3]);
+        group_rows_by_sequence(&batch, &mut matmul);
+        assert_eq!(matmul.sequence_rows, [4, 1, 3]);
     }
 }

@@ -15,7 +15,10 @@ use crate::model_config::ModelConfig;
 use crate::model_error::Result;
 use crate::models::llama::HF_LAYER;
 use crate::models::parts;
-use crate::models::{begin_forward, end_forward, head_logits, ForwardScratch, Model, SeqInput};
+use crate::models::{
+    begin_forward, end_forward, group_rows_by_sequence, head_logits, isolate_logit_rows,
+    ForwardScratch, Model, SeqInput,
+};
 use crate::weights::{Need, Weights};
 use crate::weights_hf::HfCheckpoint;
 
@@ -145,9 +148,17 @@ impl Model for Phi2 {
             q.iter_mut().for_each(|v| *v *= q_scale);
             paged_attention(&step, cache, li, (q, k, v), &params, attn)?;
             // The MLP reads the same normed input as attention.
+            let last = li + 1 == self.layers.len();
+            if last {
+                isolate_logit_rows(batch, &mut scratch.matmul);
+            }
             layer
                 .mlp
                 .forward(pool, h, hidden, mlp_out, &mut scratch.matmul)?;
+            if last {
+                // The output projection comes before llama.cpp's row selection.
+                group_rows_by_sequence(batch, &mut scratch.matmul);
+            }
             layer.wo.forward(pool, attn, h, &mut scratch.matmul)?;
             // (attention + MLP) + residual, in llama.cpp's order.
             for ((xv, &a), &m) in x.iter_mut().zip(h.iter()).zip(mlp_out.iter()) {

