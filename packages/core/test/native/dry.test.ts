@@ -14,11 +14,12 @@
  * (`prefillChunk: 1`): the same kernels, so the same logits bit for bit.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { getLlama, TokenBias, type Llama, type LlamaModel } from 'node-llama-cpp';
 
+import { needsFixtures, type FixtureGate } from '../../../../test-support/fixtures.js';
 import { Engine, fetchRegistryModel, type SamplingOptions } from '../../src/index.js';
 import { vocabPath, writeTinyGguf } from '../fixtures/tiny-model.js';
 
@@ -97,17 +98,21 @@ function repeats(tokens: number[]): boolean {
   return false;
 }
 
-describe.each([
+const vocab = needsFixtures('the Llama vocabulary', [vocabPath]);
+
+/** Each model: its path, a prompt that repeats, the settings under which DRY changes nothing,
+ * and the gate of its fixtures. */
+const MODELS: Array<[string, () => Promise<string>, (engine: Engine) => number[], string[], FixtureGate['describe']]> = [
   [
     'a tiny Llama (Q8_0)',
     async () => {
-      if (!existsSync(vocabPath)) return undefined;
       const path = join(dir, 'tiny-llama-q8_0.gguf');
       await writeTinyGguf(path, { arch: 'llama' }, 'Q8_0');
       return path;
     },
     (_engine: Engine) => [1, 450, 4996, 17354, 1701, 432, 29892, 278, 4996, 17354, 1701, 432],
     [],
+    vocab.describe,
   ],
   [
     'the default model (SmolLM2, Q4_1)',
@@ -116,14 +121,16 @@ describe.each([
     (engine: Engine) => engine.encodeChatPrompt('<|im_start|>The days of the week, one per line:\nMonday:\n"Tuesday"\n*Wednesday*\n'),
     // It loops on `:\n` lines: every repeat ends at a default breaker, so DRY changes nothing.
     [DEFAULT_BREAKERS],
+    describe,
   ],
-])('DRY on %s', (_name, modelPath, promptOf, unchangedBy) => {
+];
+
+for (const [name, modelPath, promptOf, unchangedBy, describeModel] of MODELS) describeModel(`DRY on ${name}`, () => {
   let engine: Engine | undefined;
   let model: LlamaModel | undefined;
   let prompt: number[] = [];
   beforeAll(async () => {
     const path = await modelPath();
-    if (!path) return;
     engine = await Engine.load({ model: path, kvTokens: 512, prefillChunk: 1 });
     model = await llama.loadModel({ modelPath: path });
     prompt = promptOf(engine);
@@ -134,14 +141,14 @@ describe.each([
   });
 
   it('generates what llama.cpp generates without DRY, and repeats itself', async () => {
-    if (!engine || !model) return console.warn('SKIPPED: no model');
+    if (!engine || !model) throw new Error('the model did not load');
     const ours = (await engine.complete({ prompt, maxTokens: GENERATED, ignoreEos: true }).result).tokenIds;
     expect(ours).toEqual(await reference(model, prompt, undefined));
     expect(repeats(ours)).toBe(true);
   }, 600_000);
 
   it.each(SETTINGS)('generates what llama.cpp generates with DRY (%s)', async (label, dry) => {
-    if (!engine || !model) return console.warn('SKIPPED: no model');
+    if (!engine || !model) throw new Error('the model did not load');
     const plain = (await engine.complete({ prompt, maxTokens: GENERATED, ignoreEos: true }).result).tokenIds;
     const expected = await reference(model, prompt, dry);
     const ours = (await engine.complete({ prompt, maxTokens: GENERATED, ignoreEos: true, ...ourDry(dry, false) }).result).tokenIds;
@@ -156,9 +163,8 @@ describe.each([
   }, 600_000);
 });
 
-describe('DRY options', () => {
+vocab.describe('DRY options', () => {
   it('are checked before anything is queued', async () => {
-    if (!existsSync(vocabPath)) return console.warn('SKIPPED: no vocabulary');
     const path = join(dir, 'tiny-llama-q8_0-options.gguf');
     await writeTinyGguf(path, { arch: 'llama' }, 'Q8_0');
     const engine = await Engine.load({ model: path, kvTokens: 256 });

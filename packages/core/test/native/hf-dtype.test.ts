@@ -14,16 +14,16 @@
  * each weight's relative rounding of at most u, compounded through two layers; activations stay
  * f32). Memory: f16 and bf16 matrices take exactly half of f32's bytes.
  */
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, beforeAll, expect, it } from '@jest/globals';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import { needsFixtures } from '../../../../test-support/fixtures.js';
 import { Engine, type WeightDtype } from '../../src/index.js';
 import { hfTokenizerDir, vocabPath, writeTinyGguf, writeTinyHf, type TinyHfMatrices, type TinySpec } from '../fixtures/tiny-model.js';
 
-const ready = existsSync(vocabPath) && existsSync(join(hfTokenizerDir, 'tokenizer.json'));
-if (!ready) console.warn(`SKIPPED dtype checks: need ${vocabPath} and ${hfTokenizerDir}`);
+const fixtures = needsFixtures('the tiny models', [vocabPath, join(hfTokenizerDir, 'tokenizer.json')]);
 
 const PROMPT = [1, 910, 338, 263, 1243, 310, 278, 11262, 1788];
 /** max |Δ logit| / max |logit| allowed after rounding f32 weights: 4u (see the header). */
@@ -63,7 +63,7 @@ const EXACT: Array<[string, TinySpec]> = [
   ['deepseekv2 (transposed key rows)', { arch: 'deepseekv2' }],
 ];
 
-describe.each(ready ? EXACT : [])('%s', (_name, spec) => {
+fixtures.describe.each(EXACT)('%s', (_name, spec) => {
   it('converted at load equals written in that type', async () => {
     const f32 = await folder(spec, { type: 'F32' });
     for (const [dtype, type] of [['f16', 'F16'], ['bf16', 'BF16']] as const) {
@@ -80,9 +80,8 @@ describe.each(ready ? EXACT : [])('%s', (_name, spec) => {
   }, 300_000);
 });
 
-describe('rounding and memory', () => {
+fixtures.describe('rounding and memory', () => {
   it('f16 and bf16 storage move the logits by their rounding and halve the matrices', async () => {
-    if (!ready) return console.warn('SKIPPED: no fixtures');
     const path = await folder({ arch: 'llama' }, { type: 'F32' });
     const exact = await load(path);
     expect(await load(path, 'auto')).toEqual(exact);
@@ -102,7 +101,6 @@ describe('rounding and memory', () => {
   }, 300_000);
 
   it('a GGUF refuses any dtype but auto; unknown names are refused', async () => {
-    if (!ready) return console.warn('SKIPPED: no fixtures');
     const gguf = join(dir, 'tiny-llama.gguf');
     await writeTinyGguf(gguf, { arch: 'llama' }, 'Q8_0');
     await expect(Engine.load({ model: gguf, dtype: 'f16' })).rejects.toThrow(/a GGUF's weights keep the types in the file, so dtype f16 cannot apply/);
@@ -114,9 +112,8 @@ describe('rounding and memory', () => {
   }, 120_000);
 });
 
-describe('the architecture the caller names (-a)', () => {
+fixtures.describe('the architecture the caller names (-a)', () => {
   it('must be the one the model has', async () => {
-    if (!ready) return console.warn('SKIPPED: no fixtures');
     const llama = await folder({ arch: 'llama' }, { type: 'F32' });
     await expect(Engine.load({ model: llama, architecture: 'qwen3', kvTokens: 64 })).rejects.toThrow(
       /the architecture requested \(`qwen3`, that is `qwen3`\) is not the folder's: model_type `llama`/,
