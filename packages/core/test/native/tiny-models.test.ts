@@ -97,6 +97,8 @@ const CASES: Case[] = [
   ...perType('phimoe (4 experts, top 2, biased norms)', { arch: 'phimoe' }),
   ...perType('deepseekv2 (MLA, dense + 4 experts, shared expert)', { arch: 'deepseekv2' }),
   ...perType('deepseekv3 (MLA, low-rank Q, sigmoid router, 4 groups)', { arch: 'deepseekv3' }),
+  // A softmax router of 8 experts takes the vectorised path of ggml's softmax.
+  { name: 'deepseekv2, 8 experts', type: 'Q8_0', spec: varied({ arch: 'deepseekv2', experts: 8 }) },
   // The other types of the real models' files (Gemma 3's Q4_K_M mixes in Q5_0 and Q6_K), and
   // Q4_0, which llama.cpp repacks like Q4_K (its own order of summation).
   ...(['Q4_0', 'Q4_1', 'Q5_0', 'Q6_K'] as const).map((type): Case => ({ name: 'llama', type, spec: varied({ arch: 'llama' }) })),
