@@ -28,6 +28,8 @@ for (const blockSize of SIZES) {
     Array.from({ length: 8 }, (_, r) => engine.complete({ prompt: prompt(r + 1), maxTokens: TOKENS, ignoreEos: true }).result),
   );
   const aggregate = (results.reduce((a, r) => a + r.tokenIds.length, 0) / (performance.now() - t0)) * 1000;
-  console.log(`${String(blockSize).padStart(10)} | ${one.timings.generationTps.toFixed(1).padStart(8)} | ${aggregate.toFixed(1).padStart(8)}`);
+  console.log(
+    `${String(blockSize).padStart(10)} | ${one.timings.generationTps.toFixed(1).padStart(8)} | ${aggregate.toFixed(1).padStart(8)}`,
+  );
   engine.close();
 }

@@ -193,7 +193,8 @@ async function syntheticLlama1b(type) {
     const t = typeOf(name, l);
     tensors.push({ name, dims: [cols, rows], type: t, data: await quantize(t, random(rows * cols, 1 / Math.sqrt(cols))) });
   };
-  const norm = (name) => tensors.push({ name, dims: [dim], type: 'F32', data: new Uint8Array(Float32Array.from({ length: dim }, () => 1).buffer) });
+  const norm = (name) =>
+    tensors.push({ name, dims: [dim], type: 'F32', data: new Uint8Array(Float32Array.from({ length: dim }, () => 1).buffer) });
   await matrix('token_embd.weight', nVocab, dim);
   norm('output_norm.weight');
   for (let l = 0; l < layers; l++) {
@@ -246,15 +247,20 @@ function llamaBench(bin, path) {
   });
   if (r.status !== 0) return { error: (r.stderr || r.stdout).split('\n').slice(-3).join(' ') };
   const rows = JSON.parse(r.stdout);
-  const samples = (test) => rows.find((row) => (test === 'pp' ? row.n_prompt === PP && row.n_gen === 0 : row.n_gen === TG && row.n_prompt === 0))?.samples_ts ?? [];
+  const samples = (test) =>
+    rows.find((row) => (test === 'pp' ? row.n_prompt === PP && row.n_gen === 0 : row.n_gen === TG && row.n_prompt === 0))?.samples_ts ?? [];
   return { pp: samples('pp'), tg: samples('tg') };
 }
 
 function child(kind, path, extra = []) {
-  const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--worker', kind, '--model', path, '--vocab', String(vocabOf.get(path)), ...argv, ...extra], {
-    encoding: 'utf8',
-    maxBuffer: 64 << 20,
-  });
+  const r = spawnSync(
+    process.execPath,
+    [fileURLToPath(import.meta.url), '--worker', kind, '--model', path, '--vocab', String(vocabOf.get(path)), ...argv, ...extra],
+    {
+      encoding: 'utf8',
+      maxBuffer: 64 << 20,
+    },
+  );
   const last = r.stdout.trim().split('\n').pop() ?? '';
   try {
     return JSON.parse(last);
@@ -286,9 +292,16 @@ const MODELS = {
   'llama-3.2-1b-shaped-q4_k_m': () => syntheticLlama1b('Q4_K_M'),
   'llama-3.2-1b-shaped-q8_0': () => syntheticLlama1b('Q8_0'),
 };
-const chosen = opt('--models', Object.keys(MODELS).filter((m) => !flag('--no-synthetic') || !m.startsWith('llama-3.2')).join(',')).split(',');
+const chosen = opt(
+  '--models',
+  Object.keys(MODELS)
+    .filter((m) => !flag('--no-synthetic') || !m.startsWith('llama-3.2'))
+    .join(','),
+).split(',');
 
-console.log(`threads: ${threads} of ${availableParallelism()} cores; kernels: ${runtimeInfo().selectedIsa}; ${REPS} repetitions × ${ROUNDS} rounds`);
+console.log(
+  `threads: ${threads} of ${availableParallelism()} cores; kernels: ${runtimeInfo().selectedIsa}; ${REPS} repetitions × ${ROUNDS} rounds`,
+);
 const bandwidth = bandwidthGbps();
 if (bandwidth) console.log(`memory read bandwidth (median of 9 passes, ${threads} threads): ${bandwidth.toFixed(1)} GB/s`);
 const benchBin = llamaBenchPath();
@@ -312,19 +325,27 @@ for (const id of chosen) {
     if (benchBin) bench = merged(bench, llamaBench(benchBin, path));
   }
   console.log(`\n${id}  (${path})`);
-  for (const [name, r] of [['ours', ours], ['node-llama-cpp', peer], ['llama-bench', bench]]) {
+  for (const [name, r] of [
+    ['ours', ours],
+    ['node-llama-cpp', peer],
+    ['llama-bench', bench],
+  ]) {
     if (r?.error) console.log(`  ${name}: failed: ${r.error}`);
   }
   console.log(`            ours                 node-llama-cpp       llama-bench          ours/nlc  ours/llama-bench`);
   for (const k of ['pp', 'tg']) {
     const label = k === 'pp' ? `pp${PP}` : `tg${TG}`;
-    console.log(`  ${label.padEnd(6)}  ${fmt(ours[k])}  ${fmt(peer[k])}  ${fmt(bench?.[k])}  ${ratio(ours[k], peer[k]).padEnd(8)}  ${ratio(ours[k], bench?.[k])}`);
+    console.log(
+      `  ${label.padEnd(6)}  ${fmt(ours[k])}  ${fmt(peer[k])}  ${fmt(bench?.[k])}  ${ratio(ours[k], peer[k]).padEnd(8)}  ${ratio(ours[k], bench?.[k])}`,
+    );
   }
   if (bandwidth && ours.tg?.length) {
     const bytes = await bytesPerToken(path);
     const bound = (bandwidth * 1e9) / bytes;
     const share = (r) => (r?.length ? `${((median(r) / bound) * 100).toFixed(0)} %` : '—');
-    console.log(`  generation vs the bandwidth bound (${(bytes / 2 ** 20).toFixed(0)} MiB/token → ${bound.toFixed(0)} tok/s): ours ${share(ours.tg)}, node-llama-cpp ${share(peer.tg)}, llama-bench ${share(bench?.tg)}`);
+    console.log(
+      `  generation vs the bandwidth bound (${(bytes / 2 ** 20).toFixed(0)} MiB/token → ${bound.toFixed(0)} tok/s): ours ${share(ours.tg)}, node-llama-cpp ${share(peer.tg)}, llama-bench ${share(bench?.tg)}`,
+    );
   }
   const depths = Object.keys(ours.depth ?? {});
   if (depths.length) {
@@ -333,5 +354,7 @@ for (const id of chosen) {
     console.log(`    ours        ${row(ours)}`);
     console.log(`    n-llama-cpp ${row(peer)}`);
   }
-  console.log(`  peak resident memory: ours ${ours.maxRssMb?.toFixed(0) ?? '—'} MiB, node-llama-cpp ${peer.maxRssMb?.toFixed(0) ?? '—'} MiB`);
+  console.log(
+    `  peak resident memory: ours ${ours.maxRssMb?.toFixed(0) ?? '—'} MiB, node-llama-cpp ${peer.maxRssMb?.toFixed(0) ?? '—'} MiB`,
+  );
 }

@@ -22,7 +22,11 @@ const SCHEMA = {
       maxItems: 6,
       items: {
         type: 'object',
-        properties: { name: { type: 'string', maxLength: 16 }, quantity: { type: 'integer', minimum: 1, maximum: 99 }, fragile: { type: 'boolean' } },
+        properties: {
+          name: { type: 'string', maxLength: 16 },
+          quantity: { type: 'integer', minimum: 1, maximum: 99 },
+          fragile: { type: 'boolean' },
+        },
         required: ['name', 'quantity', 'fragile'],
         additionalProperties: false,
       },

@@ -36,7 +36,11 @@ function run(cmd, args, opts = {}) {
 
 function check(name, cmd, args) {
   const ok = run(cmd, args).status === 0;
-  ok ? totals.passed++ : (totals.failed++, failures.push(name));
+  if (ok) totals.passed++;
+  else {
+    totals.failed++;
+    failures.push(name);
+  }
 }
 
 function rustTests() {
@@ -78,11 +82,9 @@ function rustTests() {
 
 function jestTests() {
   const out = join(mkdtempSync(join(tmpdir(), 'jest-')), 'results.json');
-  const result = run(
-    'node',
-    ['--experimental-vm-modules', 'node_modules/jest/bin/jest.js', '--json', `--outputFile=${out}`],
-    { env: { NODE_NO_WARNINGS: '1' } },
-  );
+  const result = run('node', ['--experimental-vm-modules', 'node_modules/jest/bin/jest.js', '--json', `--outputFile=${out}`], {
+    env: { NODE_NO_WARNINGS: '1' },
+  });
   if (!existsSync(out)) {
     totals.failed++;
     failures.push(`jest: exited ${result.status} without results`);
@@ -107,6 +109,8 @@ function lint() {
   check('cargo clippy', 'cargo', ['clippy', '--release', '--workspace', ...exclude, '--all-targets', '--', '-D', 'warnings']);
   check('cargo clippy (bindings)', 'cargo', ['clippy', '--release', ...bindings.flatMap((b) => ['-p', b]), '--', '-D', 'warnings']);
   check('tsc (typecheck)', 'pnpm', ['typecheck']);
+  // Formatting and lint of the TypeScript and the scripts (biome.json), as one check.
+  check('biome ci (format and lint)', join(root, 'node_modules', '.bin', 'biome'), ['ci', '--colors=off', '.']);
 }
 
 function pythonTests() {

@@ -43,7 +43,11 @@ const WANTED: Readonly<Record<Rule, string>> = {
 export function badValue(value: unknown, rule: Rule): string | undefined {
   const ok =
     typeof value === 'number' &&
-    (rule === 'count' ? Number.isSafeInteger(value) && value >= 1 : rule === 'mib' ? Number.isFinite(value) && value > 0 : value > 0 && value <= 1);
+    (rule === 'count'
+      ? Number.isSafeInteger(value) && value >= 1
+      : rule === 'mib'
+        ? Number.isFinite(value) && value > 0
+        : value > 0 && value <= 1);
   if (ok) return undefined;
   // yargs turns `--max-running abc` into NaN, which would only confuse as "got NaN".
   if (Number.isNaN(value)) return `must be ${WANTED[rule]}`;
@@ -56,7 +60,7 @@ export function engineFlags<T>(y: Argv<T>) {
     .option('max-running', {
       alias: 'max-seqs',
       type: 'number',
-      describe: 'sequences generated together at most (default 16; --max-seqs is mistral.rs\'s name)',
+      describe: "sequences generated together at most (default 16; --max-seqs is mistral.rs's name)",
     })
     .option('max-waiting', { type: 'number', describe: 'requests queued at most (default 64); the server answers more with 429' })
     .option('prefix-cache', {
@@ -66,13 +70,16 @@ export function engineFlags<T>(y: Argv<T>) {
       describe: 'reuse the KV blocks of earlier prompts with the same prefix (--no-prefix-cache turns it off)',
     })
     .option('pa-blk-size', { type: 'number', describe: 'tokens per KV cache block (default 32; prefix caching needs a multiple of 4)' })
-    .option('pa-ctxt-len', { type: 'number', describe: 'size the KV cache in tokens (default: the model\'s context, at most 8192)' })
+    .option('pa-ctxt-len', { type: 'number', describe: "size the KV cache in tokens (default: the model's context, at most 8192)" })
     .option('pa-gpu-mem', { type: 'number', describe: 'size the KV cache in MiB (on the CPU this is RAM)' })
-    .option('pa-gpu-mem-usage', { type: 'number', describe: 'size the KV cache as this fraction (0 to 1] of the memory free at load (RAM on the CPU)' })
+    .option('pa-gpu-mem-usage', {
+      type: 'number',
+      describe: 'size the KV cache as this fraction (0 to 1] of the memory free at load (RAM on the CPU)',
+    })
     .option('pa-cache-type', {
       type: 'string',
       choices: KV_CACHE_TYPES,
-      describe: 'how the KV cache stores keys and values: f16 (default, llama.cpp\'s arithmetic) or q8_0 (about half the memory per token)',
+      describe: "how the KV cache stores keys and values: f16 (default, llama.cpp's arithmetic) or q8_0 (about half the memory per token)",
     })
     .group(
       ['max-running', 'max-waiting', 'prefix-cache', 'pa-blk-size', 'pa-ctxt-len', 'pa-gpu-mem', 'pa-gpu-mem-usage', 'pa-cache-type'],

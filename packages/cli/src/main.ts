@@ -19,7 +19,10 @@ function runOptions<T>(y: Argv<T>) {
     .option('prompt', { type: 'string', describe: 'complete one prompt (chat template applied) and exit' })
     .option('max-tokens', { alias: 'n', type: 'number', describe: 'generate at most N tokens' })
     .option('grammar', { type: 'string', describe: 'the output follows this grammar (with --grammar-type)' })
-    .option('grammar-file', { type: 'string', describe: 'the output follows the grammar in this file (.json schema, .lark, .regex, .llguidance)' })
+    .option('grammar-file', {
+      type: 'string',
+      describe: 'the output follows the grammar in this file (.json schema, .lark, .regex, .llguidance)',
+    })
     .option('grammar-type', { type: 'string', describe: `the grammar's language: ${GRAMMAR_TYPES.join(', ')}` })
     .option('json', { type: 'boolean', default: false, describe: 'with --prompt: print one JSON object' })
     .option('throughput', { type: 'boolean', default: false, describe: 'log prompt and generation tokens/s' })
@@ -30,10 +33,18 @@ function runOptions<T>(y: Argv<T>) {
       type: 'string',
       describe: `how a safetensors folder's float matrices are stored: ${WEIGHT_DTYPES.join(', ')} (auto, the default, keeps the checkpoint's); a GGUF keeps its types`,
     })
-    .option('port', { alias: 'p', type: 'number', describe: 'serve the OpenAI-compatible HTTP API on this port (0: any free port) instead of chatting' })
+    .option('port', {
+      alias: 'p',
+      type: 'number',
+      describe: 'serve the OpenAI-compatible HTTP API on this port (0: any free port) instead of chatting',
+    })
     .option('host', { type: 'string', describe: 'with --port: the address to bind (default 127.0.0.1; 0.0.0.0 for every interface)' })
     .option('api-key', { type: 'string', describe: 'with --port: require "Authorization: Bearer KEY" on every route but /health' })
-    .option('cors-origin', { type: 'string', array: true, describe: 'with --port: let browser pages from this origin call the API (repeatable; * for any)' })
+    .option('cors-origin', {
+      type: 'string',
+      array: true,
+      describe: 'with --port: let browser pages from this origin call the API (repeatable; * for any)',
+    })
     .option('max-body', { type: 'string', describe: 'with --port: the largest request body (default 4mb)' })
     .option('drain-timeout', {
       type: 'number',
@@ -49,8 +60,18 @@ const GENERATION_FLAGS = ['prompt', 'interactive', 'max-tokens', 'json', 'throug
 const SERVER_FLAGS = ['host', 'api-key', 'cors-origin', 'max-body', 'drain-timeout'] as const;
 /** Every flag of a run, refused by the commands that load no model. */
 const RUN_FLAGS = [
-  ...GENERATION_FLAGS, ...SERVER_FLAGS, 'port', 'grammar', 'grammar-file', 'grammar-type', 'chat-template', 'token-source', 'dtype',
-  ...Object.values(NUMERIC_SETTINGS).map((s) => s.flag), 'prefix-cache', 'pa-cache-type',
+  ...GENERATION_FLAGS,
+  ...SERVER_FLAGS,
+  'port',
+  'grammar',
+  'grammar-file',
+  'grammar-type',
+  'chat-template',
+  'token-source',
+  'dtype',
+  ...Object.values(NUMERIC_SETTINGS).map((s) => s.flag),
+  'prefix-cache',
+  'pa-cache-type',
 ] as const;
 
 /** The flags among `names` that the command line set (a boolean only when true). */
@@ -99,7 +120,9 @@ function toRunOptions(
   refuseIgnoredFlags(args, serve !== undefined);
   const grammar = grammarFromFlags(args);
   if (serve && grammar) {
-    throw new UsageError('--grammar and --grammar-file apply to the chat and --prompt; a server takes a grammar per request (response_format, grammar)');
+    throw new UsageError(
+      '--grammar and --grammar-file apply to the chat and --prompt; a server takes a grammar per request (response_format, grammar)',
+    );
   }
   const dtype = args.dtype as WeightDtype | undefined;
   return {
@@ -182,9 +205,11 @@ export async function main(argv: string[]): Promise<number> {
       'plain',
       'Run a Hugging Face safetensors model folder (-m DIR, -a ARCH)',
       (y) =>
-        y
-          .option('model-id', { alias: 'm', type: 'string', demandOption: true })
-          .option('arch', { alias: 'a', type: 'string', describe: `the architecture the folder must hold (${knownArchitectureNames().join(', ')})` }),
+        y.option('model-id', { alias: 'm', type: 'string', demandOption: true }).option('arch', {
+          alias: 'a',
+          type: 'string',
+          describe: `the architecture the folder must hold (${knownArchitectureNames().join(', ')})`,
+        }),
       async (args) => {
         // config.json's model_type names the architecture; -a must agree with it.
         exitCode = await runCommand(toRunOptions(args, args['model-id'], undefined, undefined, args.arch));
@@ -213,16 +238,21 @@ export async function main(argv: string[]): Promise<number> {
       (y) =>
         y
           .positional('file', { type: 'string', describe: 'a .gguf or .safetensors file, a model folder, or a registry model id' })
-          .option('max-array', { type: 'number', defaultDescription: '8', describe: 'array items shown per metadata key (text output only)' }),
+          .option('max-array', {
+            type: 'number',
+            defaultDescription: '8',
+            describe: 'array items shown per metadata key (text output only)',
+          }),
       async (args) => {
         refuseRunFlags(args, 'inspect', ['json']);
-        if (args.json && args['max-array'] !== undefined) throw new UsageError('--max-array shapes the text output; --json prints every item');
+        if (args.json && args['max-array'] !== undefined)
+          throw new UsageError('--max-array shapes the text output; --json prints every item');
         exitCode = await inspectCommand({ file: args.file, json: args.json, maxArray: args['max-array'] ?? 8 });
       },
     )
     .command(
       'architectures',
-      'Print the architecture matrix (which of mistral.rs\'s architectures this build runs) as Markdown',
+      "Print the architecture matrix (which of mistral.rs's architectures this build runs) as Markdown",
       (y) => y,
       (args) => {
         refuseRunFlags(args, 'architectures');

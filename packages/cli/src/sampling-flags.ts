@@ -18,7 +18,7 @@ export function samplingFlags<T>(y: Argv<T>) {
     .option('repetition-penalty', { type: 'number', describe: 'penalise tokens seen in the last 64 (1: off)' })
     .option('seed', { type: 'number', describe: 'makes sampling reproducible' })
     .option('dry-multiplier', { type: 'number', describe: 'DRY repetition penalty: multiplier (0, the default, is off)' })
-    .option('dry-base', { type: 'number', describe: 'DRY: base of the penalty\'s growth with the repeat\'s length (default 1.75)' })
+    .option('dry-base', { type: 'number', describe: "DRY: base of the penalty's growth with the repeat's length (default 1.75)" })
     .option('dry-allowed-length', { type: 'number', describe: 'DRY: repeats this long go unpenalised beyond the multiplier (default 2)' })
     .option('dry-penalty-last-n', { type: 'number', describe: 'DRY: tokens searched for repeats (-1, the default: all; 0: off)' })
     .option('dry-sequence-breaker', {
@@ -27,7 +27,19 @@ export function samplingFlags<T>(y: Argv<T>) {
       describe: 'DRY: text that ends a repeat (repeatable; replaces the defaults \\n : " *; "none" for no breakers)',
     })
     .group(
-      ['temperature', 'top-k', 'top-p', 'min-p', 'repetition-penalty', 'seed', 'dry-multiplier', 'dry-base', 'dry-allowed-length', 'dry-penalty-last-n', 'dry-sequence-breaker'],
+      [
+        'temperature',
+        'top-k',
+        'top-p',
+        'min-p',
+        'repetition-penalty',
+        'seed',
+        'dry-multiplier',
+        'dry-base',
+        'dry-allowed-length',
+        'dry-penalty-last-n',
+        'dry-sequence-breaker',
+      ],
       'Sampling (the chat and --prompt):',
     );
 }
@@ -48,8 +60,17 @@ export interface SamplingFlagArgs {
 
 /** The flags' names, for refusing them where they do not apply. */
 export const SAMPLING_FLAGS: ReadonlyArray<keyof SamplingFlagArgs> = [
-  'temperature', 'top-k', 'top-p', 'min-p', 'repetition-penalty', 'seed',
-  'dry-multiplier', 'dry-base', 'dry-allowed-length', 'dry-penalty-last-n', 'dry-sequence-breaker',
+  'temperature',
+  'top-k',
+  'top-p',
+  'min-p',
+  'repetition-penalty',
+  'seed',
+  'dry-multiplier',
+  'dry-base',
+  'dry-allowed-length',
+  'dry-penalty-last-n',
+  'dry-sequence-breaker',
 ];
 
 type Check = (v: number) => boolean;
@@ -91,7 +112,9 @@ function readBreakers(values: string[]): string[] {
     if (breaker.length === 0) throw new UsageError('--dry-sequence-breaker must not be empty');
     const bytes = Buffer.byteLength(breaker);
     if (bytes > MAX_DRY_BREAKER_BYTES) {
-      throw new UsageError(`--dry-sequence-breaker ${JSON.stringify(raw)} has ${bytes} bytes; at most ${MAX_DRY_BREAKER_BYTES} are allowed`);
+      throw new UsageError(
+        `--dry-sequence-breaker ${JSON.stringify(raw)} has ${bytes} bytes; at most ${MAX_DRY_BREAKER_BYTES} are allowed`,
+      );
     }
     if (breaker === 'none') throw new UsageError('--dry-sequence-breaker none means no breakers; it cannot be given with others');
     return breaker;

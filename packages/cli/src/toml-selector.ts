@@ -135,13 +135,19 @@ function readServer(value: unknown, fail: (message: string) => never): TomlServe
   }
   const host = optionalString(s, 'host', '[server].', fail);
   const apiKey = optionalString(s, 'api_key', '[server].', fail);
-  const maxBody = s.max_body === undefined ? undefined : typeof s.max_body === 'number' ? String(s.max_body) : optionalString(s, 'max_body', '[server].', fail);
+  const maxBody =
+    s.max_body === undefined
+      ? undefined
+      : typeof s.max_body === 'number'
+        ? String(s.max_body)
+        : optionalString(s, 'max_body', '[server].', fail);
   if (host !== undefined) settings.host = host;
   if (apiKey !== undefined) settings.apiKey = apiKey;
   if (maxBody !== undefined) settings.maxBody = maxBody;
   if (s.drain_timeout !== undefined) {
     const seconds = s.drain_timeout;
-    if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds < 0) fail('[server].drain_timeout must be a number of seconds, 0 or more');
+    if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds < 0)
+      fail('[server].drain_timeout must be a number of seconds, 0 or more');
     settings.drainTimeout = seconds as number;
   }
   if (s.cors_origins !== undefined) {

@@ -34,7 +34,10 @@ describe('flags that would be ignored are refused', () => {
   it.each([
     [['--host', '0.0.0.0', '--prompt', 'Hi'], '--host apply to a server: add --port'],
     [['--api-key', 'k', '--cors-origin', '*'], '--api-key, --cors-origin apply to a server: add --port'],
-    [['--port', '0', '--temperature', '0.5', '--dry-multiplier', '1'], '--temperature, --dry-multiplier apply to the chat and --prompt; a server takes them per request'],
+    [
+      ['--port', '0', '--temperature', '0.5', '--dry-multiplier', '1'],
+      '--temperature, --dry-multiplier apply to the chat and --prompt; a server takes them per request',
+    ],
     [['--port', '0', '--prompt', 'Hi'], '--prompt apply to the chat and --prompt'],
     [['--prompt', 'Hi', '-i'], 'give --prompt TEXT or -i, not both'],
     [['--json'], '--json prints the answer to --prompt; give --prompt TEXT'],

@@ -47,9 +47,7 @@ describe('mistralrs-server inspect', () => {
     expect(code).toBe(0);
     const parsed = JSON.parse(stdout);
     expect(parsed).toMatchObject({ format: 'gguf', version: 3, alignment: 32 });
-    expect(parsed.tensors).toEqual([
-      { name: 'token_embd.weight', dims: [64, 4], type: 'Q8_0', offset: 0, nElements: 256, sizeBytes: 272 },
-    ]);
+    expect(parsed.tensors).toEqual([{ name: 'token_embd.weight', dims: [64, 4], type: 'Q8_0', offset: 0, nElements: 256, sizeBytes: 272 }]);
     expect(parsed.metadata[3]).toEqual({
       key: 'tokenizer.ggml.tokens',
       type: 'array',

@@ -28,7 +28,11 @@ describe('mistralrs-server with the default model', () => {
     expect(out.token_ids).toHaveLength(8);
     expect(out.prompt_tps).toBeGreaterThan(0);
     expect(out.generation_tps).toBeGreaterThan(0);
-    expect(out.usage).toEqual({ prompt_tokens: out.prompt_token_ids.length, completion_tokens: 8, total_tokens: out.prompt_token_ids.length + 8 });
+    expect(out.usage).toEqual({
+      prompt_tokens: out.prompt_token_ids.length,
+      completion_tokens: 8,
+      total_tokens: out.prompt_token_ids.length + 8,
+    });
 
     // Exactly what the model saw: the chat template rendered and tokenized by the engine.
     const engine = await Engine.load({ model: modelPath, kvTokens: 512 });
@@ -55,7 +59,7 @@ describe('mistralrs-server with the default model', () => {
     expect(stdout.split('\n> ').length).toBeGreaterThanOrEqual(6);
   }, 120_000);
 
-  it('sizes the chat\'s KV cache with --pa-ctxt-len and --pa-blk-size: the context ends where the cache does', () => {
+  it("sizes the chat's KV cache with --pa-ctxt-len and --pa-blk-size: the context ends where the cache does", () => {
     const args = ['--prompt', 'Who wrote Hamlet?', '-n', '64', '--json', '--pa-blk-size', '16', '--max-running', '1', '--no-prefix-cache'];
     // 3 blocks of 16: the 34-token prompt leaves room for 14 tokens.
     const fits = cli([...args, '--pa-ctxt-len', '48']);
@@ -87,7 +91,12 @@ describe('mistralrs-server with the default model', () => {
     const dir = mkdtempSync(join(tmpdir(), 'cli-grammar-'));
     try {
       const schemaFile = join(dir, 'answer.json');
-      const schema = { type: 'object', properties: { city: { enum: ['Paris', 'Rome'] }, rank: { type: 'integer', minimum: 1, maximum: 9 } }, required: ['city', 'rank'], additionalProperties: false };
+      const schema = {
+        type: 'object',
+        properties: { city: { enum: ['Paris', 'Rome'] }, rank: { type: 'integer', minimum: 1, maximum: 9 } },
+        required: ['city', 'rank'],
+        additionalProperties: false,
+      };
       writeFileSync(schemaFile, JSON.stringify(schema));
       const json = cli(['--prompt', 'Name a city.', '-n', '40', '--grammar-file', schemaFile]);
       expect(json.code).toBe(0);

@@ -25,8 +25,16 @@ export const ARCHITECTURES: readonly ArchitectureRow[] = [
   { id: 'gemma3', models: 'Gemma 3 (text)', traits: 'QK-norm, 5 local : 1 global layers, two RoPE bases' },
   { id: 'qwen2', models: 'Qwen 2, 2.5', traits: 'Q/K/V biases (required), YaRN' },
   { id: 'qwen3', models: 'Qwen 3', traits: 'per-head Q/K norms (required)' },
-  { id: 'phi3', models: 'Phi 3, Phi 4 mini', traits: 'fused QKV and gate/up, LongRoPE (short or long factors by context, as llama.cpp picks)' },
-  { id: 'phi', models: 'Phi 2', traits: 'LayerNorm with bias, parallel attention and GELU MLP, biased projections and head, partial rotary' },
+  {
+    id: 'phi3',
+    models: 'Phi 3, Phi 4 mini',
+    traits: 'fused QKV and gate/up, LongRoPE (short or long factors by context, as llama.cpp picks)',
+  },
+  {
+    id: 'phi',
+    models: 'Phi 2',
+    traits: 'LayerNorm with bias, parallel attention and GELU MLP, biased projections and head, partial rotary',
+  },
   { id: 'mixtral', models: 'Mixtral', traits: 'mixture of experts: softmax router, top-2 of 8, weights renormalised' },
   {
     id: 'phimoe',
@@ -34,18 +42,28 @@ export const ARCHITECTURES: readonly ArchitectureRow[] = [
     traits:
       'Phi 3 attention with biases, 16 experts (top 2), biased norms and head; computed as llama.cpp does (RMS norms plus bias, softmax router renormalised), not as transformers (LayerNorm, sparsemixer)',
   },
-  { id: 'starcoder2', models: 'Starcoder 2', traits: 'LayerNorm with bias, GELU MLP, biased projections, sliding window (from config.json)' },
+  {
+    id: 'starcoder2',
+    models: 'Starcoder 2',
+    traits: 'LayerNorm with bias, GELU MLP, biased projections, sliding window (from config.json)',
+  },
   {
     id: 'deepseek_v2',
     models: 'DeepSeek V2, V2-Lite, V2.5',
-    traits: 'latent attention (MLA, absorbed: one cached latent head), leading dense layers, softmax router with scale and groups, shared experts, YaRN with `mscale_all_dim`',
+    traits:
+      'latent attention (MLA, absorbed: one cached latent head), leading dense layers, softmax router with scale and groups, shared experts, YaRN with `mscale_all_dim`',
   },
   {
     id: 'deepseek_v3',
     models: 'DeepSeek V3, R1',
-    traits: 'V2 with low-rank queries, a sigmoid router with a selection bias, group routing (top-2 sums), renormalised and scaled; multi-token-prediction layers skipped',
+    traits:
+      'V2 with low-rank queries, a sigmoid router with a selection bias, group routing (top-2 sums), renormalised and scaled; multi-token-prediction layers skipped',
   },
-  { id: 'qwen3_moe', models: 'Qwen 3 MoE', traits: 'Qwen 3 with a mixture of experts in every layer (top-8 of 128, `moe_intermediate_size`)' },
+  {
+    id: 'qwen3_moe',
+    models: 'Qwen 3 MoE',
+    traits: 'Qwen 3 with a mixture of experts in every layer (top-8 of 128, `moe_intermediate_size`)',
+  },
 ];
 
 const code = (names: readonly string[]) => names.map((n) => `\`${n}\``).join(', ');

@@ -83,7 +83,14 @@ export async function downloadHubFile(repo: string, file: string, options: HubDo
   (options.log ?? ((l: string) => process.stderr.write(`${l}\n`)))(`downloading ${repo}/${file} (${revision})`);
   let blob: Blob | null;
   try {
-    blob = await downloadFile({ repo, path: file, revision, ...(hubUrl ? { hubUrl } : {}), ...(accessToken ? { accessToken } : {}), xet: false });
+    blob = await downloadFile({
+      repo,
+      path: file,
+      revision,
+      ...(hubUrl ? { hubUrl } : {}),
+      ...(accessToken ? { accessToken } : {}),
+      xet: false,
+    });
   } catch (e) {
     const message = (e as Error).message;
     const auth = /401|403|unauthori|forbidden|gated|private/i.test(message);

@@ -2,12 +2,7 @@
  * Errors raised by the native layer. The binding prefixes each message with `[Code] `; this
  * module turns that into a typed error with a stable `code` for callers to branch on.
  */
-export type MistralrsErrorCode =
-  | 'IoError'
-  | 'FormatError'
-  | 'UnsupportedTypeError'
-  | 'InvalidArgumentError'
-  | 'InternalError';
+export type MistralrsErrorCode = 'IoError' | 'FormatError' | 'UnsupportedTypeError' | 'InvalidArgumentError' | 'InternalError';
 
 export class MistralrsError extends Error {
   override readonly name = 'MistralrsError';

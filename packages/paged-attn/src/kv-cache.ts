@@ -72,7 +72,13 @@ export class PagedKvCache {
    * their own keys and values already written) over the sequence of `blockTable`, off the
    * JavaScript thread: `[n, nHeads, headDim]`.
    */
-  attend(layer: number, blockTable: Uint32Array, queries: Float32Array, startPos: number, options: AttentionOptions): Promise<Float32Array> {
+  attend(
+    layer: number,
+    blockTable: Uint32Array,
+    queries: Float32Array,
+    startPos: number,
+    options: AttentionOptions,
+  ): Promise<Float32Array> {
     return callNative(() => this.handle.attend(layer, blockTable, queries, startPos, options));
   }
 }

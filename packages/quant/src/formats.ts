@@ -3,10 +3,38 @@ import { binding } from './native.js';
 
 /** A ggml tensor type name, e.g. `"Q4_K"`. */
 export type GgmlTypeName =
-  | 'F32' | 'F16' | 'BF16' | 'Q4_0' | 'Q4_1' | 'Q5_0' | 'Q5_1' | 'Q8_0' | 'Q8_1'
-  | 'Q2_K' | 'Q3_K' | 'Q4_K' | 'Q5_K' | 'Q6_K' | 'Q8_K' | 'IQ4_NL' | 'IQ4_XS'
-  | 'IQ2_XXS' | 'IQ2_XS' | 'IQ3_XXS' | 'IQ1_S' | 'IQ3_S' | 'IQ2_S' | 'IQ1_M'
-  | 'I8' | 'I16' | 'I32' | 'I64' | 'F64' | 'TQ1_0' | 'TQ2_0' | 'MXFP4';
+  | 'F32'
+  | 'F16'
+  | 'BF16'
+  | 'Q4_0'
+  | 'Q4_1'
+  | 'Q5_0'
+  | 'Q5_1'
+  | 'Q8_0'
+  | 'Q8_1'
+  | 'Q2_K'
+  | 'Q3_K'
+  | 'Q4_K'
+  | 'Q5_K'
+  | 'Q6_K'
+  | 'Q8_K'
+  | 'IQ4_NL'
+  | 'IQ4_XS'
+  | 'IQ2_XXS'
+  | 'IQ2_XS'
+  | 'IQ3_XXS'
+  | 'IQ1_S'
+  | 'IQ3_S'
+  | 'IQ2_S'
+  | 'IQ1_M'
+  | 'I8'
+  | 'I16'
+  | 'I32'
+  | 'I64'
+  | 'F64'
+  | 'TQ1_0'
+  | 'TQ2_0'
+  | 'MXFP4';
 
 export interface GgmlTypeInfo {
   name: GgmlTypeName;
@@ -34,9 +62,7 @@ export function ggmlType(name: string): GgmlTypeInfo | undefined {
 }
 
 function table(): Map<string, GgmlTypeInfo> {
-  typeTable ??= new Map(
-    callNativeSync(() => binding.ggmlTypes()).map((t) => [t.name, t as GgmlTypeInfo]),
-  );
+  typeTable ??= new Map(callNativeSync(() => binding.ggmlTypes()).map((t) => [t.name, t as GgmlTypeInfo]));
   return typeTable;
 }
 

@@ -1,8 +1,6 @@
 /** GGUF metadata values as JavaScript sees them. */
 
-export type GgufValueType =
-  | 'u8' | 'i8' | 'u16' | 'i16' | 'u32' | 'i32' | 'f32' | 'bool' | 'string' | 'array'
-  | 'u64' | 'i64' | 'f64';
+export type GgufValueType = 'u8' | 'i8' | 'u16' | 'i16' | 'u32' | 'i32' | 'f32' | 'bool' | 'string' | 'array' | 'u64' | 'i64' | 'f64';
 
 /** 64-bit integers are bigints; every other number is a number. */
 export type GgufScalar = number | bigint | boolean | string;

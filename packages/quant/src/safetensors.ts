@@ -2,8 +2,21 @@ import { callNative, callNativeSync, MistralrsError } from '@mistralrs/napi-supp
 import { binding, type Binding } from './native.js';
 
 export type SafetensorsDtype =
-  | 'F64' | 'F32' | 'F16' | 'BF16' | 'F8_E4M3' | 'F8_E5M2' | 'I8' | 'U8' | 'I16' | 'U16'
-  | 'I32' | 'U32' | 'I64' | 'U64' | 'BOOL';
+  | 'F64'
+  | 'F32'
+  | 'F16'
+  | 'BF16'
+  | 'F8_E4M3'
+  | 'F8_E5M2'
+  | 'I8'
+  | 'U8'
+  | 'I16'
+  | 'U16'
+  | 'I32'
+  | 'U32'
+  | 'I64'
+  | 'U64'
+  | 'BOOL';
 
 export interface SafetensorsTensorInfo {
   name: string;
@@ -84,10 +97,6 @@ export interface SafetensorsTensorData {
 }
 
 /** Writes one safetensors file (header padded to 8 bytes, tensors in the order given). */
-export function writeSafetensors(
-  path: string,
-  tensors: SafetensorsTensorData[],
-  metadata?: Record<string, string>,
-): Promise<void> {
+export function writeSafetensors(path: string, tensors: SafetensorsTensorData[], metadata?: Record<string, string>): Promise<void> {
   return callNative(() => binding.writeSafetensors(path, tensors, metadata));
 }

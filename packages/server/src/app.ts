@@ -126,9 +126,16 @@ function jsonBody(limits: ServerLimits): RequestHandler[] {
 const notFound: RequestHandler = (req, _res) => {
   const method = ROUTES[req.path.toLowerCase().replace(/\/+$/, '')];
   if (method !== undefined && method !== req.method && !(method === 'GET' && req.method === 'HEAD')) {
-    throw new ApiError(405, 'invalid_request_error', `${req.method} is not allowed on ${req.path}; use ${method}`, null, 'method_not_allowed', {
-      Allow: method,
-    });
+    throw new ApiError(
+      405,
+      'invalid_request_error',
+      `${req.method} is not allowed on ${req.path}; use ${method}`,
+      null,
+      'method_not_allowed',
+      {
+        Allow: method,
+      },
+    );
   }
   throw new ApiError(404, 'invalid_request_error', `Invalid URL (${req.method} ${req.path})`, null, 'not_found');
 };

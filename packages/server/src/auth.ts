@@ -15,13 +15,8 @@ export function requireApiKey(apiKey: string): RequestHandler {
     const match = /^Bearer\s+(\S+)$/i.exec(req.get('authorization') ?? '');
     // Comparing digests in constant time: the time taken says nothing about the key.
     if (match && timingSafeEqual(digest(match[1]!), expected)) return next();
-    const message = match
-      ? 'incorrect API key provided'
-      : 'no API key provided: send it in the header "Authorization: Bearer YOUR_KEY"';
-    sendApiError(
-      res,
-      new ApiError(401, 'invalid_request_error', message, null, 'invalid_api_key', { 'WWW-Authenticate': 'Bearer' }),
-    );
+    const message = match ? 'incorrect API key provided' : 'no API key provided: send it in the header "Authorization: Bearer YOUR_KEY"';
+    sendApiError(res, new ApiError(401, 'invalid_request_error', message, null, 'invalid_api_key', { 'WWW-Authenticate': 'Bearer' }));
   };
 }
 

@@ -49,7 +49,11 @@ function readResponseFormat(value: unknown): Grammar | undefined {
     case 'json_schema': {
       const spec = value.json_schema;
       if (!isObject(spec)) {
-        throw invalidRequest('response_format.json_schema must be an object with name and schema', 'response_format.json_schema', 'invalid_type');
+        throw invalidRequest(
+          'response_format.json_schema must be an object with name and schema',
+          'response_format.json_schema',
+          'invalid_type',
+        );
       }
       if (spec.name !== undefined && typeof spec.name !== 'string') {
         throw invalidRequest('response_format.json_schema.name must be a string', 'response_format.json_schema.name', 'invalid_type');
@@ -57,7 +61,11 @@ function readResponseFormat(value: unknown): Grammar | undefined {
       // OpenAI allows a missing schema (any JSON object).
       const schema = spec.schema ?? { type: 'object' };
       if (!isObject(schema) && typeof schema !== 'boolean') {
-        throw invalidRequest('response_format.json_schema.schema must be a JSON Schema object', 'response_format.json_schema.schema', 'invalid_type');
+        throw invalidRequest(
+          'response_format.json_schema.schema must be a JSON Schema object',
+          'response_format.json_schema.schema',
+          'invalid_type',
+        );
       }
       return { type: 'json_schema', value: schema };
     }
@@ -82,10 +90,12 @@ function readGrammarField(value: unknown): Grammar | undefined {
       return { type: 'json_schema', value: v as JsonObject | boolean | string };
     case 'regex':
     case 'lark':
-      if (typeof v !== 'string' || v.length === 0) throw invalidRequest(`grammar.value must be a non-empty ${value.type} string`, 'grammar.value', 'invalid_type');
+      if (typeof v !== 'string' || v.length === 0)
+        throw invalidRequest(`grammar.value must be a non-empty ${value.type} string`, 'grammar.value', 'invalid_type');
       return { type: value.type, value: v };
     case 'llguidance':
-      if (typeof v !== 'string' && !isObject(v)) throw invalidRequest('grammar.value must be a string or an object', 'grammar.value', 'invalid_type');
+      if (typeof v !== 'string' && !isObject(v))
+        throw invalidRequest('grammar.value must be a string or an object', 'grammar.value', 'invalid_type');
       return { type: 'llguidance', value: v as string | JsonObject };
     default:
       throw invalidRequest(
@@ -107,7 +117,8 @@ export function readTools(body: RequestBody, maxTools: number): RequestedTools |
     return undefined;
   }
   if (!Array.isArray(value)) throw invalidRequest('tools must be an array of tool objects', 'tools', 'invalid_type');
-  if (value.length > maxTools) throw invalidRequest(`tools has ${value.length} entries; at most ${maxTools} are allowed`, 'tools', 'array_above_max_length');
+  if (value.length > maxTools)
+    throw invalidRequest(`tools has ${value.length} entries; at most ${maxTools} are allowed`, 'tools', 'array_above_max_length');
   const names = new Set<string>();
   const tools = value.map((tool: unknown, i): ChatTool => {
     const at = `tools[${i}]`;
@@ -116,7 +127,8 @@ export function readTools(body: RequestBody, maxTools: number): RequestedTools |
     if (!isObject(fn) || typeof fn.name !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(fn.name)) {
       throw invalidRequest(`${at}.function.name must be 1 to 64 letters, digits, "_", "." or "-"`, `${at}.function.name`, 'invalid_value');
     }
-    if (names.has(fn.name)) throw invalidRequest(`${at}.function.name ${JSON.stringify(fn.name)} is given twice`, `${at}.function.name`, 'invalid_value');
+    if (names.has(fn.name))
+      throw invalidRequest(`${at}.function.name ${JSON.stringify(fn.name)} is given twice`, `${at}.function.name`, 'invalid_value');
     names.add(fn.name);
     if (fn.description !== undefined && typeof fn.description !== 'string') {
       throw invalidRequest(`${at}.function.description must be a string`, `${at}.function.description`, 'invalid_type');
@@ -127,7 +139,11 @@ export function readTools(body: RequestBody, maxTools: number): RequestedTools |
     const { name, description, parameters } = fn as { name: string; description?: string; parameters?: JsonObject };
     return {
       type: 'function',
-      function: { name, ...(description !== undefined ? { description } : {}), parameters: parameters ?? { type: 'object', properties: {} } },
+      function: {
+        name,
+        ...(description !== undefined ? { description } : {}),
+        parameters: parameters ?? { type: 'object', properties: {} },
+      },
     };
   });
   const parallel = body.parallel_tool_calls;
@@ -142,9 +158,14 @@ function readToolChoice(value: unknown, names: ReadonlySet<string>): ToolChoice 
   if (value === 'auto' || value === 'none' || value === 'required') return value;
   const name = isObject(value) && value.type === 'function' && isObject(value.function) ? value.function.name : undefined;
   if (typeof name !== 'string') {
-    throw invalidRequest('tool_choice must be "auto", "none", "required" or {"type": "function", "function": {"name": …}}', 'tool_choice', 'invalid_value');
+    throw invalidRequest(
+      'tool_choice must be "auto", "none", "required" or {"type": "function", "function": {"name": …}}',
+      'tool_choice',
+      'invalid_value',
+    );
   }
-  if (!names.has(name)) throw invalidRequest(`tool_choice names ${JSON.stringify(name)}, which is not among the tools`, 'tool_choice', 'invalid_value');
+  if (!names.has(name))
+    throw invalidRequest(`tool_choice names ${JSON.stringify(name)}, which is not among the tools`, 'tool_choice', 'invalid_value');
   return { type: 'function', function: { name } };
 }
 

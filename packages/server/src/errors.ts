@@ -188,7 +188,13 @@ export function fromBodyParser(error: unknown): ApiError | undefined {
       return invalidRequest(`the request body is not valid JSON: ${message}`, null, 'invalid_json');
     case 'entity.too.large': {
       const limit = typeof e.limit === 'number' ? ` of ${e.limit} bytes` : '';
-      return new ApiError(413, 'invalid_request_error', `the request body is larger than the server's limit${limit}`, null, 'request_too_large');
+      return new ApiError(
+        413,
+        'invalid_request_error',
+        `the request body is larger than the server's limit${limit}`,
+        null,
+        'request_too_large',
+      );
     }
     case 'encoding.unsupported':
     case 'charset.unsupported':
@@ -200,11 +206,7 @@ export function fromBodyParser(error: unknown): ApiError | undefined {
       return invalidRequest(`the request body does not match its Content-Length: ${message}`, null, 'bad_request');
   }
   if (typeof e.code === 'string' && /^(Z_|ERR__ERROR_|ERR_BROTLI|ERR_ZSTD|ZSTD_)/.test(e.code)) {
-    return invalidRequest(
-      `the request body could not be decoded with its Content-Encoding: ${message}`,
-      null,
-      'invalid_content_encoding',
-    );
+    return invalidRequest(`the request body could not be decoded with its Content-Encoding: ${message}`, null, 'invalid_content_encoding');
   }
   // Any other error that http-errors marked as the client's (a 4xx it may show).
   const status = typeof e.status === 'number' ? e.status : 0;

@@ -39,11 +39,7 @@ export function chatLogprobs(tokenizer: TokenTexts, entries: readonly LogprobEnt
 }
 
 /** `startOffset`: the characters of the completion before these tokens (when streaming). */
-export function completionLogprobs(
-  tokenizer: TokenTexts,
-  entries: readonly LogprobEntry[],
-  startOffset = 0,
-): CompletionLogprobs {
+export function completionLogprobs(tokenizer: TokenTexts, entries: readonly LogprobEntry[], startOffset = 0): CompletionLogprobs {
   const result: CompletionLogprobs = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
   let offset = startOffset;
   for (const entry of entries) {

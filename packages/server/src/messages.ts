@@ -27,7 +27,11 @@ function readMessage(value: unknown, at: string): ChatMessage {
   const m = value as Record<string, unknown>;
   if (typeof m.role !== 'string') throw invalidRequest(`${at}.role must be a string`, `${at}.role`, 'invalid_type');
   if (!ROLES.has(m.role)) {
-    throw invalidRequest(`${at}.role must be one of ${[...ROLES].join(', ')}; got ${JSON.stringify(m.role)}`, `${at}.role`, 'invalid_value');
+    throw invalidRequest(
+      `${at}.role must be one of ${[...ROLES].join(', ')}; got ${JSON.stringify(m.role)}`,
+      `${at}.role`,
+      'invalid_value',
+    );
   }
   const role = m.role === 'developer' ? 'system' : m.role;
   const toolCalls = role === 'assistant' ? readToolCalls(m.tool_calls, `${at}.tool_calls`) : undefined;
@@ -41,7 +45,8 @@ function readMessage(value: unknown, at: string): ChatMessage {
     message.name = m.name;
   }
   if (role === 'tool' && m.tool_call_id !== undefined && m.tool_call_id !== null) {
-    if (typeof m.tool_call_id !== 'string') throw invalidRequest(`${at}.tool_call_id must be a string`, `${at}.tool_call_id`, 'invalid_type');
+    if (typeof m.tool_call_id !== 'string')
+      throw invalidRequest(`${at}.tool_call_id must be a string`, `${at}.tool_call_id`, 'invalid_type');
     message.tool_call_id = m.tool_call_id;
   }
   if (toolCalls) message.tool_calls = toolCalls;
@@ -59,14 +64,19 @@ function readContent(value: unknown, at: string, optional: boolean): string | nu
   if (!Array.isArray(value)) throw invalidRequest(`${at} must be a string or an array of content parts`, at, 'invalid_type');
   const texts = value.map((part: unknown, index) => {
     const partAt = `${at}[${index}]`;
-    if (part === null || typeof part !== 'object' || Array.isArray(part)) throw invalidRequest(`${partAt} must be an object`, partAt, 'invalid_type');
+    if (part === null || typeof part !== 'object' || Array.isArray(part))
+      throw invalidRequest(`${partAt} must be an object`, partAt, 'invalid_type');
     const { type, text } = part as { type?: unknown; text?: unknown };
     if (type === 'text') {
       if (typeof text !== 'string') throw invalidRequest(`${partAt}.text must be a string`, `${partAt}.text`, 'invalid_type');
       return text;
     }
     if (typeof type === 'string' && /^(image_url|input_image|input_audio|file)$/.test(type)) {
-      throw invalidRequest(`${partAt}: this model reads text only; ${type} parts are not supported`, `${partAt}.type`, 'unsupported_content');
+      throw invalidRequest(
+        `${partAt}: this model reads text only; ${type} parts are not supported`,
+        `${partAt}.type`,
+        'unsupported_content',
+      );
     }
     throw invalidRequest(`${partAt}.type must be "text", got ${JSON.stringify(type)}`, `${partAt}.type`, 'invalid_value');
   });
@@ -85,7 +95,11 @@ function readToolCalls(value: unknown, at: string): ChatToolCall[] | undefined {
     }
     const args = fn.arguments ?? '{}';
     if (typeof args !== 'string' && (args === null || typeof args !== 'object' || Array.isArray(args))) {
-      throw invalidRequest(`${callAt}.function.arguments must be a JSON string or an object`, `${callAt}.function.arguments`, 'invalid_type');
+      throw invalidRequest(
+        `${callAt}.function.arguments must be a JSON string or an object`,
+        `${callAt}.function.arguments`,
+        'invalid_type',
+      );
     }
     const { id, type } = call as { id?: unknown; type?: unknown };
     return {

@@ -3,7 +3,14 @@
  * happen here, where it can still be a fast 400, and the ids are then handed to the engine as
  * they are (so the template is rendered and the text tokenized exactly once).
  */
-import { planChatPrompt, renderChatPrompt, type ChatMessage, type ChatPromptPlan, type ChatPromptRequest, type ChatTemplate } from '@mistralrs/core';
+import {
+  planChatPrompt,
+  renderChatPrompt,
+  type ChatMessage,
+  type ChatPromptPlan,
+  type ChatPromptRequest,
+  type ChatTemplate,
+} from '@mistralrs/core';
 
 import { invalidRequest } from './errors.js';
 import type { ServingEngine } from './serving-engine.js';
@@ -31,7 +38,11 @@ export function chatPlan(engine: ServingEngine, request: ChatPromptRequest, para
   const unread = plan.unreadTemplateArgs[0];
   if (unread !== undefined) {
     const param = params[unread] ?? unread;
-    throw invalidRequest(`this model's chat template does not read ${unread}, so ${param} cannot be honoured`, param, 'unsupported_parameter');
+    throw invalidRequest(
+      `this model's chat template does not read ${unread}, so ${param} cannot be honoured`,
+      param,
+      'unsupported_parameter',
+    );
   }
   return plan;
 }

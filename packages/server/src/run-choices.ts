@@ -212,12 +212,7 @@ async function sendWhole(o: RunChoicesOptions, generations: Started, head: Head)
  * The headers go out with the first chunk of any choice, not before: until then an error (a
  * full queue, a prompt the engine refuses) can still be a proper status code.
  */
-async function streamChoices(
-  o: RunChoicesOptions,
-  sse: SseStream,
-  generations: Started,
-  head: Head,
-): Promise<GenerationResult[]> {
+async function streamChoices(o: RunChoicesOptions, sse: SseStream, generations: Started, head: Head): Promise<GenerationResult[]> {
   // OpenAI sends `usage: null` on every chunk when the last one will carry it.
   const chunk = (choices: object[]) => ({ ...head(o.format.chunkObject), choices, ...(o.includeUsage ? { usage: null } : {}) });
   const open = async () => {

@@ -71,8 +71,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
 function listen(server: Server, port: number, host: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (error: NodeJS.ErrnoException) => {
-      const reason =
-        error.code === 'EADDRINUSE' ? 'the port is in use' : error.code === 'EACCES' ? 'permission denied' : error.message;
+      const reason = error.code === 'EADDRINUSE' ? 'the port is in use' : error.code === 'EACCES' ? 'permission denied' : error.message;
       reject(new Error(`cannot listen on ${host}:${port}: ${reason}`, { cause: error }));
     };
     server.once('error', onError);

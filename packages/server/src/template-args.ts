@@ -37,7 +37,11 @@ export function readTemplateArgs(body: RequestBody): RequestedTemplateArgs {
   }
   const entries = Object.entries(kwargs ?? {});
   if (entries.length > MAX_TEMPLATE_KWARGS) {
-    throw invalidRequest(`chat_template_kwargs has ${entries.length} entries; at most ${MAX_TEMPLATE_KWARGS} are allowed`, 'chat_template_kwargs', 'array_above_max_length');
+    throw invalidRequest(
+      `chat_template_kwargs has ${entries.length} entries; at most ${MAX_TEMPLATE_KWARGS} are allowed`,
+      'chat_template_kwargs',
+      'array_above_max_length',
+    );
   }
   for (const [name, value] of entries) set(name, value, `chat_template_kwargs.${name}`, 'unsupported_parameter');
   set('enable_thinking', body.enable_thinking, 'enable_thinking', 'invalid_value');

@@ -133,7 +133,8 @@ export function validateCompletionRequest(body: RequestBody, ctx: ValidationCont
 function readCommon(body: RequestBody, ctx: ValidationContext): CommonRequest {
   const stream = readBoolean(body, 'stream') ?? false;
   const streamOptions = readObject(body, 'stream_options');
-  if (streamOptions && !stream) throw invalidRequest('stream_options is only allowed when stream is true', 'stream_options', 'conflicting_parameters');
+  if (streamOptions && !stream)
+    throw invalidRequest('stream_options is only allowed when stream is true', 'stream_options', 'conflicting_parameters');
   const includeUsage = streamOptions ? (readBoolean(streamOptions, 'include_usage', 'stream_options.include_usage') ?? false) : false;
   readMetadata(body);
 
@@ -184,13 +185,22 @@ function readDry(body: RequestBody, ctx: ValidationContext): SamplingFields {
   if (breakers !== undefined && breakers !== null) {
     const param = 'dry_sequence_breakers';
     if (!Array.isArray(breakers)) throw invalidRequest(`${param} must be an array of strings`, param, 'invalid_type');
-    if (breakers.length > MAX_DRY_BREAKERS) throw invalidRequest(`${param} has ${breakers.length} strings; at most ${MAX_DRY_BREAKERS} are allowed`, param, 'array_above_max_length');
+    if (breakers.length > MAX_DRY_BREAKERS)
+      throw invalidRequest(
+        `${param} has ${breakers.length} strings; at most ${MAX_DRY_BREAKERS} are allowed`,
+        param,
+        'array_above_max_length',
+      );
     for (const breaker of breakers) {
       if (typeof breaker !== 'string') throw invalidRequest(`${param} must hold strings`, param, 'invalid_type');
       if (breaker.length === 0) throw invalidRequest(`${param} must hold non-empty strings`, param, 'empty_string');
       const bytes = Buffer.byteLength(breaker);
       if (bytes > MAX_DRY_BREAKER_BYTES) {
-        throw invalidRequest(`${param}: ${JSON.stringify(breaker)} has ${bytes} bytes; at most ${MAX_DRY_BREAKER_BYTES} are allowed`, param, 'string_above_max_length');
+        throw invalidRequest(
+          `${param}: ${JSON.stringify(breaker)} has ${bytes} bytes; at most ${MAX_DRY_BREAKER_BYTES} are allowed`,
+          param,
+          'string_above_max_length',
+        );
       }
     }
     drySequenceBreakers = breakers as string[];
@@ -237,13 +247,21 @@ function readStop(body: RequestBody, limits: ServerLimits): string[] | undefined
   const stops = typeof value === 'string' ? [value] : value;
   if (!Array.isArray(stops)) throw invalidRequest('stop must be a string or an array of strings', 'stop', 'invalid_type');
   if (stops.length > limits.maxStopStrings) {
-    throw invalidRequest(`stop has ${stops.length} strings; at most ${limits.maxStopStrings} are allowed`, 'stop', 'array_above_max_length');
+    throw invalidRequest(
+      `stop has ${stops.length} strings; at most ${limits.maxStopStrings} are allowed`,
+      'stop',
+      'array_above_max_length',
+    );
   }
   for (const stop of stops) {
     if (typeof stop !== 'string') throw invalidRequest('stop must be a string or an array of strings', 'stop', 'invalid_type');
     if (stop.length === 0) throw invalidRequest('a stop string must not be empty', 'stop', 'empty_string');
     if (stop.length > limits.maxStopChars) {
-      throw invalidRequest(`a stop string has ${stop.length} characters; at most ${limits.maxStopChars} are allowed`, 'stop', 'string_above_max_length');
+      throw invalidRequest(
+        `a stop string has ${stop.length} characters; at most ${limits.maxStopChars} are allowed`,
+        'stop',
+        'string_above_max_length',
+      );
     }
   }
   return stops.length > 0 ? (stops as string[]) : undefined;
@@ -308,11 +326,7 @@ function rejectUnsupported(body: RequestBody, fields: Readonly<Record<string, st
   for (const field of Object.keys(fields)) {
     const value = body[field];
     const neutral =
-      value === undefined ||
-      value === null ||
-      value === false ||
-      value === '' ||
-      (Array.isArray(value) && value.length === 0);
+      value === undefined || value === null || value === false || value === '' || (Array.isArray(value) && value.length === 0);
     if (!neutral) throw invalidRequest(`${field} is not supported by this server`, field, 'unsupported_parameter');
   }
 }

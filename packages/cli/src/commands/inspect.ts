@@ -146,7 +146,10 @@ export function safetensorsText(file: SafetensorsFile): string {
       `${formatCount(params)} parameters (${formatBytes(bytes)} of data)`,
     '',
     'Metadata',
-    table(['key', 'value'], Object.entries(file.metadata).map(([k, v]) => [k, JSON.stringify(v)])),
+    table(
+      ['key', 'value'],
+      Object.entries(file.metadata).map(([k, v]) => [k, JSON.stringify(v)]),
+    ),
     '',
     'Tensors',
     table(

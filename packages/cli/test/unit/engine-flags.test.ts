@@ -77,7 +77,10 @@ describe('engine settings in a TOML selector', () => {
   it.each([
     ['[model]\nmodel_id = "m"\npa_blk_size = 0\n', 'c.toml: [model].pa_blk_size must be a positive integer, got 0'],
     ['[model]\nmodel_id = "m"\npa_cache_type = "f8"\n', 'c.toml: [model].pa_cache_type must be one of f16, q8_0'],
-    ['[model]\nmodel_id = "m"\npa_gpu_mem_usage = 1.5\n', 'c.toml: [model].pa_gpu_mem_usage must be a fraction greater than 0 and at most 1, got 1.5'],
+    [
+      '[model]\nmodel_id = "m"\npa_gpu_mem_usage = 1.5\n',
+      'c.toml: [model].pa_gpu_mem_usage must be a fraction greater than 0 and at most 1, got 1.5',
+    ],
     ['model = "m"\npa_ctxt_len = 512\npa_gpu_mem = 64\n', 'c.toml: pa_ctxt_len and pa_gpu_mem each size the KV cache; give one of them'],
     ['pa_ctxt_len = 512\n[model]\nmodel_id = "m"\n', 'c.toml: pa_ctxt_len belongs in [model] when [model] is a table'],
     ['model = "m"\n[server]\nmax_running = "4"\n', 'c.toml: [server].max_running must be a positive integer, got "4"'],

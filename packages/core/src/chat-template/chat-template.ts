@@ -51,9 +51,22 @@ export interface ChatTemplateRenderInput {
 
 /** Variables the caller cannot replace through `extra`: they are the render's own inputs. */
 const RESERVED_NAMES: ReadonlySet<string> = new Set([
-  'messages', 'tools', 'documents', 'add_generation_prompt', 'bos_token', 'eos_token',
-  'raise_exception', 'strftime_now', 'range', 'namespace',
-  'true', 'false', 'none', 'True', 'False', 'None',
+  'messages',
+  'tools',
+  'documents',
+  'add_generation_prompt',
+  'bos_token',
+  'eos_token',
+  'raise_exception',
+  'strftime_now',
+  'range',
+  'namespace',
+  'true',
+  'false',
+  'none',
+  'True',
+  'False',
+  'None',
 ]);
 
 /**

@@ -35,7 +35,7 @@ export const TEMPLATE_ARGUMENTS: Readonly<Record<string, TemplateArgumentRule>> 
     readBy: 'gpt-oss',
   },
   thinking_budget: { type: 'integer', neutral: [], readBy: 'Seed-OSS' },
-  model_identity: { type: 'string', neutral: [], readBy: 'gpt-oss (the system message\'s first line)' },
+  model_identity: { type: 'string', neutral: [], readBy: "gpt-oss (the system message's first line)" },
   date_string: { type: 'string', neutral: [], readBy: 'Llama 3.1 to 3.3 ("Today Date")' },
   tools_in_user_message: { type: 'boolean', neutral: [], readBy: 'Llama 3.1 to 3.3 (tools in the first user turn)' },
 };
@@ -53,8 +53,10 @@ export function templateArgumentProblem(name: string, value: unknown): string | 
       return Number.isSafeInteger(value) && (value as number) >= 0 ? undefined : `${name} must be a non-negative integer`;
     case 'string':
       if (typeof value !== 'string') return `${name} must be a string`;
-      if (value.length > MAX_TEMPLATE_ARGUMENT_CHARS) return `${name} has ${value.length} characters; at most ${MAX_TEMPLATE_ARGUMENT_CHARS} are allowed`;
-      if (rule.values && !rule.values.includes(value)) return `${name} must be one of ${rule.values.join(', ')}; got ${JSON.stringify(value)}`;
+      if (value.length > MAX_TEMPLATE_ARGUMENT_CHARS)
+        return `${name} has ${value.length} characters; at most ${MAX_TEMPLATE_ARGUMENT_CHARS} are allowed`;
+      if (rule.values && !rule.values.includes(value))
+        return `${name} must be one of ${rule.values.join(', ')}; got ${JSON.stringify(value)}`;
       return undefined;
   }
 }

@@ -195,10 +195,15 @@ export class Engine {
     if (plan.toolGrammar && request.grammar) return refuse('toolChoice forces a tool call; it cannot be combined with grammar');
     const options = plan.toolGrammar ? { ...request, grammar: plan.toolGrammar } : request;
     const format = plan.toolCallFormat;
-    return this.#enqueue(options, () => renderChatPrompt(this, plan), format && ((result) => {
-      const { content, calls } = format.parse(result.text);
-      return calls.length > 0 ? { ...result, text: content, toolCalls: calls } : result;
-    }));
+    return this.#enqueue(
+      options,
+      () => renderChatPrompt(this, plan),
+      format &&
+        ((result) => {
+          const { content, calls } = format.parse(result.text);
+          return calls.length > 0 ? { ...result, text: content, toolCalls: calls } : result;
+        }),
+    );
   }
 
   /** Tokens of a rendered chat prompt: special-token text is parsed; BOS added only if missing. */

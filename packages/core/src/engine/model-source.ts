@@ -16,11 +16,7 @@ export interface ModelSourceOptions {
  * `.gguf` (or the one named `file`); a registry model id (or nothing, for the default model),
  * fetched into the cache on first use; a Hugging Face repository id with `file`, downloaded.
  */
-export async function resolveGgufPath(
-  model: string | undefined,
-  file?: string,
-  options: ModelSourceOptions = {},
-): Promise<string> {
+export async function resolveGgufPath(model: string | undefined, file?: string, options: ModelSourceOptions = {}): Promise<string> {
   const spec = model ?? DEFAULT_MODEL_ID;
   if (registryModel(spec) && !existsSync(spec)) return fetchRegistryModel(spec);
   if (looksLikeRepoId(spec)) {
@@ -39,9 +35,7 @@ export async function resolveGgufPath(
   const ggufs = readdirSync(spec).filter((f) => f.endsWith('.gguf'));
   if (ggufs.length === 1) return join(spec, ggufs[0]!);
   throw new ModelNotFoundError(
-    ggufs.length === 0
-      ? `${spec}: no .gguf file in this folder`
-      : `${spec}: several .gguf files (${ggufs.join(', ')}); name one with -f`,
+    ggufs.length === 0 ? `${spec}: no .gguf file in this folder` : `${spec}: several .gguf files (${ggufs.join(', ')}); name one with -f`,
   );
 }
 

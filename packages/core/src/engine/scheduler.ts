@@ -166,9 +166,7 @@ export class Scheduler {
       try {
         const history = seq.computed > 0 ? Uint32Array.from(seq.promptIds.slice(0, seq.computed)) : undefined;
         const generated = seq.constraint && seq.generated.length > 0 ? Uint32Array.from(seq.generated) : undefined;
-        callNativeSync(() =>
-          this.model.addSequence(seq.id, seq.sampling, history, seq.constraint, generated, seq.samplesTaken),
-        );
+        callNativeSync(() => this.model.addSequence(seq.id, seq.sampling, history, seq.constraint, generated, seq.samplesTaken));
       } catch (error) {
         this.#fail(entry, error);
         continue;

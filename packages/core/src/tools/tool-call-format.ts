@@ -201,7 +201,10 @@ function pythonLiteral(text: string): { value: JsonValue; length: number } | und
   if (text.startsWith('[') || text.startsWith('{')) {
     // A JSON-compatible container: the shortest prefix that parses, tried only where a
     // bracket closes.
-    const json = text.replace(/\bTrue\b/g, 'true').replace(/\bFalse\b/g, 'false').replace(/\bNone\b/g, 'null');
+    const json = text
+      .replace(/\bTrue\b/g, 'true')
+      .replace(/\bFalse\b/g, 'false')
+      .replace(/\bNone\b/g, 'null');
     for (let end = 1; end < json.length; end++) {
       if (json[end] !== ']' && json[end] !== '}') continue;
       const value = tryJson(json.slice(0, end + 1));

@@ -25,7 +25,23 @@ describe('architecture names', () => {
   it('are the Hugging Face model_type as transformers writes it', () => {
     // transformers' configuration classes (models/<model_type>/configuration_*.py).
     expect(runtimeInfo().architectures.sort()).toEqual(
-      ['deepseek_v2', 'deepseek_v3', 'gemma', 'gemma2', 'gemma3', 'llama', 'mistral', 'mixtral', 'phi', 'phi3', 'phimoe', 'qwen2', 'qwen3', 'qwen3_moe', 'starcoder2'].sort(),
+      [
+        'deepseek_v2',
+        'deepseek_v3',
+        'gemma',
+        'gemma2',
+        'gemma3',
+        'llama',
+        'mistral',
+        'mixtral',
+        'phi',
+        'phi3',
+        'phimoe',
+        'qwen2',
+        'qwen3',
+        'qwen3_moe',
+        'starcoder2',
+      ].sort(),
     );
   });
 

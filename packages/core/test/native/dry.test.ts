@@ -36,7 +36,10 @@ const DEFAULT_BREAKERS = 'default breakers, whole history';
 const SETTINGS: Array<[string, Dry]> = [
   [DEFAULT_BREAKERS, { strength: 0.8, base: 1.75, allowedLength: 2, lastTokens: 4096, sequenceBreakers: ['\n', ':', '"', '*'] }],
   // Breakers of several characters: tokens that end with a breaker's beginning head a sequence.
-  ['multi-character breakers, last 32 tokens', { strength: 1.5, base: 2, allowedLength: 3, lastTokens: 32, sequenceBreakers: ['the', ', ', 'ing'] }],
+  [
+    'multi-character breakers, last 32 tokens',
+    { strength: 1.5, base: 2, allowedLength: 3, lastTokens: 32, sequenceBreakers: ['the', ', ', 'ing'] },
+  ],
   ['no breakers, last 64 tokens', { strength: 0.8, base: 1.75, allowedLength: 2, lastTokens: 64, sequenceBreakers: [] }],
 ];
 
@@ -125,43 +128,48 @@ const MODELS: Array<[string, () => Promise<string>, (engine: Engine) => number[]
   ],
 ];
 
-for (const [name, modelPath, promptOf, unchangedBy, describeModel] of MODELS) describeModel(`DRY on ${name}`, () => {
-  let engine: Engine | undefined;
-  let model: LlamaModel | undefined;
-  let prompt: number[] = [];
-  beforeAll(async () => {
-    const path = await modelPath();
-    engine = await Engine.load({ model: path, kvTokens: 512, prefillChunk: 1 });
-    model = await llama.loadModel({ modelPath: path });
-    prompt = promptOf(engine);
-  }, 300_000);
-  afterAll(async () => {
-    engine?.close();
-    await model?.dispose();
+for (const [name, modelPath, promptOf, unchangedBy, describeModel] of MODELS)
+  describeModel(`DRY on ${name}`, () => {
+    let engine: Engine | undefined;
+    let model: LlamaModel | undefined;
+    let prompt: number[] = [];
+    beforeAll(async () => {
+      const path = await modelPath();
+      engine = await Engine.load({ model: path, kvTokens: 512, prefillChunk: 1 });
+      model = await llama.loadModel({ modelPath: path });
+      prompt = promptOf(engine);
+    }, 300_000);
+    afterAll(async () => {
+      engine?.close();
+      await model?.dispose();
+    });
+
+    it('generates what llama.cpp generates without DRY, and repeats itself', async () => {
+      if (!engine || !model) throw new Error('the model did not load');
+      const ours = (await engine.complete({ prompt, maxTokens: GENERATED, ignoreEos: true }).result).tokenIds;
+      expect(ours).toEqual(await reference(model, prompt, undefined));
+      expect(repeats(ours)).toBe(true);
+    }, 600_000);
+
+    it.each(SETTINGS)(
+      'generates what llama.cpp generates with DRY (%s)',
+      async (label, dry) => {
+        if (!engine || !model) throw new Error('the model did not load');
+        const plain = (await engine.complete({ prompt, maxTokens: GENERATED, ignoreEos: true }).result).tokenIds;
+        const expected = await reference(model, prompt, dry);
+        const ours = (await engine.complete({ prompt, maxTokens: GENERATED, ignoreEos: true, ...ourDry(dry, false) }).result).tokenIds;
+        expect(ours).toEqual(expected);
+        if (unchangedBy.includes(label)) expect(ours).toEqual(plain);
+        else expect(ours).not.toEqual(plain);
+        // A window longer than everything is the whole history (-1).
+        if (dry.lastTokens >= prompt.length + GENERATED) {
+          const whole = await engine.complete({ prompt, maxTokens: GENERATED, ignoreEos: true, ...ourDry(dry, true) }).result;
+          expect(whole.tokenIds).toEqual(expected);
+        }
+      },
+      600_000,
+    );
   });
-
-  it('generates what llama.cpp generates without DRY, and repeats itself', async () => {
-    if (!engine || !model) throw new Error('the model did not load');
-    const ours = (await engine.complete({ prompt, maxTokens: GENERATED, ignoreEos: true }).result).tokenIds;
-    expect(ours).toEqual(await reference(model, prompt, undefined));
-    expect(repeats(ours)).toBe(true);
-  }, 600_000);
-
-  it.each(SETTINGS)('generates what llama.cpp generates with DRY (%s)', async (label, dry) => {
-    if (!engine || !model) throw new Error('the model did not load');
-    const plain = (await engine.complete({ prompt, maxTokens: GENERATED, ignoreEos: true }).result).tokenIds;
-    const expected = await reference(model, prompt, dry);
-    const ours = (await engine.complete({ prompt, maxTokens: GENERATED, ignoreEos: true, ...ourDry(dry, false) }).result).tokenIds;
-    expect(ours).toEqual(expected);
-    if (unchangedBy.includes(label)) expect(ours).toEqual(plain);
-    else expect(ours).not.toEqual(plain);
-    // A window longer than everything is the whole history (-1).
-    if (dry.lastTokens >= prompt.length + GENERATED) {
-      const whole = await engine.complete({ prompt, maxTokens: GENERATED, ignoreEos: true, ...ourDry(dry, true) }).result;
-      expect(whole.tokenIds).toEqual(expected);
-    }
-  }, 600_000);
-});
 
 vocab.describe('DRY options', () => {
   it('are checked before anything is queued', async () => {

@@ -99,10 +99,7 @@ const MODELS: RealModel[] = [
     chat: false,
     tokens: 96,
     slidingWindow: 8,
-    prompts: [
-      'The capital of France is',
-      'Once upon a time, in a small village, there lived an old baker who every morning',
-    ],
+    prompts: ['The capital of France is', 'Once upon a time, in a small village, there lived an old baker who every morning'],
   },
 ];
 
@@ -135,7 +132,7 @@ async function withWindow(path: string, window: number): Promise<string> {
   return out;
 }
 
-describe.each(MODELS)('$label: ours vs llama.cpp' + tierNote, (m) => {
+describe.each(MODELS)(`$label: ours vs llama.cpp${tierNote}`, (m) => {
   let path: string;
   let engine: Engine;
   let peerModel: LlamaModel;

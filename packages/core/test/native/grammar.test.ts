@@ -6,14 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 
-import {
-  detectToolCallFormat,
-  Engine,
-  fetchRegistryModel,
-  planToolChat,
-  ToolCallStream,
-  type ChatTool,
-} from '../../src/index.js';
+import { detectToolCallFormat, Engine, fetchRegistryModel, planToolChat, ToolCallStream, type ChatTool } from '../../src/index.js';
 import { binding } from '../../src/native.js';
 
 let path: string;
@@ -31,13 +24,21 @@ describe('the native step', () => {
     const model = await binding.loadModel(path, { kvTokens: 256 });
     const prompt = Uint32Array.from(engine.encodeChatPrompt('<|im_start|>user\nGive a digit.<|im_end|>\n<|im_start|>assistant\n'));
     model.addSequence(1, { temperature: 0 }, undefined, constraint, undefined);
-    const [first] = await model.step([{ seqId: 1, tokens: prompt, startPos: 0, blockTable: Uint32Array.from([0, 1, 2, 3, 4, 5, 6, 7]), sample: true }]);
+    const [first] = await model.step([
+      { seqId: 1, tokens: prompt, startPos: 0, blockTable: Uint32Array.from([0, 1, 2, 3, 4, 5, 6, 7]), sample: true },
+    ]);
     const forced = first!.forced ?? [];
     // The first token is sampled from the masked logits; the rest of the literal is forced.
     expect(forced.length).toBeGreaterThan(5);
     expect(engine.tokenizer.decode([first!.token!, ...forced])).toBe(literal);
     const [second] = await model.step([
-      { seqId: 1, tokens: Uint32Array.from([first!.token!, ...forced]), startPos: prompt.length, blockTable: Uint32Array.from([0, 1, 2, 3, 4, 5, 6, 7]), sample: true },
+      {
+        seqId: 1,
+        tokens: Uint32Array.from([first!.token!, ...forced]),
+        startPos: prompt.length,
+        blockTable: Uint32Array.from([0, 1, 2, 3, 4, 5, 6, 7]),
+        sample: true,
+      },
     ]);
     expect(engine.tokenizer.decode([second!.token!])).toMatch(/^[0-9]$/);
   }, 60_000);
@@ -50,19 +51,30 @@ describe('the native step', () => {
   });
 
   it('refuses malformed and unsatisfiable grammars with a message naming the problem', async () => {
-    await expect(engine.compileGrammar({ type: 'regex', value: '(a' })).rejects.toMatchObject({ code: 'InvalidArgumentError', message: expect.stringContaining('regex') });
-    await expect(engine.compileGrammar({ type: 'json_schema', value: { type: 'string', minLength: 5, maxLength: 2 } })).rejects.toMatchObject({
+    await expect(engine.compileGrammar({ type: 'regex', value: '(a' })).rejects.toMatchObject({
+      code: 'InvalidArgumentError',
+      message: expect.stringContaining('regex'),
+    });
+    await expect(
+      engine.compileGrammar({ type: 'json_schema', value: { type: 'string', minLength: 5, maxLength: 2 } }),
+    ).rejects.toMatchObject({
       code: 'InvalidArgumentError',
       message: expect.stringMatching(/unsatisfiable|minLength/i),
     });
-    await expect(engine.compileGrammar({ type: 'lark', value: 'start: nothing' })).rejects.toMatchObject({ message: expect.stringContaining('nothing') });
+    await expect(engine.compileGrammar({ type: 'lark', value: 'start: nothing' })).rejects.toMatchObject({
+      message: expect.stringContaining('nothing'),
+    });
   });
 });
 
 describe('the engine', () => {
   it('generates what the regex matches, and a constrained request changes no other', async () => {
     const free = engine.chat({ messages: [{ role: 'user', content: 'Name a color.' }], maxTokens: 16 });
-    const constrained = engine.chat({ messages: [{ role: 'user', content: 'Name a color.' }], maxTokens: 16, grammar: { type: 'regex', value: '(red|green|blue)!' } });
+    const constrained = engine.chat({
+      messages: [{ role: 'user', content: 'Name a color.' }],
+      maxTokens: 16,
+      grammar: { type: 'regex', value: '(red|green|blue)!' },
+    });
     const alone = await engine.chat({ messages: [{ role: 'user', content: 'Name a color.' }], maxTokens: 16 }).result;
     expect((await constrained.result).text).toMatch(/^(red|green|blue)!$/);
     expect((await free.result).tokenIds).toEqual(alone.tokenIds);
@@ -72,7 +84,12 @@ describe('the engine', () => {
     // 8 blocks of 16 tokens: four sequences of ~40 + 60 tokens cannot all fit.
     const small = await Engine.load({ model: path, kvTokens: 128, blockSize: 16 });
     try {
-      const schema = { type: 'object', properties: { name: { type: 'string', maxLength: 12 }, tags: { type: 'array', items: { enum: ['a', 'bb', 'ccc'] }, maxItems: 6 } }, required: ['name', 'tags'], additionalProperties: false };
+      const schema = {
+        type: 'object',
+        properties: { name: { type: 'string', maxLength: 12 }, tags: { type: 'array', items: { enum: ['a', 'bb', 'ccc'] }, maxItems: 6 } },
+        required: ['name', 'tags'],
+        additionalProperties: false,
+      };
       const requests = ['A cat.', 'A dog.', 'A bird.', 'A fish.'].map((content, i) => ({
         messages: [{ role: 'user', content }],
         maxTokens: 60,
@@ -92,9 +109,21 @@ describe('the engine', () => {
 
   it('returns tool calls read from the output of a chat with tools', async () => {
     const tools: ChatTool[] = [
-      { type: 'function', function: { name: 'add', description: 'Adds two numbers', parameters: { type: 'object', properties: { a: { type: 'number' }, b: { type: 'number' } }, required: ['a', 'b'] } } },
+      {
+        type: 'function',
+        function: {
+          name: 'add',
+          description: 'Adds two numbers',
+          parameters: { type: 'object', properties: { a: { type: 'number' }, b: { type: 'number' } }, required: ['a', 'b'] },
+        },
+      },
     ];
-    const result = await engine.chat({ messages: [{ role: 'user', content: 'What is 2 + 3?' }], tools, toolChoice: 'required', maxTokens: 60 }).result;
+    const result = await engine.chat({
+      messages: [{ role: 'user', content: 'What is 2 + 3?' }],
+      tools,
+      toolChoice: 'required',
+      maxTokens: 60,
+    }).result;
     expect(result.toolCalls).toHaveLength(1);
     expect(result.toolCalls![0]!.name).toBe('add');
     const args = JSON.parse(result.toolCalls![0]!.arguments) as Record<string, unknown>;
@@ -117,9 +146,9 @@ describe('tool-call formats', () => {
   });
 
   it('reads Gemma-style Python calls and Mistral name[ARGS] calls', () => {
-    expect(detectToolCallFormat('tool_code').parse('```tool_code\nget_weather(city="Paris", days=[1, 2], metric=True)\n```').calls).toEqual([
-      { name: 'get_weather', arguments: JSON.stringify({ city: 'Paris', days: [1, 2], metric: true }) },
-    ]);
+    expect(detectToolCallFormat('tool_code').parse('```tool_code\nget_weather(city="Paris", days=[1, 2], metric=True)\n```').calls).toEqual(
+      [{ name: 'get_weather', arguments: JSON.stringify({ city: 'Paris', days: [1, 2], metric: true }) }],
+    );
     expect(detectToolCallFormat('[TOOL_CALLS]').parse('[TOOL_CALLS]get_time[ARGS]{"zone": "UTC"}').calls).toEqual([
       { name: 'get_time', arguments: '{"zone":"UTC"}' },
     ]);
@@ -149,7 +178,11 @@ describe('tool-call formats', () => {
       templateSource: "{% for m in messages %}{{ m['content'] }}{% endfor %}",
       messages: [
         { role: 'user', content: 'Weather?' },
-        { role: 'assistant', content: null, tool_calls: [{ id: 'c1', type: 'function', function: { name: 'w', arguments: '{"city": "Oslo"}' } }] },
+        {
+          role: 'assistant',
+          content: null,
+          tool_calls: [{ id: 'c1', type: 'function', function: { name: 'w', arguments: '{"city": "Oslo"}' } }],
+        },
         { role: 'tool', tool_call_id: 'c1', content: 'rain' },
       ],
       tools: [{ type: 'function', function: { name: 'w', parameters: { type: 'object' } } }],

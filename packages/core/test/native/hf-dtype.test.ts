@@ -52,7 +52,7 @@ async function load(path: string, dtype?: WeightDtype): Promise<{ logits: Float3
 
 function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   let max = 0;
-  a.forEach((v, i) => (max = Math.max(max, Math.abs(v - b[i]!))));
+  for (const [i, v] of a.entries()) max = Math.max(max, Math.abs(v - b[i]!));
   return max;
 }
 
@@ -66,7 +66,10 @@ const EXACT: Array<[string, TinySpec]> = [
 fixtures.describe.each(EXACT)('%s', (_name, spec) => {
   it('converted at load equals written in that type', async () => {
     const f32 = await folder(spec, { type: 'F32' });
-    for (const [dtype, type] of [['f16', 'F16'], ['bf16', 'BF16']] as const) {
+    for (const [dtype, type] of [
+      ['f16', 'F16'],
+      ['bf16', 'BF16'],
+    ] as const) {
       const converted = await load(f32, dtype);
       const written = await load(await folder(spec, { type }));
       expect(maxAbsDiff(converted.logits, written.logits)).toBe(0);
@@ -93,7 +96,9 @@ fixtures.describe('rounding and memory', () => {
       errors[dtype] = maxAbsDiff(narrow.logits, exact.logits) / scale;
       expect(narrow.weightBytes * 2).toBe(exact.weightBytes);
     }
-    console.log(`max |Δ logit| / max |logit| (${scale.toFixed(2)}): f16 ${errors.f16!.toExponential(2)}, bf16 ${errors.bf16!.toExponential(2)}`);
+    console.log(
+      `max |Δ logit| / max |logit| (${scale.toFixed(2)}): f16 ${errors.f16!.toExponential(2)}, bf16 ${errors.bf16!.toExponential(2)}`,
+    );
     expect(errors.f16).toBeGreaterThan(0);
     expect(errors.f16).toBeLessThan(ROUNDING.f16);
     expect(errors.bf16).toBeGreaterThan(errors.f16!);
@@ -103,7 +108,9 @@ fixtures.describe('rounding and memory', () => {
   it('a GGUF refuses any dtype but auto; unknown names are refused', async () => {
     const gguf = join(dir, 'tiny-llama.gguf');
     await writeTinyGguf(gguf, { arch: 'llama' }, 'Q8_0');
-    await expect(Engine.load({ model: gguf, dtype: 'f16' })).rejects.toThrow(/a GGUF's weights keep the types in the file, so dtype f16 cannot apply/);
+    await expect(Engine.load({ model: gguf, dtype: 'f16' })).rejects.toThrow(
+      /a GGUF's weights keep the types in the file, so dtype f16 cannot apply/,
+    );
     const engine = await Engine.load({ model: gguf, dtype: 'auto', kvTokens: 64 });
     expect(engine.info.weightBytes).toBeUndefined();
     engine.close();
@@ -118,9 +125,13 @@ fixtures.describe('the architecture the caller names (-a)', () => {
     await expect(Engine.load({ model: llama, architecture: 'qwen3', kvTokens: 64 })).rejects.toThrow(
       /the architecture requested \(`qwen3`, that is `qwen3`\) is not the folder's: model_type `llama`/,
     );
-    await expect(Engine.load({ model: llama, architecture: 'llama4' })).rejects.toThrow(/unknown architecture "llama4" \(-a takes llama, mistral/);
+    await expect(Engine.load({ model: llama, architecture: 'llama4' })).rejects.toThrow(
+      /unknown architecture "llama4" \(-a takes llama, mistral/,
+    );
     // The registry knows model_type: a Llama folder is not Mistral, whatever loader they share.
-    await expect(Engine.load({ model: llama, architecture: 'mistral', kvTokens: 64 })).rejects.toThrow(/not the folder's: model_type `llama`/);
+    await expect(Engine.load({ model: llama, architecture: 'mistral', kvTokens: 64 })).rejects.toThrow(
+      /not the folder's: model_type `llama`/,
+    );
     for (const architecture of ['llama', 'LLAMA']) {
       const engine = await Engine.load({ model: llama, architecture, kvTokens: 64 });
       engine.close();

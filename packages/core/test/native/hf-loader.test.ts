@@ -5,7 +5,7 @@
  * folder (config.json, sharded safetensors, tokenizer.json) must give the same model: logits
  * within float rounding (the rotation pairs elements in another order) and the same tokens.
  */
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, beforeAll, expect, it } from '@jest/globals';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -38,7 +38,11 @@ const CASES: Array<[string, TinySpec, [string, string]]> = [
   ['gemma', { arch: 'gemma' }, ['gemma', 'gemma']],
   ['gemma2 (window 4, soft-caps)', { arch: 'gemma2', slidingWindow: 4 }, ['gemma2', 'gemma2']],
   ['gemma3 (window 4)', { arch: 'gemma3', slidingWindow: 4 }, ['gemma3', 'gemma3']],
-  ['llama, Llama 3 scaling', { arch: 'llama', ropeScaling: { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalContext: 64 } }, ['llama', 'llama']],
+  [
+    'llama, Llama 3 scaling',
+    { arch: 'llama', ropeScaling: { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalContext: 64 } },
+    ['llama', 'llama'],
+  ],
   ['qwen2, YaRN', { arch: 'qwen2', ropeScaling: { type: 'yarn', factor: 4, originalContext: 64 } }, ['qwen2', 'qwen2']],
   ['phi3, LongRoPE', { arch: 'phi3', ropeScaling: { type: 'longrope', originalContext: 64 } }, ['phi3', 'phi3']],
   ['phimoe', { arch: 'phimoe' }, ['phimoe', 'phimoe']],
@@ -46,14 +50,30 @@ const CASES: Array<[string, TinySpec, [string, string]]> = [
   ['deepseek_v3', { arch: 'deepseekv3' }, ['deepseek_v3', 'deepseek_v3']],
   [
     'deepseek_v2, YaRN with mscale_all_dim',
-    { arch: 'deepseekv2', ropeScaling: { type: 'yarn', factor: 4, originalContext: 64, mscaleAllDim: 0.707 } },
+    { arch: 'deepseekv2', ropeScaling: { type: 'yarn', factor: 4, originalContext: 64, mscaleAllDim: 0.75 } },
     ['deepseek_v2', 'deepseek_v2'],
   ],
   // config.json as transformers 4 wrote it (top-level rope_theta, rope_scaling,
   // partial_rotary_factor, rope_local_base_freq): most checkpoints on the hub.
-  ['llama, Llama 3 scaling, transformers 4 config', { arch: 'llama', hfConfigFormat: 'v4', ropeScaling: { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalContext: 64 } }, ['llama', 'llama']],
-  ['qwen2, YaRN, transformers 4 config', { arch: 'qwen2', hfConfigFormat: 'v4', ropeScaling: { type: 'yarn', factor: 4, originalContext: 64 } }, ['qwen2', 'qwen2']],
-  ['phi3, LongRoPE, transformers 4 config', { arch: 'phi3', hfConfigFormat: 'v4', ropeScaling: { type: 'longrope', originalContext: 64 } }, ['phi3', 'phi3']],
+  [
+    'llama, Llama 3 scaling, transformers 4 config',
+    {
+      arch: 'llama',
+      hfConfigFormat: 'v4',
+      ropeScaling: { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalContext: 64 },
+    },
+    ['llama', 'llama'],
+  ],
+  [
+    'qwen2, YaRN, transformers 4 config',
+    { arch: 'qwen2', hfConfigFormat: 'v4', ropeScaling: { type: 'yarn', factor: 4, originalContext: 64 } },
+    ['qwen2', 'qwen2'],
+  ],
+  [
+    'phi3, LongRoPE, transformers 4 config',
+    { arch: 'phi3', hfConfigFormat: 'v4', ropeScaling: { type: 'longrope', originalContext: 64 } },
+    ['phi3', 'phi3'],
+  ],
   ['phi (Phi 2), transformers 4 config', { arch: 'phi2', hfConfigFormat: 'v4' }, ['phi', 'phi']],
   ['gemma3 (window 4), transformers 4 config', { arch: 'gemma3', slidingWindow: 4, hfConfigFormat: 'v4' }, ['gemma3', 'gemma3']],
   ['deepseek_v3, transformers 4 config', { arch: 'deepseekv3', hfConfigFormat: 'v4' }, ['deepseek_v3', 'deepseek_v3']],
@@ -78,7 +98,7 @@ fixtures.describe.each(CASES)('%s weights through the GGUF and the Hugging Face 
         const la = await a.nextTokenLogits(prompt);
         const lb = await b.nextTokenLogits(prompt);
         let maxAbs = 0;
-        la.forEach((v, i) => (maxAbs = Math.max(maxAbs, Math.abs(v - lb[i]!))));
+        for (const [i, v] of la.entries()) maxAbs = Math.max(maxAbs, Math.abs(v - lb[i]!));
         expect(maxAbs).toBeLessThan(1e-3);
         const ga = await a.complete({ prompt, maxTokens: 12, ignoreEos: true }).result;
         const gb = await b.complete({ prompt, maxTokens: 12, ignoreEos: true }).result;
@@ -116,15 +136,18 @@ fixtures.describe('identity', () => {
     await refused(hf, undefined, 'architecture `qwen2` requires tensor `model.layers.0.self_attn.q_proj.bias`');
   }, 120_000);
 
-  it('refuses an architecture (-a) that is not the file\'s, naming both, and accepts one that is', async () => {
+  it("refuses an architecture (-a) that is not the file's, naming both, and accepts one that is", async () => {
     const mixtral = join(dir, 'identity-mixtral.gguf');
     await writeTinyGguf(mixtral, { arch: 'mixtral' }, 'Q8_0');
-    await refused(mixtral, 'llama', '`llama`', 'not the file\'s: `mixtral`');
+    await refused(mixtral, 'llama', '`llama`', "not the file's: `mixtral`");
     const mistral = join(dir, 'identity-mistral.gguf');
     await writeTinyGguf(mistral, { arch: 'mistral' }, 'Q8_0');
-    await refused(mistral, 'qwen2', '`qwen2`', 'not the file\'s: `llama`');
+    await refused(mistral, 'qwen2', '`qwen2`', "not the file's: `llama`");
     // A name the registry does not know is a usage error, found before the file is read.
-    await expect(load(mistral, 'gpt2')).rejects.toMatchObject({ code: 'InvalidArgumentError', message: expect.stringContaining('unknown architecture "gpt2"') });
+    await expect(load(mistral, 'gpt2')).rejects.toMatchObject({
+      code: 'InvalidArgumentError',
+      message: expect.stringContaining('unknown architecture "gpt2"'),
+    });
     const engine = await load(mistral, 'mistral');
     expect(engine.info.architecture).toBe('mistral');
     engine.close();

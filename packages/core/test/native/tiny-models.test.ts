@@ -108,16 +108,32 @@ const CASES: Case[] = [
     type: 'F16',
     spec: varied({ arch: 'llama', ropeScaling: { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalContext: 64 } }),
   },
-  { name: 'qwen2, YaRN ×4 over 64 tokens', type: 'F16', spec: varied({ arch: 'qwen2', ropeScaling: { type: 'yarn', factor: 4, originalContext: 64 } }) },
+  {
+    name: 'qwen2, YaRN ×4 over 64 tokens',
+    type: 'F16',
+    spec: varied({ arch: 'qwen2', ropeScaling: { type: 'yarn', factor: 4, originalContext: 64 } }),
+  },
   {
     name: 'deepseekv3, YaRN ×4 with mscale_all_dim',
     type: 'Q8_0',
     spec: varied({ arch: 'deepseekv3', ropeScaling: { type: 'yarn', factor: 4, originalContext: 64, mscaleAllDim: 1 } }),
   },
   // The context (256) is past the original 64: the long factors; within 384: the short ones.
-  { name: 'phi3, LongRoPE long factors', type: 'F16', spec: varied({ arch: 'phi3', ropeScaling: { type: 'longrope', originalContext: 64 } }) },
-  { name: 'phi3, LongRoPE long factors', type: 'Q8_0', spec: varied({ arch: 'phi3', ropeScaling: { type: 'longrope', originalContext: 64 } }) },
-  { name: 'phi3, LongRoPE short factors', type: 'Q8_0', spec: varied({ arch: 'phi3', ropeScaling: { type: 'longrope', originalContext: 384 } }) },
+  {
+    name: 'phi3, LongRoPE long factors',
+    type: 'F16',
+    spec: varied({ arch: 'phi3', ropeScaling: { type: 'longrope', originalContext: 64 } }),
+  },
+  {
+    name: 'phi3, LongRoPE long factors',
+    type: 'Q8_0',
+    spec: varied({ arch: 'phi3', ropeScaling: { type: 'longrope', originalContext: 64 } }),
+  },
+  {
+    name: 'phi3, LongRoPE short factors',
+    type: 'Q8_0',
+    spec: varied({ arch: 'phi3', ropeScaling: { type: 'longrope', originalContext: 384 } }),
+  },
 ];
 
 /** Windows far shorter than the prompt and the generation; generations of 96+ tokens. */
@@ -221,7 +237,8 @@ describe(`several sequences in the same steps${tierNote}`, () => {
         }
         const runs = prompts.map((prompt, i) => ({ prompt, path: peers[i]!.tokens, steps: tokens }));
         const alone: Float32Array[][] = runs.map(() => []);
-        for (const [i, run] of runs.entries()) await ourSteps(path, [run], (_, step, row) => (alone[i]![step] = row), { kvTokens: CONTEXT });
+        for (const [i, run] of runs.entries())
+          await ourSteps(path, [run], (_, step, row) => (alone[i]![step] = row), { kvTokens: CONTEXT });
         const comparers = peers.map((p) => new StepComparer(p));
         let batchedRows = 0;
         await ourSteps(path, runs, (i, step, row) => {
@@ -234,11 +251,19 @@ describe(`several sequences in the same steps${tierNote}`, () => {
         // The engine, all requests at once: each gets the tokens it gets alone.
         const engine = await Engine.load({ model: path, kvTokens: 1024 });
         try {
-          const together = await Promise.all(prompts.map((prompt) => engine.complete({ prompt, maxTokens: tokens, ignoreEos: true }).result));
+          const together = await Promise.all(
+            prompts.map((prompt) => engine.complete({ prompt, maxTokens: tokens, ignoreEos: true }).result),
+          );
           for (const [i, prompt] of prompts.entries()) {
             const single = await engine.complete({ prompt, maxTokens: tokens, ignoreEos: true }).result;
             expect(together[i]!.tokenIds).toEqual(single.tokenIds);
-            expectFidelity(`${c.name} ${c.type}, batched, prompt of ${prompt.length}`, c.type, peers[i]!, comparers[i]!, together[i]!.tokenIds);
+            expectFidelity(
+              `${c.name} ${c.type}, batched, prompt of ${prompt.length}`,
+              c.type,
+              peers[i]!,
+              comparers[i]!,
+              together[i]!.tokenIds,
+            );
           }
         } finally {
           engine.close();

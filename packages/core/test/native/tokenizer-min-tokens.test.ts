@@ -13,7 +13,11 @@ import { Tokenizer } from '../../src/index.js';
 import { tokenizerCorpus } from '../fixtures/tokenizer-corpus.js';
 
 const vocabDir = new URL('../../../../../shared/fixtures/vocab', import.meta.url).pathname;
-const vocabs = existsSync(vocabDir) ? readdirSync(vocabDir).filter((f) => f.endsWith('.gguf')).sort() : [];
+const vocabs = existsSync(vocabDir)
+  ? readdirSync(vocabDir)
+      .filter((f) => f.endsWith('.gguf'))
+      .sort()
+  : [];
 
 /** Texts that pack as many bytes into as few tokens as each trick allows. */
 function hostileTexts(tokenizer: Tokenizer): string[] {
@@ -27,7 +31,9 @@ function hostileTexts(tokenizer: Tokenizer): string[] {
     tokenizer.tokenToPiece(longest).repeat(200),
     'e\u0301'.repeat(500), // NFC: 3 bytes become 2
     '\u1100\u1161\u11a8'.repeat(300), // Hangul jamo: 9 bytes become one 3-byte syllable
-    Array.from({ length: 32 }, (_, i) => String.fromCharCode(i)).join('').repeat(50), // controls
+    Array.from({ length: 32 }, (_, i) => String.fromCharCode(i))
+      .join('')
+      .repeat(50), // controls
     '\u{f1000}\u{100000}'.repeat(200), // planes 15 and 16: lead bytes few vocabularies spell
     ' '.repeat(5000),
     '\n'.repeat(2000),

@@ -14,7 +14,11 @@ import { PEER_DIFFERENCE_RULES } from '../fixtures/tokenizer-peer-differences.js
 
 const vocabDir = sharedFixture('vocab');
 const fixtures = needsFixtures('the vocabulary GGUFs', [vocabDir]);
-const vocabs = fixtures.present ? readdirSync(vocabDir).filter((f) => f.endsWith('.gguf')).sort() : [];
+const vocabs = fixtures.present
+  ? readdirSync(vocabDir)
+      .filter((f) => f.endsWith('.gguf'))
+      .sort()
+  : [];
 
 const corpus = tokenizerCorpus();
 let llama: Llama;

@@ -21,26 +21,29 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-needsFixtures('the Llama vocabulary', [vocabPath]).it('shares one file’s live tokenizer, and builds anew for another file or a changed one', async () => {
-  const [a, b] = ['a.gguf', 'b.gguf'].map((name) => join(dir, name));
-  copyFileSync(vocabPath, a);
-  copyFileSync(vocabPath, b);
+needsFixtures('the Llama vocabulary', [vocabPath]).it(
+  'shares one file’s live tokenizer, and builds anew for another file or a changed one',
+  async () => {
+    const [a, b] = ['a.gguf', 'b.gguf'].map((name) => join(dir, name));
+    copyFileSync(vocabPath, a);
+    copyFileSync(vocabPath, b);
 
-  const first = await Tokenizer.fromGguf(a);
-  const [again, viaRelative] = await Promise.all([Tokenizer.fromGguf(a), Tokenizer.fromGguf(join(dir, '.', 'a.gguf'))]);
-  expect(again).toBe(first);
-  expect(viaRelative).toBe(first);
+    const first = await Tokenizer.fromGguf(a);
+    const [again, viaRelative] = await Promise.all([Tokenizer.fromGguf(a), Tokenizer.fromGguf(join(dir, '.', 'a.gguf'))]);
+    expect(again).toBe(first);
+    expect(viaRelative).toBe(first);
 
-  const other = await Tokenizer.fromGguf(b);
-  expect(other).not.toBe(first);
-  expect(Array.from(other.encode('Hello world'))).toEqual(Array.from(first.encode('Hello world')));
+    const other = await Tokenizer.fromGguf(b);
+    expect(other).not.toBe(first);
+    expect(Array.from(other.encode('Hello world'))).toEqual(Array.from(first.encode('Hello world')));
 
-  // Same size, new modification time: a rewritten file.
-  const later = new Date(Date.now() + 60_000);
-  utimesSync(a, later, later);
-  const rewritten = await Tokenizer.fromGguf(a);
-  expect(rewritten).not.toBe(first);
-});
+    // Same size, new modification time: a rewritten file.
+    const later = new Date(Date.now() + 60_000);
+    utimesSync(a, later, later);
+    const rewritten = await Tokenizer.fromGguf(a);
+    expect(rewritten).not.toBe(first);
+  },
+);
 
 it('gives an engine the tokenizer and chat template of its model’s own open file, and shares them', async () => {
   const path = await fetchRegistryModel('smollm2-135m-instruct-q4_1');

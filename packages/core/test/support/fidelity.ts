@@ -150,7 +150,7 @@ export async function ourSteps(
       next += table.length;
       return table;
     });
-    runs.forEach((_, i) => model.addSequence(i + 1, { temperature: 0 }));
+    for (const i of runs.keys()) model.addSequence(i + 1, { temperature: 0 });
     const longest = Math.max(...runs.map((r) => r.steps));
     for (let step = 0; step < longest; step++) {
       const active = runs.map((r, i) => ({ r, i })).filter(({ r }) => step < r.steps);

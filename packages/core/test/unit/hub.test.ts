@@ -31,7 +31,9 @@ function handle(req: IncomingMessage, res: import('node:http').ServerResponse) {
     return;
   }
   if (file !== 'model.gguf') {
-    res.writeHead(404, { 'content-type': 'application/json', 'x-error-code': 'EntryNotFound' }).end(JSON.stringify({ error: 'Entry not found' }));
+    res
+      .writeHead(404, { 'content-type': 'application/json', 'x-error-code': 'EntryNotFound' })
+      .end(JSON.stringify({ error: 'Entry not found' }));
     return;
   }
   const headers = { etag: '"abc"', 'content-type': 'application/octet-stream', 'accept-ranges': 'bytes' };
@@ -108,9 +110,9 @@ describe('hub downloads', () => {
     await expect(downloadHubFile('org/public', 'missing.gguf', { ...opts, tokenSource: 'none' })).rejects.toThrow(
       /org\/public.*missing\.gguf/,
     );
-    await expect(downloadHubFile('org/private', 'model.gguf', { ...opts, cacheDir: join(dir, 'b'), tokenSource: 'literal:wrong' })).rejects.toBeInstanceOf(
-      HubError,
-    );
+    await expect(
+      downloadHubFile('org/private', 'model.gguf', { ...opts, cacheDir: join(dir, 'b'), tokenSource: 'literal:wrong' }),
+    ).rejects.toBeInstanceOf(HubError);
     await expect(downloadHubFile('org/private', '../escape', { ...opts, tokenSource: 'none' })).rejects.toThrow(/bad file name/);
   });
 });

@@ -51,13 +51,7 @@ function fill(n: number, rand: () => number, scale = 1): Float32Array {
 }
 
 /** llama.cpp's attention in f64 over f16-rounded operands; `keys`/`values` as the cache holds them. */
-function reference(
-  q: Float32Array,
-  keys: Float32Array,
-  values: Float32Array,
-  startPos: number,
-  options: AttentionOptions,
-): Float64Array {
+function reference(q: Float32Array, keys: Float32Array, values: Float32Array, startPos: number, options: AttentionOptions): Float64Array {
   const { nKvHeads, headDim } = SHAPE;
   const nHeads = options.nHeads;
   const n = q.length / (nHeads * headDim);
@@ -205,8 +199,16 @@ describe('PagedKvCache', () => {
       ['reading past the table', () => cache.read(0, Uint32Array.of(1), 0, 5, 'keys'), /block table has 1/],
       ['copying to a block past the pool', () => cache.copyBlock(1, 99), /block id 99/],
       ['an odd dtype', () => PagedKvCache.create({ ...SHAPE, dtype: 'f8' as never }), /dtype/],
-      ['a q8_0 cache whose head size is not a multiple of 32', () => PagedKvCache.create({ ...SHAPE, headDim: 48, dtype: 'q8_0' }), /multiple of 32/],
-      ['attention with heads that do not share KV heads evenly', () => cache.attend(0, Uint32Array.of(1), fill(3 * 32, rand), 0, { nHeads: 3 }), /heads/],
+      [
+        'a q8_0 cache whose head size is not a multiple of 32',
+        () => PagedKvCache.create({ ...SHAPE, headDim: 48, dtype: 'q8_0' }),
+        /multiple of 32/,
+      ],
+      [
+        'attention with heads that do not share KV heads evenly',
+        () => cache.attend(0, Uint32Array.of(1), fill(3 * 32, rand), 0, { nHeads: 3 }),
+        /heads/,
+      ],
     ])('%s', async (_name, call, message) => {
       const error = await refusal(call);
       expect(error).toBeInstanceOf(MistralrsError);

@@ -26,7 +26,7 @@ describe('quantize and dequantize', () => {
     // Worst case per element: half a step of the coarsest scale, with 7 as the largest |x|.
     const bound = { Q8_0: 7 / 127, Q4_0: 7 / 8, Q4_K: 7 / 15, Q6_K: 7 / 31 }[type];
     let maxError = 0;
-    back.forEach((v, i) => (maxError = Math.max(maxError, Math.abs(v - values[i]!))));
+    for (const [i, v] of back.entries()) maxError = Math.max(maxError, Math.abs(v - values[i]!));
     expect(maxError).toBeLessThanOrEqual(bound);
     expect(maxError).toBeGreaterThan(0);
   });

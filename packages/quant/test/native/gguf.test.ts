@@ -109,9 +109,7 @@ describe('GGUF files', () => {
     await expect(
       writeGguf(path, { metadata: [], tensors: [{ name: 'w', dims: [32], type: 'Q4_0', data: new Uint8Array(17) }] }),
     ).rejects.toMatchObject({ code: 'InvalidArgumentError' });
-    await expect(
-      writeGguf(path, { metadata: [{ key: 'k', type: 'u8', value: 256 }], tensors: [] }),
-    ).rejects.toThrow(/metadata `k`/);
+    await expect(writeGguf(path, { metadata: [{ key: 'k', type: 'u8', value: 256 }], tensors: [] })).rejects.toThrow(/metadata `k`/);
     expect(existsSync(path)).toBe(false);
   });
 });

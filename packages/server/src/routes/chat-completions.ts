@@ -33,9 +33,15 @@ export function chatCompletionsRoute(ctx: RouteContext): RequestHandler {
       request.templateArgs.params,
     );
     if (plan.toolGrammar && request.grammar) {
-      throw invalidRequest(`tool_choice forces a tool call; it cannot be combined with ${request.grammar.param}`, 'tool_choice', 'conflicting_parameters');
+      throw invalidRequest(
+        `tool_choice forces a tool call; it cannot be combined with ${request.grammar.param}`,
+        'tool_choice',
+        'conflicting_parameters',
+      );
     }
-    const requested: RequestedGrammar | undefined = plan.toolGrammar ? { grammar: plan.toolGrammar, param: 'tool_choice' } : request.grammar;
+    const requested: RequestedGrammar | undefined = plan.toolGrammar
+      ? { grammar: plan.toolGrammar, param: 'tool_choice' }
+      : request.grammar;
     const grammar = requested && (await compileRequestGrammar(ctx.engine, requested));
     const promptIds = await chatRequestIds(ctx.engine, plan);
     checkPromptFits(promptIds, ctx.engine.contextTokens, 'messages');

@@ -19,7 +19,8 @@ export function tokenizeRoute(ctx: RouteContext): RequestHandler {
     const { tokenizer } = ctx.engine;
     let tokens: number[];
     if (body.messages !== undefined && body.messages !== null) {
-      if (body.prompt !== undefined && body.prompt !== null) throw invalidRequest('send either prompt or messages, not both', 'prompt', 'conflicting_parameters');
+      if (body.prompt !== undefined && body.prompt !== null)
+        throw invalidRequest('send either prompt or messages, not both', 'prompt', 'conflicting_parameters');
       const addGenerationPrompt = readBoolean(body, 'add_generation_prompt') ?? true;
       // Counting a prompt longer than the context is what /tokenize is for: no bound here.
       tokens = await chatPromptIds(ctx.engine, readMessages(body.messages), addGenerationPrompt);

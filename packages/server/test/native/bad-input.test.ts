@@ -27,7 +27,12 @@ afterAll(async () => {
   engine?.close();
 });
 
-const chat = (fields: Record<string, unknown>) => ({ model: MODEL_ID, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 2, ...fields });
+const chat = (fields: Record<string, unknown>) => ({
+  model: MODEL_ID,
+  messages: [{ role: 'user', content: 'Hi' }],
+  max_tokens: 2,
+  ...fields,
+});
 const completion = (fields: Record<string, unknown>) => ({ model: MODEL_ID, prompt: 'Hi', max_tokens: 2, ...fields });
 
 interface BadCase {
@@ -45,10 +50,13 @@ const longText = 'word '.repeat(9000);
 /** Past the context on its byte length alone (SmolLM2's tokens stand for at most 162 bytes). */
 const hugeText = 'word '.repeat(300_000);
 /** A body whose `field` (a dotted path into `chat({})`) holds `depth` nested objects. */
-const nestedJson = (depth: number) => '{"type":"object","properties":{"a":'.repeat(depth) + '{"type":"string"}' + '}}'.repeat(depth);
+const nestedJson = (depth: number) => `${'{"type":"object","properties":{"a":'.repeat(depth)}{"type":"string"}${'}}'.repeat(depth)}`;
 const rawChat = (fields: string) => `{"model":"${MODEL_ID}","messages":[{"role":"user","content":"Hi"}],"max_tokens":2,${fields}}`;
 const alternatives = (n: number) => `start: ${Array.from({ length: n }, (_, i) => `"a${i}"`).join(' | ')}`;
-const wideSchema = (n: number) => ({ type: 'object', properties: Object.fromEntries(Array.from({ length: n }, (_, i) => [`p${i}`, { type: 'integer' }])) });
+const wideSchema = (n: number) => ({
+  type: 'object',
+  properties: Object.fromEntries(Array.from({ length: n }, (_, i) => [`p${i}`, { type: 'integer' }])),
+});
 const gzipJson = { 'content-type': 'application/json', 'content-encoding': 'gzip' };
 
 const cases: BadCase[] = [
@@ -71,7 +79,12 @@ const cases: BadCase[] = [
     status: 400,
     param: 'messages[0].content[0].type',
   },
-  { name: 'a text part without text', body: chat({ messages: [{ role: 'user', content: [{ type: 'text' }] }] }), status: 400, param: 'messages[0].content[0].text' },
+  {
+    name: 'a text part without text',
+    body: chat({ messages: [{ role: 'user', content: [{ type: 'text' }] }] }),
+    status: 400,
+    param: 'messages[0].content[0].text',
+  },
   { name: 'temperature as a string', body: chat({ temperature: 'hot' }), status: 400, param: 'temperature' },
   { name: 'temperature above 2', body: chat({ temperature: 3 }), status: 400, param: 'temperature' },
   { name: 'top_p of 0', body: chat({ top_p: 0 }), status: 400, param: 'top_p' },
@@ -87,8 +100,18 @@ const cases: BadCase[] = [
   { name: 'max_tokens negative', body: chat({ max_tokens: -1 }), status: 400, param: 'max_tokens' },
   { name: 'max_tokens beyond the context', body: chat({ max_tokens: 1e12 }), status: 400, param: 'max_tokens' },
   { name: 'max_tokens as a string', body: chat({ max_tokens: '10' }), status: 400, param: 'max_tokens' },
-  { name: 'max_completion_tokens out of range', body: chat({ max_tokens: undefined, max_completion_tokens: 0 }), status: 400, param: 'max_completion_tokens' },
-  { name: 'max_tokens and max_completion_tokens disagreeing', body: chat({ max_tokens: 2, max_completion_tokens: 3 }), status: 400, param: 'max_tokens' },
+  {
+    name: 'max_completion_tokens out of range',
+    body: chat({ max_tokens: undefined, max_completion_tokens: 0 }),
+    status: 400,
+    param: 'max_completion_tokens',
+  },
+  {
+    name: 'max_tokens and max_completion_tokens disagreeing',
+    body: chat({ max_tokens: 2, max_completion_tokens: 3 }),
+    status: 400,
+    param: 'max_tokens',
+  },
   { name: 'five stop strings', body: chat({ stop: ['a', 'b', 'c', 'd', 'e'] }), status: 400, param: 'stop' },
   { name: 'an empty stop string', body: chat({ stop: [''] }), status: 400, param: 'stop' },
   { name: 'a 300-character stop string', body: chat({ stop: 'x'.repeat(300) }), status: 400, param: 'stop' },
@@ -104,7 +127,12 @@ const cases: BadCase[] = [
   { name: 'logprobs as a number (chat)', body: chat({ logprobs: 1 }), status: 400, param: 'logprobs' },
   { name: 'stream as a string', body: chat({ stream: 'yes' }), status: 400, param: 'stream' },
   { name: 'stream_options without stream', body: chat({ stream_options: { include_usage: true } }), status: 400, param: 'stream_options' },
-  { name: 'include_usage as a string', body: chat({ stream: true, stream_options: { include_usage: 'y' } }), status: 400, param: 'stream_options.include_usage' },
+  {
+    name: 'include_usage as a string',
+    body: chat({ stream: true, stream_options: { include_usage: 'y' } }),
+    status: 400,
+    param: 'stream_options.include_usage',
+  },
   { name: 'seed as a string', body: chat({ seed: 'x' }), status: 400, param: 'seed' },
   { name: 'seed past 2^53', body: chat({ seed: 2 ** 64 }), status: 400, param: 'seed' },
   { name: 'user as a number', body: chat({ user: 5 }), status: 400, param: 'user' },
@@ -113,54 +141,311 @@ const cases: BadCase[] = [
   { name: 'a path as the model', body: chat({ model: '../../etc/passwd' }), status: 404, param: 'model', code: 'model_not_found' },
   { name: 'tools as an object', body: chat({ tools: { type: 'function' } }), status: 400, param: 'tools' },
   { name: 'a tool that is not a function', body: chat({ tools: [{ type: 'code_interpreter' }] }), status: 400, param: 'tools[0].type' },
-  { name: 'a tool without a name', body: chat({ tools: [{ type: 'function', function: {} }] }), status: 400, param: 'tools[0].function.name' },
-  { name: 'a tool name with spaces', body: chat({ tools: [{ type: 'function', function: { name: 'get weather' } }] }), status: 400, param: 'tools[0].function.name' },
-  { name: 'a tool given twice', body: chat({ tools: [{ type: 'function', function: { name: 'f' } }, { type: 'function', function: { name: 'f' } }] }), status: 400, param: 'tools[1].function.name' },
-  { name: 'tool parameters as a string', body: chat({ tools: [{ type: 'function', function: { name: 'f', parameters: 'x' } }] }), status: 400, param: 'tools[0].function.parameters' },
-  { name: 'tool_choice naming no tool', body: chat({ tools: [{ type: 'function', function: { name: 'f' } }], tool_choice: { type: 'function', function: { name: 'g' } } }), status: 400, param: 'tool_choice' },
-  { name: 'tool_choice as a number', body: chat({ tools: [{ type: 'function', function: { name: 'f' } }], tool_choice: 3 }), status: 400, param: 'tool_choice' },
+  {
+    name: 'a tool without a name',
+    body: chat({ tools: [{ type: 'function', function: {} }] }),
+    status: 400,
+    param: 'tools[0].function.name',
+  },
+  {
+    name: 'a tool name with spaces',
+    body: chat({ tools: [{ type: 'function', function: { name: 'get weather' } }] }),
+    status: 400,
+    param: 'tools[0].function.name',
+  },
+  {
+    name: 'a tool given twice',
+    body: chat({
+      tools: [
+        { type: 'function', function: { name: 'f' } },
+        { type: 'function', function: { name: 'f' } },
+      ],
+    }),
+    status: 400,
+    param: 'tools[1].function.name',
+  },
+  {
+    name: 'tool parameters as a string',
+    body: chat({ tools: [{ type: 'function', function: { name: 'f', parameters: 'x' } }] }),
+    status: 400,
+    param: 'tools[0].function.parameters',
+  },
+  {
+    name: 'tool_choice naming no tool',
+    body: chat({ tools: [{ type: 'function', function: { name: 'f' } }], tool_choice: { type: 'function', function: { name: 'g' } } }),
+    status: 400,
+    param: 'tool_choice',
+  },
+  {
+    name: 'tool_choice as a number',
+    body: chat({ tools: [{ type: 'function', function: { name: 'f' } }], tool_choice: 3 }),
+    status: 400,
+    param: 'tool_choice',
+  },
   { name: 'tool_choice required without tools', body: chat({ tool_choice: 'required' }), status: 400, param: 'tool_choice' },
-  { name: 'parallel_tool_calls as a string', body: chat({ tools: [{ type: 'function', function: { name: 'f' } }], parallel_tool_calls: 'yes' }), status: 400, param: 'parallel_tool_calls' },
-  { name: 'a forced tool call with a grammar', body: chat({ tools: [{ type: 'function', function: { name: 'f' } }], tool_choice: 'required', grammar: { type: 'regex', value: 'a' } }), status: 400, param: 'tool_choice' },
-  { name: 'a json_schema response format without json_schema', body: chat({ response_format: { type: 'json_schema' } }), status: 400, param: 'response_format.json_schema' },
+  {
+    name: 'parallel_tool_calls as a string',
+    body: chat({ tools: [{ type: 'function', function: { name: 'f' } }], parallel_tool_calls: 'yes' }),
+    status: 400,
+    param: 'parallel_tool_calls',
+  },
+  {
+    name: 'a forced tool call with a grammar',
+    body: chat({ tools: [{ type: 'function', function: { name: 'f' } }], tool_choice: 'required', grammar: { type: 'regex', value: 'a' } }),
+    status: 400,
+    param: 'tool_choice',
+  },
+  {
+    name: 'a json_schema response format without json_schema',
+    body: chat({ response_format: { type: 'json_schema' } }),
+    status: 400,
+    param: 'response_format.json_schema',
+  },
   { name: 'an unknown response format', body: chat({ response_format: { type: 'xml' } }), status: 400, param: 'response_format.type' },
   { name: 'a response format as a string', body: chat({ response_format: 'json' }), status: 400, param: 'response_format' },
-  { name: 'a schema as a number', body: chat({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: 5 } } }), status: 400, param: 'response_format.json_schema.schema' },
-  { name: 'response_format and grammar together', body: chat({ response_format: { type: 'json_object' }, grammar: { type: 'regex', value: 'a' } }), status: 400, param: 'grammar' },
+  {
+    name: 'a schema as a number',
+    body: chat({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: 5 } } }),
+    status: 400,
+    param: 'response_format.json_schema.schema',
+  },
+  {
+    name: 'response_format and grammar together',
+    body: chat({ response_format: { type: 'json_object' }, grammar: { type: 'regex', value: 'a' } }),
+    status: 400,
+    param: 'grammar',
+  },
   { name: 'an unknown grammar type', body: chat({ grammar: { type: 'gbnf', value: 'root ::= "a"' } }), status: 400, param: 'grammar.type' },
   { name: 'an empty regex', body: chat({ grammar: { type: 'regex', value: '' } }), status: 400, param: 'grammar.value' },
-  { name: 'a malformed regex', body: chat({ grammar: { type: 'regex', value: '[0-9' } }), status: 400, param: 'grammar', code: 'invalid_grammar' },
-  { name: 'a malformed regex (completion)', path: '/v1/completions', body: completion({ grammar: { type: 'regex', value: '(a' } }), status: 400, param: 'grammar', code: 'invalid_grammar' },
-  { name: 'a Lark grammar with an unknown rule', body: chat({ grammar: { type: 'lark', value: 'start: missing' } }), status: 400, param: 'grammar', code: 'invalid_grammar' },
-  { name: 'a Lark grammar that does not parse', body: chat({ grammar: { type: 'lark', value: 'start: ("a"' } }), status: 400, param: 'grammar', code: 'invalid_grammar' },
-  { name: 'a schema with an unknown type', body: chat({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'frob' } } } }), status: 400, param: 'response_format', code: 'invalid_grammar' },
-  { name: 'an unsatisfiable schema', body: chat({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'integer', minimum: 5, maximum: 3 } } } }), status: 400, param: 'response_format', code: 'invalid_grammar' },
-  { name: 'a schema with a dangling $ref', body: chat({ grammar: { type: 'json_schema', value: { $ref: '#/$defs/none' } } }), status: 400, param: 'grammar', code: 'invalid_grammar' },
-  { name: 'a schema as text that is not JSON', body: chat({ grammar: { type: 'json_schema', value: '{"type": ' } }), status: 400, param: 'grammar', code: 'invalid_grammar' },
-  { name: 'a false schema', body: chat({ grammar: { type: 'json_schema', value: false } }), status: 400, param: 'grammar', code: 'invalid_grammar' },
-  { name: 'a tool with an unsatisfiable schema, forced', body: chat({ tools: [{ type: 'function', function: { name: 'f', parameters: { type: 'object', properties: { n: { type: 'integer', minimum: 2, maximum: 1 } }, required: ['n'] } } }], tool_choice: 'required' }), status: 400, param: 'tool_choice', code: 'invalid_grammar' },
-  { name: 'a chat prompt longer than the context', body: chat({ messages: [{ role: 'user', content: longText }] }), status: 400, param: 'messages', code: 'context_length_exceeded' },
-  { name: 'a chat prompt of 1.5 MB', body: chat({ messages: [{ role: 'user', content: hugeText }] }), status: 400, param: 'messages', code: 'context_length_exceeded' },
-  { name: 'a text prompt of 1.5 MB', path: '/v1/completions', body: completion({ prompt: hugeText }), status: 400, param: 'prompt', code: 'context_length_exceeded' },
+  {
+    name: 'a malformed regex',
+    body: chat({ grammar: { type: 'regex', value: '[0-9' } }),
+    status: 400,
+    param: 'grammar',
+    code: 'invalid_grammar',
+  },
+  {
+    name: 'a malformed regex (completion)',
+    path: '/v1/completions',
+    body: completion({ grammar: { type: 'regex', value: '(a' } }),
+    status: 400,
+    param: 'grammar',
+    code: 'invalid_grammar',
+  },
+  {
+    name: 'a Lark grammar with an unknown rule',
+    body: chat({ grammar: { type: 'lark', value: 'start: missing' } }),
+    status: 400,
+    param: 'grammar',
+    code: 'invalid_grammar',
+  },
+  {
+    name: 'a Lark grammar that does not parse',
+    body: chat({ grammar: { type: 'lark', value: 'start: ("a"' } }),
+    status: 400,
+    param: 'grammar',
+    code: 'invalid_grammar',
+  },
+  {
+    name: 'a schema with an unknown type',
+    body: chat({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'frob' } } } }),
+    status: 400,
+    param: 'response_format',
+    code: 'invalid_grammar',
+  },
+  {
+    name: 'an unsatisfiable schema',
+    body: chat({
+      response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'integer', minimum: 5, maximum: 3 } } },
+    }),
+    status: 400,
+    param: 'response_format',
+    code: 'invalid_grammar',
+  },
+  {
+    name: 'a schema with a dangling $ref',
+    body: chat({ grammar: { type: 'json_schema', value: { $ref: '#/$defs/none' } } }),
+    status: 400,
+    param: 'grammar',
+    code: 'invalid_grammar',
+  },
+  {
+    name: 'a schema as text that is not JSON',
+    body: chat({ grammar: { type: 'json_schema', value: '{"type": ' } }),
+    status: 400,
+    param: 'grammar',
+    code: 'invalid_grammar',
+  },
+  {
+    name: 'a false schema',
+    body: chat({ grammar: { type: 'json_schema', value: false } }),
+    status: 400,
+    param: 'grammar',
+    code: 'invalid_grammar',
+  },
+  {
+    name: 'a tool with an unsatisfiable schema, forced',
+    body: chat({
+      tools: [
+        {
+          type: 'function',
+          function: {
+            name: 'f',
+            parameters: { type: 'object', properties: { n: { type: 'integer', minimum: 2, maximum: 1 } }, required: ['n'] },
+          },
+        },
+      ],
+      tool_choice: 'required',
+    }),
+    status: 400,
+    param: 'tool_choice',
+    code: 'invalid_grammar',
+  },
+  {
+    name: 'a chat prompt longer than the context',
+    body: chat({ messages: [{ role: 'user', content: longText }] }),
+    status: 400,
+    param: 'messages',
+    code: 'context_length_exceeded',
+  },
+  {
+    name: 'a chat prompt of 1.5 MB',
+    body: chat({ messages: [{ role: 'user', content: hugeText }] }),
+    status: 400,
+    param: 'messages',
+    code: 'context_length_exceeded',
+  },
+  {
+    name: 'a text prompt of 1.5 MB',
+    path: '/v1/completions',
+    body: completion({ prompt: hugeText }),
+    status: 400,
+    param: 'prompt',
+    code: 'context_length_exceeded',
+  },
   // Bodies nested too deep: the JSON parses, but nothing may recurse into it.
-  { name: 'a schema nested 10,000 levels deep', body: rawChat(`"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":${nestedJson(10_000)}}}`), status: 400, param: 'response_format.json_schema.schema', code: 'json_too_deep' },
-  { name: 'tool parameters nested 10,000 levels deep', body: rawChat(`"tools":[{"type":"function","function":{"name":"f","parameters":${nestedJson(10_000)}}}]`), status: 400, param: 'tools[0].function.parameters', code: 'json_too_deep' },
-  { name: 'a grammar schema nested 60 levels (past 100 in the body)', body: rawChat(`"grammar":{"type":"json_schema","value":${nestedJson(60)}}`), status: 400, param: 'grammar.value', code: 'json_too_deep' },
-  { name: 'a schema as text nested past the native parser', body: chat({ grammar: { type: 'json_schema', value: nestedJson(100) } }), status: 400, param: 'grammar', code: 'grammar_too_complex' },
-  { name: 'a body of 100,000 nested arrays', body: `{"messages":${'['.repeat(100_000)}${']'.repeat(100_000)}}`, status: 400, param: 'messages[0]', code: 'json_too_deep' },
+  {
+    name: 'a schema nested 10,000 levels deep',
+    body: rawChat(`"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":${nestedJson(10_000)}}}`),
+    status: 400,
+    param: 'response_format.json_schema.schema',
+    code: 'json_too_deep',
+  },
+  {
+    name: 'tool parameters nested 10,000 levels deep',
+    body: rawChat(`"tools":[{"type":"function","function":{"name":"f","parameters":${nestedJson(10_000)}}}]`),
+    status: 400,
+    param: 'tools[0].function.parameters',
+    code: 'json_too_deep',
+  },
+  {
+    name: 'a grammar schema nested 60 levels (past 100 in the body)',
+    body: rawChat(`"grammar":{"type":"json_schema","value":${nestedJson(60)}}`),
+    status: 400,
+    param: 'grammar.value',
+    code: 'json_too_deep',
+  },
+  {
+    name: 'a schema as text nested past the native parser',
+    body: chat({ grammar: { type: 'json_schema', value: nestedJson(100) } }),
+    status: 400,
+    param: 'grammar',
+    code: 'grammar_too_complex',
+  },
+  {
+    name: 'a body of 100,000 nested arrays',
+    body: `{"messages":${'['.repeat(100_000)}${']'.repeat(100_000)}}`,
+    status: 400,
+    param: 'messages[0]',
+    code: 'json_too_deep',
+  },
   // Grammars past the compile budget (they took seconds to tens of seconds, or crashed).
-  { name: 'a Lark grammar of 20,000 alternatives', body: chat({ grammar: { type: 'lark', value: alternatives(20_000) } }), status: 400, param: 'grammar', code: 'grammar_too_complex' },
-  { name: 'a schema object of 8,000 properties', body: chat({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: wideSchema(8000) } } }), status: 400, param: 'response_format', code: 'grammar_too_complex' },
-  { name: 'forced tools with 2,000 properties', body: chat({ tools: [{ type: 'function', function: { name: 'f', parameters: { ...wideSchema(2000), required: ['p0'] } } }], tool_choice: 'required' }), status: 400, param: 'tool_choice', code: 'grammar_too_complex' },
-  { name: 'a Lark grammar nesting 10,000 rules', body: chat({ grammar: { type: 'lark', value: `start: r0\n${Array.from({ length: 10_000 }, (_, i) => `r${i}: r${i + 1}`).join('\n')}\nr10000: "a"` } }), status: 400, param: 'grammar', code: 'grammar_too_complex' },
+  {
+    name: 'a Lark grammar of 20,000 alternatives',
+    body: chat({ grammar: { type: 'lark', value: alternatives(20_000) } }),
+    status: 400,
+    param: 'grammar',
+    code: 'grammar_too_complex',
+  },
+  {
+    name: 'a schema object of 8,000 properties',
+    body: chat({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: wideSchema(8000) } } }),
+    status: 400,
+    param: 'response_format',
+    code: 'grammar_too_complex',
+  },
+  {
+    name: 'forced tools with 2,000 properties',
+    body: chat({
+      tools: [{ type: 'function', function: { name: 'f', parameters: { ...wideSchema(2000), required: ['p0'] } } }],
+      tool_choice: 'required',
+    }),
+    status: 400,
+    param: 'tool_choice',
+    code: 'grammar_too_complex',
+  },
+  {
+    name: 'a Lark grammar nesting 10,000 rules',
+    body: chat({
+      grammar: {
+        type: 'lark',
+        value: `start: r0\n${Array.from({ length: 10_000 }, (_, i) => `r${i}: r${i + 1}`).join('\n')}\nr10000: "a"`,
+      },
+    }),
+    status: 400,
+    param: 'grammar',
+    code: 'grammar_too_complex',
+  },
   // Bodies whose Content-Encoding lies, or names what the server cannot decode.
   { name: 'a plain body labelled gzip', body: chat({}), headers: gzipJson, status: 400, param: null, code: 'invalid_content_encoding' },
-  { name: 'a plain body labelled deflate', body: chat({}), headers: { ...gzipJson, 'content-encoding': 'deflate' }, status: 400, param: null, code: 'invalid_content_encoding' },
-  { name: 'a plain body labelled br', body: chat({}), headers: { ...gzipJson, 'content-encoding': 'br' }, status: 400, param: null, code: 'invalid_content_encoding' },
-  { name: 'a truncated gzip body', body: gzipSync(JSON.stringify(chat({}))).subarray(0, 30), headers: gzipJson, status: 400, param: null, code: 'invalid_content_encoding' },
-  { name: 'an unknown Content-Encoding', body: chat({}), headers: { ...gzipJson, 'content-encoding': 'lzma' }, status: 415, param: null, code: 'unsupported_encoding' },
-  { name: 'an unknown charset', body: chat({}), headers: { 'content-type': 'application/json; charset=koi8-r' }, status: 415, param: null, code: 'unsupported_encoding' },
-  { name: 'a text prompt longer than the context', path: '/v1/completions', body: completion({ prompt: longText }), status: 400, param: 'prompt', code: 'context_length_exceeded' },
+  {
+    name: 'a plain body labelled deflate',
+    body: chat({}),
+    headers: { ...gzipJson, 'content-encoding': 'deflate' },
+    status: 400,
+    param: null,
+    code: 'invalid_content_encoding',
+  },
+  {
+    name: 'a plain body labelled br',
+    body: chat({}),
+    headers: { ...gzipJson, 'content-encoding': 'br' },
+    status: 400,
+    param: null,
+    code: 'invalid_content_encoding',
+  },
+  {
+    name: 'a truncated gzip body',
+    body: gzipSync(JSON.stringify(chat({}))).subarray(0, 30),
+    headers: gzipJson,
+    status: 400,
+    param: null,
+    code: 'invalid_content_encoding',
+  },
+  {
+    name: 'an unknown Content-Encoding',
+    body: chat({}),
+    headers: { ...gzipJson, 'content-encoding': 'lzma' },
+    status: 415,
+    param: null,
+    code: 'unsupported_encoding',
+  },
+  {
+    name: 'an unknown charset',
+    body: chat({}),
+    headers: { 'content-type': 'application/json; charset=koi8-r' },
+    status: 415,
+    param: null,
+    code: 'unsupported_encoding',
+  },
+  {
+    name: 'a text prompt longer than the context',
+    path: '/v1/completions',
+    body: completion({ prompt: longText }),
+    status: 400,
+    param: 'prompt',
+    code: 'context_length_exceeded',
+  },
   { name: 'a missing prompt', path: '/v1/completions', body: { model: MODEL_ID }, status: 400, param: 'prompt' },
   { name: 'an empty prompt', path: '/v1/completions', body: completion({ prompt: '' }), status: 400, param: 'prompt' },
   { name: 'an empty token prompt', path: '/v1/completions', body: completion({ prompt: [] }), status: 400, param: 'prompt' },
@@ -171,7 +456,13 @@ const cases: BadCase[] = [
   { name: 'completions logprobs above 20', path: '/v1/completions', body: completion({ logprobs: 50 }), status: 400, param: 'logprobs' },
   { name: 'echo', path: '/v1/completions', body: completion({ echo: true }), status: 400, param: 'echo' },
   { name: 'best_of above n', path: '/v1/completions', body: completion({ best_of: 3 }), status: 400, param: 'best_of' },
-  { name: '5 prompts x n=4 past 16 choices', path: '/v1/completions', body: completion({ prompt: ['a', 'b', 'c', 'd', 'e'], n: 4 }), status: 400, param: 'n' },
+  {
+    name: '5 prompts x n=4 past 16 choices',
+    path: '/v1/completions',
+    body: completion({ prompt: ['a', 'b', 'c', 'd', 'e'], n: 4 }),
+    status: 400,
+    param: 'n',
+  },
   { name: 'detokenize an out-of-vocabulary id', path: '/detokenize', body: { tokens: [1, 99999999] }, status: 400, param: 'tokens' },
   { name: 'tokenize without a prompt', path: '/tokenize', body: {}, status: 400, param: 'prompt' },
 ];
@@ -266,7 +557,8 @@ describe('bad requests', () => {
   });
 
   it('does not let __proto__ keys pollute objects', async () => {
-    const body = '{"__proto__":{"polluted":1},"model":"smollm2-test","messages":[{"role":"user","content":"Hi"}],"max_tokens":1,"logit_bias":{"__proto__":5}}';
+    const body =
+      '{"__proto__":{"polluted":1},"model":"smollm2-test","messages":[{"role":"user","content":"Hi"}],"max_tokens":1,"logit_bias":{"__proto__":5}}';
     const response = await post(`${server.url}/v1/chat/completions`, body);
     expect(response.status).toBe(400);
     expect((response.json as { error: { param: string } }).error.param).toBe('logit_bias');
@@ -284,7 +576,10 @@ describe('access control', () => {
       expect(missing.headers.get('www-authenticate')).toBe('Bearer');
       expect(missing.json).toMatchObject({ error: { type: 'invalid_request_error', code: 'invalid_api_key', param: null } });
 
-      const wrong = await post(`${guarded.url}/v1/chat/completions`, body, { 'content-type': 'application/json', authorization: 'Bearer sk-wrong' });
+      const wrong = await post(`${guarded.url}/v1/chat/completions`, body, {
+        'content-type': 'application/json',
+        authorization: 'Bearer sk-wrong',
+      });
       expect(wrong.status).toBe(401);
       // Other routes and spellings are guarded too; /health is not.
       for (const path of ['/tokenize', '/V1/chat/completions', '/v1/chat/completions/', '/v1/models', '/nowhere']) {

@@ -150,7 +150,11 @@ describe('draining on SIGTERM', () => {
     const post = (path: string, body: object) =>
       fetch(`${server.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
     try {
-      const streamed = await post('/v1/chat/completions', { ...endless, messages: [{ role: 'user', content: 'Tell a story.' }], stream: true });
+      const streamed = await post('/v1/chat/completions', {
+        ...endless,
+        messages: [{ role: 'user', content: 'Tell a story.' }],
+        stream: true,
+      });
       expect(streamed.status).toBe(200);
       const whole = post('/v1/completions', { ...endless, prompt: 'Once upon a time' });
       // Both generating before the signal.
@@ -237,7 +241,11 @@ describe('mistralrs-server toml -f FILE', () => {
       ['port.toml', 'model = "x"\n[server]\nport = "80"\n', /port\.toml: \[server\]\.port must be an integer/],
       ['empty-model.toml', '[model]\narch = "llama"\n', /empty-model\.toml: \[model\] needs model_id/],
       ['usage.toml', 'model = "x"\npa_gpu_mem_usage = 2\n', /usage\.toml: pa_gpu_mem_usage must be a fraction/],
-      ['drain.toml', 'model = "x"\n[server]\ndrain_timeout = "soon"\n', /drain\.toml: \[server\]\.drain_timeout must be a number of seconds/],
+      [
+        'drain.toml',
+        'model = "x"\n[server]\ndrain_timeout = "soon"\n',
+        /drain\.toml: \[server\]\.drain_timeout must be a number of seconds/,
+      ],
     ];
     for (const [name, text, expected] of cases) {
       const file = join(dir, name);

@@ -56,7 +56,12 @@ async function waitForStats(url: string, done: (stats: StatsBody) => boolean, ti
 
 describe('continuous batching through the server', () => {
   it('answers 8 concurrent greedy requests exactly as it answers them one at a time', async () => {
-    const request = (content: string) => ({ model: MODEL_ID, messages: [{ role: 'user' as const, content }], max_tokens: 16, temperature: 0 });
+    const request = (content: string) => ({
+      model: MODEL_ID,
+      messages: [{ role: 'user' as const, content }],
+      max_tokens: 16,
+      temperature: 0,
+    });
     const alone: string[] = [];
     for (const q of QUESTIONS) alone.push((await client.chat.completions.create(request(q))).choices[0]!.message.content!);
 
@@ -86,7 +91,13 @@ describe('continuous batching through the server', () => {
     expect(during.free_blocks).toBeLessThan(during.total_blocks);
 
     const after = await getStats(server.url);
-    expect(after).toMatchObject({ model: MODEL_ID, running: 0, waiting: 0, total_blocks: engine.info.nBlocks, block_size: engine.info.blockSize });
+    expect(after).toMatchObject({
+      model: MODEL_ID,
+      running: 0,
+      waiting: 0,
+      total_blocks: engine.info.nBlocks,
+      block_size: engine.info.blockSize,
+    });
     expect(after.free_blocks).toBe(after.total_blocks);
     expect(after.kv_cache_bytes).toBe(engine.info.kvCacheBytes);
   }, 300_000);

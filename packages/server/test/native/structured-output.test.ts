@@ -55,25 +55,29 @@ describe('response_format json_schema', () => {
   it.each([
     { mode: 'greedy', temperature: 0 },
     { mode: 'sampled', temperature: 0.7 },
-  ])('every output parses and validates ($mode)', async ({ temperature }) => {
-    const responses = await Promise.all(
-      SCHEMA_CASES.map((c, i) =>
-        client.chat.completions.create({
-          model: MODEL_ID,
-          messages: [{ role: 'user', content: c.prompt }],
-          response_format: { type: 'json_schema', json_schema: { name: `case_${i}`, schema: c.schema, strict: true } },
-          max_tokens: 300,
-          temperature,
-          seed: 100 + i,
-        }),
-      ),
-    );
-    responses.forEach((response, i) => {
-      const choice = response.choices[0]!;
-      expect({ case: SCHEMA_CASES[i]!.name, finish: choice.finish_reason }).toEqual({ case: SCHEMA_CASES[i]!.name, finish: 'stop' });
-      expectValid(SCHEMA_CASES[i]!.schema, choice.message.content, SCHEMA_CASES[i]!.name);
-    });
-  }, 300_000);
+  ])(
+    'every output parses and validates ($mode)',
+    async ({ temperature }) => {
+      const responses = await Promise.all(
+        SCHEMA_CASES.map((c, i) =>
+          client.chat.completions.create({
+            model: MODEL_ID,
+            messages: [{ role: 'user', content: c.prompt }],
+            response_format: { type: 'json_schema', json_schema: { name: `case_${i}`, schema: c.schema, strict: true } },
+            max_tokens: 300,
+            temperature,
+            seed: 100 + i,
+          }),
+        ),
+      );
+      responses.forEach((response, i) => {
+        const choice = response.choices[0]!;
+        expect({ case: SCHEMA_CASES[i]!.name, finish: choice.finish_reason }).toEqual({ case: SCHEMA_CASES[i]!.name, finish: 'stop' });
+        expectValid(SCHEMA_CASES[i]!.schema, choice.message.content, SCHEMA_CASES[i]!.name);
+      });
+    },
+    300_000,
+  );
 
   it('streams the same JSON as the whole response', async () => {
     const c = SCHEMA_CASES.find((s) => s.name === 'order document')!;
@@ -140,7 +144,11 @@ describe('grammar extension', () => {
 
   it('matches a regex, greedy and sampled', async () => {
     const regex = '(yes|no), because [a-z ]{1,40}\\.';
-    for (const [temperature, seed] of [[0, undefined], [0.8, 1], [0.8, 2]] as const) {
+    for (const [temperature, seed] of [
+      [0, undefined],
+      [0.8, 1],
+      [0.8, 2],
+    ] as const) {
       const r = await ask('Is the sky blue?', { type: 'regex', value: regex }, temperature, seed);
       expect(r.status).toBe(200);
       expect(content(r)).toMatch(new RegExp(`^${regex}$`));
@@ -159,12 +167,11 @@ describe('grammar extension', () => {
   }, 60_000);
 
   it('follows a Lark grammar', async () => {
-    const lark = [
-      'start: greeting ", " name "!"',
-      'greeting: "Hello" | "Good morning" | "Hi"',
-      'name: /[A-Z][a-z]{1,12}/',
-    ].join('\n');
-    for (const [temperature, seed] of [[0, undefined], [0.9, 3]] as const) {
+    const lark = ['start: greeting ", " name "!"', 'greeting: "Hello" | "Good morning" | "Hi"', 'name: /[A-Z][a-z]{1,12}/'].join('\n');
+    for (const [temperature, seed] of [
+      [0, undefined],
+      [0.9, 3],
+    ] as const) {
       const r = await ask('Greet someone.', { type: 'lark', value: lark }, temperature, seed);
       expect(r.status).toBe(200);
       expect(content(r)).toMatch(/^(Hello|Good morning|Hi), [A-Z][a-z]{1,12}!$/);
@@ -172,7 +179,12 @@ describe('grammar extension', () => {
   }, 60_000);
 
   it('follows a Lark grammar with an embedded JSON schema (llguidance type)', async () => {
-    const schema = { type: 'object', properties: { n: { type: 'integer', minimum: 1, maximum: 9 } }, required: ['n'], additionalProperties: false };
+    const schema = {
+      type: 'object',
+      properties: { n: { type: 'integer', minimum: 1, maximum: 9 } },
+      required: ['n'],
+      additionalProperties: false,
+    };
     const r = await ask('Give a number.', { type: 'llguidance', value: `start: "ANSWER: " %json ${JSON.stringify(schema)}` });
     expect(r.status).toBe(200);
     const text = content(r);
@@ -235,10 +247,15 @@ describe('tools', () => {
     // The engine API, given the same conversation, answers the same.
     const history: ChatMessage[] = [
       { role: 'user', content: 'What is the weather in Paris?' },
-      { role: 'assistant', content: null, tool_calls: [{ id: call.id, type: 'function', function: { name: call.function.name, arguments: call.function.arguments } }] },
+      {
+        role: 'assistant',
+        content: null,
+        tool_calls: [{ id: call.id, type: 'function', function: { name: call.function.name, arguments: call.function.arguments } }],
+      },
       { role: 'tool', tool_call_id: call.id, content: toolResult },
     ];
-    const reference = await engine.chat({ messages: history, tools: [weatherTool, timeTool] as unknown as ChatTool[], maxTokens: 40 }).result;
+    const reference = await engine.chat({ messages: history, tools: [weatherTool, timeTool] as unknown as ChatTool[], maxTokens: 40 })
+      .result;
     expect(answer.message.content).toBe(reference.text);
     expect(reference.text.length).toBeGreaterThan(0);
   }, 120_000);

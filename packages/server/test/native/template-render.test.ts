@@ -14,7 +14,7 @@ import { loadDefaultEngine, MODEL_ID, post, serve } from './helpers.js';
 /** 10^10 loop steps when the first message is "slow"; ChatML otherwise. */
 const TEMPLATE =
   "{% if messages[0].content == 'slow' %}{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}{% endif %}" +
-  "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}<|im_start|>assistant\n";
+  '{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}<|im_start|>assistant\n';
 
 let engine: Engine;
 const sandboxes: RenderSandbox[] = [];
@@ -62,7 +62,12 @@ it('answers several renders that time out at once with 422 each, none with a 5xx
   for (const response of responses) {
     expect(response.status).toBe(422);
     expect(response.json).toMatchObject({
-      error: { type: 'invalid_request_error', param: 'messages', code: 'template_render_failed', message: expect.stringMatching(/longer than 300 ms/) },
+      error: {
+        type: 'invalid_request_error',
+        param: 'messages',
+        code: 'template_render_failed',
+        message: expect.stringMatching(/longer than 300 ms/),
+      },
     });
   }
   // And the next chat renders as usual.

@@ -88,7 +88,10 @@ it('answers new requests 503 while draining, lets quick ones finish, and ends th
 });
 
 it('closes at once when nothing is in flight, and a second close is the same drain', async () => {
-  const { url } = await serveFake(fakeEngine(() => [chunk('a')]), 60_000);
+  const { url } = await serveFake(
+    fakeEngine(() => [chunk('a')]),
+    60_000,
+  );
   expect((await post(url, '/v1/chat/completions', chat())).status).toBe(200);
   const first = server!.close();
   expect(server!.close()).toBe(first);

@@ -94,7 +94,12 @@ describe('engine faults', () => {
     const events = raw.split('\n\n').filter(Boolean);
     expect(events.at(-1)).toBe('data: [DONE]');
     const payloads = events.slice(0, -1).map((e) => JSON.parse(e.slice('data: '.length)));
-    expect(payloads.map((p) => p.choices?.[0]?.delta)).toEqual([{ role: 'assistant', content: '' }, { content: 'a' }, { content: 'b' }, undefined]);
+    expect(payloads.map((p) => p.choices?.[0]?.delta)).toEqual([
+      { role: 'assistant', content: '' },
+      { content: 'a' },
+      { content: 'b' },
+      undefined,
+    ]);
     expect(payloads.at(-1)).toEqual({
       error: { message: 'internal server error', type: 'server_error', param: null, code: 'internal_error' },
     });
@@ -132,7 +137,9 @@ describe('engine faults', () => {
 
   it('stops the other choices when one fails', async () => {
     const calls: CompleteCall[] = [];
-    const url = await listen(fakeEngine((_call, i) => (i === 0 ? [{ waitForAbort: true }] : [{ fail: engineError('InvalidArgumentError', 'bad') }]), calls));
+    const url = await listen(
+      fakeEngine((_call, i) => (i === 0 ? [{ waitForAbort: true }] : [{ fail: engineError('InvalidArgumentError', 'bad') }]), calls),
+    );
     const response = await postChat(url, { n: 2 });
     expect(response.status).toBe(400);
     expect(calls).toHaveLength(2);

@@ -30,7 +30,12 @@ describe('body errors', () => {
     ['not deflate', zlibError(inflateSync, json), 400, 'invalid_content_encoding'],
     ['not brotli', zlibError(brotliDecompressSync, Buffer.from('this is not brotli at all {}')), 400, 'invalid_content_encoding'],
     ['aborted mid-body', parserError('request.aborted', 'request aborted', 400), 400, 'request_aborted'],
-    ['shorter than Content-Length', parserError('request.size.invalid', 'request size did not match content length', 400), 400, 'bad_request'],
+    [
+      'shorter than Content-Length',
+      parserError('request.size.invalid', 'request size did not match content length', 400),
+      400,
+      'bad_request',
+    ],
     ['not JSON', parserError('entity.parse.failed', 'Unexpected token', 400), 400, 'invalid_json'],
     ['over the limit', parserError('entity.too.large', 'request entity too large', 413, { limit: 10 }), 413, 'request_too_large'],
     ['an unknown encoding', parserError('encoding.unsupported', 'unsupported content encoding "lzma"', 415), 415, 'unsupported_encoding'],

@@ -75,7 +75,13 @@ function fakeGeneration(steps: Step[], signal: AbortSignal) {
 
 /** What the fake's `load` getter reports: a test may change it between requests. */
 export function idleLoad(): EngineLoad {
-  return { running: 0, waiting: 0, freeBlocks: 4, preemptions: 0, prefixCache: { queriedBlocks: 0, hitBlocks: 0, evictedBlocks: 0, cachedBlocks: 0 } };
+  return {
+    running: 0,
+    waiting: 0,
+    freeBlocks: 4,
+    preemptions: 0,
+    prefixCache: { queriedBlocks: 0, hitBlocks: 0, evictedBlocks: 0, cachedBlocks: 0 },
+  };
 }
 
 export function fakeEngine(
@@ -131,7 +137,6 @@ export function fakeEngine(
   };
   return engine as unknown as ServingEngine;
 }
-
 
 /** One app at a time on an ephemeral loopback port, closed after each test by `closeApp`. */
 let listening: Server | undefined;

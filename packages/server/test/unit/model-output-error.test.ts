@@ -8,7 +8,8 @@ import { afterEach, describe, expect, it } from '@jest/globals';
 import { createApp } from '../../src/index.js';
 import { closeApp, fakeEngine, listenOnLoopback, type Step } from './fake-engine.js';
 
-const MESSAGE = "the model's logits after 5 tokens are not finite (32000 NaN, 0 infinite of 32000): its weights or activations overflow; this sequence was stopped";
+const MESSAGE =
+  "the model's logits after 5 tokens are not finite (32000 NaN, 0 infinite of 32000): its weights or activations overflow; this sequence was stopped";
 const modelOutputError = () => Object.assign(new Error(MESSAGE), { name: 'EngineError', code: 'ModelOutputError' });
 const chunk = (text: string): Step => ({ chunk: { text, tokenIds: [text.charCodeAt(0)] } });
 const expected = { error: { message: MESSAGE, type: 'server_error', param: null, code: 'model_output_invalid' } };

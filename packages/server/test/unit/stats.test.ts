@@ -9,7 +9,7 @@ const listen = (options: AppOptions) => listenOnLoopback(createApp(options));
 afterEach(closeApp);
 
 describe('GET /v1/stats', () => {
-  it("reports engine.load and engine.info as they are at each request", async () => {
+  it('reports engine.load and engine.info as they are at each request', async () => {
     const load = idleLoad();
     const url = await listen({ engine: fakeEngine(() => [], [], load), modelId: 'fake' });
     const idle = await fetch(`${url}/v1/stats`);
