@@ -10,22 +10,44 @@ import { ApiError, fromBodyParser, isInternal, sendApiError, toApiError } from '
 import { requireHost } from './host-check.js';
 import { checkJsonDepth } from './json-depth.js';
 import { DEFAULT_LIMITS, type ServerLimits } from './limits.js';
-import type { CompletionDone, RouteContext } from './route-context.js';
+import { ModelPool, type ServedModels } from './model-pool.js';
+import type { AppContext, CompletionDone } from './route-context.js';
 import { SHUTDOWN_LOCAL } from './run-choices.js';
 import { chatCompletionsRoute } from './routes/chat-completions.js';
 import { completionsRoute } from './routes/completions.js';
 import { healthRoute } from './routes/health.js';
+import { modelActionRoute, requireManagement } from './routes/model-management.js';
 import { listModelsRoute, retrieveModelRoute } from './routes/models.js';
 import { statsRoute } from './routes/stats.js';
 import { detokenizeRoute, tokenizeRoute } from './routes/tokenize.js';
 import type { ServingEngine } from './serving-engine.js';
 
-export interface AppOptions {
-  engine: ServingEngine;
-  /** The id `/v1/models` lists and responses carry; requests may name it or `default`. */
-  modelId: string;
+/** What the server serves: one engine, or a pool of models. */
+export type AppModels =
+  | {
+      engine: ServingEngine;
+      /** The id `/v1/models` lists and responses carry; requests may name it or `default`. */
+      modelId: string;
+      models?: never;
+    }
+  | {
+      /** Models routed by the request's `model`, loaded and unloaded at run time (model-pool.ts). */
+      models: ServedModels;
+      engine?: never;
+      modelId?: never;
+    };
+
+export type AppOptions = AppModels & AppSettings;
+
+export interface AppSettings {
   /** When set, every route but `GET /health` needs `Authorization: Bearer <apiKey>`. */
   apiKey?: string;
+  /**
+   * Whether `POST /v1/models/load`, `/unload` and `/reload` are answered (else a 403
+   * `model_management_disabled`). Default: when an API key is set (`startServer` also allows
+   * them on a loopback address).
+   */
+  allowModelManagement?: boolean;
   /** Off when absent. */
   cors?: CorsOptions;
   limits?: Partial<ServerLimits>;
@@ -48,6 +70,10 @@ const ROUTES: Readonly<Record<string, string>> = {
   '/v1/chat/completions': 'POST',
   '/v1/completions': 'POST',
   '/v1/models': 'GET',
+  '/v1/models/status': 'POST',
+  '/v1/models/load': 'POST',
+  '/v1/models/unload': 'POST',
+  '/v1/models/reload': 'POST',
   '/v1/stats': 'GET',
   '/health': 'GET',
   '/tokenize': 'POST',
@@ -56,12 +82,8 @@ const ROUTES: Readonly<Record<string, string>> = {
 
 export function createApp(options: AppOptions): Express {
   const limits: ServerLimits = { ...DEFAULT_LIMITS, ...options.limits };
-  const ctx: RouteContext = {
-    engine: options.engine,
-    modelId: options.modelId,
-    limits,
-    onCompletionDone: options.onCompletionDone,
-  };
+  const pool: ServedModels = options.models ?? ModelPool.of(options.engine, options.modelId);
+  const ctx: AppContext = { pool, limits, onCompletionDone: options.onCompletionDone };
   const onInternalError = options.onInternalError ?? ((error: unknown) => console.error('mistralrs-server: internal error:', error));
 
   const app = express();
@@ -81,10 +103,14 @@ export function createApp(options: AppOptions): Express {
   const json = jsonBody(limits);
   app.post('/v1/chat/completions', json, chatCompletionsRoute(ctx));
   app.post('/v1/completions', json, completionsRoute(ctx));
-  app.get('/v1/models', listModelsRoute(ctx));
-  app.get('/v1/models/:model', retrieveModelRoute(ctx));
+  app.get('/v1/models', listModelsRoute(pool));
+  app.get('/v1/models/:model', retrieveModelRoute(pool));
+  app.post('/v1/models/status', json, modelActionRoute(pool, 'status'));
+  const manage = requireManagement(options.allowModelManagement ?? options.apiKey !== undefined);
+  for (const action of ['load', 'unload', 'reload'] as const)
+    app.post(`/v1/models/${action}`, manage, json, modelActionRoute(pool, action));
   app.get('/v1/stats', statsRoute(ctx));
-  app.get('/health', healthRoute(options.modelId));
+  app.get('/health', healthRoute(pool));
   app.post('/tokenize', json, tokenizeRoute(ctx));
   app.post('/detokenize', json, detokenizeRoute(ctx));
 

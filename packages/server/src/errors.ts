@@ -58,6 +58,9 @@ export type ApiErrorCode =
   | 'no_chat_template'
   // routing and access
   | 'model_not_found'
+  | 'model_not_loaded'
+  | 'model_management_disabled'
+  | 'model_not_manageable'
   | 'not_found'
   | 'method_not_allowed'
   | 'invalid_api_key'
@@ -66,6 +69,11 @@ export type ApiErrorCode =
   | 'server_overloaded'
   | 'server_shutting_down'
   | 'internal_error'
+  // a model of the pool (model-pool.ts): coming up, or changing state, or too large to load
+  | 'model_loading'
+  | 'model_busy'
+  | 'memory_limit_exceeded'
+  | 'model_load_failed'
   // the model's output for a request was not finite (NaN or infinite logits)
   | 'model_output_invalid';
 
@@ -164,8 +172,11 @@ export function shuttingDown(message = 'the server is shutting down'): ApiError 
 
 /** True when the error is ours to log: a fault of the server, not of the request or a drain. */
 export function isInternal(error: ApiError): boolean {
-  return error.status >= 500 && error.code !== 'server_shutting_down';
+  return error.status >= 500 && !EXPECTED_5XX.has(error.code);
 }
+
+/** 5xx answers that are the server's state, not its fault: nothing to log. */
+const EXPECTED_5XX: ReadonlySet<ApiErrorCode> = new Set(['server_shutting_down', 'model_loading', 'memory_limit_exceeded']);
 
 /** Sends `error` as the response, unless headers already went out (see sse.ts for that case). */
 export function sendApiError(res: Response, error: ApiError): void {

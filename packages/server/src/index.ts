@@ -1,5 +1,29 @@
-export { createApp, type AppOptions } from './app.js';
-export { DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_HOST, isLoopbackHost, startServer, type RunningServer, type ServeOptions } from './serve.js';
+export { createApp, type AppModels, type AppOptions, type AppSettings } from './app.js';
+export {
+  DEFAULT_DRAIN_TIMEOUT_MS,
+  DEFAULT_HOST,
+  isLoopbackHost,
+  startServer,
+  type ListenOptions,
+  type RunningServer,
+  type ServeOptions,
+} from './serve.js';
+export {
+  defaultMemoryLimitBytes,
+  engineFootprintBytes,
+  formatBytes,
+  ModelPool,
+  pathBytes,
+  type MemoryState,
+  type ModelLease,
+  type ModelPoolOptions,
+  type ModelState,
+  type ModelStatus,
+  type PoolEngine,
+  type PoolModel,
+  type ServedModels,
+} from './model-pool.js';
+export type { ModelStatusBody } from './routes/model-management.js';
 export type { CorsOptions } from './cors.js';
 export { ApiError, type ApiErrorBody, type ApiErrorCode, type ApiErrorType } from './errors.js';
 export { DEFAULT_LIMITS, parseByteSize, type ServerLimits } from './limits.js';

@@ -1,18 +1,35 @@
-/** What every route handler is given: the engine, the served model's id, the limits. */
+/**
+ * What route handlers are given: the app's context (the model pool, the limits), and per
+ * request the model it names (`routeModel`): its engine and id.
+ */
 import { randomBytes } from 'node:crypto';
 
-import { ApiError } from './errors.js';
+import type { Response } from 'express';
+
 import type { ServerLimits } from './limits.js';
+import type { ServedModels } from './model-pool.js';
 import type { RunSummary } from './run-choices.js';
 import type { ServingEngine } from './serving-engine.js';
 import type { ValidationContext } from './validate.js';
+
+export { DEFAULT_MODEL_ALIAS } from './model-pool.js';
 
 /** A finished chat or text completion request, for access logs and tests. */
 export interface CompletionDone extends RunSummary {
   endpoint: '/v1/chat/completions' | '/v1/completions';
   stream: boolean;
+  /** The model that answered. */
+  model: string;
 }
 
+/** The app's, shared by every request. */
+export interface AppContext {
+  pool: ServedModels;
+  limits: ServerLimits;
+  onCompletionDone: ((done: CompletionDone) => void) | undefined;
+}
+
+/** One request's: the model it was routed to. */
 export interface RouteContext {
   engine: ServingEngine;
   modelId: string;
@@ -20,22 +37,16 @@ export interface RouteContext {
   onCompletionDone: ((done: CompletionDone) => void) | undefined;
 }
 
-/** The names a request may give in `model`: the served id, or `default`. */
-export const DEFAULT_MODEL_ALIAS = 'default';
-
 /**
- * 404 `model_not_found` unless `requested` names the served model. A missing `model` means the
- * served one (OpenAI requires the field; local servers commonly do not).
+ * Routes a request to the model its `model` names (an id, `default`, or undefined for the
+ * default model), holding it until the response is closed, so that unloading the model waits
+ * for this request. Throws 404 `model_not_found` (listing the ids), 400 `model_not_loaded`,
+ * 503 `model_loading` (see ModelPool.acquire).
  */
-export function checkModel(requested: string | undefined, ctx: RouteContext): void {
-  if (requested === undefined || requested === ctx.modelId || requested === DEFAULT_MODEL_ALIAS) return;
-  throw new ApiError(
-    404,
-    'invalid_request_error',
-    `the model ${JSON.stringify(requested)} does not exist; this server serves ${JSON.stringify(ctx.modelId)}`,
-    'model',
-    'model_not_found',
-  );
+export function routeModel(app: AppContext, requested: string | undefined, res: Response): RouteContext {
+  const lease = app.pool.acquire(requested);
+  res.once('close', lease.release);
+  return { engine: lease.engine, modelId: lease.modelId, limits: app.limits, onCompletionDone: app.onCompletionDone };
 }
 
 export function validationContext(ctx: RouteContext): ValidationContext {

@@ -2,11 +2,13 @@
 import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 
-import { createApp, type AppOptions } from './app.js';
+import { createApp, type AppModels, type AppSettings } from './app.js';
 import { ApiError, shuttingDown, type ApiErrorCode } from './errors.js';
 import { LOOPBACK_HOSTS } from './host-check.js';
 
-export interface ServeOptions extends Omit<AppOptions, 'shutdownSignal'> {
+export type ServeOptions = AppModels & Omit<AppSettings, 'shutdownSignal'> & ListenOptions;
+
+export interface ListenOptions {
   /** The address to bind; 127.0.0.1 unless given (0.0.0.0 exposes the server to the network). */
   host?: string;
   /** 0 picks a free port (read it back from `RunningServer.port`). */
@@ -42,8 +44,11 @@ const AFTER_DRAIN_MS = 10_000;
 export async function startServer(options: ServeOptions): Promise<RunningServer> {
   const host = options.host ?? DEFAULT_HOST;
   const allowedHosts = options.allowedHosts ?? (isLoopbackHost(host) ? LOOPBACK_HOSTS : undefined);
+  // On loopback only this machine's users reach the server (and the Host check above keeps
+  // web pages out): loading models is theirs to do even without an API key.
+  const allowModelManagement = options.allowModelManagement ?? (options.apiKey !== undefined || isLoopbackHost(host));
   const shutdown = new AbortController();
-  const app = createApp({ ...options, ...(allowedHosts ? { allowedHosts } : {}), shutdownSignal: shutdown.signal });
+  const app = createApp({ ...options, ...(allowedHosts ? { allowedHosts } : {}), allowModelManagement, shutdownSignal: shutdown.signal });
   const inFlight = new Set<ServerResponse>();
   let draining = false;
   const server = createServer((req, res) => {

@@ -9,16 +9,18 @@ import { compileRequestGrammar, type RequestedGrammar } from '../constraints.js'
 import { invalidRequest } from '../errors.js';
 import { chatLogprobs } from '../logprobs.js';
 import { chatPlan, chatRequestIds, checkPromptFits } from '../prompt.js';
-import { checkModel, newCompletionId, validationContext, type RouteContext } from '../route-context.js';
+import { newCompletionId, routeModel, validationContext, type AppContext } from '../route-context.js';
 import { ClientWatch, choiceJobs, runChoices, type ResponseFormat } from '../run-choices.js';
 import type { ServingEngine } from '../serving-engine.js';
-import { requireObjectBody, validateChatRequest } from '../validate.js';
+import { readString, requireObjectBody, validateChatRequest } from '../validate.js';
 
-export function chatCompletionsRoute(ctx: RouteContext): RequestHandler {
+export function chatCompletionsRoute(app: AppContext): RequestHandler {
   return async (req, res) => {
     const watch = new ClientWatch(res);
-    const request = validateChatRequest(requireObjectBody(req.body), validationContext(ctx));
-    checkModel(request.model, ctx);
+    const body = requireObjectBody(req.body);
+    // The model first: the request is checked against its vocabulary and context.
+    const ctx = routeModel(app, readString(body, 'model'), res);
+    const request = validateChatRequest(body, validationContext(ctx));
     const tools = request.tools;
     // The same preparation as Engine.chat: variant, tool plan, template variables, render.
     const plan = chatPlan(
@@ -62,7 +64,7 @@ export function chatCompletionsRoute(ctx: RouteContext): RequestHandler {
       includeUsage: request.includeUsage,
       format: chatFormat(ctx.engine, request.logprobs, plan.toolCallFormat),
     });
-    ctx.onCompletionDone?.({ ...summary, endpoint: '/v1/chat/completions', stream: request.stream });
+    ctx.onCompletionDone?.({ ...summary, endpoint: '/v1/chat/completions', stream: request.stream, model: ctx.modelId });
   };
 }
 

@@ -4,16 +4,18 @@ import type { RequestHandler } from 'express';
 import { compileRequestGrammar } from '../constraints.js';
 import { completionLogprobs } from '../logprobs.js';
 import { checkPromptFits, textPromptIds } from '../prompt.js';
-import { checkModel, newCompletionId, validationContext, type RouteContext } from '../route-context.js';
+import { newCompletionId, routeModel, validationContext, type AppContext } from '../route-context.js';
 import { ClientWatch, choiceJobs, runChoices, type ResponseFormat } from '../run-choices.js';
 import type { ServingEngine } from '../serving-engine.js';
-import { requireObjectBody, validateCompletionRequest } from '../validate.js';
+import { readString, requireObjectBody, validateCompletionRequest } from '../validate.js';
 
-export function completionsRoute(ctx: RouteContext): RequestHandler {
+export function completionsRoute(app: AppContext): RequestHandler {
   return async (req, res) => {
     const watch = new ClientWatch(res);
-    const request = validateCompletionRequest(requireObjectBody(req.body), validationContext(ctx));
-    checkModel(request.model, ctx);
+    const body = requireObjectBody(req.body);
+    // The model first: the request is checked against its vocabulary and context.
+    const ctx = routeModel(app, readString(body, 'model'), res);
+    const request = validateCompletionRequest(body, validationContext(ctx));
     const context = ctx.engine.contextTokens;
     const prompts: number[][] = [];
     for (const prompt of request.prompts) {
@@ -40,7 +42,7 @@ export function completionsRoute(ctx: RouteContext): RequestHandler {
       includeUsage: request.includeUsage,
       format: completionFormat(ctx.engine, withLogprobs),
     });
-    ctx.onCompletionDone?.({ ...summary, endpoint: '/v1/completions', stream: request.stream });
+    ctx.onCompletionDone?.({ ...summary, endpoint: '/v1/completions', stream: request.stream, model: ctx.modelId });
   };
 }
 

@@ -1,34 +1,32 @@
-/** GET /v1/models and GET /v1/models/:model: the one model this server serves. */
+/** GET /v1/models and GET /v1/models/:model: every model of the server, with its status. */
 import type { RequestHandler } from 'express';
 
-import { ApiError } from '../errors.js';
-import { DEFAULT_MODEL_ALIAS, type RouteContext } from '../route-context.js';
+import type { ModelState, ModelStatus, ServedModels } from '../model-pool.js';
 
 export interface ModelObject {
   id: string;
   object: 'model';
   created: number;
   owned_by: string;
+  /** mistral.rs's field: whether requests naming it are answered now (`loaded`). */
+  status: ModelStatus;
 }
 
-export function modelObject(ctx: RouteContext, created: number): ModelObject {
-  return { id: ctx.modelId, object: 'model', created, owned_by: 'mistralrs' };
+export function modelObject(state: ModelState, created: number): ModelObject {
+  return { id: state.id, object: 'model', created, owned_by: 'mistralrs', status: state.status };
 }
 
-export function listModelsRoute(ctx: RouteContext): RequestHandler {
+export function listModelsRoute(pool: ServedModels): RequestHandler {
   const created = Math.floor(Date.now() / 1000);
   return (_req, res) => {
-    res.json({ object: 'list', data: [modelObject(ctx, created)] });
+    res.set('Cache-Control', 'no-store').json({ object: 'list', data: pool.list().map((state) => modelObject(state, created)) });
   };
 }
 
-export function retrieveModelRoute(ctx: RouteContext): RequestHandler {
+/** `default` names the default model; an unknown id is a 404 `model_not_found` listing the ids. */
+export function retrieveModelRoute(pool: ServedModels): RequestHandler {
   const created = Math.floor(Date.now() / 1000);
   return (req, res) => {
-    const requested = req.params.model;
-    if (requested !== ctx.modelId && requested !== DEFAULT_MODEL_ALIAS) {
-      throw new ApiError(404, 'invalid_request_error', `the model ${JSON.stringify(requested)} does not exist`, 'model', 'model_not_found');
-    }
-    res.json(modelObject(ctx, created));
+    res.set('Cache-Control', 'no-store').json(modelObject(pool.state(String(req.params.model)), created));
   };
 }

@@ -5,7 +5,7 @@
  */
 import type { RequestHandler } from 'express';
 
-import type { RouteContext } from '../route-context.js';
+import { routeModel, type AppContext } from '../route-context.js';
 
 export interface StatsBody {
   model: string;
@@ -25,8 +25,11 @@ export interface StatsBody {
   prefix_cache: { queried_blocks: number; hit_blocks: number; evicted_blocks: number; cached_blocks: number };
 }
 
-export function statsRoute(ctx: RouteContext): RequestHandler {
-  return (_req, res) => {
+/** The default model's, or `?model=ID`'s. */
+export function statsRoute(app: AppContext): RequestHandler {
+  return (req, res) => {
+    const requested = typeof req.query.model === 'string' ? req.query.model : undefined;
+    const ctx = routeModel(app, requested, res);
     const { info, load } = ctx.engine;
     const body: StatsBody = {
       model: ctx.modelId,

@@ -9,13 +9,13 @@ import type { RequestHandler } from 'express';
 import { invalidRequest } from '../errors.js';
 import { readMessages } from '../messages.js';
 import { chatPromptIds } from '../prompt.js';
-import { checkModel, validationContext, type RouteContext } from '../route-context.js';
+import { routeModel, validationContext, type AppContext } from '../route-context.js';
 import { readBoolean, readString, requireObjectBody } from '../validate.js';
 
-export function tokenizeRoute(ctx: RouteContext): RequestHandler {
+export function tokenizeRoute(app: AppContext): RequestHandler {
   return async (req, res) => {
     const body = requireObjectBody(req.body);
-    checkModel(readString(body, 'model'), ctx);
+    const ctx = routeModel(app, readString(body, 'model'), res);
     const { tokenizer } = ctx.engine;
     let tokens: number[];
     if (body.messages !== undefined && body.messages !== null) {
@@ -40,10 +40,10 @@ export function tokenizeRoute(ctx: RouteContext): RequestHandler {
   };
 }
 
-export function detokenizeRoute(ctx: RouteContext): RequestHandler {
+export function detokenizeRoute(app: AppContext): RequestHandler {
   return (req, res) => {
     const body = requireObjectBody(req.body);
-    checkModel(readString(body, 'model'), ctx);
+    const ctx = routeModel(app, readString(body, 'model'), res);
     const { vocabSize } = validationContext(ctx);
     const tokens = body.tokens;
     if (!Array.isArray(tokens)) throw invalidRequest('tokens must be an array of token ids', 'tokens', 'invalid_type');

@@ -148,7 +148,8 @@ export async function listenOnLoopback(app: Express): Promise<string> {
 }
 
 export async function closeApp(): Promise<void> {
-  listening?.closeAllConnections();
-  await new Promise((resolve) => listening?.close(resolve));
+  if (!listening) return;
+  listening.closeAllConnections();
+  await new Promise((resolve) => listening!.close(resolve));
   listening = undefined;
 }
