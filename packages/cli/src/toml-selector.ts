@@ -52,19 +52,32 @@ export class TomlSelectorError extends Error {
   override readonly name = 'TomlSelectorError';
 }
 
-type Table = Record<string, unknown>;
+export type Table = Record<string, unknown>;
+export type Fail = (message: string) => never;
 
 type KvSetting = 'blockSize' | 'kvTokens' | 'kvCacheMb' | 'kvCacheFraction';
 type SchedulerSetting = 'maxRunning' | 'maxWaiting';
-const KV_SETTINGS: readonly KvSetting[] = ['blockSize', 'kvTokens', 'kvCacheMb', 'kvCacheFraction'];
-const SCHEDULER_SETTINGS: readonly SchedulerSetting[] = ['maxRunning', 'maxWaiting'];
-const KV_KEYS = [...KV_SETTINGS.map((key) => NUMERIC_SETTINGS[key].tomlKey), 'pa_cache_type'];
+export const KV_SETTINGS: readonly KvSetting[] = ['blockSize', 'kvTokens', 'kvCacheMb', 'kvCacheFraction'];
+export const SCHEDULER_SETTINGS: readonly SchedulerSetting[] = ['maxRunning', 'maxWaiting'];
+/** The TOML keys of the KV cache's settings. */
+export const KV_KEYS = [...KV_SETTINGS.map((key) => NUMERIC_SETTINGS[key].tomlKey), 'pa_cache_type'];
 
 const TOP_KEYS = ['model', 'file', 'chat_template', 'token_source', 'server', ...KV_KEYS];
 // mistral.rs's tok_model_id is accepted for its files and not used: the GGUF (or the folder)
 // carries its tokenizer and chat template. arch is -a.
 const MODEL_KEYS = ['model_id', 'quantized_model_id', 'quantized_filename', 'tok_model_id', 'arch', ...KV_KEYS];
-const SERVER_KEYS = ['port', 'host', 'api_key', 'cors_origins', 'max_body', 'drain_timeout', 'max_running', 'max_waiting', 'prefix_cache'];
+/** The keys of `[server]`. */
+export const SERVER_KEYS = [
+  'port',
+  'host',
+  'api_key',
+  'cors_origins',
+  'max_body',
+  'drain_timeout',
+  'max_running',
+  'max_waiting',
+  'prefix_cache',
+];
 
 export async function readTomlSelector(path: string): Promise<TomlSelector> {
   let text: string;
@@ -120,11 +133,12 @@ export function parseTomlSelector(text: string, origin: string): TomlSelector {
   return selector;
 }
 
-function readServer(value: unknown, fail: (message: string) => never): TomlServerSettings {
+/** `[server]`; `extraKeys` are allowed and left to the caller to read. */
+export function readServer(value: unknown, fail: (message: string) => never, extraKeys: readonly string[] = []): TomlServerSettings {
   if (value === undefined) return {};
   if (!isTable(value)) fail('server must be a table: [server]');
   const s = value as Table;
-  checkKeys(s, SERVER_KEYS, '[server].', fail);
+  checkKeys(s, [...SERVER_KEYS, ...extraKeys], '[server].', fail);
   const settings: TomlServerSettings = {};
   if (s.port !== undefined) {
     const port = s.port;
@@ -158,7 +172,7 @@ function readServer(value: unknown, fail: (message: string) => never): TomlServe
   return settings;
 }
 
-function readCacheType(table: Table, where: string, engine: EngineSettings, fail: (message: string) => never): void {
+export function readCacheType(table: Table, where: string, engine: EngineSettings, fail: (message: string) => never): void {
   const value = table.pa_cache_type;
   if (value === undefined) return;
   if (typeof value !== 'string' || !(KV_CACHE_TYPES as readonly string[]).includes(value)) {
@@ -189,7 +203,7 @@ function readEngineSettings(doc: Table, fail: (message: string) => never): Engin
 }
 
 /** Reads the TOML keys of `settings` from `table` into `into`, checked as their flags are. */
-function readNumbers(
+export function readNumbers(
   table: Table,
   settings: readonly (KvSetting | SchedulerSetting)[],
   where: string,
@@ -208,20 +222,20 @@ function readNumbers(
   if (sizes.length > 1) fail(`${sizes.join(' and ')} each size the KV cache; give one of them`);
 }
 
-function checkKeys(table: Table, known: readonly string[], where: string, fail: (message: string) => never): void {
+export function checkKeys(table: Table, known: readonly string[], where: string, fail: (message: string) => never): void {
   const unknown = Object.keys(table).filter((key) => !known.includes(key));
   if (unknown.length > 0) {
     fail(`unknown key${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `${where}${k}`).join(', ')} (known: ${known.join(', ')})`);
   }
 }
 
-function optionalString(table: Table, key: string, where: string, fail: (message: string) => never): string | undefined {
+export function optionalString(table: Table, key: string, where: string, fail: (message: string) => never): string | undefined {
   const value = table[key];
   if (value === undefined) return undefined;
   if (typeof value !== 'string') fail(`${where}${key} must be a string`);
   return value as string;
 }
 
-function isTable(value: unknown): value is Table {
+export function isTable(value: unknown): value is Table {
   return value !== null && typeof value === 'object' && !Array.isArray(value) && !(value instanceof Date);
 }

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
 
 import { DEFAULT_MODEL_ID, type Engine } from '@mistralrs/core';
-import { DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_HOST, isLoopbackHost, startServer, type RunningServer } from '@mistralrs/server';
+import { DEFAULT_DRAIN_TIMEOUT_MS, DEFAULT_HOST, isLoopbackHost, startServer, type AppModels, type RunningServer } from '@mistralrs/server';
 
 export interface ServeCliOptions {
   port: number;
@@ -29,14 +29,18 @@ export function servedModelId(model: string | undefined, file: string | undefine
  * Serves until SIGINT or SIGTERM, then drains (new requests get 503; those in flight get the
  * drain time, then end with an error) and returns 0. A second signal exits at once with 1.
  */
-export async function serveCommand(engine: Engine, modelId: string, o: ServeCliOptions): Promise<number> {
+export function serveCommand(engine: Engine, modelId: string, o: ServeCliOptions): Promise<number> {
+  return serveUntilSignal({ engine, modelId }, modelId, o);
+}
+
+/** As `serveCommand`, for one engine or a pool of models; `label` ends the `listening on` line. */
+export async function serveUntilSignal(models: AppModels, label: string, o: ServeCliOptions): Promise<number> {
   const host = o.host ?? DEFAULT_HOST;
   const drainTimeoutMs = o.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS;
   let server: RunningServer;
   try {
     server = await startServer({
-      engine,
-      modelId,
+      ...models,
       port: o.port,
       host,
       ...(o.apiKey !== undefined ? { apiKey: o.apiKey } : {}),
@@ -49,9 +53,10 @@ export async function serveCommand(engine: Engine, modelId: string, o: ServeCliO
     return 1;
   }
   if (o.apiKey === undefined && !isLoopbackHost(host)) {
-    process.stderr.write(`mistralrs-server: warning: no --api-key, and ${host} is reachable from other machines\n`);
+    const management = models.models ? '; loading and unloading models over HTTP is turned off' : '';
+    process.stderr.write(`mistralrs-server: warning: no --api-key, and ${host} is reachable from other machines${management}\n`);
   }
-  process.stderr.write(`listening on ${server.url} (${modelId})\n`);
+  process.stderr.write(`listening on ${server.url} (${label})\n`);
 
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGINT', () => resolve('SIGINT'));
