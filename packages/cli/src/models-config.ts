@@ -15,7 +15,7 @@
  *   [[models]]
  *   id = "qwen"                        # the id requests name (default: as the CLI names -m)
  *   model = "path/or/registry-id/or/org/repo"   # or mistral.rs's model_id
- *   file = "model.Q4_K_M.gguf"         # the .gguf inside a folder or hub repository (a list: a split GGUF's parts)
+ *   file = "model.Q4_K_M.gguf"         # the .gguf inside a folder or hub repository
  *   pa_ctxt_len = 4096                 # the KV cache, as the --pa-* flags (one size of three)
  *   load = false                       # listed, but loaded only when asked (POST /v1/models/load)
  *   # arch, dtype, chat_template, token_source, revision, kind ("text"/"auto"), pa_blk_size,
@@ -158,8 +158,8 @@ function readModel(table: Table, where: string, defaults: EngineSettings, fail: 
     fail(`${where}model and ${where}model_id name the same thing (model_id is mistral.rs's name); give one`);
   const model = source ?? modelId;
   if (model === undefined || model === '') fail(`${where}model is required: a .gguf path, a folder, a registry id or a hub repository`);
-  const file = readFile(table, where, fail);
-  const id = optionalString(table, 'id', where, fail) ?? servedModelId(model, typeof file === 'string' ? file : file?.[0]);
+  const file = optionalString(table, 'file', where, fail);
+  const id = optionalString(table, 'id', where, fail) ?? servedModelId(model, file);
   if (id === '') fail(`${where}id may not be empty`);
 
   const kind = optionalString(table, 'kind', where, fail);
@@ -195,14 +195,6 @@ function readModel(table: Table, where: string, defaults: EngineSettings, fail: 
   readCacheType(table, where, settings, fail);
   readScheduling(table, where, settings, fail);
   return { id, load: table.load !== false, options: { ...options, ...settings } };
-}
-
-/** `file`: the .gguf in a folder or repository, or a list of the parts of a split GGUF. */
-function readFile(table: Table, where: string, fail: Fail): string | string[] | undefined {
-  const file = table.file;
-  if (file === undefined || typeof file === 'string') return file;
-  if (Array.isArray(file) && file.length > 0 && file.every((f) => typeof f === 'string')) return file as string[];
-  return fail(`${where}file must be a string, or a list of strings (the parts of a split GGUF)`);
 }
 
 function readScheduling(table: Table, where: string, into: EngineSettings, fail: Fail): void {
