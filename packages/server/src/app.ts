@@ -104,7 +104,8 @@ export function createApp(options: AppOptions): Express {
   app.post('/v1/chat/completions', json, chatCompletionsRoute(ctx));
   app.post('/v1/completions', json, completionsRoute(ctx));
   app.get('/v1/models', listModelsRoute(pool));
-  app.get('/v1/models/:model', retrieveModelRoute(pool));
+  // `*model`: a Hugging Face id (`org/name`) spans two segments.
+  app.get('/v1/models/*model', retrieveModelRoute(pool));
   app.post('/v1/models/status', json, modelActionRoute(pool, 'status'));
   const manage = requireManagement(options.allowModelManagement ?? options.apiKey !== undefined);
   for (const action of ['load', 'unload', 'reload'] as const)

@@ -27,6 +27,8 @@ export function listModelsRoute(pool: ServedModels): RequestHandler {
 export function retrieveModelRoute(pool: ServedModels): RequestHandler {
   const created = Math.floor(Date.now() / 1000);
   return (req, res) => {
-    res.set('Cache-Control', 'no-store').json(modelObject(pool.state(String(req.params.model)), created));
+    const segments = (req.params as { model?: string | string[] }).model ?? [];
+    const id = typeof segments === 'string' ? segments : segments.join('/');
+    res.set('Cache-Control', 'no-store').json(modelObject(pool.state(id), created));
   };
 }

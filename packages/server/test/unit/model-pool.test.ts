@@ -124,6 +124,7 @@ describe('routing by model', () => {
     ]);
     expect((await call(url, '/v1/models/beta')).body).toMatchObject({ id: 'beta', status: 'unloaded' });
     expect((await call(url, '/v1/models/nope')).status).toBe(404);
+    expect((await call(url, '/v1/models/default')).body).toMatchObject({ id: 'alpha', status: 'loaded' });
 
     const refused = await complete(url, 'beta');
     expect(refused.status).toBe(400);
@@ -206,6 +207,15 @@ describe('loading and unloading over HTTP', () => {
     // Reading the status and serving requests stay open.
     expect((await call(url, '/v1/models/status', { model: 'alpha' })).body.status).toBe('loaded');
     expect((await complete(url, 'alpha')).status).toBe(200);
+  });
+
+  it('retrieves a model whose id is a Hugging Face repository (two path segments)', async () => {
+    const { modelPool } = pool({ 'Qwen/Qwen3-4B': { answer: 'Q', bytes: 1 } });
+    const url = await listenOnLoopback(createApp({ models: modelPool }));
+    expect((await call(url, '/v1/models/Qwen/Qwen3-4B')).body).toMatchObject({ id: 'Qwen/Qwen3-4B', status: 'unloaded' });
+    expect((await call(url, '/v1/models/Qwen/Other')).body.error.message).toBe(
+      'the model "Qwen/Other" does not exist; this server serves "Qwen/Qwen3-4B"',
+    );
   });
 
   it('a server given one engine serves it as before and refuses to unload it', async () => {
