@@ -8,12 +8,9 @@ export {
   type RunningServer,
   type ServeOptions,
 } from './serve.js';
+export { defaultMemoryLimitBytes, engineFootprintBytes, formatBytes, pathBytes } from './model-footprint.js';
 export {
-  defaultMemoryLimitBytes,
-  engineFootprintBytes,
-  formatBytes,
   ModelPool,
-  pathBytes,
   type MemoryState,
   type ModelLease,
   type ModelPoolOptions,

@@ -13,11 +13,8 @@
  * The pool does not know how a model is found or loaded: `load(settings)` is injected (the
  * CLI resolves paths, registry and hub ids and calls `Engine.load`), so is `estimateBytes`.
  */
-import { readdirSync, statSync } from 'node:fs';
-import { totalmem } from 'node:os';
-import { join } from 'node:path';
-
 import { ApiError } from './errors.js';
+import { defaultMemoryLimitBytes, engineFootprintBytes, formatBytes } from './model-footprint.js';
 import type { ServingEngine } from './serving-engine.js';
 
 export type ModelStatus = 'loaded' | 'unloaded' | 'loading' | 'unloading' | 'reloading';
@@ -80,11 +77,6 @@ export interface ModelLease {
 
 /** The name a request may give instead of the default model's id. */
 export const DEFAULT_MODEL_ALIAS = 'default';
-
-/** 90% of the machine's memory: a tenth stays for the system and the server's own heap. */
-export function defaultMemoryLimitBytes(): number {
-  return Math.floor(totalmem() * 0.9);
-}
 
 interface Entry<S> {
   readonly id: string;
@@ -388,37 +380,6 @@ export class ModelPool<S = unknown> implements ServedModels {
   #idList(): string {
     return this.ids.map((id) => JSON.stringify(id)).join(', ');
   }
-}
-
-/** The bytes a loaded engine takes: its weights (as stored, or the model file's size) and its KV cache. */
-export function engineFootprintBytes(engine: ServingEngine): number {
-  const { weightBytes, path, kvCacheBytes } = engine.info;
-  return (weightBytes ?? pathBytes(path)) + kvCacheBytes;
-}
-
-/** A file's size; a folder's weight files (`.gguf`, `.safetensors`) summed; 0 when unreadable. */
-export function pathBytes(path: string): number {
-  try {
-    const stat = statSync(path);
-    if (!stat.isDirectory()) return stat.size;
-    return readdirSync(path)
-      .filter((name) => /\.(gguf|safetensors)$/i.test(name))
-      .reduce((sum, name) => sum + statSync(join(path, name)).size, 0);
-  } catch {
-    return 0;
-  }
-}
-
-/** `1.5 GiB`, `12.0 MiB`, `512 B`. */
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
 
 function stateOf(entry: Entry<unknown>): ModelState {

@@ -1,0 +1,45 @@
+/**
+ * What a model takes in memory, and the limit the loaded models are held to (model-pool.ts):
+ * a model's footprint is its weights plus its KV cache.
+ */
+import { readdirSync, statSync } from 'node:fs';
+import { totalmem } from 'node:os';
+import { join } from 'node:path';
+
+import type { ServingEngine } from './serving-engine.js';
+
+/** 90% of the machine's memory: a tenth stays for the system and the server's own heap. */
+export function defaultMemoryLimitBytes(): number {
+  return Math.floor(totalmem() * 0.9);
+}
+
+/** The bytes a loaded engine takes: its weights (as stored, or the model file's size) and its KV cache. */
+export function engineFootprintBytes(engine: ServingEngine): number {
+  const { weightBytes, path, kvCacheBytes } = engine.info;
+  return (weightBytes ?? pathBytes(path)) + kvCacheBytes;
+}
+
+/** A file's size; a folder's weight files (`.gguf`, `.safetensors`) summed; 0 when unreadable. */
+export function pathBytes(path: string): number {
+  try {
+    const stat = statSync(path);
+    if (!stat.isDirectory()) return stat.size;
+    return readdirSync(path)
+      .filter((name) => /\.(gguf|safetensors)$/i.test(name))
+      .reduce((sum, name) => sum + statSync(join(path, name)).size, 0);
+  } catch {
+    return 0;
+  }
+}
+
+/** `1.5 GiB`, `12.0 MiB`, `512 B`. */
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${value} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
