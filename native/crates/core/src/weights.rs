@@ -254,9 +254,10 @@ impl GgufWeights {
     }
 
     fn bytes(&self, info: &GgufTensorInfo) -> WeightBytes {
+        let (file, offset) = self.file.tensor_location(info);
         WeightBytes::Mapped {
-            file: Arc::clone(self.file.file_bytes()),
-            offset: (self.file.data_offset() + info.offset) as usize,
+            file: Arc::clone(file),
+            offset: offset as usize,
             len: info.size_bytes as usize,
         }
     }

@@ -495,3 +495,59 @@ fn open_reports_missing_files_and_folders() {
     let e = GgufFile::open(&std::env::temp_dir()).unwrap_err();
     assert!(e.to_string().contains("not a regular file"), "{e}");
 }
+
+/// Writes the tensors of `build` as a split GGUF of `parts.len()` files, `parts[k]` tensors in
+/// part `k`, named and keyed as llama.cpp's gguf-split does.
+fn write_split(dir: &Path, prefix: &str, parts: &[usize]) -> Vec<Vec<u8>> {
+    let all = tensors();
+    let count = parts.len() as u16;
+    let mut datas = Vec::new();
+    let mut next = 0;
+    for (no, &n) in parts.iter().enumerate() {
+        let mut w = GgufWriter::new();
+        if no == 0 {
+            for (k, v) in every_value() {
+                w.add_metadata(k, v).unwrap();
+            }
+            w.add_metadata("split.tensors.count", all.len() as i32).unwrap();
+        }
+        w.add_metadata("split.no", no as u16).unwrap();
+        w.add_metadata("split.count", count).unwrap();
+        for (i, (name, dims, ty)) in all.iter().enumerate().skip(next).take(n) {
+            let data = pattern(ty.bytes_for(dims.iter().product()).unwrap() as usize, i as u8);
+            w.add_tensor(name, dims, *ty, data.clone()).unwrap();
+            datas.push(data);
+        }
+        next += n;
+        let path = dir.join(format!("{prefix}-{:05}-of-{count:05}.gguf", no + 1));
+        std::fs::write(path, w.to_bytes()).unwrap();
+    }
+    datas
+}
+
+#[test]
+fn a_split_gguf_opens_from_its_first_part_with_every_tensor() {
+    let dir = temp_dir("split");
+    let n = tensors().len();
+    let datas = write_split(&dir, "model", &[1, n - 3, 2]);
+    let file = GgufFile::open(&dir.join("model-00001-of-00003.gguf")).unwrap();
+    assert_eq!(file.part_count(), 3);
+    assert_eq!(file.tensors().len(), n);
+    for ((info, (name, dims, ty)), data) in file.tensors().iter().zip(tensors()).zip(&datas) {
+        assert_eq!((info.name.as_str(), &info.dims, info.ty), (name, &dims, ty));
+        assert_eq!(file.tensor_data(info), &data[..], "data of {name}");
+        assert_eq!(file.tensor(name), Some(info));
+    }
+    assert_eq!(file.tensors().iter().map(|t| t.part).max(), Some(2));
+
+    // A later part names the first; a missing part and a wrong name are refused.
+    let later = GgufFile::open(&dir.join("model-00002-of-00003.gguf")).err().unwrap();
+    assert!(later.to_string().contains("open the first part"), "{later}");
+    std::fs::rename(dir.join("model-00003-of-00003.gguf"), dir.join("elsewhere.gguf")).unwrap();
+    let missing = GgufFile::open(&dir.join("model-00001-of-00003.gguf")).err().unwrap();
+    assert!(missing.to_string().contains("part 3 of 3 is missing"), "{missing}");
+    std::fs::rename(dir.join("model-00001-of-00003.gguf"), dir.join("renamed.gguf")).unwrap();
+    let renamed = GgufFile::open(&dir.join("renamed.gguf")).err().unwrap();
+    assert!(renamed.to_string().contains("must be named PREFIX-00001-of-00003.gguf"), "{renamed}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -31,6 +31,7 @@
 
 pub(crate) mod bytes;
 mod reader;
+mod split;
 mod value;
 mod writer;
 
@@ -56,6 +57,8 @@ pub struct GgufTensorInfo {
     pub offset: u64,
     pub n_elements: u64,
     pub size_bytes: u64,
+    /// Which file of a split GGUF holds the data: 0 for the opened one, `k` for its part `k + 1`.
+    pub part: usize,
 }
 
 /// An open GGUF file: validated header plus the mapped bytes.
@@ -69,6 +72,8 @@ pub struct GgufFile {
     tensor_index: HashMap<String, usize>,
     alignment: u64,
     data_offset: u64,
+    /// The other files of a split GGUF (llama.cpp's gguf-split), in order; empty otherwise.
+    parts: Vec<split::SplitPart>,
 }
 
 /// Generates a required getter (`Err` when the key is missing) and an optional one (`Ok(None)`
@@ -105,9 +110,13 @@ macro_rules! array_getters {
 }
 
 impl GgufFile {
-    /// Maps `path` read-only and parses its header. Tensor data stays in the mapping.
+    /// Maps `path` read-only and parses its header. Tensor data stays in the mapping. The first
+    /// part of a split GGUF (`name-00001-of-0000N.gguf`, with `split.count` > 1) opens its other
+    /// parts beside it: their tensors join this file's, as llama.cpp loads them.
     pub fn open(path: &Path) -> Result<GgufFile> {
-        GgufFile::from_file_bytes(path, Arc::new(FileBytes::map(path)?))
+        let mut file = GgufFile::from_file_bytes(path, Arc::new(FileBytes::map(path)?))?;
+        file.open_split_parts()?;
+        Ok(file)
     }
 
     /// Parses a file held in memory; `path` only names it in errors.
@@ -129,6 +138,7 @@ impl GgufFile {
             tensor_index: parsed.tensor_index,
             alignment: parsed.alignment,
             data_offset: parsed.data_offset,
+            parts: Vec::new(),
         })
     }
 
@@ -229,13 +239,23 @@ impl GgufFile {
     /// when it was opened; an info from another file whose range does not fit gives an empty
     /// slice rather than bytes of the wrong tensor or a panic.
     pub fn tensor_data(&self, info: &GgufTensorInfo) -> &[u8] {
-        let start = self.data_offset.checked_add(info.offset);
-        let end = start.and_then(|s| s.checked_add(info.size_bytes));
-        let range = match (start.map(usize::try_from), end.map(usize::try_from)) {
-            (Some(Ok(s)), Some(Ok(e))) => s..e,
+        let (bytes, start) = self.tensor_location(info);
+        let end = start.checked_add(info.size_bytes);
+        let range = match (usize::try_from(start), end.map(usize::try_from)) {
+            (Ok(s), Some(Ok(e))) => s..e,
             _ => return &[],
         };
-        self.bytes.get(range).unwrap_or(&[])
+        bytes.get(range).unwrap_or(&[])
+    }
+
+    /// The mapping that holds a tensor's data (this file's, or a split part's) and the data's
+    /// offset in it.
+    pub fn tensor_location(&self, info: &GgufTensorInfo) -> (&Arc<FileBytes>, u64) {
+        let (bytes, data_offset) = match info.part.checked_sub(1).and_then(|i| self.parts.get(i)) {
+            Some(part) => (&part.bytes, part.data_offset),
+            None => (&self.bytes, self.data_offset),
+        };
+        (bytes, data_offset.saturating_add(info.offset))
     }
 
     /// The bytes of the tensor called `name`; an error naming the file if there is none.

@@ -437,6 +437,7 @@ fn read_tensor_info(cur: &mut Cursor, name: String, start: usize) -> R<GgufTenso
         offset,
         n_elements,
         size_bytes,
+        part: 0,
     })
 }
 
