@@ -509,12 +509,16 @@ fn write_split(dir: &Path, prefix: &str, parts: &[usize]) -> Vec<Vec<u8>> {
             for (k, v) in every_value() {
                 w.add_metadata(k, v).unwrap();
             }
-            w.add_metadata("split.tensors.count", all.len() as i32).unwrap();
+            w.add_metadata("split.tensors.count", all.len() as i32)
+                .unwrap();
         }
         w.add_metadata("split.no", no as u16).unwrap();
         w.add_metadata("split.count", count).unwrap();
         for (i, (name, dims, ty)) in all.iter().enumerate().skip(next).take(n) {
-            let data = pattern(ty.bytes_for(dims.iter().product()).unwrap() as usize, i as u8);
+            let data = pattern(
+                ty.bytes_for(dims.iter().product()).unwrap() as usize,
+                i as u8,
+            );
             w.add_tensor(name, dims, *ty, data.clone()).unwrap();
             datas.push(data);
         }
@@ -541,13 +545,33 @@ fn a_split_gguf_opens_from_its_first_part_with_every_tensor() {
     assert_eq!(file.tensors().iter().map(|t| t.part).max(), Some(2));
 
     // A later part names the first; a missing part and a wrong name are refused.
-    let later = GgufFile::open(&dir.join("model-00002-of-00003.gguf")).err().unwrap();
+    let later = GgufFile::open(&dir.join("model-00002-of-00003.gguf"))
+        .err()
+        .unwrap();
     assert!(later.to_string().contains("open the first part"), "{later}");
-    std::fs::rename(dir.join("model-00003-of-00003.gguf"), dir.join("elsewhere.gguf")).unwrap();
-    let missing = GgufFile::open(&dir.join("model-00001-of-00003.gguf")).err().unwrap();
-    assert!(missing.to_string().contains("part 3 of 3 is missing"), "{missing}");
-    std::fs::rename(dir.join("model-00001-of-00003.gguf"), dir.join("renamed.gguf")).unwrap();
+    std::fs::rename(
+        dir.join("model-00003-of-00003.gguf"),
+        dir.join("elsewhere.gguf"),
+    )
+    .unwrap();
+    let missing = GgufFile::open(&dir.join("model-00001-of-00003.gguf"))
+        .err()
+        .unwrap();
+    assert!(
+        missing.to_string().contains("part 3 of 3 is missing"),
+        "{missing}"
+    );
+    std::fs::rename(
+        dir.join("model-00001-of-00003.gguf"),
+        dir.join("renamed.gguf"),
+    )
+    .unwrap();
     let renamed = GgufFile::open(&dir.join("renamed.gguf")).err().unwrap();
-    assert!(renamed.to_string().contains("must be named PREFIX-00001-of-00003.gguf"), "{renamed}");
+    assert!(
+        renamed
+            .to_string()
+            .contains("must be named PREFIX-00001-of-00003.gguf"),
+        "{renamed}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -40,7 +40,10 @@ impl GgufFile {
         let Some(prefix) = name.strip_suffix(&suffix) else {
             return Err(QuantError::format(
                 &self.path,
-                format!("part {} of a {count}-part split GGUF must be named PREFIX{suffix}", no + 1),
+                format!(
+                    "part {} of a {count}-part split GGUF must be named PREFIX{suffix}",
+                    no + 1
+                ),
             ));
         };
         let dir = self.path.parent().unwrap_or(Path::new(".")).to_path_buf();
@@ -60,11 +63,16 @@ impl GgufFile {
             if !path.exists() {
                 return Err(QuantError::format(
                     &self.path,
-                    format!("split GGUF part {} of {count} is missing: {}", k + 1, path.display()),
+                    format!(
+                        "split GGUF part {} of {count} is missing: {}",
+                        k + 1,
+                        path.display()
+                    ),
                 ));
             }
             let part = GgufFile::from_file_bytes(&path, Arc::new(FileBytes::map(&path)?))?;
-            let (part_no, part_count) = (part.get_u32_opt(SPLIT_NO)?, part.get_u32_opt(SPLIT_COUNT)?);
+            let (part_no, part_count) =
+                (part.get_u32_opt(SPLIT_NO)?, part.get_u32_opt(SPLIT_COUNT)?);
             if part_no != Some(k) || part_count != Some(count) {
                 return Err(QuantError::format(
                     &path,
@@ -84,7 +92,8 @@ impl GgufFile {
                     ));
                 }
                 info.part = index;
-                self.tensor_index.insert(info.name.clone(), self.tensors.len());
+                self.tensor_index
+                    .insert(info.name.clone(), self.tensors.len());
                 self.tensors.push(info);
             }
             self.parts.push(SplitPart {
