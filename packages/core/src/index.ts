@@ -22,4 +22,4 @@ export * from './chat-template/index.js';
 export * from './engine/index.js';
 export * from './grammar/index.js';
 export * from './tools/index.js';
-export { downloadHubFile, HubError, looksLikeRepoId, resolveToken, type HubDownloadOptions, type TokenSource } from './hub.js';
+export * from './hub/index.js';

@@ -1,4 +1,4 @@
-import { DEFAULT_MODEL_ID, fetchRegistryModel, REGISTRY_MODELS, registryModel } from '@mistralrs/core';
+import { DEFAULT_MODEL_ID, fetchRegistryModel, REGISTRY_MODELS, registryModel, resolveModelPath } from '@mistralrs/core';
 
 /**
  * A model argument: a path is used as it is; a registry model id (or nothing, for the
@@ -9,19 +9,34 @@ export async function resolveModelFile(modelOrPath: string | undefined): Promise
   return registryModel(id) ? fetchRegistryModel(id) : id;
 }
 
-/** `mistralrs-server pull [MODEL]`: fetches a registry model and prints its path. */
-export async function pullCommand(options: { model: string | undefined; list: boolean }): Promise<number> {
+export interface PullOptions {
+  model: string | undefined;
+  list: boolean;
+  /** `-f`: the GGUF file(s) of a Hub repository. */
+  files?: readonly string[] | undefined;
+  tokenSource?: string | undefined;
+  revision?: string | undefined;
+}
+
+/**
+ * `mistralrs-server pull [MODEL]`: fetches a registry model, or downloads a Hub repository's
+ * model into the Hugging Face cache, and prints its path (the GGUF, or the checkpoint's
+ * snapshot folder).
+ */
+export async function pullCommand(options: PullOptions): Promise<number> {
   if (options.list) {
     for (const m of REGISTRY_MODELS) process.stdout.write(`${m.id}\t${m.description}\n`);
     return 0;
   }
   const id = options.model ?? DEFAULT_MODEL_ID;
-  if (!registryModel(id)) {
-    process.stderr.write(`mistralrs-server pull: unknown model ${JSON.stringify(id)} (see --list)\n`);
-    return 1;
-  }
   try {
-    process.stdout.write(`${await fetchRegistryModel(id)}\n`);
+    const path = registryModel(id)
+      ? await fetchRegistryModel(id)
+      : await resolveModelPath(id, options.files, {
+          ...(options.tokenSource !== undefined ? { tokenSource: options.tokenSource } : {}),
+          ...(options.revision !== undefined ? { revision: options.revision } : {}),
+        });
+    process.stdout.write(`${path}\n`);
     return 0;
   } catch (error) {
     process.stderr.write(`mistralrs-server pull: ${(error as Error).message}\n`);

@@ -1,4 +1,4 @@
-import { Engine, type EngineOptions, type GenerationOptions, type GenerationResult, type Grammar } from '@mistralrs/core';
+import { Engine, type EngineOptions, type GenerationOptions, type GenerationResult, type Grammar, type ModelFormat } from '@mistralrs/core';
 
 import type { EngineSettings } from '../engine-flags.js';
 import { interactiveChat } from '../interactive.js';
@@ -7,8 +7,14 @@ import { serveCommand, servedModelId, type ServeCliOptions } from './serve.js';
 export interface RunOptions {
   /** Model path, folder or registry id (`-m`); the default model when absent. */
   model?: string;
-  /** File inside the `-m` folder (`-f`). */
-  file?: string;
+  /** File inside the `-m` folder or Hub repository (`-f`); several for a split GGUF. */
+  file?: string | readonly string[];
+  /** What a Hub repository must hold: `gguf` or `plain`; told by its files when absent (`run`, `serve`). */
+  format?: ModelFormat;
+  /** `--revision`: the Hub repository's branch, tag or commit. */
+  revision?: string;
+  /** `-t/--tok-model-id`: another tokenizer, from a folder or a Hub repository. */
+  tokenizerModel?: string;
   interactive: boolean;
   prompt?: string;
   maxTokens?: number;
@@ -34,6 +40,9 @@ export async function runCommand(o: RunOptions): Promise<number> {
       file: o.file,
       chatTemplate: o.chatTemplate,
       tokenSource: o.tokenSource,
+      ...(o.format !== undefined ? { format: o.format } : {}),
+      ...(o.revision !== undefined ? { revision: o.revision } : {}),
+      ...(o.tokenizerModel !== undefined ? { tokenizerModel: o.tokenizerModel } : {}),
       ...o.engine,
     });
   } catch (error) {
@@ -53,7 +62,7 @@ export async function runCommand(o: RunOptions): Promise<number> {
         return 1;
       }
     }
-    if (o.serve) return await serveCommand(engine, servedModelId(o.model, o.file), o.serve);
+    if (o.serve) return await serveCommand(engine, servedModelId(o.model, typeof o.file === 'string' ? o.file : o.file?.[0]), o.serve);
     if (o.prompt !== undefined) return await oneShot(engine, o);
     if (o.interactive || process.stdin.isTTY) return await interactiveChat(engine, o);
     process.stderr.write('mistralrs-server: nothing to do: give --prompt TEXT, or -i for an interactive chat\n');

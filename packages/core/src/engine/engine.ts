@@ -18,7 +18,7 @@ import { unknownArchitecture } from './architecture-check.js';
 import { planChatPrompt, renderChatPrompt, type ChatPromptRequest } from './chat-prompt.js';
 import { EngineError } from './engine-error.js';
 import { Generation } from './generation.js';
-import { isHfFolder, resolveGgufPath } from './model-source.js';
+import { isHfFolder, type ModelFormat, type ModelSourceOptions, resolveModelPath, resolveTokenizerDir } from './model-source.js';
 import {
   DEFAULT_DRY_SEQUENCE_BREAKERS,
   dryEnabled,
@@ -33,14 +33,23 @@ import { Sequence } from './sequence.js';
 import { StopStringMatcher } from './stop-strings.js';
 
 export interface EngineOptions {
-  /** A .gguf path, a folder holding one, or a registry model id; the default model if absent. */
+  /** A .gguf file, a folder (Hugging Face layout, or holding one GGUF), a registry model id, or a
+   * Hugging Face repository (`org/name`, `org/name:Q4_K_M`); the default model if absent. */
   model?: string;
-  /** The file inside a `model` folder or hub repository. */
-  file?: string;
-  /** Hub token: literal:TOKEN, env:VAR, path:FILE, cache (default) or none. */
+  /** The file inside a `model` folder or Hub repository; several name the parts of a split GGUF. */
+  file?: string | readonly string[];
+  /** What a Hub repository must hold (`gguf` or `plain` safetensors); told by its files if absent. */
+  format?: ModelFormat;
+  /** Another tokenizer (mistral.rs's `-t/--tok-model-id`): a folder with `tokenizer.json`, or a
+   * Hub repository. Its tokenizer and chat template win over the model's. */
+  tokenizerModel?: string;
+  /** Hub token: literal:TOKEN, env:VAR, path:FILE, cache (default: `HF_TOKEN`, then the token file) or none. */
   tokenSource?: string;
-  /** Hub revision (default main). */
+  /** Hub revision: a branch, tag or commit (default main). */
   revision?: string;
+  /** The Hub's endpoint, cache, offline mode and progress output (defaults: `HF_ENDPOINT`,
+   * `HF_HUB_CACHE`/`HF_HOME`, `HF_HUB_OFFLINE`, progress on stderr). */
+  hub?: ModelSourceOptions['hub'];
   /** Chat template override: a file path or an inline template. */
   chatTemplate?: string;
   /** Tokens the KV cache holds (default: the model's context, at most 8192). */
@@ -118,16 +127,22 @@ export class Engine {
   static async load(options: EngineOptions = {}): Promise<Engine> {
     const unknownArch = options.architecture === undefined ? undefined : unknownArchitecture(options.architecture);
     if (unknownArch) throw new EngineError('InvalidArgumentError', unknownArch);
-    const path = await resolveGgufPath(options.model, options.file, {
-      tokenSource: options.tokenSource,
-      revision: options.revision,
-    });
+    const source: ModelSourceOptions = {
+      ...(options.tokenSource !== undefined ? { tokenSource: options.tokenSource } : {}),
+      ...(options.revision !== undefined ? { revision: options.revision } : {}),
+      ...(options.hub !== undefined ? { hub: options.hub } : {}),
+    };
+    const path = await resolveModelPath(options.model, options.file, { ...source, ...(options.format ? { format: options.format } : {}) });
+    // `-t`: its own revision is main; the model's revision names the model's commit.
+    const tokenizerDir =
+      options.tokenizerModel === undefined ? undefined : await resolveTokenizerDir(options.tokenizerModel, { ...source, revision: 'main' });
     const kvBytes = kvBudgetBytes(options);
     const dtype = weightDtype(options.dtype, path);
     const hf = isHfFolder(path);
+    const hfTokenizerDir = tokenizerDir ?? (hf ? path : undefined);
     // A GGUF is opened once: the model's load builds the tokenizer from the same file (unless
     // an engine on it already holds one), and the chat template is read from it too.
-    const live = hf ? undefined : await Tokenizer.liveOfGguf(path);
+    const live = hfTokenizerDir ? undefined : await Tokenizer.liveOfGguf(path);
     const [model, hfParts] = await Promise.all([
       callNative(() =>
         binding.loadModel(path, {
@@ -137,16 +152,26 @@ export class Engine {
           kvCacheType: options.kvCacheType,
           dtype,
           architecture: options.architecture,
-          tokenizer: !hf && !live,
+          tokenizer: !hfTokenizerDir && !live,
         }),
       ),
-      hf ? Promise.all([hfTokenizer(path), hfChatTemplate(path, options.chatTemplate)]) : undefined,
+      hfTokenizerDir ? Promise.all([hfTokenizer(hfTokenizerDir), hfChatTemplate(hfTokenizerDir, options.chatTemplate)]) : undefined,
     ]);
-    const [tokenizer, chatTemplate] = hfParts ?? [
-      live ?? (await Tokenizer.fromLoadedModel(path, () => callNativeSync(() => model.takeTokenizer()))),
-      await ggufChatTemplate(path, model, options.chatTemplate),
-    ];
+    const [tokenizer, chatTemplate] = hfParts
+      ? // A `-t` tokenizer without a template keeps the GGUF's.
+        [hfParts[0], hfParts[1] ?? (hf ? undefined : await ggufChatTemplate(path, model, options.chatTemplate))]
+      : [
+          live ?? (await Tokenizer.fromLoadedModel(path, () => callNativeSync(() => model.takeTokenizer()))),
+          await ggufChatTemplate(path, model, options.chatTemplate),
+        ];
     const info = { ...callNativeSync(() => model.info()), path };
+    if (tokenizerDir !== undefined && tokenizer.vocabSize > info.vocabSize) {
+      model.release();
+      throw new EngineError(
+        'InvalidArgumentError',
+        `the tokenizer of ${options.tokenizerModel} has ${tokenizer.vocabSize} tokens, more than the ${info.vocabSize} rows of ${path}'s embedding: it is not this model's tokenizer`,
+      );
+    }
     return new Engine(model, tokenizer, chatTemplate, info, options);
   }
 
@@ -354,8 +379,11 @@ function hfTokenizer(dir: string): Promise<Tokenizer> {
 async function hfChatTemplate(path: string, override: string | undefined): Promise<ChatTemplate | undefined> {
   if (override) return ChatTemplate.fromOverride(override);
   const configPath = join(path, 'tokenizer_config.json');
-  if (!existsSync(configPath)) return undefined;
-  const config = JSON.parse(await readFile(configPath, 'utf8')) as { chat_template?: unknown };
+  const config = existsSync(configPath) ? (JSON.parse(await readFile(configPath, 'utf8')) as { chat_template?: unknown }) : {};
+  // transformers 5 saves the template beside the config, as chat_template.jinja.
+  const jinjaPath = join(path, 'chat_template.jinja');
+  if (existsSync(jinjaPath))
+    return ChatTemplate.fromTokenizerConfig({ ...config, chat_template: await readFile(jinjaPath, 'utf8') }, jinjaPath);
   return config.chat_template ? ChatTemplate.fromTokenizerConfig(config, configPath) : undefined;
 }
 

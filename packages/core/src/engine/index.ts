@@ -19,7 +19,15 @@ export {
   type ModelInfo,
 } from './engine.js';
 export { Generation } from './generation.js';
-export { ModelNotFoundError, resolveGgufPath } from './model-source.js';
+export {
+  isHfFolder,
+  type ModelFormat,
+  ModelNotFoundError,
+  type ModelSourceOptions,
+  parseHubModelId,
+  resolveModelPath,
+  resolveTokenizerDir,
+} from './model-source.js';
 export { DEFAULT_DRY_SEQUENCE_BREAKERS, MAX_DRY_BREAKER_BYTES } from './sampling.js';
 export type {
   FinishReason,

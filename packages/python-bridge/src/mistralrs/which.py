@@ -39,26 +39,33 @@ class Which:
     @dataclass(frozen=True)
     class GGUF:
         """A GGUF model: `quantized_model_id` is a folder (with `quantized_filename` the file in
-        it), a `.gguf` file, a registry id (`smollm2-135m-instruct-q4_1`) or a Hugging Face
-        repository `org/name` (with `quantized_filename`; downloaded once into the cache).
+        it), a `.gguf` file, a registry id (`smollm2-135m-instruct-q4_1`) or a Hugging Face Hub
+        repository `org/name` (with `quantized_filename`, or as `org/name:Q4_K_M`), downloaded
+        once into the Hugging Face cache. A list of file names gives the parts of a split GGUF.
 
-        `tok_model_id` is accepted for mistral.rs scripts and not used: the GGUF carries its
-        tokenizer and chat template.
+        `tok_model_id` (a folder or a Hub repository) supplies the tokenizer and chat template in
+        place of the GGUF's, as in mistral.rs.
         """
 
         quantized_model_id: str
-        quantized_filename: str | None = None
+        quantized_filename: str | list[str] | None = None
         tok_model_id: str | None = None
 
         def cli_args(self) -> list[str]:
             args = ["gguf", "-m", self.quantized_model_id]
-            if self.quantized_filename is not None:
-                args += ["-f", self.quantized_filename]
+            files = (
+                [self.quantized_filename] if isinstance(self.quantized_filename, str) else self.quantized_filename or []
+            )
+            for file in files:
+                args += ["-f", file]
+            if self.tok_model_id is not None:
+                args += ["-t", self.tok_model_id]
             return args
 
     @dataclass(frozen=True)
     class Plain:
-        """A Hugging Face folder: `config.json`, safetensors weights and `tokenizer.json`."""
+        """A Hugging Face model: a folder (`config.json`, safetensors weights, `tokenizer.json`) or
+        a Hub repository `org/name`, downloaded once into the Hugging Face cache."""
 
         model_id: str
         arch: Architecture | str | None = None

@@ -12,8 +12,20 @@ from mistralrs import Architecture, MistralRsError, Runner, ServerOptions, Which
 
 def test_which_variants_are_the_cli_subcommands() -> None:
     assert Which.Default().cli_args() == []
-    gguf = Which.GGUF(quantized_model_id="models", quantized_filename="m.gguf", tok_model_id="ignored/tok")
-    assert gguf.cli_args() == ["gguf", "-m", "models", "-f", "m.gguf"]
+    gguf = Which.GGUF(quantized_model_id="models", quantized_filename="m.gguf", tok_model_id="org/tok")
+    assert gguf.cli_args() == ["gguf", "-m", "models", "-f", "m.gguf", "-t", "org/tok"]
+    split = Which.GGUF(
+        quantized_model_id="org/m-GGUF", quantized_filename=["m-00001-of-00002.gguf", "m-00002-of-00002.gguf"]
+    )
+    assert split.cli_args() == [
+        "gguf",
+        "-m",
+        "org/m-GGUF",
+        "-f",
+        "m-00001-of-00002.gguf",
+        "-f",
+        "m-00002-of-00002.gguf",
+    ]
     assert Which.GGUF(quantized_model_id="smollm2-135m-instruct-q4_1").cli_args() == [
         "gguf",
         "-m",
@@ -21,6 +33,7 @@ def test_which_variants_are_the_cli_subcommands() -> None:
     ]
     assert Which.Plain(model_id="dir", arch=Architecture.Llama).cli_args() == ["plain", "-m", "dir", "-a", "llama"]
     assert Which.Plain(model_id="dir").cli_args() == ["plain", "-m", "dir"]
+    assert Which.Plain(model_id="org/model").cli_args() == ["plain", "-m", "org/model"]
 
 
 def test_options_are_mistralrs_flags() -> None:

@@ -1,0 +1,50 @@
+"""Drives the real huggingface_hub (PyPI) for hub-interop.test.ts: HF_ENDPOINT and HF_HUB_CACHE
+come from the environment (the Hub fixture and the shared cache). Prints one JSON object.
+
+    python hf_hub_interop.py download REPO FILE     hf_hub_download
+    python hf_hub_interop.py snapshot REPO          snapshot_download
+    python hf_hub_interop.py find REPO FILE         try_to_load_from_cache, then a local_files_only download
+    python hf_hub_interop.py scan                   scan_cache_dir
+"""
+
+import json
+import sys
+
+from huggingface_hub import hf_hub_download, scan_cache_dir, snapshot_download, try_to_load_from_cache
+
+
+def main(argv: list[str]) -> object:
+    command, *args = argv
+    if command == "download":
+        return {"path": hf_hub_download(args[0], args[1])}
+    if command == "snapshot":
+        return {"path": snapshot_download(args[0])}
+    if command == "find":
+        cached = try_to_load_from_cache(args[0], args[1])
+        local = hf_hub_download(args[0], args[1], local_files_only=True)
+        return {"cached": cached if isinstance(cached, str) else None, "local": local}
+    if command == "scan":
+        info = scan_cache_dir()
+        return {
+            "repos": [
+                {
+                    "repo_id": repo.repo_id,
+                    "size_on_disk": repo.size_on_disk,
+                    "nb_files": repo.nb_files,
+                    "revisions": [
+                        {
+                            "commit_hash": revision.commit_hash,
+                            "refs": sorted(revision.refs),
+                            "files": sorted(f.file_name for f in revision.files),
+                        }
+                        for revision in repo.revisions
+                    ],
+                }
+                for repo in sorted(info.repos, key=lambda r: r.repo_id)
+            ],
+            "warnings": [str(w) for w in info.warnings],
+        }
+    raise SystemExit(f"unknown command {command}")
+
+
+print(json.dumps(main(sys.argv[1:])))
