@@ -158,7 +158,9 @@ function toRunOptions(
     chatTemplate: args['chat-template'] ?? toml?.chatTemplate,
     tokenSource: args['token-source'] ?? toml?.tokenSource,
     ...(args.revision !== undefined ? { revision: args.revision } : {}),
-    ...(args['tok-model-id'] !== undefined ? { tokenizerModel: args['tok-model-id'] } : {}),
+    ...((args['tok-model-id'] ?? toml?.tokenizerModel) !== undefined
+      ? { tokenizerModel: args['tok-model-id'] ?? toml?.tokenizerModel }
+      : {}),
     ...(format !== undefined ? { format } : {}),
     engine: {
       ...engineSettings(args, toml?.engine),

@@ -49,7 +49,7 @@ import {
 /** What `Engine.load` is given for one model. */
 export type ModelLoadOptions = Pick<
   EngineOptions,
-  'model' | 'file' | 'chatTemplate' | 'tokenSource' | 'revision' | 'dtype' | 'architecture'
+  'model' | 'file' | 'format' | 'tokenizerModel' | 'chatTemplate' | 'tokenSource' | 'revision' | 'dtype' | 'architecture'
 > &
   EngineSettings;
 
@@ -85,6 +85,8 @@ const MODEL_KEYS = [
   'model',
   'model_id',
   'file',
+  'format',
+  'tok_model_id',
   'kind',
   'load',
   'arch',
@@ -158,8 +160,8 @@ function readModel(table: Table, where: string, defaults: EngineSettings, fail: 
     fail(`${where}model and ${where}model_id name the same thing (model_id is mistral.rs's name); give one`);
   const model = source ?? modelId;
   if (model === undefined || model === '') fail(`${where}model is required: a .gguf path, a folder, a registry id or a hub repository`);
-  const file = optionalString(table, 'file', where, fail);
-  const id = optionalString(table, 'id', where, fail) ?? servedModelId(model, file);
+  const file = readFiles(table, where, fail);
+  const id = optionalString(table, 'id', where, fail) ?? servedModelId(model, file?.[0]);
   if (id === '') fail(`${where}id may not be empty`);
 
   const kind = optionalString(table, 'kind', where, fail);
@@ -168,7 +170,12 @@ function readModel(table: Table, where: string, defaults: EngineSettings, fail: 
   if (table.load !== undefined && typeof table.load !== 'boolean') fail(`${where}load must be true or false`);
 
   const options: ModelLoadOptions = { ...defaults, model };
-  if (file !== undefined) options.file = file;
+  if (file !== undefined) options.file = file.length === 1 ? file[0]! : file;
+  const format = optionalString(table, 'format', where, fail);
+  if (format !== undefined) {
+    if (format !== 'gguf' && format !== 'plain') fail(`${where}format must be "gguf" or "plain", got ${JSON.stringify(format)}`);
+    options.format = format;
+  }
   const arch = optionalString(table, 'arch', where, fail);
   if (arch !== undefined) {
     const unknown = unknownArchitecture(arch);
@@ -185,6 +192,7 @@ function readModel(table: Table, where: string, defaults: EngineSettings, fail: 
     ['chat_template', 'chatTemplate'],
     ['token_source', 'tokenSource'],
     ['revision', 'revision'],
+    ['tok_model_id', 'tokenizerModel'],
   ] as const;
   for (const [key, option] of strings) {
     const value = optionalString(table, key, where, fail);
@@ -195,6 +203,17 @@ function readModel(table: Table, where: string, defaults: EngineSettings, fail: 
   readCacheType(table, where, settings, fail);
   readScheduling(table, where, settings, fail);
   return { id, load: table.load !== false, options: { ...options, ...settings } };
+}
+
+/** `file`: one name, or the parts of a split GGUF. */
+function readFiles(table: Table, where: string, fail: Fail): string[] | undefined {
+  const value = table.file;
+  if (value === undefined) return undefined;
+  const files = typeof value === 'string' ? [value] : value;
+  if (!Array.isArray(files) || files.length === 0 || !files.every((f) => typeof f === 'string' && f !== '')) {
+    fail(`${where}file must be a file name or a list of them (the parts of a split GGUF)`);
+  }
+  return files as string[];
 }
 
 function readScheduling(table: Table, where: string, into: EngineSettings, fail: Fail): void {

@@ -40,6 +40,8 @@ export interface TomlSelector {
   file?: string;
   /** `[model].arch` (`-a`): the architecture the model must be. */
   arch?: string;
+  /** `[model].tok_model_id` (`-t`): another tokenizer, a folder or a Hub repository. */
+  tokenizerModel?: string;
   chatTemplate?: string;
   tokenSource?: string;
   server: TomlServerSettings;
@@ -63,8 +65,7 @@ export const SCHEDULER_SETTINGS: readonly SchedulerSetting[] = ['maxRunning', 'm
 export const KV_KEYS = [...KV_SETTINGS.map((key) => NUMERIC_SETTINGS[key].tomlKey), 'pa_cache_type'];
 
 const TOP_KEYS = ['model', 'file', 'chat_template', 'token_source', 'server', ...KV_KEYS];
-// mistral.rs's tok_model_id is accepted for its files and not used: the GGUF (or the folder)
-// carries its tokenizer and chat template. arch is -a.
+// tok_model_id is -t (its tokenizer and chat template win over the model's); arch is -a.
 const MODEL_KEYS = ['model_id', 'quantized_model_id', 'quantized_filename', 'tok_model_id', 'arch', ...KV_KEYS];
 /** The keys of `[server]`. */
 export const SERVER_KEYS = [
@@ -112,7 +113,8 @@ export function parseTomlSelector(text: string, origin: string): TomlSelector {
     const modelId = optionalString(m, 'model_id', '[model].', fail);
     const quantizedId = optionalString(m, 'quantized_model_id', '[model].', fail);
     const quantizedFile = optionalString(m, 'quantized_filename', '[model].', fail);
-    optionalString(m, 'tok_model_id', '[model].', fail);
+    const tokenizerModel = optionalString(m, 'tok_model_id', '[model].', fail);
+    if (tokenizerModel !== undefined) selector.tokenizerModel = tokenizerModel;
     const arch = optionalString(m, 'arch', '[model].', fail);
     if (arch !== undefined) selector.arch = arch;
     const model = quantizedId ?? modelId;

@@ -92,7 +92,10 @@ fixtures.it('gguf -m org/repo -f FILE downloads once, reports it, and answers as
   expect(tokens(offline)).toEqual(tokens(local));
   expect(hub.requests.length).toBe(requests);
   const missing = await cli(['gguf', '-m', 'org/tiny-GGUF', '-f', 'tiny-F16.gguf', ...PROMPT], { HF_HUB_OFFLINE: '1' });
-  expect(missing).toMatchObject({ code: 1, stderr: expect.stringMatching(/has no file "tiny-F16\.gguf"; .* \(working offline: these are the files the cache holds, in .*\)\n$/) });
+  expect(missing).toMatchObject({
+    code: 1,
+    stderr: expect.stringMatching(/has no file "tiny-F16\.gguf"; .* \(working offline: these are the files the cache holds, in .*\)\n$/),
+  });
 });
 
 fixtures.it('org/repo:QUANT, run -m and pull pick the file; a missing or wrong -f lists the GGUF files', async () => {

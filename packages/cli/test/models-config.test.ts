@@ -72,6 +72,19 @@ load = false
     expect(config.models).toEqual([{ id: 'a', load: true, options: { model: 'a.gguf', architecture: 'llama', dtype: 'auto' } }]);
   });
 
+  it("reads a split GGUF's parts, the format and another tokenizer (tok_model_id)", () => {
+    const config = parseModelsConfig(
+      '[[models]]\nmodel = "org/m-GGUF"\nfile = ["m-00001-of-00002.gguf", "m-00002-of-00002.gguf"]\nformat = "gguf"\ntok_model_id = "org/m"',
+      FILE,
+    );
+    expect(config.models[0]!.options).toEqual({
+      model: 'org/m-GGUF',
+      file: ['m-00001-of-00002.gguf', 'm-00002-of-00002.gguf'],
+      format: 'gguf',
+      tokenizerModel: 'org/m',
+    });
+  });
+
   it('tells a [[models]] file from a single-model selector', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'mistralrs-config-'));
     const multi = join(dir, 'multi.toml');
@@ -119,6 +132,12 @@ describe('a bad config names the file and the key', () => {
       'models.toml: [server].max_running must be a positive integer, got -1',
     ],
     ['a bad load', '[[models]]\nmodel = "a"\nload = "no"', 'models.toml: models[0].load must be true or false'],
+    [
+      'a bad file list',
+      '[[models]]\nmodel = "a"\nfile = ["x.gguf", 3]',
+      'models.toml: models[0].file must be a file name or a list of them (the parts of a split GGUF)',
+    ],
+    ['a bad format', '[[models]]\nmodel = "a"\nformat = "onnx"', 'models.toml: models[0].format must be "gguf" or "plain", got "onnx"'],
     ['a bad dtype', '[[models]]\nmodel = "a"\ndtype = "f8"', 'models.toml: models[0].dtype must be one of auto, f32, f16, bf16, got "f8"'],
     ['an unknown arch', '[[models]]\nmodel = "a"\narch = "gpt5"', /^models\.toml: models\[0\]\.arch: .*gpt5/],
     [
