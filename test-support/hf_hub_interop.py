@@ -5,6 +5,7 @@ come from the environment (the Hub fixture and the shared cache). Prints one JSO
     python hf_hub_interop.py snapshot REPO          snapshot_download
     python hf_hub_interop.py find REPO FILE         try_to_load_from_cache, then a local_files_only download
     python hf_hub_interop.py scan                   scan_cache_dir
+    python hf_hub_interop.py bridge REPO [FILE]     the mistralrs bridge's Runner with Which.GGUF (or Plain)
 """
 
 import json
@@ -44,6 +45,20 @@ def main(argv: list[str]) -> object:
             ],
             "warnings": [str(w) for w in info.warnings],
         }
+    if command == "bridge":
+        from mistralrs import CompletionRequest, CompletionResponse, Runner, Which
+
+        which = (
+            Which.GGUF(quantized_model_id=args[0], quantized_filename=args[1])
+            if len(args) > 1
+            else Which.Plain(model_id=args[0])
+        )
+        with Runner(which=which) as runner:
+            response = runner.send_completion_request(
+                CompletionRequest(prompt="Once upon a time", max_tokens=6, temperature=0.0)
+            )
+            assert isinstance(response, CompletionResponse)
+            return {"model": response.model, "text": response.choices[0].text}
     raise SystemExit(f"unknown command {command}")
 
 

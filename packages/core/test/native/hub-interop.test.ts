@@ -44,6 +44,8 @@ function huggingfaceHub(...args: string[]): Promise<Record<string, unknown>> {
     HF_HUB_CACHE: cacheDir,
     HF_HUB_DISABLE_TELEMETRY: '1',
     HF_HUB_DISABLE_PROGRESS_BARS: '1',
+    // The bridge's Runner starts the CLI with this environment: the same Hub and cache.
+    NODE_NO_WARNINGS: '1',
   };
   return new Promise((resolve, reject) => {
     execFile(python, [script, ...args], { env, encoding: 'utf8' }, (error, stdout, stderr) => {
@@ -123,4 +125,20 @@ fixtures.it('what we downloaded, huggingface_hub finds, reuses and scans as its 
     nb_files: 1,
     revisions: [{ commit_hash: hub.commit('ts/tiny-GGUF'), refs: ['main'], files: ['tiny-Q8_0.gguf'] }],
   });
+});
+
+fixtures.it("the Python bridge's Which.GGUF and Which.Plain take Hub ids", async () => {
+  for (const [which, model, file] of [
+    ['GGUF', 'ts/tiny-GGUF', 'tiny-Q8_0.gguf'],
+    ['Plain', 'ts/tiny-qwen2', undefined],
+  ] as const) {
+    const engine = await Engine.load({ model, ...(file ? { file } : {}), kvTokens: 64, hub: ours });
+    try {
+      const expected = (await engine.complete({ prompt: 'Once upon a time', maxTokens: 6 }).result).text;
+      const answer = await huggingfaceHub('bridge', model, ...(file ? [file] : []));
+      expect({ which, ...answer }).toEqual({ which, model, text: expected });
+    } finally {
+      engine.close();
+    }
+  }
 });
