@@ -14,7 +14,7 @@ import type { RequestBody } from './validate.js';
 /** A grammar and the request field it came from (named in errors). */
 export interface RequestedGrammar {
   grammar: Grammar;
-  param: 'response_format' | 'grammar' | 'tool_choice';
+  param: 'response_format' | 'grammar' | 'tool_choice' | 'text.format';
 }
 
 export interface RequestedTools {

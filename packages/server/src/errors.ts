@@ -62,6 +62,9 @@ export type ApiErrorCode =
   | 'model_management_disabled'
   | 'model_not_manageable'
   | 'not_found'
+  // /v1/responses: an id that was never stored, or was deleted or evicted
+  | 'response_not_found'
+  | 'previous_response_not_found'
   | 'method_not_allowed'
   | 'invalid_api_key'
   | 'host_not_allowed'

@@ -19,6 +19,10 @@ export interface ServerLimits {
   maxLogitBiasEntries: number;
   /** Most tools a chat request may offer (OpenAI's cap is 128). */
   maxTools: number;
+  /** Most responses `/v1/responses` keeps for `previous_response_id` (least recently used go first). */
+  maxStoredResponses: number;
+  /** Most bytes of stored responses (their JSON) `/v1/responses` keeps. */
+  maxStoredResponseBytes: number;
 }
 
 /** The defaults: OpenAI's own caps where it has one (4 stops, 20 top logprobs). */
@@ -32,6 +36,8 @@ export const DEFAULT_LIMITS: Readonly<ServerLimits> = Object.freeze({
   maxStopChars: 256,
   maxLogitBiasEntries: 1024,
   maxTools: 128,
+  maxStoredResponses: 1000,
+  maxStoredResponseBytes: 64 * 1024 * 1024,
 });
 
 const UNITS: Readonly<Record<string, number>> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };

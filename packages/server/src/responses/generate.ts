@@ -1,0 +1,175 @@
+/**
+ * One response's generation, whole or streamed, on the chat machinery: the prompt comes from
+ * the same plan the chat route makes, tool calls are read with the same `ToolCallFormat` (and,
+ * streamed, held back by the same `ToolCallStream`), and a client that leaves or a server that
+ * drains cancels the sequence as `runChoices` does.
+ */
+import { ToolCallStream, type GenerationOptions, type ToolCallFormat } from '@mistralrs/core';
+import type { Response } from 'express';
+
+import { grammarFailure } from '../constraints.js';
+import { toApiError } from '../errors.js';
+import { drainedError, type ClientWatch } from '../run-choices.js';
+import type { ServingEngine } from '../serving-engine.js';
+import {
+  functionCallItems,
+  messageItem,
+  responseObject,
+  ResponseEventStream,
+  usageOf,
+  type MessageItem,
+  type OutputItem,
+  type ResponseHead,
+  type ResponseStatus,
+} from './output.js';
+
+export interface GenerateResponseOptions {
+  engine: ServingEngine;
+  res: Response;
+  watch: ClientWatch;
+  head: ResponseHead;
+  promptIds: number[];
+  options: GenerationOptions;
+  toolFormat: ToolCallFormat | undefined;
+  /** Called with the finished response before it is sent (or its last event is): the store. */
+  onFinished: (response: Record<string, unknown>, output: OutputItem[]) => void;
+}
+
+/** What the generation gave: the text seen by the client and the calls read from it. */
+interface Finished {
+  status: ResponseStatus;
+  output: OutputItem[];
+  outputTokens: number;
+}
+
+export async function generateResponse(o: GenerateResponseOptions): Promise<void> {
+  const events = o.head.request.stream ? new ResponseEventStream(o.res) : undefined;
+  if (o.watch.clientGone) return;
+  const { shutdown } = o.watch;
+  if (shutdown?.aborted) throw drainedError();
+  const stop = () => o.watch.abort();
+  shutdown?.addEventListener('abort', stop, { once: true });
+  try {
+    const finished = events ? await streamed(o, events) : await whole(o);
+    if (!finished || o.watch.clientGone) return;
+    const response = responseObject(o.head, {
+      status: finished.status,
+      output: finished.output,
+      usage: usageOf(o.promptIds.length, finished.outputTokens),
+    });
+    o.onFinished(response, finished.output);
+    if (events) {
+      await events.send(finished.status === 'completed' ? 'response.completed' : 'response.incomplete', { response });
+      events.end();
+    } else {
+      o.res.json(response);
+    }
+  } catch (error) {
+    o.watch.abort();
+    if (o.watch.clientGone) return;
+    const apiError = grammarFailure(error, o.options.grammar) ?? toApiError(error);
+    if (events?.started) {
+      const failed = responseObject(o.head, { status: 'failed', output: [], usage: null, error: apiError });
+      await events.send('response.failed', { response: failed });
+      await events.fail(apiError);
+    }
+    throw apiError.status >= 500 ? error : apiError;
+  } finally {
+    shutdown?.removeEventListener('abort', stop);
+  }
+}
+
+function start(o: GenerateResponseOptions) {
+  return o.engine.complete({ ...o.options, prompt: o.promptIds, signal: o.watch.signal });
+}
+
+/** The finished result, or undefined when the client left; a drained server throws. */
+async function finish(o: GenerateResponseOptions, generation: ReturnType<typeof start>) {
+  const result = await generation.result;
+  if (result.finishReason === 'cancelled') {
+    if (o.watch.shutdown?.aborted && !o.watch.clientGone) throw drainedError();
+    return undefined;
+  }
+  return result;
+}
+
+async function whole(o: GenerateResponseOptions): Promise<Finished | undefined> {
+  const generation = start(o);
+  for await (const _chunk of generation) {
+    // Drained: the result carries the text.
+  }
+  const result = await finish(o, generation);
+  if (!result) return undefined;
+  const status: ResponseStatus = result.finishReason === 'length' ? 'incomplete' : 'completed';
+  const parsed = o.toolFormat?.parse(result.text);
+  const calls = parsed?.calls ?? [];
+  const text = calls.length > 0 ? parsed!.content : result.text;
+  const output: OutputItem[] = [];
+  if (text !== '' || calls.length === 0) output.push(messageItem(text, status === 'completed' ? 'completed' : 'incomplete'));
+  output.push(...functionCallItems(calls));
+  return { status, output, outputTokens: result.usage.completionTokens };
+}
+
+async function streamed(o: GenerateResponseOptions, events: ResponseEventStream): Promise<Finished | undefined> {
+  const output: OutputItem[] = [];
+  const inProgress = () => ({ response: responseObject(o.head, { status: 'in_progress', output: [], usage: null }) });
+  const open = async () => {
+    if (events.started || o.watch.signal.aborted) return;
+    await events.send('response.created', inProgress());
+    await events.send('response.in_progress', inProgress());
+  };
+  let message: { item: MessageItem; index: number; text: string } | undefined;
+  const partOf = (text: string) => ({ type: 'output_text', text, annotations: [], logprobs: [] });
+  const write = async (text: string) => {
+    if (!message) {
+      message = { item: messageItem('', 'in_progress'), index: output.length, text: '' };
+      output.push(message.item);
+      await events.send('response.output_item.added', { output_index: message.index, item: message.item });
+      const at = { item_id: message.item.id, output_index: message.index, content_index: 0 };
+      await events.send('response.content_part.added', { ...at, part: partOf('') });
+    }
+    if (text === '') return;
+    message.text += text;
+    await events.send('response.output_text.delta', {
+      item_id: message.item.id,
+      output_index: message.index,
+      content_index: 0,
+      delta: text,
+      logprobs: [],
+    });
+  };
+
+  const generation = start(o);
+  const tools = o.toolFormat ? new ToolCallStream(o.toolFormat) : undefined;
+  for await (const chunk of generation) {
+    await open();
+    const visible = tools ? tools.push(chunk.text) : chunk.text;
+    if (visible !== '') await write(visible);
+  }
+  const result = await finish(o, generation);
+  if (!result) return undefined;
+  await open();
+  const status: ResponseStatus = result.finishReason === 'length' ? 'incomplete' : 'completed';
+  const ended = tools?.finish();
+  if (ended?.rest) await write(ended.rest);
+  const calls = functionCallItems(ended?.calls ?? []);
+  if (!message && calls.length === 0) await write('');
+  if (message) {
+    const { item, index, text } = message;
+    const at = { item_id: item.id, output_index: index, content_index: 0 };
+    await events.send('response.output_text.done', { ...at, text, logprobs: [] });
+    await events.send('response.content_part.done', { ...at, part: partOf(text) });
+    output[index] = messageItem(text, status === 'completed' ? 'completed' : 'incomplete', item.id);
+    await events.send('response.output_item.done', { output_index: index, item: output[index] });
+  }
+  for (const call of calls) {
+    const index = output.length;
+    output.push(call);
+    await events.send('response.output_item.added', { output_index: index, item: { ...call, status: 'in_progress', arguments: '' } });
+    const at = { item_id: call.id, output_index: index };
+    await events.send('response.function_call_arguments.delta', { ...at, delta: call.arguments });
+    await events.send('response.function_call_arguments.done', { ...at, name: call.name, arguments: call.arguments });
+    await events.send('response.output_item.done', { output_index: index, item: call });
+  }
+  return { status, output, outputTokens: result.usage.completionTokens };
+}
