@@ -9,6 +9,7 @@ import { cors, type CorsOptions } from './cors.js';
 import { ApiError, fromBodyParser, isInternal, sendApiError, toApiError } from './errors.js';
 import { requireHost } from './host-check.js';
 import { checkJsonDepth } from './json-depth.js';
+import { metricsRoute, recordRequests, ServerMetrics } from './metrics.js';
 import { DEFAULT_LIMITS, type ServerLimits } from './limits.js';
 import { ModelPool, type ServedModels } from './model-pool.js';
 import type { AppContext, CompletionDone } from './route-context.js';
@@ -55,6 +56,8 @@ export interface AppSettings {
   allowedHosts?: readonly string[];
   /** Called when a chat or text completion request has finished (or its client left). */
   onCompletionDone?: (done: CompletionDone) => void;
+  /** What `GET /metrics` reports; default: a new `ServerMetrics` (metrics.ts). */
+  metrics?: ServerMetrics;
   /** Called with each fault of the server (a 5xx); default: printed to stderr. */
   onInternalError?: (error: unknown) => void;
   /**
@@ -78,6 +81,7 @@ const ROUTES: Readonly<Record<string, string>> = {
   '/health': 'GET',
   '/tokenize': 'POST',
   '/detokenize': 'POST',
+  '/metrics': 'GET',
 };
 
 export function createApp(options: AppOptions): Express {
@@ -89,6 +93,9 @@ export function createApp(options: AppOptions): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  // First, so that the responses of every later middleware (401, 403, 413…) are counted.
+  const metrics = options.metrics ?? new ServerMetrics();
+  app.use(recordRequests(metrics, knownRoute));
   if (options.allowedHosts) app.use(requireHost(options.allowedHosts));
   if (options.cors) app.use(cors(options.cors));
   if (options.apiKey !== undefined) app.use(requireApiKey(options.apiKey));
@@ -114,6 +121,7 @@ export function createApp(options: AppOptions): Express {
   app.get('/health', healthRoute(pool));
   app.post('/tokenize', json, tokenizeRoute(ctx));
   app.post('/detokenize', json, detokenizeRoute(ctx));
+  app.get('/metrics', metricsRoute(metrics, pool));
 
   app.use(notFound);
   app.use(errorHandler(onInternalError));
@@ -147,6 +155,13 @@ function jsonBody(limits: ServerLimits): RequestHandler[] {
     next();
   };
   return [requireJson, parseJson, checkDepth];
+}
+
+/** The route a request refused before routing was meant for, for the metrics' label. */
+function knownRoute(req: express.Request): string | undefined {
+  const path = req.path.toLowerCase().replace(/\/+$/, '');
+  if (ROUTES[path] !== undefined) return path;
+  return path.startsWith('/v1/models/') && req.method === 'GET' ? '/v1/models/*model' : undefined;
 }
 
 /** 405 for a known path with another method; else 404, in OpenAI's words ("Invalid URL"). */

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { Response } from 'express';
 
 import type { ServerLimits } from './limits.js';
+import { MODEL_LOCAL } from './metrics.js';
 import type { ServedModels } from './model-pool.js';
 import type { RunSummary } from './run-choices.js';
 import type { ServingEngine } from './serving-engine.js';
@@ -46,6 +47,7 @@ export interface RouteContext {
 export function routeModel(app: AppContext, requested: string | undefined, res: Response): RouteContext {
   const lease = app.pool.acquire(requested);
   res.once('close', lease.release);
+  res.locals[MODEL_LOCAL] = lease.modelId; // the `model` label of its metrics
   return { engine: lease.engine, modelId: lease.modelId, limits: app.limits, onCompletionDone: app.onCompletionDone };
 }
 

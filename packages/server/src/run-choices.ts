@@ -13,6 +13,7 @@ import type { FinishReason, GenerationChunk, GenerationOptions, GenerationResult
 import { grammarFailure } from './constraints.js';
 import { shuttingDown, toApiError, type ApiError } from './errors.js';
 import type { LogprobEntry } from './logprobs.js';
+import { metricsOf, type ObservableGeneration } from './metrics.js';
 import type { CommonRequest } from './validate.js';
 import type { ServingEngine } from './serving-engine.js';
 import { SseStream } from './sse.js';
@@ -157,11 +158,14 @@ export async function runChoices(o: RunChoicesOptions): Promise<RunSummary> {
   const stop = () => o.watch.abort();
   shutdown?.addEventListener('abort', stop, { once: true });
   try {
-    const generations = o.jobs.map((job) => ({
-      job,
-      generation: o.engine.complete({ ...job.options, prompt: job.promptIds, signal: o.watch.signal }),
-    }));
+    const metrics = metricsOf(o.res);
+    const generations = o.jobs.map((job) => {
+      const submittedAt = performance.now();
+      const generation = o.engine.complete({ ...job.options, prompt: job.promptIds, signal: o.watch.signal });
+      return { job, generation: metrics ? metrics.observeGeneration(o.modelId, generation, submittedAt) : generation };
+    });
     const results = sse ? await streamChoices(o, sse, generations, head) : await sendWhole(o, generations, head);
+    metrics?.recordPromptTokens(o.modelId, o.promptTokens);
     return {
       id: o.id,
       finishReasons: results.map((r) => r.finishReason),
@@ -186,7 +190,7 @@ function checkNotDrained(o: RunChoicesOptions, result: GenerationResult): void {
   if (result.finishReason === 'cancelled' && o.watch.shutdown?.aborted && !o.watch.clientGone) throw drainedError();
 }
 
-type Started = Array<{ job: ChoiceJob; generation: ReturnType<ServingEngine['complete']> }>;
+type Started = Array<{ job: ChoiceJob; generation: ObservableGeneration }>;
 type Head = (object: string) => { id: string; object: string; created: number; model: string };
 
 async function sendWhole(o: RunChoicesOptions, generations: Started, head: Head): Promise<GenerationResult[]> {
