@@ -24,6 +24,7 @@ export type { ModelStatusBody } from './routes/model-management.js';
 export type { CorsOptions } from './cors.js';
 export { ApiError, type ApiErrorBody, type ApiErrorCode, type ApiErrorType } from './errors.js';
 export { DEFAULT_LIMITS, parseByteSize, type ServerLimits } from './limits.js';
+export { METRICS_CONTENT_TYPE, ServerMetrics, type ObservableGeneration } from './metrics.js';
 export { DEFAULT_MODEL_ALIAS, type CompletionDone } from './route-context.js';
 export type { RunSummary, Usage } from './run-choices.js';
 export type { StatsBody } from './routes/stats.js';
