@@ -124,7 +124,8 @@ async function streamed(o: GenerateResponseOptions, events: ResponseEventStream)
     if (!message) {
       message = { item: messageItem('', 'in_progress'), index: output.length, text: '' };
       output.push(message.item);
-      await events.send('response.output_item.added', { output_index: message.index, item: message.item });
+      // Added with no content yet: the part comes next, in its own event.
+      await events.send('response.output_item.added', { output_index: message.index, item: { ...message.item, content: [] } });
       const at = { item_id: message.item.id, output_index: message.index, content_index: 0 };
       await events.send('response.content_part.added', { ...at, part: partOf('') });
     }
