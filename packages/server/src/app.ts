@@ -16,6 +16,7 @@ import type { AppContext, CompletionDone } from './route-context.js';
 import { SHUTDOWN_LOCAL } from './run-choices.js';
 import { chatCompletionsRoute } from './routes/chat-completions.js';
 import { completionsRoute } from './routes/completions.js';
+import { responsesRoutes } from './routes/responses.js';
 import { healthRoute } from './routes/health.js';
 import { modelActionRoute, requireManagement } from './routes/model-management.js';
 import { listModelsRoute, retrieveModelRoute } from './routes/models.js';
@@ -72,6 +73,7 @@ export interface AppSettings {
 const ROUTES: Readonly<Record<string, string>> = {
   '/v1/chat/completions': 'POST',
   '/v1/completions': 'POST',
+  '/v1/responses': 'POST',
   '/v1/models': 'GET',
   '/v1/models/status': 'POST',
   '/v1/models/load': 'POST',
@@ -110,6 +112,11 @@ export function createApp(options: AppOptions): Express {
   const json = jsonBody(limits);
   app.post('/v1/chat/completions', json, chatCompletionsRoute(ctx));
   app.post('/v1/completions', json, completionsRoute(ctx));
+  const responses = responsesRoutes(ctx);
+  app.post('/v1/responses', json, responses.create);
+  app.get('/v1/responses/:id', responses.retrieve);
+  app.delete('/v1/responses/:id', responses.remove);
+  app.get('/v1/responses/:id/input_items', responses.inputItems);
   app.get('/v1/models', listModelsRoute(pool));
   // `*model`: a Hugging Face id (`org/name`) spans two segments.
   app.get('/v1/models/*model', retrieveModelRoute(pool));
