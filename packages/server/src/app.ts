@@ -14,6 +14,7 @@ import { DEFAULT_LIMITS, type ServerLimits } from './limits.js';
 import { ModelPool, type ServedModels } from './model-pool.js';
 import type { AppContext, CompletionDone } from './route-context.js';
 import { SHUTDOWN_LOCAL } from './run-choices.js';
+import { anthropicCountTokensRoute, anthropicMessagesRoute } from './routes/anthropic-messages.js';
 import { chatCompletionsRoute } from './routes/chat-completions.js';
 import { completionsRoute } from './routes/completions.js';
 import { responsesRoutes } from './routes/responses.js';
@@ -73,6 +74,8 @@ export interface AppSettings {
 const ROUTES: Readonly<Record<string, string>> = {
   '/v1/chat/completions': 'POST',
   '/v1/completions': 'POST',
+  '/v1/messages': 'POST',
+  '/v1/messages/count_tokens': 'POST',
   '/v1/responses': 'POST',
   '/v1/models': 'GET',
   '/v1/models/status': 'POST',
@@ -112,6 +115,8 @@ export function createApp(options: AppOptions): Express {
   const json = jsonBody(limits);
   app.post('/v1/chat/completions', json, chatCompletionsRoute(ctx));
   app.post('/v1/completions', json, completionsRoute(ctx));
+  app.post('/v1/messages', json, anthropicMessagesRoute(ctx));
+  app.post('/v1/messages/count_tokens', json, anthropicCountTokensRoute(ctx));
   const responses = responsesRoutes(ctx);
   app.post('/v1/responses', json, responses.create);
   app.get('/v1/responses/:id', responses.retrieve);

@@ -8,6 +8,8 @@ import type { Response } from 'express';
 
 import { isGrammarTooComplex } from '@mistralrs/core';
 
+import { anthropicError, isAnthropicPath } from './anthropic/errors.js';
+
 /** The `type` values OpenAI uses, plus the two llama.cpp and vLLM add for their own cases. */
 export type ApiErrorType =
   | 'invalid_request_error'
@@ -184,6 +186,12 @@ const EXPECTED_5XX: ReadonlySet<ApiErrorCode> = new Set(['server_shutting_down',
 /** Sends `error` as the response, unless headers already went out (see sse.ts for that case). */
 export function sendApiError(res: Response, error: ApiError): void {
   if (res.headersSent) return;
+  // Anthropic's routes answer in Anthropic's shape and statuses, which its SDKs parse.
+  if (isAnthropicPath(res.req?.path)) {
+    const { status, body } = anthropicError(error);
+    res.status(status).set(error.headers).json(body);
+    return;
+  }
   res.status(error.status).set(error.headers).json(error.toBody());
 }
 

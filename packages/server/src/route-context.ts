@@ -17,7 +17,7 @@ export { DEFAULT_MODEL_ALIAS } from './model-pool.js';
 
 /** A finished chat or text completion request, for access logs and tests. */
 export interface CompletionDone extends RunSummary {
-  endpoint: '/v1/chat/completions' | '/v1/completions';
+  endpoint: '/v1/chat/completions' | '/v1/completions' | '/v1/messages';
   stream: boolean;
   /** The model that answered. */
   model: string;

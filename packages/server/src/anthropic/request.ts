@@ -1,0 +1,461 @@
+/**
+ * An Anthropic Messages request (`POST /v1/messages`, `/v1/messages/count_tokens`), checked
+ * and turned into the server's own chat request: the messages and tools chat templates read
+ * (OpenAI's shapes, which templates expect), the tool choice, and the generation options. From
+ * there the request takes the chat route's path (prompt.ts, constraints.ts, core's tool plan).
+ *
+ * Anthropic's API refuses fields it does not know ("Extra inputs are not permitted"), and so
+ * does this one. Fields Anthropic has that this server does not implement (`thinking`,
+ * `container`, `mcp_servers`, images, server tools, ...) are a 400 saying so, never silently
+ * ignored; `cache_control` and `service_tier`, which change nothing in the answer, are
+ * accepted. Paths in messages are written as Anthropic writes them: `messages.0.content.1.type`.
+ */
+import type { ChatMessage, ChatTool, ChatToolCall, GenerationOptions, JsonObject, ToolChoice } from '@mistralrs/core';
+
+import { invalidRequest, type ApiErrorCode } from '../errors.js';
+import type { ServerLimits } from '../limits.js';
+import type { RequestBody } from '../validate.js';
+
+/** What both routes read: the conversation and its tools. */
+export interface AnthropicChat {
+  model: string;
+  messages: ChatMessage[];
+  tools: ChatTool[] | undefined;
+  toolChoice: ToolChoice | undefined;
+  parallelToolCalls: boolean;
+}
+
+/** `POST /v1/messages`. */
+export interface AnthropicMessagesRequest extends AnthropicChat {
+  maxTokens: number;
+  stop: string[] | undefined;
+  sampling: Pick<GenerationOptions, 'temperature' | 'topP' | 'topK'>;
+  stream: boolean;
+}
+
+/** Fields both routes take; a value other than `neutral` of an `unsupported` field is refused. */
+const CHAT_FIELDS = new Set(['model', 'messages', 'system', 'tools', 'tool_choice', 'cache_control', 'thinking']);
+const MESSAGES_FIELDS = new Set([
+  ...CHAT_FIELDS,
+  'max_tokens',
+  'stop_sequences',
+  'temperature',
+  'top_p',
+  'top_k',
+  'metadata',
+  'stream',
+  'service_tier',
+]);
+
+/** Anthropic's fields that this server does not implement, and the values that ask for nothing. */
+const UNSUPPORTED: Readonly<Record<string, (value: unknown) => boolean>> = {
+  thinking: (v) => isObject(v) && v.type === 'disabled' && Object.keys(v).length === 1,
+  container: () => false,
+  mcp_servers: (v) => Array.isArray(v) && v.length === 0,
+  output_config: (v) => isObject(v) && Object.keys(v).length === 0,
+  context_management: () => false,
+  diagnostics: () => false,
+  inference_geo: () => false,
+  speed: (v) => v === 'standard',
+};
+
+export function readMessagesRequest(body: RequestBody, limits: ServerLimits): AnthropicMessagesRequest {
+  checkFields(body, MESSAGES_FIELDS);
+  const maxTokens = body.max_tokens;
+  if (maxTokens === undefined) throw fail('max_tokens', 'Field required', 'missing_required_parameter');
+  if (typeof maxTokens !== 'number' || !Number.isSafeInteger(maxTokens)) {
+    throw fail('max_tokens', 'Input should be a valid integer', 'invalid_type');
+  }
+  if (maxTokens < 1) {
+    throw fail(
+      'max_tokens',
+      `must be at least 1, got ${maxTokens} (0, which only warms a prompt cache, is not supported by this server)`,
+      'integer_below_min_value',
+    );
+  }
+  readMetadata(body.metadata);
+  const tier = body.service_tier;
+  if (tier !== undefined && tier !== 'auto' && tier !== 'standard_only') {
+    throw fail('service_tier', `Input should be 'auto' or 'standard_only'`, 'invalid_value');
+  }
+  const topK = readNumber(body, 'top_k', 0, Number.MAX_SAFE_INTEGER, true);
+  const sampling: AnthropicMessagesRequest['sampling'] = {};
+  const temperature = readNumber(body, 'temperature', 0, 1);
+  const topP = readNumber(body, 'top_p', 0, 1);
+  if (temperature !== undefined) sampling.temperature = temperature;
+  if (topP !== undefined && topP > 0) sampling.topP = topP;
+  if (topK !== undefined && topK > 0) sampling.topK = topK;
+  const stream = body.stream;
+  if (stream !== undefined && typeof stream !== 'boolean') throw fail('stream', 'Input should be a valid boolean', 'invalid_type');
+  return {
+    ...readChat(body, limits),
+    maxTokens,
+    stop: readStopSequences(body.stop_sequences, limits),
+    sampling,
+    stream: stream ?? false,
+  };
+}
+
+export function readCountTokensRequest(body: RequestBody, limits: ServerLimits): AnthropicChat {
+  checkFields(body, CHAT_FIELDS);
+  return readChat(body, limits);
+}
+
+function readChat(body: RequestBody, limits: ServerLimits): AnthropicChat {
+  const model = body.model;
+  if (model === undefined) throw fail('model', 'Field required', 'missing_required_parameter');
+  if (typeof model !== 'string' || model === '') throw fail('model', 'Input should be a non-empty string', 'invalid_type');
+  readCacheControl(body.cache_control, 'cache_control');
+  const tools = readTools(body.tools, limits.maxTools);
+  const { toolChoice, parallelToolCalls } = readToolChoice(body.tool_choice, tools);
+  const messages = [...readSystem(body.system), ...readMessages(body.messages)];
+  return { model, messages: mergeTurns(messages), tools, toolChoice, parallelToolCalls };
+}
+
+/** Unknown fields are refused, as Anthropic refuses them; known unimplemented ones name themselves. */
+function checkFields(body: RequestBody, known: ReadonlySet<string>): void {
+  for (const [field, value] of Object.entries(body)) {
+    const neutral = UNSUPPORTED[field];
+    if (neutral) {
+      if (value === null || neutral(value)) continue;
+      throw fail(field, 'is not supported by this server', 'unsupported_parameter');
+    }
+    if (!known.has(field)) throw fail(field, 'Extra inputs are not permitted', 'unsupported_parameter');
+  }
+}
+
+function readSystem(value: unknown): ChatMessage[] {
+  if (value === undefined || value === null) return [];
+  const text = typeof value === 'string' ? value : readTextBlocks(value, 'system');
+  return text === '' ? [] : [{ role: 'system', content: text }];
+}
+
+function readMessages(value: unknown): ChatMessage[] {
+  if (value === undefined) throw fail('messages', 'Field required', 'missing_required_parameter');
+  if (!Array.isArray(value)) throw fail('messages', 'Input should be a valid list', 'invalid_type');
+  if (value.length === 0) throw fail('messages', 'List should have at least 1 item', 'empty_array');
+  const toolNames = new Map<string, string>(); // tool_use id → the tool's name
+  const out: ChatMessage[] = [];
+  value.forEach((message: unknown, i) => {
+    const at = `messages.${i}`;
+    if (!isObject(message)) throw fail(at, 'Input should be an object with role and content', 'invalid_type');
+    for (const key of Object.keys(message)) {
+      if (key !== 'role' && key !== 'content') throw fail(`${at}.${key}`, 'Extra inputs are not permitted', 'unsupported_parameter');
+    }
+    const { role, content } = message;
+    if (role !== 'user' && role !== 'assistant' && role !== 'system') {
+      throw fail(`${at}.role`, `Input should be 'user' or 'assistant', got ${JSON.stringify(role)}`, 'invalid_value');
+    }
+    if (content === undefined) throw fail(`${at}.content`, 'Field required', 'missing_required_parameter');
+    if (role === 'system') out.push({ role, content: typeof content === 'string' ? content : readTextBlocks(content, `${at}.content`) });
+    else if (typeof content === 'string') out.push({ role, content });
+    else if (!Array.isArray(content)) throw fail(`${at}.content`, 'Input should be a string or a list of content blocks', 'invalid_type');
+    else if (content.length === 0) throw fail(`${at}.content`, 'List should have at least 1 item', 'empty_array');
+    else out.push(...readBlocks(role, content, `${at}.content`, toolNames));
+  });
+  const last = out.at(-1);
+  if (last?.role === 'assistant') {
+    throw fail(
+      `messages.${value.length - 1}`,
+      'ends with an assistant turn (a prefill for the answer to continue), which this server does not support; end with a user turn',
+      'invalid_value',
+    );
+  }
+  return out;
+}
+
+/** A turn's content blocks: a user's text and tool results, an assistant's text and tool calls. */
+function readBlocks(role: 'user' | 'assistant', blocks: unknown[], at: string, toolNames: Map<string, string>): ChatMessage[] {
+  const out: ChatMessage[] = [];
+  const texts: string[] = [];
+  const calls: ChatToolCall[] = [];
+  const flushText = () => {
+    if (texts.length > 0) out.push({ role: 'user', content: texts.splice(0).join('\n') });
+  };
+  blocks.forEach((block: unknown, j) => {
+    const blockAt = `${at}.${j}`;
+    if (!isObject(block)) throw fail(blockAt, 'Input should be a content block object', 'invalid_type');
+    switch (block.type) {
+      case 'text':
+        texts.push(readTextBlock(block, blockAt));
+        return;
+      case 'tool_use': {
+        if (role !== 'assistant') throw fail(`${blockAt}.type`, 'tool_use blocks belong in assistant turns', 'invalid_value');
+        checkBlockFields(block, blockAt, ['id', 'name', 'input'], ['caller']);
+        const { id, name, input } = block;
+        if (typeof id !== 'string' || id === '') throw fail(`${blockAt}.id`, 'Input should be a non-empty string', 'invalid_type');
+        if (typeof name !== 'string' || name === '') throw fail(`${blockAt}.name`, 'Input should be a non-empty string', 'invalid_type');
+        if (!isObject(input)) throw fail(`${blockAt}.input`, 'Input should be an object', 'invalid_type');
+        if (block.caller !== undefined && !(isObject(block.caller) && block.caller.type === 'direct')) {
+          throw fail(`${blockAt}.caller`, 'only direct calls are supported by this server', 'unsupported_content');
+        }
+        toolNames.set(id, name);
+        calls.push({ id, type: 'function', function: { name, arguments: input as JsonObject } });
+        return;
+      }
+      case 'tool_result': {
+        if (role !== 'user') throw fail(`${blockAt}.type`, 'tool_result blocks belong in user turns', 'invalid_value');
+        checkBlockFields(block, blockAt, ['tool_use_id'], ['content', 'is_error']);
+        const id = block.tool_use_id;
+        if (typeof id !== 'string') throw fail(`${blockAt}.tool_use_id`, 'Input should be a valid string', 'invalid_type');
+        const name = toolNames.get(id);
+        if (name === undefined) {
+          throw fail(
+            `${blockAt}.tool_use_id`,
+            `${JSON.stringify(id)} names no tool_use block of an earlier assistant turn`,
+            'invalid_value',
+          );
+        }
+        const content = block.content;
+        let text = content === undefined || content === null ? '' : typeof content === 'string' ? content : undefined;
+        text ??= readTextBlocks(content, `${blockAt}.content`);
+        const isError = block.is_error;
+        if (isError !== undefined && isError !== null && typeof isError !== 'boolean') {
+          throw fail(`${blockAt}.is_error`, 'Input should be a valid boolean', 'invalid_type');
+        }
+        // Templates have no field for a failed call: the result says so in words.
+        if (isError === true) text = `Error: ${text}`;
+        flushText();
+        out.push({ role: 'tool', tool_call_id: id, name, content: text });
+        return;
+      }
+      default:
+        throw unsupportedBlock(block.type, `${blockAt}.type`);
+    }
+  });
+  if (role === 'assistant') {
+    const message: ChatMessage = { role, content: texts.join('\n') };
+    if (calls.length > 0) message.tool_calls = calls;
+    return [message];
+  }
+  flushText();
+  return out;
+}
+
+/** Kinds of Anthropic content this server cannot read yet. */
+const UNSUPPORTED_BLOCKS = new Set([
+  'image',
+  'document',
+  'search_result',
+  'thinking',
+  'redacted_thinking',
+  'server_tool_use',
+  'web_search_tool_result',
+  'web_fetch_tool_result',
+  'code_execution_tool_result',
+  'bash_code_execution_tool_result',
+  'text_editor_code_execution_tool_result',
+  'tool_search_tool_result',
+  'container_upload',
+  'tool_reference',
+]);
+
+function unsupportedBlock(type: unknown, at: string) {
+  if (typeof type === 'string' && UNSUPPORTED_BLOCKS.has(type)) {
+    return fail(at, `${type} blocks are not supported by this server (it reads text, tool_use and tool_result)`, 'unsupported_content');
+  }
+  return fail(at, `Input should be 'text', 'tool_use' or 'tool_result', got ${JSON.stringify(type)}`, 'invalid_value');
+}
+
+/** `system`, or a tool result's content: a list of text blocks, joined by newlines. */
+function readTextBlocks(value: unknown, at: string): string {
+  if (!Array.isArray(value)) throw fail(at, 'Input should be a string or a list of text blocks', 'invalid_type');
+  return value
+    .map((block: unknown, j) => {
+      const blockAt = `${at}.${j}`;
+      if (!isObject(block)) throw fail(blockAt, 'Input should be a text block object', 'invalid_type');
+      if (block.type !== 'text') throw unsupportedBlock(block.type, `${blockAt}.type`);
+      return readTextBlock(block, blockAt);
+    })
+    .join('\n');
+}
+
+function readTextBlock(block: Record<string, unknown>, at: string): string {
+  checkBlockFields(block, at, ['text'], ['citations']);
+  if (typeof block.text !== 'string') throw fail(`${at}.text`, 'Input should be a valid string', 'invalid_type');
+  const citations = block.citations;
+  if (citations !== undefined && citations !== null && !(Array.isArray(citations) && citations.length === 0)) {
+    throw fail(`${at}.citations`, 'citations are not supported by this server', 'unsupported_content');
+  }
+  return block.text;
+}
+
+/** A block's fields: `type`, `cache_control` (no effect here), the required and the optional ones; nothing else. */
+function checkBlockFields(block: Record<string, unknown>, at: string, required: string[], optional: string[]): void {
+  for (const field of required) {
+    if (block[field] === undefined) throw fail(`${at}.${field}`, 'Field required', 'missing_required_parameter');
+  }
+  for (const key of Object.keys(block)) {
+    if (key === 'type' || required.includes(key) || optional.includes(key)) continue;
+    if (key === 'cache_control') readCacheControl(block[key], `${at}.cache_control`);
+    else throw fail(`${at}.${key}`, 'Extra inputs are not permitted', 'unsupported_parameter');
+  }
+}
+
+/** Prompt caching hints: checked for shape; they change nothing in the answer. */
+function readCacheControl(value: unknown, at: string): void {
+  if (value === undefined || value === null) return;
+  if (!isObject(value) || value.type !== 'ephemeral') throw fail(`${at}.type`, `Input should be 'ephemeral'`, 'invalid_value');
+  for (const key of Object.keys(value)) {
+    if (key !== 'type' && key !== 'ttl') throw fail(`${at}.${key}`, 'Extra inputs are not permitted', 'unsupported_parameter');
+  }
+  if (value.ttl !== undefined && value.ttl !== '5m' && value.ttl !== '1h')
+    throw fail(`${at}.ttl`, `Input should be '5m' or '1h'`, 'invalid_value');
+}
+
+/** Anthropic combines consecutive turns of one role into one turn; templates that insist on
+ * alternating roles would otherwise refuse them. */
+function mergeTurns(messages: ChatMessage[]): ChatMessage[] {
+  const out: ChatMessage[] = [];
+  for (const message of messages) {
+    const prev = out.at(-1);
+    if (prev && prev.role === message.role && (message.role === 'user' || message.role === 'assistant')) {
+      const joined = [prev.content, message.content].filter((c): c is string => typeof c === 'string' && c !== '').join('\n');
+      const calls = [...(prev.tool_calls ?? []), ...(message.tool_calls ?? [])];
+      out[out.length - 1] = { ...prev, content: joined, ...(calls.length > 0 ? { tool_calls: calls } : {}) };
+    } else {
+      out.push(message);
+    }
+  }
+  return out;
+}
+
+/** Client tools, as the OpenAI-shaped tools core's tool plan reads. */
+function readTools(value: unknown, maxTools: number): ChatTool[] | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (!Array.isArray(value)) throw fail('tools', 'Input should be a valid list', 'invalid_type');
+  if (value.length > maxTools)
+    throw fail('tools', `has ${value.length} entries; at most ${maxTools} are allowed`, 'array_above_max_length');
+  const names = new Set<string>();
+  const tools = value.map((tool: unknown, i): ChatTool => {
+    const at = `tools.${i}`;
+    if (!isObject(tool)) throw fail(at, 'Input should be a tool object', 'invalid_type');
+    if (tool.type !== undefined && tool.type !== null && tool.type !== 'custom') {
+      throw fail(
+        `${at}.type`,
+        `${JSON.stringify(tool.type)}: server tools are not supported by this server; define a client tool`,
+        'unsupported_parameter',
+      );
+    }
+    checkBlockFields(tool, at, ['name', 'input_schema'], ['description', 'strict', 'eager_input_streaming']);
+    const { name, description, input_schema: schema } = tool;
+    if (typeof name !== 'string' || !/^[A-Za-z0-9_-]{1,128}$/.test(name)) {
+      throw fail(`${at}.name`, 'must be 1 to 128 letters, digits, "_" or "-"', 'invalid_value');
+    }
+    if (names.has(name)) throw fail(`${at}.name`, `${JSON.stringify(name)} is given twice`, 'invalid_value');
+    names.add(name);
+    if (description !== undefined && typeof description !== 'string')
+      throw fail(`${at}.description`, 'Input should be a valid string', 'invalid_type');
+    if (!isObject(schema) || schema.type !== 'object') {
+      throw fail(`${at}.input_schema`, `Input should be a JSON Schema object with "type": "object"`, 'invalid_type');
+    }
+    if (tool.strict === true) {
+      throw fail(
+        `${at}.strict`,
+        'strict tools are not supported by this server (tool_choice "any" or "tool" forces a well-formed call)',
+        'unsupported_parameter',
+      );
+    }
+    return {
+      type: 'function',
+      function: { name, ...(description !== undefined ? { description } : {}), parameters: schema as JsonObject },
+    };
+  });
+  return tools.length > 0 ? tools : undefined;
+}
+
+/**
+ * Anthropic's `tool_choice` as the chat route's: `auto`, `any` (→ `required`), `tool` (→ the
+ * named function), `none`. A forced call is one call unless `disable_parallel_tool_use` is
+ * given as false, as the chat route forces one unless `parallel_tool_calls` is true: small
+ * models, once made to call, repeat the call until the budget ends.
+ */
+function readToolChoice(value: unknown, tools: ChatTool[] | undefined): { toolChoice: ToolChoice | undefined; parallelToolCalls: boolean } {
+  if (value === undefined || value === null) return { toolChoice: undefined, parallelToolCalls: false };
+  if (!isObject(value)) throw fail('tool_choice', 'Input should be an object', 'invalid_type');
+  const allowed =
+    value.type === 'tool'
+      ? ['type', 'name', 'disable_parallel_tool_use']
+      : value.type === 'none'
+        ? ['type']
+        : ['type', 'disable_parallel_tool_use'];
+  for (const key of Object.keys(value)) {
+    if (!allowed.includes(key)) throw fail(`tool_choice.${key}`, 'Extra inputs are not permitted', 'unsupported_parameter');
+  }
+  const disable = value.disable_parallel_tool_use;
+  if (disable !== undefined && typeof disable !== 'boolean') {
+    throw fail('tool_choice.disable_parallel_tool_use', 'Input should be a valid boolean', 'invalid_type');
+  }
+  const parallelToolCalls = disable === false;
+  switch (value.type) {
+    case 'auto':
+      return { toolChoice: 'auto', parallelToolCalls };
+    case 'none':
+      return { toolChoice: 'none', parallelToolCalls };
+    case 'any':
+      if (!tools) throw fail('tool_choice', `"any" requires tools`, 'missing_required_parameter');
+      return { toolChoice: 'required', parallelToolCalls };
+    case 'tool': {
+      if (typeof value.name !== 'string') throw fail('tool_choice.name', 'Field required', 'missing_required_parameter');
+      const name = value.name;
+      if (!tools?.some((t) => t.function?.name === name)) {
+        throw fail('tool_choice.name', `${JSON.stringify(name)} is not among the tools`, 'invalid_value');
+      }
+      return { toolChoice: { type: 'function', function: { name } }, parallelToolCalls };
+    }
+    default:
+      throw fail('tool_choice.type', `Input should be 'auto', 'any', 'tool' or 'none', got ${JSON.stringify(value.type)}`, 'invalid_value');
+  }
+}
+
+function readStopSequences(value: unknown, limits: ServerLimits): string[] | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (!Array.isArray(value)) throw fail('stop_sequences', 'Input should be a valid list', 'invalid_type');
+  if (value.length > limits.maxStopStrings) {
+    throw fail('stop_sequences', `has ${value.length} strings; at most ${limits.maxStopStrings} are allowed`, 'array_above_max_length');
+  }
+  value.forEach((stop: unknown, i) => {
+    if (typeof stop !== 'string') throw fail(`stop_sequences.${i}`, 'Input should be a valid string', 'invalid_type');
+    if (stop === '') throw fail(`stop_sequences.${i}`, 'must not be empty', 'empty_string');
+    if (stop.length > limits.maxStopChars) {
+      throw fail(
+        `stop_sequences.${i}`,
+        `has ${stop.length} characters; at most ${limits.maxStopChars} are allowed`,
+        'string_above_max_length',
+      );
+    }
+  });
+  return value.length > 0 ? (value as string[]) : undefined;
+}
+
+/** `metadata.user_id`, which changes nothing here: checked for shape, then dropped. */
+function readMetadata(value: unknown): void {
+  if (value === undefined || value === null) return;
+  if (!isObject(value)) throw fail('metadata', 'Input should be an object', 'invalid_type');
+  for (const [key, v] of Object.entries(value)) {
+    if (key !== 'user_id') throw fail(`metadata.${key}`, 'Extra inputs are not permitted', 'unsupported_parameter');
+    if (v !== null && typeof v !== 'string') throw fail('metadata.user_id', 'Input should be a valid string', 'invalid_type');
+  }
+}
+
+function readNumber(body: RequestBody, field: string, min: number, max: number, integer = false): number | undefined {
+  const value = body[field];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'number' || !Number.isFinite(value) || (integer && !Number.isSafeInteger(value))) {
+    throw fail(field, `Input should be a valid ${integer ? 'integer' : 'number'}`, 'invalid_type');
+  }
+  if (value < min)
+    throw fail(field, `must be at least ${min}, got ${value}`, integer ? 'integer_below_min_value' : 'decimal_below_min_value');
+  if (value > max)
+    throw fail(field, `must be at most ${max}, got ${value}`, integer ? 'integer_above_max_value' : 'decimal_above_max_value');
+  return value;
+}
+
+/** A 400 in Anthropic's words: the field's path, a colon, what is wrong. */
+function fail(path: string, message: string, code: ApiErrorCode) {
+  return invalidRequest(`${path}: ${message}`, path, code);
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
