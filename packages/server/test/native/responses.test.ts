@@ -180,6 +180,16 @@ describe('previous_response_id and the store', () => {
     expect(second.previous_response_id).toBe(first.id);
     expect(second.usage?.input_tokens).toBe(chat.usage.prompt_tokens);
     expect(second.output_text).toBe(chat.choice.message.content);
+
+    // The same history sent as items (the first response's output passed back) reads the same.
+    const asItems = await client.responses.create({
+      model: MODEL_ID,
+      input: [{ role: 'user', content: question }, ...first.output, { role: 'user', content: followUp }] as OpenAI.Responses.ResponseInput,
+      max_output_tokens: 20,
+      temperature: 0,
+    });
+    expect(asItems.usage?.input_tokens).toBe(chat.usage.prompt_tokens);
+    expect(asItems.output_text).toBe(second.output_text);
   }, 60_000);
 
   it('retrieves, lists the input items of, and deletes a stored response', async () => {
