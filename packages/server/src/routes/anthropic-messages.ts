@@ -22,6 +22,7 @@ import {
 } from '../anthropic/response.js';
 import { compileRequestGrammar, grammarFailure } from '../constraints.js';
 import { invalidRequest, toApiError } from '../errors.js';
+import { metricsOf } from '../metrics.js';
 import { chatPlan, chatRequestIds, checkPromptFits } from '../prompt.js';
 import { routeModel, type AppContext, type RouteContext } from '../route-context.js';
 import { ClientWatch, drainedError } from '../run-choices.js';
@@ -110,7 +111,10 @@ async function runMessage(run: Run): Promise<GenerationResult | undefined> {
   watch.shutdown?.addEventListener('abort', stop, { once: true });
   const events = run.request.stream ? new AnthropicEventStream(res) : undefined;
   try {
-    const generation = run.ctx.engine.complete({ ...run.options, prompt: run.promptIds, signal: watch.signal });
+    const metrics = metricsOf(res);
+    const submittedAt = performance.now();
+    const started = run.ctx.engine.complete({ ...run.options, prompt: run.promptIds, signal: watch.signal });
+    const generation = metrics ? metrics.observeGeneration(run.ctx.modelId, started, submittedAt) : started;
     const tools = run.plan.toolCallFormat && new ToolCallStream(run.plan.toolCallFormat);
     let text = '';
     let shown = 0;
@@ -123,6 +127,7 @@ async function runMessage(run: Run): Promise<GenerationResult | undefined> {
       await events.text(visible);
     }
     const result = await generation.result;
+    metrics?.recordPromptTokens(run.ctx.modelId, run.promptIds.length);
     if (result.finishReason === 'cancelled' && watch.shutdown?.aborted && !watch.clientGone) throw drainedError();
     if (watch.clientGone) return undefined;
     const stopSequence = result.finishReason === 'stop' ? stopSequenceOf(run, result) : null;
