@@ -86,7 +86,8 @@ export function readMessagesRequest(body: RequestBody, limits: ServerLimits): An
   if (topP !== undefined && topP > 0) sampling.topP = topP;
   if (topK !== undefined && topK > 0) sampling.topK = topK;
   const stream = body.stream;
-  if (stream !== undefined && typeof stream !== 'boolean') throw fail('stream', 'Input should be a valid boolean', 'invalid_type');
+  if (stream !== undefined && stream !== null && typeof stream !== 'boolean')
+    throw fail('stream', 'Input should be a valid boolean', 'invalid_type');
   return {
     ...readChat(body, limits),
     maxTokens,

@@ -145,6 +145,27 @@ describe('faults in Anthropic shape', () => {
   });
 });
 
+describe('refusals before the route', () => {
+  it('answers a body over the limit with 413 request_too_large, and a missing API key with 401 authentication_error', async () => {
+    const engine = fakeEngine(() => [chunk('x')]);
+    const url = await listenOnLoopback(createApp({ engine, modelId: 'fake', apiKey: 'k', limits: { maxBodyBytes: 64 } }));
+    const headers = { 'content-type': 'application/json', 'x-api-key': 'k' };
+    const large = await fetch(`${url}/v1/messages`, { method: 'POST', headers, body: JSON.stringify(body({ system: 'x'.repeat(100) })) });
+    expect(large.status).toBe(413);
+    expect(await large.json()).toMatchObject({ type: 'error', error: { type: 'request_too_large' } });
+    const anonymous = await fetch(`${url}/v1/messages/count_tokens`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    });
+    expect(anonymous.status).toBe(401);
+    expect(await anonymous.json()).toEqual({
+      type: 'error',
+      error: { type: 'authentication_error', message: expect.stringMatching(/^no API key provided/) },
+    });
+  });
+});
+
 describe('a drain whose time runs out', () => {
   let server: RunningServer | undefined;
   afterEach(async () => {
