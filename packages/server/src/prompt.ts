@@ -64,9 +64,13 @@ export async function chatPromptIds(
 /**
  * A chat request's prompt ids: rendered as `chatPromptIds` does, and refused before tokenizing
  * when the rendered text cannot fit the context whatever its tokens (`checkTextFits`).
+ * `onRendered` is given the rendered text (whether it opens a think block: reasoning.ts).
  */
-export function chatRequestIds(engine: ServingEngine, plan: ChatPromptPlan): Promise<number[]> {
-  return renderChatPrompt(engine, plan, (text) => checkTextFits(engine, text, 'messages'));
+export function chatRequestIds(engine: ServingEngine, plan: ChatPromptPlan, onRendered?: (text: string) => void): Promise<number[]> {
+  return renderChatPrompt(engine, plan, (text) => {
+    checkTextFits(engine, text, 'messages');
+    onRendered?.(text);
+  });
 }
 
 /** A plain prompt: text as `Engine.complete` tokenizes it (BOS added, special-token text kept literal). */

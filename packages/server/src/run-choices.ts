@@ -30,6 +30,8 @@ export interface ChoiceJob {
 export interface ChoiceOutcome {
   index: number;
   text: string;
+  /** The generated tokens, as the chunks carried them (reasoning.ts decodes gpt-oss's markers from them). */
+  tokenIds: number[];
   finishReason: OpenAiFinishReason;
   /** One entry per generated token, when logprobs were asked for. */
   logprobs: LogprobEntry[];
@@ -197,16 +199,26 @@ async function sendWhole(o: RunChoicesOptions, generations: Started, head: Head)
   const collected = await Promise.all(
     generations.map(async ({ job, generation }) => {
       const logprobs: LogprobEntry[] = [];
-      for await (const chunk of generation) if (chunk.logprobs) logprobs.push(...chunk.logprobs);
+      const tokenIds: number[] = [];
+      for await (const chunk of generation) {
+        tokenIds.push(...chunk.tokenIds);
+        if (chunk.logprobs) logprobs.push(...chunk.logprobs);
+      }
       const result = await generation.result;
       checkNotDrained(o, result);
-      return { job, logprobs, result };
+      return { job, logprobs, tokenIds, result };
     }),
   );
   const results = collected.map((c) => c.result);
   if (o.watch.clientGone) return results; // nobody to answer
-  const choices = collected.map(({ job, logprobs, result }) =>
-    o.format.wholeChoice({ index: job.index, text: result.text, finishReason: openAiFinishReason(result.finishReason), logprobs }),
+  const choices = collected.map(({ job, logprobs, tokenIds, result }) =>
+    o.format.wholeChoice({
+      index: job.index,
+      text: result.text,
+      tokenIds,
+      finishReason: openAiFinishReason(result.finishReason),
+      logprobs,
+    }),
   );
   o.res.json({ ...head(o.format.object), choices, usage: usage(o.promptTokens, results) });
   return results;

@@ -9,6 +9,7 @@ import { compileRequestGrammar, type RequestedGrammar } from '../constraints.js'
 import { invalidRequest } from '../errors.js';
 import { chatLogprobs } from '../logprobs.js';
 import { chatPlan, chatRequestIds, checkPromptFits } from '../prompt.js';
+import { newSplitter, reasoningSyntax, thinkingTurnedOff, type ReasoningSplitter, type ReasoningSyntax } from '../reasoning.js';
 import { newCompletionId, routeModel, validationContext, type AppContext } from '../route-context.js';
 import { ClientWatch, choiceJobs, runChoices, type ResponseFormat } from '../run-choices.js';
 import type { ServingEngine } from '../serving-engine.js';
@@ -45,8 +46,13 @@ export function chatCompletionsRoute(app: AppContext): RequestHandler {
       ? { grammar: plan.toolGrammar, param: 'tool_choice' }
       : request.grammar;
     const grammar = requested && (await compileRequestGrammar(ctx.engine, requested));
-    const promptIds = await chatRequestIds(ctx.engine, plan);
+    let rendered = '';
+    const promptIds = await chatRequestIds(ctx.engine, plan, (text) => {
+      rendered = text;
+    });
     checkPromptFits(promptIds, ctx.engine.contextTokens, 'messages');
+    // Thinking templates: reasoning_content apart from content, unless the request turned it off.
+    const syntax = thinkingTurnedOff(plan.templateArgs) ? undefined : reasoningSyntax(plan.template.text(plan.variant));
 
     const jobs = choiceJobs([promptIds], request, {
       ...(request.logprobs ? { logprobs: true, topLogprobs: request.topLogprobs } : {}),
@@ -62,7 +68,7 @@ export function chatCompletionsRoute(app: AppContext): RequestHandler {
       promptTokens: promptIds.length,
       stream: request.stream,
       includeUsage: request.includeUsage,
-      format: chatFormat(ctx.engine, request.logprobs, plan.toolCallFormat),
+      format: chatFormat(ctx.engine, request.logprobs, plan.toolCallFormat, syntax && { syntax, prompt: rendered }),
     });
     ctx.onCompletionDone?.({ ...summary, endpoint: '/v1/chat/completions', stream: request.stream, model: ctx.modelId });
   };
@@ -80,9 +86,15 @@ function toolCallObjects(calls: readonly ParsedToolCall[], streamed: boolean): o
 
 /** `chat.completion` and `chat.completion.chunk` objects; with tools, calls in the output
  * become `tool_calls` (streamed: text that may open a call is held until the end). */
-function chatFormat(engine: ServingEngine, withLogprobs: boolean, toolFormat: ToolCallFormat | undefined): ResponseFormat {
+function chatFormat(
+  engine: ServingEngine,
+  withLogprobs: boolean,
+  toolFormat: ToolCallFormat | undefined,
+  reasoning: { syntax: ReasoningSyntax; prompt: string } | undefined,
+): ResponseFormat {
   const logprobsOf = (entries: Parameters<typeof chatLogprobs>[1] | undefined) =>
     withLogprobs ? { content: chatLogprobs(engine.tokenizer, entries ?? []) } : null;
+  const split = reasoning && reasoningChoices(engine, reasoning.syntax, reasoning.prompt);
   const streams = new Map<number, ToolCallStream>();
   const streamOf = (index: number) => {
     let s = streams.get(index);
@@ -98,31 +110,97 @@ function chatFormat(engine: ServingEngine, withLogprobs: boolean, toolFormat: To
     openingChoices: (indexes) =>
       indexes.map((index) => ({ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null })),
     deltaChoice: (index, chunk) => {
-      const text = streamOf(index)?.push(chunk.text) ?? chunk.text;
-      // A chunk may carry only held-back text (half a character, a possible stop string).
-      if (text === '' && !(withLogprobs && chunk.logprobs?.length)) return undefined;
-      return { index, delta: { content: text }, logprobs: logprobsOf(chunk.logprobs), finish_reason: null };
+      const parts = split ? split.push(index, chunk.text, chunk.tokenIds) : { reasoning: '', content: chunk.text };
+      const text = streamOf(index)?.push(parts.content) ?? parts.content;
+      // A chunk may carry only held-back text (half a character, a possible stop string, a tag).
+      if (text === '' && parts.reasoning === '' && !(withLogprobs && chunk.logprobs?.length)) return undefined;
+      return { index, delta: delta(parts.reasoning, text), logprobs: logprobsOf(chunk.logprobs), finish_reason: null };
     },
     finalChoices: (index, finishReason) => {
+      const held = split?.finish(index);
+      const heldText = held && (streamOf(index)?.push(held.content) ?? held.content);
+      const heldChoices =
+        held && (held.reasoning || heldText)
+          ? [{ index, delta: delta(held.reasoning, heldText ?? ''), logprobs: null, finish_reason: null }]
+          : [];
       const finished = streamOf(index)?.finish();
       const last = (reason: string) => ({ index, delta: {}, logprobs: null, finish_reason: reason });
-      if (!finished) return [last(finishReason)];
-      const rest = finished.rest ? [{ index, delta: { content: finished.rest }, logprobs: null, finish_reason: null }] : [];
+      if (!finished) return [...heldChoices, last(finishReason)];
+      const rest = [
+        ...heldChoices,
+        ...(finished.rest ? [{ index, delta: { content: finished.rest }, logprobs: null, finish_reason: null }] : []),
+      ];
       if (finished.calls.length === 0) return [...rest, last(finishReason)];
       const calls = { index, delta: { tool_calls: toolCallObjects(finished.calls, true) }, logprobs: null, finish_reason: null };
       return [...rest, calls, last('tool_calls')];
     },
-    wholeChoice: ({ index, text, finishReason, logprobs }) => {
+    wholeChoice: ({ index, text: output, tokenIds, finishReason, logprobs }) => {
+      const whole = split?.whole(output, tokenIds);
+      const text = whole ? whole.content : output;
+      // A thinking model's message always has the field (null when it wrote no reasoning).
+      const thought = whole ? { reasoning_content: whole.reasoning || null } : {};
       const parsed = toolFormat?.parse(text);
       const called = parsed !== undefined && parsed.calls.length > 0;
       return {
         index,
         message: called
-          ? { role: 'assistant', content: parsed.content || null, tool_calls: toolCallObjects(parsed.calls, false) }
-          : { role: 'assistant', content: text },
+          ? { role: 'assistant', content: parsed.content || null, ...thought, tool_calls: toolCallObjects(parsed.calls, false) }
+          : { role: 'assistant', content: text, ...thought },
         logprobs: logprobsOf(logprobs),
         finish_reason: called ? 'tool_calls' : finishReason,
       };
+    },
+  };
+}
+
+/** A stream delta: the reasoning and the content, each only when there is some (content at least ''). */
+function delta(reasoning: string, content: string): object {
+  return { ...(reasoning ? { reasoning_content: reasoning } : {}), ...(content || !reasoning ? { content } : {}) };
+}
+
+/**
+ * One reasoning splitter per choice (reasoning.ts). gpt-oss's harmony markers are special
+ * tokens the engine's text leaves out, so for them each choice decodes its own tokens with
+ * the special tokens kept; `<think>` tags are plain text and are split from the text itself.
+ */
+function reasoningChoices(engine: ServingEngine, syntax: ReasoningSyntax, prompt: string) {
+  const harmony = syntax.kind === 'harmony';
+  const choices = new Map<
+    number,
+    { splitter: ReasoningSplitter; decoder: ReturnType<ServingEngine['tokenizer']['createDecoder']> | undefined }
+  >();
+  const choice = (index: number) => {
+    let c = choices.get(index);
+    if (!c) {
+      c = {
+        splitter: newSplitter(syntax, prompt),
+        decoder: harmony ? engine.tokenizer.createDecoder({ skipSpecialTokens: false }) : undefined,
+      };
+      choices.set(index, c);
+    }
+    return c;
+  };
+  const textOf = (c: ReturnType<typeof choice>, text: string, tokenIds: readonly number[]) =>
+    c.decoder ? tokenIds.map((id) => c.decoder!.push(id)).join('') : text;
+  return {
+    push: (index: number, text: string, tokenIds: readonly number[]) => {
+      const c = choice(index);
+      return c.splitter.push(textOf(c, text, tokenIds));
+    },
+    finish: (index: number) => {
+      const c = choice(index);
+      const tail = c.decoder ? c.splitter.push(c.decoder.flush()) : { reasoning: '', content: '' };
+      const rest = c.splitter.finish();
+      return { reasoning: tail.reasoning + rest.reasoning, content: tail.content + rest.content };
+    },
+    /** A whole output, split by a splitter of its own. */
+    whole: (text: string, tokenIds: readonly number[]) => {
+      const splitter = newSplitter(syntax, prompt);
+      const decoder = harmony ? engine.tokenizer.createDecoder({ skipSpecialTokens: false }) : undefined;
+      const input = decoder ? tokenIds.map((id) => decoder.push(id)).join('') + decoder.flush() : text;
+      const first = splitter.push(input);
+      const rest = splitter.finish();
+      return { reasoning: first.reasoning + rest.reasoning, content: first.content + rest.content };
     },
   };
 }
