@@ -48,15 +48,11 @@ export function anthropicMessagesRoute(app: AppContext): RequestHandler {
     if (request.stop) options.stop = request.stop;
     const run: Run = { ctx, request, plan, promptIds, options, res, watch, id: newMessageId() };
     const result = await runMessage(run);
-    if (!result) return;
+    const completionTokens = result?.usage.completionTokens ?? 0;
     ctx.onCompletionDone?.({
       id: run.id,
-      finishReasons: [result.finishReason],
-      usage: {
-        prompt_tokens: promptIds.length,
-        completion_tokens: result.usage.completionTokens,
-        total_tokens: promptIds.length + result.usage.completionTokens,
-      },
+      finishReasons: [result?.finishReason ?? 'cancelled'],
+      usage: { prompt_tokens: promptIds.length, completion_tokens: completionTokens, total_tokens: promptIds.length + completionTokens },
       clientGone: watch.clientGone,
       endpoint: '/v1/messages',
       stream: request.stream,

@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from '@jest/globals';
 
 import Anthropic from '@anthropic-ai/sdk';
 
-import { createApp, startServer, type RunningServer, type ServingEngine } from '../../src/index.js';
+import { createApp, startServer, type CompletionDone, type RunningServer, type ServingEngine } from '../../src/index.js';
 import { closeApp, fakeEngine, listenOnLoopback, type CompleteCall, type Step } from './fake-engine.js';
 
 const engineError = (code: string, message: string) => Object.assign(new Error(message), { name: 'EngineError', code });
@@ -142,6 +142,29 @@ describe('faults in Anthropic shape', () => {
     const tooMany = await postMessages(url, { max_tokens: 65 });
     expect(tooMany.status).toBe(400);
     expect(await tooMany.json()).toMatchObject({ error: { message: expect.stringMatching(/^max_tokens: 65 > 64/) } });
+  });
+});
+
+describe('a client that leaves', () => {
+  it('cancels its generation mid-stream, and the request is reported done with clientGone', async () => {
+    const calls: CompleteCall[] = [];
+    const engine = fakeEngine(() => [chunk('a'), { waitForAbort: true }], calls);
+    const done: CompletionDone[] = [];
+    const url = await listenOnLoopback(createApp({ engine, modelId: 'fake', onCompletionDone: (d) => done.push(d) }));
+    const controller = new AbortController();
+    const response = await fetch(`${url}/v1/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body({ stream: true })),
+      signal: controller.signal,
+    });
+    const reader = response.body!.getReader();
+    await reader.read(); // the stream has begun
+    controller.abort();
+    await reader.closed.catch(() => undefined);
+    while (done.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(calls[0]!.signal.aborted).toBe(true);
+    expect(done[0]).toMatchObject({ endpoint: '/v1/messages', stream: true, model: 'fake', clientGone: true });
   });
 });
 
