@@ -100,6 +100,29 @@ describe('GET /metrics', () => {
     expect(m.value('mistralrs_requests_total', { route: '/metrics', status: '401', model: '' })).toBe(1);
   });
 
+  it('counts a client that left before its response began as 499, once', async () => {
+    const url = await listen({ engine: fakeEngine(() => [{ waitForAbort: true }]), modelId: 'fake' });
+    const controller = new AbortController();
+    const pending = fetch(`${url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: json,
+      body: JSON.stringify({ messages: [{ role: 'user', content: 'Hi' }], stream: true }),
+      signal: controller.signal,
+    }).catch(() => undefined);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    controller.abort();
+    await pending;
+    const deadline = Date.now() + 5000;
+    let m = await scrape(url);
+    while (m.value('mistralrs_requests_total', { route: '/v1/chat/completions' }) === 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      m = await scrape(url);
+    }
+    expect(m.value('mistralrs_requests_total', { route: '/v1/chat/completions', status: '499', model: 'fake' })).toBe(1);
+    expect(m.value('mistralrs_requests_total', { route: '/v1/chat/completions' })).toBe(1);
+    expect(m.histogram('mistralrs_time_to_first_token_seconds', { model: 'fake' }).count).toBe(0);
+  });
+
   it('shares a ServerMetrics given to createApp, and starts with every family present', async () => {
     const metrics = new ServerMetrics();
     const url = await listen({ engine: fakeEngine(() => []), modelId: 'fake', metrics });
