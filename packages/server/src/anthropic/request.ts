@@ -23,6 +23,9 @@ export interface AnthropicChat {
   tools: ChatTool[] | undefined;
   toolChoice: ToolChoice | undefined;
   parallelToolCalls: boolean;
+  /** The text of a last assistant turn, which the answer continues (Anthropic's prefill); that
+   * turn is the last of `messages`. */
+  prefill: string | undefined;
 }
 
 /** `POST /v1/messages`. */
@@ -109,8 +112,9 @@ function readChat(body: RequestBody, limits: ServerLimits): AnthropicChat {
   readCacheControl(body.cache_control, 'cache_control');
   const tools = readTools(body.tools, limits.maxTools);
   const { toolChoice, parallelToolCalls } = readToolChoice(body.tool_choice, tools);
-  const messages = [...readSystem(body.system), ...readMessages(body.messages)];
-  return { model, messages: mergeTurns(messages), tools, toolChoice, parallelToolCalls };
+  const messages = mergeTurns([...readSystem(body.system), ...readMessages(body.messages)]);
+  const prefill = readPrefill(messages, (body.messages as unknown[]).length - 1);
+  return { model, messages, tools, toolChoice, parallelToolCalls, prefill };
 }
 
 /** Unknown fields are refused, as Anthropic refuses them; known unimplemented ones name themselves. */
@@ -154,15 +158,25 @@ function readMessages(value: unknown): ChatMessage[] {
     else if (content.length === 0) throw fail(`${at}.content`, 'List should have at least 1 item', 'empty_array');
     else out.push(...readBlocks(role, content, `${at}.content`, toolNames));
   });
-  const last = out.at(-1);
-  if (last?.role === 'assistant') {
-    throw fail(
-      `messages.${value.length - 1}`,
-      'ends with an assistant turn (a prefill for the answer to continue), which this server does not support; end with a user turn',
-      'invalid_value',
-    );
-  }
   return out;
+}
+
+/**
+ * A last assistant turn is a prefill: the answer continues its text. It must be text only,
+ * and, as Anthropic requires, not end in whitespace; an empty one asks for nothing and is dropped.
+ */
+function readPrefill(messages: ChatMessage[], lastIndex: number): string | undefined {
+  const last = messages.at(-1);
+  if (last?.role !== 'assistant') return undefined;
+  const at = `messages.${lastIndex}`;
+  if (last.tool_calls) throw fail(`${at}.content`, 'a final assistant turn (a prefill) cannot hold tool_use blocks', 'invalid_value');
+  const text = typeof last.content === 'string' ? last.content : '';
+  if (text === '') {
+    messages.pop();
+    return undefined;
+  }
+  if (/\s$/.test(text)) throw fail(`${at}.content`, 'final assistant content cannot end with trailing whitespace', 'invalid_value');
+  return text;
 }
 
 /** A turn's content blocks: a user's text and tool results, an assistant's text and tool calls. */

@@ -42,7 +42,7 @@ export function anthropicMessagesRoute(app: AppContext): RequestHandler {
     }
     const plan = planOf(ctx, request);
     const grammar = plan.toolGrammar && (await compileRequestGrammar(ctx.engine, { grammar: plan.toolGrammar, param: 'tool_choice' }));
-    const promptIds = await chatRequestIds(ctx.engine, plan);
+    const promptIds = await promptIdsOf(ctx, request, plan);
     checkPromptFits(promptIds, ctx.engine.contextTokens, 'messages');
     const options: GenerationOptions = { ...request.sampling, maxTokens: request.maxTokens, ...(grammar ? { grammar } : {}) };
     if (request.stop) options.stop = request.stop;
@@ -66,7 +66,7 @@ export function anthropicCountTokensRoute(app: AppContext): RequestHandler {
   return async (req, res) => {
     const request = readCountTokensRequest(requireObjectBody(req.body), app.limits);
     const ctx = routeModel(app, request.model, res);
-    const ids = await renderChatPrompt(ctx.engine, planOf(ctx, request));
+    const ids = await promptIdsOf(ctx, request, planOf(ctx, request));
     res.json({ input_tokens: ids.length });
   };
 }
@@ -78,7 +78,37 @@ function planOf(ctx: RouteContext, request: AnthropicChat): ChatPromptPlan {
     tools: request.tools,
     toolChoice: request.toolChoice,
     parallelToolCalls: request.parallelToolCalls,
+    // A prefill is the assistant's turn begun: no new turn is opened after it.
+    addGenerationPrompt: request.prefill === undefined,
   });
+}
+
+/**
+ * The prompt's tokens, as the chat route makes them. With a prefill, the conversation is
+ * rendered with the assistant's last turn and cut right after its text, so the answer
+ * continues it (transformers' `continue_final_message`): whatever the template writes to
+ * close the turn is left out, and the text is tokenized whole, as one prompt.
+ */
+function promptIdsOf(ctx: RouteContext, request: AnthropicChat, plan: ChatPromptPlan): Promise<number[]> {
+  const { prefill } = request;
+  if (prefill === undefined) return chatRequestIds(ctx.engine, plan);
+  return renderChatPrompt(
+    {
+      chatTemplate: ctx.engine.chatTemplate,
+      encodeChatPromptAsync: (text) => {
+        const end = text.lastIndexOf(prefill);
+        if (end < 0) {
+          throw invalidRequest(
+            "messages: this model's chat template does not write the last assistant turn's text as it is, so the answer cannot continue it (prefill)",
+            'messages',
+            'invalid_chat',
+          );
+        }
+        return ctx.engine.encodeChatPromptAsync(text.slice(0, end + prefill.length));
+      },
+    },
+    plan,
+  );
 }
 
 interface Run {

@@ -122,6 +122,32 @@ describe('messages', () => {
     expect(message.stop_sequence).toBe(stop);
   });
 
+  it('continues a prefilled assistant turn: the turn is cut after its text, the prefill left out of the answer', async () => {
+    const prefill = 'The capital of France is';
+    const turns: ChatMessage[] = [
+      { role: 'user', content: question },
+      { role: 'assistant', content: prefill },
+    ];
+    // transformers' continue_final_message: render the whole turn, cut right after its text.
+    const rendered = await engine.chatTemplate!.render({ messages: turns, addGenerationPrompt: false });
+    expect(rendered.endsWith(prefill)).toBe(false); // the template closes the turn: the cut matters
+    const ids = await engine.encodeChatPromptAsync(rendered.slice(0, rendered.lastIndexOf(prefill) + prefill.length));
+    const reference = await engine.complete({ prompt: ids, maxTokens: 8 }).result;
+    const message = await client.messages.create({
+      model: MODEL_ID,
+      max_tokens: 8,
+      messages: [
+        { role: 'user', content: question },
+        { role: 'assistant', content: [{ type: 'text', text: prefill }] },
+      ],
+    });
+    expect(reference.text.length).toBeGreaterThan(0);
+    expect(textOf(message)).toBe(reference.text);
+    expect(message.usage.input_tokens).toBe(ids.length);
+    const counted = await client.messages.countTokens({ model: MODEL_ID, messages: turns as Anthropic.MessageParam[] });
+    expect(counted.input_tokens).toBe(ids.length);
+  });
+
   it('stops at max_tokens: stop_reason max_tokens', async () => {
     const message = await client.messages.create({ model: MODEL_ID, max_tokens: 3, messages: [{ role: 'user', content: question }] });
     expect(message.stop_reason).toBe('max_tokens');
@@ -359,7 +385,11 @@ describe('errors in Anthropic shape', () => {
     ],
     ['mcp_servers', { ...valid, mcp_servers: [{ type: 'url', url: 'http://x', name: 'x' }] }, /^mcp_servers: is not supported/],
     ['temperature above 1', { ...valid, temperature: 1.5 }, /^temperature: must be at most 1/],
-    ['a prefill', { ...valid, messages: [...valid.messages, { role: 'assistant', content: 'The' }] }, /prefill/],
+    [
+      'a prefill ending in whitespace',
+      { ...valid, messages: [...valid.messages, { role: 'assistant', content: 'The ' }] },
+      /^messages\.1\.content: final assistant content cannot end with trailing whitespace/,
+    ],
     [
       'a tool_result naming no call',
       { ...valid, messages: [{ role: 'user', content: [{ type: 'tool_result', tool_use_id: 'toolu_x', content: 'r' }] }] },
