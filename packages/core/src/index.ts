@@ -22,4 +22,5 @@ export * from './chat-template/index.js';
 export * from './engine/index.js';
 export * from './grammar/index.js';
 export * from './tools/index.js';
+export { formatBytes } from './bytes.js';
 export * from './hub/index.js';

@@ -8,7 +8,7 @@ export {
   type RunningServer,
   type ServeOptions,
 } from './serve.js';
-export { defaultMemoryLimitBytes, engineFootprintBytes, formatBytes, pathBytes } from './model-footprint.js';
+export { defaultMemoryLimitBytes, engineFootprintBytes, pathBytes } from './model-footprint.js';
 export {
   ModelPool,
   type MemoryState,

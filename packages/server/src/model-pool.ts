@@ -13,8 +13,10 @@
  * The pool does not know how a model is found or loaded: `load(settings)` is injected (the
  * CLI resolves paths, registry and hub ids and calls `Engine.load`), so is `estimateBytes`.
  */
+import { formatBytes } from '@mistralrs/core';
+
 import { ApiError } from './errors.js';
-import { defaultMemoryLimitBytes, engineFootprintBytes, formatBytes } from './model-footprint.js';
+import { defaultMemoryLimitBytes, engineFootprintBytes } from './model-footprint.js';
 import type { ServingEngine } from './serving-engine.js';
 
 export type ModelStatus = 'loaded' | 'unloaded' | 'loading' | 'unloading' | 'reloading';

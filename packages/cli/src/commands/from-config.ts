@@ -7,8 +7,8 @@ import { existsSync, statSync } from 'node:fs';
 import { freemem } from 'node:os';
 import { join } from 'node:path';
 
-import { cacheDir, Engine, registryModel } from '@mistralrs/core';
-import { formatBytes, ModelPool, parseByteSize, pathBytes } from '@mistralrs/server';
+import { cacheDir, Engine, formatBytes, registryModel } from '@mistralrs/core';
+import { ModelPool, parseByteSize, pathBytes } from '@mistralrs/server';
 
 import { type ConfiguredModel, type ModelLoadOptions, ModelsConfigError, readModelsConfig, type ModelsConfig } from '../models-config.js';
 import type { TomlServerSettings } from '../toml-selector.js';

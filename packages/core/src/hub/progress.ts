@@ -2,6 +2,11 @@
  * Download progress: on a terminal one line per file, redrawn in place with the bytes, the rate
  * and the time left; elsewhere (a log, CI) a plain line when a file starts and when it ends.
  */
+import { formatBytes as formatAnyBytes } from '../bytes.js';
+
+/** Transfers count in powers of 1000, as download tools do. */
+export const formatBytes = (bytes: number): string => formatAnyBytes(bytes, 1000);
+
 export interface DownloadProgress {
   /** Bytes received so far (including those a resumed download already had). */
   update(received: number): void;
@@ -14,17 +19,6 @@ interface ProgressStream {
   isTTY?: boolean;
   columns?: number;
   write(text: string): unknown;
-}
-
-export function formatBytes(bytes: number): string {
-  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1000 && unit < units.length - 1) {
-    value /= 1000;
-    unit++;
-  }
-  return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
 }
 
 function formatDuration(seconds: number): string {

@@ -9,6 +9,7 @@ import type { Response } from 'express';
 
 import { grammarFailure } from '../constraints.js';
 import { toApiError } from '../errors.js';
+import { metricsOf } from '../metrics.js';
 import { drainedError, type ClientWatch } from '../run-choices.js';
 import type { ServingEngine } from '../serving-engine.js';
 import {
@@ -25,6 +26,8 @@ import {
 
 export interface GenerateResponseOptions {
   engine: ServingEngine;
+  /** The served model's id: the label of its metrics. */
+  modelId: string;
   res: Response;
   watch: ClientWatch;
   head: ResponseHead;
@@ -79,13 +82,18 @@ export async function generateResponse(o: GenerateResponseOptions): Promise<void
   }
 }
 
+/** Starts the generation, timed by /metrics (first token, inter-token latency) as the chat route's are. */
 function start(o: GenerateResponseOptions) {
-  return o.engine.complete({ ...o.options, prompt: o.promptIds, signal: o.watch.signal });
+  const metrics = metricsOf(o.res);
+  const submittedAt = performance.now();
+  const generation = o.engine.complete({ ...o.options, prompt: o.promptIds, signal: o.watch.signal });
+  return metrics ? metrics.observeGeneration(o.modelId, generation, submittedAt) : generation;
 }
 
 /** The finished result, or undefined when the client left; a drained server throws. */
 async function finish(o: GenerateResponseOptions, generation: ReturnType<typeof start>) {
   const result = await generation.result;
+  metricsOf(o.res)?.recordPromptTokens(o.modelId, o.promptIds.length);
   if (result.finishReason === 'cancelled') {
     if (o.watch.shutdown?.aborted && !o.watch.clientGone) throw drainedError();
     return undefined;

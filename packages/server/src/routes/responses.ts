@@ -94,6 +94,7 @@ export function responsesRoutes(app: AppContext): ResponsesRoutes {
     res.set('x-request-id', head.id);
     await generateResponse({
       engine: ctx.engine,
+      modelId: ctx.modelId,
       res,
       watch,
       head,

@@ -91,6 +91,25 @@ describe('GET /metrics', () => {
     expect(again.value('mistralrs_requests_total', { route: '/metrics', status: '200' })).toBe(1);
   });
 
+  it('times and counts the generations of /v1/responses and /v1/messages as those of the chat route', async () => {
+    const url = await listen({ engine: fakeEngine(() => [chunk('a'), chunk('bc'), chunk('d')]), modelId: 'fake' });
+    const post = (path: string, body: object) => fetch(`${url}${path}`, { method: 'POST', headers: json, body: JSON.stringify(body) });
+    const response = (await (await post('/v1/responses', { model: 'fake', input: 'Hello' })).json()) as {
+      usage: { input_tokens: number; output_tokens: number };
+    };
+    const message = (await (
+      await post('/v1/messages', { model: 'fake', max_tokens: 16, messages: [{ role: 'user', content: 'Hello' }] })
+    ).json()) as {
+      usage: { input_tokens: number; output_tokens: number };
+    };
+    const m = await scrape(url);
+    expect(m.value('mistralrs_prompt_tokens_total', { model: 'fake' })).toBe(response.usage.input_tokens + message.usage.input_tokens);
+    expect(m.value('mistralrs_generated_tokens_total', { model: 'fake' })).toBe(response.usage.output_tokens + message.usage.output_tokens);
+    expect(m.histogram('mistralrs_time_to_first_token_seconds', { model: 'fake' }).count).toBe(2);
+    expect(m.value('mistralrs_requests_total', { route: '/v1/responses', status: '200', model: 'fake' })).toBe(1);
+    expect(m.value('mistralrs_requests_total', { route: '/v1/messages', status: '200', model: 'fake' })).toBe(1);
+  });
+
   it('is behind the API key when one is set (a Prometheus bearer token), and counts the refusal', async () => {
     const url = await listen({ engine: fakeEngine(() => []), modelId: 'fake', apiKey: 'sk-metrics' });
     const anonymous = await fetch(`${url}/metrics`);
