@@ -9,7 +9,13 @@ import type { Response } from 'express';
 
 import type { ApiError } from './errors.js';
 
-export class SseStream {
+/**
+ * The transport of an event stream: the 200 and the event-stream headers when it starts, then
+ * frames written as they come, each write waiting while the socket is full (a slow reader
+ * holds the generation back instead of filling memory). Every stream format here (OpenAI's
+ * chat chunks, Responses' typed events, Anthropic's events) writes through one.
+ */
+export class EventStreamWriter {
   #started = false;
 
   constructor(private readonly res: Response) {}
@@ -38,24 +44,13 @@ export class SseStream {
     this.res.flushHeaders();
   }
 
-  /** Sends one event (after `start()`); resolves once the socket can take more (a slow reader holds us back). */
-  async send(data: unknown): Promise<void> {
-    await this.#write(`data: ${JSON.stringify(data)}\n\n`);
+  /** One `data:` frame, named by an `event:` line when `event` is given. Dropped before `start()`. */
+  async send(data: unknown, event?: string): Promise<void> {
+    await this.write(`${event === undefined ? '' : `event: ${event}\n`}data: ${JSON.stringify(data)}\n\n`);
   }
 
-  async error(error: ApiError): Promise<void> {
-    this.start();
-    await this.#write(`data: ${JSON.stringify(error.toBody())}\n\n`);
-    await this.done();
-  }
-
-  async done(): Promise<void> {
-    await this.#write('data: [DONE]\n\n');
-    if (this.writable) this.res.end();
-  }
-
-  /** Frames before `start()` are dropped: only the caller decides when the stream begins. */
-  async #write(frame: string): Promise<void> {
+  /** Writes a frame as it is; resolves once the socket can take more. Dropped before `start()`. */
+  async write(frame: string): Promise<void> {
     if (!this.#started || !this.writable) return;
     if (this.res.write(frame)) return;
     // Wait for the buffer to drain, or for the connection to go (then nothing drains).
@@ -66,5 +61,48 @@ export class SseStream {
       };
       this.res.on('drain', resume).on('close', resume);
     });
+  }
+
+  end(): void {
+    if (this.writable) this.res.end();
+  }
+}
+
+/** OpenAI's chat and text completion chunks: `data:` frames ending with `data: [DONE]`. */
+export class SseStream {
+  readonly #out: EventStreamWriter;
+
+  constructor(res: Response) {
+    this.#out = new EventStreamWriter(res);
+  }
+
+  /** Whether the headers went out (after which errors can only be events). */
+  get started(): boolean {
+    return this.#out.started;
+  }
+
+  /** False once the response ended or the client went away: writes are then dropped. */
+  get writable(): boolean {
+    return this.#out.writable;
+  }
+
+  start(): void {
+    this.#out.start();
+  }
+
+  /** Sends one event (after `start()`); resolves once the socket can take more (a slow reader holds us back). */
+  async send(data: unknown): Promise<void> {
+    await this.#out.send(data);
+  }
+
+  async error(error: ApiError): Promise<void> {
+    this.start();
+    await this.#out.send(error.toBody());
+    await this.done();
+  }
+
+  async done(): Promise<void> {
+    await this.#out.write('data: [DONE]\n\n');
+    this.#out.end();
   }
 }

@@ -13,6 +13,7 @@ import type { Response } from 'express';
 import type { FinishReason, JsonObject, ParsedToolCall } from '@mistralrs/core';
 
 import type { ApiError } from '../errors.js';
+import { EventStreamWriter } from '../sse.js';
 import { anthropicError } from './errors.js';
 
 export type AnthropicStopReason = 'end_turn' | 'max_tokens' | 'stop_sequence' | 'tool_use';
@@ -88,31 +89,24 @@ export function matchedStopSequence(fullText: string, stops: readonly string[] |
 
 /** Server-sent events as Anthropic frames them, with backpressure. */
 export class AnthropicEventStream {
-  #started = false;
+  readonly #out: EventStreamWriter;
   /** Index of the content block now open, if any. */
   #open: { index: number; type: 'text' | 'tool_use' } | undefined;
   #blocks = 0;
   #pinged = false;
 
-  constructor(private readonly res: Response) {}
+  constructor(res: Response) {
+    this.#out = new EventStreamWriter(res);
+  }
 
   get started(): boolean {
-    return this.#started;
+    return this.#out.started;
   }
 
   /** Sends the headers and `message_start` (the message without content, its usage so far). */
   async start(message: AnthropicMessage): Promise<void> {
-    if (this.#started) return;
-    this.#started = true;
-    if (!this.res.headersSent) {
-      this.res.status(200).set({
-        'Content-Type': 'text/event-stream; charset=utf-8',
-        'Cache-Control': 'no-cache',
-        Connection: 'keep-alive',
-        'X-Accel-Buffering': 'no',
-      });
-      this.res.flushHeaders();
-    }
+    if (this.#out.started) return;
+    this.#out.start();
     await this.#event('message_start', { type: 'message_start', message: { ...message, content: [] } });
   }
 
@@ -148,14 +142,14 @@ export class AnthropicEventStream {
       usage,
     });
     await this.#event('message_stop', { type: 'message_stop' });
-    this.#end();
+    this.#out.end();
   }
 
   /** The last event of a stream that failed after its headers went out. */
   async error(error: ApiError): Promise<void> {
-    if (!this.#started) return;
+    if (!this.#out.started) return;
     await this.#event('error', anthropicError(error).body);
-    this.#end();
+    this.#out.end();
   }
 
   async #openBlock(block: AnthropicContentBlock): Promise<void> {
@@ -179,20 +173,7 @@ export class AnthropicEventStream {
     await this.#event('ping', { type: 'ping' });
   }
 
-  #end(): void {
-    if (!this.res.writableEnded && !this.res.destroyed) this.res.end();
-  }
-
-  async #event(name: string, data: unknown): Promise<void> {
-    if (this.res.writableEnded || this.res.destroyed) return;
-    if (this.res.write(`event: ${name}\ndata: ${JSON.stringify(data)}\n\n`)) return;
-    // Wait for the buffer to drain, or for the connection to go (then nothing drains).
-    await new Promise<void>((resolve) => {
-      const resume = () => {
-        this.res.off('drain', resume).off('close', resume);
-        resolve();
-      };
-      this.res.on('drain', resume).on('close', resume);
-    });
+  #event(name: string, data: unknown): Promise<void> {
+    return this.#out.send(data, name);
   }
 }

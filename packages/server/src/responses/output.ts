@@ -7,6 +7,7 @@ import type { ChatMessage, ParsedToolCall } from '@mistralrs/core';
 import type { Response } from 'express';
 
 import type { ApiError } from '../errors.js';
+import { EventStreamWriter } from '../sse.js';
 import { newItemId, type ResponsesRequest } from './request.js';
 
 export type ResponseStatus = 'in_progress' | 'completed' | 'incomplete' | 'failed';
@@ -122,34 +123,24 @@ export function outputMessages(output: readonly OutputItem[]): ChatMessage[] {
 }
 
 /**
- * A stream of typed events. Headers go out with the first event, so that an error before it
- * can still be a status code. Writes wait for the socket to drain (a slow reader holds us back).
+ * A stream of typed events with their `sequence_number`. Headers go out with the first event,
+ * so that an error before it can still be a status code.
  */
 export class ResponseEventStream {
   #sequence = 0;
-  #started = false;
+  readonly #out: EventStreamWriter;
 
-  constructor(private readonly res: Response) {}
-
-  get started(): boolean {
-    return this.#started;
+  constructor(res: Response) {
+    this.#out = new EventStreamWriter(res);
   }
 
-  get writable(): boolean {
-    return !this.res.writableEnded && !this.res.destroyed;
+  get started(): boolean {
+    return this.#out.started;
   }
 
   async send(type: string, fields: Record<string, unknown>): Promise<void> {
-    this.#start();
-    const frame = `event: ${type}\ndata: ${JSON.stringify({ type, sequence_number: this.#sequence++, ...fields })}\n\n`;
-    if (!this.writable || this.res.write(frame)) return;
-    await new Promise<void>((resolve) => {
-      const resume = () => {
-        this.res.off('drain', resume).off('close', resume);
-        resolve();
-      };
-      this.res.on('drain', resume).on('close', resume);
-    });
+    this.#out.start();
+    await this.#out.send({ type, sequence_number: this.#sequence++, ...fields }, type);
   }
 
   /** `error` (openai-node raises it as an APIError), then the end of the stream. */
@@ -159,19 +150,6 @@ export class ResponseEventStream {
   }
 
   end(): void {
-    if (this.writable) this.res.end();
-  }
-
-  #start(): void {
-    if (this.#started) return;
-    this.#started = true;
-    if (this.res.headersSent) return;
-    this.res.status(200).set({
-      'Content-Type': 'text/event-stream; charset=utf-8',
-      'Cache-Control': 'no-cache',
-      Connection: 'keep-alive',
-      'X-Accel-Buffering': 'no',
-    });
-    this.res.flushHeaders();
+    this.#out.end();
   }
 }
