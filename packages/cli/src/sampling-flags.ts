@@ -26,22 +26,7 @@ export function samplingFlags<T>(y: Argv<T>) {
       array: true,
       describe: 'DRY: text that ends a repeat (repeatable; replaces the defaults \\n : " *; "none" for no breakers)',
     })
-    .group(
-      [
-        'temperature',
-        'top-k',
-        'top-p',
-        'min-p',
-        'repetition-penalty',
-        'seed',
-        'dry-multiplier',
-        'dry-base',
-        'dry-allowed-length',
-        'dry-penalty-last-n',
-        'dry-sequence-breaker',
-      ],
-      'Sampling (the chat and --prompt):',
-    );
+    .group([...SAMPLING_FLAGS], 'Sampling (the chat and --prompt):');
 }
 
 export interface SamplingFlagArgs {
