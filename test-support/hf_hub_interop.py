@@ -6,6 +6,7 @@ come from the environment (the Hub fixture and the shared cache). Prints one JSO
     python hf_hub_interop.py find REPO FILE         try_to_load_from_cache, then a local_files_only download
     python hf_hub_interop.py scan                   scan_cache_dir
     python hf_hub_interop.py bridge REPO [FILE]     the mistralrs bridge's Runner with Which.GGUF (or Plain)
+    python hf_hub_interop.py hold-lock PATH         holds huggingface_hub's download lock until stdin closes
 """
 
 import json
@@ -45,6 +46,13 @@ def main(argv: list[str]) -> object:
             ],
             "warnings": [str(w) for w in info.warnings],
         }
+    if command == "hold-lock":
+        from huggingface_hub.utils import WeakFileLock
+
+        with WeakFileLock(args[0]):
+            print(json.dumps({"locked": args[0]}), flush=True)
+            sys.stdin.read()
+        return {"released": args[0]}
     if command == "bridge":
         from mistralrs import CompletionRequest, CompletionResponse, Runner, Which
 

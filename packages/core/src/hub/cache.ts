@@ -42,12 +42,16 @@ export function isCommitHash(revision: string): boolean {
 /** One repository's folder in the cache. */
 export class CachedRepo {
   readonly dir: string;
+  /** Where huggingface_hub keeps the lock files of this repository's downloads. */
+  readonly lockDir: string;
 
   constructor(
     readonly repo: string,
     cacheDir: string = hubCacheDir(),
   ) {
-    this.dir = join(cacheDir, `models--${repo.split('/').join('--')}`);
+    const folder = `models--${repo.split('/').join('--')}`;
+    this.dir = join(cacheDir, folder);
+    this.lockDir = join(cacheDir, '.locks', folder);
   }
 
   /** The commit a revision names: itself if it is one, else what `refs/<revision>` holds. */
@@ -75,6 +79,11 @@ export class CachedRepo {
 
   blobPath(etag: string): string {
     return join(this.dir, 'blobs', etag);
+  }
+
+  /** The lock huggingface_hub holds while it downloads a blob: `.locks/models--org--name/<id>.lock`. */
+  lockPath(etag: string): string {
+    return join(this.lockDir, `${etag}.lock`);
   }
 
   /** The file of a snapshot, if the cache has it (a dangling link counts as absent). */

@@ -20,6 +20,7 @@ import { downloadFile, HubApiError, listFiles, modelInfo } from '@huggingface/hu
 
 import { CachedRepo, isCommitHash, sizeOf } from './cache.js';
 import { HubError } from './errors.js';
+import { lockFile } from './lock.js';
 import { formatBytes, type ProgressFactory, progressReporter } from './progress.js';
 import { describeTokenSource, resolveToken, type TokenSource } from './token.js';
 
@@ -175,12 +176,26 @@ export class HubRepository {
     if (sizeOf(blob) !== file.size) {
       let inFlight = downloadsInFlight.get(blob);
       if (!inFlight) {
-        inFlight = this.#downloadBlob(file, blob).finally(() => downloadsInFlight.delete(blob));
+        inFlight = this.#downloadLocked(file, blob).finally(() => downloadsInFlight.delete(blob));
         downloadsInFlight.set(blob, inFlight);
       }
       await inFlight;
     }
     return this.cache.linkSnapshot(this.commit, path, file.etag);
+  }
+
+  /** One download of a blob at a time across processes, Python's included (their lock file). */
+  async #downloadLocked(file: HubFile, blob: string): Promise<void> {
+    const lockPath = this.cache.lockPath(file.etag);
+    const lock = await lockFile(lockPath, () =>
+      (this.options.log ?? warn)(`${this.repo}/${file.path}: another process is downloading it (${lockPath}); waiting`),
+    );
+    try {
+      // The other process may have finished it.
+      if (sizeOf(blob) !== file.size) await this.#downloadBlob(file, blob);
+    } finally {
+      lock.release();
+    }
   }
 
   async #downloadBlob(file: HubFile, blob: string): Promise<void> {
@@ -193,8 +208,9 @@ export class HubRepository {
       have = 0;
     }
     refuseWhenDiskTooSmall(blob, file.size - have, label);
-    const hash = file.lfs ? createHash('sha256') : createHash('sha1').update(`blob ${file.size}\0`);
-    if (have > 0) await pipeline(createReadStream(incomplete), hashInto(hash));
+    // The hash covers what is on disk: the bytes a cut transfer had hashed but not yet written
+    // are fetched again, so after a failure it is taken again from the file.
+    let hash = await hashOfPrefix(file, incomplete, have);
     const progress = this.options.progress === false ? undefined : (this.options.progress ?? progressReporter())(label, file.size, have);
     const url = `${this.endpoint}/${this.repo}/resolve/${this.commit}/${file.path.split('/').map(encodeURIComponent).join('/')}`;
     const http = new HubHttp(this.endpoint, this.repo, this.revision, this.options.tokenSource, this.token);
@@ -237,6 +253,7 @@ export class HubRepository {
         // A cut transfer is resumed from what reached the disk; anything else is final.
         if (failure.kind !== 'unreachable' || attempt >= DOWNLOAD_ATTEMPTS) throw failure;
         (this.options.log ?? warn)(`${label}: ${failure.message}; resuming at ${formatBytes(have)}`);
+        hash = await hashOfPrefix(file, incomplete, have);
       }
     }
     progress?.done();
@@ -255,6 +272,13 @@ export class HubRepository {
 
 function warn(line: string): void {
   process.stderr.write(`warning: ${line}\n`);
+}
+
+/** The object id's hash (sha256 for LFS, git's sha1 of `blob N\0…` otherwise) over the first `have` bytes on disk. */
+async function hashOfPrefix(file: HubFile, incomplete: string, have: number): Promise<Hash> {
+  const hash = file.lfs ? createHash('sha256') : createHash('sha1').update(`blob ${file.size}\0`);
+  if (have > 0) await pipeline(createReadStream(incomplete, { end: have - 1 }), hashInto(hash));
+  return hash;
 }
 
 function hashInto(hash: Hash): Transform {

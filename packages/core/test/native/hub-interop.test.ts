@@ -5,7 +5,8 @@
  * (`try_to_load_from_cache`, `local_files_only`), reuses and scans without warnings.
  */
 import { afterAll, beforeAll, expect } from '@jest/globals';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -71,6 +72,7 @@ beforeAll(async () => {
       { id: 'py/tiny-qwen2', files: folder(local) },
       { id: 'ts/tiny-GGUF', files: { 'tiny-Q8_0.gguf': gguf, 'README.md': '# tiny' } },
       { id: 'ts/tiny-qwen2', files: folder(local) },
+      { id: 'ts/locked-GGUF', files: { 'tiny-Q8_0.gguf': gguf } },
     ],
   });
   Object.assign(ours, { endpoint: hub.url, cacheDir });
@@ -141,4 +143,29 @@ fixtures.it("the Python bridge's Which.GGUF and Which.Plain take Hub ids", async
       engine.close();
     }
   }
+});
+
+fixtures.it('a download waits while huggingface_hub holds its lock on that blob, then fetches it once', async () => {
+  const bytes = readFileSync(join(dir, 'tiny-Q8_0.gguf'));
+  const logs: string[] = [];
+  const repo = await HubRepository.open('ts/locked-GGUF', { ...ours, log: (line) => logs.push(line) });
+  const lockPath = repo.cache.lockPath(createHash('sha256').update(bytes).digest('hex'));
+  expect(lockPath).toBe(join(cacheDir, '.locks', 'models--ts--locked-GGUF', `${createHash('sha256').update(bytes).digest('hex')}.lock`));
+  const holder = spawn(python, [script, 'hold-lock', lockPath], { env: { PATH: process.env.PATH }, stdio: ['pipe', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    holder.stdout.once('data', () => resolve());
+    holder.once('exit', (code) => reject(new Error(`the lock holder exited ${code}`)));
+  });
+  hub.requests.length = 0;
+  const download = repo.download('tiny-Q8_0.gguf');
+  // The first try found the lock taken: it said so, and fetched nothing.
+  expect(logs).toEqual([
+    expect.stringMatching(/^ts\/locked-GGUF\/tiny-Q8_0\.gguf: another process is downloading it \(.*\.lock\); waiting$/),
+  ]);
+  expect(hub.requests).toEqual([]);
+  const released = new Promise((resolve) => holder.once('exit', resolve));
+  holder.stdin.end();
+  await released;
+  expect(readFileSync(await download).equals(bytes)).toBe(true);
+  expect(hub.requests.filter((r) => r.url.startsWith('/lfs/') && r.method === 'GET').length).toBe(1);
 });
