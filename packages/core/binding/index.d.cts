@@ -25,6 +25,11 @@ export declare class DecoderHandle {
   flush(): string
 }
 
+/** A held lock; `release` (or the process's exit) lets the next holder in. */
+export declare class FileLock {
+  release(): void
+}
+
 export declare class GrammarCompilerHandle {
   /**
    * Compiles `value` as a grammar of `kind` (`json_schema`, `json_object`, `regex`, `lark`,
@@ -259,3 +264,9 @@ export interface TokenLogprob {
   token: number
   logprob: number
 }
+
+/**
+ * Takes the exclusive lock on `path` (created with its folder if missing) if nobody holds it;
+ * null while another process (or another handle) does.
+ */
+export declare function tryLockFile(path: string): FileLock | null
