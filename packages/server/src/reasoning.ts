@@ -19,6 +19,8 @@
  */
 import type { JsonValue } from '@mistralrs/core';
 
+import type { ServingEngine } from './serving-engine.js';
+
 /** A part of the output: its reasoning and its content. */
 export interface ReasoningSplit {
   reasoning: string;
@@ -55,6 +57,83 @@ export function thinkingTurnedOff(templateArgs: Readonly<Record<string, JsonValu
 export function newSplitter(syntax: ReasoningSyntax, prompt: string): ReasoningSplitter {
   if (syntax.kind === 'harmony') return new HarmonySplitter();
   return new ThinkSplitter(syntax.open, syntax.close, new RegExp(`${escapeRegExp(syntax.open)}\\s*$`).test(prompt));
+}
+
+/** Whether the template reads the variable `name` (its name appears in the template's text). */
+export function templateReads(templateText: string | undefined, name: string): boolean {
+  return templateText !== undefined && new RegExp(`\\b${name}\\b`).test(templateText);
+}
+
+/**
+ * The template variables of a request's thinking switch, for the routes whose API has one of
+ * its own (Anthropic's `thinking`, the Responses API's `reasoning.effort`), set as the chat
+ * route's `enable_thinking` and `reasoning_effort` set them:
+ *
+ * - off: `enable_thinking: false` (Qwen 3, SmolLM3 think no more; for any template the output
+ *   is then all content, as the chat route's `enable_thinking: false` makes it), and
+ *   `reasoning_effort: "none"` where the template reads it;
+ * - on: `enable_thinking: true` where the template reads it, and the effort as
+ *   `reasoning_effort` where the template reads that (gpt-oss). A template that always
+ *   thinks (the R1 distills) needs neither.
+ *
+ * Undefined when the template does not think and thinking was asked for: the route refuses it.
+ */
+export function thinkingTemplateArgs(
+  templateText: string | undefined,
+  thinking: { enabled: boolean; effort?: string },
+): Record<string, JsonValue> | undefined {
+  const reads = (name: string) => templateReads(templateText, name);
+  if (!thinking.enabled) return { enable_thinking: false, ...(reads('reasoning_effort') ? { reasoning_effort: 'none' } : {}) };
+  if (reasoningSyntax(templateText) === undefined) return undefined;
+  return {
+    ...(reads('enable_thinking') ? { enable_thinking: true } : {}),
+    ...(thinking.effort !== undefined && reads('reasoning_effort') ? { reasoning_effort: thinking.effort } : {}),
+  };
+}
+
+/** The engine's tokenizer, as far as a choice's own decoder (special tokens kept) needs it. */
+export type DecoderSource = Pick<ServingEngine['tokenizer'], 'createDecoder'>;
+
+/**
+ * One output's splitter, fed what the engine generates (its text and its tokens). gpt-oss's
+ * harmony markers are special tokens the engine's text leaves out, so for them the output's
+ * tokens are decoded again with the special tokens kept; `<think>` tags are plain text and
+ * are split from the text itself.
+ */
+export class OutputReasoning {
+  readonly #splitter: ReasoningSplitter;
+  readonly #decoder: ReturnType<DecoderSource['createDecoder']> | undefined;
+
+  constructor(tokenizer: DecoderSource, syntax: ReasoningSyntax, prompt: string) {
+    this.#splitter = newSplitter(syntax, prompt);
+    this.#decoder = syntax.kind === 'harmony' ? tokenizer.createDecoder({ skipSpecialTokens: false }) : undefined;
+  }
+
+  push(text: string, tokenIds: readonly number[]): ReasoningSplit {
+    const decoder = this.#decoder;
+    return this.#splitter.push(decoder ? tokenIds.map((id) => decoder.push(id)).join('') : text);
+  }
+
+  /** What is still held back; call once, at the end. */
+  finish(): ReasoningSplit {
+    const tail = this.#decoder ? this.#splitter.push(this.#decoder.flush()) : none();
+    const rest = this.#splitter.finish();
+    return { reasoning: tail.reasoning + rest.reasoning, content: tail.content + rest.content };
+  }
+
+  /** A whole output split at once (exactly as its stream splits). */
+  static whole(
+    tokenizer: DecoderSource,
+    syntax: ReasoningSyntax,
+    prompt: string,
+    text: string,
+    tokenIds: readonly number[],
+  ): ReasoningSplit {
+    const output = new OutputReasoning(tokenizer, syntax, prompt);
+    const first = output.push(text, tokenIds);
+    const rest = output.finish();
+    return { reasoning: first.reasoning + rest.reasoning, content: first.content + rest.content };
+  }
 }
 
 const none = (): ReasoningSplit => ({ reasoning: '', content: '' });

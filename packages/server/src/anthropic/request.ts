@@ -5,8 +5,8 @@
  * there the request takes the chat route's path (prompt.ts, constraints.ts, core's tool plan).
  *
  * Anthropic's API refuses fields it does not know ("Extra inputs are not permitted"), and so
- * does this one. Fields Anthropic has that this server does not implement (`thinking`,
- * `container`, `mcp_servers`, images, server tools, ...) are a 400 saying so, never silently
+ * does this one. `thinking` turns the template's thinking on or off (see `readThinking`).
+ * Fields Anthropic has that this server does not implement (`container`, `mcp_servers`, images, server tools, ...) are a 400 saying so, never silently
  * ignored; `cache_control` and `service_tier`, which change nothing in the answer, are
  * accepted. Paths in messages are written as Anthropic writes them: `messages.0.content.1.type`.
  */
@@ -27,6 +27,16 @@ export interface AnthropicChat {
   /** The text of a last assistant turn, which the answer continues (Anthropic's prefill); that
    * turn is the last of `messages`. */
   prefill: string | undefined;
+  /** `thinking`: enabled or disabled; undefined leaves the template's default. */
+  thinking: AnthropicThinking | undefined;
+}
+
+/** `thinking: {type: "enabled", budget_tokens}` or `{type: "disabled"}`. */
+export interface AnthropicThinking {
+  enabled: boolean;
+  /** Checked as Anthropic checks it (at least 1024, less than max_tokens); not a separate
+   * limit here: the whole output, thinking and text, is bounded by max_tokens. */
+  budgetTokens: number | undefined;
 }
 
 /** `POST /v1/messages`. */
@@ -53,7 +63,6 @@ const MESSAGES_FIELDS = new Set([
 
 /** Anthropic's fields that this server does not implement, and the values that ask for nothing. */
 const UNSUPPORTED: Readonly<Record<string, (value: unknown) => boolean>> = {
-  thinking: (v) => isObject(v) && v.type === 'disabled' && Object.keys(v).length === 1,
   container: () => false,
   mcp_servers: (v) => Array.isArray(v) && v.length === 0,
   output_config: (v) => isObject(v) && Object.keys(v).length === 0,
@@ -92,8 +101,13 @@ export function readMessagesRequest(body: RequestBody, limits: ServerLimits): An
   const stream = body.stream;
   if (stream !== undefined && stream !== null && typeof stream !== 'boolean')
     throw fail('stream', 'Input should be a valid boolean', 'invalid_type');
+  const chat = readChat(body, limits);
+  const budget = chat.thinking?.budgetTokens;
+  if (budget !== undefined && budget >= maxTokens) {
+    throw fail('thinking.budget_tokens', `must be less than max_tokens (${maxTokens}), got ${budget}`, 'integer_above_max_value');
+  }
   return {
-    ...readChat(body, limits),
+    ...chat,
     maxTokens,
     stop: readStopSequences(body.stop_sequences, limits),
     sampling,
@@ -115,7 +129,38 @@ function readChat(body: RequestBody, limits: ServerLimits): AnthropicChat {
   const { toolChoice, parallelToolCalls } = readToolChoice(body.tool_choice, tools);
   const messages = mergeTurns([...readSystem(body.system), ...readMessages(body.messages)]);
   const prefill = readPrefill(messages, (body.messages as unknown[]).length - 1);
-  return { model, messages, tools, toolChoice, parallelToolCalls, prefill };
+  return { model, messages, tools, toolChoice, parallelToolCalls, prefill, thinking: readThinking(body.thinking) };
+}
+
+/** Anthropic's least thinking budget. */
+const MIN_THINKING_BUDGET = 1024;
+
+/**
+ * `thinking`: `{type: "enabled", budget_tokens}` turns the template's thinking on (Qwen 3's
+ * `enable_thinking`), `{type: "disabled"}` off; the route refuses `enabled` for a template that
+ * does not think. `budget_tokens` is checked as Anthropic checks it (an integer, at least 1024,
+ * and, on /v1/messages, less than max_tokens) but not enforced apart: max_tokens bounds the
+ * thinking and the text together.
+ */
+function readThinking(value: unknown): AnthropicThinking | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (!isObject(value)) throw fail('thinking', 'Input should be an object', 'invalid_type');
+  if (value.type === 'disabled') {
+    checkBlockFields(value, 'thinking', [], []);
+    return { enabled: false, budgetTokens: undefined };
+  }
+  if (value.type !== 'enabled') {
+    throw fail('thinking.type', `Input should be 'enabled' or 'disabled', got ${JSON.stringify(value.type)}`, 'invalid_value');
+  }
+  checkBlockFields(value, 'thinking', ['budget_tokens'], []);
+  const budget = value.budget_tokens;
+  if (typeof budget !== 'number' || !Number.isSafeInteger(budget)) {
+    throw fail('thinking.budget_tokens', 'Input should be a valid integer', 'invalid_type');
+  }
+  if (budget < MIN_THINKING_BUDGET) {
+    throw fail('thinking.budget_tokens', `must be at least ${MIN_THINKING_BUDGET}, got ${budget}`, 'integer_below_min_value');
+  }
+  return { enabled: true, budgetTokens: budget };
 }
 
 /** Unknown fields are refused, as Anthropic refuses them; known unimplemented ones name themselves. */
@@ -209,6 +254,20 @@ function readBlocks(role: 'user' | 'assistant', blocks: unknown[], at: string, t
         calls.push({ id, type: 'function', function: { name, arguments: input as JsonObject } });
         return;
       }
+      case 'thinking':
+      case 'redacted_thinking':
+        // An earlier answer's thinking, sent back as Anthropic asks: checked, then dropped, as
+        // thinking templates (Qwen 3, the R1 distills) drop the reasoning of earlier turns.
+        if (role !== 'assistant') throw fail(`${blockAt}.type`, `${block.type} blocks belong in assistant turns`, 'invalid_value');
+        if (block.type === 'thinking') {
+          checkBlockFields(block, blockAt, ['thinking', 'signature'], []);
+          if (typeof block.thinking !== 'string') throw fail(`${blockAt}.thinking`, 'Input should be a valid string', 'invalid_type');
+          if (typeof block.signature !== 'string') throw fail(`${blockAt}.signature`, 'Input should be a valid string', 'invalid_type');
+        } else {
+          checkBlockFields(block, blockAt, ['data'], []);
+          if (typeof block.data !== 'string') throw fail(`${blockAt}.data`, 'Input should be a valid string', 'invalid_type');
+        }
+        return;
       case 'tool_result': {
         if (role !== 'user') throw fail(`${blockAt}.type`, 'tool_result blocks belong in user turns', 'invalid_value');
         checkBlockFields(block, blockAt, ['tool_use_id'], ['content', 'is_error']);
@@ -253,8 +312,6 @@ const UNSUPPORTED_BLOCKS = new Set([
   'image',
   'document',
   'search_result',
-  'thinking',
-  'redacted_thinking',
   'server_tool_use',
   'web_search_tool_result',
   'web_fetch_tool_result',
@@ -268,7 +325,11 @@ const UNSUPPORTED_BLOCKS = new Set([
 
 function unsupportedBlock(type: unknown, at: string) {
   if (typeof type === 'string' && UNSUPPORTED_BLOCKS.has(type)) {
-    return fail(at, `${type} blocks are not supported by this server (it reads text, tool_use and tool_result)`, 'unsupported_content');
+    return fail(
+      at,
+      `${type} blocks are not supported by this server (it reads text, tool_use, tool_result and thinking)`,
+      'unsupported_content',
+    );
   }
   return fail(at, `Input should be 'text', 'tool_use' or 'tool_result', got ${JSON.stringify(type)}`, 'invalid_value');
 }

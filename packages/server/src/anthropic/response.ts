@@ -23,7 +23,17 @@ export interface AnthropicUsage {
   output_tokens: number;
 }
 
-export type AnthropicContentBlock = { type: 'text'; text: string } | { type: 'tool_use'; id: string; name: string; input: JsonObject };
+export type AnthropicContentBlock =
+  | { type: 'thinking'; thinking: string; signature: string }
+  | { type: 'text'; text: string }
+  | { type: 'tool_use'; id: string; name: string; input: JsonObject };
+
+/**
+ * A thinking block's `signature`. Anthropic signs its thinking so that it can check it when
+ * sent back; a local model's thinking has nothing to sign, and, as other local servers do, the
+ * signature is empty (Anthropic's SDKs take any string; this server accepts any back).
+ */
+export const THINKING_SIGNATURE = '';
 
 export interface AnthropicMessage {
   id: string;
@@ -91,7 +101,7 @@ export function matchedStopSequence(fullText: string, stops: readonly string[] |
 export class AnthropicEventStream {
   readonly #out: EventStreamWriter;
   /** Index of the content block now open, if any. */
-  #open: { index: number; type: 'text' | 'tool_use' } | undefined;
+  #open: { index: number; type: AnthropicContentBlock['type'] } | undefined;
   #blocks = 0;
   #pinged = false;
 
@@ -108,6 +118,17 @@ export class AnthropicEventStream {
     if (this.#out.started) return;
     this.#out.start();
     await this.#event('message_start', { type: 'message_start', message: { ...message, content: [] } });
+  }
+
+  /** Thinking: opens a thinking block unless one is open (it comes before the text). */
+  async thinking(thinking: string): Promise<void> {
+    if (thinking === '') return;
+    if (this.#open?.type !== 'thinking') await this.#openBlock({ type: 'thinking', thinking: '', signature: '' });
+    await this.#event('content_block_delta', {
+      type: 'content_block_delta',
+      index: this.#open!.index,
+      delta: { type: 'thinking_delta', thinking },
+    });
   }
 
   /** Text: opens a text block unless one is open. */
@@ -161,8 +182,16 @@ export class AnthropicEventStream {
 
   async #closeBlock(): Promise<void> {
     if (!this.#open) return;
-    const { index } = this.#open;
+    const { index, type } = this.#open;
     this.#open = undefined;
+    // As Anthropic ends a thinking block: its signature, then the stop.
+    if (type === 'thinking') {
+      await this.#event('content_block_delta', {
+        type: 'content_block_delta',
+        index,
+        delta: { type: 'signature_delta', signature: THINKING_SIGNATURE },
+      });
+    }
     await this.#event('content_block_stop', { type: 'content_block_stop', index });
   }
 

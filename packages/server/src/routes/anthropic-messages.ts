@@ -3,12 +3,21 @@
  * route's machinery. The request becomes the server's chat request (anthropic/request.ts),
  * whose prompt is planned, rendered and tokenized as the chat route does it (prompt.ts over
  * core's `planChatPrompt`/`renderChatPrompt`, a forced tool call by core's grammar), and the
- * output is read back into text and `tool_use` blocks by core's tool-call parser. Errors on
+ * output is read back into text and `tool_use` blocks by core's tool-call parser. A template
+ * that thinks (reasoning.ts) has its thinking split into a `thinking` block before the text,
+ * streamed as `thinking_delta` events; `thinking` turns it on or off. Errors on
  * these paths take Anthropic's shape (anthropic/errors.ts, through `sendApiError`).
  */
 import type { RequestHandler, Response } from 'express';
 
-import { renderChatPrompt, ToolCallStream, type ChatPromptPlan, type GenerationOptions, type GenerationResult } from '@mistralrs/core';
+import {
+  renderChatPrompt,
+  ToolCallStream,
+  type ChatPromptPlan,
+  type GenerationOptions,
+  type GenerationResult,
+  type JsonValue,
+} from '@mistralrs/core';
 
 import { readCountTokensRequest, readMessagesRequest, type AnthropicChat, type AnthropicMessagesRequest } from '../anthropic/request.js';
 import {
@@ -16,6 +25,7 @@ import {
   matchedStopSequence,
   newMessageId,
   stopReason,
+  THINKING_SIGNATURE,
   toolUseBlocks,
   type AnthropicContentBlock,
   type AnthropicMessage,
@@ -24,6 +34,14 @@ import { compileRequestGrammar, grammarFailure } from '../constraints.js';
 import { invalidRequest, toApiError } from '../errors.js';
 import { metricsOf } from '../metrics.js';
 import { chatPlan, chatRequestIds, checkPromptFits } from '../prompt.js';
+import {
+  OutputReasoning,
+  reasoningSyntax,
+  thinkingTemplateArgs,
+  thinkingTurnedOff,
+  type ReasoningSplit,
+  type ReasoningSyntax,
+} from '../reasoning.js';
 import { routeModel, type AppContext, type RouteContext } from '../route-context.js';
 import { ClientWatch, drainedError } from '../run-choices.js';
 import { requireObjectBody } from '../validate.js';
@@ -42,11 +60,17 @@ export function anthropicMessagesRoute(app: AppContext): RequestHandler {
     }
     const plan = planOf(ctx, request);
     const grammar = plan.toolGrammar && (await compileRequestGrammar(ctx.engine, { grammar: plan.toolGrammar, param: 'tool_choice' }));
-    const promptIds = await promptIdsOf(ctx, request, plan);
+    let rendered = '';
+    const promptIds = await promptIdsOf(ctx, request, plan, (text) => {
+      rendered = text;
+    });
     checkPromptFits(promptIds, ctx.engine.contextTokens, 'messages');
+    // Thinking templates: the thinking apart from the text, unless the request turned it off.
+    const syntax = thinkingTurnedOff(plan.templateArgs) ? undefined : reasoningSyntax(plan.template.text(plan.variant));
     const options: GenerationOptions = { ...request.sampling, maxTokens: request.maxTokens, ...(grammar ? { grammar } : {}) };
     if (request.stop) options.stop = request.stop;
-    const run: Run = { ctx, request, plan, promptIds, options, res, watch, id: newMessageId() };
+    const reasoning = syntax && { syntax, prompt: rendered };
+    const run: Run = { ctx, request, plan, promptIds, options, res, watch, id: newMessageId(), reasoning };
     const result = await runMessage(run);
     const completionTokens = result?.usage.completionTokens ?? 0;
     ctx.onCompletionDone?.({
@@ -71,16 +95,36 @@ export function anthropicCountTokensRoute(app: AppContext): RequestHandler {
   };
 }
 
-/** The chat route's plan: template variant, tools shown or described, a grammar that forces a call. */
+/**
+ * The chat route's plan: template variant, tools shown or described, a grammar that forces a
+ * call; `thinking` as the template's variables (`enable_thinking`, as the chat route sets it).
+ */
 function planOf(ctx: RouteContext, request: AnthropicChat): ChatPromptPlan {
-  return chatPlan(ctx.engine, {
-    messages: request.messages,
-    tools: request.tools,
-    toolChoice: request.toolChoice,
-    parallelToolCalls: request.parallelToolCalls,
-    // A prefill is the assistant's turn begun: no new turn is opened after it.
-    addGenerationPrompt: request.prefill === undefined,
-  });
+  const planWith = (templateArgs: Record<string, JsonValue> | undefined) =>
+    chatPlan(
+      ctx.engine,
+      {
+        messages: request.messages,
+        tools: request.tools,
+        toolChoice: request.toolChoice,
+        parallelToolCalls: request.parallelToolCalls,
+        // A prefill is the assistant's turn begun: no new turn is opened after it.
+        addGenerationPrompt: request.prefill === undefined,
+        ...(templateArgs ? { templateArgs } : {}),
+      },
+      { enable_thinking: 'thinking', reasoning_effort: 'thinking' },
+    );
+  const plain = planWith(undefined);
+  if (!request.thinking) return plain;
+  const templateArgs = thinkingTemplateArgs(plain.template.text(plain.variant), { enabled: request.thinking.enabled });
+  if (!templateArgs) {
+    throw invalidRequest(
+      "thinking: this model's chat template does not think (it writes no <think> block nor harmony analysis channel), so thinking cannot be enabled",
+      'thinking',
+      'unsupported_parameter',
+    );
+  }
+  return Object.keys(templateArgs).length > 0 ? planWith(templateArgs) : plain;
 }
 
 /**
@@ -89,9 +133,14 @@ function planOf(ctx: RouteContext, request: AnthropicChat): ChatPromptPlan {
  * continues it (transformers' `continue_final_message`): whatever the template writes to
  * close the turn is left out, and the text is tokenized whole, as one prompt.
  */
-function promptIdsOf(ctx: RouteContext, request: AnthropicChat, plan: ChatPromptPlan): Promise<number[]> {
+function promptIdsOf(
+  ctx: RouteContext,
+  request: AnthropicChat,
+  plan: ChatPromptPlan,
+  onRendered?: (text: string) => void,
+): Promise<number[]> {
   const { prefill } = request;
-  if (prefill === undefined) return chatRequestIds(ctx.engine, plan);
+  if (prefill === undefined) return chatRequestIds(ctx.engine, plan, onRendered);
   return renderChatPrompt(
     {
       chatTemplate: ctx.engine.chatTemplate,
@@ -104,7 +153,9 @@ function promptIdsOf(ctx: RouteContext, request: AnthropicChat, plan: ChatPrompt
             'invalid_chat',
           );
         }
-        return ctx.engine.encodeChatPromptAsync(text.slice(0, end + prefill.length));
+        const prompt = text.slice(0, end + prefill.length);
+        onRendered?.(prompt);
+        return ctx.engine.encodeChatPromptAsync(prompt);
       },
     },
     plan,
@@ -120,6 +171,8 @@ interface Run {
   res: Response;
   watch: ClientWatch;
   id: string;
+  /** A thinking template's syntax and the rendered prompt (does it open the block?). */
+  reasoning: { syntax: ReasoningSyntax; prompt: string } | undefined;
 }
 
 /**
@@ -142,15 +195,23 @@ async function runMessage(run: Run): Promise<GenerationResult | undefined> {
     const started = run.ctx.engine.complete({ ...run.options, prompt: run.promptIds, signal: watch.signal });
     const generation = metrics ? metrics.observeGeneration(run.ctx.modelId, started, submittedAt) : started;
     const tools = run.plan.toolCallFormat && new ToolCallStream(run.plan.toolCallFormat);
+    const split = events && run.reasoning && new OutputReasoning(run.ctx.engine.tokenizer, run.reasoning.syntax, run.reasoning.prompt);
     let text = '';
     let shown = 0;
+    /** Streamed: the thinking first, then the text (held back while it may be a tool call). */
+    const show = async (parts: ReasoningSplit) => {
+      await events!.thinking(parts.reasoning);
+      text += parts.content;
+      const visible = tools ? tools.push(parts.content) : parts.content;
+      shown += visible.length;
+      await events!.text(visible);
+    };
+    const tokenIds: number[] = [];
     for await (const chunk of generation) {
-      text += chunk.text;
+      tokenIds.push(...chunk.tokenIds);
       if (!events) continue;
       await events.start(messageHead(run, []));
-      const visible = tools ? tools.push(chunk.text) : chunk.text;
-      shown += visible.length;
-      await events.text(visible);
+      await show(split ? split.push(chunk.text, chunk.tokenIds) : { reasoning: '', content: chunk.text });
     }
     const result = await generation.result;
     metrics?.recordPromptTokens(run.ctx.modelId, run.promptIds.length);
@@ -158,7 +219,7 @@ async function runMessage(run: Run): Promise<GenerationResult | undefined> {
     if (watch.clientGone) return undefined;
     const stopSequence = result.finishReason === 'stop' ? stopSequenceOf(run, result) : null;
     if (!events) {
-      const content = contentOf(run, result.text);
+      const content = contentOf(run, result.text, tokenIds);
       const called = content.some((b) => b.type === 'tool_use');
       res.json({
         ...messageHead(run, content),
@@ -169,6 +230,7 @@ async function runMessage(run: Run): Promise<GenerationResult | undefined> {
       return result;
     }
     await events.start(messageHead(run, []));
+    if (split) await show(split.finish());
     const finished = tools?.finish();
     const calls = finished && finished.calls.length > 0 ? toolUseBlocks(finished.calls) : undefined;
     await events.text(calls ? (finished?.rest ?? '') : text.slice(shown));
@@ -205,12 +267,19 @@ function messageHead(run: Run, content: AnthropicContentBlock[]): AnthropicMessa
   };
 }
 
-/** A whole output as content blocks: its text, then the tool calls read from it. */
-function contentOf(run: Run, text: string): AnthropicContentBlock[] {
+/** A whole output as content blocks: its thinking, its text, then the tool calls read from its text. */
+function contentOf(run: Run, output: string, tokenIds: readonly number[]): AnthropicContentBlock[] {
+  const split = run.reasoning
+    ? OutputReasoning.whole(run.ctx.engine.tokenizer, run.reasoning.syntax, run.reasoning.prompt, output, tokenIds)
+    : undefined;
+  const text = split ? split.content : output;
+  const thinking: AnthropicContentBlock[] = split?.reasoning
+    ? [{ type: 'thinking', thinking: split.reasoning, signature: THINKING_SIGNATURE }]
+    : [];
   const parsed = run.plan.toolCallFormat?.parse(text);
   const calls = parsed && parsed.calls.length > 0 ? toolUseBlocks(parsed.calls) : undefined;
   const shown = calls ? parsed!.content : text;
-  return [...(shown !== '' ? [{ type: 'text' as const, text: shown }] : []), ...(calls ?? [])];
+  return [...thinking, ...(shown !== '' ? [{ type: 'text' as const, text: shown }] : []), ...(calls ?? [])];
 }
 
 /** The stop sequence that ended the output, found in its tokens decoded whole (the text the

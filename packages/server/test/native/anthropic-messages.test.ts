@@ -377,7 +377,16 @@ describe('errors in Anthropic shape', () => {
     ['missing max_tokens', { model: MODEL_ID, messages: valid.messages }, /^max_tokens: Field required/],
     ['a bad role', { ...valid, messages: [{ role: 'robot', content: 'Hi' }] }, /^messages\.0\.role: /],
     ['an unknown field', { ...valid, frobnicate: true }, /^frobnicate: Extra inputs are not permitted/],
-    ['thinking', { ...valid, thinking: { type: 'enabled', budget_tokens: 1024 } }, /^thinking: is not supported/],
+    [
+      'a thinking budget not below max_tokens',
+      { ...valid, thinking: { type: 'enabled', budget_tokens: 1024 } },
+      /^thinking\.budget_tokens: must be less than max_tokens/,
+    ],
+    [
+      'thinking on a model whose template does not think',
+      { ...valid, max_tokens: 2048, thinking: { type: 'enabled', budget_tokens: 1024 } },
+      /^thinking: this model's chat template does not think/,
+    ],
     [
       'an image',
       { ...valid, messages: [{ role: 'user', content: [{ type: 'image', source: { type: 'url', url: 'http://x/y.png' } }] }] },

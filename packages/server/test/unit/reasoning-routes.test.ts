@@ -1,0 +1,179 @@
+/**
+ * The model's thinking on the Anthropic Messages and Responses routes, split by the chat
+ * route's splitter (reasoning.ts) over the real Qwen 3 template (test/fixtures/chat-templates)
+ * and a scripted engine that writes a think block: whole and streamed (the deltas concatenate
+ * to the whole), `</think>` split across chunks, thinking turned off leaving everything in the
+ * text, and the requests' switches (`thinking`, `reasoning.effort`) reaching the template.
+ */
+import { afterAll, afterEach, describe, expect, it } from '@jest/globals';
+import { fileURLToPath } from 'node:url';
+
+import { ChatTemplate, defaultRenderSandbox } from '@mistralrs/core';
+
+import { createApp, type ServingEngine } from '../../src/index.js';
+import { closeApp, fakeEngine, listenOnLoopback, type CompleteCall, type Step } from './fake-engine.js';
+
+const templatePath = (name: string) => fileURLToPath(new URL(`../fixtures/chat-templates/${name}.jinja`, import.meta.url));
+
+afterEach(closeApp);
+afterAll(() => defaultRenderSandbox().close());
+
+/** One chunk per piece, each character one token. */
+const chunks = (...pieces: string[]): Step[] =>
+  pieces.map((text) => ({ chunk: { text, tokenIds: [...text].map((c) => c.charCodeAt(0)) } }));
+
+/** A server whose engine writes `output`, with the Qwen 3 template (or the fake's own, which does not think). */
+async function serve(output: string[], calls: CompleteCall[] = [], template: 'qwen3' | 'none' = 'qwen3'): Promise<string> {
+  const engine = fakeEngine(() => chunks(...output), calls);
+  const fields: Record<string, unknown> = { contextTokens: 1 << 20 };
+  if (template === 'qwen3') fields.chatTemplate = await ChatTemplate.fromFile(templatePath('qwen3'), { eosToken: '<|im_end|>' });
+  Object.assign(engine, fields);
+  return listenOnLoopback(createApp({ engine: engine as ServingEngine, modelId: 'qwen3' }));
+}
+
+const promptText = (call: CompleteCall) => String.fromCharCode(...call.prompt);
+const THINKING = ['<think>', '\n', 'The user asks', ' for a capital.', '\n', '</th', 'ink>', '\n\n', 'Paris', '.'];
+
+async function post(url: string, path: string, body: Record<string, unknown>): Promise<Response> {
+  return fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+}
+
+/** Server-sent events: `event:` name and parsed data. */
+async function events(response: Response): Promise<Array<{ event: string; data: Record<string, unknown> }>> {
+  expect(response.status).toBe(200);
+  return (await response.text())
+    .split('\n\n')
+    .filter((frame) => frame.includes('data: {'))
+    .map((frame) => {
+      const event = /^event: (.*)$/m.exec(frame)?.[1] ?? '';
+      const data = JSON.parse(/^data: (.*)$/m.exec(frame)![1]!) as Record<string, unknown>;
+      return { event, data };
+    });
+}
+
+describe('Anthropic Messages: thinking blocks', () => {
+  const request = (fields: Record<string, unknown> = {}) => ({
+    model: 'qwen3',
+    max_tokens: 2048,
+    messages: [{ role: 'user', content: 'What is the capital of France?' }],
+    ...fields,
+  });
+
+  it('a thinking block (empty signature) before the text, whole', async () => {
+    const url = await serve(THINKING);
+    const response = await post(url, '/v1/messages', request({ thinking: { type: 'enabled', budget_tokens: 1024 } }));
+    expect(response.status).toBe(200);
+    const body = (await response.json()) as { content: unknown[]; usage: { output_tokens: number } };
+    expect(body.content).toEqual([
+      { type: 'thinking', thinking: 'The user asks for a capital.', signature: '' },
+      { type: 'text', text: 'Paris.' },
+    ]);
+    expect(body.usage.output_tokens).toBe(THINKING.join('').length);
+  });
+
+  it('streamed: thinking_delta events and a signature_delta in block 0, then the text in block 1', async () => {
+    const url = await serve(THINKING);
+    const all = await events(await post(url, '/v1/messages', request({ stream: true })));
+    const starts = all.filter((e) => e.event === 'content_block_start').map((e) => e.data);
+    expect(starts).toEqual([
+      { type: 'content_block_start', index: 0, content_block: { type: 'thinking', thinking: '', signature: '' } },
+      { type: 'content_block_start', index: 1, content_block: { type: 'text', text: '' } },
+    ]);
+    const deltas = all
+      .filter((e) => e.event === 'content_block_delta')
+      .map((e) => e.data as { index: number; delta: Record<string, string> });
+    const thinking = deltas.filter((d) => d.delta.type === 'thinking_delta').map((d) => d.delta.thinking);
+    expect(thinking.join('')).toBe('The user asks for a capital.');
+    expect(
+      deltas
+        .filter((d) => d.delta.type === 'text_delta')
+        .map((d) => d.delta.text)
+        .join(''),
+    ).toBe('Paris.');
+    expect(deltas.every((d) => d.index === (d.delta.type === 'text_delta' ? 1 : 0))).toBe(true);
+    // The signature ends the thinking block, before its stop.
+    const names = all.map((e) => `${e.event}:${(e.data.delta as { type?: string } | undefined)?.type ?? ''}`);
+    expect(names.indexOf('content_block_delta:signature_delta')).toBe(names.indexOf('content_block_stop:') - 1);
+    for (const d of deltas) expect(JSON.stringify(d.delta)).not.toMatch(/<\/?th/);
+  });
+
+  it('thinking disabled: the template closes the block, and all the output is text', async () => {
+    const calls: CompleteCall[] = [];
+    const url = await serve(THINKING, calls);
+    const response = await post(url, '/v1/messages', request({ thinking: { type: 'disabled' } }));
+    const body = (await response.json()) as { content: unknown[] };
+    expect(promptText(calls[0]!).endsWith('<|im_start|>assistant\n<think>\n\n</think>\n\n')).toBe(true);
+    expect(body.content).toEqual([{ type: 'text', text: THINKING.join('') }]);
+    const all = await events(await post(url, '/v1/messages', request({ stream: true, thinking: { type: 'disabled' } })));
+    expect(all.some((e) => (e.data.content_block as { type?: string } | undefined)?.type === 'thinking')).toBe(false);
+  });
+
+  it('enabled thinking reaches the template (enable_thinking: true), and count_tokens takes it too', async () => {
+    const calls: CompleteCall[] = [];
+    const url = await serve(THINKING, calls);
+    await post(url, '/v1/messages', request({ thinking: { type: 'enabled', budget_tokens: 1024 } }));
+    expect(promptText(calls[0]!).endsWith('<|im_start|>assistant\n')).toBe(true);
+    const off = (await (
+      await post(url, '/v1/messages/count_tokens', { ...request({ thinking: { type: 'disabled' } }), max_tokens: undefined })
+    ).json()) as { input_tokens: number };
+    const on = (await (await post(url, '/v1/messages/count_tokens', { ...request(), max_tokens: undefined })).json()) as {
+      input_tokens: number;
+    };
+    expect(off.input_tokens - on.input_tokens).toBe('<think>\n\n</think>\n\n'.length);
+  });
+
+  it("an earlier answer's thinking blocks are accepted back and dropped", async () => {
+    const calls: CompleteCall[] = [];
+    const url = await serve(['Berlin.'], calls);
+    const response = await post(
+      url,
+      '/v1/messages',
+      request({
+        messages: [
+          { role: 'user', content: 'Capital of France?' },
+          {
+            role: 'assistant',
+            content: [
+              { type: 'thinking', thinking: 'secret musings', signature: '' },
+              { type: 'redacted_thinking', data: 'abc' },
+              { type: 'text', text: 'Paris.' },
+            ],
+          },
+          { role: 'user', content: 'And Germany?' },
+        ],
+      }),
+    );
+    expect(response.status).toBe(200);
+    expect(promptText(calls[0]!)).not.toContain('secret musings');
+    expect(promptText(calls[0]!)).toContain('Paris.');
+  });
+
+  it.each([
+    [{ type: 'enabled', budget_tokens: 1000 }, 'thinking.budget_tokens'],
+    [{ type: 'enabled', budget_tokens: 2048 }, 'thinking.budget_tokens'], // not below max_tokens
+    [{ type: 'enabled' }, 'thinking.budget_tokens'],
+    [{ type: 'enabled', budget_tokens: 'lots' }, 'thinking.budget_tokens'],
+    [{ type: 'sometimes' }, 'thinking.type'],
+    [{ type: 'disabled', budget_tokens: 1024 }, 'thinking.budget_tokens'],
+    ['on', 'thinking'],
+  ])('thinking %j is a 400 naming %s', async (thinking, param) => {
+    const url = await serve(THINKING);
+    const response = await post(url, '/v1/messages', request({ thinking }));
+    expect(response.status).toBe(400);
+    const body = (await response.json()) as { type: string; error: { type: string; message: string } };
+    expect(body.type).toBe('error');
+    expect(body.error.type).toBe('invalid_request_error');
+    expect(body.error.message.startsWith(`${param}:`)).toBe(true);
+  });
+
+  it('a template that does not think: thinking enabled is a clear 400, disabled is accepted', async () => {
+    const url = await serve(['Paris.'], [], 'none');
+    const response = await post(url, '/v1/messages', request({ thinking: { type: 'enabled', budget_tokens: 1024 } }));
+    expect(response.status).toBe(400);
+    const body = (await response.json()) as { error: { message: string } };
+    expect(body.error.message).toMatch(/^thinking: this model's chat template does not think/);
+    const off = await post(url, '/v1/messages', request({ thinking: { type: 'disabled' } }));
+    expect(off.status).toBe(200);
+    expect(((await off.json()) as { content: unknown[] }).content).toEqual([{ type: 'text', text: 'Paris.' }]);
+  });
+});
