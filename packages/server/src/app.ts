@@ -20,6 +20,7 @@ import { completionsRoute } from './routes/completions.js';
 import { responsesRoutes } from './routes/responses.js';
 import { healthRoute } from './routes/health.js';
 import { modelActionRoute, requireManagement } from './routes/model-management.js';
+import { docsRoute, openApiRoute } from './routes/openapi.js';
 import { listModelsRoute, retrieveModelRoute } from './routes/models.js';
 import { statsRoute } from './routes/stats.js';
 import { detokenizeRoute, tokenizeRoute } from './routes/tokenize.js';
@@ -43,7 +44,7 @@ export type AppModels =
 export type AppOptions = AppModels & AppSettings;
 
 export interface AppSettings {
-  /** When set, every route but `GET /health` needs `Authorization: Bearer <apiKey>`. */
+  /** When set, every route but `GET /health`, `/openapi.json` and `/docs` needs `Authorization: Bearer <apiKey>`. */
   apiKey?: string;
   /**
    * Whether `POST /v1/models/load`, `/unload` and `/reload` are answered (else a 403
@@ -87,6 +88,8 @@ const ROUTES: Readonly<Record<string, string>> = {
   '/tokenize': 'POST',
   '/detokenize': 'POST',
   '/metrics': 'GET',
+  '/openapi.json': 'GET',
+  '/docs': 'GET',
 };
 
 export function createApp(options: AppOptions): Express {
@@ -134,6 +137,9 @@ export function createApp(options: AppOptions): Express {
   app.post('/tokenize', json, tokenizeRoute(ctx));
   app.post('/detokenize', json, detokenizeRoute(ctx));
   app.get('/metrics', metricsRoute(metrics, pool));
+  // Open without the API key (auth.ts): they describe the routes, no secret.
+  app.get('/openapi.json', openApiRoute());
+  app.get('/docs', docsRoute());
 
   app.use(notFound);
   app.use(errorHandler(onInternalError));

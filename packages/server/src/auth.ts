@@ -1,5 +1,6 @@
 /**
- * `--api-key`: every route needs `Authorization: Bearer KEY` (or `x-api-key: KEY`) except `GET /health`. Deny by
+ * `--api-key`: every route needs `Authorization: Bearer KEY` (or `x-api-key: KEY`) except `GET /health`,
+ * `/openapi.json` and `/docs` (which describe the routes, no secret, as mistral.rs and vLLM serve them). Deny by
  * default, before routing, so no path spelling (`/V1/…`, a trailing slash) slips past it.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
@@ -8,10 +9,12 @@ import type { RequestHandler } from 'express';
 
 import { ApiError, sendApiError } from './errors.js';
 
+const OPEN_PATHS: ReadonlySet<string> = new Set(['/health', '/openapi.json', '/docs']);
+
 export function requireApiKey(apiKey: string): RequestHandler {
   const expected = digest(apiKey);
   return (req, res, next) => {
-    if ((req.method === 'GET' || req.method === 'HEAD') && req.path === '/health') return next();
+    if ((req.method === 'GET' || req.method === 'HEAD') && OPEN_PATHS.has(req.path)) return next();
     // `Authorization: Bearer KEY` (OpenAI's clients) or `x-api-key: KEY` (Anthropic's).
     const key = /^Bearer\s+(\S+)$/i.exec(req.get('authorization') ?? '')?.[1] ?? req.get('x-api-key');
     // Comparing digests in constant time: the time taken says nothing about the key.
