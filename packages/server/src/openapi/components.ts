@@ -168,7 +168,7 @@ const completion = obj(
 
 const inputItem = obj(
   {
-    type: str(undefined, { enum: ['message', 'function_call', 'function_call_output'] }),
+    type: str(undefined, { enum: ['message', 'function_call', 'function_call_output', 'reasoning'] }),
     role: str(undefined, { enum: ['system', 'developer', 'user', 'assistant'] }),
     content: oneOf([str(), arr(obj({ type: str('`input_text` or `output_text`'), text: str() }, ['type']))]),
     call_id: str(),
@@ -177,7 +177,7 @@ const inputItem = obj(
     output: str(),
   },
   [],
-  'A message, a function call, or its output.',
+  'A message, a function call, its output, or an earlier reasoning item.',
 );
 
 const responsesRequest = obj(

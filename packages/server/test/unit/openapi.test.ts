@@ -6,6 +6,7 @@
  */
 import { afterEach, describe, expect, it } from '@jest/globals';
 import { validate } from '@readme/openapi-parser';
+import Ajv2020 from 'ajv/dist/2020.js';
 import type { Express } from 'express';
 
 import { createApp, ModelPool, type AppOptions, type PoolEngine } from '../../src/index.js';
@@ -68,6 +69,27 @@ describe('GET /openapi.json', () => {
     expect(result.specification).toBe('OpenAPI');
     expect(doc.components.securitySchemes.bearer).toMatchObject({ type: 'http', scheme: 'bearer' });
     expect(doc.components.schemas.Error).toMatchObject({ required: ['error'] });
+  });
+
+  it('has schemas that compile as JSON Schema 2020-12, and examples that match their schema', async () => {
+    // The OpenAPI meta-schema leaves schema objects unchecked; ajv compiles each one strictly.
+    const url = await listenOnLoopback(createApp(options()));
+    const doc = await fetchDocument(url);
+    const ajv = new Ajv2020({ strict: true, allErrors: true });
+    const id = 'urn:mistralrs:openapi';
+    const defs = JSON.parse(JSON.stringify(doc.components.schemas).replaceAll('#/components/schemas/', `${id}#/$defs/`));
+    ajv.addSchema({ $id: id, $defs: defs });
+    const byName = (ref: string) => ajv.getSchema(ref.replace('#/components/schemas/', `${id}#/$defs/`))!;
+    for (const name of Object.keys(doc.components.schemas)) expect(typeof byName(`#/components/schemas/${name}`)).toBe('function');
+    let examples = 0;
+    for (const [path, item] of Object.entries(doc.paths)) {
+      const media = item.post?.requestBody?.content['application/json'];
+      if (media?.example === undefined || media.schema.$ref === undefined) continue;
+      const check = byName(media.schema.$ref);
+      expect({ path, valid: check(media.example), errors: check.errors ?? null }).toEqual({ path, valid: true, errors: null });
+      examples++;
+    }
+    expect(examples).toBeGreaterThan(5);
   });
 
   it('documents every route the app registers, and only those', async () => {
