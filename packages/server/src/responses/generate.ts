@@ -2,7 +2,9 @@
  * One response's generation, whole or streamed, on the chat machinery: the prompt comes from
  * the same plan the chat route makes, tool calls are read with the same `ToolCallFormat` (and,
  * streamed, held back by the same `ToolCallStream`), and a client that leaves or a server that
- * drains cancels the sequence as `runChoices` does.
+ * drains cancels the sequence as `runChoices` does. A thinking template's reasoning is split
+ * from the text by the chat route's splitter (reasoning.ts) into a `reasoning` item before the
+ * message, streamed as `response.reasoning_text.delta` events.
  */
 import { ToolCallStream, type GenerationOptions, type ToolCallFormat } from '@mistralrs/core';
 import type { Response } from 'express';
@@ -10,16 +12,19 @@ import type { Response } from 'express';
 import { grammarFailure } from '../constraints.js';
 import { toApiError } from '../errors.js';
 import { metricsOf } from '../metrics.js';
+import { OutputReasoning, type ReasoningSplit, type ReasoningSyntax } from '../reasoning.js';
 import { drainedError, type ClientWatch } from '../run-choices.js';
 import type { ServingEngine } from '../serving-engine.js';
 import {
   functionCallItems,
   messageItem,
+  reasoningItem,
   responseObject,
   ResponseEventStream,
   usageOf,
   type MessageItem,
   type OutputItem,
+  type ReasoningItem,
   type ResponseHead,
   type ResponseStatus,
 } from './output.js';
@@ -34,6 +39,8 @@ export interface GenerateResponseOptions {
   promptIds: number[];
   options: GenerationOptions;
   toolFormat: ToolCallFormat | undefined;
+  /** A thinking template's syntax and the rendered prompt (does it open the block?). */
+  reasoning: { syntax: ReasoningSyntax; prompt: string } | undefined;
   /** Called with the finished response before it is sent (or its last event is): the store. */
   onFinished: (response: Record<string, unknown>, output: OutputItem[]) => void;
 }
@@ -103,16 +110,21 @@ async function finish(o: GenerateResponseOptions, generation: ReturnType<typeof 
 
 async function whole(o: GenerateResponseOptions): Promise<Finished | undefined> {
   const generation = start(o);
-  for await (const _chunk of generation) {
-    // Drained: the result carries the text.
-  }
+  const tokenIds: number[] = [];
+  for await (const chunk of generation) tokenIds.push(...chunk.tokenIds);
   const result = await finish(o, generation);
   if (!result) return undefined;
   const status: ResponseStatus = result.finishReason === 'length' ? 'incomplete' : 'completed';
-  const parsed = o.toolFormat?.parse(result.text);
+  const split = o.reasoning
+    ? OutputReasoning.whole(o.engine.tokenizer, o.reasoning.syntax, o.reasoning.prompt, result.text, tokenIds)
+    : { reasoning: '', content: result.text };
+  const parsed = o.toolFormat?.parse(split.content);
   const calls = parsed?.calls ?? [];
-  const text = calls.length > 0 ? parsed!.content : result.text;
+  const text = calls.length > 0 ? parsed!.content : split.content;
   const output: OutputItem[] = [];
+  // Reasoning cut short by max_output_tokens is incomplete, as the message after it would be.
+  if (split.reasoning)
+    output.push(reasoningItem(split.reasoning, split.content === '' && status !== 'completed' ? 'incomplete' : 'completed'));
   if (text !== '' || calls.length === 0) output.push(messageItem(text, status === 'completed' ? 'completed' : 'incomplete'));
   output.push(...functionCallItems(calls));
   return { status, output, outputTokens: result.usage.completionTokens };
@@ -126,10 +138,42 @@ async function streamed(o: GenerateResponseOptions, events: ResponseEventStream)
     await events.send('response.created', inProgress());
     await events.send('response.in_progress', inProgress());
   };
+  let thought: { item: ReasoningItem; index: number; text: string; done: boolean } | undefined;
+  const reasoningPart = (text: string) => ({ type: 'reasoning_text', text });
+  /** The reasoning item's delta (it is opened by the first). */
+  const think = async (text: string) => {
+    if (text === '') return;
+    if (!thought) {
+      thought = { item: reasoningItem('', 'in_progress'), index: output.length, text: '', done: false };
+      output.push(thought.item);
+      await events.send('response.output_item.added', { output_index: thought.index, item: { ...thought.item, content: [] } });
+      const at = { item_id: thought.item.id, output_index: thought.index, content_index: 0 };
+      await events.send('response.content_part.added', { ...at, part: reasoningPart('') });
+    }
+    thought.text += text;
+    await events.send('response.reasoning_text.delta', {
+      item_id: thought.item.id,
+      output_index: thought.index,
+      content_index: 0,
+      delta: text,
+    });
+  };
+  /** Ends the reasoning item (before the message opens, or at the end). */
+  const endThinking = async (status: ReasoningItem['status']) => {
+    if (!thought || thought.done) return;
+    thought.done = true;
+    const { item, index, text } = thought;
+    const at = { item_id: item.id, output_index: index, content_index: 0 };
+    await events.send('response.reasoning_text.done', { ...at, text });
+    await events.send('response.content_part.done', { ...at, part: reasoningPart(text) });
+    output[index] = reasoningItem(text, status, item.id);
+    await events.send('response.output_item.done', { output_index: index, item: output[index] });
+  };
   let message: { item: MessageItem; index: number; text: string } | undefined;
   const partOf = (text: string) => ({ type: 'output_text', text, annotations: [], logprobs: [] });
   const write = async (text: string) => {
     if (!message) {
+      await endThinking('completed');
       message = { item: messageItem('', 'in_progress'), index: output.length, text: '' };
       output.push(message.item);
       // Added with no content yet: the part comes next, in its own event.
@@ -150,15 +194,23 @@ async function streamed(o: GenerateResponseOptions, events: ResponseEventStream)
 
   const generation = start(o);
   const tools = o.toolFormat ? new ToolCallStream(o.toolFormat) : undefined;
+  const split = o.reasoning && new OutputReasoning(o.engine.tokenizer, o.reasoning.syntax, o.reasoning.prompt);
+  const show = async (parts: ReasoningSplit) => {
+    await think(parts.reasoning);
+    const visible = tools ? tools.push(parts.content) : parts.content;
+    if (visible !== '') await write(visible);
+  };
   for await (const chunk of generation) {
     await open();
-    const visible = tools ? tools.push(chunk.text) : chunk.text;
-    if (visible !== '') await write(visible);
+    await show(split ? split.push(chunk.text, chunk.tokenIds) : { reasoning: '', content: chunk.text });
   }
   const result = await finish(o, generation);
   if (!result) return undefined;
   await open();
   const status: ResponseStatus = result.finishReason === 'length' ? 'incomplete' : 'completed';
+  if (split) await show(split.finish());
+  // Still thinking at the end: cut short by max_output_tokens, or the model wrote no answer.
+  await endThinking(message || status === 'completed' ? 'completed' : 'incomplete');
   const ended = tools?.finish();
   if (ended?.rest) await write(ended.rest);
   const calls = functionCallItems(ended?.calls ?? []);

@@ -37,7 +37,16 @@ export interface FunctionCallItem {
   arguments: string;
 }
 
-export type OutputItem = MessageItem | FunctionCallItem;
+/** The model's reasoning (a thinking template's think block or analysis channel), whole; no summary. */
+export interface ReasoningItem {
+  id: string;
+  type: 'reasoning';
+  status: 'in_progress' | 'completed' | 'incomplete';
+  summary: [];
+  content: Array<{ type: 'reasoning_text'; text: string }>;
+}
+
+export type OutputItem = ReasoningItem | MessageItem | FunctionCallItem;
 
 /** What every version of one response shares (created, in progress, completed). */
 export interface ResponseHead {
@@ -80,7 +89,7 @@ export function responseObject(
     output: state.output,
     parallel_tool_calls: r.parallelToolCalls,
     previous_response_id: r.previousResponseId ?? null,
-    reasoning: { effort: null, summary: null },
+    reasoning: r.reasoningEcho,
     service_tier: 'default',
     store: r.store,
     temperature: r.sampling.temperature ?? null,
@@ -98,6 +107,10 @@ export function responseObject(
 
 export function messageItem(text: string, status: MessageItem['status'], id = newItemId('msg')): MessageItem {
   return { id, type: 'message', status, role: 'assistant', content: [{ type: 'output_text', text, annotations: [], logprobs: [] }] };
+}
+
+export function reasoningItem(text: string, status: ReasoningItem['status'], id = newItemId('rs')): ReasoningItem {
+  return { id, type: 'reasoning', status, summary: [], content: [{ type: 'reasoning_text', text }] };
 }
 
 export function functionCallItems(calls: readonly ParsedToolCall[]): FunctionCallItem[] {

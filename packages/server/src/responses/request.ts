@@ -37,7 +37,15 @@ export interface ResponsesRequest {
   stream: boolean;
   metadata: Record<string, string>;
   user: string | undefined;
+  /** `reasoning.effort`: the template's thinking switch (see `readReasoning`); undefined leaves its default. */
+  reasoningEffort: ReasoningEffort | undefined;
+  /** `reasoning` as the response echoes it. */
+  reasoningEcho: { effort: ReasoningEffort | null; summary: null };
 }
+
+/** OpenAI's reasoning efforts; each is also a value of the template variable `reasoning_effort`. */
+export const REASONING_EFFORTS = ['none', 'minimal', 'low', 'medium', 'high', 'xhigh'] as const;
+export type ReasoningEffort = (typeof REASONING_EFFORTS)[number];
 
 const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
 const isAbsent = (v: unknown) => v === undefined || v === null;
@@ -47,7 +55,6 @@ const isEmpty = (v: unknown) =>
 /** Fields refused unless absent, null or the value given (a predicate of "asks for nothing"). */
 const UNSUPPORTED: Readonly<Record<string, (value: unknown) => boolean>> = {
   background: isEmpty,
-  reasoning: (v) => isEmpty(v) || (isObject(v) && Object.values(v).every(isAbsent)),
   include: isEmpty,
   conversation: isEmpty,
   prompt: isEmpty,
@@ -61,8 +68,8 @@ const UNSUPPORTED: Readonly<Record<string, (value: unknown) => boolean>> = {
 /** The names refused, for the docs and tests. */
 export const UNSUPPORTED_RESPONSES_FIELDS: readonly string[] = Object.keys(UNSUPPORTED);
 
-/** `msg_…`, `fc_…`, `resp_…`, `call_…`: a prefix and 48 random hex digits. */
-export function newItemId(prefix: 'msg' | 'fc' | 'fco' | 'resp' | 'call'): string {
+/** `msg_…`, `fc_…`, `resp_…`, `call_…`, `rs_…`: a prefix and 48 random hex digits. */
+export function newItemId(prefix: 'msg' | 'fc' | 'fco' | 'resp' | 'call' | 'rs'): string {
   return `${prefix}_${randomBytes(24).toString('hex')}`;
 }
 
@@ -82,6 +89,7 @@ export function readResponsesRequest(body: RequestBody, ctx: ValidationContext):
   if (temperature !== undefined) sampling.temperature = temperature;
   if (topP !== undefined) sampling.topP = topP;
   const text = readText(body);
+  const reasoningEffort = readReasoning(body.reasoning);
   return {
     model: readString(body, 'model'),
     input: messages,
@@ -100,7 +108,44 @@ export function readResponsesRequest(body: RequestBody, ctx: ValidationContext):
     stream: readBoolean(body, 'stream') ?? false,
     metadata: readMetadata(body),
     user: readString(body, 'user'),
+    reasoningEffort,
+    reasoningEcho: { effort: reasoningEffort ?? null, summary: null },
   };
+}
+
+/**
+ * `reasoning: {effort, summary}`. The effort is the thinking switch of the template, as the
+ * chat route's `reasoning_effort`: `none` turns thinking off, any other turns it on (and is
+ * given to a template that reads `reasoning_effort`, gpt-oss). A summary cannot be made here
+ * (the reasoning item carries the model's reasoning whole, as `reasoning_text` content), so
+ * asking for one is refused.
+ */
+function readReasoning(value: unknown): ReasoningEffort | undefined {
+  if (isAbsent(value)) return undefined;
+  if (!isObject(value)) throw invalidRequest('reasoning must be an object', 'reasoning', 'invalid_type');
+  for (const [key, v] of Object.entries(value)) {
+    if (key === 'effort') continue;
+    if (key !== 'summary' && key !== 'generate_summary') {
+      throw invalidRequest(`reasoning.${key} is not a field of reasoning`, `reasoning.${key}`, 'unsupported_parameter');
+    }
+    if (!isAbsent(v)) {
+      throw invalidRequest(
+        `reasoning.${key} is not supported by this server: it does not summarise reasoning; the reasoning item carries the model's reasoning whole, as reasoning_text content`,
+        `reasoning.${key}`,
+        'unsupported_parameter',
+      );
+    }
+  }
+  const effort = value.effort;
+  if (isAbsent(effort)) return undefined;
+  if (typeof effort !== 'string' || !(REASONING_EFFORTS as readonly string[]).includes(effort)) {
+    throw invalidRequest(
+      `reasoning.effort must be one of ${REASONING_EFFORTS.map((e) => JSON.stringify(e)).join(', ')}, got ${JSON.stringify(effort)}`,
+      'reasoning.effort',
+      'invalid_value',
+    );
+  }
+  return effort as ReasoningEffort;
 }
 
 function readMetadata(body: RequestBody): Record<string, string> {
@@ -152,11 +197,26 @@ function readInput(value: unknown): { messages: ChatMessage[]; items: Array<Reco
       const name = callNames.get(callId);
       messages.push({ role: 'tool', tool_call_id: callId, content: output, ...(name !== undefined ? { name } : {}) });
       items.push({ id: typeof item.id === 'string' ? item.id : newItemId('fco'), type, call_id: callId, output, status: 'completed' });
+    } else if (type === 'reasoning') {
+      // An earlier response's reasoning, sent back: listed, but not given to the template
+      // (thinking templates drop the reasoning of earlier turns).
+      const summary = item.summary ?? [];
+      if (!Array.isArray(summary)) throw invalidRequest(`${at}.summary must be an array`, `${at}.summary`, 'invalid_type');
+      const content = item.content ?? [];
+      if (!Array.isArray(content)) throw invalidRequest(`${at}.content must be an array`, `${at}.content`, 'invalid_type');
+      if (!isAbsent(item.encrypted_content)) {
+        throw invalidRequest(
+          `${at}.encrypted_content: this server makes no encrypted reasoning`,
+          `${at}.encrypted_content`,
+          'unsupported_content',
+        );
+      }
+      items.push({ id: typeof item.id === 'string' ? item.id : newItemId('rs'), type, summary, content });
     } else if (typeof type === 'string' && KNOWN_ITEMS.has(type)) {
       throw invalidRequest(`${at}: ${type} items are not supported by this server`, `${at}.type`, 'unsupported_content');
     } else {
       throw invalidRequest(
-        `${at}.type must be "message", "function_call" or "function_call_output", got ${JSON.stringify(type)}`,
+        `${at}.type must be "message", "function_call", "function_call_output" or "reasoning", got ${JSON.stringify(type)}`,
         `${at}.type`,
         'invalid_value',
       );
@@ -168,7 +228,6 @@ function readInput(value: unknown): { messages: ChatMessage[]; items: Array<Reco
 /** Input items of the API that this server does not read. */
 const KNOWN_ITEMS: ReadonlySet<string> = new Set([
   'item_reference',
-  'reasoning',
   'file_search_call',
   'web_search_call',
   'computer_call',

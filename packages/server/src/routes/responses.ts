@@ -6,15 +6,18 @@
  * `previous_response_id`, and `instructions` as a system message) go through the chat route's
  * own preparation (`chatPlan`, tools, grammar, `chatRequestIds`), so the same conversation
  * gives the same prompt and, greedily, the same answer. Responses are kept (unless
- * `store: false`) in a bounded in-memory store (responses/store.ts).
+ * `store: false`) in a bounded in-memory store (responses/store.ts). `reasoning.effort` is the
+ * template's thinking switch (as the chat route's `reasoning_effort`); a thinking template's
+ * reasoning comes as a `reasoning` item before the message (reasoning.ts splits it).
  */
 import type { RequestHandler } from 'express';
 
-import type { ChatMessage, GenerationOptions } from '@mistralrs/core';
+import type { ChatMessage, GenerationOptions, JsonValue } from '@mistralrs/core';
 
 import { compileRequestGrammar, type RequestedGrammar } from '../constraints.js';
 import { ApiError, invalidRequest, toApiError } from '../errors.js';
 import { chatPlan, chatRequestIds, checkPromptFits } from '../prompt.js';
+import { reasoningSyntax, thinkingTemplateArgs, thinkingTurnedOff } from '../reasoning.js';
 import { generateResponse } from '../responses/generate.js';
 import { outputMessages } from '../responses/output.js';
 import { newItemId, readResponsesRequest } from '../responses/request.js';
@@ -65,14 +68,34 @@ export function responsesRoutes(app: AppContext): ResponsesRoutes {
       ? [{ role: 'system', content: request.instructions }, ...conversation]
       : conversation;
     const tools = request.tools;
-    const plan = asInput(() =>
-      chatPlan(ctx.engine, {
-        messages,
-        tools: tools?.tools,
-        toolChoice: tools?.toolChoice,
-        parallelToolCalls: tools?.parallelToolCalls,
-      }),
-    );
+    const planWith = (templateArgs: Record<string, JsonValue> | undefined) =>
+      asInput(() =>
+        chatPlan(
+          ctx.engine,
+          {
+            messages,
+            tools: tools?.tools,
+            toolChoice: tools?.toolChoice,
+            parallelToolCalls: tools?.parallelToolCalls,
+            ...(templateArgs ? { templateArgs } : {}),
+          },
+          { enable_thinking: 'reasoning.effort', reasoning_effort: 'reasoning.effort' },
+        ),
+      );
+    let plan = planWith(undefined);
+    const effort = request.reasoningEffort;
+    if (effort !== undefined) {
+      // The effort as the template's thinking switch: enable_thinking and reasoning_effort, as the template reads them.
+      const templateArgs = thinkingTemplateArgs(plan.template.text(plan.variant), { enabled: effort !== 'none', effort });
+      if (!templateArgs) {
+        throw invalidRequest(
+          `reasoning.effort ${JSON.stringify(effort)}: this model's chat template does not think (it writes no <think> block nor harmony analysis channel)`,
+          'reasoning.effort',
+          'unsupported_parameter',
+        );
+      }
+      if (Object.keys(templateArgs).length > 0) plan = planWith(templateArgs);
+    }
     if (plan.toolGrammar && request.grammar) {
       throw invalidRequest(
         'tool_choice forces a tool call; it cannot be combined with text.format',
@@ -84,8 +107,15 @@ export function responsesRoutes(app: AppContext): ResponsesRoutes {
       ? { grammar: plan.toolGrammar, param: 'tool_choice' }
       : request.grammar;
     const grammar = requested && (await compileRequestGrammar(ctx.engine, requested));
-    const promptIds = await asInputAsync(() => chatRequestIds(ctx.engine, plan));
+    let rendered = '';
+    const promptIds = await asInputAsync(() =>
+      chatRequestIds(ctx.engine, plan, (text) => {
+        rendered = text;
+      }),
+    );
     asInput(() => checkPromptFits(promptIds, ctx.engine.contextTokens, 'messages'));
+    // Thinking templates: a reasoning item apart from the message, unless the request turned it off.
+    const syntax = thinkingTurnedOff(plan.templateArgs) ? undefined : reasoningSyntax(plan.template.text(plan.variant));
 
     const options: GenerationOptions = { ...request.sampling };
     if (request.maxOutputTokens !== undefined) options.maxTokens = request.maxOutputTokens;
@@ -101,6 +131,7 @@ export function responsesRoutes(app: AppContext): ResponsesRoutes {
       promptIds,
       options,
       toolFormat: plan.toolCallFormat,
+      reasoning: syntax && { syntax, prompt: rendered },
       onFinished: (response, output) => {
         if (!request.store) return;
         store.set(head.id, { response, conversation: [...conversation, ...outputMessages(output)], inputItems: request.inputItems });

@@ -348,11 +348,18 @@ describe('bad requests', () => {
       param: 'previous_response_id',
     },
     {
-      name: 'reasoning',
+      name: 'a reasoning effort for a model whose template does not think',
       body: { input: 'hi', reasoning: { effort: 'high' } },
       status: 400,
       code: 'unsupported_parameter',
-      param: 'reasoning',
+      param: 'reasoning.effort',
+    },
+    {
+      name: 'a reasoning summary (nothing summarises here)',
+      body: { input: 'hi', reasoning: { summary: 'detailed' } },
+      status: 400,
+      code: 'unsupported_parameter',
+      param: 'reasoning.summary',
     },
     { name: 'background', body: { input: 'hi', background: true }, status: 400, code: 'unsupported_parameter', param: 'background' },
     {
@@ -416,10 +423,10 @@ describe('bad requests', () => {
   });
 
   it('raises the unsupported field through the client with its param', async () => {
-    const error = await apiError(client.responses.create({ model: MODEL_ID, input: 'hi', reasoning: { effort: 'low' } }));
+    const error = await apiError(client.responses.create({ model: MODEL_ID, input: 'hi', reasoning: { summary: 'auto' } }));
     expect(error.status).toBe(400);
     expect(error.code).toBe('unsupported_parameter');
-    expect(error.param).toBe('reasoning');
+    expect(error.param).toBe('reasoning.summary');
   });
 
   it('answers 404 for GET and DELETE of an unknown id', async () => {

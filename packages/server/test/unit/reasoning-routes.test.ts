@@ -177,3 +177,112 @@ describe('Anthropic Messages: thinking blocks', () => {
     expect(((await off.json()) as { content: unknown[] }).content).toEqual([{ type: 'text', text: 'Paris.' }]);
   });
 });
+
+describe('Responses: a reasoning item before the message', () => {
+  const request = (fields: Record<string, unknown> = {}) => ({ model: 'qwen3', input: 'What is the capital of France?', ...fields });
+  interface Item {
+    id: string;
+    type: string;
+    status?: string;
+    summary?: unknown[];
+    content?: Array<{ type: string; text: string }>;
+  }
+
+  it('whole: a reasoning item (reasoning_text content, empty summary), then the message; the effort echoed', async () => {
+    const url = await serve(THINKING);
+    const response = await post(url, '/v1/responses', request({ reasoning: { effort: 'high', summary: null } }));
+    expect(response.status).toBe(200);
+    const body = (await response.json()) as { output: Item[]; reasoning: unknown; output_text?: string };
+    expect(body.output.map((i) => i.type)).toEqual(['reasoning', 'message']);
+    const [reasoning, message] = body.output;
+    expect(reasoning).toEqual({
+      id: expect.stringMatching(/^rs_/),
+      type: 'reasoning',
+      status: 'completed',
+      summary: [],
+      content: [{ type: 'reasoning_text', text: 'The user asks for a capital.' }],
+    });
+    expect(message!.content).toEqual([{ type: 'output_text', text: 'Paris.', annotations: [], logprobs: [] }]);
+    expect(body.reasoning).toEqual({ effort: 'high', summary: null });
+  });
+
+  it('streamed: the reasoning item and its reasoning_text deltas, done, then the message item', async () => {
+    const url = await serve(THINKING);
+    const all = await events(await post(url, '/v1/responses', request({ stream: true })));
+    const types = all.map((e) => e.event);
+    const reasoningDeltas = all.filter((e) => e.event === 'response.reasoning_text.delta').map((e) => e.data.delta as string);
+    expect(reasoningDeltas.join('')).toBe('The user asks for a capital.');
+    const textDeltas = all.filter((e) => e.event === 'response.output_text.delta').map((e) => e.data.delta as string);
+    expect(textDeltas.join('')).toBe('Paris.');
+    // The reasoning item is whole before the message item opens.
+    const added = all.filter((e) => e.event === 'response.output_item.added').map((e) => e.data.item as Item);
+    expect(added.map((i) => i.type)).toEqual(['reasoning', 'message']);
+    expect(types.indexOf('response.reasoning_text.done')).toBeLessThan(types.lastIndexOf('response.output_item.added'));
+    const done = all.find((e) => e.event === 'response.reasoning_text.done')!.data;
+    expect(done).toMatchObject({ output_index: 0, content_index: 0, text: 'The user asks for a capital.' });
+    const partAdded = all.find((e) => e.event === 'response.content_part.added')!.data;
+    expect(partAdded.part).toEqual({ type: 'reasoning_text', text: '' });
+    // The completed response is the whole one.
+    const completed = all.at(-1)!.data.response as { output: Item[] };
+    expect(completed.output.map((i) => [i.type, i.content?.[0]?.text])).toEqual([
+      ['reasoning', 'The user asks for a capital.'],
+      ['message', 'Paris.'],
+    ]);
+    for (const d of [...reasoningDeltas, ...textDeltas]) expect(d).not.toMatch(/<\/?th/);
+  });
+
+  it('effort none: the template closes the block, no reasoning item, all the output in the message', async () => {
+    const calls: CompleteCall[] = [];
+    const url = await serve(THINKING, calls);
+    const body = (await (await post(url, '/v1/responses', request({ reasoning: { effort: 'none' } }))).json()) as { output: Item[] };
+    expect(promptText(calls[0]!).endsWith('<|im_start|>assistant\n<think>\n\n</think>\n\n')).toBe(true);
+    expect(body.output.map((i) => [i.type, i.content?.[0]?.text])).toEqual([['message', THINKING.join('')]]);
+    const all = await events(await post(url, '/v1/responses', request({ stream: true, reasoning: { effort: 'none' } })));
+    expect(all.some((e) => e.event.startsWith('response.reasoning_text'))).toBe(false);
+  });
+
+  it('a reasoning item sent back in input is accepted, listed, and not given to the template', async () => {
+    const calls: CompleteCall[] = [];
+    const url = await serve(['Berlin.'], calls);
+    const response = await post(
+      url,
+      '/v1/responses',
+      request({
+        input: [
+          { role: 'user', content: 'Capital of France?' },
+          { type: 'reasoning', id: 'rs_1', summary: [], content: [{ type: 'reasoning_text', text: 'secret musings' }] },
+          { type: 'message', role: 'assistant', content: [{ type: 'output_text', text: 'Paris.' }] },
+          { role: 'user', content: 'And Germany?' },
+        ],
+      }),
+    );
+    expect(response.status).toBe(200);
+    expect(promptText(calls[0]!)).not.toContain('secret musings');
+    expect(promptText(calls[0]!)).toContain('Paris.');
+  });
+
+  it.each([
+    [{ effort: 'high', summary: 'detailed' }, 'reasoning.summary', 'unsupported_parameter'],
+    [{ summary: 'auto' }, 'reasoning.summary', 'unsupported_parameter'],
+    [{ generate_summary: 'concise' }, 'reasoning.generate_summary', 'unsupported_parameter'],
+    [{ effort: 'maximal' }, 'reasoning.effort', 'invalid_value'],
+    [{ colour: 'blue' }, 'reasoning.colour', 'unsupported_parameter'],
+    ['high', 'reasoning', 'invalid_type'],
+  ])('reasoning %j is a 400 naming %s', async (reasoning, param, code) => {
+    const url = await serve(THINKING);
+    const response = await post(url, '/v1/responses', request({ reasoning }));
+    expect(response.status).toBe(400);
+    const body = (await response.json()) as { error: { param: string; code: string } };
+    expect(body.error).toMatchObject({ param, code });
+  });
+
+  it('a template that does not think: an effort is a clear 400, none is accepted', async () => {
+    const url = await serve(['Paris.'], [], 'none');
+    const response = await post(url, '/v1/responses', request({ reasoning: { effort: 'low' } }));
+    expect(response.status).toBe(400);
+    const body = (await response.json()) as { error: { param: string; code: string; message: string } };
+    expect(body.error).toMatchObject({ param: 'reasoning.effort', code: 'unsupported_parameter' });
+    expect(body.error.message).toMatch(/does not think/);
+    expect((await post(url, '/v1/responses', request({ reasoning: { effort: 'none' } }))).status).toBe(200);
+  });
+});
