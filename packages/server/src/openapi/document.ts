@@ -233,6 +233,7 @@ const PATHS: Readonly<Record<string, PathItem>> = {
       tags: ['Server'],
       summary: 'The engine’s load and KV cache',
       operationId: 'stats',
+      parameters: [{ name: 'model', in: 'query', description: 'Another served model than the default.', schema: str() }],
       responses: { '200': ok('The stats.', 'Stats'), ...errors() },
     },
   },
