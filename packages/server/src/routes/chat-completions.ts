@@ -9,7 +9,7 @@ import { compileRequestGrammar, type RequestedGrammar } from '../constraints.js'
 import { invalidRequest } from '../errors.js';
 import { chatLogprobs } from '../logprobs.js';
 import { chatPlan, chatRequestIds, checkPromptFits } from '../prompt.js';
-import { newSplitter, reasoningSyntax, thinkingTurnedOff, type ReasoningSplitter, type ReasoningSyntax } from '../reasoning.js';
+import { OutputReasoning, reasoningSyntax, thinkingTurnedOff, type ReasoningSyntax } from '../reasoning.js';
 import { newCompletionId, routeModel, validationContext, type AppContext } from '../route-context.js';
 import { ClientWatch, choiceJobs, runChoices, type ResponseFormat } from '../run-choices.js';
 import type { ServingEngine } from '../serving-engine.js';
@@ -158,49 +158,22 @@ function delta(reasoning: string, content: string): object {
   return { ...(reasoning ? { reasoning_content: reasoning } : {}), ...(content || !reasoning ? { content } : {}) };
 }
 
-/**
- * One reasoning splitter per choice (reasoning.ts). gpt-oss's harmony markers are special
- * tokens the engine's text leaves out, so for them each choice decodes its own tokens with
- * the special tokens kept; `<think>` tags are plain text and are split from the text itself.
- */
+/** One reasoning splitter per choice (reasoning.ts's `OutputReasoning`, which decodes gpt-oss's
+ * markers from each choice's tokens). */
 function reasoningChoices(engine: ServingEngine, syntax: ReasoningSyntax, prompt: string) {
-  const harmony = syntax.kind === 'harmony';
-  const choices = new Map<
-    number,
-    { splitter: ReasoningSplitter; decoder: ReturnType<ServingEngine['tokenizer']['createDecoder']> | undefined }
-  >();
+  const choices = new Map<number, OutputReasoning>();
   const choice = (index: number) => {
     let c = choices.get(index);
     if (!c) {
-      c = {
-        splitter: newSplitter(syntax, prompt),
-        decoder: harmony ? engine.tokenizer.createDecoder({ skipSpecialTokens: false }) : undefined,
-      };
+      c = new OutputReasoning(engine.tokenizer, syntax, prompt);
       choices.set(index, c);
     }
     return c;
   };
-  const textOf = (c: ReturnType<typeof choice>, text: string, tokenIds: readonly number[]) =>
-    c.decoder ? tokenIds.map((id) => c.decoder!.push(id)).join('') : text;
   return {
-    push: (index: number, text: string, tokenIds: readonly number[]) => {
-      const c = choice(index);
-      return c.splitter.push(textOf(c, text, tokenIds));
-    },
-    finish: (index: number) => {
-      const c = choice(index);
-      const tail = c.decoder ? c.splitter.push(c.decoder.flush()) : { reasoning: '', content: '' };
-      const rest = c.splitter.finish();
-      return { reasoning: tail.reasoning + rest.reasoning, content: tail.content + rest.content };
-    },
+    push: (index: number, text: string, tokenIds: readonly number[]) => choice(index).push(text, tokenIds),
+    finish: (index: number) => choice(index).finish(),
     /** A whole output, split by a splitter of its own. */
-    whole: (text: string, tokenIds: readonly number[]) => {
-      const splitter = newSplitter(syntax, prompt);
-      const decoder = harmony ? engine.tokenizer.createDecoder({ skipSpecialTokens: false }) : undefined;
-      const input = decoder ? tokenIds.map((id) => decoder.push(id)).join('') + decoder.flush() : text;
-      const first = splitter.push(input);
-      const rest = splitter.finish();
-      return { reasoning: first.reasoning + rest.reasoning, content: first.content + rest.content };
-    },
+    whole: (text: string, tokenIds: readonly number[]) => OutputReasoning.whole(engine.tokenizer, syntax, prompt, text, tokenIds),
   };
 }
