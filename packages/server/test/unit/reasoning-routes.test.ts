@@ -18,20 +18,50 @@ const templatePath = (name: string) => fileURLToPath(new URL(`../fixtures/chat-t
 afterEach(closeApp);
 afterAll(() => defaultRenderSandbox().close());
 
-/** One chunk per piece, each character one token. */
-const chunks = (...pieces: string[]): Step[] =>
-  pieces.map((text) => ({ chunk: { text, tokenIds: [...text].map((c) => c.charCodeAt(0)) } }));
+/** gpt-oss's markers: special tokens, left out of the engine's text, kept by a decoder that keeps specials. */
+const SPECIAL: Record<string, number> = { '<|channel|>': 200, '<|message|>': 201, '<|end|>': 202, '<|start|>': 203, '<|return|>': 204 };
+const SPECIAL_TEXT = new Map(Object.entries(SPECIAL).map(([text, id]) => [id, text]));
 
-/** A server whose engine writes `output`, with the Qwen 3 template (or the fake's own, which does not think). */
-async function serve(output: string[], calls: CompleteCall[] = [], template: 'qwen3' | 'none' = 'qwen3'): Promise<string> {
+/** One chunk per piece; each character one token, each marker one special token. */
+const chunks = (...pieces: string[]): Step[] =>
+  pieces.map((piece) => {
+    const parts = piece.split(/(<\|[a-z]+\|>)/).filter((p) => p !== '');
+    const tokenIds = parts.flatMap((p) => (SPECIAL[p] !== undefined ? [SPECIAL[p]] : [...p].map((c) => c.charCodeAt(0))));
+    return { chunk: { text: parts.filter((p) => SPECIAL[p] === undefined).join(''), tokenIds } };
+  });
+
+const TEMPLATES = { qwen3: { eosToken: '<|im_end|>' }, 'gpt-oss': { eosToken: '<|return|>' } } as const;
+
+/** A server whose engine writes `output`, with a fixture template (or the fake's own, which does not think). */
+async function serve(output: string[], calls: CompleteCall[] = [], template: keyof typeof TEMPLATES | 'none' = 'qwen3'): Promise<string> {
   const engine = fakeEngine(() => chunks(...output), calls);
   const fields: Record<string, unknown> = { contextTokens: 1 << 20 };
-  if (template === 'qwen3') fields.chatTemplate = await ChatTemplate.fromFile(templatePath('qwen3'), { eosToken: '<|im_end|>' });
+  if (template !== 'none') fields.chatTemplate = await ChatTemplate.fromFile(templatePath(template), TEMPLATES[template]);
   Object.assign(engine, fields);
+  Object.assign(engine.tokenizer, {
+    createDecoder: () => ({
+      push: (id: number) => SPECIAL_TEXT.get(id) ?? String.fromCharCode(id),
+      flush: () => '',
+    }),
+  });
   return listenOnLoopback(createApp({ engine: engine as ServingEngine, modelId: 'qwen3' }));
 }
 
 const promptText = (call: CompleteCall) => String.fromCharCode(...call.prompt);
+const HARMONY = [
+  '<|channel|>',
+  'analysis',
+  '<|message|>',
+  'User asks capital.',
+  '<|end|>',
+  '<|start|>',
+  'assistant',
+  '<|channel|>',
+  'final',
+  '<|message|>',
+  'Paris',
+  '.',
+];
 const THINKING = ['<think>', '\n', 'The user asks', ' for a capital.', '\n', '</th', 'ink>', '\n\n', 'Paris', '.'];
 
 async function post(url: string, path: string, body: Record<string, unknown>): Promise<Response> {
@@ -95,6 +125,19 @@ describe('Anthropic Messages: thinking blocks', () => {
     const names = all.map((e) => `${e.event}:${(e.data.delta as { type?: string } | undefined)?.type ?? ''}`);
     expect(names.indexOf('content_block_delta:signature_delta')).toBe(names.indexOf('content_block_stop:') - 1);
     for (const d of deltas) expect(JSON.stringify(d.delta)).not.toMatch(/<\/?th/);
+  });
+
+  it('gpt-oss: the analysis channel is the thinking block, the final channel the text (whole and streamed)', async () => {
+    const url = await serve(HARMONY, [], 'gpt-oss');
+    const whole = (await (await post(url, '/v1/messages', request())).json()) as { content: unknown[] };
+    expect(whole.content).toEqual([
+      { type: 'thinking', thinking: 'User asks capital.', signature: '' },
+      { type: 'text', text: 'Paris.' },
+    ]);
+    const all = await events(await post(url, '/v1/messages', request({ stream: true })));
+    const deltas = all.filter((e) => e.event === 'content_block_delta').map((e) => e.data.delta as Record<string, string>);
+    expect(deltas.map((d) => d.thinking ?? '').join('')).toBe('User asks capital.');
+    expect(deltas.map((d) => d.text ?? '').join('')).toBe('Paris.');
   });
 
   it('thinking disabled: the template closes the block, and all the output is text', async () => {
@@ -229,6 +272,43 @@ describe('Responses: a reasoning item before the message', () => {
       ['message', 'Paris.'],
     ]);
     for (const d of [...reasoningDeltas, ...textDeltas]) expect(d).not.toMatch(/<\/?th/);
+  });
+
+  it('gpt-oss: the analysis channel is the reasoning item; the effort reaches the template as reasoning_effort', async () => {
+    const calls: CompleteCall[] = [];
+    const url = await serve(HARMONY, calls, 'gpt-oss');
+    const whole = (await (await post(url, '/v1/responses', request({ reasoning: { effort: 'high' } }))).json()) as { output: Item[] };
+    expect(promptText(calls[0]!)).toContain('Reasoning: high');
+    expect(whole.output.map((i) => [i.type, i.content?.[0]?.text])).toEqual([
+      ['reasoning', 'User asks capital.'],
+      ['message', 'Paris.'],
+    ]);
+    const all = await events(await post(url, '/v1/responses', request({ stream: true, reasoning: { effort: 'low' } })));
+    expect(promptText(calls[1]!)).toContain('Reasoning: low');
+    const delta = (type: string) =>
+      all
+        .filter((e) => e.event === type)
+        .map((e) => e.data.delta as string)
+        .join('');
+    expect(delta('response.reasoning_text.delta')).toBe('User asks capital.');
+    expect(delta('response.output_text.delta')).toBe('Paris.');
+  });
+
+  it('cut short while thinking: the reasoning item is incomplete, the message empty', async () => {
+    const url = await serve(['<think>\n', 'Let me think', ' about France']);
+    const whole = (await (await post(url, '/v1/responses', request())).json()) as { status: string; output: Item[] };
+    expect(whole.status).toBe('incomplete');
+    expect(whole.output.map((i) => [i.type, i.status, i.content?.[0]?.text])).toEqual([
+      ['reasoning', 'incomplete', 'Let me think about France'],
+      ['message', 'incomplete', ''],
+    ]);
+    const all = await events(await post(url, '/v1/responses', request({ stream: true })));
+    const last = all.at(-1)!.data.response as { status: string; output: Item[] };
+    expect(last.status).toBe('incomplete');
+    expect(last.output.map((i) => [i.type, i.status, i.content?.[0]?.text])).toEqual([
+      ['reasoning', 'incomplete', 'Let me think about France'],
+      ['message', 'incomplete', ''],
+    ]);
   });
 
   it('effort none: the template closes the block, no reasoning item, all the output in the message', async () => {
