@@ -8,7 +8,9 @@
 import { afterAll, afterEach, describe, expect, it } from '@jest/globals';
 import { fileURLToPath } from 'node:url';
 
+import Anthropic from '@anthropic-ai/sdk';
 import { ChatTemplate, defaultRenderSandbox } from '@mistralrs/core';
+import OpenAI from 'openai';
 
 import { createApp, type ServingEngine } from '../../src/index.js';
 import { closeApp, fakeEngine, listenOnLoopback, type CompleteCall, type Step } from './fake-engine.js';
@@ -364,5 +366,71 @@ describe('Responses: a reasoning item before the message', () => {
     expect(body.error).toMatchObject({ param: 'reasoning.effort', code: 'unsupported_parameter' });
     expect(body.error.message).toMatch(/does not think/);
     expect((await post(url, '/v1/responses', request({ reasoning: { effort: 'none' } }))).status).toBe(200);
+  });
+});
+
+describe("the official clients' view", () => {
+  it('@anthropic-ai/sdk: messages.stream builds the thinking block (thinking and signature events) and the text', async () => {
+    const url = await serve(THINKING);
+    const client = new Anthropic({ baseURL: url, apiKey: 'unused', maxRetries: 0 });
+    const thoughts: string[] = [];
+    const signatures: string[] = [];
+    const stream = client.messages
+      .stream({
+        model: 'qwen3',
+        max_tokens: 2048,
+        thinking: { type: 'enabled', budget_tokens: 1024 },
+        messages: [{ role: 'user', content: 'What is the capital of France?' }],
+      })
+      .on('thinking', (delta) => thoughts.push(delta))
+      .on('signature', (signature) => signatures.push(signature));
+    const message = await stream.finalMessage();
+    expect(message.content).toEqual([
+      { type: 'thinking', thinking: 'The user asks for a capital.', signature: '' },
+      { type: 'text', text: 'Paris.' },
+    ]);
+    expect(thoughts.join('')).toBe('The user asks for a capital.');
+    expect(signatures).toEqual(['']);
+    // The answer goes back as the SDK hands it over, thinking block included.
+    const next = await client.messages.create({
+      model: 'qwen3',
+      max_tokens: 2048,
+      messages: [
+        { role: 'user', content: 'What is the capital of France?' },
+        { role: 'assistant', content: message.content },
+        { role: 'user', content: 'Thanks.' },
+      ],
+    });
+    expect(next.content.map((b) => b.type)).toEqual(['thinking', 'text']);
+  });
+
+  it('openai: responses.stream gives the reasoning item and output_text; responses.create the same', async () => {
+    const url = await serve(THINKING);
+    const client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 0 });
+    const stream = client.responses.stream({ model: 'qwen3', input: 'What is the capital of France?', reasoning: { effort: 'medium' } });
+    const deltas: string[] = [];
+    stream.on('response.reasoning_text.delta', (event) => deltas.push(event.delta));
+    const streamed = await stream.finalResponse();
+    const whole = await client.responses.create({
+      model: 'qwen3',
+      input: 'What is the capital of France?',
+      reasoning: { effort: 'medium' },
+    });
+    for (const response of [streamed, whole]) {
+      expect(response.output_text).toBe('Paris.');
+      const reasoning = response.output[0];
+      expect(reasoning?.type).toBe('reasoning');
+      if (reasoning?.type === 'reasoning') {
+        expect(reasoning.summary).toEqual([]);
+        expect(reasoning.content).toEqual([{ type: 'reasoning_text', text: 'The user asks for a capital.' }]);
+      }
+      expect(response.reasoning).toEqual({ effort: 'medium', summary: null });
+    }
+    expect(deltas.join('')).toBe('The user asks for a capital.');
+    const refused = await client.responses
+      .create({ model: 'qwen3', input: 'hi', reasoning: { effort: 'high', summary: 'detailed' } })
+      .catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(OpenAI.APIError);
+    expect(refused).toMatchObject({ status: 400, param: 'reasoning.summary', code: 'unsupported_parameter' });
   });
 });
