@@ -3,6 +3,8 @@
  * unsupported-fields.ts, responses/request.ts, anthropic/request.ts), the bodies answered, and
  * the two error shapes. Fields a validator refuses (`unsupported_parameter`) are not listed.
  */
+import { TEMPLATE_ARGUMENTS } from '@mistralrs/core';
+
 import { anyObject, arr, bool, int, nullable, num, obj, oneOf, ref, type Schema, str } from './schema.js';
 
 const model = str('The model to use: a served model id, or `default`. Optional when one model is served.');
@@ -110,7 +112,7 @@ const chatCompletionRequest = obj(
     parallel_tool_calls: nullable(bool()),
     chat_template_kwargs: nullable(anyObject('Extra variables for the chat template.')),
     enable_thinking: nullable(bool()),
-    reasoning_effort: nullable(str(undefined, { enum: ['none', 'minimal', 'low', 'medium', 'high'] })),
+    reasoning_effort: nullable(str(undefined, { enum: [...(TEMPLATE_ARGUMENTS.reasoning_effort?.values ?? [])] })),
   },
   ['messages'],
 );
