@@ -176,6 +176,26 @@ const grammarParams = new WeakMap<CompiledGrammar, RequestedGrammar['param']>();
  * The compiled grammar, or a 400 naming the field: `invalid_grammar` for one that does not
  * compile, `grammar_too_complex` for one past the compile budget (docs/server.md).
  */
+/**
+ * The grammar a chat turn runs under: a forced tool call's (`toolGrammar`), or the one the
+ * request asked for; both at once is a 400, since each would hold the output to another shape.
+ */
+export async function chatTurnGrammar(
+  engine: ServingEngine,
+  toolGrammar: Grammar | undefined,
+  requested: RequestedGrammar | undefined,
+): Promise<CompiledGrammar | undefined> {
+  if (toolGrammar && requested) {
+    throw invalidRequest(
+      `tool_choice forces a tool call; it cannot be combined with ${requested.param}`,
+      'tool_choice',
+      'conflicting_parameters',
+    );
+  }
+  const chosen: RequestedGrammar | undefined = toolGrammar ? { grammar: toolGrammar, param: 'tool_choice' } : requested;
+  return chosen && (await compileRequestGrammar(engine, chosen));
+}
+
 export async function compileRequestGrammar(engine: ServingEngine, requested: RequestedGrammar): Promise<CompiledGrammar> {
   try {
     const compiled = await engine.compileGrammar(requested.grammar);

@@ -5,8 +5,7 @@ import type { RequestHandler } from 'express';
 
 import { ToolCallStream, type ParsedToolCall, type ToolCallFormat } from '@mistralrs/core';
 
-import { compileRequestGrammar, type RequestedGrammar } from '../constraints.js';
-import { invalidRequest } from '../errors.js';
+import { chatTurnGrammar } from '../constraints.js';
 import { chatLogprobs } from '../logprobs.js';
 import { chatPlan, chatRequestIds, checkPromptFits } from '../prompt.js';
 import { OutputReasoning, reasoningSyntax, thinkingTurnedOff, type ReasoningSyntax } from '../reasoning.js';
@@ -35,17 +34,7 @@ export function chatCompletionsRoute(app: AppContext): RequestHandler {
       },
       request.templateArgs.params,
     );
-    if (plan.toolGrammar && request.grammar) {
-      throw invalidRequest(
-        `tool_choice forces a tool call; it cannot be combined with ${request.grammar.param}`,
-        'tool_choice',
-        'conflicting_parameters',
-      );
-    }
-    const requested: RequestedGrammar | undefined = plan.toolGrammar
-      ? { grammar: plan.toolGrammar, param: 'tool_choice' }
-      : request.grammar;
-    const grammar = requested && (await compileRequestGrammar(ctx.engine, requested));
+    const grammar = await chatTurnGrammar(ctx.engine, plan.toolGrammar, request.grammar);
     let rendered = '';
     const promptIds = await chatRequestIds(ctx.engine, plan, (text) => {
       rendered = text;

@@ -14,7 +14,7 @@ import type { RequestHandler } from 'express';
 
 import type { ChatMessage, GenerationOptions, JsonValue } from '@mistralrs/core';
 
-import { compileRequestGrammar, type RequestedGrammar } from '../constraints.js';
+import { chatTurnGrammar } from '../constraints.js';
 import { ApiError, invalidRequest, toApiError } from '../errors.js';
 import { chatPlan, chatRequestIds, checkPromptFits } from '../prompt.js';
 import { reasoningSyntax, thinkingTemplateArgs, thinkingTurnedOff } from '../reasoning.js';
@@ -96,17 +96,7 @@ export function responsesRoutes(app: AppContext): ResponsesRoutes {
       }
       if (Object.keys(templateArgs).length > 0) plan = planWith(templateArgs);
     }
-    if (plan.toolGrammar && request.grammar) {
-      throw invalidRequest(
-        'tool_choice forces a tool call; it cannot be combined with text.format',
-        'tool_choice',
-        'conflicting_parameters',
-      );
-    }
-    const requested: RequestedGrammar | undefined = plan.toolGrammar
-      ? { grammar: plan.toolGrammar, param: 'tool_choice' }
-      : request.grammar;
-    const grammar = requested && (await compileRequestGrammar(ctx.engine, requested));
+    const grammar = await chatTurnGrammar(ctx.engine, plan.toolGrammar, request.grammar);
     let rendered = '';
     const promptIds = await asInputAsync(() =>
       chatRequestIds(ctx.engine, plan, (text) => {
