@@ -146,6 +146,7 @@ function toRunOptions(
     );
   }
   const dtype = args.dtype as WeightDtype | undefined;
+  const tokenizerModel = args['tok-model-id'] ?? toml?.tokenizerModel;
   return {
     ...(serve ? { serve } : {}),
     model,
@@ -158,9 +159,7 @@ function toRunOptions(
     chatTemplate: args['chat-template'] ?? toml?.chatTemplate,
     tokenSource: args['token-source'] ?? toml?.tokenSource,
     ...(args.revision !== undefined ? { revision: args.revision } : {}),
-    ...((args['tok-model-id'] ?? toml?.tokenizerModel) !== undefined
-      ? { tokenizerModel: args['tok-model-id'] ?? toml?.tokenizerModel }
-      : {}),
+    ...(tokenizerModel !== undefined ? { tokenizerModel } : {}),
     ...(format !== undefined ? { format } : {}),
     engine: {
       ...engineSettings(args, toml?.engine),

@@ -68,6 +68,11 @@ export function isRepoId(spec: string): boolean {
   return /^[\w][\w.-]*\/[\w][\w.-]*$/.test(spec) && !spec.includes('..') && !/[.-]$/.test(spec);
 }
 
+/** A relative path of plain names (no `..`, `.`, empty or absolute parts, no backslashes). */
+function isSafeRepoPath(path: string): boolean {
+  return path !== '' && !path.includes('\\') && path.split('/').every((part) => part !== '' && part !== '.' && part !== '..');
+}
+
 /** In-process downloads of a blob, so that two loads of one file share one transfer. */
 const downloadsInFlight = new Map<string, Promise<void>>();
 
@@ -129,7 +134,13 @@ export class HubRepository {
       for await (const entry of listFiles({ repo, revision: commit, recursive: true, hubUrl: endpoint, fetch: http.fetch, ...http.auth })) {
         if (entry.type !== 'file') continue;
         const etag = entry.lfs?.oid ?? entry.oid;
-        if (!etag) throw new HubError('http', `${endpoint}: ${repo}: the listing gives no object id for ${entry.path}`);
+        // Both become file names in the cache: nothing the listing says may lead out of it.
+        if (!isSafeRepoPath(entry.path)) {
+          throw new HubError('http', `${endpoint}: ${repo}: the listing names an unsafe path ${JSON.stringify(entry.path)}; refused`);
+        }
+        if (!etag || !/^[0-9a-f]{40}([0-9a-f]{24})?$/.test(etag)) {
+          throw new HubError('http', `${endpoint}: ${repo}: the listing gives no valid object id for ${entry.path}`);
+        }
         files.push({ path: entry.path, size: entry.lfs?.size ?? entry.size, etag, lfs: entry.lfs !== undefined });
       }
     } catch (error) {
@@ -165,6 +176,7 @@ export class HubRepository {
 
   /** The local path of `path` (in `snapshots/<commit>/`), downloading it if the cache lacks it. */
   async download(path: string): Promise<string> {
+    if (!isSafeRepoPath(path)) throw new HubError('invalid_argument', `${this.repo}: bad file name ${JSON.stringify(path)}`);
     const cached = this.cache.snapshotFile(this.commit, path);
     if (cached) return cached;
     if (!this.#files) throw new HubError('not_cached', `${this.repo}@${this.revision}: ${path} is not in the cache (${this.snapshotDir})`);

@@ -47,6 +47,7 @@ beforeAll(async () => {
         branches: { v2: { 'model.gguf': BIG.subarray(1000), 'config.json': '{}' } },
       },
       { id: 'org/gated', files: { 'model.gguf': BIG.subarray(0, 50_000) }, gated: true },
+      { id: 'org/escape', files: { '../../outside.txt': 'x' } },
     ],
   });
 });
@@ -299,7 +300,10 @@ describe('clear failures', () => {
     await expectKind(HubRepository.open('org/model', options({ revision: 'v9' })), 'revision_not_found', /org\/model has no revision "v9"/);
     const repo = await HubRepository.open('org/model', options());
     await expectKind(repo.download('absent.gguf'), 'file_not_found', /org\/model@main has no file "absent\.gguf"/);
+    await expectKind(repo.download('../../../refs/main'), 'invalid_argument', /bad file name/);
     await expectKind(HubRepository.open('not a repo', options()), 'invalid_argument', /is not a Hugging Face repository id/);
+    // A listing whose paths would lead out of the cache is refused before anything is written.
+    await expectKind(HubRepository.open('org/escape', options()), 'http', /names an unsafe path "\.\.\/\.\.\/outside\.txt"; refused/);
   });
 
   it('refuses a token source it cannot read', async () => {
