@@ -30,6 +30,8 @@ export interface HubFixtureRepo {
   branches?: Record<string, Record<string, Uint8Array | string>>;
   /** Only a request with `HubFixture.token` may read it. */
   gated?: boolean;
+  /** Sizes the tree listing gives instead of the real ones (a file too large for the disk). */
+  listedSizes?: Record<string, number>;
 }
 
 export interface HubFixtureOptions {
@@ -81,7 +83,7 @@ export function gitBlobOid(content: Uint8Array): string {
 export async function startHubFixture(options: HubFixtureOptions): Promise<HubFixture> {
   const token = options.token ?? 'hf_fixture_token';
   const threshold = options.lfsThreshold ?? 10_000;
-  const repos = new Map<string, { gated: boolean; revisions: Map<string, StoredRevision> }>();
+  const repos = new Map<string, { gated: boolean; listedSizes: Record<string, number>; revisions: Map<string, StoredRevision> }>();
   const blobs = new Map<string, Buffer>();
   for (const repo of options.repos) {
     const revisions = new Map<string, StoredRevision>();
@@ -101,7 +103,7 @@ export async function startHubFixture(options: HubFixtureOptions): Promise<HubFi
       revisions.set(branch, revision);
       revisions.set(revision.commit, revision);
     }
-    repos.set(repo.id, { gated: repo.gated ?? false, revisions });
+    repos.set(repo.id, { gated: repo.gated ?? false, listedSizes: repo.listedSizes ?? {}, revisions });
   }
   const cuts = new Map<string, number>();
   const corrupted = new Set<string>();
@@ -177,7 +179,7 @@ export async function startHubFixture(options: HubFixtureOptions): Promise<HubFi
       if (!revision) return;
       const prefix = m[3] ? `${decodeURIComponent(m[3])}/` : '';
       const recursive = url.searchParams.get('recursive') === 'true';
-      const entries = treeEntries(revision, prefix, recursive);
+      const entries = treeEntries(revision, prefix, recursive, repos.get(m[1]!)!.listedSizes);
       json(res, entries);
       return;
     }
@@ -258,7 +260,7 @@ export async function startHubFixture(options: HubFixtureOptions): Promise<HubFi
   };
 }
 
-function treeEntries(revision: StoredRevision, prefix: string, recursive: boolean): unknown[] {
+function treeEntries(revision: StoredRevision, prefix: string, recursive: boolean, listedSizes: Record<string, number>): unknown[] {
   const entries: unknown[] = [];
   const folders = new Set<string>();
   for (const file of revision.files.values()) {
@@ -273,12 +275,13 @@ function treeEntries(revision: StoredRevision, prefix: string, recursive: boolea
       const parts = rest.split('/');
       for (let i = 1; i < parts.length; i++) folders.add(prefix + parts.slice(0, i).join('/'));
     }
+    const size = listedSizes[file.path] ?? file.content.length;
     entries.push({
       type: 'file',
       oid: file.gitOid,
-      size: file.content.length,
+      size,
       path: file.path,
-      ...(file.lfs ? { lfs: { oid: file.sha256, size: file.content.length, pointerSize: 134 } } : {}),
+      ...(file.lfs ? { lfs: { oid: file.sha256, size, pointerSize: 134 } } : {}),
     });
   }
   for (const folder of folders) entries.push({ type: 'directory', oid: gitBlobOid(Buffer.from(folder)), size: 0, path: folder });

@@ -48,6 +48,8 @@ beforeAll(async () => {
       },
       { id: 'org/gated', files: { 'model.gguf': BIG.subarray(0, 50_000) }, gated: true },
       { id: 'org/escape', files: { '../../outside.txt': 'x' } },
+      // Listed as 1 PB: no disk holds it.
+      { id: 'org/huge', files: { 'huge.gguf': 'x' }, listedSizes: { 'huge.gguf': 1e15 } },
     ],
   });
 });
@@ -192,6 +194,17 @@ describe('downloads', () => {
     symlinkSync('/dev/full', incomplete);
     await expectKind(repo.download('model.gguf'), 'disk_full', /the disk is full .*the partial file was removed/);
     expect(readdirSync(blobs)).toEqual([]);
+  });
+
+  it('refuse a file the disk cannot hold before writing anything, saying how much is free', async () => {
+    const repo = await HubRepository.open('org/huge', fresh());
+    await expectKind(
+      repo.download('huge.gguf'),
+      'disk_full',
+      /org\/huge\/huge\.gguf: needs 1000\.0 TB and .* has [\d.]+ [kMGT]?B free; free some space or set HF_HUB_CACHE/,
+    );
+    expect(readdirSync(join(cacheDir, 'models--org--huge', 'blobs'))).toEqual([]);
+    expect(hub.requests.filter((r) => r.url.startsWith('/lfs/'))).toEqual([]);
   });
 
   it('report progress as a line per file off a terminal, and a bar with rate and time left on one', () => {
