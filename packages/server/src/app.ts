@@ -24,6 +24,7 @@ import { docsRoute, openApiRoute } from './routes/openapi.js';
 import { listModelsRoute, retrieveModelRoute } from './routes/models.js';
 import { statsRoute } from './routes/stats.js';
 import { detokenizeRoute, tokenizeRoute } from './routes/tokenize.js';
+import { WEB_UI_PATHS, webUiRoute } from './routes/web-ui.js';
 import type { ServingEngine } from './serving-engine.js';
 
 /** What the server serves: one engine, or a pool of models. */
@@ -44,7 +45,10 @@ export type AppModels =
 export type AppOptions = AppModels & AppSettings;
 
 export interface AppSettings {
-  /** When set, every route but `GET /health`, `/openapi.json` and `/docs` needs `Authorization: Bearer <apiKey>`. */
+  /**
+   * When set, every route but `GET /health`, `/openapi.json`, `/docs` and the chat page (`/` and
+   * its files) needs `Authorization: Bearer <apiKey>`.
+   */
   apiKey?: string;
   /**
    * Whether `POST /v1/models/load`, `/unload` and `/reload` are answered (else a 403
@@ -90,6 +94,7 @@ const ROUTES: Readonly<Record<string, string>> = {
   '/metrics': 'GET',
   '/openapi.json': 'GET',
   '/docs': 'GET',
+  ...Object.fromEntries(WEB_UI_PATHS.map((path) => [path, 'GET'])),
 };
 
 export function createApp(options: AppOptions): Express {
@@ -140,6 +145,8 @@ export function createApp(options: AppOptions): Express {
   // Open without the API key (auth.ts): they describe the routes, no secret.
   app.get('/openapi.json', openApiRoute());
   app.get('/docs', docsRoute());
+  // The chat page and its files (routes/web-ui.ts), open too: the page sends the key it is given.
+  for (const path of WEB_UI_PATHS) app.get(path, webUiRoute(path));
 
   app.use(notFound);
   app.use(errorHandler(onInternalError));
@@ -177,14 +184,19 @@ function jsonBody(limits: ServerLimits): RequestHandler[] {
 
 /** The route a request refused before routing was meant for, for the metrics' label. */
 function knownRoute(req: express.Request): string | undefined {
-  const path = req.path.toLowerCase().replace(/\/+$/, '');
+  const path = routeKey(req.path);
   if (ROUTES[path] !== undefined) return path;
   return path.startsWith('/v1/models/') && req.method === 'GET' ? '/v1/models/*model' : undefined;
 }
 
+/** A path as ROUTES spells it: lower case, no trailing slash (but `/` itself). */
+function routeKey(path: string): string {
+  return path.toLowerCase().replace(/(?<=.)\/+$/, '');
+}
+
 /** 405 for a known path with another method; else 404, in OpenAI's words ("Invalid URL"). */
 const notFound: RequestHandler = (req, _res) => {
-  const method = ROUTES[req.path.toLowerCase().replace(/\/+$/, '')];
+  const method = ROUTES[routeKey(req.path)];
   if (method !== undefined && method !== req.method && !(method === 'GET' && req.method === 'HEAD')) {
     throw new ApiError(
       405,

@@ -1,6 +1,7 @@
 /**
  * `--api-key`: every route needs `Authorization: Bearer KEY` (or `x-api-key: KEY`) except `GET /health`,
- * `/openapi.json` and `/docs` (which describe the routes, no secret, as mistral.rs and vLLM serve them). Deny by
+ * `/openapi.json` and `/docs` (which describe the routes, no secret, as mistral.rs and vLLM serve them), and the
+ * chat page's files (`/`, `/ui/…`: the page asks for the key and sends it with its own API calls). Deny by
  * default, before routing, so no path spelling (`/V1/…`, a trailing slash) slips past it.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
@@ -8,8 +9,9 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { RequestHandler } from 'express';
 
 import { ApiError, sendApiError } from './errors.js';
+import { WEB_UI_PATHS } from './routes/web-ui.js';
 
-const OPEN_PATHS: ReadonlySet<string> = new Set(['/health', '/openapi.json', '/docs']);
+const OPEN_PATHS: ReadonlySet<string> = new Set(['/health', '/openapi.json', '/docs', ...WEB_UI_PATHS]);
 
 export function requireApiKey(apiKey: string): RequestHandler {
   const expected = digest(apiKey);

@@ -266,6 +266,16 @@ const PATHS: Readonly<Record<string, PathItem>> = {
       responses: { '200': { description: 'HTML.', content: { 'text/html': { schema: str() } } } },
     },
   },
+  // Its script, renderer and style (/ui/…) are files of the page, not routes of the API: not listed.
+  '/': {
+    get: {
+      tags: ['Server'],
+      summary: 'A chat page over these routes (open without the API key; its API calls send the key it is given)',
+      operationId: 'chatPage',
+      security: open,
+      responses: { '200': { description: 'HTML.', content: { 'text/html': { schema: str() } } } },
+    },
+  },
 };
 
 /** The document, with `servers` set to `serverUrl` (the origin the request came to). */
