@@ -25,6 +25,19 @@ export declare class DecoderHandle {
   flush(): string
 }
 
+export declare class EmbeddingModelHandle {
+  info(): EmbeddingModelInfo
+  /** One embedding per input (token ids), computed in one pass. */
+  embed(batch: Array<Uint32Array>): Promise<Array<Float32Array>>
+  /**
+   * The final norm's output for every token of each input (`[len × hidden]` each), before
+   * pooling: what transformers' `last_hidden_state` holds.
+   */
+  hiddenStates(batch: Array<Uint32Array>): Promise<Array<Float32Array>>
+  /** Frees the model now; every later call fails. A batch in flight finishes first. */
+  release(): void
+}
+
 /** A held lock; `release` (or the process's exit) lets the next holder in. */
 export declare class FileLock {
   release(): void
@@ -107,6 +120,24 @@ export interface ArchitectureEntry {
 /** The grammar compiler of a tokenizer's vocabulary. */
 export declare function createGrammarCompiler(tokenizer: TokenizerHandle): Promise<GrammarCompilerHandle>
 
+export interface EmbeddingModelInfo {
+  architecture: string
+  vocabSize: number
+  hiddenSize: number
+  nLayers: number
+  /** The width of the embeddings. */
+  dimensions: number
+  /** Tokens an input may hold. */
+  maxTokens: number
+  contextLength: number
+  /** Pooling modes, in the order their vectors concatenate. */
+  pooling: Array<string>
+  denseLayers: number
+  normalize: boolean
+  bidirectional: boolean
+  weightBytes: number
+}
+
 /**
  * The chat templates of a GGUF's metadata (`tokenizer.chat_template`, and named variants
  * `tokenizer.chat_template.<name>`), with the text of its BOS and EOS tokens.
@@ -116,6 +147,16 @@ export interface GgufChatTemplates {
   templates: Array<Array<string>>
   bosToken?: string
   eosToken?: string
+}
+
+/** Loads the embedding model of a sentence-transformers folder. */
+export declare function loadEmbeddingModel(path: string, options?: LoadEmbeddingModelOptions | undefined | null): Promise<EmbeddingModelHandle>
+
+export interface LoadEmbeddingModelOptions {
+  /** `auto` (default), `f32`, `f16` or `bf16`: how the transformer's matrices are stored. */
+  dtype?: string
+  /** The architecture expected (`-a`); a folder of another is refused. */
+  architecture?: string
 }
 
 /** Loads the model of a GGUF file (or a Hugging Face folder) with a KV pool of `kvTokens` tokens. */

@@ -24,3 +24,4 @@ export * from './grammar/index.js';
 export * from './tools/index.js';
 export { formatBytes } from './bytes.js';
 export * from './hub/index.js';
+export * from './embedding/index.js';

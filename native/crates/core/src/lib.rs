@@ -7,10 +7,13 @@
 //!   Hugging Face folder, [`model_config`] describes them.
 //! - [`sampler`]: choosing tokens from logits; [`grammar`]: the token masks of constrained
 //!   decoding (llguidance).
+//! - [`embedding`]: embedding models: a transformer run as an encoder, then the
+//!   sentence-transformers modules (pooling, dense layers, normalization).
 //! - [`runner`]: one engine step (forward pass over the paged KV cache, then sampling) per
 //!   native call.
 
 pub mod batch;
+pub mod embedding;
 pub mod grammar;
 pub mod hf_config;
 pub mod layers;

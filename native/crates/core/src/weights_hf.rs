@@ -60,6 +60,9 @@ pub struct HfWeights {
     /// The type matrices are stored in, and the bytes they take so far.
     dtype: WeightDtype,
     stored_bytes: AtomicUsize,
+    /// A bare transformer's checkpoint (transformers' `Gemma3TextModel`, `Qwen3Model`: what
+    /// sentence-transformers saves) names its tensors without the `model.` of a `…ForCausalLM`.
+    bare: bool,
 }
 
 impl HfWeights {
@@ -70,9 +73,13 @@ impl HfWeights {
         arch: &'static str,
         layout: &'static HfCheckpoint,
     ) -> Result<HfWeights> {
+        let model = SafetensorsModel::open_dir(dir)?;
+        let bare = !model.tensor_names().any(|n| n.starts_with("model."))
+            && model.tensor_names().any(|n| n.starts_with("layers."));
         Ok(HfWeights {
             dir: dir.to_path_buf(),
-            model: SafetensorsModel::open_dir(dir)?,
+            bare,
+            model,
             config,
             arch,
             layout,
@@ -103,6 +110,15 @@ impl HfWeights {
 
     /// The checkpoint's name for a GGUF tensor name.
     fn hf_name(&self, gguf: &str) -> Option<String> {
+        let name = self.causal_lm_name(gguf)?;
+        Some(match name.strip_prefix("model.") {
+            Some(bare) if self.bare => bare.to_string(),
+            _ => name,
+        })
+    }
+
+    /// A GGUF tensor's name in a `…ForCausalLM` checkpoint.
+    fn causal_lm_name(&self, gguf: &str) -> Option<String> {
         let (stem, kind) = gguf.rsplit_once('.')?;
         if let Some((_, hf)) = self.layout.globals.iter().find(|(g, _)| *g == stem) {
             return Some(format!("{hf}.{kind}"));
@@ -135,8 +151,9 @@ impl HfWeights {
             "ffn_down_exps" => 2,
             _ => return None,
         };
+        let root = if self.bare { "" } else { "model." };
         Some(format!(
-            "model.layers.{layer}.{}.experts.{e}.{}.weight",
+            "{root}layers.{layer}.{}.experts.{e}.{}.weight",
             experts.block, experts.names[which]
         ))
     }
@@ -360,7 +377,14 @@ impl Weights for HfWeights {
     fn unused_tensors(&self) -> Vec<String> {
         self.read
             .unused(self.model.tensor_names(), |n| {
-                layer_index(n, "model.layers.")
+                layer_index(
+                    n,
+                    if self.bare {
+                        "layers."
+                    } else {
+                        "model.layers."
+                    },
+                )
             })
             .into_iter()
             .filter(|n| !n.ends_with("rotary_emb.inv_freq"))

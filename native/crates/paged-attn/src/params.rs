@@ -49,6 +49,19 @@ impl AttnOut {
     pub(crate) fn get(self) -> *mut f32 {
         self.ptr
     }
+
+    /// Elements `start..start + len` (checked against the buffer's length).
+    ///
+    /// # Safety
+    /// No other thread may touch those elements while the slice lives.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn rows(&self, start: usize, len: usize) -> &mut [f32] {
+        assert!(
+            start + len <= self.len,
+            "attention output rows out of bounds"
+        );
+        std::slice::from_raw_parts_mut(self.ptr.add(start), len)
+    }
 }
 
 /// One sequence's attention in a batch whose sequences share a parallel region: `check` it

@@ -9,6 +9,8 @@ import { HubError } from '../hub/errors.js';
 import {
   checkpointShards,
   CHECKPOINT_SIDE_FILES,
+  SENTENCE_TRANSFORMERS_FILES,
+  sentenceTransformerModuleFiles,
   chooseGgufFiles,
   isCheckpointRepo,
   splitGgufParts,
@@ -129,6 +131,15 @@ async function downloadCheckpoint(repo: HubRepository): Promise<string> {
   const index = repo.has(indexFile) ? JSON.parse(readFileSync(await repo.download(indexFile), 'utf8')) : undefined;
   const shards = checkpointShards(repo.repo, repo.paths, index);
   for (const file of [...CHECKPOINT_SIDE_FILES.filter((f) => repo.has(f)), ...shards]) await repo.download(file);
+  // An embedding model's pooling and dense layers (sentence-transformers).
+  if (repo.has('modules.json')) {
+    const modules = JSON.parse(readFileSync(await repo.download('modules.json'), 'utf8')) as unknown;
+    const files = [
+      ...SENTENCE_TRANSFORMERS_FILES.filter((f) => f !== 'modules.json' && repo.has(f)),
+      ...sentenceTransformerModuleFiles(repo.repo, repo.paths, modules),
+    ];
+    for (const file of files) await repo.download(file);
+  }
   return repo.snapshotDir;
 }
 

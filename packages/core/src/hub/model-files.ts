@@ -20,6 +20,21 @@ export const CHECKPOINT_SIDE_FILES = [
   'chat_template.json',
 ] as const;
 
+/** What makes a checkpoint a sentence-transformers model (an embedding model), when present. */
+export const SENTENCE_TRANSFORMERS_FILES = ['modules.json', 'sentence_bert_config.json', 'config_sentence_transformers.json'] as const;
+
+/**
+ * The files of the modules `modules.json` lists after the transformer (`1_Pooling/config.json`,
+ * `2_Dense/model.safetensors`…): each module folder's JSON and safetensors files.
+ */
+export function sentenceTransformerModuleFiles(repo: string, paths: readonly string[], modules: unknown): string[] {
+  if (!Array.isArray(modules)) throw new HubError('invalid_argument', `${repo}/modules.json is not a list of modules`);
+  const folders = modules
+    .map((m: unknown) => (typeof m === 'object' && m !== null ? (m as { path?: unknown }).path : undefined))
+    .filter((p): p is string => typeof p === 'string' && p !== '');
+  return paths.filter((p) => folders.some((folder) => p.startsWith(`${folder}/`)) && /\.(json|safetensors)$/.test(p));
+}
+
 /** The tokenizer files `-t/--tok-model-id` takes from its repository (those present). */
 export const TOKENIZER_FILES = [
   'tokenizer.json',

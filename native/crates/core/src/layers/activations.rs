@@ -37,6 +37,14 @@ pub fn geglu(a: &mut [f32], b: &[f32]) {
     }
 }
 
+/// `a = gelu(a) · b` in f32 throughout, as transformers computes `gelu_pytorch_tanh`: what
+/// encoders (embedding models) use, whose references are transformers', not llama.cpp's.
+pub fn geglu_f32(a: &mut [f32], b: &[f32]) {
+    for (x, &y) in a.iter_mut().zip(b) {
+        *x = gelu_tanh(*x) * y;
+    }
+}
+
 /// `a = gelu(a)` (Phi 2's and Starcoder 2's MLP), as [`geglu`] evaluates it.
 pub fn gelu(a: &mut [f32]) {
     for x in a.iter_mut() {

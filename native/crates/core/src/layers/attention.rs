@@ -2,6 +2,8 @@
 //! sequence's block table, then attend over the paged cache. Models never see the cache
 //! layout.
 
+use std::ops::Range;
+
 use mistralrs_common::ThreadPool;
 use mistralrs_paged_attn::{
     attend_batch, AttentionParams, AttnOut, DecodeWork, KvCache, SeqAttention,
@@ -85,4 +87,136 @@ pub fn paged_attention(
     let work = DecodeWork::prepare(&seqs);
     pool.run(|ctx| attend_batch(ctx, cache, layer, &seqs, &work));
     Ok(())
+}
+
+/// How a forward pass attends. Generation writes keys and values into the paged cache and
+/// attends causally over it, in llama.cpp's precision; encoding (embedding models) attends
+/// within each sequence of the batch, with no cache, in f32 throughout, as transformers does.
+pub enum Attend<'s, 'a, 'b> {
+    Paged {
+        step: StepBatch<'a, 'b>,
+        cache: &'s mut KvCache,
+    },
+    Encode(EncoderBatch<'a>),
+}
+
+impl Attend<'_, '_, '_> {
+    /// Attention of layer `layer` for every token of the batch: `q` `[n, n_heads, hd]`, `k` and
+    /// `v` `[n, n_kv_heads, hd]`, `out` like `q`.
+    pub fn run(
+        &mut self,
+        layer: usize,
+        qkv: (&[f32], &[f32], &[f32]),
+        params: &AttentionParams,
+        out: &mut [f32],
+    ) -> Result<()> {
+        match self {
+            Attend::Paged { step, cache } => paged_attention(step, cache, layer, qkv, params, out),
+            Attend::Encode(batch) => {
+                encoder_attention(batch, qkv, params, out);
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether this pass follows transformers' f32 arithmetic (an encoder, whose references
+    /// are transformers') rather than llama.cpp's (e.g. its f16 GELU table).
+    pub fn f32_exact(&self) -> bool {
+        matches!(self, Attend::Encode(_))
+    }
+
+    /// Before the last layer's products after attention: generation computes them alone for
+    /// the rows whose logits are wanted (see `isolate_logit_rows`); an encoder needs every row.
+    pub fn before_last_layer_products(&self, matmul: &mut mistralrs_quant::matmul::MatmulScratch) {
+        if let Attend::Paged { step, .. } = self {
+            crate::models::isolate_logit_rows(step.batch, matmul);
+        }
+    }
+}
+
+/// The sequences of an encoder batch, laid end to end, each at positions `0..len`.
+pub struct EncoderBatch<'a> {
+    pub pool: &'a ThreadPool,
+    /// Tokens of each sequence.
+    pub lens: &'a [usize],
+    /// Every token sees the whole sequence (EmbeddingGemma); else each sees itself and the
+    /// tokens before it (Qwen3-Embedding).
+    pub bidirectional: bool,
+}
+
+/// Which keys query `i` of a sequence of `len` tokens sees: the causal or bidirectional mask,
+/// narrowed by a window of `w`. Causal, a window of `w` sees the keys `i - j < w` (as
+/// generation does); bidirectional, transformers centres it (EmbeddingGemma's config reads
+/// `sliding_window` w as `w / 2 + 1`, then `|i - j|` must be below that: w / 2 each side).
+fn visible_keys(i: usize, len: usize, bidirectional: bool, window: Option<usize>) -> Range<usize> {
+    match (window, bidirectional) {
+        (None, true) => 0..len,
+        (None, false) => 0..i + 1,
+        (Some(w), false) => (i + 1).saturating_sub(w)..i + 1,
+        (Some(w), true) => {
+            let reach = w / 2 + 1;
+            (i + 1).saturating_sub(reach)..len.min(i + reach)
+        }
+    }
+}
+
+/// Attention for an encoder batch (see [`EncoderBatch`]): scaled dot products, the optional
+/// soft-cap, a softmax and the weighted values, all in f32; a (sequence, head) pair per work
+/// item.
+pub fn encoder_attention(
+    batch: &EncoderBatch<'_>,
+    (q, k, v): (&[f32], &[f32], &[f32]),
+    p: &AttentionParams,
+    out: &mut [f32],
+) {
+    let (hd, heads, kv_heads) = (p.head_dim, p.n_heads, p.n_kv_heads);
+    let group = heads / kv_heads;
+    let starts: Vec<usize> = batch
+        .lens
+        .iter()
+        .scan(0, |t0, &len| {
+            let start = *t0;
+            *t0 += len;
+            Some(start)
+        })
+        .collect();
+    let items = batch.lens.len() * heads;
+    // SAFETY: item (sequence s, head h) writes only head h's rows of sequence s's tokens.
+    let shared_out = unsafe { mistralrs_paged_attn::AttnOut::new(out) };
+    batch.pool.run(|ctx| {
+        let mut scores = Vec::new();
+        let mut acc = vec![0f32; hd];
+        for item in ctx.split(items, 1) {
+            let (s, h) = (item / heads, item % heads);
+            let (t0, len) = (starts[s], batch.lens[s]);
+            let kvh = h / group;
+            for i in 0..len {
+                let qi = &q[((t0 + i) * heads + h) * hd..][..hd];
+                let keys = visible_keys(i, len, batch.bidirectional, p.sliding_window);
+                scores.clear();
+                scores.extend(keys.clone().map(|j| {
+                    let kj = &k[((t0 + j) * kv_heads + kvh) * hd..][..hd];
+                    let mut score = qi.iter().zip(kj).map(|(a, b)| a * b).sum::<f32>() * p.scale;
+                    if let Some(cap) = p.softcap {
+                        score = (score / cap).tanh() * cap;
+                    }
+                    score
+                }));
+                let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut total = 0f32;
+                for s in scores.iter_mut() {
+                    *s = (*s - max).exp();
+                    total += *s;
+                }
+                acc.iter_mut().for_each(|a| *a = 0.0);
+                for (j, &w) in keys.zip(scores.iter()) {
+                    let vj = &v[((t0 + j) * kv_heads + kvh) * hd..][..hd];
+                    acc.iter_mut().zip(vj).for_each(|(a, &x)| *a += w * x);
+                }
+                // SAFETY: this row belongs to this item alone (see above), inside `out`.
+                let row = unsafe { shared_out.rows(((t0 + i) * heads + h) * hd, hd) };
+                row.iter_mut().zip(&acc).for_each(|(o, a)| *o = a / total);
+            }
+        }
+    });
 }

@@ -10,15 +10,15 @@ use mistralrs_common::ThreadPool;
 use mistralrs_paged_attn::{AttentionParams, KvCache};
 
 use crate::hf_config::HfDefaults;
-use crate::layers::activations::geglu;
-use crate::layers::attention::{paged_attention, StepBatch};
+use crate::layers::activations::{geglu, geglu_f32};
+use crate::layers::attention::{Attend, EncoderBatch, StepBatch};
 use crate::layers::{rms_norm, rms_norm_inplace, Embedding, Linear, Rope, RopeScaling, RopeStyle};
 use crate::model_config::ModelConfig;
 use crate::model_error::Result;
 use crate::models::llama::HF_LAYER;
 use crate::models::parts::output_head;
 use crate::models::{
-    begin_forward, end_forward, isolate_logit_rows, last_token_logits, ForwardScratch, Model,
+    begin_encode, begin_forward, end_forward, final_norm, last_token_logits, ForwardScratch, Model,
     SeqInput,
 };
 use crate::weights::{Need, Weights};
@@ -217,8 +217,65 @@ impl Model for Gemma3 {
         scratch: &mut ForwardScratch,
         logits: &mut Vec<f32>,
     ) -> Result<()> {
+        let (tokens, positions) = begin_forward(&self.cfg, cache, batch, scratch)?;
+        let step = StepBatch::new(pool, batch, &positions);
+        let mut attend = Attend::Paged { step, cache };
+        let bufs = self.layers_forward(pool, &tokens, &positions, &mut attend, scratch)?;
+        last_token_logits(
+            pool,
+            batch,
+            &bufs[0],
+            (&self.output_norm, self.cfg.rms_norm_eps),
+            &self.output,
+            scratch,
+            logits,
+        )?;
+        if let Some(cap) = self.final_softcap {
+            // As llama.cpp: scale by the reciprocal, tanh, scale back.
+            let inv = 1.0 / cap;
+            logits.iter_mut().for_each(|l| *l = (*l * inv).tanh() * cap);
+        }
+        end_forward(scratch, bufs, positions);
+        Ok(())
+    }
+
+    fn encodes(&self) -> bool {
+        true
+    }
+
+    fn encode(
+        &self,
+        pool: &ThreadPool,
+        batch: &[&[u32]],
+        bidirectional: bool,
+        scratch: &mut ForwardScratch,
+        hidden: &mut Vec<f32>,
+    ) -> Result<()> {
+        let (tokens, positions, lens) = begin_encode(&self.cfg, batch, scratch)?;
+        let mut attend = Attend::Encode(EncoderBatch {
+            pool,
+            lens: &lens,
+            bidirectional,
+        });
+        let bufs = self.layers_forward(pool, &tokens, &positions, &mut attend, scratch)?;
+        final_norm(&bufs[0], &self.output_norm, self.cfg.rms_norm_eps, hidden);
+        end_forward(scratch, bufs, positions);
+        Ok(())
+    }
+}
+
+impl Gemma3 {
+    /// The scaled embeddings of `tokens` through every layer; the residual stream (`[n, d]`)
+    /// is the first of the buffers returned (give them back to the scratch after use).
+    fn layers_forward(
+        &self,
+        pool: &ThreadPool,
+        tokens: &[u32],
+        positions: &[usize],
+        attend: &mut Attend<'_, '_, '_>,
+        scratch: &mut ForwardScratch,
+    ) -> Result<Vec<Vec<f32>>> {
         let c = &self.cfg;
-        let (tokens, positions) = begin_forward(c, cache, batch, scratch)?;
         let n = tokens.len();
         let (d, hd, ff, eps) = (
             c.hidden_size,
@@ -243,8 +300,7 @@ impl Model for Gemma3 {
             unreachable!("take returns one buffer per length")
         };
 
-        self.embed.lookup(&tokens, (d as f32).sqrt(), x)?; // x: [n, d]
-        let step = StepBatch::new(pool, batch, &positions);
+        self.embed.lookup(tokens, (d as f32).sqrt(), x)?; // x: [n, d]
         for (li, layer) in self.layers.iter().enumerate() {
             rms_norm(x, &layer.attn_norm, eps, h); // h: [n, d]
             layer.wq.forward(pool, h, q, &mut scratch.matmul)?; // q: [n, n_heads, hd]
@@ -259,8 +315,8 @@ impl Model for Gemma3 {
             } else {
                 &self.rope_global
             };
-            rope.apply(q, &positions, c.n_heads);
-            rope.apply(k, &positions, c.n_kv_heads);
+            rope.apply(q, positions, c.n_heads);
+            rope.apply(k, positions, c.n_kv_heads);
             q.iter_mut().for_each(|v| *v *= self.q_scale);
 
             let params = AttentionParams {
@@ -276,37 +332,25 @@ impl Model for Gemma3 {
                 },
                 single_token_step: false, // set per sequence
             };
-            paged_attention(&step, cache, li, (q, k, v), &params, attn)?;
+            attend.run(li, (q, k, v), &params, attn)?;
             layer.wo.forward(pool, attn, o, &mut scratch.matmul)?; // o: [n, d]
             if li + 1 == self.layers.len() {
-                isolate_logit_rows(batch, &mut scratch.matmul);
+                attend.before_last_layer_products(&mut scratch.matmul);
             }
             add_block_output(x, o, h, layer.post_norms.as_ref().map(|n| &n[0][..]), eps);
 
             rms_norm(x, &layer.ffn_norm, eps, h);
             layer.w_gate.forward(pool, h, gate, &mut scratch.matmul)?; // gate: [n, ff]
             layer.w_up.forward(pool, h, up, &mut scratch.matmul)?; // up: [n, ff]
-            geglu(gate, up);
+            if attend.f32_exact() {
+                geglu_f32(gate, up);
+            } else {
+                geglu(gate, up);
+            }
             layer.w_down.forward(pool, gate, o, &mut scratch.matmul)?; // o: [n, d]
             add_block_output(x, o, h, layer.post_norms.as_ref().map(|n| &n[1][..]), eps);
         }
-
-        last_token_logits(
-            pool,
-            batch,
-            x,
-            (&self.output_norm, eps),
-            &self.output,
-            scratch,
-            logits,
-        )?;
-        if let Some(cap) = self.final_softcap {
-            // As llama.cpp: scale by the reciprocal, tanh, scale back.
-            let inv = 1.0 / cap;
-            logits.iter_mut().for_each(|l| *l = (*l * inv).tanh() * cap);
-        }
-        end_forward(scratch, bufs, positions);
-        Ok(())
+        Ok(bufs)
     }
 }
 

@@ -10,7 +10,7 @@ use mistralrs_paged_attn::{AttentionParams, KvCache};
 
 use crate::hf_config::HfDefaults;
 use crate::layers::activations::swiglu;
-use crate::layers::attention::{paged_attention, StepBatch};
+use crate::layers::attention::{Attend, EncoderBatch, StepBatch};
 use crate::layers::gpt::Qkv;
 use crate::layers::{
     add_rows, rms_norm, rms_norm_inplace, Embedding, Linear, Moe, MoeConfig, Rope, RopeScaling,
@@ -20,7 +20,7 @@ use crate::model_config::ModelConfig;
 use crate::model_error::{ModelError, Result};
 use crate::models::parts::{self, output_head};
 use crate::models::{
-    begin_forward, end_forward, file_rope_scaling, isolate_logit_rows, last_token_logits,
+    begin_encode, begin_forward, end_forward, file_rope_scaling, final_norm, last_token_logits,
     set_rope_context, ForwardScratch, Model, SeqInput,
 };
 use crate::weights::{Need, Weights};
@@ -270,8 +270,61 @@ impl Model for Llama {
         scratch: &mut ForwardScratch,
         logits: &mut Vec<f32>,
     ) -> Result<()> {
+        let (tokens, positions) = begin_forward(&self.cfg, cache, batch, scratch)?;
+        let step = StepBatch::new(pool, batch, &positions);
+        let mut attend = Attend::Paged { step, cache };
+        let bufs = self.layers_forward(pool, &tokens, &positions, &mut attend, scratch)?;
+        // Final norm and the output head, only for the rows whose logits are wanted.
+        last_token_logits(
+            pool,
+            batch,
+            &bufs[0],
+            (&self.output_norm, self.cfg.rms_norm_eps),
+            &self.output,
+            scratch,
+            logits,
+        )?;
+        end_forward(scratch, bufs, positions);
+        Ok(())
+    }
+
+    fn encodes(&self) -> bool {
+        true
+    }
+
+    fn encode(
+        &self,
+        pool: &ThreadPool,
+        batch: &[&[u32]],
+        bidirectional: bool,
+        scratch: &mut ForwardScratch,
+        hidden: &mut Vec<f32>,
+    ) -> Result<()> {
+        let (tokens, positions, lens) = begin_encode(&self.cfg, batch, scratch)?;
+        let mut attend = Attend::Encode(EncoderBatch {
+            pool,
+            lens: &lens,
+            bidirectional,
+        });
+        let bufs = self.layers_forward(pool, &tokens, &positions, &mut attend, scratch)?;
+        final_norm(&bufs[0], &self.output_norm, self.cfg.rms_norm_eps, hidden);
+        end_forward(scratch, bufs, positions);
+        Ok(())
+    }
+}
+
+impl Llama {
+    /// The embeddings of `tokens` through every layer; the residual stream (`[n, d]`) is the
+    /// first of the buffers returned (give them back to the scratch after use).
+    fn layers_forward(
+        &self,
+        pool: &ThreadPool,
+        tokens: &[u32],
+        positions: &[usize],
+        attend: &mut Attend<'_, '_, '_>,
+        scratch: &mut ForwardScratch,
+    ) -> Result<Vec<Vec<f32>>> {
         let c = &self.cfg;
-        let (tokens, positions) = begin_forward(c, cache, batch, scratch)?;
         let n = tokens.len();
         let (d, hd, ff) = (c.hidden_size, c.head_dim, c.intermediate_size);
         let (q_dim, kv_dim) = (c.n_heads * hd, c.n_kv_heads * hd);
@@ -291,7 +344,7 @@ impl Model for Llama {
             unreachable!("take returns one buffer per length")
         };
 
-        self.embed.lookup(&tokens, 1.0, x)?; // x: [n, d]
+        self.embed.lookup(tokens, 1.0, x)?; // x: [n, d]
         let params = AttentionParams {
             n_heads: c.n_heads,
             n_kv_heads: c.n_kv_heads,
@@ -305,7 +358,6 @@ impl Model for Llama {
             sliding_window: self.sliding_window,
             single_token_step: false, // set per sequence
         };
-        let step = StepBatch::new(pool, batch, &positions);
         for (li, layer) in self.layers.iter().enumerate() {
             rms_norm(x, &layer.attn_norm, c.rms_norm_eps, h); // h: [n, d]
             layer.wq.forward(pool, h, q, &mut scratch.matmul)?; // q: [n, n_heads, hd]
@@ -320,19 +372,19 @@ impl Model for Llama {
                 rms_norm_inplace(q, nq, c.rms_norm_eps);
                 rms_norm_inplace(k, nk, c.rms_norm_eps);
             }
-            self.rope.apply(q, &positions, c.n_heads);
-            self.rope.apply(k, &positions, c.n_kv_heads);
+            self.rope.apply(q, positions, c.n_heads);
+            self.rope.apply(k, positions, c.n_kv_heads);
             if self.prescale_queries {
                 let s = 1.0 / (hd as f32).sqrt();
                 q.iter_mut().for_each(|v| *v *= s);
             }
 
-            // [n, n_heads, hd] attention output, keys and values stored first.
-            paged_attention(&step, cache, li, (q, k, v), &params, attn)?;
+            // [n, n_heads, hd] attention output (generation stores keys and values first).
+            attend.run(li, (q, k, v), &params, attn)?;
 
             layer.wo.forward(pool, attn, h, &mut scratch.matmul)?; // h: [n, d]
             if li + 1 == self.layers.len() {
-                isolate_logit_rows(batch, &mut scratch.matmul);
+                attend.before_last_layer_products(&mut scratch.matmul);
             }
             x.iter_mut().zip(h.iter()).for_each(|(a, b)| *a += b);
 
@@ -353,18 +405,6 @@ impl Model for Llama {
             }
             x.iter_mut().zip(h.iter()).for_each(|(a, b)| *a += b);
         }
-
-        // Final norm and the output head, only for the rows whose logits are wanted.
-        last_token_logits(
-            pool,
-            batch,
-            x,
-            (&self.output_norm, c.rms_norm_eps),
-            &self.output,
-            scratch,
-            logits,
-        )?;
-        end_forward(scratch, bufs, positions);
-        Ok(())
+        Ok(bufs)
     }
 }

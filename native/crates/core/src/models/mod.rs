@@ -76,6 +76,29 @@ pub trait Model: Send + Sync {
         logits: &mut Vec<f32>,
     ) -> Result<()>;
 
+    /// Whether [`Model::encode`] runs (the architecture can be an embedding model).
+    fn encodes(&self) -> bool {
+        false
+    }
+
+    /// Runs `batch` as an encoder (an embedding model): each sequence alone at positions
+    /// `0..len`, with no cache, every token seeing its whole sequence when `bidirectional`
+    /// (else the tokens up to itself). `hidden` becomes the final norm's output for every
+    /// token, `[n_tokens, hidden_size]`, sequences end to end.
+    fn encode(
+        &self,
+        _pool: &ThreadPool,
+        _batch: &[&[u32]],
+        _bidirectional: bool,
+        _scratch: &mut ForwardScratch,
+        _hidden: &mut Vec<f32>,
+    ) -> Result<()> {
+        Err(ModelError::Unsupported(format!(
+            "architecture `{}` does not run as an embedding model",
+            self.config().architecture
+        )))
+    }
+
     /// Tells the model how many tokens a sequence may hold (the KV cache's capacity, at most
     /// the model's context): LongRoPE picks its frequency set from it.
     fn set_context(&mut self, _tokens: usize) {}
@@ -106,6 +129,51 @@ pub(crate) fn begin_forward(
     check_batch(cfg, cache, batch)?;
     let tokens = flatten_batch(batch, scratch);
     Ok((tokens, std::mem::take(&mut scratch.positions)))
+}
+
+/// The start of an encoder pass ([`Model::encode`]): the batch checked against the model,
+/// its token ids end to end, each token's position in its own sequence (the scratch's buffer
+/// until [`end_forward`]) and each sequence's length; the matrix products learn the rows.
+pub(crate) fn begin_encode(
+    cfg: &ModelConfig,
+    batch: &[&[u32]],
+    scratch: &mut ForwardScratch,
+) -> Result<(Vec<u32>, Vec<usize>, Vec<usize>)> {
+    for seq in batch {
+        if seq.is_empty() {
+            return Err(ModelError::InvalidInput(
+                "an input to embed has no tokens".into(),
+            ));
+        }
+        if let Some(&t) = seq.iter().find(|&&t| t as usize >= cfg.vocab_size) {
+            return Err(ModelError::InvalidInput(format!(
+                "token id {t} is past the vocabulary of {}",
+                cfg.vocab_size
+            )));
+        }
+        if seq.len() > cfg.context_length {
+            return Err(ModelError::InvalidInput(format!(
+                "{} tokens exceed the model's context of {}",
+                seq.len(),
+                cfg.context_length
+            )));
+        }
+    }
+    let lens: Vec<usize> = batch.iter().map(|s| s.len()).collect();
+    scratch.matmul.sequence_rows.clear();
+    scratch.matmul.sequence_rows.extend_from_slice(&lens);
+    let mut positions = std::mem::take(&mut scratch.positions);
+    positions.clear();
+    positions.extend(lens.iter().flat_map(|&len| 0..len));
+    let tokens = batch.iter().flat_map(|s| s.iter().copied()).collect();
+    Ok((tokens, positions, lens))
+}
+
+/// The final RMS norm of every row of `x` (`[n, d]`) into `hidden`.
+pub(crate) fn final_norm(x: &[f32], norm: &[f32], eps: f32, hidden: &mut Vec<f32>) {
+    hidden.clear();
+    hidden.resize(x.len(), 0.0);
+    crate::layers::rms_norm(x, norm, eps, hidden);
 }
 
 /// The end of a forward pass: its buffers and positions back to the scratch for the next.
