@@ -17,6 +17,7 @@ import { SHUTDOWN_LOCAL } from './run-choices.js';
 import { anthropicCountTokensRoute, anthropicMessagesRoute } from './routes/anthropic-messages.js';
 import { chatCompletionsRoute } from './routes/chat-completions.js';
 import { completionsRoute } from './routes/completions.js';
+import { embeddingsRoute } from './routes/embeddings.js';
 import { responsesRoutes } from './routes/responses.js';
 import { healthRoute } from './routes/health.js';
 import { modelActionRoute, requireManagement } from './routes/model-management.js';
@@ -25,12 +26,12 @@ import { listModelsRoute, retrieveModelRoute } from './routes/models.js';
 import { statsRoute } from './routes/stats.js';
 import { detokenizeRoute, tokenizeRoute } from './routes/tokenize.js';
 import { WEB_UI_PATHS, webUiRoute } from './routes/web-ui.js';
-import type { ServingEngine } from './serving-engine.js';
+import type { ServedModel } from './serving-engine.js';
 
 /** What the server serves: one engine, or a pool of models. */
 export type AppModels =
   | {
-      engine: ServingEngine;
+      engine: ServedModel;
       /** The id `/v1/models` lists and responses carry; requests may name it or `default`. */
       modelId: string;
       models?: never;
@@ -82,6 +83,7 @@ const ROUTES: Readonly<Record<string, string>> = {
   '/v1/messages': 'POST',
   '/v1/messages/count_tokens': 'POST',
   '/v1/responses': 'POST',
+  '/v1/embeddings': 'POST',
   '/v1/models': 'GET',
   '/v1/models/status': 'POST',
   '/v1/models/load': 'POST',
@@ -125,6 +127,7 @@ export function createApp(options: AppOptions): Express {
   app.post('/v1/completions', json, completionsRoute(ctx));
   app.post('/v1/messages', json, anthropicMessagesRoute(ctx));
   app.post('/v1/messages/count_tokens', json, anthropicCountTokensRoute(ctx));
+  app.post('/v1/embeddings', json, embeddingsRoute(ctx));
   const responses = responsesRoutes(ctx);
   app.post('/v1/responses', json, responses.create);
   app.get('/v1/responses/:id', responses.retrieve);

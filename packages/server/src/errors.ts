@@ -61,6 +61,8 @@ export type ApiErrorCode =
   // routing and access
   | 'model_not_found'
   | 'model_not_loaded'
+  /** A model of another kind than the route serves (an embedding model asked to chat). */
+  | 'model_not_supported'
   | 'model_management_disabled'
   | 'model_not_manageable'
   | 'not_found'

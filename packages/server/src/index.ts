@@ -28,4 +28,4 @@ export { METRICS_CONTENT_TYPE, ServerMetrics, type ObservableGeneration } from '
 export { DEFAULT_MODEL_ALIAS, type CompletionDone } from './route-context.js';
 export type { RunSummary, Usage } from './run-choices.js';
 export type { StatsBody } from './routes/stats.js';
-export type { ServingEngine } from './serving-engine.js';
+export { isEmbedder, type ServedModel, type ServingEmbedder, type ServingEngine } from './serving-engine.js';

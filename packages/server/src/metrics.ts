@@ -16,6 +16,7 @@ import type { GenerationChunk, GenerationResult } from '@mistralrs/core';
 import type { Request, RequestHandler, Response } from 'express';
 
 import type { ServedModels } from './model-pool.js';
+import { isEmbedder, type ServingEngine } from './serving-engine.js';
 
 export const METRICS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
@@ -166,6 +167,7 @@ export class ServerMetrics {
 /** What one loaded model's engine reports, as gauges and as the engine's own counters. */
 function gaugeLines(pool: ServedModels): string[] {
   const engines: Array<{ model: string; read: ReturnType<typeof readEngine> }> = [];
+  const embedders: Array<{ model: string; waiting: number }> = [];
   const states = pool.list();
   for (const state of states) {
     if (state.status !== 'loaded') continue;
@@ -176,7 +178,9 @@ function gaugeLines(pool: ServedModels): string[] {
       continue; // began unloading since list()
     }
     try {
-      engines.push({ model: state.id, read: readEngine(lease.engine) });
+      // An embedding model has no batch of sequences nor KV cache: only its queue.
+      if (isEmbedder(lease.engine)) embedders.push({ model: state.id, waiting: lease.engine.waiting });
+      else engines.push({ model: state.id, read: readEngine(lease.engine) });
     } finally {
       lease.release();
     }
@@ -214,10 +218,17 @@ function gaugeLines(pool: ServedModels): string[] {
     (r) => prefix(r).evictedBlocks,
   );
   gauge('mistralrs_prefix_cache_cached_blocks', 'gauge', 'KV blocks the prefix cache holds now.', (r) => prefix(r).cachedBlocks);
+  if (embedders.length > 0) {
+    out.push(
+      '# HELP mistralrs_embedding_inputs_waiting Inputs waiting for an embedding pass.',
+      '# TYPE mistralrs_embedding_inputs_waiting gauge',
+    );
+    for (const { model, waiting } of embedders) out.push(sample('mistralrs_embedding_inputs_waiting', { model }, waiting));
+  }
   return out;
 }
 
-function readEngine(engine: ReturnType<ServedModels['acquire']>['engine']) {
+function readEngine(engine: ServingEngine) {
   return { load: engine.load, nBlocks: engine.info.nBlocks, blockSize: engine.info.blockSize };
 }
 

@@ -6,15 +6,17 @@ import { readdirSync, statSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { join } from 'node:path';
 
-import type { ServingEngine } from './serving-engine.js';
+import { isEmbedder, type ServedModel } from './serving-engine.js';
 
 /** 90% of the machine's memory: a tenth stays for the system and the server's own heap. */
 export function defaultMemoryLimitBytes(): number {
   return Math.floor(totalmem() * 0.9);
 }
 
-/** The bytes a loaded engine takes: its weights (as stored, or the model file's size) and its KV cache. */
-export function engineFootprintBytes(engine: ServingEngine): number {
+/** The bytes a loaded engine takes: its weights (as stored, or the model file's size) and its
+ * KV cache (an embedding model has none). */
+export function engineFootprintBytes(engine: ServedModel): number {
+  if (isEmbedder(engine)) return engine.info.weightBytes;
   const { weightBytes, path, kvCacheBytes } = engine.info;
   return (weightBytes ?? pathBytes(path)) + kvCacheBytes;
 }

@@ -17,14 +17,12 @@ import { formatBytes } from '@mistralrs/core';
 
 import { ApiError } from './errors.js';
 import { defaultMemoryLimitBytes, engineFootprintBytes } from './model-footprint.js';
-import type { ServingEngine } from './serving-engine.js';
+import type { ServedModel } from './serving-engine.js';
 
 export type ModelStatus = 'loaded' | 'unloaded' | 'loading' | 'unloading' | 'reloading';
 
-/** An engine the pool may close when its model is unloaded. */
-export interface PoolEngine extends ServingEngine {
-  close(): void;
-}
+/** A model the pool may close when it is unloaded. */
+export type PoolEngine = ServedModel & { close(): void | Promise<void> };
 
 /** One model of the pool: the id requests name, and what `load` needs to bring it up. */
 export interface PoolModel<S> {
@@ -48,7 +46,7 @@ export interface ModelPoolOptions<S> {
   /** The id `default` and a request without `model` mean. */
   defaultModel?: string;
   /** What a loaded engine takes; default `engineFootprintBytes` (weights + KV cache). */
-  footprintBytes?: (engine: ServingEngine) => number;
+  footprintBytes?: (engine: ServedModel) => number;
 }
 
 /** What `GET /v1/models` and the management routes tell of a model. */
@@ -72,7 +70,7 @@ export interface MemoryState {
 /** A request's hold on a loaded model: the model is not unloaded until it is released. */
 export interface ModelLease {
   readonly modelId: string;
-  readonly engine: ServingEngine;
+  readonly engine: ServedModel;
   /** Idempotent. */
   release(): void;
 }
@@ -85,7 +83,7 @@ interface Entry<S> {
   readonly settings: S;
   /** An engine given ready-made (`ModelPool.of`): never loaded, unloaded or closed here. */
   fixed: boolean;
-  engine: ServingEngine | undefined;
+  engine: ServedModel | undefined;
   status: ModelStatus;
   memoryBytes: number | undefined;
   /** While loading: the estimate, counted against the limit. */
@@ -116,7 +114,7 @@ export class ModelPool<S = unknown> implements ServedModels {
   readonly #entries = new Map<string, Entry<S>>();
   readonly #load: (settings: S, id: string) => Promise<PoolEngine>;
   readonly #estimate: ModelPoolOptions<S>['estimateBytes'];
-  readonly #footprint: (engine: ServingEngine) => number;
+  readonly #footprint: (engine: ServedModel) => number;
   readonly maxMemoryBytes: number;
   readonly defaultId: string;
 
@@ -133,7 +131,7 @@ export class ModelPool<S = unknown> implements ServedModels {
 
   /** One engine, already loaded, served as `modelId` (the single-model server). It is never
    * closed by the pool, and cannot be unloaded or reloaded: it stays the caller's. */
-  static of(engine: ServingEngine, modelId: string): ModelPool<never> {
+  static of(engine: ServedModel, modelId: string): ModelPool<never> {
     const pool = new ModelPool<never>({
       models: [{ id: modelId, settings: undefined as never }],
       load: () => Promise.reject(new Error('a fixed engine is not loaded by the pool')),

@@ -10,7 +10,8 @@ import type { ServerLimits } from './limits.js';
 import { MODEL_LOCAL } from './metrics.js';
 import type { ServedModels } from './model-pool.js';
 import type { RunSummary } from './run-choices.js';
-import type { ServingEngine } from './serving-engine.js';
+import { ApiError } from './errors.js';
+import { isEmbedder, type ServingEmbedder, type ServingEngine } from './serving-engine.js';
 import type { ValidationContext } from './validate.js';
 
 export { DEFAULT_MODEL_ALIAS } from './model-pool.js';
@@ -45,10 +46,33 @@ export interface RouteContext {
  * 503 `model_loading` (see ModelPool.acquire).
  */
 export function routeModel(app: AppContext, requested: string | undefined, res: Response): RouteContext {
+  const { model, modelId } = leaseModel(app, requested, res);
+  if (isEmbedder(model)) throw wrongKind(modelId, 'an embedding model', `it answers POST /v1/embeddings, not ${res.req.path}`);
+  return { engine: model, modelId, limits: app.limits, onCompletionDone: app.onCompletionDone };
+}
+
+/** As `routeModel`, for `/v1/embeddings`: the model must be an embedding model. */
+export function routeEmbeddingModel(
+  app: AppContext,
+  requested: string | undefined,
+  res: Response,
+): { embedder: ServingEmbedder; modelId: string; limits: ServerLimits } {
+  const { model, modelId } = leaseModel(app, requested, res);
+  if (!isEmbedder(model))
+    throw wrongKind(modelId, 'a text generation model', 'serve an embedding model (a sentence-transformers folder) for /v1/embeddings');
+  return { embedder: model, modelId, limits: app.limits };
+}
+
+function leaseModel(app: AppContext, requested: string | undefined, res: Response) {
   const lease = app.pool.acquire(requested);
   res.once('close', lease.release);
   res.locals[MODEL_LOCAL] = lease.modelId; // the `model` label of its metrics
-  return { engine: lease.engine, modelId: lease.modelId, limits: app.limits, onCompletionDone: app.onCompletionDone };
+  return { model: lease.engine, modelId: lease.modelId };
+}
+
+/** 400 `model_not_supported`: the model cannot do what the route asks. */
+function wrongKind(modelId: string, kind: string, hint: string): ApiError {
+  return new ApiError(400, 'invalid_request_error', `${modelId} is ${kind}: ${hint}`, 'model', 'model_not_supported');
 }
 
 export function validationContext(ctx: RouteContext): ValidationContext {

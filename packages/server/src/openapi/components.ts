@@ -345,6 +345,45 @@ export const SCHEMAS = {
   ModelList: obj({ object: str(undefined, { enum: ['list'] }), data: arr(ref('Model')) }, ['object', 'data']),
   ModelActionRequest: obj({ model: str('Or `model_id`, mistral.rs’s name.') }, [], 'Names the model (`model` or `model_id`).'),
   ModelStatus: modelStatus,
+  EmbeddingRequest: obj(
+    {
+      model,
+      input: oneOf(
+        [str(undefined, { minLength: 1 }), arr(str(undefined, { minLength: 1 })), arr(int()), arr(arr(int()))],
+        'Texts or token ids to embed: one, or a list of up to 2048.',
+      ),
+      encoding_format: str('`float` numbers, or `base64`: each embedding’s little-endian float32 bytes.', {
+        enum: ['float', 'base64'],
+        default: 'float',
+      }),
+      dimensions: int('Keep the first values (Matryoshka), renormalised when the model normalises.'),
+      user: str(),
+      truncate_sequence: bool('Cut an input longer than the model takes (keeping its special tokens) instead of refusing it.', {
+        default: false,
+      }),
+      prompt_name: str('One of the model’s sentence-transformers prompts (`query`, `document`…), put before each text.'),
+      prompt: str('A text put before each text input.'),
+    },
+    ['input'],
+  ),
+  EmbeddingList: obj(
+    {
+      object: str(undefined, { enum: ['list'] }),
+      data: arr(
+        obj(
+          {
+            object: str(undefined, { enum: ['embedding'] }),
+            index: int(),
+            embedding: oneOf([arr(num()), str('base64 of little-endian float32 values')]),
+          },
+          ['object', 'index', 'embedding'],
+        ),
+      ),
+      model: str(),
+      usage: obj({ prompt_tokens: int(), total_tokens: int() }, ['prompt_tokens', 'total_tokens']),
+    },
+    ['object', 'data', 'model', 'usage'],
+  ),
   TokenizeRequest: obj(
     {
       model,

@@ -22,6 +22,7 @@ export const EXAMPLES = {
   ResponsesRequest: { model: 'default', input: 'Say hello.', max_output_tokens: 16 },
   AnthropicMessagesRequest: { model: 'default', max_tokens: 16, messages: [{ role: 'user', content: 'Say hello.' }] },
   AnthropicCountTokensRequest: { model: 'default', messages: [{ role: 'user', content: 'Say hello.' }] },
+  EmbeddingRequest: { model: 'default', input: ['Hello', 'world'] },
   TokenizeRequest: { prompt: 'Hello' },
   DetokenizeRequest: { tokens: [72, 105] },
   ModelActionRequest: { model: 'default' },
@@ -201,6 +202,15 @@ const PATHS: Readonly<Record<string, PathItem>> = {
       },
     ]),
   ),
+  '/v1/embeddings': {
+    post: {
+      tags: ['OpenAI'],
+      summary: 'Embed texts or token ids (an embedding model)',
+      operationId: 'createEmbedding',
+      requestBody: body('EmbeddingRequest'),
+      responses: { '200': ok('One embedding per input.', 'EmbeddingList'), ...errors() },
+    },
+  },
   '/tokenize': {
     post: {
       tags: ['Tokens'],

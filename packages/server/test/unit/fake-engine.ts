@@ -5,7 +5,7 @@
  */
 import type { EngineLoad } from '@mistralrs/core';
 
-import type { ServingEngine } from '../../src/index.js';
+import type { PoolEngine, ServingEmbedder, ServingEngine } from '../../src/index.js';
 import type { Express } from 'express';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -152,4 +152,28 @@ export async function closeApp(): Promise<void> {
   listening.closeAllConnections();
   await new Promise((resolve) => listening!.close(resolve));
   listening = undefined;
+}
+
+/**
+ * An embedding model that needs no weights: each input's embedding is `[n, first, last, 0…]`
+ * (its token count, first and last token; texts are their UTF-16 code units), `dimensions`
+ * wide, truncated as asked. Enough to check the route's shapes and encodings.
+ */
+export function fakeEmbedder(dimensions = 4): PoolEngine {
+  const info = { dimensions, maxTokens: 64, vocabSize: 1000, weightBytes: 0, normalize: false } as unknown as ServingEmbedder['info'];
+  const embed: ServingEmbedder['embed'] = async (input, options = {}) => {
+    const items =
+      typeof input === 'string'
+        ? [input]
+        : input.every((x) => typeof x === 'number')
+          ? [input as readonly number[]]
+          : (input as ReadonlyArray<string | readonly number[]>);
+    const ids = items.map((item) => (typeof item === 'string' ? Array.from(item, (c) => c.charCodeAt(0)) : [...item]));
+    const width = options.dimensions ?? dimensions;
+    const embeddings = ids.map((seq) =>
+      Float32Array.from({ length: width }, (_, i) => [seq.length, seq[0]!, seq[seq.length - 1]!][i] ?? 0),
+    );
+    return { embeddings, promptTokens: ids.reduce((n, seq) => n + seq.length, 0) };
+  };
+  return { embed, info, tokenizer: {} as ServingEmbedder['tokenizer'], waiting: 0, close: () => {} } as PoolEngine;
 }

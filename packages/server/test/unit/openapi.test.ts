@@ -13,7 +13,7 @@ import { createApp, ModelPool, type AppOptions, type PoolEngine } from '../../sr
 import { EXAMPLES } from '../../src/openapi/document.js';
 import { WEB_UI_ASSET_PATHS } from '../../src/routes/web-ui.js';
 import type { OpenApiDocument, Operation } from '../../src/openapi/schema.js';
-import { closeApp, fakeEngine, listenOnLoopback, type Step } from './fake-engine.js';
+import { closeApp, fakeEmbedder, fakeEngine, listenOnLoopback, type Step } from './fake-engine.js';
 
 afterEach(closeApp);
 
@@ -123,12 +123,20 @@ describe('GET /openapi.json', () => {
 
   it('accepts each documented example body on its route', async () => {
     // A pool, so that the model-management examples can load and unload its model.
+    // And an embedding model, which /v1/embeddings's example is sent to.
     const models = new ModelPool<null>({
-      models: [{ id: 'fake', settings: null }],
-      load: async () => Object.assign(withDecode(fakeEngine(() => [chunk('Hello')])), { close: () => {} }) as PoolEngine,
+      models: [
+        { id: 'fake', settings: null },
+        { id: 'embedder', settings: null },
+      ],
+      load: async (_, id) =>
+        id === 'embedder'
+          ? fakeEmbedder()
+          : (Object.assign(withDecode(fakeEngine(() => [chunk('Hello')])), { close: () => {} }) as PoolEngine),
       footprintBytes: () => 0,
     });
     await models.load('fake');
+    await models.load('embedder');
     const url = await listenOnLoopback(createApp({ models, allowModelManagement: true }));
     const doc = await fetchDocument(url);
     let checked = 0;
@@ -139,7 +147,7 @@ describe('GET /openapi.json', () => {
       const res = await fetch(`${url}${path}`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify(example),
+        body: JSON.stringify(path === '/v1/embeddings' ? { ...example, model: 'embedder' } : example),
       });
       const text = await res.text();
       expect({ path, status: res.status, text }).toEqual({ path, status: 200, text: expect.any(String) });
