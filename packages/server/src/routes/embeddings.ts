@@ -84,7 +84,7 @@ function readInput(value: unknown): Input {
     );
   }
   if (value.every((x) => typeof x === 'string')) {
-    const empty = value.findIndex((x) => x === '');
+    const empty = value.indexOf('');
     if (empty >= 0) throw invalidRequest(`input[${empty}] must not be an empty string`, `input[${empty}]`, 'empty_string');
     return value as string[];
   }

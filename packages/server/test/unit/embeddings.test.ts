@@ -11,9 +11,14 @@ import { closeApp, fakeEmbedder, fakeEngine, listenOnLoopback } from './fake-eng
 const listen = (options: AppOptions) => listenOnLoopback(createApp(options));
 afterEach(closeApp);
 
-async function post(url: string, path: string, body: unknown) {
+interface Answer {
+  data: Array<{ embedding: number[] | string }>;
+  error: { message: string };
+}
+
+async function post(url: string, path: string, body: unknown): Promise<{ status: number; body: Answer }> {
   const res = await fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  return { status: res.status, body: (await res.json()) as Record<string, any> };
+  return { status: res.status, body: (await res.json()) as Answer };
 }
 
 describe('POST /v1/embeddings', () => {
@@ -51,7 +56,7 @@ describe('POST /v1/embeddings', () => {
   it('encodes base64 as little-endian float32, and keeps the first `dimensions` values', async () => {
     const url = await listen({ engine: fakeEmbedder(), modelId: 'embed' });
     const { body } = await post(url, '/v1/embeddings', { input: 'hey', encoding_format: 'base64', dimensions: 2 });
-    const bytes = Buffer.from(body.data[0].embedding as string, 'base64');
+    const bytes = Buffer.from(body.data[0]!.embedding as string, 'base64');
     expect(bytes.length).toBe(8);
     expect([bytes.readFloatLE(0), bytes.readFloatLE(4)]).toEqual([3, 104]);
   });
