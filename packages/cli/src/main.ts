@@ -237,7 +237,7 @@ export async function main(argv: string[]): Promise<number> {
   const parser = runOptions(yargs(argv))
     .scriptName('mistralrs-server')
     .usage(
-      '$0 [run -m MODEL | serve -m MODEL -p PORT | gguf -m MODEL -f FILE | plain -m MODEL | toml -f FILE.toml | inspect FILE | pull MODEL] [options]',
+      '$0 [run -m MODEL | serve -m MODEL -p PORT | gguf -m MODEL -f FILE | plain -m MODEL | embedding -m MODEL | toml -f FILE.toml | inspect FILE | pull MODEL] [options]',
     )
     .command(
       '$0',
@@ -273,6 +273,21 @@ export async function main(argv: string[]): Promise<number> {
       async (args) => {
         // config.json's model_type names the architecture; -a must agree with it.
         exitCode = await runCommand(toRunOptions(args, args['model-id'], undefined, undefined, args.arch, 'plain'));
+      },
+    )
+    .command(
+      'embedding',
+      `Serve an embedding model (a sentence-transformers folder or Hub repository: EmbeddingGemma, Qwen3-Embedding) on POST /v1/embeddings: -m MODEL [-p PORT, default ${DEFAULT_SERVE_PORT}], or print one text's embedding with --prompt`,
+      (y) =>
+        y
+          .option('model-id', { alias: 'm', type: 'string', demandOption: true, describe: 'folder or Hub repository (org/name)' })
+          .option('arch', architectureOption()),
+      async (args) => {
+        const serving = args.prompt === undefined ? { ...args, port: args.port ?? DEFAULT_SERVE_PORT } : args;
+        exitCode = await runCommand({
+          ...toRunOptions(serving, args['model-id'], undefined, undefined, args.arch, 'plain'),
+          kind: 'embedding',
+        });
       },
     )
     .command(

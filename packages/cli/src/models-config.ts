@@ -30,6 +30,7 @@ import { parseByteSize } from '@mistralrs/server';
 import { parse, TomlError } from 'smol-toml';
 
 import type { EngineSettings } from './engine-flags.js';
+import type { ModelKind } from './load-model.js';
 import { servedModelId } from './commands/serve.js';
 import {
   checkKeys,
@@ -58,6 +59,8 @@ export interface ConfiguredModel {
   id: string;
   /** Loaded when the server starts (`load = false`: listed, loaded on request). */
   load: boolean;
+  /** `text`, `embedding`, or `auto` (the default: an embedding model is told by its modules.json). */
+  kind: ModelKind;
   options: ModelLoadOptions;
 }
 
@@ -78,7 +81,7 @@ export class ModelsConfigError extends Error {
 }
 
 /** mistral.rs's `kind`s that are text models (the only kind served here). */
-const TEXT_KINDS = ['text', 'auto'];
+const MODEL_KINDS = ['text', 'embedding', 'auto'] as const;
 const TOP_KEYS = ['command', 'default_model_id', 'server', 'models'];
 const MODEL_KEYS = [
   'id',
@@ -165,8 +168,8 @@ function readModel(table: Table, where: string, defaults: EngineSettings, fail: 
   if (id === '') fail(`${where}id may not be empty`);
 
   const kind = optionalString(table, 'kind', where, fail);
-  if (kind !== undefined && !TEXT_KINDS.includes(kind))
-    fail(`${where}kind must be "text" or "auto" (this server serves text models), got ${JSON.stringify(kind)}`);
+  if (kind !== undefined && !(MODEL_KINDS as readonly string[]).includes(kind))
+    fail(`${where}kind must be "text", "embedding" or "auto" (told by the model's files), got ${JSON.stringify(kind)}`);
   if (table.load !== undefined && typeof table.load !== 'boolean') fail(`${where}load must be true or false`);
 
   const options: ModelLoadOptions = { ...defaults, model };
@@ -202,7 +205,7 @@ function readModel(table: Table, where: string, defaults: EngineSettings, fail: 
   readNumbers(table, KV_SETTINGS, where, settings, fail);
   readCacheType(table, where, settings, fail);
   readScheduling(table, where, settings, fail);
-  return { id, load: table.load !== false, options: { ...options, ...settings } };
+  return { id, load: table.load !== false, kind: (kind ?? 'auto') as ModelKind, options: { ...options, ...settings } };
 }
 
 /** `file`: one name, or the parts of a split GGUF. */

@@ -47,6 +47,7 @@ load = false
       {
         id: 'org/repo-GGUF',
         load: true,
+        kind: 'auto',
         options: {
           model: 'org/repo-GGUF',
           file: 'model.Q4_K_M.gguf',
@@ -59,6 +60,7 @@ load = false
       {
         id: 'second',
         load: false,
+        kind: 'text',
         options: { model: 'smollm2-135m-instruct-q4_1', maxRunning: 8, kvCacheMb: 64, kvCacheType: 'q8_0', prefixCaching: false },
       },
     ]);
@@ -69,7 +71,9 @@ load = false
       JSON.stringify({ server: { port: 0 }, models: [{ id: 'a', model: 'a.gguf', arch: 'llama', dtype: 'auto' }] }),
       'models.json',
     );
-    expect(config.models).toEqual([{ id: 'a', load: true, options: { model: 'a.gguf', architecture: 'llama', dtype: 'auto' } }]);
+    expect(config.models).toEqual([
+      { id: 'a', load: true, kind: 'auto', options: { model: 'a.gguf', architecture: 'llama', dtype: 'auto' } },
+    ]);
   });
 
   it("reads a split GGUF's parts, the format and another tokenizer (tok_model_id)", () => {
@@ -141,9 +145,9 @@ describe('a bad config names the file and the key', () => {
     ['a bad dtype', '[[models]]\nmodel = "a"\ndtype = "f8"', 'models.toml: models[0].dtype must be one of auto, f32, f16, bf16, got "f8"'],
     ['an unknown arch', '[[models]]\nmodel = "a"\narch = "gpt5"', /^models\.toml: models\[0\]\.arch: .*gpt5/],
     [
-      'a kind that is not text',
+      'a kind this server does not serve',
       '[[models]]\nmodel = "a"\nkind = "diffusion"',
-      'models.toml: models[0].kind must be "text" or "auto" (this server serves text models), got "diffusion"',
+      'models.toml: models[0].kind must be "text", "embedding" or "auto" (told by the model\'s files), got "diffusion"',
     ],
     [
       'two models with one id',

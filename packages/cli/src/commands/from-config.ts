@@ -7,9 +7,10 @@ import { existsSync, statSync } from 'node:fs';
 import { freemem } from 'node:os';
 import { join } from 'node:path';
 
-import { cacheDir, Engine, formatBytes, registryModel } from '@mistralrs/core';
+import { cacheDir, formatBytes, registryModel } from '@mistralrs/core';
 import { ModelPool, parseByteSize, pathBytes } from '@mistralrs/server';
 
+import { loadModel } from '../load-model.js';
 import { type ConfiguredModel, type ModelLoadOptions, ModelsConfigError, readModelsConfig, type ModelsConfig } from '../models-config.js';
 import type { TomlServerSettings } from '../toml-selector.js';
 import { UsageError } from '../usage-error.js';
@@ -41,7 +42,7 @@ export async function fromConfigCommand(o: FromConfigOptions): Promise<number> {
 
   const pool = new ModelPool<ConfiguredModel>({
     models: config.models.map((model) => ({ id: model.id, settings: model })),
-    load: (model) => Engine.load(model.options),
+    load: (model) => loadModel(model.options, model.kind),
     estimateBytes: async (model) => estimateModelBytes(model.options),
     ...(maxMemoryBytes !== undefined ? { maxMemoryBytes } : {}),
     ...(config.defaultModel !== undefined ? { defaultModel: config.defaultModel } : {}),

@@ -1,8 +1,17 @@
-import { Engine, type EngineOptions, type GenerationOptions, type GenerationResult, type Grammar, type ModelFormat } from '@mistralrs/core';
+import {
+  EmbeddingModel,
+  type Engine,
+  type EngineOptions,
+  type GenerationOptions,
+  type GenerationResult,
+  type Grammar,
+  type ModelFormat,
+} from '@mistralrs/core';
 
 import type { EngineSettings } from '../engine-flags.js';
 import { interactiveChat } from '../interactive.js';
-import { serveCommand, servedModelId, type ServeCliOptions } from './serve.js';
+import { loadModel, type LoadedModel, type ModelKind } from '../load-model.js';
+import { serveCommand, servedModelId, serveUntilSignal, type ServeCliOptions } from './serve.js';
 
 export interface RunOptions {
   /** Model path, folder or registry id (`-m`); the default model when absent. */
@@ -29,28 +38,35 @@ export interface RunOptions {
   engine: EngineSettings & Pick<EngineOptions, 'dtype' | 'architecture'>;
   /** Serve the HTTP API (`--port` given) rather than chat. */
   serve?: ServeCliOptions;
+  /** What the model must be (`embedding` for the `embedding` command); told by its files by default. */
+  kind?: ModelKind;
 }
 
 /** Loads the model, then serves it, or runs one prompt or the interactive chat. Returns the exit code. */
 export async function runCommand(o: RunOptions): Promise<number> {
-  let engine: Engine;
+  let loaded: LoadedModel;
   try {
-    engine = await Engine.load({
-      model: o.model,
-      file: o.file,
-      chatTemplate: o.chatTemplate,
-      tokenSource: o.tokenSource,
-      ...(o.format !== undefined ? { format: o.format } : {}),
-      ...(o.revision !== undefined ? { revision: o.revision } : {}),
-      ...(o.tokenizerModel !== undefined ? { tokenizerModel: o.tokenizerModel } : {}),
-      ...o.engine,
-    });
+    loaded = await loadModel(
+      {
+        model: o.model,
+        file: o.file,
+        chatTemplate: o.chatTemplate,
+        tokenSource: o.tokenSource,
+        ...(o.format !== undefined ? { format: o.format } : {}),
+        ...(o.revision !== undefined ? { revision: o.revision } : {}),
+        ...(o.tokenizerModel !== undefined ? { tokenizerModel: o.tokenizerModel } : {}),
+        ...o.engine,
+      },
+      o.kind,
+    );
   } catch (error) {
     // Bad settings (EngineError 'InvalidArgumentError'), a missing file, an unknown model:
     // each is the user's to fix, so one line and no stack trace.
     process.stderr.write(`mistralrs-server: ${(error as Error).message}\n`);
     return 1;
   }
+  if (loaded instanceof EmbeddingModel) return embeddingCommand(loaded, o);
+  const engine = loaded;
   try {
     const requested = o.grammar;
     if (requested) {
@@ -69,6 +85,35 @@ export async function runCommand(o: RunOptions): Promise<number> {
     return 1;
   } finally {
     engine.close();
+  }
+}
+
+/**
+ * An embedding model: served (`/v1/embeddings`), or `--prompt TEXT` embedded and printed as a
+ * JSON array; it has no chat.
+ */
+async function embeddingCommand(model: EmbeddingModel, o: RunOptions): Promise<number> {
+  try {
+    if (o.serve)
+      return await serveUntilSignal(
+        { engine: model, modelId: servedModelId(o.model, undefined) },
+        `${servedModelId(o.model, undefined)}, embeddings`,
+        o.serve,
+      );
+    if (o.prompt !== undefined) {
+      const { embeddings } = await model.embed(o.prompt);
+      process.stdout.write(`${JSON.stringify(Array.from(embeddings[0]!))}\n`);
+      return 0;
+    }
+    process.stderr.write(
+      `mistralrs-server: ${model.info.path} is an embedding model: it has no chat; serve it (--port, or serve -m) for POST /v1/embeddings, or give --prompt TEXT to print its embedding\n`,
+    );
+    return 1;
+  } catch (error) {
+    process.stderr.write(`mistralrs-server: ${(error as Error).message}\n`);
+    return 1;
+  } finally {
+    await model.close();
   }
 }
 
