@@ -6,10 +6,11 @@
  * model equal to ours; then what the references do not cover: batching, truncation, refusals.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
+import { type HubFixture, startHubFixture } from '../../../../test-support/hub-server.js';
 import { EmbeddingModel, EngineError } from '../../src/index.js';
 
 /** The claim (issue 20): embeddings within 1e-5 of sentence-transformers in f32. */
@@ -232,6 +233,53 @@ describe('loading', () => {
     } finally {
       await legacy.close();
       await current.close();
+    }
+  });
+});
+
+describe('from a Hub repository', () => {
+  let hub: HubFixture;
+  let cache: string;
+
+  /** Every file of a folder, by its path inside it (module folders included). */
+  function filesOf(root: string, prefix = ''): Record<string, Buffer> {
+    const out: Record<string, Buffer> = {};
+    for (const name of readdirSync(join(root, prefix))) {
+      const path = prefix ? `${prefix}/${name}` : name;
+      if (statSync(join(root, path)).isDirectory()) Object.assign(out, filesOf(root, path));
+      else out[path] = readFileSync(join(root, path));
+    }
+    return out;
+  }
+
+  beforeAll(async () => {
+    cache = mkdtempSync(join(tmpdir(), 'embedding-hub-'));
+    hub = await startHubFixture({
+      repos: Object.entries(references.models).map(([name, m]) => ({ id: `org/${name}`, files: filesOf(`${fixtures}${m.path}`) })),
+    });
+  });
+  afterAll(async () => {
+    await hub?.close();
+    rmSync(cache, { recursive: true, force: true });
+  });
+
+  it.each(Object.keys(references.models))('downloads org/%s with its modules and computes what the local folder does', async (name) => {
+    const remote = await EmbeddingModel.load({
+      model: `org/${name}`,
+      tokenSource: 'none',
+      hub: { endpoint: hub.url, cacheDir: cache, progress: false },
+    });
+    const local = await EmbeddingModel.load({ model: `${fixtures}${references.models[name]!.path}` });
+    try {
+      expect(remote.info).toEqual({ ...local.info, path: remote.info.path });
+      expect(remote.prompts).toEqual(local.prompts);
+      const texts = ['Paris', 'What is the capital of France?'];
+      expect((await remote.embed(texts, { promptName: 'query' })).embeddings).toEqual(
+        (await local.embed(texts, { promptName: 'query' })).embeddings,
+      );
+    } finally {
+      await remote.close();
+      await local.close();
     }
   });
 });

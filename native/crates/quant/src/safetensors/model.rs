@@ -216,15 +216,18 @@ impl Containment {
     fn of(dir: &Path) -> Result<Containment> {
         let real = dir.canonicalize().map_err(|e| QuantError::io(dir, e))?;
         let mut roots = vec![real.clone()];
-        // `<repo>/snapshots/<revision>`: the cache links each file to `<repo>/blobs/<hash>`.
-        if let Some(snapshots) = real
-            .parent()
-            .filter(|p| p.file_name() == Some("snapshots".as_ref()))
+        // `<repo>/snapshots/<revision>`, or a folder inside one (a sentence-transformers
+        // module's, `…/<revision>/2_Dense`): the cache links each file to `<repo>/blobs/<hash>`.
+        let snapshots = real
+            .ancestors()
+            .filter_map(Path::parent)
+            .find(|p| p.file_name() == Some("snapshots".as_ref()));
+        if let Some(blobs) = snapshots
+            .and_then(Path::parent)
+            .map(|repo| repo.join("blobs"))
         {
-            if let Some(blobs) = snapshots.parent().map(|repo| repo.join("blobs")) {
-                if let Ok(blobs) = blobs.canonicalize() {
-                    roots.push(blobs);
-                }
+            if let Ok(blobs) = blobs.canonicalize() {
+                roots.push(blobs);
             }
         }
         Ok(Containment {
