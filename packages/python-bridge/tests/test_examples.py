@@ -1,4 +1,5 @@
-"""Every script of examples/python runs as written against the default model."""
+"""Every script of examples/python runs as written: against the default model, embeddings.py
+against the tiny EmbeddingGemma of the test fixtures."""
 
 from __future__ import annotations
 
@@ -40,12 +41,18 @@ def json_schema(out: str) -> None:
     assert re.fullmatch(r"[A-Z]{2}", address["state"]) and 10000 <= address["zip"] <= 99999
 
 
+def embeddings(out: str) -> None:
+    assert out.startswith("3 documents, 64 dimensions\n")
+    assert len(re.findall(r"^[+-]\d\.\d{4}  \S", out, re.M)) == 3
+
+
 CHECKS: dict[str, Callable[[str], None]] = {
     "chat.py": chat,
     "streaming.py": streaming,
     "gguf.py": gguf,
     "token_source.py": token_source,
     "json_schema.py": json_schema,
+    "embeddings.py": embeddings,
 }
 
 

@@ -1,4 +1,4 @@
-"""mistral.rs's Python API (`Runner`, `Which`, `ChatCompletionRequest`) over mistralrs-ts's
+"""mistral.rs's Python API (`Runner`, `Which`, `ChatCompletionRequest`, `EmbeddingRequest`) over mistralrs-ts's
 OpenAI-compatible server: the runner starts `mistralrs-server` or connects to a running one.
 
     from mistralrs import Runner, Which, ChatCompletionRequest
@@ -22,7 +22,7 @@ from .errors import (
     ServerStartError,
     UnprocessableEntityError,
 )
-from .requests import ChatCompletionRequest, CompletionRequest
+from .requests import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from .responses import (
     ChatCompletionChunkResponse,
     ChatCompletionResponse,
@@ -44,7 +44,7 @@ from .runner import Runner
 from .server_command import find_server_command, pull_model
 from .server_process import ServerOptions
 from .stream import Stream
-from .which import Architecture, ModelSelector, Which
+from .which import Architecture, EmbeddingArchitecture, ModelDType, ModelSelector, Which
 
 __version__ = "0.1.0"
 
@@ -64,10 +64,13 @@ __all__ = [
     "CompletionRequest",
     "CompletionResponse",
     "Delta",
+    "EmbeddingArchitecture",
+    "EmbeddingRequest",
     "FunctionCall",
     "InternalServerError",
     "Logprobs",
     "MistralRsError",
+    "ModelDType",
     "ModelSelector",
     "NotFoundError",
     "RateLimitError",

@@ -1,12 +1,13 @@
-"""Requests in the shape of mistral.rs's `ChatCompletionRequest` and `CompletionRequest`.
+"""Requests in the shape of mistral.rs's `ChatCompletionRequest`, `CompletionRequest` and
+`EmbeddingRequest`.
 
 Field names are mistral.rs's where it has one (`n_choices`, `stop_seqs`, `tool_schemas`,
 `grammar`/`grammar_type`, `echo_prompt`, the `dry_*` fields, `enable_thinking`,
 `reasoning_effort`); `to_body()` turns them into the OpenAI request the server reads (`n`,
 `stop`, `tools`, ...). Values are checked by the server, which names the field of a bad one in
 its 400 answer; here only what cannot be sent at all is refused. mistral.rs fields this server
-does not implement (`web_search_options`, `truncate_sequence`) are sent when set, and the
-server answers 400 `unsupported_parameter` rather than ignore them.
+does not implement for chat and completions (`web_search_options`, `truncate_sequence`) are sent
+when set, and the server answers 400 `unsupported_parameter` rather than ignore them.
 """
 
 from __future__ import annotations
@@ -150,6 +151,47 @@ class CompletionRequest:
         return body
 
 
+@dataclass
+class EmbeddingRequest:
+    """Embeddings of `input`: a string, a list of strings, token ids, or a list of token id lists.
+
+    `truncate_sequence` cuts an input longer than the model's context (keeping its special
+    tokens) instead of the server's 400. Beyond mistral.rs's class, the server's fields:
+    `dimensions` (the first values, renormalised: Matryoshka), `prompt_name` (a prompt of the
+    model's sentence-transformers config, e.g. `"query"`) or `prompt` (a text put before each
+    text input). The vectors travel as base64 little-endian float32 (`encoding_format`), which
+    the runner decodes.
+    """
+
+    input: str | Sequence[str] | Sequence[int] | Sequence[Sequence[int]]
+    truncate_sequence: bool = False
+    # Not in mistral.rs's Python class; fields of the server all the same.
+    dimensions: int | None = None
+    prompt_name: str | None = None
+    prompt: str | None = None
+    model: str = "default"
+    extra_body: JsonObject | None = None
+
+    def to_body(self) -> JsonObject:
+        if isinstance(self.input, bytes):
+            raise TypeError("input must be a string, a list of strings or token ids, not bytes")
+        body: JsonObject = {"model": self.model, "input": _embedding_input(self.input), "encoding_format": "base64"}
+        if self.truncate_sequence:
+            body["truncate_sequence"] = True
+        _put(body, "dimensions", self.dimensions)
+        _put(body, "prompt_name", self.prompt_name)
+        _put(body, "prompt", self.prompt)
+        body.update(self.extra_body or {})
+        return body
+
+
+def _embedding_input(value: str | Sequence[str] | Sequence[int] | Sequence[Sequence[int]]) -> Any:
+    """JSON-ready `input`: a string as it is; sequences (tuples, ranges) as lists, nested ones too."""
+    if isinstance(value, str):
+        return value
+    return [item if isinstance(item, (str, int)) else list(item) for item in value]
+
+
 def _sampling_fields(body: JsonObject, r: ChatCompletionRequest | CompletionRequest) -> None:
     """The fields chat and completions share, under their OpenAI names."""
     _put(body, "max_tokens", r.max_tokens)
@@ -222,4 +264,4 @@ def _put(body: JsonObject, key: str, value: Any) -> None:
         body[key] = value
 
 
-__all__: list[str] = ["ChatCompletionRequest", "CompletionRequest", "GRAMMAR_TYPES"]
+__all__: list[str] = ["ChatCompletionRequest", "CompletionRequest", "EmbeddingRequest", "GRAMMAR_TYPES"]

@@ -6,6 +6,9 @@ until a class names them. `dataclasses.asdict(res)` gives plain dicts back.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -24,6 +27,33 @@ def parse_response(cls: type[T], data: Any) -> T:
         raise MistralRsError(
             f"unexpected {cls.__name__} from the server ({type(error).__name__}: {error}): {data!r:.500}"
         ) from error
+
+
+def embedding_vectors(data: Any) -> list[list[float]]:
+    """The vectors of a `/v1/embeddings` answer, in the order of the inputs (by `index`).
+
+    Each `embedding` is a list of numbers, or with `encoding_format: base64` the little-endian
+    float32 bytes in base64; both give the same Python floats (float32 values, widened).
+    """
+    try:
+        items = sorted(data["data"], key=lambda item: int(item["index"]))
+        return [_embedding(item["embedding"]) for item in items]
+    except (KeyError, TypeError, AttributeError, ValueError, struct.error) as error:
+        raise MistralRsError(
+            f"unexpected embeddings answer from the server ({type(error).__name__}: {error}): {data!r:.500}"
+        ) from error
+
+
+def _embedding(value: Any) -> list[float]:
+    if not isinstance(value, str):
+        return [float(x) for x in value]
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except binascii.Error as error:
+        raise ValueError(f"embedding is not base64: {error}") from error
+    if len(raw) % 4:
+        raise ValueError(f"base64 embedding of {len(raw)} bytes, not a whole number of float32")
+    return list(struct.unpack(f"<{len(raw) // 4}f", raw))
 
 
 def _list(data: Any, read: Callable[[Any], T]) -> list[T]:

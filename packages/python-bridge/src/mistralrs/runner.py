@@ -8,8 +8,14 @@ from types import TracebackType
 from typing import Any
 
 from .errors import MistralRsError
-from .requests import ChatCompletionRequest, CompletionRequest
-from .responses import ChatCompletionChunkResponse, ChatCompletionResponse, CompletionResponse, parse_response
+from .requests import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from .responses import (
+    ChatCompletionChunkResponse,
+    ChatCompletionResponse,
+    CompletionResponse,
+    embedding_vectors,
+    parse_response,
+)
 from .server_command import ServerCommand, find_server_command
 from .server_process import ServerOptions, ServerProcess
 from .stream import Stream
@@ -96,6 +102,18 @@ class Runner:
         if request.stream:
             return Stream(self._client().post_event_stream("/v1/completions", body), CompletionResponse)
         return parse_response(CompletionResponse, self._client().post_json("/v1/completions", body))
+
+    def send_embedding_request(self, request: EmbeddingRequest, model_id: str | None = None) -> list[list[float]]:
+        """Generate embeddings for the supplied inputs and return one embedding vector per input.
+
+        `model_id`, when given, names the model in place of `request.model`. The server must
+        serve an embedding model (`Which.Embedding`); a generation model answers 400
+        (`BadRequestError`, `code == "model_not_supported"`).
+        """
+        body = request.to_body()
+        if model_id is not None:
+            body["model"] = model_id
+        return embedding_vectors(self._client().post_json("/v1/embeddings", body))
 
     def health(self) -> dict[str, Any]:
         """`GET /health`: `{"status": "ok", "model": ID}`."""

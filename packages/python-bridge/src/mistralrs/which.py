@@ -5,6 +5,7 @@ Each variant turns into the `mistralrs-server` model subcommand that loads it.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from enum import Enum
 
@@ -33,8 +34,29 @@ class Architecture(Enum):
     DeepseekV3 = "deepseekv3"
 
 
+class EmbeddingArchitecture(Enum):
+    """mistral.rs's names for embedding models; each is passed as the `-a` of its `model_type`."""
+
+    EmbeddingGemma = "embeddinggemma"
+    Qwen3Embedding = "qwen3embedding"
+
+
+# mistral.rs's embedding architecture → the `model_type` (or mistral.rs name) `-a` takes.
+_EMBEDDING_ARCH_FLAG = {"embeddinggemma": "gemma3", "qwen3embedding": "qwen3"}
+
+
+class ModelDType(Enum):
+    """How a safetensors model's float matrices are stored once loaded (`--dtype`); `Auto` keeps
+    the checkpoint's types."""
+
+    Auto = "auto"
+    BF16 = "bf16"
+    F16 = "f16"
+    F32 = "f32"
+
+
 class Which:
-    """The model to load: `Which.GGUF(...)`, `Which.Plain(...)` or `Which.Default()`."""
+    """The model to load: `Which.GGUF(...)`, `Which.Plain(...)`, `Which.Embedding(...)` or `Which.Default()`."""
 
     @dataclass(frozen=True)
     class GGUF:
@@ -77,6 +99,52 @@ class Which:
             return args
 
     @dataclass(frozen=True)
+    class Embedding:
+        """An embedding model, served on `/v1/embeddings` (`Runner.send_embedding_request`): a
+        sentence-transformers folder or Hub repository `org/name` (EmbeddingGemma,
+        Qwen3-Embedding).
+
+        `arch` (an `EmbeddingArchitecture`, or a `model_type` string) must be the model's, or the
+        server refuses it. `tokenizer_json` is a path to a file named `tokenizer.json`, whose folder
+        supplies the tokenizer (`-t`). mistral.rs's `topology`, `from_uqff`, `write_uqff` and
+        `hf_cache_path` are not implemented: they must stay None.
+        """
+
+        model_id: str
+        arch: EmbeddingArchitecture | str | None = None
+        tokenizer_json: str | None = None
+        topology: str | None = None
+        from_uqff: str | list[str] | None = None
+        write_uqff: str | None = None
+        dtype: ModelDType | str | None = ModelDType.Auto
+        hf_cache_path: str | None = None
+
+        def __post_init__(self) -> None:
+            unsupported = [name for name in _EMBEDDING_UNSUPPORTED if getattr(self, name) is not None]
+            if unsupported:
+                raise ValueError(
+                    f"Which.Embedding: {', '.join(unsupported)}: mistral.rs options this server does not implement "
+                    "(leave them None)"
+                )
+            if self.tokenizer_json is not None and os.path.basename(self.tokenizer_json) != "tokenizer.json":
+                raise ValueError(
+                    "Which.Embedding: tokenizer_json must be a file named tokenizer.json (the server reads the "
+                    f"tokenizer.json of its folder), got {self.tokenizer_json!r}"
+                )
+
+        def cli_args(self) -> list[str]:
+            args = ["embedding", "-m", self.model_id]
+            if self.arch is not None:
+                arch = self.arch.value if isinstance(self.arch, EmbeddingArchitecture) else self.arch
+                args += ["-a", _EMBEDDING_ARCH_FLAG.get(arch, arch)]
+            if self.tokenizer_json is not None:
+                args += ["-t", self.tokenizer_json]  # the server takes the file's folder
+            dtype = self.dtype.value if isinstance(self.dtype, ModelDType) else self.dtype
+            if dtype not in (None, ModelDType.Auto.value):
+                args += ["--dtype", dtype]
+            return args
+
+    @dataclass(frozen=True)
     class Default:
         """The default model (SmolLM2-135M-Instruct Q4_1), fetched into the cache on first use."""
 
@@ -84,4 +152,6 @@ class Which:
             return []
 
 
-ModelSelector = Which.GGUF | Which.Plain | Which.Default
+_EMBEDDING_UNSUPPORTED = ("topology", "from_uqff", "write_uqff", "hf_cache_path")
+
+ModelSelector = Which.GGUF | Which.Plain | Which.Embedding | Which.Default
