@@ -426,3 +426,71 @@ fn read_dense(dir: &Path, in_width: usize) -> Result<Dense> {
         tanh,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two tokens of width 2: `[1, -2]` then `[3, 4]`.
+    const STATES: [f32; 4] = [1.0, -2.0, 3.0, 4.0];
+
+    fn pooled(modes: &[PoolingMode]) -> Vec<f32> {
+        let mut out = Vec::new();
+        Pooling {
+            modes: modes.to_vec(),
+        }
+        .pool(&STATES, 2, &mut out);
+        out
+    }
+
+    #[test]
+    fn each_mode_pools_as_sentence_transformers_defines_it() {
+        use PoolingMode::*;
+        assert_eq!(pooled(&[Cls]), [1.0, -2.0]);
+        assert_eq!(pooled(&[LastToken]), [3.0, 4.0]);
+        assert_eq!(pooled(&[Max]), [3.0, 4.0]);
+        assert_eq!(pooled(&[Mean]), [2.0, 1.0]);
+        let sqrt2 = 2f32.sqrt();
+        assert_eq!(pooled(&[MeanSqrtLen]), [4.0 / sqrt2, 2.0 / sqrt2]);
+        // Weights 1 and 2, over their sum 3.
+        assert_eq!(pooled(&[WeightedMean]), [7.0 / 3.0, 6.0 / 3.0]);
+        // Several modes concatenate in the order given.
+        assert_eq!(pooled(&[LastToken, Cls]), [3.0, 4.0, 1.0, -2.0]);
+    }
+
+    #[test]
+    fn normalize_is_torch_f_normalize() {
+        let mut v = [3.0f32, 4.0];
+        normalize(&mut v);
+        assert_eq!(v, [0.6, 0.8]);
+        let mut zero = [0.0f32; 3];
+        normalize(&mut zero);
+        assert_eq!(zero, [0.0; 3]);
+    }
+
+    #[test]
+    fn both_config_formats_name_the_modes() {
+        let dir = std::env::temp_dir().join(format!("st-pooling-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let read = |config: &str| {
+            std::fs::write(dir.join("config.json"), config).unwrap();
+            read_pooling(&dir, 4).map(|p| p.names())
+        };
+        assert_eq!(
+            read(r#"{"pooling_mode": "lasttoken"}"#).unwrap(),
+            ["lasttoken"]
+        );
+        assert_eq!(
+            read(r#"{"pooling_mode": ["max", "cls"], "embedding_dimension": 4}"#).unwrap(),
+            ["max", "cls"]
+        );
+        assert_eq!(
+            read(r#"{"word_embedding_dimension": 4, "pooling_mode_mean_tokens": true, "pooling_mode_cls_token": true}"#)
+                .unwrap(),
+            ["cls", "mean"]
+        );
+        assert!(read(r#"{"pooling_mode": "mean", "embedding_dimension": 8}"#).is_err());
+        assert!(read(r#"{"pooling_mode_mean_tokens": false}"#).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -220,3 +220,21 @@ pub fn encoder_attention(
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::visible_keys;
+
+    #[test]
+    fn encoder_masks_are_transformers() {
+        // Causal: itself and the tokens before it; a window of 3 keeps i-2..=i.
+        assert_eq!(visible_keys(4, 8, false, None), 0..5);
+        assert_eq!(visible_keys(4, 8, false, Some(3)), 2..5);
+        // Bidirectional: the whole input; a window of 4 (EmbeddingGemma's config value) is
+        // read as 4/2 + 1 = 3, so |i - j| < 3: two tokens each side.
+        assert_eq!(visible_keys(4, 8, true, None), 0..8);
+        assert_eq!(visible_keys(4, 8, true, Some(4)), 2..7);
+        assert_eq!(visible_keys(0, 8, true, Some(4)), 0..3);
+        assert_eq!(visible_keys(7, 8, true, Some(4)), 5..8);
+    }
+}

@@ -11,15 +11,14 @@ use mistralrs_paged_attn::{AttentionParams, KvCache};
 
 use crate::hf_config::HfDefaults;
 use crate::layers::activations::{geglu, geglu_f32};
-use crate::layers::attention::{Attend, EncoderBatch, StepBatch};
+use crate::layers::attention::{Attend, StepBatch};
 use crate::layers::{rms_norm, rms_norm_inplace, Embedding, Linear, Rope, RopeScaling, RopeStyle};
 use crate::model_config::ModelConfig;
 use crate::model_error::Result;
 use crate::models::llama::HF_LAYER;
 use crate::models::parts::output_head;
 use crate::models::{
-    begin_encode, begin_forward, end_forward, final_norm, last_token_logits, ForwardScratch, Model,
-    SeqInput,
+    begin_forward, encode_layers, end_forward, last_token_logits, ForwardScratch, Model, SeqInput,
 };
 use crate::weights::{Need, Weights};
 use crate::weights_hf::{HfCheckpoint, DECODER_GLOBALS};
@@ -251,16 +250,16 @@ impl Model for Gemma3 {
         scratch: &mut ForwardScratch,
         hidden: &mut Vec<f32>,
     ) -> Result<()> {
-        let (tokens, positions, lens) = begin_encode(&self.cfg, batch, scratch)?;
-        let mut attend = Attend::Encode(EncoderBatch {
-            pool,
-            lens: &lens,
-            bidirectional,
-        });
-        let bufs = self.layers_forward(pool, &tokens, &positions, &mut attend, scratch)?;
-        final_norm(&bufs[0], &self.output_norm, self.cfg.rms_norm_eps, hidden);
-        end_forward(scratch, bufs, positions);
-        Ok(())
+        encode_layers(
+            &self.cfg,
+            (pool, batch, bidirectional),
+            (&self.output_norm, self.cfg.rms_norm_eps),
+            scratch,
+            hidden,
+            |tokens, positions, attend, scratch| {
+                self.layers_forward(pool, tokens, positions, attend, scratch)
+            },
+        )
     }
 }
 

@@ -10,7 +10,7 @@ use mistralrs_paged_attn::{AttentionParams, KvCache};
 
 use crate::hf_config::HfDefaults;
 use crate::layers::activations::swiglu;
-use crate::layers::attention::{Attend, EncoderBatch, StepBatch};
+use crate::layers::attention::{Attend, StepBatch};
 use crate::layers::gpt::Qkv;
 use crate::layers::{
     add_rows, rms_norm, rms_norm_inplace, Embedding, Linear, Moe, MoeConfig, Rope, RopeScaling,
@@ -20,7 +20,7 @@ use crate::model_config::ModelConfig;
 use crate::model_error::{ModelError, Result};
 use crate::models::parts::{self, output_head};
 use crate::models::{
-    begin_encode, begin_forward, end_forward, file_rope_scaling, final_norm, last_token_logits,
+    begin_forward, encode_layers, end_forward, file_rope_scaling, last_token_logits,
     set_rope_context, ForwardScratch, Model, SeqInput,
 };
 use crate::weights::{Need, Weights};
@@ -300,16 +300,16 @@ impl Model for Llama {
         scratch: &mut ForwardScratch,
         hidden: &mut Vec<f32>,
     ) -> Result<()> {
-        let (tokens, positions, lens) = begin_encode(&self.cfg, batch, scratch)?;
-        let mut attend = Attend::Encode(EncoderBatch {
-            pool,
-            lens: &lens,
-            bidirectional,
-        });
-        let bufs = self.layers_forward(pool, &tokens, &positions, &mut attend, scratch)?;
-        final_norm(&bufs[0], &self.output_norm, self.cfg.rms_norm_eps, hidden);
-        end_forward(scratch, bufs, positions);
-        Ok(())
+        encode_layers(
+            &self.cfg,
+            (pool, batch, bidirectional),
+            (&self.output_norm, self.cfg.rms_norm_eps),
+            scratch,
+            hidden,
+            |tokens, positions, attend, scratch| {
+                self.layers_forward(pool, tokens, positions, attend, scratch)
+            },
+        )
     }
 }
 

@@ -5,6 +5,7 @@ use mistralrs_common::ThreadPool;
 use mistralrs_paged_attn::{KvCache, KvCacheConfig, KvDtype};
 use mistralrs_quant::matmul::MatmulScratch;
 
+use crate::layers::attention::{Attend, EncoderBatch};
 use crate::layers::RopeScaling;
 use crate::model_config::ModelConfig;
 use crate::model_error::{ModelError, Result};
@@ -134,7 +135,7 @@ pub(crate) fn begin_forward(
 /// The start of an encoder pass ([`Model::encode`]): the batch checked against the model,
 /// its token ids end to end, each token's position in its own sequence (the scratch's buffer
 /// until [`end_forward`]) and each sequence's length; the matrix products learn the rows.
-pub(crate) fn begin_encode(
+fn begin_encode(
     cfg: &ModelConfig,
     batch: &[&[u32]],
     scratch: &mut ForwardScratch,
@@ -169,11 +170,35 @@ pub(crate) fn begin_encode(
     Ok((tokens, positions, lens))
 }
 
-/// The final RMS norm of every row of `x` (`[n, d]`) into `hidden`.
-pub(crate) fn final_norm(x: &[f32], norm: &[f32], eps: f32, hidden: &mut Vec<f32>) {
+/// An encoder pass ([`Model::encode`]) of a model whose `layers` run the embeddings of the
+/// tokens (at their positions) through every layer with the given attention and return the
+/// buffers, the residual stream first; `hidden` becomes it through the final RMS norm
+/// (`(weights, eps)`).
+pub(crate) fn encode_layers(
+    cfg: &ModelConfig,
+    (pool, batch, bidirectional): (&ThreadPool, &[&[u32]], bool),
+    (norm, eps): (&[f32], f32),
+    scratch: &mut ForwardScratch,
+    hidden: &mut Vec<f32>,
+    layers: impl FnOnce(
+        &[u32],
+        &[usize],
+        &mut Attend<'_, '_, '_>,
+        &mut ForwardScratch,
+    ) -> Result<Vec<Vec<f32>>>,
+) -> Result<()> {
+    let (tokens, positions, lens) = begin_encode(cfg, batch, scratch)?;
+    let mut attend = Attend::Encode(EncoderBatch {
+        pool,
+        lens: &lens,
+        bidirectional,
+    });
+    let bufs = layers(&tokens, &positions, &mut attend, scratch)?;
     hidden.clear();
-    hidden.resize(x.len(), 0.0);
-    crate::layers::rms_norm(x, norm, eps, hidden);
+    hidden.resize(bufs[0].len(), 0.0);
+    crate::layers::rms_norm(&bufs[0], norm, eps, hidden);
+    end_forward(scratch, bufs, positions);
+    Ok(())
 }
 
 /// The end of a forward pass: its buffers and positions back to the scratch for the next.
