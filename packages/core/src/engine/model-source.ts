@@ -18,7 +18,8 @@ import {
 } from '../hub/model-files.js';
 import { HubRepository, isRepoId, type HubOptions } from '../hub/repository.js';
 import type { TokenSource } from '../hub/token.js';
-import { DEFAULT_MODEL_ID, fetchRegistryModel, registryModel } from '../registry-models.js';
+import { fetchRegistryModel } from '../registry-fetch.js';
+import { DEFAULT_MODEL_ID, registryModel } from '../registry-models.js';
 
 /** What kind of model a command asks for: mistral.rs's `gguf` and `plain`, or either (`run -m`). */
 export type ModelFormat = 'gguf' | 'plain';
