@@ -16,7 +16,7 @@
 // other). Exits 1 when the token ids differ or an embedding is off by more than 1e-4.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -92,32 +92,6 @@ async function startReference() {
   };
 }
 
-/**
- * The model's tokenizer.json lists `<image_soft_token>` as id 262144, one past the 262144 rows
- * of its embedding (Gemma 3's image placeholder, never made from text), which EmbeddingModel.load
- * refuses. Until it accepts that, the check uses a copy of the tokenizer without the ids past
- * the embedding, and says so.
- */
-async function loadModel() {
-  try {
-    return await EmbeddingModel.load({ model: modelDir });
-  } catch (error) {
-    const rows = /more than the (\d+) rows/.exec(error.message)?.[1];
-    if (rows === undefined) throw error;
-    console.log(`NOTE: EmbeddingModel.load refused the folder: ${error.message}`);
-    console.log(`      checking with a copy of its tokenizer without the added tokens from id ${rows} on\n`);
-    const dir = join(work, 'tokenizer');
-    mkdirSync(dir);
-    const tokenizer = JSON.parse(readFileSync(join(modelDir, 'tokenizer.json'), 'utf8'));
-    tokenizer.added_tokens = tokenizer.added_tokens.filter((t) => t.id < Number(rows));
-    writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tokenizer));
-    const config = JSON.parse(readFileSync(join(modelDir, 'tokenizer_config.json'), 'utf8'));
-    for (const id of Object.keys(config.added_tokens_decoder ?? {})) if (Number(id) >= Number(rows)) delete config.added_tokens_decoder[id];
-    writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(config));
-    return EmbeddingModel.load({ model: modelDir, tokenizerModel: dir });
-  }
-}
-
 /** Token ids and embeddings, ours against theirs; true when all agree. */
 async function checkAccuracy(model, reference) {
   console.log('prompt      ids equal   max |Δ|     lowest cosine');
@@ -171,7 +145,7 @@ const loadBefore = loadavg()[0];
 const reference = await startReference();
 let passed = false;
 try {
-  const model = await loadModel();
+  const model = await EmbeddingModel.load({ model: modelDir });
   try {
     const { architecture, bidirectional, pooling, denseLayers, normalize, dimensions, maxTokens } = model.info;
     console.log(`ours: ${JSON.stringify({ architecture, bidirectional, pooling, denseLayers, normalize, dimensions, maxTokens })}`);

@@ -133,6 +133,17 @@ export class Tokenizer {
   }
 
   /**
+   * The first id at or past `rows` that text can become (any but a control token), or
+   * undefined: a model with `rows` embedding rows cannot take it, so this is not its
+   * tokenizer. Control tokens past the rows are allowed: text never spells them (Gemma 3's
+   * tokenizer lists `<image_soft_token>` one past the text model's 262144 rows).
+   */
+  firstTextTokenFrom(rows: number): number | undefined {
+    for (let id = rows; id < this.vocabSize; id++) if (this.tokenType(id) !== 'control') return id;
+    return undefined;
+  }
+
+  /**
    * A number of tokens that encoding `text` cannot go below, found without tokenizing it
    * (its UTF-8 length over the most bytes one token can stand for), or undefined where the
    * vocabulary allows no such bound (WordPiece, Unigram, a SentencePiece vocabulary that

@@ -106,11 +106,12 @@ export class EmbeddingModel {
       Tokenizer.fromFile(join(tokenizerDir, 'tokenizer.json'), existsSync(config) ? { config } : {}),
     ]);
     const info = { ...callNativeSync(() => model.info()), path };
-    if (tokenizer.vocabSize > info.vocabSize) {
+    const pastEmbedding = tokenizer.firstTextTokenFrom(info.vocabSize);
+    if (pastEmbedding !== undefined) {
       model.release();
       throw new EngineError(
         'InvalidArgumentError',
-        `the tokenizer of ${tokenizerDir} has ${tokenizer.vocabSize} tokens, more than the ${info.vocabSize} rows of ${path}'s embedding: it is not this model's tokenizer`,
+        `the tokenizer of ${tokenizerDir} has token ${pastEmbedding} (${JSON.stringify(tokenizer.tokenText(pastEmbedding))}), past the ${info.vocabSize} rows of ${path}'s embedding: it is not this model's tokenizer`,
       );
     }
     return new EmbeddingModel(model, tokenizer, info, prompts, options);

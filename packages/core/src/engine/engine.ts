@@ -165,11 +165,12 @@ export class Engine {
           await ggufChatTemplate(path, model, options.chatTemplate),
         ];
     const info = { ...callNativeSync(() => model.info()), path };
-    if (tokenizerDir !== undefined && tokenizer.vocabSize > info.vocabSize) {
+    const pastEmbedding = tokenizerDir === undefined ? undefined : tokenizer.firstTextTokenFrom(info.vocabSize);
+    if (pastEmbedding !== undefined) {
       model.release();
       throw new EngineError(
         'InvalidArgumentError',
-        `the tokenizer of ${options.tokenizerModel} has ${tokenizer.vocabSize} tokens, more than the ${info.vocabSize} rows of ${path}'s embedding: it is not this model's tokenizer`,
+        `the tokenizer of ${options.tokenizerModel} has token ${pastEmbedding} (${JSON.stringify(tokenizer.tokenText(pastEmbedding))}), past the ${info.vocabSize} rows of ${path}'s embedding: it is not this model's tokenizer`,
       );
     }
     return new Engine(model, tokenizer, chatTemplate, info, options);

@@ -218,6 +218,42 @@ describe('loading', () => {
     expect((error as Error).message).toContain(folder);
   });
 
+  /** The fixture's tokenizer with one more added token, id 414: one past the embedding's rows. */
+  function withTokenPastTheEmbedding(special: boolean): (folder: string) => void {
+    return (folder) => {
+      const path = join(folder, 'tokenizer.json');
+      const tokenizer = JSON.parse(readFileSync(path, 'utf8')) as { added_tokens: Array<Record<string, unknown>> };
+      tokenizer.added_tokens.push({
+        id: 414,
+        content: '<extra>',
+        single_word: false,
+        lstrip: false,
+        rstrip: false,
+        normalized: false,
+        special,
+      });
+      writeFileSync(path, JSON.stringify(tokenizer));
+    };
+  }
+
+  it('takes a tokenizer whose special tokens run past the embedding (text never spells them), as Gemma 3 ships', async () => {
+    const model = await EmbeddingModel.load({ model: variant('special-past', withTokenPastTheEmbedding(true)) });
+    try {
+      expect(model.tokenizer.vocabSize).toBe(model.info.vocabSize + 1);
+      await expect(model.embed([[414]])).rejects.toThrow(/token id 414 is not in the vocabulary/);
+      expect((await model.embed('hello world')).embeddings).toHaveLength(1);
+    } finally {
+      await model.close();
+    }
+  });
+
+  it("refuses a tokenizer with a text token past the embedding: not this model's", async () => {
+    const folder = variant('text-past', withTokenPastTheEmbedding(false));
+    await expect(EmbeddingModel.load({ model: folder })).rejects.toThrow(
+      /has token 414 \("<extra>"\), past the 414 rows of .*: it is not this model's tokenizer/,
+    );
+  });
+
   it('reads the legacy pooling config (pooling_mode_*_tokens flags) as sentence-transformers 5 wrote it', async () => {
     const folder = variant('legacy', (f) =>
       writeFileSync(
