@@ -11,15 +11,13 @@ use mistralrs_paged_attn::{AttentionParams, KvCache};
 
 use crate::hf_config::HfDefaults;
 use crate::layers::activations::{geglu, geglu_f32};
-use crate::layers::attention::{Attend, StepBatch};
+use crate::layers::attention::Attend;
 use crate::layers::{rms_norm, rms_norm_inplace, Embedding, Linear, Rope, RopeScaling, RopeStyle};
 use crate::model_config::ModelConfig;
 use crate::model_error::Result;
 use crate::models::llama::HF_LAYER;
 use crate::models::parts::output_head;
-use crate::models::{
-    begin_forward, encode_layers, end_forward, last_token_logits, ForwardScratch, Model, SeqInput,
-};
+use crate::models::{encode_layers, forward_layers, ForwardScratch, Model, SeqInput};
 use crate::weights::{Need, Weights};
 use crate::weights_hf::{HfCheckpoint, DECODER_GLOBALS};
 
@@ -216,25 +214,21 @@ impl Model for Gemma3 {
         scratch: &mut ForwardScratch,
         logits: &mut Vec<f32>,
     ) -> Result<()> {
-        let (tokens, positions) = begin_forward(&self.cfg, cache, batch, scratch)?;
-        let step = StepBatch::new(pool, batch, &positions);
-        let mut attend = Attend::Paged { step, cache };
-        let bufs = self.layers_forward(pool, &tokens, &positions, &mut attend, scratch)?;
-        last_token_logits(
-            pool,
-            batch,
-            &bufs[0],
+        forward_layers(
+            &self.cfg,
+            (pool, cache, batch),
             (&self.output_norm, self.cfg.rms_norm_eps),
             &self.output,
-            scratch,
-            logits,
+            (scratch, logits),
+            |tokens, positions, attend, scratch| {
+                self.layers_forward(pool, tokens, positions, attend, scratch)
+            },
         )?;
         if let Some(cap) = self.final_softcap {
             // As llama.cpp: scale by the reciprocal, tanh, scale back.
             let inv = 1.0 / cap;
             logits.iter_mut().for_each(|l| *l = (*l * inv).tanh() * cap);
         }
-        end_forward(scratch, bufs, positions);
         Ok(())
     }
 

@@ -10,7 +10,7 @@ use mistralrs_paged_attn::{AttentionParams, KvCache};
 
 use crate::hf_config::HfDefaults;
 use crate::layers::activations::swiglu;
-use crate::layers::attention::{Attend, StepBatch};
+use crate::layers::attention::Attend;
 use crate::layers::gpt::Qkv;
 use crate::layers::{
     add_rows, rms_norm, rms_norm_inplace, Embedding, Linear, Moe, MoeConfig, Rope, RopeScaling,
@@ -20,8 +20,8 @@ use crate::model_config::ModelConfig;
 use crate::model_error::{ModelError, Result};
 use crate::models::parts::{self, output_head};
 use crate::models::{
-    begin_forward, encode_layers, end_forward, file_rope_scaling, last_token_logits,
-    set_rope_context, ForwardScratch, Model, SeqInput,
+    encode_layers, file_rope_scaling, forward_layers, set_rope_context, ForwardScratch, Model,
+    SeqInput,
 };
 use crate::weights::{Need, Weights};
 use crate::weights_hf::{HfCheckpoint, DECODER_GLOBALS};
@@ -270,22 +270,16 @@ impl Model for Llama {
         scratch: &mut ForwardScratch,
         logits: &mut Vec<f32>,
     ) -> Result<()> {
-        let (tokens, positions) = begin_forward(&self.cfg, cache, batch, scratch)?;
-        let step = StepBatch::new(pool, batch, &positions);
-        let mut attend = Attend::Paged { step, cache };
-        let bufs = self.layers_forward(pool, &tokens, &positions, &mut attend, scratch)?;
-        // Final norm and the output head, only for the rows whose logits are wanted.
-        last_token_logits(
-            pool,
-            batch,
-            &bufs[0],
+        forward_layers(
+            &self.cfg,
+            (pool, cache, batch),
             (&self.output_norm, self.cfg.rms_norm_eps),
             &self.output,
-            scratch,
-            logits,
-        )?;
-        end_forward(scratch, bufs, positions);
-        Ok(())
+            (scratch, logits),
+            |tokens, positions, attend, scratch| {
+                self.layers_forward(pool, tokens, positions, attend, scratch)
+            },
+        )
     }
 
     fn encodes(&self) -> bool {

@@ -5,7 +5,7 @@ use mistralrs_common::ThreadPool;
 use mistralrs_paged_attn::{KvCache, KvCacheConfig, KvDtype};
 use mistralrs_quant::matmul::MatmulScratch;
 
-use crate::layers::attention::{Attend, EncoderBatch};
+use crate::layers::attention::{Attend, EncoderBatch, StepBatch};
 use crate::layers::RopeScaling;
 use crate::model_config::ModelConfig;
 use crate::model_error::{ModelError, Result};
@@ -168,6 +168,32 @@ fn begin_encode(
     positions.extend(lens.iter().flat_map(|&len| 0..len));
     let tokens = batch.iter().flat_map(|s| s.iter().copied()).collect();
     Ok((tokens, positions, lens))
+}
+
+/// A generation pass ([`Model::forward`]) of a model whose `layers` run the embeddings of the
+/// tokens (at their positions) through every layer with paged attention and return the
+/// buffers, the residual stream first; then the final RMS norm (`(weights, eps)`) and `output`
+/// for the last token of each sequence that wants logits.
+pub(crate) fn forward_layers(
+    cfg: &ModelConfig,
+    (pool, cache, batch): (&ThreadPool, &mut KvCache, &[SeqInput<'_>]),
+    (norm, eps): (&[f32], f32),
+    output: &crate::layers::Linear,
+    (scratch, logits): (&mut ForwardScratch, &mut Vec<f32>),
+    layers: impl FnOnce(
+        &[u32],
+        &[usize],
+        &mut Attend<'_, '_, '_>,
+        &mut ForwardScratch,
+    ) -> Result<Vec<Vec<f32>>>,
+) -> Result<()> {
+    let (tokens, positions) = begin_forward(cfg, cache, batch, scratch)?;
+    let step = StepBatch::new(pool, batch, &positions);
+    let mut attend = Attend::Paged { step, cache };
+    let bufs = layers(&tokens, &positions, &mut attend, scratch)?;
+    last_token_logits(pool, batch, &bufs[0], (norm, eps), output, scratch, logits)?;
+    end_forward(scratch, bufs, positions);
+    Ok(())
 }
 
 /// An encoder pass ([`Model::encode`]) of a model whose `layers` run the embeddings of the
