@@ -6,7 +6,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { EmbeddingModel, Engine, EngineError, type EngineOptions, resolveModelPath } from '@mistralrs/core';
+import { EmbeddingModel, Engine, EngineError, type EngineOptions, modelSourceOptions, resolveModelPath } from '@mistralrs/core';
 
 /** What a model must be: `text` (generation), `embedding`, or `auto` (told by its files). */
 export type ModelKind = 'text' | 'embedding' | 'auto';
@@ -20,17 +20,8 @@ export function isEmbeddingFolder(path: string): boolean {
 
 export async function loadModel(options: EngineOptions, kind: ModelKind = 'auto'): Promise<LoadedModel> {
   const { model, file, format, revision, tokenSource, hub, ...rest } = options;
-  const path = await resolveModelPath(model, file, {
-    ...(format !== undefined ? { format } : {}),
-    ...(revision !== undefined ? { revision } : {}),
-    ...(tokenSource !== undefined ? { tokenSource } : {}),
-    ...(hub !== undefined ? { hub } : {}),
-  });
-  const source = {
-    ...(revision !== undefined ? { revision } : {}),
-    ...(tokenSource !== undefined ? { tokenSource } : {}),
-    ...(hub !== undefined ? { hub } : {}),
-  };
+  const source = modelSourceOptions(options);
+  const path = await resolveModelPath(model, file, { ...source, ...(format !== undefined ? { format } : {}) });
   const embedding = isEmbeddingFolder(path);
   if (kind === 'embedding' && !embedding) {
     throw new EngineError(

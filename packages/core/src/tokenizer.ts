@@ -1,5 +1,6 @@
+import { existsSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 
 import { callNative, callNativeSync } from '@mistralrs/napi-support';
 
@@ -57,6 +58,12 @@ export class Tokenizer {
   /** The tokenizer embedded in a GGUF file. */
   static async fromGguf(path: string): Promise<Tokenizer> {
     return Tokenizer.#shared([path], () => binding.tokenizerFromGguf(path));
+  }
+
+  /** A Hugging Face folder's `tokenizer.json`, with its `tokenizer_config.json` when there is one. */
+  static fromFolder(dir: string): Promise<Tokenizer> {
+    const config = join(dir, 'tokenizer_config.json');
+    return Tokenizer.fromFile(join(dir, 'tokenizer.json'), existsSync(config) ? { config } : {});
   }
 
   /** A Hugging Face `tokenizer.json`, with its `tokenizer_config.json` when given. */
@@ -141,6 +148,14 @@ export class Tokenizer {
   firstTextTokenFrom(rows: number): number | undefined {
     for (let id = rows; id < this.vocabSize; id++) if (this.tokenType(id) !== 'control') return id;
     return undefined;
+  }
+
+  /** Why this tokenizer (`name` in the message) is not that of the model at `modelPath` with
+   * `rows` embedding rows, or undefined when it may be (see `firstTextTokenFrom`). */
+  whyNotFor(rows: number, name: string, modelPath: string): string | undefined {
+    const id = this.firstTextTokenFrom(rows);
+    if (id === undefined) return undefined;
+    return `${name} has token ${id} (${JSON.stringify(this.tokenText(id))}), past the ${rows} rows of ${modelPath}'s embedding: it is not this model's tokenizer`;
   }
 
   /**

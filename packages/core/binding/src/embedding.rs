@@ -51,13 +51,7 @@ fn with_embedder<T>(
     embedder: &Mutex<Option<Embedder>>,
     f: impl FnOnce(&mut Embedder) -> napi::Result<T>,
 ) -> napi::Result<T> {
-    let mut guard = embedder
-        .lock()
-        .map_err(|_| js_error("InternalError", "embedding model state poisoned"))?;
-    let embedder = guard
-        .as_mut()
-        .ok_or_else(|| js_error("InvalidArgumentError", "the model was released"))?;
-    f(embedder)
+    crate::slot::with_loaded(embedder, "embedding model", f)
 }
 
 pub struct LoadEmbeddingTask {
@@ -194,13 +188,6 @@ impl EmbeddingModelHandle {
     /// Frees the model now; every later call fails. A batch in flight finishes first.
     #[napi(catch_unwind)]
     pub fn release(&self) -> napi::Result<()> {
-        let mut guard = self
-            .embedder
-            .lock()
-            .map_err(|_| js_error("InternalError", "embedding model state poisoned"))?;
-        *guard = None;
-        drop(guard);
-        mistralrs_common::memory::return_freed_memory();
-        Ok(())
+        crate::slot::release(&self.embedder, "embedding model")
     }
 }

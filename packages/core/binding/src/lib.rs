@@ -5,4 +5,5 @@ mod file_lock;
 mod grammar;
 mod model;
 mod runtime;
+mod slot;
 mod tokenizer;

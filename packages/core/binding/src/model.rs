@@ -80,13 +80,7 @@ fn with_runner<T>(
     runner: &Mutex<Option<Runner>>,
     f: impl FnOnce(&mut Runner) -> napi::Result<T>,
 ) -> napi::Result<T> {
-    let mut guard = runner
-        .lock()
-        .map_err(|_| js_error("InternalError", "model state poisoned"))?;
-    let runner = guard
-        .as_mut()
-        .ok_or_else(|| js_error("InvalidArgumentError", "the model was released"))?;
-    f(runner)
+    crate::slot::with_loaded(runner, "model", f)
 }
 
 pub struct LoadModelTask {
@@ -490,14 +484,7 @@ impl ModelHandle {
     /// flight finishes first (it holds the lock).
     #[napi(catch_unwind)]
     pub fn release(&self) -> napi::Result<()> {
-        let mut guard = self
-            .runner
-            .lock()
-            .map_err(|_| js_error("InternalError", "model state poisoned"))?;
-        *guard = None;
-        drop(guard);
-        mistralrs_common::memory::return_freed_memory();
-        Ok(())
+        crate::slot::release(&self.runner, "model")
     }
 
     /// One engine step over `batch`; resolves with one output per sequence, in order.

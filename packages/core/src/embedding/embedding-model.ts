@@ -10,8 +10,8 @@ import { join } from 'node:path';
 
 import { callNative, callNativeSync } from '@mistralrs/napi-support';
 
-import { EngineError } from '../engine/engine-error.js';
-import { type ModelSourceOptions, resolveModelPath, resolveTokenizerDir } from '../engine/model-source.js';
+import { EngineError, positiveOption } from '../engine/engine-error.js';
+import { modelSourceOptions, type ModelSourceOptions, resolveModelPath, resolveTokenizerDir } from '../engine/model-source.js';
 import { binding, type Binding } from '../native.js';
 import { Tokenizer } from '../tokenizer.js';
 import { EmbeddingBatcher } from './batcher.js';
@@ -74,17 +74,13 @@ export class EmbeddingModel {
     options: EmbeddingModelOptions,
   ) {
     this.#batcher = new EmbeddingBatcher(model, {
-      maxBatchTokens: positive(options.maxBatchTokens, 8192, 'maxBatchTokens'),
-      maxWaitingInputs: positive(options.maxWaitingInputs, 4096, 'maxWaitingInputs'),
+      maxBatchTokens: positiveOption(options.maxBatchTokens, 8192, 'maxBatchTokens'),
+      maxWaitingInputs: positiveOption(options.maxWaitingInputs, 4096, 'maxWaitingInputs'),
     });
   }
 
   static async load(options: EmbeddingModelOptions): Promise<EmbeddingModel> {
-    const source: ModelSourceOptions = {
-      ...(options.tokenSource !== undefined ? { tokenSource: options.tokenSource } : {}),
-      ...(options.revision !== undefined ? { revision: options.revision } : {}),
-      ...(options.hub !== undefined ? { hub: options.hub } : {}),
-    };
+    const source = modelSourceOptions(options);
     const path = await resolveModelPath(options.model, undefined, { ...source, format: 'plain' });
     if (!statSync(path).isDirectory()) {
       throw new EngineError('InvalidArgumentError', `${path}: an embedding model is a sentence-transformers folder, not a file`);
@@ -100,19 +96,15 @@ export class EmbeddingModel {
     } catch (error) {
       throw new EngineError('InvalidArgumentError', (error as Error).message);
     }
-    const config = join(tokenizerDir, 'tokenizer_config.json');
     const [model, tokenizer] = await Promise.all([
       callNative(() => binding.loadEmbeddingModel(path, { dtype: options.dtype, architecture: options.architecture })),
-      Tokenizer.fromFile(join(tokenizerDir, 'tokenizer.json'), existsSync(config) ? { config } : {}),
+      Tokenizer.fromFolder(tokenizerDir),
     ]);
     const info = { ...callNativeSync(() => model.info()), path };
-    const pastEmbedding = tokenizer.firstTextTokenFrom(info.vocabSize);
-    if (pastEmbedding !== undefined) {
+    const foreign = tokenizer.whyNotFor(info.vocabSize, `the tokenizer of ${tokenizerDir}`, path);
+    if (foreign !== undefined) {
       model.release();
-      throw new EngineError(
-        'InvalidArgumentError',
-        `the tokenizer of ${tokenizerDir} has token ${pastEmbedding} (${JSON.stringify(tokenizer.tokenText(pastEmbedding))}), past the ${info.vocabSize} rows of ${path}'s embedding: it is not this model's tokenizer`,
-      );
+      throw new EngineError('InvalidArgumentError', foreign);
     }
     return new EmbeddingModel(model, tokenizer, info, prompts, options);
   }
@@ -246,11 +238,4 @@ function truncated(v: Float32Array, dimensions: number, normalize: boolean): Flo
   const norm = Math.max(Math.sqrt(sum), 1e-12);
   for (let i = 0; i < out.length; i++) out[i]! /= norm;
   return out;
-}
-
-function positive(value: number | undefined, fallback: number, name: string): number {
-  if (value === undefined) return fallback;
-  if (!Number.isInteger(value) || value < 1)
-    throw new EngineError('InvalidArgumentError', `${name} must be a positive whole number, got ${value}`);
-  return value;
 }

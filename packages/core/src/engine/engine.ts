@@ -16,9 +16,16 @@ import { binding, type Binding } from '../native.js';
 import { Tokenizer } from '../tokenizer.js';
 import { unknownArchitecture } from './architecture-check.js';
 import { planChatPrompt, renderChatPrompt, type ChatPromptRequest } from './chat-prompt.js';
-import { EngineError } from './engine-error.js';
+import { EngineError, positiveOption } from './engine-error.js';
 import { Generation } from './generation.js';
-import { isHfFolder, type ModelFormat, type ModelSourceOptions, resolveModelPath, resolveTokenizerDir } from './model-source.js';
+import {
+  isHfFolder,
+  type ModelFormat,
+  modelSourceOptions,
+  type ModelSourceOptions,
+  resolveModelPath,
+  resolveTokenizerDir,
+} from './model-source.js';
 import {
   DEFAULT_DRY_SEQUENCE_BREAKERS,
   dryEnabled,
@@ -116,9 +123,9 @@ export class Engine {
     options: EngineOptions,
   ) {
     this.#scheduler = new Scheduler(model, info.blockSize, info.nBlocks, {
-      maxRunning: positive(options.maxRunning, 16, 'maxRunning'),
-      maxWaiting: positive(options.maxWaiting, 64, 'maxWaiting'),
-      stepTokens: positive(options.prefillChunk, 512, 'prefillChunk'),
+      maxRunning: positiveOption(options.maxRunning, 16, 'maxRunning'),
+      maxWaiting: positiveOption(options.maxWaiting, 64, 'maxWaiting'),
+      stepTokens: positiveOption(options.prefillChunk, 512, 'prefillChunk'),
       prefixCaching: options.prefixCaching ?? true,
     });
     this.#grammars = new GrammarCompiler(tokenizer);
@@ -127,11 +134,7 @@ export class Engine {
   static async load(options: EngineOptions = {}): Promise<Engine> {
     const unknownArch = options.architecture === undefined ? undefined : unknownArchitecture(options.architecture);
     if (unknownArch) throw new EngineError('InvalidArgumentError', unknownArch);
-    const source: ModelSourceOptions = {
-      ...(options.tokenSource !== undefined ? { tokenSource: options.tokenSource } : {}),
-      ...(options.revision !== undefined ? { revision: options.revision } : {}),
-      ...(options.hub !== undefined ? { hub: options.hub } : {}),
-    };
+    const source = modelSourceOptions(options);
     const path = await resolveModelPath(options.model, options.file, { ...source, ...(options.format ? { format: options.format } : {}) });
     // `-t`: its own revision is main; the model's revision names the model's commit.
     const tokenizerDir =
@@ -155,7 +158,9 @@ export class Engine {
           tokenizer: !hfTokenizerDir && !live,
         }),
       ),
-      hfTokenizerDir ? Promise.all([hfTokenizer(hfTokenizerDir), hfChatTemplate(hfTokenizerDir, options.chatTemplate)]) : undefined,
+      hfTokenizerDir
+        ? Promise.all([Tokenizer.fromFolder(hfTokenizerDir), hfChatTemplate(hfTokenizerDir, options.chatTemplate)])
+        : undefined,
     ]);
     const [tokenizer, chatTemplate] = hfParts
       ? // A `-t` tokenizer without a template keeps the GGUF's.
@@ -165,13 +170,11 @@ export class Engine {
           await ggufChatTemplate(path, model, options.chatTemplate),
         ];
     const info = { ...callNativeSync(() => model.info()), path };
-    const pastEmbedding = tokenizerDir === undefined ? undefined : tokenizer.firstTextTokenFrom(info.vocabSize);
-    if (pastEmbedding !== undefined) {
+    const foreign =
+      tokenizerDir === undefined ? undefined : tokenizer.whyNotFor(info.vocabSize, `the tokenizer of ${options.tokenizerModel}`, path);
+    if (foreign !== undefined) {
       model.release();
-      throw new EngineError(
-        'InvalidArgumentError',
-        `the tokenizer of ${options.tokenizerModel} has token ${pastEmbedding} (${JSON.stringify(tokenizer.tokenText(pastEmbedding))}), past the ${info.vocabSize} rows of ${path}'s embedding: it is not this model's tokenizer`,
-      );
+      throw new EngineError('InvalidArgumentError', foreign);
     }
     return new Engine(model, tokenizer, chatTemplate, info, options);
   }
@@ -361,19 +364,6 @@ function kvBudgetBytes(o: EngineOptions): number | undefined {
     return Math.floor(o.kvCacheFraction * freemem());
   }
   return undefined;
-}
-
-function positive(value: number | undefined, fallback: number, name: string): number {
-  if (value === undefined) return fallback;
-  if (!Number.isInteger(value) || value < 1) {
-    throw new EngineError('InvalidArgumentError', `${name} must be a positive integer, got ${value}`);
-  }
-  return value;
-}
-
-function hfTokenizer(dir: string): Promise<Tokenizer> {
-  const config = join(dir, 'tokenizer_config.json');
-  return Tokenizer.fromFile(join(dir, 'tokenizer.json'), existsSync(config) ? { config } : {});
 }
 
 /** A Hugging Face folder's template: `tokenizer_config.json`'s, unless overridden. */

@@ -25,6 +25,7 @@ export {
   ModelNotFoundError,
   type ModelSourceOptions,
   parseHubModelId,
+  modelSourceOptions,
   resolveModelPath,
   resolveTokenizerDir,
 } from './model-source.js';

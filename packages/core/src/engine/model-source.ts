@@ -35,6 +35,15 @@ export interface ModelSourceOptions {
   hub?: Omit<HubOptions, 'revision' | 'tokenSource'>;
 }
 
+/** The Hub settings of a load's options, those given only. */
+export function modelSourceOptions(o: Pick<ModelSourceOptions, 'tokenSource' | 'revision' | 'hub'>): ModelSourceOptions {
+  return {
+    ...(o.tokenSource !== undefined ? { tokenSource: o.tokenSource } : {}),
+    ...(o.revision !== undefined ? { revision: o.revision } : {}),
+    ...(o.hub !== undefined ? { hub: o.hub } : {}),
+  };
+}
+
 export class ModelNotFoundError extends Error {
   override readonly name = 'ModelNotFoundError';
   readonly code = 'ModelNotFoundError';
