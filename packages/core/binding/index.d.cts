@@ -65,10 +65,22 @@ export declare class ModelHandle {
    * Registers a sequence and its sampling parameters; `history` is what it has seen already
    * without stepping through it (a prompt prefix whose cache blocks it shares), for the
    * penalties. After a preemption: `constraint` (the grammar its output follows) is
-   * advanced past `generated`, and the generator past its `samplesTaken` draws.
+   * advanced past `generated`, and the generator past the `draws` it had taken.
    */
-  addSequence(seqId: number, sampling?: SamplingOptions | undefined | null, history?: Uint32Array | undefined | null, constraint?: ConstraintHandle | undefined | null, generated?: Uint32Array | undefined | null, samplesTaken?: number | undefined | null): void
+  addSequence(seqId: number, sampling?: SamplingOptions | undefined | null, history?: Uint32Array | undefined | null, constraint?: ConstraintHandle | undefined | null, generated?: Uint32Array | undefined | null, draws?: number | undefined | null): void
   removeSequence(seqId: number): void
+  /**
+   * Speculative decoding by prompt lookup: match the context's last `maxN` down to `minN`
+   * tokens (defaults 4 and 2) against earlier text and propose what followed.
+   */
+  useNgramProposals(minN?: number | undefined | null, maxN?: number | undefined | null): void
+  /**
+   * Loads a draft model (same tokenizer; a GGUF or Hugging Face folder) whose proposals
+   * the model verifies from now on. Its KV cache gets as many blocks as the model's.
+   */
+  loadDraft(path: string, options?: LoadDraftOptions | undefined | null): Promise<DraftInfo>
+  /** Speculation so far: verify steps, tokens proposed, tokens kept. */
+  speculationStats(): SpeculationCounts
   /**
    * Frees the model now (weights, KV cache, sequences); every later call fails. A step in
    * flight finishes first (it holds the lock).
@@ -103,6 +115,13 @@ export declare class TokenizerHandle {
   createDecoder(skipSpecial: boolean): DecoderHandle
 }
 
+/** A proposed token the target kept, with its log-probabilities when asked. */
+export interface AcceptedToken {
+  token: number
+  logprob?: number
+  topLogprobs?: Array<TokenLogprob>
+}
+
 /** One row of the native model registry. */
 export interface ArchitectureEntry {
   /** transformers' `model_type`: the id. */
@@ -119,6 +138,13 @@ export interface ArchitectureEntry {
 
 /** The grammar compiler of a tokenizer's vocabulary. */
 export declare function createGrammarCompiler(tokenizer: TokenizerHandle): Promise<GrammarCompilerHandle>
+
+export interface DraftInfo {
+  architecture: string
+  vocabSize: number
+  nLayers: number
+  kvCacheBytes: number
+}
 
 export interface EmbeddingModelInfo {
   architecture: string
@@ -147,6 +173,13 @@ export interface GgufChatTemplates {
   templates: Array<Array<string>>
   bosToken?: string
   eosToken?: string
+}
+
+export interface LoadDraftOptions {
+  /** Stop proposing at the first guess the draft gives less probability than this. */
+  pMin?: number
+  /** The draft's KV cache type: `f16` (default) or `q8_0`. */
+  kvCacheType?: string
 }
 
 /** Loads the embedding model of a sentence-transformers folder. */
@@ -252,6 +285,12 @@ export interface SamplingOptions {
   drySequenceBreakers?: Array<Array<number>>
 }
 
+export interface SpeculationCounts {
+  verifySteps: number
+  proposed: number
+  accepted: number
+}
+
 export interface StepInput {
   seqId: number
   tokens: Uint32Array
@@ -259,10 +298,20 @@ export interface StepInput {
   blockTable: Uint32Array
   sample: boolean
   returnLogits?: boolean
+  /** The tokens are generated ones: each row computed as its own decode step would be. */
+  decodeOrder?: boolean
+  /** Propose and verify up to this many tokens after `tokens` (the block table covers them). */
+  speculate?: number
 }
 
 export interface StepOutput {
   seqId: number
+  /** Proposed tokens the target kept, output before `token` (speculative decoding). */
+  accepted?: Array<AcceptedToken>
+  /** Tokens proposed this step. */
+  proposed: number
+  /** Draws the sequence's generator has taken in all (pass back after a preemption). */
+  draws: number
   /** The sampled token, when `sample` was set. */
   token?: number
   logprob?: number

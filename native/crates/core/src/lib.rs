@@ -9,6 +9,7 @@
 //!   decoding (llguidance).
 //! - [`embedding`]: embedding models: a transformer run as an encoder, then the
 //!   sentence-transformers modules (pooling, dense layers, normalization).
+//! - [`speculative`]: proposals (prompt lookup, a draft model) and their exact verification.
 //! - [`runner`]: one engine step (forward pass over the paged KV cache, then sampling) per
 //!   native call.
 
@@ -22,6 +23,7 @@ pub mod model_error;
 pub mod models;
 pub mod runner;
 pub mod sampler;
+pub mod speculative;
 pub mod tokenizer;
 pub mod weights;
 pub mod weights_dtype;

@@ -16,6 +16,7 @@ use crate::model_config::ModelConfig;
 use crate::model_error::{ModelError, Result};
 use crate::models::{load_gguf, ForwardScratch, Model, SeqInput};
 use crate::sampler::{Sampled, Sampler, SamplingParams};
+use crate::speculative::{self, DraftModel, NgramParams, Proposal, Proposer, SpeculationStats};
 pub use crate::weights_dtype::WeightDtype;
 
 #[derive(Clone, Debug)]
@@ -60,17 +61,29 @@ pub struct StepSeq<'a> {
     pub sample: bool,
     /// Also return the raw logits of the last token (tests, scoring).
     pub return_logits: bool,
+    /// The tokens are generated ones: compute each row as its own decode step would (see
+    /// [`SeqInput::decode_order`]).
+    pub decode_order: bool,
+    /// Propose and verify up to this many tokens after `tokens` (speculative decoding; the
+    /// block table must cover them). 0, or a runner without a proposer, decodes plainly.
+    pub speculate: usize,
 }
 
 #[derive(Default)]
 pub struct StepOut {
     pub seq_id: u64,
+    /// Proposed tokens the target kept, before `sampled` (speculative decoding).
+    pub accepted: Vec<Sampled>,
+    /// Tokens proposed for this sequence this step.
+    pub proposed: usize,
     pub sampled: Option<Sampled>,
     /// Tokens the sequence's grammar forces after the sampled one (fed with it next step).
     pub forced: Vec<u32>,
     pub logits: Option<Vec<f32>>,
     /// Why this sequence failed this step; the others go on.
     pub error: Option<StepError>,
+    /// Draws the sequence's generator has taken in all (a restarted sequence skips them).
+    pub draws: usize,
 }
 
 /// A failure of one sequence in a step, which stops that sequence only.
@@ -118,6 +131,9 @@ pub struct Runner {
     file: Option<Arc<GgufFile>>,
     /// Bytes the matrices of a safetensors model take as stored.
     weight_bytes: Option<usize>,
+    /// Where speculative proposals come from, if anywhere.
+    proposer: Option<Proposer>,
+    stats: SpeculationStats,
 }
 
 impl Runner {
@@ -202,6 +218,8 @@ impl Runner {
             block_size,
             file: None,
             weight_bytes: None,
+            proposer: None,
+            stats: SpeculationStats::default(),
         })
     }
 
@@ -238,6 +256,9 @@ impl Runner {
         params: SamplingParams,
         constraint: Option<Constraint>,
     ) {
+        if let Some(Proposer::Draft(draft)) = self.proposer.as_mut() {
+            draft.add_sequence(seq_id, &params);
+        }
         self.sequences.insert(
             seq_id,
             SeqState {
@@ -248,10 +269,10 @@ impl Runner {
         );
     }
 
-    /// A restarted sequence's generator continues after the `samples` draws it made before.
-    pub fn skip_samples(&mut self, seq_id: u64, samples: usize) {
+    /// A restarted sequence's generator continues after the `draws` it made before.
+    pub fn skip_draws(&mut self, seq_id: u64, draws: usize) {
         if let Some(state) = self.sequences.get_mut(&seq_id) {
-            state.sampler.skip_samples(samples);
+            state.sampler.skip_draws(draws);
         }
     }
 
@@ -264,9 +285,118 @@ impl Runner {
 
     pub fn remove_sequence(&mut self, seq_id: u64) {
         self.sequences.remove(&seq_id);
+        if let Some(Proposer::Draft(draft)) = self.proposer.as_mut() {
+            draft.remove_sequence(seq_id);
+        }
     }
 
-    /// Runs one forward pass over `batch` and samples where asked. The sampled token is not
+    /// Proposals by prompt lookup from now on (replacing any draft model).
+    pub fn use_ngram_proposals(&mut self, params: NgramParams) {
+        self.proposer = Some(Proposer::Ngram(params));
+    }
+
+    /// Proposals by `draft` from now on (loaded by [`DraftModel::load`] for this runner's
+    /// blocks and vocabulary). Sequences already registered are not drafted for.
+    pub fn attach_draft(&mut self, draft: DraftModel) {
+        self.proposer = Some(Proposer::Draft(Box::new(draft)));
+    }
+
+    /// The draft model, when proposals come from one.
+    pub fn draft(&self) -> Option<&DraftModel> {
+        match self.proposer.as_ref() {
+            Some(Proposer::Draft(d)) => Some(d),
+            _ => None,
+        }
+    }
+
+    pub fn speculation_stats(&self) -> SpeculationStats {
+        self.stats
+    }
+
+    /// One forward pass of the model over `inputs` on this runner's cache.
+    pub(crate) fn forward(&mut self, inputs: &[SeqInput<'_>], logits: &mut Vec<f32>) -> Result<()> {
+        self.model.forward(
+            ThreadPool::global(),
+            &mut self.cache,
+            inputs,
+            &mut self.scratch,
+            logits,
+        )
+    }
+
+    /// Each speculating sequence's proposal (empty where there is none).
+    fn proposals(&mut self, batch: &[StepSeq<'_>]) -> Result<Vec<Proposal>> {
+        let mut out = vec![Proposal::default(); batch.len()];
+        let wanted: Vec<usize> = batch
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.sample && s.speculate > 0 && !s.tokens.is_empty())
+            .map(|(i, _)| i)
+            .collect();
+        if wanted.is_empty() {
+            return Ok(out);
+        }
+        // Each sequence's whole context: what the target holds, then this step's tokens.
+        let contexts: Vec<Vec<u32>> = wanted
+            .iter()
+            .map(|&i| {
+                let s = &batch[i];
+                let history = self
+                    .sequences
+                    .get(&s.seq_id)
+                    .map_or(&[][..], |st| &st.history);
+                let held = &history[..s.start_pos.min(history.len())];
+                [held, s.tokens].concat()
+            })
+            .collect();
+        match self.proposer.as_mut() {
+            None => {}
+            Some(Proposer::Ngram(params)) => {
+                for (&i, context) in wanted.iter().zip(&contexts) {
+                    out[i].tokens =
+                        speculative::ngram::propose(context, batch[i].speculate, *params);
+                }
+            }
+            Some(Proposer::Draft(draft)) => {
+                let requests: Vec<speculative::draft::DraftRequest<'_>> = wanted
+                    .iter()
+                    .zip(&contexts)
+                    .filter(|(&i, context)| {
+                        // The draft needs the history to line up with the cache.
+                        context.len() == batch[i].start_pos + batch[i].tokens.len()
+                    })
+                    .map(|(&i, context)| speculative::draft::DraftRequest {
+                        seq_id: batch[i].seq_id,
+                        context,
+                        block_table: batch[i].block_table,
+                        max_tokens: batch[i].speculate,
+                    })
+                    .collect();
+                let ids: Vec<u64> = requests.iter().map(|r| r.seq_id).collect();
+                for (p, id) in draft.propose(&requests)?.into_iter().zip(ids) {
+                    if let Some(i) = batch.iter().position(|s| s.seq_id == id) {
+                        out[i] = p;
+                    }
+                }
+            }
+        }
+        let vocab = self.config().vocab_size;
+        for (p, s) in out.iter_mut().zip(batch) {
+            // The block table covers `speculate` positions after the tokens, no more.
+            let keep = p
+                .tokens
+                .iter()
+                .take(s.speculate)
+                .take_while(|&&t| (t as usize) < vocab)
+                .count();
+            p.tokens.truncate(keep);
+            p.dists.truncate(keep);
+        }
+        Ok(out)
+    }
+
+    /// Runs one forward pass over `batch` and samples where asked; a speculating sequence
+    /// also feeds its proposal and keeps what the target agrees with. The sampled token is not
     /// fed back here: the engine sends it in the next step (it may stop first).
     pub fn step(&mut self, batch: &[StepSeq<'_>]) -> Result<Vec<StepOut>> {
         for s in batch {
@@ -277,61 +407,85 @@ impl Runner {
                 )));
             }
         }
+        let proposals = self.proposals(batch)?;
+        let fed: Vec<Vec<u32>> = batch
+            .iter()
+            .zip(&proposals)
+            .map(|(s, p)| [s.tokens, &p.tokens].concat())
+            .collect();
         let inputs: Vec<SeqInput<'_>> = batch
             .iter()
-            .map(|s| SeqInput {
-                tokens: s.tokens,
+            .zip(&fed)
+            .zip(&proposals)
+            .map(|((s, tokens), p)| SeqInput {
+                tokens,
                 start_pos: s.start_pos,
                 block_table: s.block_table,
-                want_logits: s.sample || s.return_logits,
+                logit_rows: usize::from(s.sample || s.return_logits) + p.tokens.len(),
+                decode_order: s.decode_order || !p.tokens.is_empty(),
             })
             .collect();
         let mut logits = Vec::new();
-        self.model.forward(
-            ThreadPool::global(),
-            &mut self.cache,
-            &inputs,
-            &mut self.scratch,
-            &mut logits,
-        )?;
+        self.forward(&inputs, &mut logits)?;
 
         let vocab = self.model.config().vocab_size;
-        let mut rows = logits.chunks_exact_mut(vocab);
+        let mut rows = &mut logits[..];
         let mut out = Vec::with_capacity(batch.len());
-        for s in batch {
+        for ((s, input), proposal) in batch.iter().zip(&inputs).zip(&proposals) {
+            let (mine, rest) = std::mem::take(&mut rows).split_at_mut(input.wanted_rows() * vocab);
+            rows = rest;
             let state = self.sequences.get_mut(&s.seq_id).ok_or_else(|| {
                 ModelError::InvalidInput(format!("unknown sequence id {}", s.seq_id))
             })?;
             state.history.extend_from_slice(s.tokens);
-            if !(s.sample || s.return_logits) || s.tokens.is_empty() {
-                out.push(StepOut {
-                    seq_id: s.seq_id,
-                    ..StepOut::default()
-                });
-                continue;
-            }
-            let row = rows
-                .next()
-                .ok_or_else(|| ModelError::InvalidInput("missing logits row".into()))?;
-            if let Some(error) = non_finite(row, s.start_pos + s.tokens.len()) {
-                out.push(StepOut {
-                    seq_id: s.seq_id,
-                    error: Some(error),
-                    ..StepOut::default()
-                });
-                continue;
-            }
-            let raw = s.return_logits.then(|| row.to_vec());
             let mut step_out = StepOut {
                 seq_id: s.seq_id,
-                logits: raw,
+                proposed: proposal.tokens.len(),
                 ..StepOut::default()
             };
-            if s.sample {
-                if let Err(e) = sample_constrained(state, row, &mut step_out) {
-                    step_out.error = Some(StepError::Constraint(e.to_string()));
+            if !mine.is_empty() {
+                let end = s.start_pos + s.tokens.len();
+                match mine
+                    .chunks_exact(vocab)
+                    .enumerate()
+                    .find_map(|(i, row)| non_finite(row, end + i))
+                {
+                    Some(error) => step_out.error = Some(error),
+                    None if proposal.tokens.is_empty() => {
+                        step_out.logits = s.return_logits.then(|| mine.to_vec());
+                        if s.sample {
+                            if let Err(e) = sample_constrained(state, mine, &mut step_out) {
+                                step_out.error = Some(StepError::Constraint(e.to_string()));
+                            }
+                        }
+                    }
+                    None => {
+                        let verified = speculative::verify(
+                            &mut state.sampler,
+                            state.constraint.as_mut(),
+                            &mut state.history,
+                            mine,
+                            vocab,
+                            proposal,
+                        );
+                        match verified {
+                            Ok(v) => {
+                                self.stats.verify_steps += 1;
+                                self.stats.proposed += proposal.tokens.len() as u64;
+                                self.stats.accepted += v.accepted.len() as u64;
+                                step_out.accepted = v.accepted;
+                                step_out.sampled = Some(v.last);
+                                step_out.forced = v.forced;
+                            }
+                            Err(e) => step_out.error = Some(StepError::Constraint(e.to_string())),
+                        }
+                        if let Some(Proposer::Draft(draft)) = self.proposer.as_mut() {
+                            draft.settle(s.seq_id, end + step_out.accepted.len());
+                        }
+                    }
                 }
             }
+            step_out.draws = state.sampler.draws();
             out.push(step_out);
         }
         Ok(out)

@@ -473,9 +473,11 @@ impl RowsJob<'_, '_> {
 
     /// The thread's rows in one call per run of tokens: the kernels go 8 rows at a time, each
     /// unpacked once for all the tokens. Tokens in a full group of 4 of their own sequence take
-    /// llama.cpp's GEMM order, the rest its GEMV order.
+    /// llama.cpp's GEMM order, the rest its GEMV order; neighbouring GEMV runs (single-row
+    /// groups, as verify steps send them) go in one call, so the weights stream once.
     fn repacked_tiles(&self, tiles: RepackedTilesFn, rows: Range<usize>) {
         let (w, bytes) = (self.w, self.act_row_bytes);
+        let mut runs: Vec<(Range<usize>, bool)> = Vec::new();
         let mut first = 0;
         for &len in self.sequences() {
             let grouped = len - len % 4;
@@ -486,21 +488,29 @@ impl RowsJob<'_, '_> {
                 if tokens.is_empty() {
                     continue;
                 }
-                let acts = &self.activation[tokens.start * bytes..tokens.end * bytes];
-                // SAFETY: the thread's rows of these tokens are its own, within y.
-                unsafe {
-                    tiles(
-                        self.isa,
-                        w.cols,
-                        w.row_range(rows.clone()),
-                        acts,
-                        gemm_order,
-                        self.out.get().add(tokens.start * w.rows + rows.start),
-                        w.rows,
-                    )
-                };
+                match runs.last_mut() {
+                    Some((last, false)) if !gemm_order && last.end == tokens.start => {
+                        last.end = tokens.end
+                    }
+                    _ => runs.push((tokens, gemm_order)),
+                }
             }
             first += len;
+        }
+        for (tokens, gemm_order) in runs {
+            let acts = &self.activation[tokens.start * bytes..tokens.end * bytes];
+            // SAFETY: the thread's rows of these tokens are its own, within y.
+            unsafe {
+                tiles(
+                    self.isa,
+                    w.cols,
+                    w.row_range(rows.clone()),
+                    acts,
+                    gemm_order,
+                    self.out.get().add(tokens.start * w.rows + rows.start),
+                    w.rows,
+                )
+            };
         }
     }
 

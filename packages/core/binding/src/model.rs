@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use crate::grammar::ConstraintHandle;
 use crate::tokenizer::{tokenizer_error, TokenizerHandle};
 use mistralrs_core::runner::{KvDtype, Runner, RunnerOptions, StepError, StepSeq, WeightDtype};
-use mistralrs_core::sampler::{DryParams, SamplingParams};
+use mistralrs_core::sampler::{DryParams, Sampled, SamplingParams};
+use mistralrs_core::speculative::{DraftModel, DraftOptions, NgramParams};
 use mistralrs_core::tokenizer::Tokenizer;
 use mistralrs_core::ModelError;
 use mistralrs_napi_support::{guard, js_error};
@@ -141,16 +142,7 @@ pub fn load_model(
             .filter(|b| b.is_finite() && *b >= 0.0)
             .map(|b| b as usize);
         opts.architecture = o.architecture;
-        opts.kv_dtype = match o.kv_cache_type.as_deref() {
-            None | Some("f16") => KvDtype::F16,
-            Some("q8_0") => KvDtype::Q8_0,
-            Some(other) => {
-                return Err(js_error(
-                    "InvalidArgumentError",
-                    format!("KV cache type `{other}` is not one of f16, q8_0"),
-                ))
-            }
-        };
+        opts.kv_dtype = kv_dtype(o.kv_cache_type.as_deref())?;
         if let Some(name) = o.dtype.as_deref() {
             opts.weight_dtype = WeightDtype::parse(name).ok_or_else(|| {
                 js_error(
@@ -270,6 +262,18 @@ pub struct StepInput {
     pub block_table: Uint32Array,
     pub sample: bool,
     pub return_logits: Option<bool>,
+    /// The tokens are generated ones: each row computed as its own decode step would be.
+    pub decode_order: Option<bool>,
+    /// Propose and verify up to this many tokens after `tokens` (the block table covers them).
+    pub speculate: Option<u32>,
+}
+
+/// A proposed token the target kept, with its log-probabilities when asked.
+#[napi(object)]
+pub struct AcceptedToken {
+    pub token: u32,
+    pub logprob: Option<f64>,
+    pub top_logprobs: Option<Vec<TokenLogprob>>,
 }
 
 #[napi(object)]
@@ -281,6 +285,12 @@ pub struct TokenLogprob {
 #[napi(object)]
 pub struct StepOutput {
     pub seq_id: u32,
+    /// Proposed tokens the target kept, output before `token` (speculative decoding).
+    pub accepted: Option<Vec<AcceptedToken>>,
+    /// Tokens proposed this step.
+    pub proposed: u32,
+    /// Draws the sequence's generator has taken in all (pass back after a preemption).
+    pub draws: f64,
     /// The sampled token, when `sample` was set.
     pub token: Option<u32>,
     pub logprob: Option<f64>,
@@ -295,6 +305,15 @@ pub struct StepOutput {
     pub error_code: Option<String>,
 }
 
+fn token_logprobs(top: Vec<(u32, f32)>) -> Vec<TokenLogprob> {
+    top.into_iter()
+        .map(|(token, lp)| TokenLogprob {
+            token,
+            logprob: f64::from(lp),
+        })
+        .collect()
+}
+
 pub struct StepTask {
     runner: Arc<Mutex<Option<Runner>>>,
     batch: Vec<StepInput>,
@@ -302,6 +321,9 @@ pub struct StepTask {
 
 pub struct StepRaw {
     seq_id: u32,
+    accepted: Vec<Sampled>,
+    proposed: usize,
+    draws: usize,
     token: Option<u32>,
     logprob: Option<f32>,
     top: Option<Vec<(u32, f32)>>,
@@ -327,6 +349,8 @@ impl Task for StepTask {
                     block_table: &s.block_table,
                     sample: s.sample,
                     return_logits: s.return_logits.unwrap_or(false),
+                    decode_order: s.decode_order.unwrap_or(false),
+                    speculate: s.speculate.unwrap_or(0) as usize,
                 })
                 .collect();
             let out = with_runner(&self.runner, |r| r.step(&batch).map_err(model_error))?;
@@ -334,6 +358,9 @@ impl Task for StepTask {
                 .into_iter()
                 .map(|o| StepRaw {
                     seq_id: o.seq_id as u32,
+                    accepted: o.accepted,
+                    proposed: o.proposed,
+                    draws: o.draws,
                     token: o.sampled.as_ref().map(|s| s.token),
                     logprob: o.sampled.as_ref().and_then(|s| s.logprob),
                     top: o
@@ -354,22 +381,105 @@ impl Task for StepTask {
             .into_iter()
             .map(|o| StepOutput {
                 seq_id: o.seq_id,
-                token: o.token,
-                logprob: o.logprob.map(f64::from),
-                top_logprobs: o.top.map(|t| {
-                    t.into_iter()
-                        .map(|(token, lp)| TokenLogprob {
-                            token,
-                            logprob: f64::from(lp),
+                accepted: (!o.accepted.is_empty()).then(|| {
+                    o.accepted
+                        .into_iter()
+                        .map(|s| AcceptedToken {
+                            token: s.token,
+                            logprob: s.logprob.map(f64::from),
+                            top_logprobs: s.logprob.map(|_| token_logprobs(s.top)),
                         })
                         .collect()
                 }),
+                proposed: o.proposed as u32,
+                draws: o.draws as f64,
+                token: o.token,
+                logprob: o.logprob.map(f64::from),
+                top_logprobs: o.top.map(token_logprobs),
                 logits: o.logits.map(Float32Array::new),
                 forced: (!o.forced.is_empty()).then_some(o.forced),
                 error_code: o.error.as_ref().map(|e| e.code().to_string()),
                 error: o.error.map(|e| e.to_string()),
             })
             .collect())
+    }
+}
+
+#[napi(object)]
+pub struct LoadDraftOptions {
+    /// Stop proposing at the first guess the draft gives less probability than this.
+    pub p_min: Option<f64>,
+    /// The draft's KV cache type: `f16` (default) or `q8_0`.
+    pub kv_cache_type: Option<String>,
+}
+
+#[napi(object)]
+pub struct DraftInfo {
+    pub architecture: String,
+    pub vocab_size: u32,
+    pub n_layers: u32,
+    pub kv_cache_bytes: f64,
+}
+
+#[napi(object)]
+pub struct SpeculationCounts {
+    pub verify_steps: f64,
+    pub proposed: f64,
+    pub accepted: f64,
+}
+
+pub struct LoadDraftTask {
+    runner: Arc<Mutex<Option<Runner>>>,
+    path: PathBuf,
+    kv_dtype: KvDtype,
+    options: DraftOptions,
+}
+
+#[napi]
+impl Task for LoadDraftTask {
+    type Output = DraftInfo;
+    type JsValue = DraftInfo;
+
+    fn compute(&mut self) -> napi::Result<DraftInfo> {
+        guard(|| {
+            let (blocks, vocab) = with_runner(&self.runner, |r| {
+                Ok(((r.block_size(), r.n_blocks()), r.config().vocab_size))
+            })?;
+            let base = RunnerOptions {
+                kv_dtype: self.kv_dtype,
+                ..RunnerOptions::default()
+            };
+            let draft = DraftModel::load(&self.path, &base, blocks, vocab, self.options)
+                .map_err(model_error)?;
+            mistralrs_common::memory::return_freed_memory();
+            let c = draft.runner().config();
+            let info = DraftInfo {
+                architecture: c.architecture.clone(),
+                vocab_size: c.vocab_size as u32,
+                n_layers: c.n_layers as u32,
+                kv_cache_bytes: draft.runner().kv_cache_bytes() as f64,
+            };
+            with_runner(&self.runner, |r| {
+                r.attach_draft(draft);
+                Ok(())
+            })?;
+            Ok(info)
+        })
+    }
+
+    fn resolve(&mut self, _env: Env, info: DraftInfo) -> napi::Result<DraftInfo> {
+        Ok(info)
+    }
+}
+
+fn kv_dtype(name: Option<&str>) -> napi::Result<KvDtype> {
+    match name {
+        None | Some("f16") => Ok(KvDtype::F16),
+        Some("q8_0") => Ok(KvDtype::Q8_0),
+        Some(other) => Err(js_error(
+            "InvalidArgumentError",
+            format!("KV cache type `{other}` is not one of f16, q8_0"),
+        )),
     }
 }
 
@@ -439,7 +549,7 @@ impl ModelHandle {
     /// Registers a sequence and its sampling parameters; `history` is what it has seen already
     /// without stepping through it (a prompt prefix whose cache blocks it shares), for the
     /// penalties. After a preemption: `constraint` (the grammar its output follows) is
-    /// advanced past `generated`, and the generator past its `samplesTaken` draws.
+    /// advanced past `generated`, and the generator past the `draws` it had taken.
     #[napi(catch_unwind)]
     pub fn add_sequence(
         &self,
@@ -448,7 +558,7 @@ impl ModelHandle {
         history: Option<Uint32Array>,
         constraint: Option<&ConstraintHandle>,
         generated: Option<Uint32Array>,
-        samples_taken: Option<u32>,
+        draws: Option<f64>,
     ) -> napi::Result<()> {
         let params = match sampling {
             Some(o) => sampling_params(o)?,
@@ -464,7 +574,7 @@ impl ModelHandle {
         };
         with_runner(&self.runner, |r| {
             r.add_sequence(u64::from(seq_id), params, constraint);
-            r.skip_samples(u64::from(seq_id), samples_taken.unwrap_or(0) as usize);
+            r.skip_draws(u64::from(seq_id), draws.unwrap_or(0.0) as usize);
             if let Some(h) = history {
                 r.extend_history(u64::from(seq_id), &h);
             }
@@ -477,6 +587,73 @@ impl ModelHandle {
         with_runner(&self.runner, |r| {
             r.remove_sequence(u64::from(seq_id));
             Ok(())
+        })
+    }
+
+    /// Speculative decoding by prompt lookup: match the context's last `maxN` down to `minN`
+    /// tokens (defaults 4 and 2) against earlier text and propose what followed.
+    #[napi(catch_unwind)]
+    pub fn use_ngram_proposals(&self, min_n: Option<u32>, max_n: Option<u32>) -> napi::Result<()> {
+        let d = NgramParams::default();
+        let params = NgramParams {
+            min_n: min_n.map_or(d.min_n, |n| n as usize),
+            max_n: max_n.map_or(d.max_n, |n| n as usize),
+        };
+        if params.min_n == 0 || params.min_n > params.max_n {
+            return Err(js_error(
+                "InvalidArgumentError",
+                format!(
+                    "n-gram sizes must satisfy 1 <= min ({}) <= max ({})",
+                    params.min_n, params.max_n
+                ),
+            ));
+        }
+        with_runner(&self.runner, |r| {
+            r.use_ngram_proposals(params);
+            Ok(())
+        })
+    }
+
+    /// Loads a draft model (same tokenizer; a GGUF or Hugging Face folder) whose proposals
+    /// the model verifies from now on. Its KV cache gets as many blocks as the model's.
+    #[napi(ts_return_type = "Promise<DraftInfo>")]
+    pub fn load_draft(
+        &self,
+        path: String,
+        options: Option<LoadDraftOptions>,
+    ) -> napi::Result<AsyncTask<LoadDraftTask>> {
+        let o = options.unwrap_or(LoadDraftOptions {
+            p_min: None,
+            kv_cache_type: None,
+        });
+        let kv_dtype = kv_dtype(o.kv_cache_type.as_deref())?;
+        let p_min = o.p_min.unwrap_or(0.0);
+        if !(0.0..=1.0).contains(&p_min) {
+            return Err(js_error(
+                "InvalidArgumentError",
+                format!("the draft's minimum probability must be in [0, 1], got {p_min}"),
+            ));
+        }
+        Ok(AsyncTask::new(LoadDraftTask {
+            runner: Arc::clone(&self.runner),
+            path: PathBuf::from(path),
+            kv_dtype,
+            options: DraftOptions {
+                p_min: p_min as f32,
+            },
+        }))
+    }
+
+    /// Speculation so far: verify steps, tokens proposed, tokens kept.
+    #[napi(catch_unwind)]
+    pub fn speculation_stats(&self) -> napi::Result<SpeculationCounts> {
+        with_runner(&self.runner, |r| {
+            let s = r.speculation_stats();
+            Ok(SpeculationCounts {
+                verify_steps: s.verify_steps as f64,
+                proposed: s.proposed as f64,
+                accepted: s.accepted as f64,
+            })
         })
     }
 

@@ -35,7 +35,8 @@ import {
   type GenerationOptions,
   type GenerationResult,
 } from './sampling.js';
-import { Scheduler } from './scheduler.js';
+import { Scheduler, type SpeculationCounts } from './scheduler.js';
+import { setUpSpeculation, speculationGamma, type SpeculativeOptions } from './speculative.js';
 import { Sequence } from './sequence.js';
 import { StopStringMatcher } from './stop-strings.js';
 
@@ -81,6 +82,10 @@ export interface EngineOptions {
   /** How a safetensors folder's float matrices are stored: `auto` (default: the checkpoint's
    * types), `f32`, `f16` or `bf16`. A GGUF's weights keep their types: it refuses any other. */
   dtype?: WeightDtype;
+  /** Speculative decoding: proposals by prompt lookup (`ngram`) or a draft model (`draft`),
+   * verified by the model in one pass; the output is exactly what the model alone gives
+   * (greedy: the same tokens; sampling: the same distribution). Off by default. */
+  speculative?: SpeculativeOptions;
   /** The architecture the model must be (the CLI's `-a`): a Hugging Face `model_type`, a
    * mistral.rs `-a` name or a GGUF `general.architecture` (see `resolveArchitecture`). The
    * native registry refuses a model of another architecture, naming both. */
@@ -91,7 +96,8 @@ export interface EngineOptions {
 export const WEIGHT_DTYPES = ['auto', 'f32', 'f16', 'bf16'] as const;
 export type WeightDtype = (typeof WEIGHT_DTYPES)[number];
 
-export type ModelInfo = Binding.ModelInfo & { path: string };
+/** The loaded model, and its draft model when speculative decoding uses one. */
+export type ModelInfo = Binding.ModelInfo & { path: string; draft?: Binding.DraftInfo };
 
 export interface CompleteRequest extends GenerationOptions {
   prompt: string | number[];
@@ -107,6 +113,8 @@ export interface EngineLoad {
   freeBlocks: number;
   preemptions: number;
   prefixCache: { queriedBlocks: number; hitBlocks: number; evictedBlocks: number; cachedBlocks: number };
+  /** Speculative decoding so far (zeros when off). */
+  speculation: SpeculationCounts;
 }
 
 export class Engine {
@@ -127,6 +135,7 @@ export class Engine {
       maxWaiting: positiveOption(options.maxWaiting, 64, 'maxWaiting'),
       stepTokens: positiveOption(options.prefillChunk, 512, 'prefillChunk'),
       prefixCaching: options.prefixCaching ?? true,
+      speculate: speculationGamma(options.speculative),
     });
     this.#grammars = new GrammarCompiler(tokenizer);
   }
@@ -169,12 +178,22 @@ export class Engine {
           live ?? (await Tokenizer.fromLoadedModel(path, () => callNativeSync(() => model.takeTokenizer()))),
           await ggufChatTemplate(path, model, options.chatTemplate),
         ];
-    const info = { ...callNativeSync(() => model.info()), path };
+    const info: ModelInfo = { ...callNativeSync(() => model.info()), path };
     const foreign =
       tokenizerDir === undefined ? undefined : tokenizer.whyNotFor(info.vocabSize, `the tokenizer of ${options.tokenizerModel}`, path);
     if (foreign !== undefined) {
       model.release();
       throw new EngineError('InvalidArgumentError', foreign);
+    }
+    if (options.speculative) {
+      try {
+        speculationGamma(options.speculative);
+        const draft = await setUpSpeculation(model, options.speculative, { tokenizer, path, kvCacheType: options.kvCacheType }, source);
+        if (draft) info.draft = draft;
+      } catch (error) {
+        model.release();
+        throw error;
+      }
     }
     return new Engine(model, tokenizer, chatTemplate, info, options);
   }
@@ -200,6 +219,7 @@ export class Engine {
       freeBlocks: s.freeBlocks,
       preemptions: s.preemptions,
       prefixCache: s.prefixCache,
+      speculation: { ...s.speculation },
     };
   }
 

@@ -39,3 +39,10 @@ export type {
   TokenLogprob,
 } from './sampling.js';
 export { StopStringMatcher } from './stop-strings.js';
+export type { SpeculationCounts } from './scheduler.js';
+export {
+  DEFAULT_GAMMA,
+  type DraftSpeculation,
+  type NgramSpeculation,
+  type SpeculativeOptions,
+} from './speculative.js';

@@ -77,6 +77,9 @@ export interface GenerationResult {
   /** Calls read from the output of a chat with tools (then `text` is what remains around them). */
   toolCalls?: ParsedToolCall[];
   usage: { promptTokens: number; completionTokens: number; totalTokens: number };
+  /** Speculative decoding, when the engine proposed any tokens: how many, and how many the
+   * model kept (each kept token saved one step). */
+  speculation?: { proposed: number; accepted: number };
   timings: {
     /** Prompt processing, from the first prefill step to the first sampled token. */
     promptMs: number;

@@ -28,12 +28,29 @@ export interface SchedulerLimits {
   stepTokens: number;
   /** Reuse the cached blocks of earlier prompts with the same prefix. */
   prefixCaching: boolean;
+  /** Speculative decoding: tokens proposed per step at most (0: off). The model's proposer
+   * (prompt lookup or a draft model) is set on the native model. */
+  speculate: number;
+}
+
+/** Speculative decoding since the engine started: verify steps, tokens proposed and kept. */
+export interface SpeculationCounts {
+  steps: number;
+  proposed: number;
+  accepted: number;
 }
 
 interface Entry {
   seq: Sequence;
   resolve: () => void;
   reject: (error: unknown) => void;
+}
+
+/** A sequence's part of a step: tokens fed, and proposals it may have verified after them. */
+interface Planned {
+  entry: Entry;
+  tokens: number;
+  speculate: number;
 }
 
 export class Scheduler {
@@ -77,6 +94,8 @@ export class Scheduler {
 
   /** Sequences preempted so far (blocks given back, recomputed later). */
   preemptions = 0;
+
+  readonly speculation: SpeculationCounts = { steps: 0, proposed: 0, accepted: 0 };
 
   /** Whether a new request would be refused for lack of queue space. */
   get full(): boolean {
@@ -166,7 +185,7 @@ export class Scheduler {
       try {
         const history = seq.computed > 0 ? Uint32Array.from(seq.promptIds.slice(0, seq.computed)) : undefined;
         const generated = seq.constraint && seq.generated.length > 0 ? Uint32Array.from(seq.generated) : undefined;
-        callNativeSync(() => this.model.addSequence(seq.id, seq.sampling, history, seq.constraint, generated, seq.samplesTaken));
+        callNativeSync(() => this.model.addSequence(seq.id, seq.sampling, history, seq.constraint, generated, seq.draws));
       } catch (error) {
         this.#fail(entry, error);
         continue;
@@ -200,21 +219,22 @@ export class Scheduler {
   }
 
   /** This step's work: every decoding sequence, then prefill chunks within the budget.
-   * Blocks for the new tokens are taken here, preempting when none are free.
+   * Blocks for the new tokens are taken here, preempting when none are free; blocks for
+   * speculative proposals only when free ones are left.
    *
    * What a sequence computes in a step never depends on the others: a prompt always goes in
    * chunks of `stepTokens` from its start (never cut shorter to fit a step), and generated
-   * tokens one per step (with the tokens a grammar forced after them), also when they are
-   * recomputed after a preemption. Kernels group and
-   * order their arithmetic by the tokens a sequence has in the step, so its logits are the
-   * same bits as when it runs alone. */
-  #plan(): Array<{ entry: Entry; tokens: number }> {
-    const plan: Array<{ entry: Entry; tokens: number }> = [];
+   * tokens are computed row by row in decode order (`decodeOrder`), so their logits are the
+   * same bits whether one, several (grammar-forced tokens, proposals, recomputation after a
+   * preemption) or all of them are fed in a step. Kernels group and order their arithmetic
+   * per sequence, so its logits are the same bits as when it runs alone. */
+  #plan(): Planned[] {
+    const plan: Planned[] = [];
     let budget = this.limits.stepTokens;
     const work = (e: Entry) => {
       const seq = e.seq;
       const prompt = seq.promptIds.length;
-      return seq.computed < prompt ? Math.min(prompt - seq.computed, this.limits.stepTokens) : seq.nextGroup(seq.computed);
+      return Math.min(seq.computed < prompt ? prompt - seq.computed : seq.pending, this.limits.stepTokens);
     };
     const isDecode = (e: Entry) => e.seq.computed >= e.seq.promptIds.length;
     const ordered = [...this.#running.filter(isDecode), ...this.#running.filter((e) => !isDecode(e))];
@@ -223,11 +243,29 @@ export class Scheduler {
       const tokens = work(entry);
       if (tokens > budget && plan.length > 0) continue;
       if (!this.#reserve(entry, entry.seq.computed + tokens)) continue;
-      plan.push({ entry, tokens });
       budget -= tokens;
+      const speculate = this.#speculation(entry, tokens, budget);
+      budget -= speculate;
+      plan.push({ entry, tokens, speculate });
     }
     // A sequence preempted after it was planned must not run.
     return plan.filter((p) => this.#running.includes(p.entry));
+  }
+
+  /** How many tokens `entry` may have proposed after its `tokens` this step: within the
+   * limit, the step's budget, what it may still generate, and blocks that are free now (a
+   * proposal never preempts anyone). 0 unless all its known tokens are fed and it samples. */
+  #speculation(entry: Entry, tokens: number, budget: number): number {
+    const seq = entry.seq;
+    const wanted = Math.min(this.limits.speculate, budget, seq.maxTokens - seq.generated.length - 1);
+    if (wanted <= 0 || seq.logitsOnly || seq.computed < seq.promptIds.length || tokens !== seq.pending) return 0;
+    const end = seq.computed + tokens;
+    const extra = this.#blocksFor(end + wanted) - seq.blocks.length;
+    if (extra > 0) {
+      const blocks = this.#pool.allocate(extra);
+      if (blocks) seq.blocks.push(...blocks);
+    }
+    return Math.max(0, Math.min(wanted, seq.blocks.length * this.blockSize - end));
   }
 
   /** Blocks for `tokens` positions of `entry`, preempting later-admitted sequences (or
@@ -261,9 +299,9 @@ export class Scheduler {
     this.#waiting.unshift(victim);
   }
 
-  async #step(plan: Array<{ entry: Entry; tokens: number }>): Promise<void> {
+  async #step(plan: Planned[]): Promise<void> {
     const now = performance.now();
-    const inputs = plan.map(({ entry: { seq }, tokens }) => {
+    const inputs = plan.map(({ entry: { seq }, tokens, speculate }) => {
       seq.markStarted(now);
       const ids = new Uint32Array(tokens);
       for (let i = 0; i < tokens; i++) ids[i] = seq.tokenAt(seq.computed + i);
@@ -275,6 +313,8 @@ export class Scheduler {
         blockTable: Uint32Array.from(seq.blocks),
         sample: last && !seq.logitsOnly,
         returnLogits: last && seq.logitsOnly,
+        decodeOrder: seq.computed >= seq.promptIds.length,
+        speculate,
       };
     });
     let outputs: Binding.StepOutput[];
@@ -291,8 +331,19 @@ export class Scheduler {
     plan.forEach(({ entry, tokens }, i) => {
       const seq = entry.seq;
       const out = outputs[i]!;
-      seq.computed += tokens;
+      const kept = out.accepted ?? [];
+      // Kept proposals are in the cache behind the fed tokens; anything after them is stale
+      // and is overwritten by the next step.
+      seq.computed += tokens + kept.length;
+      seq.draws = out.draws;
       this.#registerComputed(seq);
+      if (out.proposed > 0) {
+        this.speculation.steps++;
+        this.speculation.proposed += out.proposed;
+        this.speculation.accepted += kept.length;
+        seq.speculation.proposed += out.proposed;
+        seq.speculation.accepted += kept.length;
+      }
       if (out.error) {
         // This sequence failed (its grammar allows nothing more, or the model's logits for it
         // are not finite); the others go on.
@@ -304,11 +355,8 @@ export class Scheduler {
         seq.logits = out.logits;
         seq.finish('length');
       } else if (out.token !== undefined && out.token !== null) {
-        seq.accept(
-          out.token,
-          out.logprob !== undefined && out.logprob !== null ? { logprob: out.logprob, top: out.topLogprobs ?? [] } : undefined,
-          out.forced ?? [],
-        );
+        for (const k of kept) if (!seq.done) seq.accept(k.token, logprobOf(k), []);
+        if (!seq.done) seq.accept(out.token, logprobOf(out), out.forced ?? []);
       }
       if (seq.done) {
         this.#running.splice(this.#running.indexOf(entry), 1);
@@ -336,6 +384,14 @@ export class Scheduler {
     this.#release(entry.seq);
     entry.reject(error);
   }
+}
+
+/** A token's log-probabilities as the step returned them, when asked for. */
+function logprobOf(t: {
+  logprob?: number | null;
+  topLogprobs?: Binding.TokenLogprob[] | null;
+}): { logprob: number; top: Binding.TokenLogprob[] } | undefined {
+  return t.logprob !== undefined && t.logprob !== null ? { logprob: t.logprob, top: t.topLogprobs ?? [] } : undefined;
 }
 
 /** The error of a sequence that failed in a step: a grammar that allows nothing is the

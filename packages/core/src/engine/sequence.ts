@@ -45,9 +45,15 @@ export class Sequence {
   /** Leading blocks already registered in the prefix cache. */
   registered = 0;
   readonly generated: number[] = [];
-  /** Where each group of generated tokens fed in one step ends (a sampled token and the
-   * tokens its grammar forced): recomputation after a preemption feeds the same groups. */
-  readonly #feedEnds: number[] = [];
+  /** Tokens it may generate in all. */
+  get maxTokens(): number {
+    return this.#setup.maxTokens;
+  }
+
+  /** Draws its native generator has taken (a restarted sequence skips as many). */
+  draws = 0;
+  /** Speculative decoding: tokens proposed for it, and how many of them the model kept. */
+  readonly speculation = { proposed: 0, accepted: 0 };
   finishReason: FinishReason | undefined;
   logits: Float32Array | undefined;
   text = '';
@@ -65,17 +71,10 @@ export class Sequence {
     this.sampling = setup.sampling;
   }
 
-  /** Tokens sampled so far (each feed group starts with one; the rest were forced). */
-  get samplesTaken(): number {
-    return this.#feedEnds.length;
-  }
-
-  /** Tokens the next step feeds once the prompt is in: the group that starts at `computed`. */
-  nextGroup(computed: number): number {
-    const ends = this.#feedEnds;
-    let i = ends.length;
-    while (i > 0 && ends[i - 1]! > computed) i--;
-    return (ends[i] ?? computed + 1) - computed;
+  /** Tokens known but not yet in the cache (the last sampled one, the tokens a grammar
+   * forced after it, or everything generated when recomputing after a preemption). */
+  get pending(): number {
+    return this.promptIds.length + this.generated.length - this.computed;
   }
 
   /** Everything the model must have seen before the next token: prompt and generated. */
@@ -104,7 +103,6 @@ export class Sequence {
     this.#push(token, logprob);
     // Forced tokens had no choice: probability 1 under the grammar.
     for (const t of forced) if (!this.done) this.#push(t, logprob && { logprob: 0, top: [] });
-    if (!this.done) this.#feedEnds.push(this.promptIds.length + this.generated.length);
   }
 
   #push(token: number, logprob: Logprob | undefined): void {
@@ -150,6 +148,7 @@ export class Sequence {
       tokenIds: this.generated,
       finishReason: this.finishReason ?? 'length',
       usage: { promptTokens: p, completionTokens: g, totalTokens: p + g },
+      ...(this.speculation.proposed > 0 ? { speculation: { ...this.speculation } } : {}),
       timings: {
         promptMs,
         generationMs,

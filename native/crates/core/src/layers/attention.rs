@@ -33,7 +33,7 @@ impl<'a, 'b> StepBatch<'a, 'b> {
 /// For every sequence of the step's batch: writes its rows of `k` and `v`
 /// (`[n, n_kv_heads, head_dim]`) at their positions, then computes attention for its rows of
 /// `q` (`[n, n_heads, head_dim]`) into `out` (same shape as `q`). `params.single_token_step`
-/// is set here, per sequence. All sequences share one parallel region (a sequence only reads
+/// is set here, per sequence (every row of a sequence in decode order takes it). All sequences share one parallel region (a sequence only reads
 /// blocks of its own table, and shared prefix blocks are never written).
 pub fn paged_attention(
     step: &StepBatch<'_, '_>,
@@ -71,7 +71,7 @@ pub fn paged_attention(
             q: &q[t0 * q_dim..(t0 + len) * q_dim],
             positions: &positions[t0..t0 + len],
             params: AttentionParams {
-                single_token_step: len == 1,
+                single_token_step: len == 1 || seq.decode_order,
                 ..*params
             },
             // SAFETY: each sequence's rows are a disjoint part of `out`, which stays borrowed

@@ -66,8 +66,8 @@ impl ForwardScratch {
 pub trait Model: Send + Sync {
     fn config(&self) -> &ModelConfig;
 
-    /// Runs `batch`, writing its keys and values into `cache` and, for each sequence with
-    /// `want_logits`, the logits of its last token into `logits` (`[n_wanted, vocab]`).
+    /// Runs `batch`, writing its keys and values into `cache` and, for each sequence, the
+    /// logits of its last `logit_rows` tokens into `logits` (`[n_wanted, vocab]`).
     fn forward(
         &self,
         pool: &ThreadPool,
@@ -252,11 +252,17 @@ pub(crate) fn flatten_batch(batch: &[SeqInput<'_>], scratch: &mut ForwardScratch
         .collect()
 }
 
-/// The matrix products group rows by sequence (each sequence's rows on their own).
+/// The matrix products group rows by sequence (each sequence's rows on their own; each row of
+/// a sequence in decode order on its own, which gives it the single-row kernels' order).
 pub(crate) fn group_rows_by_sequence(batch: &[SeqInput<'_>], matmul: &mut MatmulScratch) {
     let rows = &mut matmul.sequence_rows;
     rows.clear();
-    rows.extend(batch.iter().map(|s| s.tokens.len()));
+    for s in batch {
+        match s.tokens.len() {
+            n if s.decode_order => rows.extend(std::iter::repeat_n(1, n)),
+            n => rows.push(n),
+        }
+    }
 }
 
 /// For the last layer's products after its attention output projection: llama.cpp computes
@@ -267,15 +273,23 @@ pub(crate) fn isolate_logit_rows(batch: &[SeqInput<'_>], matmul: &mut MatmulScra
     let rows = &mut matmul.sequence_rows;
     rows.clear();
     for s in batch {
-        match s.tokens.len() {
-            n if s.want_logits && n > 1 => rows.extend([n - 1, 1]),
-            n => rows.push(n),
+        let (n, wanted) = (s.tokens.len(), s.wanted_rows());
+        if s.decode_order {
+            rows.extend(std::iter::repeat_n(1, n));
+        } else if wanted > 0 && n > wanted {
+            rows.push(n - wanted);
+            rows.extend(std::iter::repeat_n(1, wanted));
+        } else if wanted > 0 {
+            rows.extend(std::iter::repeat_n(1, n));
+        } else {
+            rows.push(n);
         }
     }
 }
 
-/// The final RMS norm (`(weights, eps)`) and the output head, for the last token of each
-/// sequence that wants logits: `x` is `[n, d]`, `logits` becomes `[n_wanted, vocab]`.
+/// The final RMS norm (`(weights, eps)`) and the output head, for the last tokens of each
+/// sequence that wants logits (`logit_rows` of them): `x` is `[n, d]`, `logits` becomes
+/// `[n_wanted, vocab]`.
 pub(crate) fn last_token_logits(
     pool: &ThreadPool,
     batch: &[SeqInput<'_>],
@@ -299,9 +313,9 @@ pub(crate) fn last_token_logits(
     )
 }
 
-/// The last token of each sequence that wants logits, through `norm` and then `head` (`d` →
-/// `vocab`, one row per sequence for the kernels): `x` is `[n, d]` rows, `logits` becomes
-/// `[n_wanted, vocab]`. Architectures with other final norms or a biased head call it directly.
+/// The last `logit_rows` tokens of each sequence, through `norm` and then `head` (`d` →
+/// `vocab`, each row alone for the kernels): `x` is `[n, d]` rows, `logits` becomes
+/// `[n_wanted, vocab]`, in batch order. Architectures with other final norms or a biased head call it directly.
 pub(crate) fn head_logits(
     batch: &[SeqInput<'_>],
     (x, d): (&[f32], usize),
@@ -317,9 +331,8 @@ pub(crate) fn head_logits(
     let mut t0 = 0;
     for s in batch {
         t0 += s.tokens.len();
-        if s.want_logits && !s.tokens.is_empty() {
-            last.extend_from_slice(&x[(t0 - 1) * d..t0 * d]);
-        }
+        let wanted = s.wanted_rows();
+        last.extend_from_slice(&x[(t0 - wanted) * d..t0 * d]);
     }
     let mut normed = vec![0f32; last.len()];
     norm(&last, &mut normed);
@@ -401,17 +414,24 @@ mod tests {
     #[test]
     fn logit_rows_are_grouped_alone_in_the_last_layer() {
         let t = [1u32, 2, 3, 4];
-        let seq = |n: usize, want_logits: bool| SeqInput {
+        let seq = |n: usize, logit_rows: usize, decode_order: bool| SeqInput {
             tokens: &t[..n],
             start_pos: 0,
             block_table: &[],
-            want_logits,
+            logit_rows,
+            decode_order,
         };
-        let batch = [seq(4, true), seq(1, true), seq(3, false)];
+        let batch = [seq(4, 1, false), seq(1, 1, false), seq(3, 0, false)];
         let mut matmul = MatmulScratch::default();
         isolate_logit_rows(&batch, &mut matmul);
         assert_eq!(matmul.sequence_rows, [3, 1, 1, 3]);
         group_rows_by_sequence(&batch, &mut matmul);
         assert_eq!(matmul.sequence_rows, [4, 1, 3]);
+        // A verify step: every row alone in both, as its own decode step would have it.
+        let batch = [seq(3, 3, true), seq(2, 1, false)];
+        isolate_logit_rows(&batch, &mut matmul);
+        assert_eq!(matmul.sequence_rows, [1, 1, 1, 1, 1]);
+        group_rows_by_sequence(&batch, &mut matmul);
+        assert_eq!(matmul.sequence_rows, [1, 1, 1, 2]);
     }
 }

@@ -58,7 +58,7 @@ impl Default for SamplingParams {
 }
 
 /// The token chosen, with log-probabilities when asked.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Sampled {
     pub token: u32,
     /// log p(token) under the distribution after penalties and bias, before truncation.
@@ -109,6 +109,8 @@ pub struct Sampler {
     params: SamplingParams,
     dry: Option<Dry>,
     rng: Rng,
+    /// Uniform draws taken from `rng` so far (a restarted sequence skips as many).
+    draws: usize,
 }
 
 impl Sampler {
@@ -123,6 +125,7 @@ impl Sampler {
             dry: params.dry.clone().map(Dry::new),
             params,
             rng: Rng::new(seed),
+            draws: 0,
         }
     }
 
@@ -130,16 +133,48 @@ impl Sampler {
         &self.params
     }
 
-    /// Moves the generator past `samples` earlier draws (one per sampled token), so that a
-    /// sequence restarted after a preemption continues the same random stream.
-    pub fn skip_samples(&mut self, samples: usize) {
-        for _ in 0..samples {
-            self.rng.next_f64();
+    /// Whether tokens are chosen by argmax (no generator involved).
+    pub fn is_greedy(&self) -> bool {
+        self.params.temperature <= 0.0
+    }
+
+    /// Moves the generator past `draws` earlier draws, so that a sequence restarted after a
+    /// preemption continues the same random stream.
+    pub fn skip_draws(&mut self, draws: usize) {
+        for _ in 0..draws {
+            self.draw();
         }
+    }
+
+    /// Draws taken so far.
+    pub fn draws(&self) -> usize {
+        self.draws
+    }
+
+    /// One uniform draw in [0, 1).
+    pub fn draw(&mut self) -> f64 {
+        self.draws += 1;
+        self.rng.next_f64()
     }
 
     /// Picks the next token from `logits` (modified in place), given the tokens so far.
     pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> Sampled {
+        self.process(logits, history);
+        let token = if self.is_greedy() {
+            argmax(logits)
+        } else {
+            let cands = self.candidates(logits);
+            match cands.is_empty() {
+                true => argmax(logits),
+                false => pick(&cands, self.draw()),
+            }
+        };
+        self.sampled(logits, token)
+    }
+
+    /// Logit bias, the penalties and DRY applied to `logits` in place, as [`Sampler::sample`]
+    /// applies them before choosing.
+    pub fn process(&self, logits: &mut [f32], history: &[u32]) {
         let p = &self.params;
         for &(token, bias) in &p.logit_bias {
             if let Some(l) = logits.get_mut(token as usize) {
@@ -150,20 +185,13 @@ impl Sampler {
         if let Some(dry) = &self.dry {
             dry.apply(logits, history);
         }
+    }
 
-        let top_logprobs = p.top_logprobs;
-        let log_z = if top_logprobs.is_some() {
-            log_sum_exp(logits)
-        } else {
-            0.0
-        };
-        let token = if p.temperature <= 0.0 {
-            argmax(logits)
-        } else {
-            self.sample_random(logits)
-        };
-        let (logprob, top) = match top_logprobs {
+    /// `token` with its log-probabilities under processed `logits` (when asked for).
+    pub fn sampled(&self, logits: &[f32], token: u32) -> Sampled {
+        let (logprob, top) = match self.params.top_logprobs {
             Some(n) => {
+                let log_z = log_sum_exp(logits);
                 let top = top_n(logits, n)
                     .into_iter()
                     .map(|(t, l)| (t, l - log_z))
@@ -179,7 +207,10 @@ impl Sampler {
         }
     }
 
-    fn sample_random(&mut self, logits: &[f32]) -> u32 {
+    /// The distribution a non-greedy draw picks from, given processed `logits`: top-k, top-p
+    /// and min-p truncation, then the temperature; `(token, probability)` best first. Empty
+    /// when no logit is finite.
+    pub fn candidates(&self, logits: &[f32]) -> Vec<(u32, f64)> {
         let p = &self.params;
         // Candidates sorted by logit, best first, truncated by top-k.
         let mut cands: Vec<(u32, f32)> = logits
@@ -189,7 +220,7 @@ impl Sampler {
             .map(|(i, &l)| (i as u32, l))
             .collect();
         if cands.is_empty() {
-            return argmax(logits);
+            return Vec::new();
         }
         let k = if p.top_k == 0 {
             cands.len()
@@ -223,16 +254,20 @@ impl Sampler {
         cands.truncate(keep.max(1));
 
         let probs = softmax(cands.iter().map(|c| c.1), p.temperature);
-        let r = self.rng.next_f64();
-        let mut cum = 0.0;
-        for (c, q) in cands.iter().zip(&probs) {
-            cum += q;
-            if r < cum {
-                return c.0;
-            }
-        }
-        cands[cands.len() - 1].0
+        cands.iter().map(|c| c.0).zip(probs).collect()
     }
+}
+
+/// The candidate that uniform draw `r` falls on (the last one if rounding leaves it short).
+pub fn pick(cands: &[(u32, f64)], r: f64) -> u32 {
+    let mut cum = 0.0;
+    for &(token, q) in cands {
+        cum += q;
+        if r < cum {
+            return token;
+        }
+    }
+    cands.last().map_or(0, |c| c.0)
 }
 
 fn apply_penalties(logits: &mut [f32], history: &[u32], p: &SamplingParams) {
