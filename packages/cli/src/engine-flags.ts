@@ -10,10 +10,10 @@ import { UsageError } from './usage-error.js';
 /** What the command line and a TOML file may set of `Engine.load`'s options. */
 export type EngineSettings = Pick<
   EngineOptions,
-  'maxRunning' | 'maxWaiting' | 'prefixCaching' | 'blockSize' | 'kvTokens' | 'kvCacheMb' | 'kvCacheFraction' | 'kvCacheType'
+  'maxRunning' | 'maxWaiting' | 'prefixCaching' | 'blockSize' | 'kvTokens' | 'kvCacheMb' | 'kvCacheFraction' | 'kvCacheType' | 'speculative'
 >;
 
-type NumericSetting = Exclude<keyof EngineSettings, 'prefixCaching' | 'kvCacheType'>;
+type NumericSetting = Exclude<keyof EngineSettings, 'prefixCaching' | 'kvCacheType' | 'speculative'>;
 type NumericFlag = Exclude<keyof EngineFlagArgs, 'prefix-cache' | 'pa-cache-type'>;
 
 /** How the KV cache can store keys and values. */

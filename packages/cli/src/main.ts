@@ -5,6 +5,7 @@ import {
   type ModelFormat,
   WEIGHT_DTYPES,
   type WeightDtype,
+  type SpeculativeOptions,
 } from '@mistralrs/core';
 import { parseByteSize } from '@mistralrs/server';
 import yargs, { type Argv } from 'yargs';
@@ -17,13 +18,14 @@ import type { ServeCliOptions } from './commands/serve.js';
 import { engineFlags, engineSettings, NUMERIC_SETTINGS } from './engine-flags.js';
 import { grammarFromFlags } from './grammar-flags.js';
 import { SAMPLING_FLAGS, samplingFlags, samplingFromFlags } from './sampling-flags.js';
+import { speculativeFlags, speculativeFromFlags } from './speculative-flags.js';
 import { isModelsConfig } from './models-config.js';
 import { readTomlSelector, TomlSelectorError, type TomlSelector } from './toml-selector.js';
 import { UsageError } from './usage-error.js';
 
 /** The options every run shares, whatever the model source (the seed's global flags). */
 function runOptions<T>(y: Argv<T>) {
-  return samplingFlags(engineFlags(y))
+  return speculativeFlags(samplingFlags(engineFlags(y)))
     .option('interactive', { alias: 'i', type: 'boolean', default: false, describe: 'chat in the terminal' })
     .option('prompt', { type: 'string', describe: 'complete one prompt (chat template applied) and exit' })
     .option('max-tokens', { alias: 'n', type: 'number', describe: 'generate at most N tokens' })
@@ -163,12 +165,17 @@ function toRunOptions(
     ...(format !== undefined ? { format } : {}),
     engine: {
       ...engineSettings(args, toml?.engine),
+      ...optionalSpeculative(speculativeFromFlags(args, toml?.engine.speculative)),
       ...(dtype !== undefined ? { dtype } : {}),
       ...(architecture !== undefined ? { architecture } : {}),
     },
     grammar,
     sampling: samplingFromFlags(args),
   };
+}
+
+function optionalSpeculative(speculative: SpeculativeOptions | undefined): { speculative?: SpeculativeOptions } {
+  return speculative ? { speculative } : {};
 }
 
 /** Server settings: the flags, over a TOML file's [server] table. Undefined (chat) when no port is given. */

@@ -20,6 +20,9 @@
  *   load = false                       # listed, but loaded only when asked (POST /v1/models/load)
  *   # arch, dtype, chat_template, token_source, revision, kind ("text"/"auto"), pa_blk_size,
  *   # pa_gpu_mem, pa_gpu_mem_usage, pa_cache_type, max_running, max_waiting, prefix_cache
+ *   [models.speculative]               # speculative decoding for this model, as [speculative]
+ *   gamma = 4                          # of a `toml` file (kind, p_min, ngram_min, ngram_max,
+ *                                      # and a draft_model table)
  *
  * Unknown keys are errors; every error names the file and the key (`models[1].pa_ctxt_len`).
  */
@@ -30,6 +33,7 @@ import { parseByteSize } from '@mistralrs/server';
 import { parse, TomlError } from 'smol-toml';
 
 import type { EngineSettings } from './engine-flags.js';
+import { readSpeculativeTable } from './speculative-flags.js';
 import type { ModelKind } from './load-model.js';
 import { servedModelId } from './commands/serve.js';
 import {
@@ -100,6 +104,7 @@ const MODEL_KEYS = [
   'max_running',
   'max_waiting',
   'prefix_cache',
+  'speculative',
   ...KV_KEYS,
 ];
 
@@ -205,6 +210,7 @@ function readModel(table: Table, where: string, defaults: EngineSettings, fail: 
   readNumbers(table, KV_SETTINGS, where, settings, fail);
   readCacheType(table, where, settings, fail);
   readScheduling(table, where, settings, fail);
+  if (table.speculative !== undefined) settings.speculative = readSpeculativeTable(table.speculative, `${where}speculative.`, fail);
   return { id, load: table.load !== false, kind: (kind ?? 'auto') as ModelKind, options: { ...options, ...settings } };
 }
 

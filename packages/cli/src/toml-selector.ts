@@ -16,12 +16,14 @@
  * `pa_ctxt_len`, `pa_gpu_mem`, `pa_gpu_mem_usage, pa_cache_type` in `[model]`, or at the top level beside a
  * short-form `model`); how many requests run and wait, and prefix caching, are the server's
  * (`max_running`, `max_waiting`, `prefix_cache` in `[server]`). Both apply to a chat as well.
+ * Speculative decoding is `[speculative]` (see speculative-flags.ts), as in mistral.rs's files.
  */
 import { readFile } from 'node:fs/promises';
 
 import { parse, TomlError } from 'smol-toml';
 
 import { badValue, KV_CACHE_TYPES, KV_SIZE_SETTINGS, NUMERIC_SETTINGS, type EngineSettings } from './engine-flags.js';
+import { readSpeculativeTable } from './speculative-flags.js';
 
 export interface TomlServerSettings {
   port?: number;
@@ -64,7 +66,7 @@ export const SCHEDULER_SETTINGS: readonly SchedulerSetting[] = ['maxRunning', 'm
 /** The TOML keys of the KV cache's settings. */
 export const KV_KEYS = [...KV_SETTINGS.map((key) => NUMERIC_SETTINGS[key].tomlKey), 'pa_cache_type'];
 
-const TOP_KEYS = ['model', 'file', 'chat_template', 'token_source', 'server', ...KV_KEYS];
+const TOP_KEYS = ['model', 'file', 'chat_template', 'token_source', 'server', 'speculative', ...KV_KEYS];
 // tok_model_id is -t (its tokenizer and chat template win over the model's); arch is -a.
 const MODEL_KEYS = ['model_id', 'quantized_model_id', 'quantized_filename', 'tok_model_id', 'arch', ...KV_KEYS];
 /** The keys of `[server]`. */
@@ -201,6 +203,7 @@ function readEngineSettings(doc: Table, fail: (message: string) => never): Engin
     readNumbers(doc, KV_SETTINGS, '', engine, fail);
     readCacheType(doc, '', engine, fail);
   }
+  if (doc.speculative !== undefined) engine.speculative = readSpeculativeTable(doc.speculative, '[speculative].', fail);
   return engine;
 }
 

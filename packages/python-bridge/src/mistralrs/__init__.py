@@ -44,7 +44,7 @@ from .runner import Runner
 from .server_command import find_server_command, pull_model
 from .server_process import ServerOptions
 from .stream import Stream
-from .which import Architecture, EmbeddingArchitecture, ModelDType, ModelSelector, Which
+from .which import Architecture, EmbeddingArchitecture, ModelDType, ModelSelector, SpeculativeConfig, Which
 
 __version__ = "0.1.0"
 
@@ -79,6 +79,7 @@ __all__ = [
     "Runner",
     "ServerOptions",
     "ServerStartError",
+    "SpeculativeConfig",
     "Stream",
     "ToolCall",
     "TopLogprob",

@@ -20,7 +20,7 @@ from .server_command import ServerCommand, find_server_command
 from .server_process import ServerOptions, ServerProcess
 from .stream import Stream
 from .transport import HttpClient
-from .which import ModelSelector, Which
+from .which import ModelSelector, SpeculativeConfig, Which
 
 
 class Runner:
@@ -49,6 +49,7 @@ class Runner:
         pa_ctxt_len: int | None = None,
         pa_blk_size: int | None = None,
         pa_cache_type: str | None = None,
+        speculative: SpeculativeConfig | None = None,
         server_command: ServerCommand | None = None,
         server_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
@@ -68,6 +69,7 @@ class Runner:
             pa_ctxt_len=pa_ctxt_len,
             pa_blk_size=pa_blk_size,
             pa_cache_type=pa_cache_type,
+            speculative=speculative,
             extra_args=tuple(server_args),
         )
         self._server: ServerProcess | None = None

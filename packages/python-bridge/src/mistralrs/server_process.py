@@ -21,7 +21,7 @@ from typing import IO
 
 from .errors import MistralRsError, ServerStartError
 from .transport import HttpClient
-from .which import ModelSelector, Which
+from .which import ModelSelector, SpeculativeConfig, Which
 
 _LISTENING = re.compile(r"^listening on (?P<url>https?://\S+) \((?P<model>.*)\)$")
 _OUTPUT_LINES_KEPT = 40
@@ -48,6 +48,7 @@ class ServerOptions:
     pa_ctxt_len: int | None = None
     pa_blk_size: int | None = None
     pa_cache_type: str | None = None
+    speculative: SpeculativeConfig | None = None
     extra_args: Sequence[str] = ()
 
     def cli_args(self) -> list[str]:
@@ -70,6 +71,8 @@ class ServerOptions:
                 args += [flag, str(value)]
         if self.prefix_cache_n == 0:
             args.append("--no-prefix-cache")
+        if self.speculative is not None:
+            args += self.speculative.cli_args()
         return args + list(self.extra_args)
 
 

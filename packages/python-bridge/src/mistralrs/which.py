@@ -154,4 +154,41 @@ class Which:
 
 _EMBEDDING_UNSUPPORTED = ("topology", "from_uqff", "write_uqff", "hf_cache_path")
 
+
+@dataclass(frozen=True)
+class SpeculativeConfig:
+    """Speculative decoding for the server's model (`Runner(speculative=...)`): proposals by
+    prompt lookup (`kind="ngram"`) or by a draft model sharing the tokenizer (`kind="draft"`,
+    `draft_model` a .gguf, folder, registry id or Hub repository), `gamma` tokens per step at
+    most. The output is exactly the model's own (greedy: the same tokens)."""
+
+    kind: str = "ngram"
+    draft_model: str | None = None
+    draft_file: str | None = None
+    gamma: int | None = None
+    draft_p_min: float | None = None
+    ngram_min: int | None = None
+    ngram_max: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("ngram", "draft"):
+            raise ValueError(f"SpeculativeConfig: kind must be 'ngram' or 'draft', got {self.kind!r}")
+        if self.kind == "draft" and self.draft_model is None:
+            raise ValueError("SpeculativeConfig: kind='draft' needs draft_model")
+
+    def cli_args(self) -> list[str]:
+        args = ["--speculative", self.kind]
+        flags = (
+            ("--draft-model", self.draft_model),
+            ("--draft-file", self.draft_file),
+            ("--gamma", self.gamma),
+            ("--draft-p-min", self.draft_p_min),
+            ("--ngram-min", self.ngram_min),
+            ("--ngram-max", self.ngram_max),
+        )
+        for flag, value in flags:
+            if value is not None:
+                args += [flag, str(value)]
+        return args
+
 ModelSelector = Which.GGUF | Which.Plain | Which.Embedding | Which.Default

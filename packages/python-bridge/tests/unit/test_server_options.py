@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from mistralrs import Architecture, MistralRsError, Runner, ServerOptions, Which, find_server_command
+from mistralrs import (
+    Architecture,
+    MistralRsError,
+    Runner,
+    ServerOptions,
+    SpeculativeConfig,
+    Which,
+    find_server_command,
+)
 
 
 def test_which_variants_are_the_cli_subcommands() -> None:
@@ -57,6 +65,19 @@ def test_options_are_mistralrs_flags() -> None:
         "--no-prefix-cache", "--max-body", "8mb",
     ]  # fmt: skip
     assert ServerOptions(prefix_cache_n=16).cli_args() == []
+
+
+def test_speculative_config_is_the_speculative_flags() -> None:
+    draft = SpeculativeConfig(kind="draft", draft_model="small.gguf", gamma=3, draft_p_min=0.5)
+    assert ServerOptions(speculative=draft).cli_args() == [
+        "--speculative", "draft", "--draft-model", "small.gguf", "--gamma", "3", "--draft-p-min", "0.5",
+    ]  # fmt: skip
+    ngram = SpeculativeConfig(ngram_min=1, ngram_max=3)
+    assert ngram.cli_args() == ["--speculative", "ngram", "--ngram-min", "1", "--ngram-max", "3"]
+    with pytest.raises(ValueError, match="needs draft_model"):
+        SpeculativeConfig(kind="draft")
+    with pytest.raises(ValueError, match="kind must be 'ngram' or 'draft'"):
+        SpeculativeConfig(kind="eagle")
 
 
 def test_server_command_explicit_env_and_search(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

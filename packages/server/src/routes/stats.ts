@@ -23,6 +23,8 @@ export interface StatsBody {
   preemptions: number;
   /** Counts since the start, in blocks: looked up, found, evicted; and cached now. */
   prefix_cache: { queried_blocks: number; hit_blocks: number; evicted_blocks: number; cached_blocks: number };
+  /** Speculative decoding since the start: verify steps, tokens proposed, tokens kept. */
+  speculation: { verify_steps: number; proposed_tokens: number; accepted_tokens: number };
 }
 
 /** The default model's, or `?model=ID`'s. */
@@ -45,6 +47,11 @@ export function statsRoute(app: AppContext): RequestHandler {
         hit_blocks: load.prefixCache.hitBlocks,
         evicted_blocks: load.prefixCache.evictedBlocks,
         cached_blocks: load.prefixCache.cachedBlocks,
+      },
+      speculation: {
+        verify_steps: load.speculation.steps,
+        proposed_tokens: load.speculation.proposed,
+        accepted_tokens: load.speculation.accepted,
       },
     };
     res.set('Cache-Control', 'no-store').json(body);

@@ -81,6 +81,7 @@ export function idleLoad(): EngineLoad {
     freeBlocks: 4,
     preemptions: 0,
     prefixCache: { queriedBlocks: 0, hitBlocks: 0, evictedBlocks: 0, cachedBlocks: 0 },
+    speculation: { steps: 0, proposed: 0, accepted: 0 },
   };
 }
 

@@ -51,6 +51,7 @@ describe('GET /metrics', () => {
       freeBlocks: 1,
       preemptions: 3,
       prefixCache: { queriedBlocks: 10, hitBlocks: 6, evictedBlocks: 2, cachedBlocks: 1 },
+      speculation: { steps: 5, proposed: 20, accepted: 12 },
     });
     const m = await scrape(url);
     const requests = (route: string, status: string) => m.value('mistralrs_requests_total', { route, status });
@@ -86,6 +87,9 @@ describe('GET /metrics', () => {
     expect(m.value('mistralrs_prefix_cache_hit_blocks_total')).toBe(6);
     expect(m.value('mistralrs_prefix_cache_evicted_blocks_total')).toBe(2);
     expect(m.value('mistralrs_prefix_cache_cached_blocks')).toBe(1);
+    expect(m.value('mistralrs_speculative_verify_steps_total', { model: 'fake' })).toBe(5);
+    expect(m.value('mistralrs_speculative_proposed_tokens_total', { model: 'fake' })).toBe(20);
+    expect(m.value('mistralrs_speculative_accepted_tokens_total', { model: 'fake' })).toBe(12);
 
     const again = await scrape(url);
     expect(again.value('mistralrs_requests_total', { route: '/metrics', status: '200' })).toBe(1);

@@ -25,6 +25,7 @@ describe('GET /v1/stats', () => {
       kv_cache_bytes: 4096,
       preemptions: 0,
       prefix_cache: { queried_blocks: 0, hit_blocks: 0, evicted_blocks: 0, cached_blocks: 0 },
+      speculation: { verify_steps: 0, proposed_tokens: 0, accepted_tokens: 0 },
     } satisfies StatsBody);
 
     Object.assign(load, {
@@ -33,8 +34,10 @@ describe('GET /v1/stats', () => {
       freeBlocks: 1,
       preemptions: 3,
       prefixCache: { queriedBlocks: 10, hitBlocks: 6, evictedBlocks: 2, cachedBlocks: 1 },
+      speculation: { steps: 2, proposed: 8, accepted: 5 },
     });
     expect(await (await fetch(`${url}/v1/stats`)).json()).toMatchObject({
+      speculation: { verify_steps: 2, proposed_tokens: 8, accepted_tokens: 5 },
       running: 2,
       waiting: 5,
       free_blocks: 1,
