@@ -1,9 +1,10 @@
 /**
  * Speculative decoding is exact: with proposals (prompt lookup, or a draft model) verified in
  * one pass, greedy outputs are token for token those of the model decoding alone, on the
- * default model (Q4_1) and on tiny random models of several architectures and weight types
- * (Q4_K's repacked kernels order a product's rows differently in groups of four, so a verify
- * row must take the single-row order to give a decode step's bits). Also alone and in
+ * default model (Q4_1), on Qwen2.5-Coder-0.5B (Q4_K_M) and on tiny random models of several
+ * architectures and weight types (Q4_K's repacked kernels order a product's rows differently
+ * in groups of four, so a verify row must take the single-row order to give a decode step's
+ * bits). Also alone and in
  * batches, with grammars (whose forced tokens end a run of kept proposals), through
  * preemption, and with seeded sampling (reproducible; that sampled outputs keep the model's
  * distribution is the χ² test of `speculative/verify.rs`). Work is bounded by token counts.
@@ -98,6 +99,11 @@ describe('speculative decoding on the default model (Q4_1)', () => {
     },
     WORK_BOUNDED,
   );
+});
+
+describe('speculative decoding on Qwen2.5-Coder-0.5B-Instruct (Q4_K_M, qwen2)', () => {
+  const model = () => fetchRegistryModel('qwen2.5-coder-0.5b-instruct-q4_k_m');
+  exactness('prompt lookup', model, () => ({ kind: 'ngram', gamma: 4 }), 24);
 });
 
 tiny.describe('speculative decoding on tiny models', () => {

@@ -21,7 +21,7 @@ from typing import IO
 
 from .errors import MistralRsError, ServerStartError
 from .transport import HttpClient
-from .which import ModelSelector, SpeculativeConfig, Which
+from .which import ModelSelector, SpeculativeConfig, Which, flag_args
 
 _LISTENING = re.compile(r"^listening on (?P<url>https?://\S+) \((?P<model>.*)\)$")
 _OUTPUT_LINES_KEPT = 40
@@ -53,8 +53,7 @@ class ServerOptions:
 
     def cli_args(self) -> list[str]:
         """The model subcommand and flags, after the command itself; the port is the launcher's."""
-        args = list(self.which.cli_args())
-        flags = (
+        args = list(self.which.cli_args()) + flag_args(
             ("--api-key", self.api_key),
             ("--max-running", self.max_seqs),
             ("--max-waiting", self.max_waiting),
@@ -66,9 +65,6 @@ class ServerOptions:
             ("--pa-blk-size", self.pa_blk_size),
             ("--pa-cache-type", self.pa_cache_type),
         )
-        for flag, value in flags:
-            if value is not None:
-                args += [flag, str(value)]
         if self.prefix_cache_n == 0:
             args.append("--no-prefix-cache")
         if self.speculative is not None:

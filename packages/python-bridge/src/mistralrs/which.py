@@ -177,8 +177,7 @@ class SpeculativeConfig:
             raise ValueError("SpeculativeConfig: kind='draft' needs draft_model")
 
     def cli_args(self) -> list[str]:
-        args = ["--speculative", self.kind]
-        flags = (
+        return ["--speculative", self.kind] + flag_args(
             ("--draft-model", self.draft_model),
             ("--draft-file", self.draft_file),
             ("--gamma", self.gamma),
@@ -186,9 +185,15 @@ class SpeculativeConfig:
             ("--ngram-min", self.ngram_min),
             ("--ngram-max", self.ngram_max),
         )
-        for flag, value in flags:
-            if value is not None:
-                args += [flag, str(value)]
-        return args
+
+
+def flag_args(*flags: tuple[str, object]) -> list[str]:
+    """`[flag, value, …]` for the flags whose value is given (not None)."""
+    args: list[str] = []
+    for flag, value in flags:
+        if value is not None:
+            args += [flag, str(value)]
+    return args
+
 
 ModelSelector = Which.GGUF | Which.Plain | Which.Embedding | Which.Default
