@@ -244,12 +244,16 @@ export class Scheduler {
       if (tokens > budget && plan.length > 0) continue;
       if (!this.#reserve(entry, entry.seq.computed + tokens)) continue;
       budget -= tokens;
-      const speculate = this.#speculation(entry, tokens, budget);
-      budget -= speculate;
-      plan.push({ entry, tokens, speculate });
+      plan.push({ entry, tokens, speculate: 0 });
     }
     // A sequence preempted after it was planned must not run.
-    return plan.filter((p) => this.#running.includes(p.entry));
+    const planned = plan.filter((p) => this.#running.includes(p.entry));
+    // Proposals last: they take what budget and free blocks the step's own tokens left.
+    for (const p of planned) {
+      p.speculate = this.#speculation(p.entry, p.tokens, budget);
+      budget -= p.speculate;
+    }
+    return planned;
   }
 
   /** How many tokens `entry` may have proposed after its `tokens` this step: within the

@@ -44,8 +44,17 @@ const TEXTS = [
   'Once upon a time, in a small village, there lived an old',
 ];
 
+/** Each prompt's tokens with the log-probabilities of each (and of the 3 best): those of a kept
+ * proposal come from its verify row, so they show a row that is not a decode step's bits even
+ * where the greedy choice would not change. */
 async function generate(engine: Engine, prompts: number[][], maxTokens: number, together: boolean) {
-  const run = (prompt: number[]) => engine.complete({ prompt, maxTokens, ignoreEos: true }).result;
+  const run = async (prompt: number[]) => {
+    const generation = engine.complete({ prompt, maxTokens, ignoreEos: true, logprobs: true, topLogprobs: 3 });
+    const logprobs = [];
+    for await (const chunk of generation) logprobs.push(...(chunk.logprobs ?? []));
+    const result = await generation.result;
+    return { ...result, logprobs };
+  };
   if (together) return Promise.all(prompts.map(run));
   const out = [];
   for (const prompt of prompts) out.push(await run(prompt));
@@ -55,17 +64,17 @@ async function generate(engine: Engine, prompts: number[][], maxTokens: number, 
 /** Greedy outputs with `speculative` equal those without, alone and all at once. */
 function exactness(name: string, target: () => Promise<string>, speculative: () => EngineOptions['speculative'], maxTokens: number) {
   it(
-    `${name}: the same greedy tokens as decoding alone, alone and in a batch`,
+    `${name}: the same greedy tokens and log-probabilities as decoding alone, alone and in a batch`,
     async () => {
       const model = await target();
       const plain = await Engine.load({ model });
       const prompts = TEXTS.map((t) => plain.encodeChatPrompt(t));
-      const expected = (await generate(plain, prompts, maxTokens, false)).map((r) => r.tokenIds);
+      const expected = (await generate(plain, prompts, maxTokens, false)).map((r) => [r.tokenIds, r.logprobs]);
       plain.close();
       const spec = await Engine.load({ model, speculative: speculative() });
       for (const together of [false, true]) {
         const results = await generate(spec, prompts, maxTokens, together);
-        expect(results.map((r) => r.tokenIds)).toEqual(expected);
+        expect(results.map((r) => [r.tokenIds, r.logprobs])).toEqual(expected);
       }
       const counts = spec.load.speculation;
       spec.close();
@@ -161,7 +170,7 @@ tiny.describe('speculative decoding on tiny models', () => {
       const model = path('gemma3-q4k');
       const plain = await Engine.load({ model });
       const prompts = TEXTS.map((t) => plain.encodeChatPrompt(t));
-      const expected = (await generate(plain, prompts, 40, false)).map((r) => r.tokenIds);
+      const expected = (await generate(plain, prompts, 40, false)).map((r) => [r.tokenIds, r.logprobs]);
       plain.close();
       // 6 blocks of 16 for 4 sequences of up to ~60 tokens: someone must be preempted.
       const spec = await Engine.load({ model, kvTokens: 96, blockSize: 16, speculative: { kind: 'draft', draftModel: model, gamma: 4 } });
@@ -169,7 +178,7 @@ tiny.describe('speculative decoding on tiny models', () => {
       const { preemptions } = spec.load;
       spec.close();
       expect(preemptions).toBeGreaterThan(0);
-      expect(results.map((r) => r.tokenIds)).toEqual(expected);
+      expect(results.map((r) => [r.tokenIds, r.logprobs])).toEqual(expected);
     },
     WORK_BOUNDED,
   );
