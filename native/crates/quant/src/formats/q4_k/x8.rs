@@ -177,11 +177,16 @@ mod simd {
                 }
                 t += 4;
             }
-            for t in t..n_tokens {
-                match gemm_order {
-                    true => x8_tokens::<1, true>(group, a, nb, t, out, stride),
-                    false => x8_tokens::<1, false>(group, a, nb, t, out, stride),
-                }
+            // The last one to three tokens in one pass over the group too (a verify step's
+            // rows): each token's arithmetic does not depend on how many share the pass.
+            match (n_tokens - t, gemm_order) {
+                (3, true) => x8_tokens::<3, true>(group, a, nb, t, out, stride),
+                (3, false) => x8_tokens::<3, false>(group, a, nb, t, out, stride),
+                (2, true) => x8_tokens::<2, true>(group, a, nb, t, out, stride),
+                (2, false) => x8_tokens::<2, false>(group, a, nb, t, out, stride),
+                (1, true) => x8_tokens::<1, true>(group, a, nb, t, out, stride),
+                (1, false) => x8_tokens::<1, false>(group, a, nb, t, out, stride),
+                _ => {}
             }
         }
         UNPACKED.with(|b| *b.borrow_mut() = unpacked);
@@ -463,9 +468,10 @@ mod tests {
                 assert_eq!(bytemuck::bytes_of(&back), want, "row {r} block {b}");
             }
         }
-        // All the tokens (groups unpacked first), and 7 of them (unpacked per token quad).
-        let seven = &acts[..7 * acts.len() / TOKENS];
-        for acts in [&acts[..], seven] {
+        // All the tokens (groups unpacked first), and 7, 6 and 5 of them (unpacked per token
+        // quad, then a tail of 3, 2 or 1 in one pass).
+        let first = |n: usize| &acts[..n * acts.len() / TOKENS];
+        for acts in [&acts[..], first(7), first(6), first(5)] {
             check_both_orders(&w, acts, |isa, gemm_order, out, stride| {
                 // SAFETY: `out` holds a row of `stride` values per token of `acts`.
                 unsafe { x8_matmul(isa, BLOCKS * QK_K, &x8, acts, gemm_order, out, stride) }
