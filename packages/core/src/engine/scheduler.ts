@@ -261,8 +261,9 @@ export class Scheduler {
    * proposal never preempts anyone). 0 unless all its known tokens are fed and it samples. */
   #speculation(entry: Entry, tokens: number, budget: number): number {
     const seq = entry.seq;
-    const wanted = Math.min(this.limits.speculate, budget, seq.maxTokens - seq.generated.length - 1);
-    if (wanted <= 0 || seq.logitsOnly || seq.computed < seq.promptIds.length || tokens !== seq.pending) return 0;
+    if (this.limits.speculate === 0 || seq.logitsOnly || seq.computed < seq.promptIds.length || tokens !== seq.pending) return 0;
+    const wanted = seq.lookahead(Math.min(this.limits.speculate, budget, seq.maxTokens - seq.generated.length - 1));
+    if (wanted <= 0) return 0;
     const end = seq.computed + tokens;
     const extra = this.#blocksFor(end + wanted) - seq.blocks.length;
     if (extra > 0) {
@@ -345,8 +346,7 @@ export class Scheduler {
         this.speculation.steps++;
         this.speculation.proposed += out.proposed;
         this.speculation.accepted += kept.length;
-        seq.speculation.proposed += out.proposed;
-        seq.speculation.accepted += kept.length;
+        seq.recordSpeculation(out.proposed, kept.length);
       }
       if (out.error) {
         // This sequence failed (its grammar allows nothing more, or the model's logits for it

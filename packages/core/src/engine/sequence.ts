@@ -54,6 +54,9 @@ export class Sequence {
   draws = 0;
   /** Speculative decoding: tokens proposed for it, and how many of them the model kept. */
   readonly speculation = { proposed: 0, accepted: 0 };
+  /** The proposal length it asks for next (adapted to how many were kept), and how many steps
+   * it waits before proposing again after proposals that were all refused. */
+  #lookahead = { tokens: Infinity, pause: 0, backoff: 0 };
   finishReason: FinishReason | undefined;
   logits: Float32Array | undefined;
   text = '';
@@ -69,6 +72,39 @@ export class Sequence {
     this.logitsOnly = setup.logitsOnly;
     this.constraint = setup.constraint;
     this.sampling = setup.sampling;
+  }
+
+  /** How many tokens to propose this step, at most `limit`: every verified row costs a
+   * fraction of a decode step, so the length follows what was kept (doubling after a run kept
+   * whole, one past the kept part otherwise), and after proposals all refused twice in a row
+   * the sequence decodes plainly for 1, 2, 4, … 32 steps before trying again. */
+  lookahead(limit: number): number {
+    const l = this.#lookahead;
+    if (l.pause > 0) {
+      l.pause--;
+      return 0;
+    }
+    return Math.min(limit, l.tokens);
+  }
+
+  /** What the model did with this step's proposals. */
+  recordSpeculation(proposed: number, kept: number): void {
+    this.speculation.proposed += proposed;
+    this.speculation.accepted += kept;
+    const l = this.#lookahead;
+    if (kept === proposed) {
+      l.tokens = Math.max(2 * proposed, 1);
+      l.backoff = 0;
+    } else if (kept > 0) {
+      l.tokens = kept + 1;
+      l.backoff = 0;
+    } else if (proposed === 1 || l.tokens === 1) {
+      l.tokens = 1;
+      l.backoff = Math.min(32, Math.max(1, 2 * l.backoff));
+      l.pause = l.backoff;
+    } else {
+      l.tokens = 1;
+    }
   }
 
   /** Tokens known but not yet in the cache (the last sampled one, the tokens a grammar
