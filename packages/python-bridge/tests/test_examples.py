@@ -46,6 +46,12 @@ def embeddings(out: str) -> None:
     assert len(re.findall(r"^[+-]\d\.\d{4}  \S", out, re.M)) == 3
 
 
+def speculative(out: str) -> None:
+    assert USAGE.search(out)
+    counts = json.loads(re.search(r"^speculation: (.+)$", out, re.M).group(1))  # type: ignore[union-attr]
+    assert counts["proposed_tokens"] > 0 and 0 < counts["accepted_tokens"] <= counts["proposed_tokens"]
+
+
 CHECKS: dict[str, Callable[[str], None]] = {
     "chat.py": chat,
     "streaming.py": streaming,
@@ -53,6 +59,7 @@ CHECKS: dict[str, Callable[[str], None]] = {
     "token_source.py": token_source,
     "json_schema.py": json_schema,
     "embeddings.py": embeddings,
+    "speculative.py": speculative,
 }
 
 
