@@ -16,7 +16,9 @@ use crate::model_config::ModelConfig;
 use crate::model_error::{ModelError, Result};
 use crate::models::{load_gguf, ForwardScratch, Model, SeqInput};
 use crate::sampler::{Sampled, Sampler, SamplingParams};
-use crate::speculative::{self, DraftModel, NgramParams, Proposal, Proposer, SpeculationStats};
+use crate::speculative::{
+    self, DraftModel, NgramParams, Proposal, Proposer, SpeculationStats, VerifyError,
+};
 pub use crate::weights_dtype::WeightDtype;
 
 #[derive(Clone, Debug)]
@@ -443,13 +445,9 @@ impl Runner {
                 proposed: proposal.tokens.len(),
                 ..StepOut::default()
             };
+            let end = s.start_pos + s.tokens.len();
             if !mine.is_empty() {
-                let end = s.start_pos + s.tokens.len();
-                match mine
-                    .chunks_exact(vocab)
-                    .enumerate()
-                    .find_map(|(i, row)| non_finite(row, end + i))
-                {
+                match non_finite(&mine[..vocab], end) {
                     Some(error) => step_out.error = Some(error),
                     None if proposal.tokens.is_empty() => {
                         step_out.logits = s.return_logits.then(|| mine.to_vec());
@@ -477,7 +475,13 @@ impl Runner {
                                 step_out.sampled = Some(v.last);
                                 step_out.forced = v.forced;
                             }
-                            Err(e) => step_out.error = Some(StepError::Constraint(e.to_string())),
+                            Err(VerifyError::NonFinite(i)) => {
+                                let row = &mine[i * vocab..(i + 1) * vocab];
+                                step_out.error = non_finite(row, end + i);
+                            }
+                            Err(VerifyError::Grammar(e)) => {
+                                step_out.error = Some(StepError::Constraint(e.to_string()))
+                            }
                         }
                         if let Some(Proposer::Draft(draft)) = self.proposer.as_mut() {
                             draft.settle(s.seq_id, end + step_out.accepted.len());

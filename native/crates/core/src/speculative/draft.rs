@@ -179,20 +179,20 @@ impl DraftModel {
                     continue;
                 };
                 state.cached = seen[i].len();
-                let Some((token, dist, confidence)) = guess(state, row, &seen[i]) else {
+                let Some(guess) = guess(state, row, &seen[i]) else {
                     active[i] = false;
                     continue;
                 };
-                if confidence < f64::from(self.options.p_min) {
+                if guess.probability < f64::from(self.options.p_min) {
                     active[i] = false;
                     continue;
                 }
                 let proposal = &mut proposals[i];
-                proposal.tokens.push(token);
-                if let Some(d) = dist {
+                proposal.tokens.push(guess.token);
+                if let Some(d) = guess.dist {
                     proposal.dists.push(d);
                 }
-                seen[i].push(token);
+                seen[i].push(guess.token);
                 active[i] = proposal.tokens.len() < request.max_tokens;
             }
         }
@@ -203,11 +203,7 @@ impl DraftModel {
 /// The draft's token after `context` from its logits row: greedy, or drawn from its processed
 /// distribution (returned, for the target's acceptance rule) with a generator seeded by the
 /// position, so a preempted sequence guesses as before. Also the guess's probability.
-fn guess(
-    state: &mut DraftSeq,
-    row: &mut [f32],
-    context: &[u32],
-) -> Option<(u32, Option<Vec<(u32, f64)>>, f64)> {
+fn guess(state: &mut DraftSeq, row: &mut [f32], context: &[u32]) -> Option<Guess> {
     if row.iter().any(|v| !v.is_finite()) {
         return None;
     }
@@ -216,7 +212,11 @@ fn guess(
         let token = argmax(row);
         let max = row[token as usize];
         let z: f64 = row.iter().map(|&l| f64::from(l - max).exp()).sum();
-        return Some((token, None, 1.0 / z));
+        return Some(Guess {
+            token,
+            dist: None,
+            probability: 1.0 / z,
+        });
     }
     let dist = state.sampler.candidates(row);
     if dist.is_empty() {
@@ -225,6 +225,19 @@ fn guess(
     let position = context.len() as u64;
     let r = Rng::new(state.seed ^ position.wrapping_mul(0x9E37_79B9_7F4A_7C15)).next_f64();
     let token = pick(&dist, r);
-    let p = dist.iter().find(|c| c.0 == token).map_or(0.0, |c| c.1);
-    Some((token, Some(dist), p))
+    let probability = dist.iter().find(|c| c.0 == token).map_or(0.0, |c| c.1);
+    Some(Guess {
+        token,
+        dist: Some(dist),
+        probability,
+    })
+}
+
+/// The draft's guess at one position.
+struct Guess {
+    token: u32,
+    /// The distribution it was drawn from (None when chosen greedily).
+    dist: Option<Vec<(u32, f64)>>,
+    /// The draft's probability of it.
+    probability: f64,
 }

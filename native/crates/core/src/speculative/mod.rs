@@ -15,7 +15,7 @@ pub mod verify;
 
 pub use draft::{DraftModel, DraftOptions};
 pub use ngram::NgramParams;
-pub use verify::{verify, Verified};
+pub use verify::{verify, Verified, VerifyError};
 
 /// What a proposer guessed for one sequence.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -14,7 +14,7 @@
 //! so a verify step of k proposals yields between 1 and k + 1 tokens.
 
 use crate::grammar::Constraint;
-use crate::model_error::Result;
+use crate::model_error::ModelError;
 use crate::sampler::{argmax, pick, Sampled, Sampler};
 
 use super::Proposal;
@@ -31,6 +31,24 @@ pub struct Verified {
     pub forced: Vec<u32>,
 }
 
+/// Why a verify step stopped a sequence.
+#[derive(Debug)]
+pub enum VerifyError {
+    /// Row `i`, reached by keeping the proposals before it, holds NaN or infinities (rows
+    /// after a refused proposal are never looked at, as a one-token step never computes them).
+    NonFinite(usize),
+    /// The grammar allows no token.
+    Grammar(ModelError),
+}
+
+impl From<ModelError> for VerifyError {
+    fn from(e: ModelError) -> Self {
+        VerifyError::Grammar(e)
+    }
+}
+
+type Result<T> = std::result::Result<T, VerifyError>;
+
 /// Checks `proposal` against `rows` (`proposal.tokens.len() + 1` rows of `vocab` logits, in
 /// place), advancing `history` past the kept proposals and the grammar past every output.
 pub fn verify(
@@ -43,6 +61,9 @@ pub fn verify(
 ) -> Result<Verified> {
     let mut accepted = Vec::new();
     for (i, row) in rows.chunks_exact_mut(vocab).enumerate() {
+        if row.iter().any(|v| !v.is_finite()) {
+            return Err(VerifyError::NonFinite(i));
+        }
         if let Some(c) = constraint.as_deref_mut() {
             c.mask_logits(row)?;
         }
