@@ -19,6 +19,19 @@ beforeAll(async () => {
 }, 300_000);
 
 describe('mistralrs-server with the default model', () => {
+  it('speculates by prompt lookup with --speculative ngram: the same tokens, the proposals counted', () => {
+    const args = ['--prompt', 'Repeat exactly: one two three four five six seven eight', '-n', '16', '--json'];
+    const plain = cli(args);
+    const spec = cli([...args, '--speculative', 'ngram', '--ngram-min', '1', '--throughput']);
+    expect(spec.code).toBe(0);
+    const [a, b] = [JSON.parse(plain.stdout), JSON.parse(spec.stdout)];
+    expect(b.token_ids).toEqual(a.token_ids);
+    expect(a.speculation).toBeUndefined();
+    expect(b.speculation.proposed_tokens).toBeGreaterThan(0);
+    expect(b.speculation.accepted_tokens).toBeGreaterThan(0);
+    expect(spec.stderr).toMatch(/; speculation: \d+ of \d+ proposed tokens kept\n$/);
+  });
+
   it('answers one prompt as JSON: the template-applied prompt ids, the tokens, the speeds', async () => {
     const { code, stdout, stderr } = cli(['--prompt', 'Who wrote Hamlet?', '-n', '8', '--json']);
     expect(stderr).toBe('');

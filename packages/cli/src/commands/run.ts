@@ -151,12 +151,15 @@ export function jsonResult(r: GenerationResult) {
       completion_tokens: r.usage.completionTokens,
       total_tokens: r.usage.totalTokens,
     },
+    ...(r.speculation ? { speculation: { proposed_tokens: r.speculation.proposed, accepted_tokens: r.speculation.accepted } } : {}),
   };
 }
 
 export function throughputLine(r: GenerationResult): string {
+  const s = r.speculation;
   return (
     `prompt: ${r.usage.promptTokens} tokens, ${r.timings.promptTps.toFixed(1)} tok/s; ` +
-    `generation: ${r.usage.completionTokens} tokens, ${r.timings.generationTps.toFixed(1)} tok/s`
+    `generation: ${r.usage.completionTokens} tokens, ${r.timings.generationTps.toFixed(1)} tok/s` +
+    (s ? `; speculation: ${s.accepted} of ${s.proposed} proposed tokens kept` : '')
   );
 }

@@ -9,7 +9,7 @@ import { callNative, callNativeSync } from '@mistralrs/napi-support';
 import type { Binding } from '../native.js';
 import { Tokenizer } from '../tokenizer.js';
 import { EngineError } from './engine-error.js';
-import { isHfFolder, type ModelSourceOptions, resolveModelPath } from './model-source.js';
+import { isHfFolder, ModelNotFoundError, type ModelSourceOptions, resolveModelPath } from './model-source.js';
 
 /** Proposals by prompt lookup: the context's last n-gram matched against earlier tokens. */
 export interface NgramSpeculation {
@@ -64,7 +64,10 @@ export async function setUpSpeculation(
   if ((options.kind as string) !== 'draft') {
     throw new EngineError('InvalidArgumentError', `speculative kind must be ngram or draft, got ${JSON.stringify(options.kind)}`);
   }
-  const path = await resolveModelPath(options.draftModel, options.draftFile, source);
+  const path = await resolveModelPath(options.draftModel, options.draftFile, source).catch((error: unknown) => {
+    // The message starts "model …": say which model it is.
+    throw error instanceof ModelNotFoundError ? new ModelNotFoundError(`draft ${error.message}`) : error;
+  });
   const tokenizer = isHfFolder(path) ? await Tokenizer.fromFolder(path) : await Tokenizer.fromGguf(path);
   const different = vocabularyDifference(target.tokenizer, tokenizer);
   if (different) {

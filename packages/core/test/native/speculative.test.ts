@@ -201,11 +201,14 @@ tiny.describe('speculative decoding on tiny models', () => {
     WORK_BOUNDED,
   );
 
-  it('refuses a draft with another vocabulary, and a bad gamma', async () => {
+  it('refuses a draft with another vocabulary, a missing draft, and a bad gamma', async () => {
     const other = await fetchRegistryModel('smollm2-135m-instruct-q4_1');
     await expect(Engine.load({ model: path('llama-q4k'), speculative: { kind: 'draft', draftModel: other } })).rejects.toThrow(
       /draft model's tokenizer differs .*49152 tokens against 32000/,
     );
+    await expect(
+      Engine.load({ model: path('llama-q4k'), speculative: { kind: 'draft', draftModel: join(dir, 'none.gguf') } }),
+    ).rejects.toThrow(/^draft model ".*none\.gguf": no such file or folder/);
     await expect(Engine.load({ model: path('llama-q4k'), speculative: { kind: 'ngram', gamma: 0 } })).rejects.toThrow(
       /gamma must be an integer from 1 to 32, got 0/,
     );
