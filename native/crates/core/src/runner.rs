@@ -303,14 +303,6 @@ impl Runner {
         self.proposer = Some(Proposer::Draft(Box::new(draft)));
     }
 
-    /// The draft model, when proposals come from one.
-    pub fn draft(&self) -> Option<&DraftModel> {
-        match self.proposer.as_ref() {
-            Some(Proposer::Draft(d)) => Some(d),
-            _ => None,
-        }
-    }
-
     pub fn speculation_stats(&self) -> SpeculationStats {
         self.stats
     }
@@ -339,44 +331,40 @@ impl Runner {
             return Ok(out);
         }
         // Each sequence's whole context: what the target holds, then this step's tokens.
-        let contexts: Vec<Vec<u32>> = wanted
-            .iter()
-            .map(|&i| {
-                let s = &batch[i];
-                let history = self
-                    .sequences
-                    .get(&s.seq_id)
-                    .map_or(&[][..], |st| &st.history);
-                let held = &history[..s.start_pos.min(history.len())];
-                [held, s.tokens].concat()
-            })
-            .collect();
-        match self.proposer.as_mut() {
+        let context = |s: &StepSeq<'_>| {
+            let history = self
+                .sequences
+                .get(&s.seq_id)
+                .map_or(&[][..], |st| &st.history);
+            [&history[..s.start_pos.min(history.len())], s.tokens].concat()
+        };
+        match self.proposer.as_ref() {
             None => {}
             Some(Proposer::Ngram(params)) => {
-                for (&i, context) in wanted.iter().zip(&contexts) {
-                    out[i].tokens =
-                        speculative::ngram::propose(context, batch[i].speculate, *params);
+                for &i in &wanted {
+                    let s = &batch[i];
+                    out[i].tokens = speculative::ngram::propose(&context(s), s.speculate, *params);
                 }
             }
-            Some(Proposer::Draft(draft)) => {
-                let requests: Vec<speculative::draft::DraftRequest<'_>> = wanted
+            Some(Proposer::Draft(_)) => {
+                // The draft needs the history to line up with the cache.
+                let (drafted, requests): (Vec<usize>, Vec<_>) = wanted
                     .iter()
-                    .zip(&contexts)
-                    .filter(|(&i, context)| {
-                        // The draft needs the history to line up with the cache.
-                        context.len() == batch[i].start_pos + batch[i].tokens.len()
+                    .map(|&i| (i, context(&batch[i])))
+                    .filter(|(i, c)| c.len() == batch[*i].start_pos + batch[*i].tokens.len())
+                    .map(|(i, context)| {
+                        let s = &batch[i];
+                        let request = speculative::draft::DraftRequest {
+                            seq_id: s.seq_id,
+                            context,
+                            block_table: s.block_table,
+                            max_tokens: s.speculate,
+                        };
+                        (i, request)
                     })
-                    .map(|(&i, context)| speculative::draft::DraftRequest {
-                        seq_id: batch[i].seq_id,
-                        context,
-                        block_table: batch[i].block_table,
-                        max_tokens: batch[i].speculate,
-                    })
-                    .collect();
-                let ids: Vec<u64> = requests.iter().map(|r| r.seq_id).collect();
-                for (p, id) in draft.propose(&requests)?.into_iter().zip(ids) {
-                    if let Some(i) = batch.iter().position(|s| s.seq_id == id) {
+                    .unzip();
+                if let Some(Proposer::Draft(draft)) = self.proposer.as_mut() {
+                    for (i, p) in drafted.into_iter().zip(draft.propose(requests)?) {
                         out[i] = p;
                     }
                 }
@@ -410,17 +398,25 @@ impl Runner {
             }
         }
         let proposals = self.proposals(batch)?;
+        // A speculating sequence's tokens, then its proposal (others feed their tokens as given).
         let fed: Vec<Vec<u32>> = batch
             .iter()
             .zip(&proposals)
-            .map(|(s, p)| [s.tokens, &p.tokens].concat())
+            .map(|(s, p)| match p.tokens.is_empty() {
+                true => Vec::new(),
+                false => [s.tokens, &p.tokens].concat(),
+            })
             .collect();
         let inputs: Vec<SeqInput<'_>> = batch
             .iter()
             .zip(&fed)
             .zip(&proposals)
-            .map(|((s, tokens), p)| SeqInput {
-                tokens,
+            .map(|((s, with_proposal), p)| SeqInput {
+                tokens: if p.tokens.is_empty() {
+                    s.tokens
+                } else {
+                    with_proposal
+                },
                 start_pos: s.start_pos,
                 block_table: s.block_table,
                 logit_rows: usize::from(s.sample || s.return_logits) + p.tokens.len(),

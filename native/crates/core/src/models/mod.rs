@@ -170,6 +170,23 @@ fn begin_encode(
     Ok((tokens, positions, lens))
 }
 
+/// A model's layers over a pass's tokens: the token ids and their positions in, through the
+/// given attention, the buffers out (the residual stream first).
+pub(crate) trait RunLayers:
+    FnOnce(&[u32], &[usize], &mut Attend<'_, '_, '_>, &mut ForwardScratch) -> Result<Vec<Vec<f32>>>
+{
+}
+
+impl<F> RunLayers for F where
+    F: FnOnce(
+        &[u32],
+        &[usize],
+        &mut Attend<'_, '_, '_>,
+        &mut ForwardScratch,
+    ) -> Result<Vec<Vec<f32>>>
+{
+}
+
 /// A generation pass ([`Model::forward`]) of a model whose `layers` run the embeddings of the
 /// tokens (at their positions) through every layer with paged attention and return the
 /// buffers, the residual stream first; then the final RMS norm (`(weights, eps)`) and `output`
@@ -180,12 +197,7 @@ pub(crate) fn forward_layers(
     (norm, eps): (&[f32], f32),
     output: &crate::layers::Linear,
     (scratch, logits): (&mut ForwardScratch, &mut Vec<f32>),
-    layers: impl FnOnce(
-        &[u32],
-        &[usize],
-        &mut Attend<'_, '_, '_>,
-        &mut ForwardScratch,
-    ) -> Result<Vec<Vec<f32>>>,
+    layers: impl RunLayers,
 ) -> Result<()> {
     let (tokens, positions) = begin_forward(cfg, cache, batch, scratch)?;
     let step = StepBatch::new(pool, batch, &positions);
@@ -206,12 +218,7 @@ pub(crate) fn encode_layers(
     (norm, eps): (&[f32], f32),
     scratch: &mut ForwardScratch,
     hidden: &mut Vec<f32>,
-    layers: impl FnOnce(
-        &[u32],
-        &[usize],
-        &mut Attend<'_, '_, '_>,
-        &mut ForwardScratch,
-    ) -> Result<Vec<Vec<f32>>>,
+    layers: impl RunLayers,
 ) -> Result<()> {
     let (tokens, positions, lens) = begin_encode(cfg, batch, scratch)?;
     let mut attend = Attend::Encode(EncoderBatch {

@@ -160,16 +160,21 @@ impl Sampler {
     /// Picks the next token from `logits` (modified in place), given the tokens so far.
     pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> Sampled {
         self.process(logits, history);
-        let token = if self.is_greedy() {
-            argmax(logits)
-        } else {
-            let cands = self.candidates(logits);
-            match cands.is_empty() {
-                true => argmax(logits),
-                false => pick(&cands, self.draw()),
-            }
-        };
+        let token = self.choose(logits);
         self.sampled(logits, token)
+    }
+
+    /// The token from processed `logits`: the argmax when greedy, else one draw from
+    /// [`Sampler::candidates`].
+    pub fn choose(&mut self, logits: &[f32]) -> u32 {
+        if self.is_greedy() {
+            return argmax(logits);
+        }
+        let cands = self.candidates(logits);
+        match cands.is_empty() {
+            true => argmax(logits),
+            false => pick(&cands, self.draw()),
+        }
     }
 
     /// Logit bias, the penalties and DRY applied to `logits` in place, as [`Sampler::sample`]

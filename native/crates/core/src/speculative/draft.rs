@@ -42,10 +42,11 @@ pub struct DraftModel {
 }
 
 /// One sequence's request for proposals: its whole context (what the target holds plus the
-/// tokens it feeds this step), its block table, and at most how many tokens to guess.
+/// tokens it feeds this step; the draft keeps it to append its guesses), its block table, and
+/// at most how many tokens to guess.
 pub struct DraftRequest<'a> {
     pub seq_id: u64,
-    pub context: &'a [u32],
+    pub context: Vec<u32>,
     pub block_table: &'a [u32],
     pub max_tokens: usize,
 }
@@ -127,17 +128,21 @@ impl DraftModel {
 
     /// Proposals for every request, one draft pass per guessed position (the first also
     /// catches each sequence's draft cache up with its context).
-    pub fn propose(&mut self, requests: &[DraftRequest<'_>]) -> Result<Vec<Proposal>> {
+    pub fn propose(&mut self, mut requests: Vec<DraftRequest<'_>>) -> Result<Vec<Proposal>> {
         let context_limit = self.runner.config().context_length;
         let mut proposals: Vec<Proposal> = vec![Proposal::default(); requests.len()];
         // Per request: the tokens the draft has seen or guessed, and whether it goes on.
-        let mut seen: Vec<Vec<u32>> = requests.iter().map(|r| r.context.to_vec()).collect();
+        let mut seen: Vec<Vec<u32>> = requests
+            .iter_mut()
+            .map(|r| std::mem::take(&mut r.context))
+            .collect();
         let mut active: Vec<bool> = requests
             .iter()
-            .map(|r| {
+            .zip(&seen)
+            .map(|(r, context)| {
                 r.max_tokens > 0
                     && self.sequences.contains_key(&r.seq_id)
-                    && r.context.len() + r.max_tokens <= context_limit
+                    && context.len() + r.max_tokens <= context_limit
             })
             .collect();
         let vocab = self.runner.config().vocab_size;
@@ -169,17 +174,13 @@ impl DraftModel {
             let mut logits = Vec::new();
             self.runner.forward(&inputs, &mut logits)?;
             drop(inputs);
-            for ((&i, row), _) in members
-                .iter()
-                .zip(logits.chunks_exact_mut(vocab))
-                .zip(&starts)
-            {
+            for (&i, row) in members.iter().zip(logits.chunks_exact_mut(vocab)) {
                 let request = &requests[i];
                 let Some(state) = self.sequences.get_mut(&request.seq_id) else {
                     continue;
                 };
                 state.cached = seen[i].len();
-                let Some(guess) = guess(state, row, &seen[i]) else {
+                let Some(guess) = guess(state, row, &seen[i], self.options.p_min > 0.0) else {
                     active[i] = false;
                     continue;
                 };
@@ -202,20 +203,32 @@ impl DraftModel {
 
 /// The draft's token after `context` from its logits row: greedy, or drawn from its processed
 /// distribution (returned, for the target's acceptance rule) with a generator seeded by the
-/// position, so a preempted sequence guesses as before. Also the guess's probability.
-fn guess(state: &mut DraftSeq, row: &mut [f32], context: &[u32]) -> Option<Guess> {
+/// position, so a preempted sequence guesses as before. Also the guess's probability (a
+/// greedy guess's only `with_probability`, else 1).
+fn guess(
+    state: &mut DraftSeq,
+    row: &mut [f32],
+    context: &[u32],
+    with_probability: bool,
+) -> Option<Guess> {
     if row.iter().any(|v| !v.is_finite()) {
         return None;
     }
     state.sampler.process(row, context);
     if state.sampler.is_greedy() {
         let token = argmax(row);
-        let max = row[token as usize];
-        let z: f64 = row.iter().map(|&l| f64::from(l - max).exp()).sum();
+        // A softmax over the vocabulary per pass, only when `p_min` needs it.
+        let probability = match with_probability {
+            true => {
+                let max = row[token as usize];
+                1.0 / row.iter().map(|&l| f64::from(l - max).exp()).sum::<f64>()
+            }
+            false => 1.0,
+        };
         return Some(Guess {
             token,
             dist: None,
-            probability: 1.0 / z,
+            probability,
         });
     }
     let dist = state.sampler.candidates(row);

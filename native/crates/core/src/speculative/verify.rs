@@ -13,6 +13,8 @@
 //! After the last kept proposal (or when all are kept) the target's own next token follows,
 //! so a verify step of k proposals yields between 1 and k + 1 tokens.
 
+use std::collections::HashMap;
+
 use crate::grammar::Constraint;
 use crate::model_error::ModelError;
 use crate::sampler::{argmax, pick, Sampled, Sampler};
@@ -70,57 +72,36 @@ pub fn verify(
         sampler.process(row, history);
         let Some(&x) = proposal.tokens.get(i) else {
             // Every proposal kept: the target's own next token.
-            let token = choose(sampler, row);
+            let token = sampler.choose(row);
             return finish(sampler, constraint, row, token, accepted);
         };
-        let q = proposal.dists.get(i).map(|d| probability(d, x));
-        match decide(sampler, row, x, q.as_ref()) {
-            Some(other) => return finish(sampler, constraint, row, other, accepted),
-            None => {
-                let kept = sampler.sampled(row, x);
-                history.push(x);
-                let forced = match constraint.as_deref_mut() {
-                    Some(c) => c.accept(x)?,
-                    None => Vec::new(),
-                };
-                if !forced.is_empty() {
-                    // The grammar now dictates the next tokens: end the run here, as a
-                    // one-token step would (it feeds them with this token).
-                    history.pop();
-                    return Ok(Verified {
-                        accepted,
-                        last: kept,
-                        forced,
-                    });
-                }
-                accepted.push(kept);
-            }
+        if let Some(other) = decide(sampler, row, x, proposal.dists.get(i)) {
+            return finish(sampler, constraint, row, other, accepted);
         }
+        let kept = sampler.sampled(row, x);
+        let forced = match constraint.as_deref_mut() {
+            Some(c) => c.accept(x)?,
+            None => Vec::new(),
+        };
+        if !forced.is_empty() {
+            // The grammar now dictates the next tokens: end the run here, as a one-token step
+            // would (it feeds them with this token).
+            return Ok(Verified {
+                accepted,
+                last: kept,
+                forced,
+            });
+        }
+        history.push(x);
+        accepted.push(kept);
     }
     // Rows are one more than the proposals, so the loop always returns.
     Ok(Verified::default())
 }
 
-/// The target's token from a processed row, as a one-token step chooses it.
-fn choose(sampler: &mut Sampler, row: &[f32]) -> u32 {
-    if sampler.is_greedy() {
-        return argmax(row);
-    }
-    let cands = sampler.candidates(row);
-    match cands.is_empty() {
-        true => argmax(row),
-        false => pick(&cands, sampler.draw()),
-    }
-}
-
-/// None to keep proposal `x`, or the token to output instead. `q` is the proposer's
-/// probability of `x` with its whole distribution (None: it chose `x` for certain).
-fn decide(
-    sampler: &mut Sampler,
-    row: &[f32],
-    x: u32,
-    q: Option<&(f64, &[(u32, f64)])>,
-) -> Option<u32> {
+/// None to keep proposal `x`, or the token to output instead. `q` is the distribution the
+/// proposer drew `x` from (None: it chose `x` for certain).
+fn decide(sampler: &mut Sampler, row: &[f32], x: u32, q: Option<&Vec<(u32, f64)>>) -> Option<u32> {
     if sampler.is_greedy() {
         let best = argmax(row);
         return (best != x).then_some(best);
@@ -129,28 +110,32 @@ fn decide(
     if p.is_empty() {
         return Some(argmax(row));
     }
-    let px = probability(&p, x).0;
-    let (qx, q_dist) = q.map_or((1.0, &[][..]), |&(qx, d)| (qx, d));
+    let q = q.map_or(&[][..], |d| &d[..]);
+    let qx = if q.is_empty() { 1.0 } else { probability(q, x) };
     // Keep with probability min(1, p/q): u < p/q, written without the division.
-    if qx > 0.0 && sampler.draw() * qx < px {
+    if qx > 0.0 && sampler.draw() * qx < probability(&p, x) {
         return None;
     }
-    Some(pick(&residual(&p, q_dist, x), sampler.draw()))
+    Some(pick(&residual(&p, q, x), sampler.draw()))
 }
 
-/// `max(0, p − q)` renormalised: a deterministic proposer's q is 1 on `x` alone. Falls back
-/// to `p` if nothing is left (p equal to q up to rounding).
+/// `max(0, p − q)` renormalised: a deterministic proposer's q (empty) is 1 on `x` alone.
+/// Falls back to `p` if nothing is left (p equal to q up to rounding).
 fn residual(p: &[(u32, f64)], q: &[(u32, f64)], x: u32) -> Vec<(u32, f64)> {
-    let q_of = |t: u32| -> f64 {
-        if q.is_empty() {
-            f64::from(u8::from(t == x))
-        } else {
-            q.iter().find(|c| c.0 == t).map_or(0.0, |c| c.1)
-        }
+    // Both may hold the whole vocabulary: q by token, not a search per token of p.
+    let q_by_token: HashMap<u32, f64> = if q.is_empty() {
+        HashMap::from([(x, 1.0)])
+    } else {
+        q.iter().copied().collect()
     };
     let mut r: Vec<(u32, f64)> = p
         .iter()
-        .map(|&(t, pt)| (t, (pt - q_of(t)).max(0.0)))
+        .map(|&(t, pt)| {
+            (
+                t,
+                (pt - q_by_token.get(&t).copied().unwrap_or(0.0)).max(0.0),
+            )
+        })
         .filter(|c| c.1 > 0.0)
         .collect();
     let total: f64 = r.iter().map(|c| c.1).sum();
@@ -163,9 +148,9 @@ fn residual(p: &[(u32, f64)], q: &[(u32, f64)], x: u32) -> Vec<(u32, f64)> {
     r
 }
 
-/// `(probability of t, the whole distribution)` in a `(token, probability)` list.
-fn probability(dist: &[(u32, f64)], t: u32) -> (f64, &[(u32, f64)]) {
-    (dist.iter().find(|c| c.0 == t).map_or(0.0, |c| c.1), dist)
+/// The probability of `t` in a `(token, probability)` list (0 when absent).
+fn probability(dist: &[(u32, f64)], t: u32) -> f64 {
+    dist.iter().find(|c| c.0 == t).map_or(0.0, |c| c.1)
 }
 
 fn finish(
