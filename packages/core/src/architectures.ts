@@ -64,6 +64,17 @@ export const ARCHITECTURES: readonly ArchitectureRow[] = [
     models: 'Qwen 3 MoE',
     traits: 'Qwen 3 with a mixture of experts in every layer (top-8 of 128, `moe_intermediate_size`)',
   },
+  { id: 'smollm3', models: 'SmolLM3', traits: 'every fourth layer without RoPE (NoPE; `no_rope_layers` in config.json)' },
+  {
+    id: 'glm4',
+    models: 'GLM-4 (0414), GLM-Z1',
+    traits: 'norms after attention and after the MLP too, Q/K/V biases, fused gate/up, RoPE over half of each head in adjacent pairs',
+  },
+  {
+    id: 'hunyuan_v1_dense',
+    models: 'Hunyuan 0.5B–7B (dense)',
+    traits: 'per-head Q/K norms after RoPE, NTK-aware `alpha` (the base scaled by alpha^(d/(d−2)))',
+  },
 ];
 
 const code = (names: readonly string[]) => names.map((n) => `\`${n}\``).join(', ');

@@ -26,6 +26,8 @@ pub struct HfDefaults {
     pub topk_method: &'static str,
     /// `norm_topk_prob`.
     pub norm_topk_prob: bool,
+    /// How the checkpoint's Q/K rows rotate: halves (NeoX) for most, adjacent pairs for GLM 4.
+    pub rope_style: RopeStyle,
 }
 
 impl HfDefaults {
@@ -35,6 +37,7 @@ impl HfDefaults {
             scoring_func: "softmax",
             topk_method: "greedy",
             norm_topk_prob: false,
+            rope_style: RopeStyle::Neox,
         }
     }
 }
@@ -201,8 +204,50 @@ impl HfConfig {
         }
     }
 
+    /// HunYuan's NTK-aware `alpha` (a `dynamic` scaling with an `alpha`): the base becomes
+    /// `rope_theta · alpha^(head_dim / (head_dim − 2))`, fixed for every context, computed in
+    /// double precision as llama.cpp's converter does before it stores the base.
+    fn ntk_alpha_base(&self, head_dim: usize) -> Result<Option<f32>> {
+        let (s, name) = match self.rope_dict(FULL_ATTENTION) {
+            Some(d) => (d, "rope_parameters"),
+            None => (&self.value["rope_scaling"], "rope_scaling"),
+        };
+        let kind = s["rope_type"].as_str().or(s["type"].as_str());
+        let alpha = number(s, "alpha").map_err(|e| self.bad(format!("{name}.{e}")))?;
+        let (Some("dynamic"), Some(alpha)) = (kind, alpha) else {
+            return Ok(None);
+        };
+        let theta = match number(s, "rope_theta").map_err(|e| self.bad(format!("{name}.{e}")))? {
+            Some(t) => t,
+            None => self.f64_key("rope_theta")?.unwrap_or(10_000.0),
+        };
+        let base = theta * alpha.powf(head_dim as f64 / (head_dim as f64 - 2.0));
+        if !(alpha > 0.0 && head_dim > 2 && base > 0.0 && (base as f32).is_finite()) {
+            return Err(self.bad(format!(
+                "`{name}`: alpha {alpha} with rope_theta {theta} and head_dim {head_dim} gives no usable RoPE base"
+            )));
+        }
+        Ok(Some(base as f32))
+    }
+
+    /// A list of whole numbers (SmolLM3's `no_rope_layers`).
+    pub fn usize_list(&self, key: &str) -> Result<Option<Vec<usize>>> {
+        match &self.value[key] {
+            Value::Null => Ok(None),
+            Value::Array(items) => items
+                .iter()
+                .map(|v| v.as_u64().and_then(|n| usize::try_from(n).ok()))
+                .collect::<Option<Vec<_>>>()
+                .map(Some)
+                .ok_or_else(|| {
+                    self.bad(format!("`{key}` holds a value that is not a whole number"))
+                }),
+            v => Err(self.bad(format!("`{key}` is {v}, not a list"))),
+        }
+    }
+
     /// The hyperparameters every decoder shares. Checkpoints in this layout rotate halves
-    /// (NeoX) whatever the architecture does in GGUF.
+    /// (NeoX) whatever the architecture does in GGUF, unless its class says otherwise.
     pub fn model_config(&self, architecture: &str, defaults: &HfDefaults) -> Result<ModelConfig> {
         let hidden_size = self.required("hidden_size")?;
         let n_heads = self.required("num_attention_heads")?;
@@ -219,7 +264,10 @@ impl HfConfig {
             * self.partial_rotary_factor(defaults.partial_rotary_factor)?)
             as usize)
             & !1;
-        let rope_base = self.rope_theta(FULL_ATTENTION)?.unwrap_or(10_000.0);
+        let rope_base = match self.ntk_alpha_base(head_dim)? {
+            Some(base) => base,
+            None => self.rope_theta(FULL_ATTENTION)?.unwrap_or(10_000.0),
+        };
         let context_length = self.usize_key("max_position_embeddings")?.unwrap_or(2048);
         let cfg = ModelConfig {
             architecture: architecture.to_string(),
@@ -233,7 +281,7 @@ impl HfConfig {
             rms_norm_eps: self.f64_key("rms_norm_eps")?.unwrap_or(1e-6) as f32,
             rope_base,
             rope_dims,
-            rope_style: RopeStyle::Neox,
+            rope_style: defaults.rope_style,
             rope_scaling: self.rope_scaling(head_dim, rope_base, context_length)?,
             context_length,
         };
@@ -274,6 +322,8 @@ impl HfConfig {
         };
         let scaling = match kind {
             "" | "default" => RopeScaling::None,
+            // HunYuan's alpha changes the base (`ntk_alpha_base`), not the frequencies' scale.
+            "dynamic" if !s["alpha"].is_null() => RopeScaling::None,
             "linear" => RopeScaling::Linear {
                 factor: factor as f32,
             },

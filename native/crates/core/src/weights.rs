@@ -194,6 +194,12 @@ pub trait Weights {
         Ok(None)
     }
 
+    /// A list of whole numbers from `config.json` (SmolLM3's `no_rope_layers`); GGUF files
+    /// carry none of those read here.
+    fn hparam_list(&self, _name: &str) -> Result<Option<Vec<usize>>> {
+        Ok(None)
+    }
+
     /// Tensors of the source that nothing has read so far (after loading: what the
     /// architecture would ignore), by the source's own names.
     fn unused_tensors(&self) -> Vec<String>;

@@ -368,6 +368,10 @@ impl Weights for HfWeights {
         self.config.bool_key(name)
     }
 
+    fn hparam_list(&self, name: &str) -> Result<Option<Vec<usize>>> {
+        self.config.usize_list(name)
+    }
+
     fn sliding_layers(&self) -> Result<Option<Vec<bool>>> {
         self.config.sliding_layers()
     }

@@ -41,6 +41,9 @@ describe('architecture names', () => {
         'qwen3',
         'qwen3_moe',
         'starcoder2',
+        'smollm3',
+        'glm4',
+        'hunyuan_v1_dense',
       ].sort(),
     );
   });
@@ -64,6 +67,7 @@ describe('architecture names', () => {
       ['gemma3_text', 'gemma3'],
       ['deepseek2', 'deepseek_v2'],
       ['Mistral', 'mistral'],
+      ['hunyuan-dense', 'hunyuan_v1_dense'],
     ];
     for (const [name, id] of cases) expect([name, resolveArchitecture(name)]).toEqual([name, id]);
     expect(resolveArchitecture('gpt2')).toBeUndefined();

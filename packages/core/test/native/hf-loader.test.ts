@@ -77,6 +77,11 @@ const CASES: Array<[string, TinySpec, [string, string]]> = [
   ['phi (Phi 2), transformers 4 config', { arch: 'phi2', hfConfigFormat: 'v4' }, ['phi', 'phi']],
   ['gemma3 (window 4), transformers 4 config', { arch: 'gemma3', slidingWindow: 4, hfConfigFormat: 'v4' }, ['gemma3', 'gemma3']],
   ['deepseek_v3, transformers 4 config', { arch: 'deepseekv3', hfConfigFormat: 'v4' }, ['deepseek_v3', 'deepseek_v3']],
+  ['smollm3 (NoPE every 4th layer)', { arch: 'smollm3' }, ['smollm3', 'smollm3']],
+  ['glm4 (post norms, half rotary in pairs)', { arch: 'glm4' }, ['glm4', 'glm4']],
+  ['glm4, transformers 4 config', { arch: 'glm4', hfConfigFormat: 'v4' }, ['glm4', 'glm4']],
+  ['hunyuan_v1_dense (QK norms after RoPE, alpha)', { arch: 'hunyuan' }, ['hunyuan_v1_dense', 'hunyuan_v1_dense']],
+  ['hunyuan_v1_dense, transformers 4 config', { arch: 'hunyuan', hfConfigFormat: 'v4' }, ['hunyuan_v1_dense', 'hunyuan_v1_dense']],
 ];
 
 fixtures.describe.each(CASES)('%s weights through the GGUF and the Hugging Face loaders', (name, spec, [ggufArch, hfArch]) => {

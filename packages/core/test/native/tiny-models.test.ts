@@ -1,6 +1,7 @@
 /**
  * Every architecture we implement (llama, qwen2, qwen3, mixtral, qwen3moe, phi2, phi3,
- * starcoder2, gemma, gemma2, gemma3, phimoe, deepseekv2, deepseekv3), as a small random-weight
+ * starcoder2, gemma, gemma2, gemma3, phimoe, deepseekv2, deepseekv3, smollm3, glm4, hunyuan
+ * dense), as a small random-weight
  * model written by our own GGUF writer (see fixtures/tiny-model.ts), against llama.cpp
  * (node-llama-cpp) on the same file: F16, Q8_0 and Q4_K weights (and Q4_0, Q4_1, Q5_0, Q6_K on
  * llama), the RoPE scalings (linear, YaRN, Llama 3 frequency factors, LongRoPE), sliding
@@ -97,6 +98,9 @@ const CASES: Case[] = [
   ...perType('phimoe (4 experts, top 2, biased norms)', { arch: 'phimoe' }),
   ...perType('deepseekv2 (MLA, dense + 4 experts, shared expert)', { arch: 'deepseekv2' }),
   ...perType('deepseekv3 (MLA, low-rank Q, sigmoid router, 4 groups)', { arch: 'deepseekv3' }),
+  ...perType('smollm3 (4 layers, the 4th without RoPE)', { arch: 'smollm3' }),
+  ...perType('glm4 (post norms, biases, half of each head rotated in pairs)', { arch: 'glm4' }),
+  ...perType('hunyuan dense (QK norms after RoPE, NTK alpha 1000)', { arch: 'hunyuan' }),
   // A softmax router of 8 experts takes the vectorised path of ggml's softmax.
   { name: 'deepseekv2, 8 experts', type: 'Q8_0', spec: varied({ arch: 'deepseekv2', experts: 8 }) },
   // The other types of the real models' files (Gemma 3's Q4_K_M mixes in Q5_0 and Q6_K), and

@@ -32,6 +32,8 @@ class Architecture(Enum):
     Starcoder2 = "starcoder2"
     DeepseekV2 = "deepseekv2"
     DeepseekV3 = "deepseekv3"
+    GLM4 = "glm4"
+    SmolLm3 = "smollm3"
 
 
 class EmbeddingArchitecture(Enum):

@@ -33,11 +33,15 @@ struct Layer {
     wv: Linear,
     /// Biases of Q, K and V (Qwen 2).
     qkv_bias: Option<[Vec<f32>; 3]>,
-    /// RMS norms of each query and key head before RoPE (Qwen 3).
+    /// RMS norms of each query and key head (Qwen 3, HunYuan).
     qk_norm: Option<[Vec<f32>; 2]>,
     wo: Linear,
+    /// After attention and after the MLP (GLM 4).
+    post_norms: Option<[Vec<f32>; 2]>,
     ffn_norm: Vec<f32>,
     ffn: Ffn,
+    /// Whether the layer rotates queries and keys (SmolLM3's NoPE layers do not).
+    rope: bool,
 }
 
 enum Ffn {
@@ -58,6 +62,7 @@ pub struct Llama {
     /// Mistral v0.1's window (from `config.json`; llama.cpp's GGUFs of it carry none).
     sliding_window: Option<usize>,
     prescale_queries: bool,
+    qk_norm_after_rope: bool,
 }
 
 /// What distinguishes the architectures that reuse the Llama decoder, and what each requires
@@ -80,6 +85,14 @@ pub(crate) struct LlamaVariant {
     pub always_renormalise: bool,
     /// The gate and up projections may come as one matrix (Phi 3's `gate_up_proj`).
     pub fused_gate_up: bool,
+    /// RMS norms after attention and after the MLP too, before each joins the residual
+    /// (GLM 4).
+    pub post_norms: Need,
+    /// The per-head Q/K norms follow RoPE instead of preceding it (HunYuan).
+    pub qk_norm_after_rope: bool,
+    /// Every `n`-th layer attends without positions (SmolLM3's NoPE layers: llama.cpp fixes
+    /// `n` at 4; a checkpoint lists the layers in `no_rope_layers`).
+    pub no_rope_interval: Option<usize>,
 }
 
 /// Llama itself.
@@ -91,6 +104,9 @@ const LLAMA: LlamaVariant = LlamaVariant {
     experts: Need::Absent,
     always_renormalise: false,
     fused_gate_up: false,
+    post_norms: Need::Absent,
+    qk_norm_after_rope: false,
+    no_rope_interval: None,
 };
 
 /// The checkpoint names of the Llama decoder's layers, shared by its family.
@@ -179,8 +195,9 @@ impl Llama {
             }
         }
         let embed = w.embedding("token_embd.weight", shapes.d, cfg.vocab_size)?;
+        let rope_layers = rope_layers(w, cfg.n_layers, variant.no_rope_interval)?;
         let layers = (0..cfg.n_layers)
-            .map(|i| load_layer(w, i, &shapes, &variant, moe))
+            .map(|i| load_layer(w, i, &shapes, &variant, moe, rope_layers[i]))
             .collect::<Result<Vec<_>>>()?;
         let output = output_head(w, &embed, shapes.d, cfg.vocab_size)?;
         let scaling = file_rope_scaling(w, &cfg)?;
@@ -194,9 +211,38 @@ impl Llama {
             rope_scaling: scaling,
             sliding_window,
             prescale_queries: variant.prescale_queries,
+            qk_norm_after_rope: variant.qk_norm_after_rope,
             cfg,
         }))
     }
+}
+
+/// Which layers rotate queries and keys: all, or (NoPE) those a checkpoint's `no_rope_layers`
+/// marks 1, else all but every `interval`-th.
+fn rope_layers(w: &dyn Weights, n_layers: usize, interval: Option<usize>) -> Result<Vec<bool>> {
+    let Some(interval) = interval else {
+        return Ok(vec![true; n_layers]);
+    };
+    if let Some(list) = w.hparam_list("no_rope_layers")? {
+        if list.len() != n_layers || list.iter().any(|&v| v > 1) {
+            return Err(ModelError::Unsupported(format!(
+                "{}: `no_rope_layers` must hold a 0 or 1 for each of the {n_layers} layers; it is {list:?}",
+                w.source()
+            )));
+        }
+        return Ok(list.into_iter().map(|v| v == 1).collect());
+    }
+    let interval = match w.hparam_u32("no_rope_layer_interval")? {
+        Some(0) => {
+            return Err(ModelError::Unsupported(format!(
+                "{}: `no_rope_layer_interval` is 0",
+                w.source()
+            )))
+        }
+        Some(n) => n as usize,
+        None => interval,
+    };
+    Ok((0..n_layers).map(|i| (i + 1) % interval != 0).collect())
 }
 
 fn load_layer(
@@ -205,6 +251,7 @@ fn load_layer(
     s: &LayerShapes,
     variant: &LlamaVariant,
     moe: Option<MoeConfig>,
+    rope: bool,
 ) -> Result<Layer> {
     let p = |t: &str| format!("blk.{i}.{t}.weight");
     // Q, K and V as three matrices or one (Phi 3 and some GGUFs), biases as required.
@@ -248,8 +295,16 @@ fn load_layer(
             _ => None,
         },
         wo: w.linear(&p("attn_output"), s.q_dim, s.d)?,
+        post_norms: match (
+            w.vector_as(&p("post_attention_norm"), s.d, variant.post_norms)?,
+            w.vector_as(&p("post_ffw_norm"), s.d, variant.post_norms)?,
+        ) {
+            (Some(a), Some(f)) => Some([a, f]),
+            _ => None,
+        },
         ffn_norm: w.vector(&p("ffn_norm"), s.d)?,
         ffn,
+        rope,
     })
 }
 
@@ -362,12 +417,22 @@ impl Llama {
                 add_rows(k, bk);
                 add_rows(v, bv);
             }
-            if let Some([nq, nk]) = &layer.qk_norm {
-                rms_norm_inplace(q, nq, c.rms_norm_eps);
-                rms_norm_inplace(k, nk, c.rms_norm_eps);
+            let qk_norm = |q: &mut Vec<f32>, k: &mut Vec<f32>| {
+                if let Some([nq, nk]) = &layer.qk_norm {
+                    rms_norm_inplace(q, nq, c.rms_norm_eps);
+                    rms_norm_inplace(k, nk, c.rms_norm_eps);
+                }
+            };
+            if !self.qk_norm_after_rope {
+                qk_norm(q, k);
             }
-            self.rope.apply(q, positions, c.n_heads);
-            self.rope.apply(k, positions, c.n_kv_heads);
+            if layer.rope {
+                self.rope.apply(q, positions, c.n_heads);
+                self.rope.apply(k, positions, c.n_kv_heads);
+            }
+            if self.qk_norm_after_rope {
+                qk_norm(q, k);
+            }
             if self.prescale_queries {
                 let s = 1.0 / (hd as f32).sqrt();
                 q.iter_mut().for_each(|v| *v *= s);
@@ -379,6 +444,9 @@ impl Llama {
             layer.wo.forward(pool, attn, h, &mut scratch.matmul)?; // h: [n, d]
             if li + 1 == self.layers.len() {
                 attend.before_last_layer_products(&mut scratch.matmul);
+            }
+            if let Some([after_attn, _]) = &layer.post_norms {
+                rms_norm_inplace(h, after_attn, c.rms_norm_eps);
             }
             x.iter_mut().zip(h.iter()).for_each(|(a, b)| *a += b);
 
@@ -396,6 +464,9 @@ impl Llama {
                     moe.forward(pool, h, out, &mut scratch.matmul)?;
                     h.copy_from_slice(out);
                 }
+            }
+            if let Some([_, after_ffn]) = &layer.post_norms {
+                rms_norm_inplace(h, after_ffn, c.rms_norm_eps);
             }
             x.iter_mut().zip(h.iter()).for_each(|(a, b)| *a += b);
         }

@@ -16,6 +16,9 @@ const MISTRAL: LlamaVariant = LlamaVariant {
     experts: Need::Absent,
     always_renormalise: false,
     fused_gate_up: false,
+    post_norms: Need::Absent,
+    qk_norm_after_rope: false,
+    no_rope_interval: None,
 };
 
 /// Llama's names.

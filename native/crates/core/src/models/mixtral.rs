@@ -18,6 +18,9 @@ const MIXTRAL: LlamaVariant = LlamaVariant {
     experts: Need::Required,
     always_renormalise: true,
     fused_gate_up: false,
+    post_norms: Need::Absent,
+    qk_norm_after_rope: false,
+    no_rope_interval: None,
 };
 
 /// The router and experts under `block_sparse_moe` (`w1` gate, `w3` up, `w2` down).

@@ -16,6 +16,8 @@ pub mod deepseek_v3;
 pub mod gemma;
 pub mod gemma2;
 pub mod gemma3;
+pub mod glm4;
+pub mod hunyuan_v1_dense;
 pub mod llama;
 pub mod mistral;
 pub mod mixtral;
@@ -27,6 +29,7 @@ pub mod qwen2;
 pub mod qwen3;
 pub mod qwen3_moe;
 mod registry;
+pub mod smollm3;
 pub mod starcoder2;
 
 pub use registry::{

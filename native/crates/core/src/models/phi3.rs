@@ -20,6 +20,9 @@ const PHI3: LlamaVariant = LlamaVariant {
     experts: Need::Absent,
     always_renormalise: false,
     fused_gate_up: true,
+    post_norms: Need::Absent,
+    qk_norm_after_rope: false,
+    no_rope_interval: None,
 };
 
 pub(crate) const HF: HfCheckpoint = HfCheckpoint {

@@ -16,6 +16,9 @@ pub(crate) const QWEN3: LlamaVariant = LlamaVariant {
     experts: Need::Absent,
     always_renormalise: false,
     fused_gate_up: false,
+    post_norms: Need::Absent,
+    qk_norm_after_rope: false,
+    no_rope_interval: None,
 };
 
 /// Llama's names (`self_attn.q_norm`, `self_attn.k_norm` among them).

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use mistralrs_quant::gguf::GgufFile;
 
 use super::{
-    deepseek_v2, deepseek_v3, gemma, gemma2, gemma3, llama, mistral, mixtral, phi, phi3, phimoe,
-    qwen2, qwen3, qwen3_moe, starcoder2, Model,
+    deepseek_v2, deepseek_v3, gemma, gemma2, gemma3, glm4, hunyuan_v1_dense, llama, mistral,
+    mixtral, phi, phi3, phimoe, qwen2, qwen3, qwen3_moe, smollm3, starcoder2, Model,
 };
 use crate::hf_config::HfConfig;
 use crate::model_error::{ModelError, Result};
@@ -124,6 +124,9 @@ pub const ARCHITECTURES: &[Architecture] = &[
     arch!("qwen3_moe", qwen3_moe, gguf "qwen3moe" Any, cli "qwen3moe"),
     arch!("deepseek_v2", deepseek_v2, gguf "deepseek2" SoftmaxRouter, cli "deepseekv2"),
     arch!("deepseek_v3", deepseek_v3, gguf "deepseek2" SigmoidRouter, cli "deepseekv3"),
+    arch!("smollm3", smollm3, gguf "smollm3" Any),
+    arch!("glm4", glm4, gguf "glm4" Any),
+    arch!("hunyuan_v1_dense", hunyuan_v1_dense, gguf "hunyuan-dense" Any),
 ];
 
 /// Architecture ids this build can run.
