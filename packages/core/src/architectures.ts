@@ -75,6 +75,11 @@ export const ARCHITECTURES: readonly ArchitectureRow[] = [
     models: 'Hunyuan 0.5B–7B (dense)',
     traits: 'per-head Q/K norms after RoPE, NTK-aware `alpha` (the base scaled by alpha^(d/(d−2)))',
   },
+  {
+    id: 'hunyuan_v1_moe',
+    models: 'Hunyuan-A13B',
+    traits: 'Hunyuan dense attention; 64 experts (top 8, renormalised) plus a shared expert in every layer',
+  },
 ];
 
 const code = (names: readonly string[]) => names.map((n) => `\`${n}\``).join(', ');

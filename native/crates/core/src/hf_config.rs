@@ -101,6 +101,24 @@ impl HfConfig {
         ModelError::Unsupported(format!("{}: {what}", self.path.display()))
     }
 
+    /// A whole number, or a list of equal ones (HunYuan's per-layer `moe_topk`,
+    /// `moe_intermediate_size`, `num_shared_expert`); a list whose values differ is refused.
+    pub fn uniform_usize(&self, key: &str) -> Result<Option<usize>> {
+        let Some(list) = self.value[key].as_array() else {
+            return self.usize_key(key);
+        };
+        let Some(values) = self.usize_list(key)? else {
+            return Ok(None);
+        };
+        match values.first() {
+            Some(&first) if values.iter().all(|&v| v == first) => Ok(Some(first)),
+            _ => Err(self.bad(format!(
+                "`{key}` differs between layers ({} values), which is not supported",
+                list.len()
+            ))),
+        }
+    }
+
     pub fn usize_key(&self, key: &str) -> Result<Option<usize>> {
         match &self.value[key] {
             Value::Null => Ok(None),
@@ -492,7 +510,7 @@ impl HfConfig {
         {
             return Err(self.bad("mixes dense and sparse layers (mlp_only_layers, decoder_sparse_step, moe_layer_freq), which is not supported"));
         }
-        let expert_ff = match self.usize_key("moe_intermediate_size")? {
+        let expert_ff = match self.uniform_usize("moe_intermediate_size")? {
             Some(f) => f,
             None => self.required("intermediate_size")?,
         };
@@ -521,7 +539,10 @@ impl HfConfig {
             scale: self.positive_f32("routed_scaling_factor")?.unwrap_or(1.0),
             ..MoeConfig::checked(
                 n_experts,
-                self.usize_key("num_experts_per_tok")?.unwrap_or(0),
+                match self.usize_key("num_experts_per_tok")? {
+                    Some(k) => k,
+                    None => self.uniform_usize("moe_topk")?.unwrap_or(0),
+                },
                 expert_ff,
                 norm_topk,
                 &source,

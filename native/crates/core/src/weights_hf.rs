@@ -356,7 +356,7 @@ impl Weights for HfWeights {
     }
 
     fn hparam_u32(&self, name: &str) -> Result<Option<u32>> {
-        match self.config.usize_key(name)? {
+        match self.config.uniform_usize(name)? {
             None => Ok(None),
             Some(v) => u32::try_from(v)
                 .map(Some)

@@ -44,6 +44,7 @@ describe('architecture names', () => {
         'smollm3',
         'glm4',
         'hunyuan_v1_dense',
+        'hunyuan_v1_moe',
       ].sort(),
     );
   });

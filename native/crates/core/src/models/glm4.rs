@@ -22,6 +22,7 @@ const GLM4: LlamaVariant = LlamaVariant {
     post_norms: Need::Required,
     qk_norm_after_rope: false,
     no_rope_interval: None,
+    shared_expert: Need::Absent,
 };
 
 pub(crate) const HF: HfCheckpoint = HfCheckpoint {

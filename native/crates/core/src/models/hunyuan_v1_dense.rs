@@ -22,6 +22,7 @@ pub(crate) const HUNYUAN: LlamaVariant = LlamaVariant {
     post_norms: Need::Absent,
     qk_norm_after_rope: true,
     no_rope_interval: None,
+    shared_expert: Need::Absent,
 };
 
 /// HunYuan's per-head norms are `query_layernorm` and `key_layernorm`.

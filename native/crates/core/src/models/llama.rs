@@ -12,6 +12,7 @@ use crate::hf_config::HfDefaults;
 use crate::layers::activations::swiglu;
 use crate::layers::attention::Attend;
 use crate::layers::gpt::Qkv;
+use crate::layers::moe::Expert;
 use crate::layers::{
     add_rows, rms_norm, rms_norm_inplace, Embedding, Linear, Moe, MoeConfig, Rope, RopeScaling,
     RopeStyle,
@@ -47,7 +48,8 @@ struct Layer {
 enum Ffn {
     /// SwiGLU: gate, up, down.
     Dense(Linear, Linear, Linear),
-    Sparse(Moe),
+    /// The experts, and a shared SwiGLU expert every token also runs (HunYuan MoE).
+    Sparse(Moe, Option<Expert>),
 }
 
 pub struct Llama {
@@ -63,6 +65,8 @@ pub struct Llama {
     sliding_window: Option<usize>,
     prescale_queries: bool,
     qk_norm_after_rope: bool,
+    /// The widest SwiGLU hidden layer (dense MLPs, shared experts): the work buffers' width.
+    ffn_width: usize,
 }
 
 /// What distinguishes the architectures that reuse the Llama decoder, and what each requires
@@ -93,6 +97,10 @@ pub(crate) struct LlamaVariant {
     /// Every `n`-th layer attends without positions (SmolLM3's NoPE layers: llama.cpp fixes
     /// `n` at 4; a checkpoint lists the layers in `no_rope_layers`).
     pub no_rope_interval: Option<usize>,
+    /// A shared expert beside the routed ones (HunYuan MoE), as wide as
+    /// `expert_shared_feed_forward_length` in a GGUF, `intermediate_size ×
+    /// num_shared_expert` in a checkpoint.
+    pub shared_expert: Need,
 }
 
 /// Llama itself.
@@ -107,6 +115,7 @@ const LLAMA: LlamaVariant = LlamaVariant {
     post_norms: Need::Absent,
     qk_norm_after_rope: false,
     no_rope_interval: None,
+    shared_expert: Need::Absent,
 };
 
 /// The checkpoint names of the Llama decoder's layers, shared by its family.
@@ -144,6 +153,8 @@ struct LayerShapes {
     q_dim: usize,
     kv_dim: usize,
     ff: usize,
+    /// The shared expert's hidden width.
+    shared_ff: usize,
 }
 
 impl Llama {
@@ -165,6 +176,12 @@ impl Llama {
             q_dim: cfg.n_heads * cfg.head_dim,
             kv_dim: cfg.n_kv_heads * cfg.head_dim,
             ff: cfg.intermediate_size,
+            shared_ff: match w.hparam_u32("expert_shared_feed_forward_length")? {
+                Some(f) => f as usize,
+                None => {
+                    cfg.intermediate_size * w.hparam_u32("num_shared_expert")?.unwrap_or(1) as usize
+                }
+            },
         };
         let moe = match (variant.experts, w.moe()?) {
             (Need::Absent, _) | (Need::Optional, None) => None,
@@ -212,6 +229,11 @@ impl Llama {
             sliding_window,
             prescale_queries: variant.prescale_queries,
             qk_norm_after_rope: variant.qk_norm_after_rope,
+            ffn_width: if variant.shared_expert == Need::Absent {
+                shapes.ff
+            } else {
+                shapes.ff.max(shapes.shared_ff)
+            },
             cfg,
         }))
     }
@@ -267,7 +289,12 @@ fn load_layer(
         }
     };
     let ffn = if let Some(m) = moe {
-        Ffn::Sparse(parts::moe(w, i, s.d, m, Need::Absent)?)
+        let shared = match variant.shared_expert {
+            Need::Absent => None,
+            Need::Optional if !w.has(&p("ffn_gate_shexp")) => None,
+            _ => Some(parts::swiglu(w, i, "_shexp", [s.d, s.shared_ff])?),
+        };
+        Ffn::Sparse(parts::moe(w, i, s.d, m, Need::Absent)?, shared)
     } else if variant.fused_gate_up && !w.has(&p("ffn_gate")) {
         Ffn::Dense(
             w.linear_rows(&p("ffn_up"), s.d, 2 * s.ff, 0..s.ff)?,
@@ -377,6 +404,7 @@ impl Llama {
         let n = tokens.len();
         let (d, hd, ff) = (c.hidden_size, c.head_dim, c.intermediate_size);
         let (q_dim, kv_dim) = (c.n_heads * hd, c.n_kv_heads * hd);
+        let sparse = self.layers.iter().any(|l| matches!(l.ffn, Ffn::Sparse(..)));
 
         let mut bufs = scratch.take(&[
             n * d,
@@ -385,11 +413,12 @@ impl Llama {
             n * kv_dim,
             n * kv_dim,
             n * q_dim,
-            n * ff,
-            // Also the experts' output ([n, d]) in sparse models.
-            n * ff.max(d),
+            n * self.ffn_width,
+            n * self.ffn_width,
+            // The routed experts' output.
+            if sparse { n * d } else { 0 },
         ]);
-        let [x, h, q, k, v, attn, gate, up] = &mut bufs[..] else {
+        let [x, h, q, k, v, attn, gate, up, experts_out] = &mut bufs[..] else {
             unreachable!("take returns one buffer per length")
         };
 
@@ -453,16 +482,29 @@ impl Llama {
             rms_norm(x, &layer.ffn_norm, c.rms_norm_eps, h);
             match &layer.ffn {
                 Ffn::Dense(w_gate, w_up, w_down) => {
+                    let (gate, up) = (&mut gate[..n * ff], &mut up[..n * ff]);
                     w_gate.forward(pool, h, gate, &mut scratch.matmul)?; // gate: [n, ff]
-                    let up = &mut up[..n * ff];
                     w_up.forward(pool, h, up, &mut scratch.matmul)?; // up: [n, ff]
                     swiglu(gate, up);
                     w_down.forward(pool, gate, h, &mut scratch.matmul)?; // h: [n, d]
                 }
-                Ffn::Sparse(moe) => {
-                    let out = &mut up[..n * d];
-                    moe.forward(pool, h, out, &mut scratch.matmul)?;
-                    h.copy_from_slice(out);
+                Ffn::Sparse(moe, shared) => {
+                    moe.forward(pool, h, experts_out, &mut scratch.matmul)?;
+                    match shared {
+                        None => h.copy_from_slice(experts_out),
+                        Some(e) => {
+                            let sf = e.gate.out_features();
+                            let (gate, up) = (&mut gate[..n * sf], &mut up[..n * sf]);
+                            e.gate.forward(pool, h, gate, &mut scratch.matmul)?;
+                            e.up.forward(pool, h, up, &mut scratch.matmul)?;
+                            swiglu(gate, up);
+                            e.down.forward(pool, gate, h, &mut scratch.matmul)?; // h: [n, d]
+                                                                                 // The routed experts' sum plus the shared one's, as llama.cpp adds.
+                            h.iter_mut()
+                                .zip(experts_out.iter())
+                                .for_each(|(s, r)| *s += *r);
+                        }
+                    }
                 }
             }
             if let Some([_, after_ffn]) = &layer.post_norms {

@@ -21,6 +21,7 @@ const MIXTRAL: LlamaVariant = LlamaVariant {
     post_norms: Need::Absent,
     qk_norm_after_rope: false,
     no_rope_interval: None,
+    shared_expert: Need::Absent,
 };
 
 /// The router and experts under `block_sparse_moe` (`w1` gate, `w3` up, `w2` down).

@@ -23,6 +23,7 @@ const PHI3: LlamaVariant = LlamaVariant {
     post_norms: Need::Absent,
     qk_norm_after_rope: false,
     no_rope_interval: None,
+    shared_expert: Need::Absent,
 };
 
 pub(crate) const HF: HfCheckpoint = HfCheckpoint {

@@ -18,6 +18,7 @@ const QWEN2: LlamaVariant = LlamaVariant {
     post_norms: Need::Absent,
     qk_norm_after_rope: false,
     no_rope_interval: None,
+    shared_expert: Need::Absent,
 };
 
 /// Llama's names.

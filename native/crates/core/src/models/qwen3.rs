@@ -19,6 +19,7 @@ pub(crate) const QWEN3: LlamaVariant = LlamaVariant {
     post_norms: Need::Absent,
     qk_norm_after_rope: false,
     no_rope_interval: None,
+    shared_expert: Need::Absent,
 };
 
 /// Llama's names (`self_attn.q_norm`, `self_attn.k_norm` among them).

@@ -19,6 +19,7 @@ const SMOLLM3: LlamaVariant = LlamaVariant {
     post_norms: Need::Absent,
     qk_norm_after_rope: false,
     no_rope_interval: Some(4),
+    shared_expert: Need::Absent,
 };
 
 /// Llama's names.
