@@ -71,6 +71,12 @@ export const ARCHITECTURES: readonly ArchitectureRow[] = [
     traits: 'norms after attention and after the MLP too, Q/K/V biases, fused gate/up, RoPE over half of each head in adjacent pairs',
   },
   {
+    id: 'glm4_moe',
+    models: 'GLM-4.5, 4.6, 4.7, 4.5-Air',
+    traits:
+      'leading dense layers, then a sigmoid router with a selection bias (renormalised, scaled) plus shared experts; Q/K/V biases, optional Q/K norms, NeoX RoPE over half of each head; multi-token-prediction layer skipped',
+  },
+  {
     id: 'hunyuan_v1_dense',
     models: 'Hunyuan 0.5B–7B (dense)',
     traits: 'per-head Q/K norms after RoPE, NTK-aware `alpha` (the base scaled by alpha^(d/(d−2)))',

@@ -43,6 +43,7 @@ describe('architecture names', () => {
         'starcoder2',
         'smollm3',
         'glm4',
+        'glm4_moe',
         'hunyuan_v1_dense',
         'hunyuan_v1_moe',
       ].sort(),
@@ -69,6 +70,7 @@ describe('architecture names', () => {
       ['deepseek2', 'deepseek_v2'],
       ['Mistral', 'mistral'],
       ['hunyuan-dense', 'hunyuan_v1_dense'],
+      ['glm4moe', 'glm4_moe'],
     ];
     for (const [name, id] of cases) expect([name, resolveArchitecture(name)]).toEqual([name, id]);
     expect(resolveArchitecture('gpt2')).toBeUndefined();

@@ -82,6 +82,8 @@ const CASES: Array<[string, TinySpec, [string, string]]> = [
   ['glm4, transformers 4 config', { arch: 'glm4', hfConfigFormat: 'v4' }, ['glm4', 'glm4']],
   ['hunyuan_v1_dense (QK norms after RoPE, alpha)', { arch: 'hunyuan' }, ['hunyuan_v1_dense', 'hunyuan_v1_dense']],
   ['hunyuan_v1_dense, transformers 4 config', { arch: 'hunyuan', hfConfigFormat: 'v4' }, ['hunyuan_v1_dense', 'hunyuan_v1_dense']],
+  ['glm4_moe (dense layer, sigmoid router, shared expert)', { arch: 'glm4moe' }, ['glm4_moe', 'glm4_moe']],
+  ['glm4_moe, transformers 4 config', { arch: 'glm4moe', hfConfigFormat: 'v4' }, ['glm4_moe', 'glm4_moe']],
   ['hunyuan_v1_moe (shared expert)', { arch: 'hunyuanmoe' }, ['hunyuan_v1_moe', 'hunyuan_v1_moe']],
   ['hunyuan_v1_moe, per-layer lists', { arch: 'hunyuanmoe', hfConfigFormat: 'v4' }, ['hunyuan_v1_moe', 'hunyuan_v1_moe']],
 ];

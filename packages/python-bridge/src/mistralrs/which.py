@@ -33,6 +33,7 @@ class Architecture(Enum):
     DeepseekV2 = "deepseekv2"
     DeepseekV3 = "deepseekv3"
     GLM4 = "glm4"
+    GLM4Moe = "glm4moe"
     SmolLm3 = "smollm3"
 
 

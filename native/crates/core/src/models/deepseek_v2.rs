@@ -127,17 +127,7 @@ fn hparam(w: &dyn Weights, gguf: &str, hf: &str) -> Result<Option<usize>> {
 pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
     let source = w.source();
     let mut cfg = w.config(RopeStyle::Normal)?;
-    // Multi-token-prediction layers follow the decoder's (llama.cpp's GGUFs count them in
-    // `block_count`; checkpoints hold them past `num_hidden_layers`): never run here.
-    let mtp_layers = w.hparam_u32("nextn_predict_layers")?.unwrap_or(0) as usize;
-    if mtp_layers >= cfg.n_layers {
-        return Err(ModelError::Unsupported(format!(
-            "{source}: {mtp_layers} multi-token-prediction layers leave no decoder layer of {}",
-            cfg.n_layers
-        )));
-    }
-    cfg.n_layers -= mtp_layers;
-    w.skip_layers_from(cfg.n_layers);
+    parts::skip_mtp_layers(w, &mut cfg)?;
     if w.hparam_bool("rope_interleave")? == Some(false) {
         return Err(ModelError::Unsupported(format!(
             "{source}: rope_interleave false (rotating halves) is not supported for DeepSeek"

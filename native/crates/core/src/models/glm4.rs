@@ -6,23 +6,16 @@
 use crate::hf_config::HfDefaults;
 use crate::layers::RopeStyle;
 use crate::model_error::Result;
-use crate::models::llama::{Llama, LlamaVariant, HF_LAYER};
+use crate::models::llama::{Llama, LlamaVariant, HF_LAYER, LLAMA};
 use crate::models::Model;
 use crate::weights::{Need, Weights};
 use crate::weights_hf::{HfCheckpoint, DECODER_GLOBALS};
 
 const GLM4: LlamaVariant = LlamaVariant {
-    rope_style: RopeStyle::Normal,
-    prescale_queries: false,
-    qkv_bias: Need::Optional,
-    qk_norm: Need::Absent,
-    experts: Need::Absent,
-    always_renormalise: false,
     fused_gate_up: true,
     post_norms: Need::Required,
-    qk_norm_after_rope: false,
-    no_rope_interval: None,
-    shared_expert: Need::Absent,
+    mtp_layers: true,
+    ..LLAMA
 };
 
 pub(crate) const HF: HfCheckpoint = HfCheckpoint {

@@ -6,23 +6,16 @@
 use crate::hf_config::HfDefaults;
 use crate::layers::RopeStyle;
 use crate::model_error::Result;
-use crate::models::llama::{Llama, LlamaVariant, HF_LAYER};
+use crate::models::llama::{Llama, LlamaVariant, HF_LAYER, LLAMA};
 use crate::models::Model;
 use crate::weights::{Need, Weights};
 use crate::weights_hf::{HfCheckpoint, DECODER_GLOBALS};
 
 pub(crate) const HUNYUAN: LlamaVariant = LlamaVariant {
     rope_style: RopeStyle::Neox,
-    prescale_queries: false,
-    qkv_bias: Need::Optional,
     qk_norm: Need::Required,
-    experts: Need::Absent,
-    always_renormalise: false,
-    fused_gate_up: false,
-    post_norms: Need::Absent,
     qk_norm_after_rope: true,
-    no_rope_interval: None,
-    shared_expert: Need::Absent,
+    ..LLAMA
 };
 
 /// HunYuan's per-head norms are `query_layernorm` and `key_layernorm`.

@@ -6,7 +6,7 @@
 use crate::hf_config::HfDefaults;
 use crate::model_error::Result;
 use crate::models::hunyuan_v1_dense::{HF_QK_NORMS, HUNYUAN};
-use crate::models::llama::{Llama, LlamaVariant, HF_LAYER};
+use crate::models::llama::{Llama, LlamaVariant, SharedExpert, HF_LAYER};
 use crate::models::Model;
 use crate::weights::{Need, Weights};
 use crate::weights_hf::{HfCheckpoint, HfExperts, DECODER_GLOBALS};
@@ -14,7 +14,7 @@ use crate::weights_hf::{HfCheckpoint, HfExperts, DECODER_GLOBALS};
 const HUNYUAN_MOE: LlamaVariant = LlamaVariant {
     experts: Need::Required,
     always_renormalise: true,
-    shared_expert: Need::Required,
+    shared_expert: SharedExpert::Mlp,
     ..HUNYUAN
 };
 

@@ -97,14 +97,33 @@ pub(crate) struct LlamaVariant {
     /// Every `n`-th layer attends without positions (SmolLM3's NoPE layers: llama.cpp fixes
     /// `n` at 4; a checkpoint lists the layers in `no_rope_layers`).
     pub no_rope_interval: Option<usize>,
-    /// A shared expert beside the routed ones (HunYuan MoE), as wide as
-    /// `expert_shared_feed_forward_length` in a GGUF, `intermediate_size ×
-    /// num_shared_expert` in a checkpoint.
-    pub shared_expert: Need,
+    /// A shared expert beside the routed ones, and how wide it is.
+    pub shared_expert: SharedExpert,
+    /// The routed experts' selection bias (`exp_probs_b`, GLM 4 MoE's sigmoid router).
+    pub selection_bias: Need,
+    /// The first `leading_dense_block_count` (`first_k_dense_replace`) layers of a sparse
+    /// model have a dense MLP (GLM 4 MoE).
+    pub leading_dense: bool,
+    /// The GGUF name of the MLP's pre-norm (GLM 4 MoE's converter writes
+    /// `post_attention_norm`).
+    pub ffn_norm: &'static str,
+    /// Multi-token-prediction layers may follow the decoder's (GLM 4, GLM 4 MoE): never run.
+    pub mtp_layers: bool,
 }
 
-/// Llama itself.
-const LLAMA: LlamaVariant = LlamaVariant {
+/// The shared expert of a sparse layer.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SharedExpert {
+    Absent,
+    /// As wide as `expert_shared_feed_forward_length` in a GGUF, `intermediate_size ×
+    /// num_shared_expert` in a checkpoint (HunYuan MoE).
+    Mlp,
+    /// `expert_shared_count` (`n_shared_experts`) experts' width; none when 0 (GLM 4 MoE).
+    Experts,
+}
+
+/// Llama itself, and what the variants change.
+pub(crate) const LLAMA: LlamaVariant = LlamaVariant {
     rope_style: RopeStyle::Normal,
     prescale_queries: false,
     qkv_bias: Need::Optional,
@@ -115,7 +134,11 @@ const LLAMA: LlamaVariant = LlamaVariant {
     post_norms: Need::Absent,
     qk_norm_after_rope: false,
     no_rope_interval: None,
-    shared_expert: Need::Absent,
+    shared_expert: SharedExpert::Absent,
+    selection_bias: Need::Absent,
+    leading_dense: false,
+    ffn_norm: "ffn_norm",
+    mtp_layers: false,
 };
 
 /// The checkpoint names of the Llama decoder's layers, shared by its family.
@@ -160,7 +183,10 @@ struct LayerShapes {
 impl Llama {
     /// The Llama decoder as `variant` shapes it.
     pub(crate) fn load_variant(w: &dyn Weights, variant: LlamaVariant) -> Result<Box<dyn Model>> {
-        let cfg = w.config(variant.rope_style)?;
+        let mut cfg = w.config(variant.rope_style)?;
+        if variant.mtp_layers {
+            parts::skip_mtp_layers(w, &mut cfg)?;
+        }
         // `attention_bias` decides where the architecture's class reads it (Qwen 2's always
         // has the biases).
         let variant = LlamaVariant {
@@ -176,12 +202,7 @@ impl Llama {
             q_dim: cfg.n_heads * cfg.head_dim,
             kv_dim: cfg.n_kv_heads * cfg.head_dim,
             ff: cfg.intermediate_size,
-            shared_ff: match w.hparam_u32("expert_shared_feed_forward_length")? {
-                Some(f) => f as usize,
-                None => {
-                    cfg.intermediate_size * w.hparam_u32("num_shared_expert")?.unwrap_or(1) as usize
-                }
-            },
+            shared_ff: 0,
         };
         let moe = match (variant.experts, w.moe()?) {
             (Need::Absent, _) | (Need::Optional, None) => None,
@@ -196,6 +217,34 @@ impl Llama {
                     cfg.architecture
                 )))
             }
+        };
+        let hparam = |gguf: &str, hf: &str| -> Result<Option<usize>> {
+            Ok(w.hparam_u32(gguf)?
+                .or(w.hparam_u32(hf)?)
+                .map(|v| v as usize))
+        };
+        let shapes = LayerShapes {
+            shared_ff: match (variant.shared_expert, moe) {
+                (SharedExpert::Absent, _) | (_, None) => 0,
+                (SharedExpert::Mlp, _) => {
+                    match w.hparam_u32("expert_shared_feed_forward_length")? {
+                        Some(f) => f as usize,
+                        None => {
+                            cfg.intermediate_size
+                                * hparam("num_shared_expert", "num_shared_expert")?.unwrap_or(1)
+                        }
+                    }
+                }
+                (SharedExpert::Experts, Some(m)) => {
+                    m.expert_ff * hparam("expert_shared_count", "n_shared_experts")?.unwrap_or(0)
+                }
+            },
+            ..shapes
+        };
+        let n_dense = if variant.leading_dense {
+            hparam("leading_dense_block_count", "first_k_dense_replace")?.unwrap_or(0)
+        } else {
+            0
         };
         let sliding_window = w.sliding_window()?;
         // One window for every layer, or none: per-layer types that differ are not run here.
@@ -214,7 +263,10 @@ impl Llama {
         let embed = w.embedding("token_embd.weight", shapes.d, cfg.vocab_size)?;
         let rope_layers = rope_layers(w, cfg.n_layers, variant.no_rope_interval)?;
         let layers = (0..cfg.n_layers)
-            .map(|i| load_layer(w, i, &shapes, &variant, moe, rope_layers[i]))
+            .map(|i| {
+                let moe = moe.filter(|_| i >= n_dense);
+                load_layer(w, i, &shapes, &variant, moe, rope_layers[i])
+            })
             .collect::<Result<Vec<_>>>()?;
         let output = output_head(w, &embed, shapes.d, cfg.vocab_size)?;
         let scaling = file_rope_scaling(w, &cfg)?;
@@ -229,11 +281,7 @@ impl Llama {
             sliding_window,
             prescale_queries: variant.prescale_queries,
             qk_norm_after_rope: variant.qk_norm_after_rope,
-            ffn_width: if variant.shared_expert == Need::Absent {
-                shapes.ff
-            } else {
-                shapes.ff.max(shapes.shared_ff)
-            },
+            ffn_width: shapes.ff.max(shapes.shared_ff),
             cfg,
         }))
     }
@@ -289,12 +337,11 @@ fn load_layer(
         }
     };
     let ffn = if let Some(m) = moe {
-        let shared = match variant.shared_expert {
-            Need::Absent => None,
-            Need::Optional if !w.has(&p("ffn_gate_shexp")) => None,
-            _ => Some(parts::swiglu(w, i, "_shexp", [s.d, s.shared_ff])?),
+        let shared = match s.shared_ff {
+            0 => None,
+            ff => Some(parts::swiglu(w, i, "_shexp", [s.d, ff])?),
         };
-        Ffn::Sparse(parts::moe(w, i, s.d, m, Need::Absent)?, shared)
+        Ffn::Sparse(parts::moe(w, i, s.d, m, variant.selection_bias)?, shared)
     } else if variant.fused_gate_up && !w.has(&p("ffn_gate")) {
         Ffn::Dense(
             w.linear_rows(&p("ffn_up"), s.d, 2 * s.ff, 0..s.ff)?,
@@ -329,7 +376,7 @@ fn load_layer(
             (Some(a), Some(f)) => Some([a, f]),
             _ => None,
         },
-        ffn_norm: w.vector(&p("ffn_norm"), s.d)?,
+        ffn_norm: w.vector(&p(variant.ffn_norm), s.d)?,
         ffn,
         rope,
     })

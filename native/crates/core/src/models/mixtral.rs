@@ -3,25 +3,17 @@
 //! converter writes it as `llama` with `llama.expert_count`, which the registry recognises.
 
 use crate::hf_config::HfDefaults;
-use crate::layers::RopeStyle;
 use crate::model_error::Result;
-use crate::models::llama::{Llama, LlamaVariant, HF_LAYER};
+use crate::models::llama::{Llama, LlamaVariant, HF_LAYER, LLAMA};
 use crate::models::Model;
 use crate::weights::{Need, Weights};
 use crate::weights_hf::{HfCheckpoint, HfExperts, DECODER_GLOBALS};
 
 const MIXTRAL: LlamaVariant = LlamaVariant {
-    rope_style: RopeStyle::Normal,
-    prescale_queries: false,
     qkv_bias: Need::Absent,
-    qk_norm: Need::Absent,
     experts: Need::Required,
     always_renormalise: true,
-    fused_gate_up: false,
-    post_norms: Need::Absent,
-    qk_norm_after_rope: false,
-    no_rope_interval: None,
-    shared_expert: Need::Absent,
+    ..LLAMA
 };
 
 /// The router and experts under `block_sparse_moe` (`w1` gate, `w3` up, `w2` down).

@@ -5,7 +5,7 @@
 
 use crate::layers::gpt::{BiasedLinear, GeluMlp, LayerNorm, Qkv};
 use crate::layers::{Expert, Linear, Moe, MoeConfig};
-use crate::model_error::Result;
+use crate::model_error::{ModelError, Result};
 use crate::weights::{Need, Weights};
 
 /// `{name}.weight` and `{name}.bias` as a LayerNorm.
@@ -144,4 +144,24 @@ pub(crate) fn output_head(
         // Tied embeddings: the same [vocab, dim] table read as a linear layer.
         Ok(Linear::new(embed.ty(), vocab, dim, embed.bytes().clone())?)
     }
+}
+
+/// Drops the multi-token-prediction layers that follow the decoder's (llama.cpp's GGUFs count
+/// them in `block_count` and give `nextn_predict_layers`; checkpoints hold them past
+/// `num_hidden_layers`): their tensors are never read, nor run.
+pub(crate) fn skip_mtp_layers(
+    w: &dyn Weights,
+    cfg: &mut crate::model_config::ModelConfig,
+) -> Result<()> {
+    let mtp_layers = w.hparam_u32("nextn_predict_layers")?.unwrap_or(0) as usize;
+    if mtp_layers >= cfg.n_layers {
+        return Err(ModelError::Unsupported(format!(
+            "{}: {mtp_layers} multi-token-prediction layers leave no decoder layer of {}",
+            w.source(),
+            cfg.n_layers
+        )));
+    }
+    cfg.n_layers -= mtp_layers;
+    w.skip_layers_from(cfg.n_layers);
+    Ok(())
 }

@@ -7,7 +7,7 @@
 use crate::hf_config::HfDefaults;
 use crate::layers::RopeStyle;
 use crate::model_error::Result;
-use crate::models::llama::{Llama, LlamaVariant, HF_LAYER};
+use crate::models::llama::{Llama, LlamaVariant, HF_LAYER, LLAMA};
 use crate::models::Model;
 use crate::weights::{Need, Weights};
 use crate::weights_hf::{HfCheckpoint, DECODER_GLOBALS};
@@ -16,14 +16,8 @@ const PHI3: LlamaVariant = LlamaVariant {
     rope_style: RopeStyle::Neox,
     prescale_queries: true,
     qkv_bias: Need::Absent,
-    qk_norm: Need::Absent,
-    experts: Need::Absent,
-    always_renormalise: false,
     fused_gate_up: true,
-    post_norms: Need::Absent,
-    qk_norm_after_rope: false,
-    no_rope_interval: None,
-    shared_expert: Need::Absent,
+    ..LLAMA
 };
 
 pub(crate) const HF: HfCheckpoint = HfCheckpoint {

@@ -3,22 +3,14 @@
 
 use crate::layers::RopeStyle;
 use crate::model_error::Result;
-use crate::models::llama::{Llama, LlamaVariant};
+use crate::models::llama::{Llama, LlamaVariant, LLAMA};
 use crate::models::Model;
 use crate::weights::{Need, Weights};
 
 const QWEN2: LlamaVariant = LlamaVariant {
     rope_style: RopeStyle::Neox,
-    prescale_queries: false,
     qkv_bias: Need::Required,
-    qk_norm: Need::Absent,
-    experts: Need::Absent,
-    always_renormalise: false,
-    fused_gate_up: false,
-    post_norms: Need::Absent,
-    qk_norm_after_rope: false,
-    no_rope_interval: None,
-    shared_expert: Need::Absent,
+    ..LLAMA
 };
 
 /// Llama's names.

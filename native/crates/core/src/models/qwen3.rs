@@ -4,22 +4,15 @@
 
 use crate::layers::RopeStyle;
 use crate::model_error::Result;
-use crate::models::llama::{Llama, LlamaVariant};
+use crate::models::llama::{Llama, LlamaVariant, LLAMA};
 use crate::models::Model;
 use crate::weights::{Need, Weights};
 
 pub(crate) const QWEN3: LlamaVariant = LlamaVariant {
     rope_style: RopeStyle::Neox,
-    prescale_queries: false,
     qkv_bias: Need::Absent,
     qk_norm: Need::Required,
-    experts: Need::Absent,
-    always_renormalise: false,
-    fused_gate_up: false,
-    post_norms: Need::Absent,
-    qk_norm_after_rope: false,
-    no_rope_interval: None,
-    shared_expert: Need::Absent,
+    ..LLAMA
 };
 
 /// Llama's names (`self_attn.q_norm`, `self_attn.k_norm` among them).

@@ -15,8 +15,9 @@ use std::sync::Arc;
 use mistralrs_quant::gguf::GgufFile;
 
 use super::{
-    deepseek_v2, deepseek_v3, gemma, gemma2, gemma3, glm4, hunyuan_v1_dense, hunyuan_v1_moe, llama,
-    mistral, mixtral, phi, phi3, phimoe, qwen2, qwen3, qwen3_moe, smollm3, starcoder2, Model,
+    deepseek_v2, deepseek_v3, gemma, gemma2, gemma3, glm4, glm4_moe, hunyuan_v1_dense,
+    hunyuan_v1_moe, llama, mistral, mixtral, phi, phi3, phimoe, qwen2, qwen3, qwen3_moe, smollm3,
+    starcoder2, Model,
 };
 use crate::hf_config::HfConfig;
 use crate::model_error::{ModelError, Result};
@@ -126,6 +127,7 @@ pub const ARCHITECTURES: &[Architecture] = &[
     arch!("deepseek_v3", deepseek_v3, gguf "deepseek2" SigmoidRouter, cli "deepseekv3"),
     arch!("smollm3", smollm3, gguf "smollm3" Any),
     arch!("glm4", glm4, gguf "glm4" Any),
+    arch!("glm4_moe", glm4_moe, gguf "glm4moe" Any, cli "glm4moe"),
     arch!("hunyuan_v1_dense", hunyuan_v1_dense, gguf "hunyuan-dense" Any),
     arch!("hunyuan_v1_moe", hunyuan_v1_moe, gguf "hunyuan-moe" Any),
 ];

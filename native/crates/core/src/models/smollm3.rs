@@ -2,24 +2,14 @@
 //! positions (NoPE): its queries and keys are not rotated. llama.cpp fixes the interval at 4;
 //! a checkpoint lists the rotating layers in `no_rope_layers`.
 
-use crate::layers::RopeStyle;
 use crate::model_error::Result;
-use crate::models::llama::{Llama, LlamaVariant};
+use crate::models::llama::{Llama, LlamaVariant, LLAMA};
 use crate::models::Model;
-use crate::weights::{Need, Weights};
+use crate::weights::Weights;
 
 const SMOLLM3: LlamaVariant = LlamaVariant {
-    rope_style: RopeStyle::Normal,
-    prescale_queries: false,
-    qkv_bias: Need::Optional,
-    qk_norm: Need::Absent,
-    experts: Need::Absent,
-    always_renormalise: false,
-    fused_gate_up: false,
-    post_norms: Need::Absent,
-    qk_norm_after_rope: false,
     no_rope_interval: Some(4),
-    shared_expert: Need::Absent,
+    ..LLAMA
 };
 
 /// Llama's names.
