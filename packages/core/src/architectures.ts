@@ -77,6 +77,12 @@ export const ARCHITECTURES: readonly ArchitectureRow[] = [
       'leading dense layers, then a sigmoid router with a selection bias (renormalised, scaled) plus shared experts; Q/K/V biases, optional Q/K norms, NeoX RoPE over half of each head; multi-token-prediction layer skipped',
   },
   {
+    id: 'glm4_moe_lite',
+    models: 'GLM-4.7-Flash',
+    traits:
+      'DeepSeek V3 shaped: latent attention, low-rank queries, sigmoid router with a selection bias, shared experts; dense layers listed in `mlp_layer_types`; its GGUFs are `deepseek2` (a sigmoid router told by shape when the file does not say)',
+  },
+  {
     id: 'hunyuan_v1_dense',
     models: 'Hunyuan 0.5B–7B (dense)',
     traits: 'per-head Q/K norms after RoPE, NTK-aware `alpha` (the base scaled by alpha^(d/(d−2)))',

@@ -248,6 +248,29 @@ impl HfConfig {
         Ok(Some(base as f32))
     }
 
+    /// `first_k_dense_replace`, or `mlp_layer_types` when it lists `dense` layers and then
+    /// `sparse` ones (any other order is refused).
+    pub fn leading_dense_layers(&self) -> Result<Option<usize>> {
+        if let Some(n) = self.usize_key("first_k_dense_replace")? {
+            return Ok(Some(n));
+        }
+        let types = match &self.value["mlp_layer_types"] {
+            Value::Null => return Ok(None),
+            Value::Array(types) => types,
+            other => return Err(self.bad(format!("mlp_layer_types {other} is not a list"))),
+        };
+        let dense = types
+            .iter()
+            .take_while(|t| t.as_str() == Some("dense"))
+            .count();
+        if types[dense..].iter().any(|t| t.as_str() != Some("sparse")) {
+            return Err(self.bad(
+                "mlp_layer_types must list `dense` layers, then `sparse` ones; other orders are not supported",
+            ));
+        }
+        Ok(Some(dense))
+    }
+
     /// A list of whole numbers (SmolLM3's `no_rope_layers`).
     pub fn usize_list(&self, key: &str) -> Result<Option<Vec<usize>>> {
         match &self.value[key] {

@@ -75,6 +75,36 @@ pub(crate) fn layer_index(name: &str, prefix: &str) -> Option<usize> {
     name.strip_prefix(prefix)?.split('.').next()?.parse().ok()
 }
 
+/// A GGUF's `<arch>.expert_gating_func` as llama.cpp takes it: 1 softmax, 2 sigmoid. Files
+/// without the key are softmax, except `deepseek2` files shaped as GLM-4.7-Flash (47 or 48
+/// decoder layers over a 154880-token vocabulary), whose converter wrote none: sigmoid.
+pub(crate) fn gguf_expert_gating(file: &GgufFile, arch: &str) -> Result<u32> {
+    // 0 is llama.cpp's "none": the file does not say.
+    if let Some(f) = file
+        .get_u32_opt(&format!("{arch}.expert_gating_func"))?
+        .filter(|&f| f != 0)
+    {
+        return Ok(f);
+    }
+    if arch == "deepseek2" {
+        let blocks = file.get_u32_opt("deepseek2.block_count")?.unwrap_or(0);
+        let mtp = file
+            .get_u32_opt("deepseek2.nextn_predict_layers")?
+            .unwrap_or(0);
+        let vocab = match file.get_u32_opt("deepseek2.vocab_size")? {
+            Some(v) => Some(v as usize),
+            None if file.contains_key("tokenizer.ggml.tokens") => {
+                Some(file.get_array("tokenizer.ggml.tokens")?.len())
+            }
+            None => None,
+        };
+        if matches!(blocks.saturating_sub(mtp), 47 | 48) && vocab == Some(154_880) {
+            return Ok(2);
+        }
+    }
+    Ok(1)
+}
+
 /// What a model's loader reads: tensors by GGUF name, and the config.
 pub trait Weights {
     /// The file or folder, for messages.
@@ -192,6 +222,15 @@ pub trait Weights {
     /// A boolean hyperparameter (`attention_bias`), likewise.
     fn hparam_bool(&self, _name: &str) -> Result<Option<bool>> {
         Ok(None)
+    }
+
+    /// How many leading layers of a sparse model are dense: `<arch>.leading_dense_block_count`
+    /// in a GGUF; `first_k_dense_replace`, or the leading `dense` entries of `mlp_layer_types`
+    /// (GLM-4.7-Flash), in `config.json`.
+    fn leading_dense_layers(&self) -> Result<Option<usize>> {
+        Ok(self
+            .hparam_u32("leading_dense_block_count")?
+            .map(|n| n as usize))
     }
 
     /// A list of whole numbers from `config.json` (SmolLM3's `no_rope_layers`); GGUF files
@@ -357,7 +396,7 @@ impl Weights for GgufWeights {
             .get_bool_opt(&format!("{arch}.expert_weights_norm"))?
             .unwrap_or(arch != "deepseek2");
         let source = self.source();
-        let gating = match key("expert_gating_func")?.unwrap_or(0) {
+        let gating = match gguf_expert_gating(&self.file, arch)? {
             0 | 1 => Gating::Softmax,
             2 => Gating::Sigmoid,
             other => {
@@ -498,5 +537,52 @@ impl Weights for GgufWeights {
         let mut out = vec![0f32; len];
         dequantize(info.ty, self.file.tensor_data(info), &mut out)?;
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use mistralrs_quant::gguf::{GgufFile, GgufWriter};
+
+    use super::gguf_expert_gating;
+
+    fn file(meta: &[(&str, u32)]) -> GgufFile {
+        let mut w = GgufWriter::new();
+        for &(k, v) in meta {
+            w.add_metadata(k, v).expect("metadata");
+        }
+        GgufFile::from_bytes(Path::new("test.gguf"), w.to_bytes()).expect("parse")
+    }
+
+    #[test]
+    fn expert_gating_is_the_files_or_told_by_shape_as_llama_cpp_does() {
+        let glm_flash = [
+            ("deepseek2.block_count", 48),
+            ("deepseek2.nextn_predict_layers", 1),
+            ("deepseek2.vocab_size", 154_880),
+        ];
+        assert_eq!(
+            gguf_expert_gating(&file(&glm_flash), "deepseek2").ok(),
+            Some(2)
+        );
+        let mut said = glm_flash.to_vec();
+        said.push(("deepseek2.expert_gating_func", 1));
+        assert_eq!(gguf_expert_gating(&file(&said), "deepseek2").ok(), Some(1));
+        said.pop();
+        said.push(("deepseek2.expert_gating_func", 0));
+        assert_eq!(gguf_expert_gating(&file(&said), "deepseek2").ok(), Some(2));
+        // DeepSeek V2 (27 layers, another vocabulary): softmax.
+        let v2 = [
+            ("deepseek2.block_count", 27),
+            ("deepseek2.vocab_size", 102_400),
+        ];
+        assert_eq!(gguf_expert_gating(&file(&v2), "deepseek2").ok(), Some(1));
+        // The shape rule is deepseek2's only.
+        assert_eq!(
+            gguf_expert_gating(&file(&[("glm4moe.block_count", 47)]), "glm4moe").ok(),
+            Some(1)
+        );
     }
 }

@@ -368,6 +368,10 @@ impl Weights for HfWeights {
         self.config.bool_key(name)
     }
 
+    fn leading_dense_layers(&self) -> Result<Option<usize>> {
+        self.config.leading_dense_layers()
+    }
+
     fn hparam_list(&self, name: &str) -> Result<Option<Vec<usize>>> {
         self.config.usize_list(name)
     }

@@ -44,6 +44,7 @@ describe('architecture names', () => {
         'smollm3',
         'glm4',
         'glm4_moe',
+        'glm4_moe_lite',
         'hunyuan_v1_dense',
         'hunyuan_v1_moe',
       ].sort(),
@@ -71,6 +72,7 @@ describe('architecture names', () => {
       ['Mistral', 'mistral'],
       ['hunyuan-dense', 'hunyuan_v1_dense'],
       ['glm4moe', 'glm4_moe'],
+      ['glm4moelite', 'glm4_moe_lite'],
     ];
     for (const [name, id] of cases) expect([name, resolveArchitecture(name)]).toEqual([name, id]);
     expect(resolveArchitecture('gpt2')).toBeUndefined();

@@ -84,6 +84,7 @@ const CASES: Array<[string, TinySpec, [string, string]]> = [
   ['hunyuan_v1_dense, transformers 4 config', { arch: 'hunyuan', hfConfigFormat: 'v4' }, ['hunyuan_v1_dense', 'hunyuan_v1_dense']],
   ['glm4_moe (dense layer, sigmoid router, shared expert)', { arch: 'glm4moe' }, ['glm4_moe', 'glm4_moe']],
   ['glm4_moe, transformers 4 config', { arch: 'glm4moe', hfConfigFormat: 'v4' }, ['glm4_moe', 'glm4_moe']],
+  ['glm4_moe_lite (MLA, mlp_layer_types)', { arch: 'glm4moelite' }, ['deepseek_v3', 'glm4_moe_lite']],
   ['hunyuan_v1_moe (shared expert)', { arch: 'hunyuanmoe' }, ['hunyuan_v1_moe', 'hunyuan_v1_moe']],
   ['hunyuan_v1_moe, per-layer lists', { arch: 'hunyuanmoe', hfConfigFormat: 'v4' }, ['hunyuan_v1_moe', 'hunyuan_v1_moe']],
 ];

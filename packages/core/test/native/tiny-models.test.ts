@@ -102,6 +102,7 @@ const CASES: Case[] = [
   ...perType('glm4 (post norms, biases, half of each head rotated in pairs)', { arch: 'glm4' }),
   ...perType('hunyuan dense (QK norms after RoPE, NTK alpha 1000)', { arch: 'hunyuan' }),
   ...perType('hunyuan moe (4 experts, top 2, a shared expert)', { arch: 'hunyuanmoe' }),
+  ...perType('glm4moelite (MLA, low-rank Q, sigmoid router with bias)', { arch: 'glm4moelite' }),
   ...perType('glm4moe (dense layer, then sigmoid router with bias over 4 experts, shared expert)', { arch: 'glm4moe' }),
   // A softmax router of 8 experts takes the vectorised path of ggml's softmax.
   { name: 'deepseekv2, 8 experts', type: 'Q8_0', spec: varied({ arch: 'deepseekv2', experts: 8 }) },

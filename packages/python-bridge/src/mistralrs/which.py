@@ -34,6 +34,7 @@ class Architecture(Enum):
     DeepseekV3 = "deepseekv3"
     GLM4 = "glm4"
     GLM4Moe = "glm4moe"
+    GLM4MoeLite = "glm4moelite"
     SmolLm3 = "smollm3"
 
 

@@ -143,7 +143,7 @@ pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
     cfg.rope_style = RopeStyle::Normal;
 
     let (d, heads) = (cfg.hidden_size, cfg.n_heads);
-    let n_dense = hparam(w, "leading_dense_block_count", "first_k_dense_replace")?.unwrap_or(0);
+    let n_dense = w.leading_dense_layers()?.unwrap_or(0);
     let n_shared = hparam(w, "expert_shared_count", "n_shared_experts")?.unwrap_or(0);
     let moe = w.moe()?;
     let embed = w.embedding("token_embd.weight", d, cfg.vocab_size)?;

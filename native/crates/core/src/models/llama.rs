@@ -242,7 +242,7 @@ impl Llama {
             ..shapes
         };
         let n_dense = if variant.leading_dense {
-            hparam("leading_dense_block_count", "first_k_dense_replace")?.unwrap_or(0)
+            w.leading_dense_layers()?.unwrap_or(0)
         } else {
             0
         };

@@ -15,9 +15,9 @@ use std::sync::Arc;
 use mistralrs_quant::gguf::GgufFile;
 
 use super::{
-    deepseek_v2, deepseek_v3, gemma, gemma2, gemma3, glm4, glm4_moe, hunyuan_v1_dense,
-    hunyuan_v1_moe, llama, mistral, mixtral, phi, phi3, phimoe, qwen2, qwen3, qwen3_moe, smollm3,
-    starcoder2, Model,
+    deepseek_v2, deepseek_v3, gemma, gemma2, gemma3, glm4, glm4_moe, glm4_moe_lite,
+    hunyuan_v1_dense, hunyuan_v1_moe, llama, mistral, mixtral, phi, phi3, phimoe, qwen2, qwen3,
+    qwen3_moe, smollm3, starcoder2, Model,
 };
 use crate::hf_config::HfConfig;
 use crate::model_error::{ModelError, Result};
@@ -47,7 +47,7 @@ impl GgufMatch {
         let experts = file
             .get_u32_opt(&format!("{arch}.expert_count"))?
             .is_some_and(|n| n > 0);
-        let sigmoid = file.get_u32_opt(&format!("{arch}.expert_gating_func"))? == Some(2);
+        let sigmoid = crate::weights::gguf_expert_gating(file, arch)? == 2;
         Ok(match self {
             GgufMatch::Any => true,
             GgufMatch::Dense => !experts,
@@ -128,6 +128,7 @@ pub const ARCHITECTURES: &[Architecture] = &[
     arch!("smollm3", smollm3, gguf "smollm3" Any),
     arch!("glm4", glm4, gguf "glm4" Any),
     arch!("glm4_moe", glm4_moe, gguf "glm4moe" Any, cli "glm4moe"),
+    arch!("glm4_moe_lite", glm4_moe_lite, gguf "deepseek2" SigmoidRouter, cli "glm4moelite"),
     arch!("hunyuan_v1_dense", hunyuan_v1_dense, gguf "hunyuan-dense" Any),
     arch!("hunyuan_v1_moe", hunyuan_v1_moe, gguf "hunyuan-moe" Any),
 ];
