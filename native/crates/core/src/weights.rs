@@ -181,6 +181,16 @@ pub trait Weights {
         out_features: usize,
     ) -> Result<Vec<Linear>>;
 
+    /// One vector of `len` per expert from a `[n_experts, len]` tensor (gpt-oss's expert
+    /// biases, `blk.N.ffn_{gate,up,down}_exps.bias`).
+    fn expert_vectors(&self, name: &str, n_experts: usize, len: usize) -> Result<Vec<Vec<f32>>> {
+        let all = self.vector_2d(name, n_experts, len)?;
+        Ok(all.chunks_exact(len).map(<[f32]>::to_vec).collect())
+    }
+
+    /// A small `[rows, cols]` tensor as f32, row-major (biases of stacked experts).
+    fn vector_2d(&self, name: &str, rows: usize, cols: usize) -> Result<Vec<f32>>;
+
     /// DeepSeek's decompression of the latent KV, split for absorbed attention, per head:
     /// `k_b` (`[kv_lora_rank, nope]`, a query's unrotated part into the latent space) and
     /// `v_b` (`[v_dim, kv_lora_rank]`, the latent attention output back to a value head). A
@@ -408,7 +418,7 @@ impl Weights for GgufWeights {
         // Group scores as each model's reference computes them (llama.cpp sums the top two
         // for every model; DeepSeek V2, the softmax-gated one, takes the best expert).
         let score = match gating {
-            Gating::Softmax => GroupScore::Max,
+            Gating::Softmax | Gating::SoftmaxWeight => GroupScore::Max,
             Gating::Sigmoid => GroupScore::TopTwoSum,
         };
         let cfg = crate::layers::MoeConfig {
@@ -529,6 +539,14 @@ impl Weights for GgufWeights {
         let info = self.info(name)?;
         self.expect_dims(info, &[dim, vocab])?;
         Ok(Embedding::new(info.ty, vocab, dim, self.bytes(info))?)
+    }
+
+    fn vector_2d(&self, name: &str, rows: usize, cols: usize) -> Result<Vec<f32>> {
+        let info = self.info(name)?;
+        self.expect_dims(info, &[cols, rows])?;
+        let mut out = vec![0f32; rows * cols];
+        dequantize(info.ty, self.file.tensor_data(info), &mut out)?;
+        Ok(out)
     }
 
     fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>> {

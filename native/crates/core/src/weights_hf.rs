@@ -247,6 +247,10 @@ impl Weights for HfWeights {
         Ok(Embedding::new(ty, vocab, dim, bytes)?)
     }
 
+    fn vector_2d(&self, name: &str, rows: usize, cols: usize) -> Result<Vec<f32>> {
+        self.vector(name, rows * cols)
+    }
+
     fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>> {
         let hf = self
             .hf_name(name)

@@ -311,9 +311,12 @@ impl Item<'_> {
     /// Each query's softmax as ggml computes it (see [`softmax_row`]).
     #[inline(always)]
     fn softmax<K: Kernels>(&self, scratch: &mut Scratch) {
-        for (i, &(start, end, _)) in scratch.ranges.iter().enumerate() {
+        let p = &self.seq.params;
+        for (i, &(start, end, q_row)) in scratch.ranges.iter().enumerate() {
             let row = &mut scratch.scores[scratch.offsets[i]..scratch.offsets[i] + end - start];
-            softmax_row::<K>(row, start, end);
+            // The query's head: its row of q is `(token · n_heads + head) · head_dim`.
+            let sink = p.sinks.map(|s| s[(q_row / p.head_dim) % p.n_heads]);
+            softmax_row::<K>(row, start, end, sink);
         }
     }
 

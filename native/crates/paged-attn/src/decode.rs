@@ -228,7 +228,13 @@ impl DecodeWork {
                 let (start, end) = key_range(s);
                 let at = self.at[i].map_or(0, |a| a.0) + h * (end - start);
                 // SAFETY: head h's row: this item's alone.
-                softmax_row::<K>(unsafe { self.scores_mut(at..at + end - start) }, start, end);
+                let sink = s.params.sinks.map(|sinks| sinks[h]);
+                softmax_row::<K>(
+                    unsafe { self.scores_mut(at..at + end - start) },
+                    start,
+                    end,
+                    sink,
+                );
             }
         }
         ctx.barrier();

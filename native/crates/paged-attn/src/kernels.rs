@@ -78,8 +78,18 @@ pub(crate) fn round_f16(x: f32) -> f32 {
 /// in groups of 8 keys counted from position 0, each group summed across its lanes, the groups
 /// summed in f64; the probabilities then rounded through f16, as llama.cpp's KQ·V sees them.
 #[inline(always)]
-pub(crate) fn softmax_row<K: Kernels>(row: &mut [f32], start: usize, end: usize) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+pub(crate) fn softmax_row<K: Kernels>(
+    row: &mut [f32],
+    start: usize,
+    end: usize,
+    sink: Option<f32>,
+) {
+    let mut max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    // A sink takes part in the maximum and the sum, as ggml adds it: its exp through the C
+    // library, once the row's sum is done.
+    if let Some(s) = sink {
+        max = max.max(s);
+    }
     let mut sum = 0f64;
     let mut g = start / 8 * 8;
     while g < end {
@@ -106,6 +116,9 @@ pub(crate) fn softmax_row<K: Kernels>(row: &mut [f32], start: usize, end: usize)
         };
         sum += f64::from(hsum8(&lanes));
         g += 8;
+    }
+    if let Some(s) = sink {
+        sum += f64::from((s - max).exp());
     }
     K::scale_round_f16(row, (1.0 / sum) as f32);
 }

@@ -5,7 +5,7 @@
 use crate::cache::{KvCache, KvCacheError};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct AttentionParams {
+pub struct AttentionParams<'a> {
     pub n_heads: usize,
     pub n_kv_heads: usize,
     pub head_dim: usize,
@@ -15,6 +15,9 @@ pub struct AttentionParams {
     pub softcap: Option<f32>,
     /// Keys more than `window - 1` positions behind the query are masked (sliding layers).
     pub sliding_window: Option<usize>,
+    /// One logit per query head that joins every softmax's denominator and attends to
+    /// nothing (gpt-oss's attention sinks).
+    pub sinks: Option<&'a [f32]>,
     /// The sequence has one query token in this step (a decode step): llama.cpp then sums its
     /// products with its vector-dot kernel instead of its matrix kernel, in another order, and
     /// we follow it. Set per sequence, so that a sequence's results never depend on what else
@@ -70,7 +73,7 @@ pub struct SeqAttention<'a> {
     pub table: &'a [u32],
     pub q: &'a [f32],
     pub positions: &'a [usize],
-    pub params: AttentionParams,
+    pub params: AttentionParams<'a>,
     pub out: AttnOut,
 }
 
@@ -112,6 +115,13 @@ pub(crate) fn check(
         return bad(format!(
             "{} heads cannot share {} KV heads",
             p.n_heads, p.n_kv_heads
+        ));
+    }
+    if p.sinks.is_some_and(|s| s.len() != p.n_heads) {
+        return bad(format!(
+            "{} attention sinks for {} heads",
+            p.sinks.map_or(0, <[f32]>::len),
+            p.n_heads
         ));
     }
     let row = p.n_heads * p.head_dim;

@@ -103,6 +103,11 @@ const CASES: Case[] = [
   ...perType('hunyuan dense (QK norms after RoPE, NTK alpha 1000)', { arch: 'hunyuan' }),
   ...perType('hunyuan moe (4 experts, top 2, a shared expert)', { arch: 'hunyuanmoe' }),
   ...perType('glm4moelite (MLA, low-rank Q, sigmoid router with bias)', { arch: 'glm4moelite' }),
+  ...perType('gpt-oss (sinks, window 4 on even layers, YaRN, biased experts, clamped SwiGLU)', {
+    arch: 'gptoss',
+    slidingWindow: 4,
+    ropeScaling: { type: 'yarn', factor: 4, originalContext: 64 },
+  }),
   ...perType('glm4moe (dense layer, then sigmoid router with bias over 4 experts, shared expert)', { arch: 'glm4moe' }),
   // A softmax router of 8 experts takes the vectorised path of ggml's softmax.
   { name: 'deepseekv2, 8 experts', type: 'Q8_0', spec: varied({ arch: 'deepseekv2', experts: 8 }) },
@@ -158,6 +163,13 @@ const LONG_CASES: Case[] = [
       tokens: 96,
     }),
   ),
+  {
+    name: 'gpt-oss, window 8 on even layers',
+    type: 'Q8_0',
+    spec: { arch: 'gptoss', slidingWindow: 8, layers: 4, ropeScaling: { type: 'yarn', factor: 4, originalContext: 64 } },
+    prompts: WINDOWED_PROMPTS,
+    tokens: 96,
+  },
   { name: 'llama, 128 tokens', type: 'Q4_K', spec: varied({ arch: 'llama' }), prompts: [PROMPTS[1]!], tokens: 128 },
   { name: 'qwen3moe, 128 tokens', type: 'Q8_0', spec: varied({ arch: 'qwen3moe' }), prompts: [PROMPTS[0]!], tokens: 128 },
 ];

@@ -202,8 +202,13 @@ pub fn encoder_attention(
                     }
                     score
                 }));
-                let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut total = 0f32;
+                let sink = p.sinks.map(|s| s[h]);
+                let max = scores
+                    .iter()
+                    .copied()
+                    .chain(sink)
+                    .fold(f32::NEG_INFINITY, f32::max);
+                let mut total = sink.map_or(0.0, |s| (s - max).exp());
                 for s in scores.iter_mut() {
                     *s = (*s - max).exp();
                     total += *s;

@@ -2,7 +2,9 @@
 //! router scores the experts per token, the `n_used` best run a SwiGLU MLP each, and their
 //! outputs are summed with the router's weights, as llama.cpp computes it:
 //!
-//! - probabilities are a softmax over all experts (a sigmoid of each in DeepSeek V3);
+//! - probabilities are a softmax over all experts (a sigmoid of each in DeepSeek V3; in
+//!   gpt-oss the logits, plus a bias, choose the experts and a softmax over the chosen ones
+//!   weights them);
 //! - the experts chosen are the `n_used` most probable, after adding a per-expert selection
 //!   bias (DeepSeek V3) and, with expert groups, among the best groups only;
 //! - with `norm_topk`, the chosen weights are divided by their sum (at least 2⁻¹⁴), then
@@ -35,6 +37,17 @@ pub struct MoeConfig {
     pub scale: f32,
     /// Experts picked among the best groups only (DeepSeek).
     pub groups: Option<ExpertGroups>,
+    pub activation: ExpertActivation,
+}
+
+/// The experts' gated activation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ExpertActivation {
+    /// `silu(gate) · up`.
+    Swiglu,
+    /// gpt-oss's: `g · sigmoid(alpha · g) · (u + 1)` with the gate `g` clamped above at
+    /// `limit` and the up projection `u` to ±`limit`.
+    SwigluOai { alpha: f32, limit: f32 },
 }
 
 /// How router scores become expert probabilities.
@@ -43,6 +56,8 @@ pub enum Gating {
     Softmax,
     /// Each expert's own sigmoid (DeepSeek V3).
     Sigmoid,
+    /// The raw logits choose; a softmax over the chosen ones weights them (gpt-oss).
+    SoftmaxWeight,
 }
 
 /// Group-limited routing: the experts split into `n_groups` equal groups, each group scored,
@@ -85,6 +100,7 @@ impl MoeConfig {
             gating: Gating::Softmax,
             scale: 1.0,
             groups: None,
+            activation: ExpertActivation::Swiglu,
         })
     }
 
@@ -159,7 +175,16 @@ pub struct Moe {
     /// Added to the probabilities to choose experts, not to weight them (DeepSeek V3's
     /// `e_score_correction_bias`).
     pub selection_bias: Option<Vec<f32>>,
+    /// The router's bias, and each expert's gate, up and down biases (gpt-oss).
+    pub biases: Option<MoeBiases>,
     pub cfg: MoeConfig,
+}
+
+pub struct MoeBiases {
+    /// `[n_experts]`, added to the router's logits.
+    pub router: Vec<f32>,
+    /// Per expert: `[expert_ff]`, `[expert_ff]`, `[dim]`.
+    pub experts: Vec<[Vec<f32>; 3]>,
 }
 
 /// The smallest sum the chosen weights are divided by (llama.cpp clamps to 2⁻¹⁴).
@@ -180,6 +205,11 @@ impl Moe {
 
         let mut scores = vec![0f32; n * n_exp];
         self.router.forward(pool, x, &mut scores, matmul)?;
+        if let Some(b) = &self.biases {
+            scores
+                .chunks_exact_mut(n_exp)
+                .for_each(|row| row.iter_mut().zip(&b.router).for_each(|(s, b)| *s += b));
+        }
         // chosen[r * k + j]: the j-th best expert of row r, with its weight.
         let mut chosen = vec![(0usize, 0f32); n * k];
         let mut selection = vec![0f32; n_exp];
@@ -190,6 +220,7 @@ impl Moe {
             match self.cfg.gating {
                 Gating::Softmax => softmax(row),
                 Gating::Sigmoid => row.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
+                Gating::SoftmaxWeight => {}
             }
             selection.copy_from_slice(row);
             if let Some(bias) = &self.selection_bias {
@@ -214,7 +245,7 @@ impl Moe {
         for (pick, &(e, _)) in chosen.iter().enumerate() {
             routed_to[e].push(pick);
         }
-        for (expert, routed) in self.experts.iter().zip(&routed_to) {
+        for (e, (expert, routed)) in self.experts.iter().zip(&routed_to).enumerate() {
             if routed.is_empty() {
                 continue;
             }
@@ -227,7 +258,24 @@ impl Moe {
             matmul.sequence_rows.clear();
             matmul.sequence_rows.resize(m, 1);
             down.resize(m * d, 0.0);
-            expert.forward(pool, &xe, &mut down, &mut gate, &mut up, matmul)?;
+            match (&self.biases, self.cfg.activation) {
+                (None, ExpertActivation::Swiglu) => {
+                    expert.forward(pool, &xe, &mut down, &mut gate, &mut up, matmul)?
+                }
+                (biases, activation) => {
+                    let biases = biases.as_ref().map(|b| &b.experts[e]);
+                    run_expert(
+                        expert,
+                        biases,
+                        activation,
+                        pool,
+                        &xe,
+                        &mut down,
+                        [&mut gate, &mut up],
+                        matmul,
+                    )?
+                }
+            }
             for (row, &pick) in down.chunks_exact(d).zip(routed) {
                 y[pick * d..(pick + 1) * d].copy_from_slice(row);
             }
@@ -273,6 +321,51 @@ fn softmax(row: &mut [f32]) {
     row.iter_mut().for_each(|v| *v *= scale);
 }
 
+/// One expert over `x` as llama.cpp runs gpt-oss's: each product plus its bias, then the
+/// activation, then the down product plus its bias.
+#[allow(clippy::too_many_arguments)]
+fn run_expert(
+    expert: &Expert,
+    biases: Option<&[Vec<f32>; 3]>,
+    activation: ExpertActivation,
+    pool: &ThreadPool,
+    x: &[f32],
+    out: &mut [f32],
+    [gate, up]: [&mut Vec<f32>; 2],
+    matmul: &mut MatmulScratch,
+) -> Result<()> {
+    let rows = x.len() / expert.gate.in_features();
+    let ff = expert.gate.out_features();
+    gate.resize(rows * ff, 0.0);
+    up.resize(rows * ff, 0.0);
+    expert.up.forward(pool, x, up, matmul)?;
+    expert.gate.forward(pool, x, gate, matmul)?;
+    if let Some([bg, bu, _]) = biases {
+        add_each_row(up, bu);
+        add_each_row(gate, bg);
+    }
+    match activation {
+        ExpertActivation::Swiglu => swiglu(gate, up),
+        ExpertActivation::SwigluOai { alpha, limit } => {
+            for (g, &u) in gate.iter_mut().zip(up.iter()) {
+                let x = g.min(limit);
+                let y = u.clamp(-limit, limit);
+                *g = x / (1.0 + (alpha * -x).exp()) * (y + 1.0);
+            }
+        }
+    }
+    expert.down.forward(pool, gate, out, matmul)?;
+    if let Some([_, _, bd]) = biases {
+        add_each_row(out, bd);
+    }
+    Ok(())
+}
+
+fn add_each_row(x: &mut [f32], bias: &[f32]) {
+    x.chunks_exact_mut(bias.len())
+        .for_each(|row| row.iter_mut().zip(bias).for_each(|(v, b)| *v += b));
+}
+
 /// Indices of `values` from the largest down, ties to the lower index (ggml's descending
 /// argsort).
 fn descending(values: &[f32]) -> Vec<usize> {
@@ -304,6 +397,11 @@ fn mask_groups(selection: &mut [f32], groups: &ExpertGroups) {
 fn route(probs: &[f32], selection: &[f32], picks: &mut [(usize, f32)], cfg: &MoeConfig) {
     for (p, &e) in picks.iter_mut().zip(&descending(selection)) {
         *p = (e, probs[e]);
+    }
+    if cfg.gating == Gating::SoftmaxWeight {
+        let mut weights: Vec<f32> = picks.iter().map(|p| p.1).collect();
+        softmax(&mut weights);
+        picks.iter_mut().zip(weights).for_each(|(p, w)| p.1 = w);
     }
     if cfg.norm_topk {
         let sum = picks.iter().map(|p| p.1).sum::<f32>().max(MIN_WEIGHT_SUM);

@@ -426,6 +426,7 @@ impl DeepSeek2 {
             scale: self.score_scale,
             softcap: None,
             sliding_window: None,
+            sinks: None,
             single_token_step: false, // set per sequence
         };
         let qkv = (&*b.q_lat, &*b.kv, &*b.kv);

@@ -323,6 +323,7 @@ impl Gemma3 {
                 } else {
                     None
                 },
+                sinks: None,
                 single_token_step: false, // set per sequence
             };
             attend.run(li, (q, k, v), &params, attn)?;

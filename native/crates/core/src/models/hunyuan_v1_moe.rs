@@ -13,7 +13,7 @@ use crate::weights_hf::{HfCheckpoint, HfExperts, DECODER_GLOBALS};
 
 const HUNYUAN_MOE: LlamaVariant = LlamaVariant {
     experts: Need::Required,
-    always_renormalise: true,
+    renormalise: Some(true),
     shared_expert: SharedExpert::Mlp,
     ..HUNYUAN
 };

@@ -12,7 +12,7 @@ use crate::hf_config::HfDefaults;
 use crate::layers::activations::swiglu;
 use crate::layers::attention::Attend;
 use crate::layers::gpt::Qkv;
-use crate::layers::moe::Expert;
+use crate::layers::moe::{Expert, ExpertActivation, Gating};
 use crate::layers::{
     add_rows, rms_norm, rms_norm_inplace, Embedding, Linear, Moe, MoeConfig, Rope, RopeScaling,
     RopeStyle,
@@ -39,6 +39,11 @@ struct Layer {
     wo: Linear,
     /// After attention and after the MLP (GLM 4).
     post_norms: Option<[Vec<f32>; 2]>,
+    /// The attention output's bias and each head's sink logit (gpt-oss).
+    o_bias: Option<Vec<f32>>,
+    sinks: Option<Vec<f32>>,
+    /// Tokens the layer's attention sees, when windowed.
+    window: Option<usize>,
     ffn_norm: Vec<f32>,
     ffn: Ffn,
     /// Whether the layer rotates queries and keys (SmolLM3's NoPE layers do not).
@@ -61,8 +66,6 @@ pub struct Llama {
     rope: Rope,
     /// Kept to rebuild `rope` once the context is known (LongRoPE).
     rope_scaling: RopeScaling,
-    /// Mistral v0.1's window (from `config.json`; llama.cpp's GGUFs of it carry none).
-    sliding_window: Option<usize>,
     prescale_queries: bool,
     qk_norm_after_rope: bool,
     /// The widest SwiGLU hidden layer (dense MLPs, shared experts): the work buffers' width.
@@ -85,8 +88,9 @@ pub(crate) struct LlamaVariant {
     pub qk_norm: Need,
     /// A mixture of experts in every layer instead of the MLP (Mixtral, Qwen 3 MoE).
     pub experts: Need,
-    /// The chosen experts' weights are renormalised whatever the config says (Mixtral).
-    pub always_renormalise: bool,
+    /// Whether the chosen experts' weights are renormalised, whatever the file says (Mixtral
+    /// always, gpt-oss never, as llama.cpp computes them); `None`: as the file says.
+    pub renormalise: Option<bool>,
     /// The gate and up projections may come as one matrix (Phi 3's `gate_up_proj`).
     pub fused_gate_up: bool,
     /// RMS norms after attention and after the MLP too, before each joins the residual
@@ -109,6 +113,19 @@ pub(crate) struct LlamaVariant {
     pub ffn_norm: &'static str,
     /// Multi-token-prediction layers may follow the decoder's (GLM 4, GLM 4 MoE): never run.
     pub mtp_layers: bool,
+    /// A sink logit per head in every attention softmax (`blk.N.attn_sinks`, gpt-oss).
+    pub attn_sinks: Need,
+    /// A bias on the attention output projection (gpt-oss).
+    pub o_bias: Need,
+    /// Windowed and full layers alternate: a checkpoint's `layer_types`, else every layer
+    /// `i` with `i % n < n − 1` is windowed, as llama.cpp lays out gpt-oss's (`n` = 2).
+    pub sliding_pattern: Option<usize>,
+    /// The router's and the experts' biases (gpt-oss).
+    pub expert_biases: Need,
+    /// The router's gating whatever the file says (gpt-oss: softmax over the chosen logits),
+    /// and the experts' activation.
+    pub gating: Option<Gating>,
+    pub activation: ExpertActivation,
 }
 
 /// The shared expert of a sparse layer.
@@ -129,7 +146,7 @@ pub(crate) const LLAMA: LlamaVariant = LlamaVariant {
     qkv_bias: Need::Optional,
     qk_norm: Need::Absent,
     experts: Need::Absent,
-    always_renormalise: false,
+    renormalise: None,
     fused_gate_up: false,
     post_norms: Need::Absent,
     qk_norm_after_rope: false,
@@ -139,6 +156,12 @@ pub(crate) const LLAMA: LlamaVariant = LlamaVariant {
     leading_dense: false,
     ffn_norm: "ffn_norm",
     mtp_layers: false,
+    attn_sinks: Need::Absent,
+    o_bias: Need::Absent,
+    sliding_pattern: None,
+    expert_biases: Need::Absent,
+    gating: None,
+    activation: ExpertActivation::Swiglu,
 };
 
 /// The checkpoint names of the Llama decoder's layers, shared by its family.
@@ -207,7 +230,9 @@ impl Llama {
         let moe = match (variant.experts, w.moe()?) {
             (Need::Absent, _) | (Need::Optional, None) => None,
             (_, Some(m)) => Some(MoeConfig {
-                norm_topk: m.norm_topk || variant.always_renormalise,
+                norm_topk: variant.renormalise.unwrap_or(m.norm_topk),
+                gating: variant.gating.unwrap_or(m.gating),
+                activation: variant.activation,
                 ..m
             }),
             (Need::Required, None) => {
@@ -246,26 +271,13 @@ impl Llama {
         } else {
             0
         };
-        let sliding_window = w.sliding_window()?;
-        // One window for every layer, or none: per-layer types that differ are not run here.
-        if let Some(types) = w.sliding_layers()? {
-            if types
-                .iter()
-                .any(|&sliding| sliding != sliding_window.is_some())
-            {
-                return Err(ModelError::Unsupported(format!(
-                    "{}: layer_types mixes windowed and full layers (or names windowed ones without a sliding_window), which `{}` does not run",
-                    w.source(),
-                    cfg.architecture
-                )));
-            }
-        }
+        let windows = layer_windows(w, cfg.n_layers, variant.sliding_pattern, &cfg.architecture)?;
         let embed = w.embedding("token_embd.weight", shapes.d, cfg.vocab_size)?;
         let rope_layers = rope_layers(w, cfg.n_layers, variant.no_rope_interval)?;
         let layers = (0..cfg.n_layers)
             .map(|i| {
                 let moe = moe.filter(|_| i >= n_dense);
-                load_layer(w, i, &shapes, &variant, moe, rope_layers[i])
+                load_layer(w, i, &shapes, &variant, moe, (rope_layers[i], windows[i]))
             })
             .collect::<Result<Vec<_>>>()?;
         let output = output_head(w, &embed, shapes.d, cfg.vocab_size)?;
@@ -278,7 +290,6 @@ impl Llama {
             layers,
             rope,
             rope_scaling: scaling,
-            sliding_window,
             prescale_queries: variant.prescale_queries,
             qk_norm_after_rope: variant.qk_norm_after_rope,
             ffn_width: shapes.ff.max(shapes.shared_ff),
@@ -315,13 +326,42 @@ fn rope_layers(w: &dyn Weights, n_layers: usize, interval: Option<usize>) -> Res
     Ok((0..n_layers).map(|i| (i + 1) % interval != 0).collect())
 }
 
+/// Each layer's window: one for every layer or none (Mistral's `sliding_window`), unless the
+/// variant alternates windowed and full layers.
+fn layer_windows(
+    w: &dyn Weights,
+    n_layers: usize,
+    pattern: Option<usize>,
+    arch: &str,
+) -> Result<Vec<Option<usize>>> {
+    let window = w.sliding_window()?;
+    let types = w.sliding_layers()?;
+    if let Some(types) = &types {
+        let mixed = types.iter().any(|&sliding| sliding != window.is_some());
+        if types.len() != n_layers || (mixed && pattern.is_none()) {
+            return Err(ModelError::Unsupported(format!(
+                "{}: layer_types ({} entries for {n_layers} layers) mixes windowed and full layers (or names windowed ones without a sliding_window), which `{arch}` does not run",
+                w.source(),
+                types.len()
+            )));
+        }
+    }
+    Ok(match (pattern, types) {
+        (None, _) => vec![window; n_layers],
+        (Some(_), Some(types)) => types.iter().map(|&s| window.filter(|_| s)).collect(),
+        (Some(n), None) => (0..n_layers)
+            .map(|i| window.filter(|_| i % n < n - 1))
+            .collect(),
+    })
+}
+
 fn load_layer(
     w: &dyn Weights,
     i: usize,
     s: &LayerShapes,
     variant: &LlamaVariant,
     moe: Option<MoeConfig>,
-    rope: bool,
+    (rope, window): (bool, Option<usize>),
 ) -> Result<Layer> {
     let p = |t: &str| format!("blk.{i}.{t}.weight");
     // Q, K and V as three matrices or one (Phi 3 and some GGUFs), biases as required.
@@ -341,7 +381,9 @@ fn load_layer(
             0 => None,
             ff => Some(parts::swiglu(w, i, "_shexp", [s.d, ff])?),
         };
-        Ffn::Sparse(parts::moe(w, i, s.d, m, variant.selection_bias)?, shared)
+        let mut experts = parts::moe(w, i, s.d, m, variant.selection_bias)?;
+        experts.biases = parts::moe_biases(w, i, s.d, &m, variant.expert_biases)?;
+        Ffn::Sparse(experts, shared)
     } else if variant.fused_gate_up && !w.has(&p("ffn_gate")) {
         Ffn::Dense(
             w.linear_rows(&p("ffn_up"), s.d, 2 * s.ff, 0..s.ff)?,
@@ -379,6 +421,9 @@ fn load_layer(
         ffn_norm: w.vector(&p(variant.ffn_norm), s.d)?,
         ffn,
         rope,
+        o_bias: w.vector_as(&format!("blk.{i}.attn_output.bias"), s.d, variant.o_bias)?,
+        sinks: w.vector_as(&p("attn_sinks"), s.q_dim / s.hd, variant.attn_sinks)?,
+        window,
     })
 }
 
@@ -480,7 +525,8 @@ impl Llama {
                 1.0 / (hd as f32).sqrt()
             },
             softcap: None,
-            sliding_window: self.sliding_window,
+            sliding_window: None, // set per layer
+            sinks: None,
             single_token_step: false, // set per sequence
         };
         for (li, layer) in self.layers.iter().enumerate() {
@@ -515,9 +561,17 @@ impl Llama {
             }
 
             // [n, n_heads, hd] attention output (generation stores keys and values first).
+            let params = AttentionParams {
+                sliding_window: layer.window,
+                sinks: layer.sinks.as_deref(),
+                ..params
+            };
             attend.run(li, (q, k, v), &params, attn)?;
 
             layer.wo.forward(pool, attn, h, &mut scratch.matmul)?; // h: [n, d]
+            if let Some(b) = &layer.o_bias {
+                add_rows(h, b);
+            }
             if li + 1 == self.layers.len() {
                 attend.before_last_layer_products(&mut scratch.matmul);
             }

@@ -12,7 +12,7 @@ use crate::weights_hf::{HfCheckpoint, HfExperts, DECODER_GLOBALS};
 const MIXTRAL: LlamaVariant = LlamaVariant {
     qkv_bias: Need::Absent,
     experts: Need::Required,
-    always_renormalise: true,
+    renormalise: Some(true),
     ..LLAMA
 };
 

@@ -19,6 +19,7 @@ pub mod gemma3;
 pub mod glm4;
 pub mod glm4_moe;
 pub mod glm4_moe_lite;
+pub mod gpt_oss;
 pub mod hunyuan_v1_dense;
 pub mod hunyuan_v1_moe;
 pub mod llama;

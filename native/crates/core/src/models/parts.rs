@@ -4,6 +4,7 @@
 //! architecture does not read stays unread, which the registry refuses after loading.
 
 use crate::layers::gpt::{BiasedLinear, GeluMlp, LayerNorm, Qkv};
+use crate::layers::moe::MoeBiases;
 use crate::layers::{Expert, Linear, Moe, MoeConfig};
 use crate::model_error::{ModelError, Result};
 use crate::weights::{Need, Weights};
@@ -126,8 +127,38 @@ pub(crate) fn moe(
             .map(|((gate, up), down)| Expert { gate, up, down })
             .collect(),
         selection_bias: w.vector_as(&format!("blk.{layer}.exp_probs_b.bias"), n, selection_bias)?,
+        biases: None,
         cfg,
     })
+}
+
+/// Layer `layer`'s router bias and each expert's gate, up and down biases
+/// (`blk.N.ffn_gate_inp.bias`, `ffn_{gate,up,down}_exps.bias`), as `need` says (gpt-oss).
+pub(crate) fn moe_biases(
+    w: &dyn Weights,
+    layer: usize,
+    dim: usize,
+    cfg: &MoeConfig,
+    need: Need,
+) -> Result<Option<MoeBiases>> {
+    let p = |t: &str| format!("blk.{layer}.{t}.bias");
+    let router = match w.vector_as(&p("ffn_gate_inp"), cfg.n_experts, need)? {
+        None => return Ok(None),
+        Some(r) => r,
+    };
+    let (n, ff) = (cfg.n_experts, cfg.expert_ff);
+    let gate = w.expert_vectors(&p("ffn_gate_exps"), n, ff)?;
+    let up = w.expert_vectors(&p("ffn_up_exps"), n, ff)?;
+    let down = w.expert_vectors(&p("ffn_down_exps"), n, dim)?;
+    Ok(Some(MoeBiases {
+        router,
+        experts: gate
+            .into_iter()
+            .zip(up)
+            .zip(down)
+            .map(|((g, u), d)| [g, u, d])
+            .collect(),
+    }))
 }
 
 /// The output head: `output.weight`, or the embedding table read as a linear layer when the

@@ -134,6 +134,7 @@ impl Model for Phi2 {
             scale: 1.0, // queries are scaled before attention
             softcap: None,
             sliding_window: None,
+            sinks: None,
             single_token_step: false,
         };
         let q_scale = 1.0 / (hd as f32).sqrt();

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use mistralrs_quant::gguf::GgufFile;
 
 use super::{
-    deepseek_v2, deepseek_v3, gemma, gemma2, gemma3, glm4, glm4_moe, glm4_moe_lite,
+    deepseek_v2, deepseek_v3, gemma, gemma2, gemma3, glm4, glm4_moe, glm4_moe_lite, gpt_oss,
     hunyuan_v1_dense, hunyuan_v1_moe, llama, mistral, mixtral, phi, phi3, phimoe, qwen2, qwen3,
     qwen3_moe, smollm3, starcoder2, Model,
 };
@@ -129,6 +129,7 @@ pub const ARCHITECTURES: &[Architecture] = &[
     arch!("glm4", glm4, gguf "glm4" Any),
     arch!("glm4_moe", glm4_moe, gguf "glm4moe" Any, cli "glm4moe"),
     arch!("glm4_moe_lite", glm4_moe_lite, gguf "deepseek2" SigmoidRouter, cli "glm4moelite"),
+    arch!("gpt_oss", gpt_oss, gguf "gpt-oss" Any, cli "gptoss"),
     arch!("hunyuan_v1_dense", hunyuan_v1_dense, gguf "hunyuan-dense" Any),
     arch!("hunyuan_v1_moe", hunyuan_v1_moe, gguf "hunyuan-moe" Any),
 ];

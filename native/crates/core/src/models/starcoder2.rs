@@ -189,6 +189,7 @@ impl Model for SequentialGpt {
             },
             softcap: None,
             sliding_window: self.sliding_window,
+            sinks: None,
             single_token_step: false,
         };
         let step = StepBatch::new(pool, batch, &positions);

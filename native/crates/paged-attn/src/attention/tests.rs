@@ -88,6 +88,7 @@ fn paged_attention_equals_contiguous_attention() {
             scale: 0.25,
             softcap,
             sliding_window: window,
+            sinks: None,
             single_token_step: false,
         };
         let cfg = KvCacheConfig {
@@ -192,6 +193,7 @@ fn batches_split_decode_steps_by_keys_with_the_serial_results_bit_for_bit() {
                 scale: 0.3,
                 softcap,
                 sliding_window: window,
+                sinks: None,
                 single_token_step: false,
             };
             let qs: Vec<Vec<f32>> = positions
@@ -266,6 +268,7 @@ fn mismatched_shapes_and_tables_are_errors() {
         scale: 1.0,
         softcap: None,
         sliding_window: None,
+        sinks: None,
         single_token_step: false,
     };
     let q = [0f32; 8];
