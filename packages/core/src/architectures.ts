@@ -83,6 +83,12 @@ export const ARCHITECTURES: readonly ArchitectureRow[] = [
       'DeepSeek V3 shaped: latent attention, low-rank queries, sigmoid router with a selection bias, shared experts; dense layers listed in `mlp_layer_types`; its GGUFs are `deepseek2` (a sigmoid router told by shape when the file does not say)',
   },
   {
+    id: 'gpt_oss',
+    models: 'gpt-oss 20B, 120B',
+    traits:
+      'attention sinks, windowed and full layers alternating, biases on Q/K/V, output, router and experts; experts chosen by logits and weighted by a softmax over the chosen; clamped SwiGLU; YaRN (without truncation from config.json, as transformers); F16/BF16/Q8_0 experts (MXFP4 not yet)',
+  },
+  {
     id: 'hunyuan_v1_dense',
     models: 'Hunyuan 0.5B–7B (dense)',
     traits: 'per-head Q/K norms after RoPE, NTK-aware `alpha` (the base scaled by alpha^(d/(d−2)))',

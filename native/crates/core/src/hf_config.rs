@@ -396,11 +396,6 @@ impl HfConfig {
                         )));
                     }
                 }
-                if s["truncate"].as_bool() == Some(false) {
-                    return Err(self.bad(format!(
-                        "`{name}.truncate: false` for YaRN is not supported"
-                    )));
-                }
                 RopeScaling::Yarn {
                     factor: factor as f32,
                     original_context: whole(original.unwrap_or(context as f64)).ok_or_else(
@@ -415,6 +410,15 @@ impl HfConfig {
                     attn_factor: 1.0,
                     // DeepSeek's; its `mscale` is taken equal to it, as llama.cpp does.
                     log_multiplier: key("mscale_all_dim")?.unwrap_or(0.0) as f32,
+                    truncate: match &s["truncate"] {
+                        Value::Null => true,
+                        Value::Bool(t) => *t,
+                        v => {
+                            return Err(
+                                self.bad(format!("`{name}.truncate` is {v}, not true or false"))
+                            )
+                        }
+                    },
                 }
             }
             "longrope" | "su" => self.longrope(s, name, head_dim, original, context)?,

@@ -97,6 +97,7 @@ fn rope_scaling_from_gguf(
                 beta_fast: arch_f32(file, arch, "rope.scaling.yarn_beta_fast")?.unwrap_or(32.0),
                 beta_slow: arch_f32(file, arch, "rope.scaling.yarn_beta_slow")?.unwrap_or(1.0),
                 attn_factor: arch_f32(file, arch, "rope.scaling.attn_factor")?.unwrap_or(1.0),
+                truncate: true,
             }
         }
         other => return unsupported(format!("rope scaling `{other}` is not supported")),

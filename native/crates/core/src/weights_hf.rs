@@ -35,11 +35,15 @@ pub struct HfCheckpoint {
     pub defaults: HfDefaults,
 }
 
-/// `model.layers.N.<block>.experts.E.<gate|up|down>.weight`.
+/// `model.layers.N.<block>.experts.E.<gate|up|down>.weight`, or stacked.
 pub struct HfExperts {
     pub block: &'static str,
     /// Names of the gate, up and down matrices.
     pub names: [&'static str; 3],
+    /// Every expert in one tensor per kind instead (gpt-oss): `<block>.experts.gate_up_proj`
+    /// `[experts, in, 2 · ff]` (transposed, gate and up columns interleaved) with
+    /// `gate_up_proj_bias`, and `down_proj` `[experts, ff, out]` with `down_proj_bias`.
+    pub stacked: bool,
 }
 
 /// The final norm and the head, as most decoders name them.
@@ -170,6 +174,55 @@ impl HfWeights {
         self.matrix_named(&name, rows, cols)
     }
 
+    /// The stacked experts' tensor of `gguf`'s layer and kind (see [`HfExperts::stacked`]):
+    /// its name, type and bytes, checked to be `[n_experts, in, out]` (gate and up: `out` is
+    /// twice the hidden size, interleaved) in a float type.
+    fn stacked_experts(
+        &self,
+        gguf: &str,
+        n_experts: usize,
+        in_features: usize,
+        out_features: usize,
+    ) -> Result<(usize, GgmlType, Vec<u8>)> {
+        let experts = self.layout.experts.as_ref().filter(|e| e.stacked);
+        let parsed = gguf
+            .strip_prefix("blk.")
+            .and_then(|r| r.split_once('.'))
+            .and_then(|(layer, rest)| Some((layer, rest.strip_suffix(".weight")?)));
+        let (Some(experts), Some((layer, kind))) = (experts, parsed) else {
+            return Err(self.bad(format!("cannot map tensor `{gguf}`")));
+        };
+        let (tensor, which, cols) = match kind {
+            "ffn_gate_exps" => ("gate_up_proj", 0, 2 * out_features),
+            "ffn_up_exps" => ("gate_up_proj", 1, 2 * out_features),
+            "ffn_down_exps" => ("down_proj", 2, out_features),
+            _ => return Err(self.bad(format!("cannot map tensor `{gguf}`"))),
+        };
+        let root = if self.bare { "" } else { "model." };
+        let name = format!("{root}layers.{layer}.{}.experts.{tensor}", experts.block);
+        self.read.mark(&name);
+        let (file, info) = self
+            .model
+            .tensor(&name)
+            .ok_or_else(|| ModelError::MissingTensor {
+                source: self.dir.display().to_string(),
+                name: name.clone(),
+            })?;
+        let ty = float_type(info.dtype).ok_or_else(|| {
+            self.bad(format!(
+                "tensor `{name}` is {}; only F32, F16 and BF16 checkpoints load",
+                info.dtype
+            ))
+        })?;
+        if info.shape != [n_experts as u64, in_features as u64, cols as u64] {
+            return Err(self.bad(format!(
+                "tensor `{name}` has shape {:?}, expected [{n_experts}, {in_features}, {cols}]",
+                info.shape
+            )));
+        }
+        Ok((which, ty, file.tensor_data(info).to_vec()))
+    }
+
     fn matrix_named(
         &self,
         name: &str,
@@ -184,17 +237,13 @@ impl HfWeights {
                 source: self.dir.display().to_string(),
                 name: name.to_string(),
             })?;
-        let ty = match info.dtype {
-            Dtype::F32 => GgmlType::F32,
-            Dtype::F16 => GgmlType::F16,
-            Dtype::BF16 => GgmlType::BF16,
-            other => {
-                return Err(ModelError::Unsupported(format!(
-                    "{}: tensor `{name}` is {other}; only F32, F16 and BF16 checkpoints load",
-                    file.path().display()
-                )))
-            }
-        };
+        let ty = float_type(info.dtype).ok_or_else(|| {
+            ModelError::Unsupported(format!(
+                "{}: tensor `{name}` is {}; only F32, F16 and BF16 checkpoints load",
+                file.path().display(),
+                info.dtype
+            ))
+        })?;
         if info.shape != [rows as u64, cols as u64] {
             return Err(ModelError::Unsupported(format!(
                 "{}: tensor `{name}` has shape {:?}, expected [{rows}, {cols}]",
@@ -251,6 +300,50 @@ impl Weights for HfWeights {
         self.vector(name, rows * cols)
     }
 
+    /// Stacked experts' biases: `gate_up_proj_bias` `[experts, 2 · ff]` (gate and up
+    /// interleaved) and `down_proj_bias` `[experts, out]`.
+    fn expert_vectors(&self, name: &str, n_experts: usize, len: usize) -> Result<Vec<Vec<f32>>> {
+        let Some(experts) = self.layout.experts.as_ref().filter(|e| e.stacked) else {
+            let all = self.vector_2d(name, n_experts, len)?;
+            return Ok(all.chunks_exact(len).map(<[f32]>::to_vec).collect());
+        };
+        let parsed = name
+            .strip_prefix("blk.")
+            .and_then(|r| r.split_once('.'))
+            .and_then(|(layer, rest)| Some((layer, rest.strip_suffix(".bias")?)));
+        let (tensor, interleaved) = match parsed.map(|p| p.1) {
+            Some("ffn_gate_exps") => ("gate_up_proj_bias", Some(0)),
+            Some("ffn_up_exps") => ("gate_up_proj_bias", Some(1)),
+            Some("ffn_down_exps") => ("down_proj_bias", None),
+            _ => return Err(self.bad(format!("cannot map tensor `{name}`"))),
+        };
+        let layer = parsed.map_or("", |p| p.0);
+        let root = if self.bare { "" } else { "model." };
+        let hf = format!("{root}layers.{layer}.{}.experts.{tensor}", experts.block);
+        self.read.mark(&hf);
+        if self.model.tensor(&hf).is_none() {
+            return Err(ModelError::MissingTensor {
+                source: self.source(),
+                name: hf,
+            });
+        }
+        let values = self.model.to_f32(&hf)?;
+        let width = if interleaved.is_some() { 2 * len } else { len };
+        if values.len() != n_experts * width {
+            return Err(self.bad(format!(
+                "tensor `{hf}` has {} values, expected {n_experts} × {width}",
+                values.len()
+            )));
+        }
+        Ok(values
+            .chunks_exact(width)
+            .map(|row| match interleaved {
+                Some(first) => row.iter().skip(first).step_by(2).copied().collect(),
+                None => row.to_vec(),
+            })
+            .collect())
+    }
+
     fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>> {
         let hf = self
             .hf_name(name)
@@ -300,6 +393,33 @@ impl Weights for HfWeights {
         in_features: usize,
         out_features: usize,
     ) -> Result<Vec<Linear>> {
+        if self.layout.experts.as_ref().is_some_and(|e| e.stacked) {
+            let (which, ty, data) =
+                self.stacked_experts(name, n_experts, in_features, out_features)?;
+            let elem = ty.bytes_for(1).unwrap_or(4) as usize;
+            // Column `c` of each expert's `[in, cols]` block is row `j` of ours: gate `2j`, up
+            // `2j + 1`, down `j`. Element by element: exact in any float type.
+            let (cols, (step, first)) = match which {
+                2 => (out_features, (1, 0)),
+                w => (2 * out_features, (2, w)),
+            };
+            return (0..n_experts)
+                .map(|e| {
+                    let block =
+                        &data[e * in_features * cols * elem..(e + 1) * in_features * cols * elem];
+                    let mut rows = vec![0u8; out_features * in_features * elem];
+                    for j in 0..out_features {
+                        let c = step * j + first;
+                        for i in 0..in_features {
+                            let (from, to) = ((i * cols + c) * elem, (j * in_features + i) * elem);
+                            rows[to..to + elem].copy_from_slice(&block[from..from + elem]);
+                        }
+                    }
+                    let (ty, bytes) = self.store(ty, WeightBytes::Owned(Arc::new(rows)))?;
+                    Ok(Linear::new(ty, out_features, in_features, bytes)?)
+                })
+                .collect();
+        }
         (0..n_experts)
             .map(|e| {
                 let hf = self
@@ -405,5 +525,15 @@ impl Weights for HfWeights {
 
     fn skip_layers_from(&self, first: usize) {
         self.read.skip_layers_from(first);
+    }
+}
+
+/// The ggml type of a float safetensors dtype.
+fn float_type(dtype: Dtype) -> Option<GgmlType> {
+    match dtype {
+        Dtype::F32 => Some(GgmlType::F32),
+        Dtype::F16 => Some(GgmlType::F16),
+        Dtype::BF16 => Some(GgmlType::BF16),
+        _ => None,
     }
 }

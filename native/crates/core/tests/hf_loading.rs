@@ -292,7 +292,7 @@ fn meaningless_config_values_are_refused_naming_the_key() {
         json!({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 0.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 64}),
         json!({"rope_type": "yarn", "factor": 4.0, "beta_fast": -32.0}),
         json!({"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 0}),
-        json!({"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64, "truncate": false}),
+        json!({"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64, "truncate": "no"}),
         json!({"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64, "mscale": 1.0, "mscale_all_dim": 0.5}),
         json!({"rope_type": "longrope", "short_factor": [1.0, 1.0, 1.0, 1.0], "long_factor": [1.0, 1.0, 1.0, 0.0], "original_max_position_embeddings": 64}),
         json!({"rope_type": "longrope", "short_factor": [1.0, 1.0], "long_factor": [1.0, 1.0], "original_max_position_embeddings": 64}),

@@ -45,6 +45,7 @@ describe('architecture names', () => {
         'glm4',
         'glm4_moe',
         'glm4_moe_lite',
+        'gpt_oss',
         'hunyuan_v1_dense',
         'hunyuan_v1_moe',
       ].sort(),
@@ -73,6 +74,8 @@ describe('architecture names', () => {
       ['hunyuan-dense', 'hunyuan_v1_dense'],
       ['glm4moe', 'glm4_moe'],
       ['glm4moelite', 'glm4_moe_lite'],
+      ['gptoss', 'gpt_oss'],
+      ['gpt-oss', 'gpt_oss'],
     ];
     for (const [name, id] of cases) expect([name, resolveArchitecture(name)]).toEqual([name, id]);
     expect(resolveArchitecture('gpt2')).toBeUndefined();

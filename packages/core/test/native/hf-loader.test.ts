@@ -85,6 +85,8 @@ const CASES: Array<[string, TinySpec, [string, string]]> = [
   ['glm4_moe (dense layer, sigmoid router, shared expert)', { arch: 'glm4moe' }, ['glm4_moe', 'glm4_moe']],
   ['glm4_moe, transformers 4 config', { arch: 'glm4moe', hfConfigFormat: 'v4' }, ['glm4_moe', 'glm4_moe']],
   ['glm4_moe_lite (MLA, mlp_layer_types)', { arch: 'glm4moelite' }, ['deepseek_v3', 'glm4_moe_lite']],
+  ['gpt_oss (sinks, window 4 on even layers, stacked experts)', { arch: 'gptoss', slidingWindow: 4 }, ['gpt_oss', 'gpt_oss']],
+  ['gpt_oss, transformers 4 config', { arch: 'gptoss', slidingWindow: 4, hfConfigFormat: 'v4' }, ['gpt_oss', 'gpt_oss']],
   ['hunyuan_v1_moe (shared expert)', { arch: 'hunyuanmoe' }, ['hunyuan_v1_moe', 'hunyuan_v1_moe']],
   ['hunyuan_v1_moe, per-layer lists', { arch: 'hunyuanmoe', hfConfigFormat: 'v4' }, ['hunyuan_v1_moe', 'hunyuan_v1_moe']],
 ];

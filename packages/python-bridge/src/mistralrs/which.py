@@ -35,6 +35,7 @@ class Architecture(Enum):
     GLM4 = "glm4"
     GLM4Moe = "glm4moe"
     GLM4MoeLite = "glm4moelite"
+    GptOss = "gptoss"
     SmolLm3 = "smollm3"
 
 

@@ -44,6 +44,9 @@ pub enum RopeScaling {
         /// DeepSeek's `mscale_all_dim` (0 when absent): the magnitude correction then moves
         /// from cos/sin to the attention scores (see `attention_mscale`).
         log_multiplier: f32,
+        /// The correction range's ends are rounded outwards to whole dimensions (llama.cpp
+        /// always; transformers unless the config says `truncate: false`, as gpt-oss's does).
+        truncate: bool,
     },
 }
 
@@ -92,6 +95,7 @@ impl RopeScaling {
                 beta_slow,
                 attn_factor,
                 log_multiplier,
+                ..
             } => {
                 positive("the YaRN factor", *factor)?;
                 positive("YaRN's beta_fast", *beta_fast)?;
@@ -228,6 +232,7 @@ impl Rope {
                 beta_slow,
                 attn_factor,
                 log_multiplier,
+                truncate,
             } => {
                 rope.freq_scale = 1.0 / factor;
                 rope.ext_factor = 1.0;
@@ -238,10 +243,13 @@ impl Rope {
                         * (original_context as f32 / (turns * 2.0 * std::f32::consts::PI)).ln()
                         / (2.0 * base.ln())
                 };
-                rope.corr_dims = [
-                    corr_dim(beta_fast).floor().max(0.0),
-                    corr_dim(beta_slow).ceil().min(n_rot as f32 - 1.0),
-                ];
+                let (low, high) = (corr_dim(beta_fast), corr_dim(beta_slow));
+                let (low, high) = if truncate {
+                    (low.floor(), high.ceil())
+                } else {
+                    (low, high)
+                };
+                rope.corr_dims = [low.max(0.0), high.min(n_rot as f32 - 1.0)];
                 // llama.cpp first cancels the magnitude factor that its kernel applies, then the
                 // kernel multiplies it back: the same float steps give the same scale.
                 let f = 1.0 / rope.freq_scale;

@@ -54,6 +54,7 @@ pub(crate) const fn hf_checkpoint(defaults: HfDefaults) -> HfCheckpoint {
         experts: Some(HfExperts {
             block: "mlp",
             names: ["gate_proj", "up_proj", "down_proj"],
+            stacked: false,
         }),
         norm_offset: 0.0,
         defaults,

@@ -12,7 +12,7 @@ use crate::model_error::Result;
 use crate::models::llama::{Llama, LlamaVariant, LLAMA};
 use crate::models::Model;
 use crate::weights::{Need, Weights};
-use crate::weights_hf::{HfCheckpoint, DECODER_GLOBALS};
+use crate::weights_hf::{HfCheckpoint, HfExperts, DECODER_GLOBALS};
 
 const GPT_OSS: LlamaVariant = LlamaVariant {
     rope_style: RopeStyle::Neox,
@@ -44,7 +44,11 @@ pub(crate) const HF: HfCheckpoint = HfCheckpoint {
         ("post_attention_norm", "post_attention_layernorm"),
         ("ffn_gate_inp", "mlp.router"),
     ]],
-    experts: None,
+    experts: Some(HfExperts {
+        block: "mlp",
+        names: ["gate_up_proj", "gate_up_proj", "down_proj"],
+        stacked: true,
+    }),
     norm_offset: 0.0,
     defaults: HfDefaults::new(),
 };

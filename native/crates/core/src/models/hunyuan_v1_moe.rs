@@ -33,6 +33,7 @@ pub(crate) const HF: HfCheckpoint = HfCheckpoint {
     experts: Some(HfExperts {
         block: "mlp",
         names: ["gate_proj", "up_proj", "down_proj"],
+        stacked: false,
     }),
     norm_offset: 0.0,
     defaults: HfDefaults {

@@ -21,6 +21,7 @@ const HF_MOE: &[(&str, &str)] = &[("ffn_gate_inp", "block_sparse_moe.gate")];
 const HF_EXPERTS: HfExperts = HfExperts {
     block: "block_sparse_moe",
     names: ["w1", "w3", "w2"],
+    stacked: false,
 };
 
 pub(crate) const HF: HfCheckpoint = HfCheckpoint {
