@@ -176,7 +176,7 @@ pub struct Moe {
     /// `e_score_correction_bias`).
     pub selection_bias: Option<Vec<f32>>,
     /// The router's bias, and each expert's gate, up and down biases (gpt-oss).
-    pub biases: Option<MoeBiases>,
+    pub biases: Option<Box<MoeBiases>>,
     pub cfg: MoeConfig,
 }
 

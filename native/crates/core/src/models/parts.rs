@@ -140,7 +140,7 @@ pub(crate) fn moe_biases(
     dim: usize,
     cfg: &MoeConfig,
     need: Need,
-) -> Result<Option<MoeBiases>> {
+) -> Result<Option<Box<MoeBiases>>> {
     let p = |t: &str| format!("blk.{layer}.{t}.bias");
     let router = match w.vector_as(&p("ffn_gate_inp"), cfg.n_experts, need)? {
         None => return Ok(None),
@@ -150,7 +150,7 @@ pub(crate) fn moe_biases(
     let gate = w.expert_vectors(&p("ffn_gate_exps"), n, ff)?;
     let up = w.expert_vectors(&p("ffn_up_exps"), n, ff)?;
     let down = w.expert_vectors(&p("ffn_down_exps"), n, dim)?;
-    Ok(Some(MoeBiases {
+    Ok(Some(Box::new(MoeBiases {
         router,
         experts: gate
             .into_iter()
@@ -158,7 +158,7 @@ pub(crate) fn moe_biases(
             .zip(down)
             .map(|((g, u), d)| [g, u, d])
             .collect(),
-    }))
+    })))
 }
 
 /// The output head: `output.weight`, or the embedding table read as a linear layer when the
