@@ -42,6 +42,8 @@ export interface AttentionOptions {
   softcap?: number
   /** Keys more than `window - 1` positions behind a query are masked. */
   slidingWindow?: number
+  /** A logit per query head joining every softmax's denominator (gpt-oss's sinks). */
+  sinks?: Float32Array
 }
 
 export interface KvCacheOptions {

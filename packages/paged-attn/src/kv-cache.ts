@@ -29,6 +29,9 @@ export interface AttentionOptions {
   softcap?: number;
   /** Keys more than `slidingWindow - 1` positions behind a query are masked. */
   slidingWindow?: number;
+  /** A logit per query head that joins every softmax's denominator and attends to nothing
+   * (gpt-oss's attention sinks). */
+  sinks?: Float32Array;
 }
 
 export class PagedKvCache {

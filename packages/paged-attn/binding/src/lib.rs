@@ -51,6 +51,8 @@ pub struct AttentionOptions {
     pub softcap: Option<f64>,
     /// Keys more than `window - 1` positions behind a query are masked.
     pub sliding_window: Option<u32>,
+    /// A logit per query head joining every softmax's denominator (gpt-oss's sinks).
+    pub sinks: Option<Float32Array>,
 }
 
 /// Keys and values of every layer in blocks of `block_size` tokens, as the engine keeps them.
@@ -212,8 +214,19 @@ impl KvCacheHandle {
                 Some(0) => return Err(invalid("slidingWindow must be at least 1")),
                 w => w.map(|w| w as usize),
             },
+            sinks: None,
             single_token_step: queries.len() == row,
         };
+        let sinks = options.sinks.as_ref().map(|s| s.to_vec());
+        if let Some(s) = &sinks {
+            if s.len() != params.n_heads || s.iter().any(|v| !v.is_finite()) {
+                return Err(invalid(format!(
+                    "sinks must hold {} finite numbers (one per query head), got {}",
+                    params.n_heads,
+                    s.len()
+                )));
+            }
+        }
         let n = queries.len() / row;
         Ok(AsyncTask::new(AttendTask {
             cache: Arc::clone(&self.cache),
@@ -222,6 +235,7 @@ impl KvCacheHandle {
             queries: queries.to_vec(),
             positions: (start_pos as usize..start_pos as usize + n).collect(),
             params,
+            sinks,
         }))
     }
 }
@@ -232,7 +246,9 @@ pub struct AttendTask {
     table: Vec<u32>,
     queries: Vec<f32>,
     positions: Vec<usize>,
-    params: AttentionParams,
+    /// Without the sinks, which the task owns and lends at compute time.
+    params: AttentionParams<'static>,
+    sinks: Option<Vec<f32>>,
 }
 
 #[napi]
@@ -251,7 +267,10 @@ impl Task for AttendTask {
                 &self.table,
                 &self.queries,
                 &self.positions,
-                &self.params,
+                &AttentionParams {
+                    sinks: self.sinks.as_deref(),
+                    ..self.params
+                },
                 &mut out,
             )
             .map_err(cache_error)?;

@@ -72,9 +72,10 @@ function reference(q: Float32Array, keys: Float32Array, values: Float32Array, st
         if (options.softcap) s = options.softcap * Math.tanh(s / options.softcap);
         scores.push(s);
       }
-      const max = Math.max(...scores);
+      const sink = options.sinks?.[h];
+      const max = Math.max(...scores, sink ?? -Infinity);
       const exps = scores.map((s) => Math.exp(s - max));
-      const sum = exps.reduce((a, b) => a + b, 0);
+      const sum = exps.reduce((a, b) => a + b, 0) + (sink === undefined ? 0 : Math.exp(sink - max));
       for (let i = 0; i < exps.length; i++) {
         const prob = f16(exps[i]! / sum);
         const p = first + i;
@@ -132,6 +133,8 @@ describe('PagedKvCache', () => {
     ['plain', { nHeads: N_HEADS }],
     ['soft-capped scores', { nHeads: N_HEADS, softcap: 2, scale: 0.5 }],
     ['a 5-token sliding window', { nHeads: N_HEADS, slidingWindow: 5 }],
+    // Sinks near the scores' size take a visible share of each softmax.
+    ['sinks, and a 5-token window', { nHeads: N_HEADS, slidingWindow: 5, sinks: Float32Array.of(1.5, -0.5, 3, 0) }],
   ];
 
   it.each(CASES)('attention (%s): any block table gives the same bits, and the reference within tolerance', async (_name, options) => {
