@@ -46,6 +46,13 @@ pub struct HfExperts {
     pub stacked: bool,
 }
 
+/// `mlp.experts.E.{gate,up,down}_proj` (Qwen 3 MoE, DeepSeek, GLM 4 MoE, HunYuan MoE).
+pub const MLP_EXPERTS: HfExperts = HfExperts {
+    block: "mlp",
+    names: ["gate_proj", "up_proj", "down_proj"],
+    stacked: false,
+};
+
 /// The final norm and the head, as most decoders name them.
 pub const DECODER_GLOBALS: &[(&str, &str)] = &[
     ("token_embd", "model.embed_tokens"),

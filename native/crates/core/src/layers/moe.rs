@@ -156,14 +156,45 @@ impl Expert {
         up: &mut Vec<f32>,
         matmul: &mut MatmulScratch,
     ) -> Result<()> {
+        let work = [gate, up];
+        self.forward_with(None, ExpertActivation::Swiglu, pool, (x, out), work, matmul)
+    }
+
+    /// The same with biases (`[gate, up, down]`) added after each product and `activation`
+    /// in place of SwiGLU, as llama.cpp runs gpt-oss's experts.
+    pub fn forward_with(
+        &self,
+        biases: Option<&[Vec<f32>; 3]>,
+        activation: ExpertActivation,
+        pool: &ThreadPool,
+        (x, out): (&[f32], &mut [f32]),
+        [gate, up]: [&mut Vec<f32>; 2],
+        matmul: &mut MatmulScratch,
+    ) -> Result<()> {
         let rows = x.len() / self.gate.in_features();
         let ff = self.gate.out_features();
         gate.resize(rows * ff, 0.0);
         up.resize(rows * ff, 0.0);
         self.gate.forward(pool, x, gate, matmul)?;
         self.up.forward(pool, x, up, matmul)?;
-        swiglu(gate, up);
+        if let Some([bg, bu, _]) = biases {
+            add_each_row(up, bu);
+            add_each_row(gate, bg);
+        }
+        match activation {
+            ExpertActivation::Swiglu => swiglu(gate, up),
+            ExpertActivation::SwigluOai { alpha, limit } => {
+                for (g, &u) in gate.iter_mut().zip(up.iter()) {
+                    let x = g.min(limit);
+                    let y = u.clamp(-limit, limit);
+                    *g = x / (1.0 + (alpha * -x).exp()) * (y + 1.0);
+                }
+            }
+        }
         self.down.forward(pool, gate, out, matmul)?;
+        if let Some([_, _, bd]) = biases {
+            add_each_row(out, bd);
+        }
         Ok(())
     }
 }
@@ -258,24 +289,14 @@ impl Moe {
             matmul.sequence_rows.clear();
             matmul.sequence_rows.resize(m, 1);
             down.resize(m * d, 0.0);
-            match (&self.biases, self.cfg.activation) {
-                (None, ExpertActivation::Swiglu) => {
-                    expert.forward(pool, &xe, &mut down, &mut gate, &mut up, matmul)?
-                }
-                (biases, activation) => {
-                    let biases = biases.as_ref().map(|b| &b.experts[e]);
-                    run_expert(
-                        expert,
-                        biases,
-                        activation,
-                        pool,
-                        &xe,
-                        &mut down,
-                        [&mut gate, &mut up],
-                        matmul,
-                    )?
-                }
-            }
+            expert.forward_with(
+                self.biases.as_ref().map(|b| &b.experts[e]),
+                self.cfg.activation,
+                pool,
+                (&xe, &mut down),
+                [&mut gate, &mut up],
+                matmul,
+            )?;
             for (row, &pick) in down.chunks_exact(d).zip(routed) {
                 y[pick * d..(pick + 1) * d].copy_from_slice(row);
             }
@@ -319,46 +340,6 @@ fn softmax(row: &mut [f32]) {
     }
     let scale = (1.0 / sum) as f32;
     row.iter_mut().for_each(|v| *v *= scale);
-}
-
-/// One expert over `x` as llama.cpp runs gpt-oss's: each product plus its bias, then the
-/// activation, then the down product plus its bias.
-#[allow(clippy::too_many_arguments)]
-fn run_expert(
-    expert: &Expert,
-    biases: Option<&[Vec<f32>; 3]>,
-    activation: ExpertActivation,
-    pool: &ThreadPool,
-    x: &[f32],
-    out: &mut [f32],
-    [gate, up]: [&mut Vec<f32>; 2],
-    matmul: &mut MatmulScratch,
-) -> Result<()> {
-    let rows = x.len() / expert.gate.in_features();
-    let ff = expert.gate.out_features();
-    gate.resize(rows * ff, 0.0);
-    up.resize(rows * ff, 0.0);
-    expert.up.forward(pool, x, up, matmul)?;
-    expert.gate.forward(pool, x, gate, matmul)?;
-    if let Some([bg, bu, _]) = biases {
-        add_each_row(up, bu);
-        add_each_row(gate, bg);
-    }
-    match activation {
-        ExpertActivation::Swiglu => swiglu(gate, up),
-        ExpertActivation::SwigluOai { alpha, limit } => {
-            for (g, &u) in gate.iter_mut().zip(up.iter()) {
-                let x = g.min(limit);
-                let y = u.clamp(-limit, limit);
-                *g = x / (1.0 + (alpha * -x).exp()) * (y + 1.0);
-            }
-        }
-    }
-    expert.down.forward(pool, gate, out, matmul)?;
-    if let Some([_, _, bd]) = biases {
-        add_each_row(out, bd);
-    }
-    Ok(())
 }
 
 fn add_each_row(x: &mut [f32], bias: &[f32]) {

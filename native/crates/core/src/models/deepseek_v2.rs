@@ -29,7 +29,7 @@ use crate::models::{
     SeqInput,
 };
 use crate::weights::{Need, Weights};
-use crate::weights_hf::{HfCheckpoint, HfExperts, DECODER_GLOBALS};
+use crate::weights_hf::{HfCheckpoint, DECODER_GLOBALS, MLP_EXPERTS};
 
 /// The latent attention, the router's selection bias and the shared experts; Llama's names
 /// for the rest.
@@ -51,11 +51,7 @@ pub(crate) const fn hf_checkpoint(defaults: HfDefaults) -> HfCheckpoint {
     HfCheckpoint {
         globals: DECODER_GLOBALS,
         layer_parts: &[HF_MLA, HF_LAYER],
-        experts: Some(HfExperts {
-            block: "mlp",
-            names: ["gate_proj", "up_proj", "down_proj"],
-            stacked: false,
-        }),
+        experts: Some(MLP_EXPERTS),
         norm_offset: 0.0,
         defaults,
     }

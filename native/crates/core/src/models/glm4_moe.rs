@@ -10,7 +10,7 @@ use crate::model_error::Result;
 use crate::models::llama::{Llama, LlamaVariant, SharedExpert, HF_LAYER, LLAMA};
 use crate::models::Model;
 use crate::weights::{Need, Weights};
-use crate::weights_hf::{HfCheckpoint, HfExperts, DECODER_GLOBALS};
+use crate::weights_hf::{HfCheckpoint, DECODER_GLOBALS, MLP_EXPERTS};
 
 const GLM4_MOE: LlamaVariant = LlamaVariant {
     rope_style: RopeStyle::Neox,
@@ -37,11 +37,7 @@ pub(crate) const HF: HfCheckpoint = HfCheckpoint {
         ],
         HF_LAYER,
     ],
-    experts: Some(HfExperts {
-        block: "mlp",
-        names: ["gate_proj", "up_proj", "down_proj"],
-        stacked: false,
-    }),
+    experts: Some(MLP_EXPERTS),
     norm_offset: 0.0,
     defaults: HfDefaults {
         partial_rotary_factor: 0.5,

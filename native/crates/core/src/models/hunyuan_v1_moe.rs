@@ -9,7 +9,7 @@ use crate::models::hunyuan_v1_dense::{HF_QK_NORMS, HUNYUAN};
 use crate::models::llama::{Llama, LlamaVariant, SharedExpert, HF_LAYER};
 use crate::models::Model;
 use crate::weights::{Need, Weights};
-use crate::weights_hf::{HfCheckpoint, HfExperts, DECODER_GLOBALS};
+use crate::weights_hf::{HfCheckpoint, DECODER_GLOBALS, MLP_EXPERTS};
 
 const HUNYUAN_MOE: LlamaVariant = LlamaVariant {
     experts: Need::Required,
@@ -30,11 +30,7 @@ pub(crate) const HF: HfCheckpoint = HfCheckpoint {
         HF_QK_NORMS,
         HF_LAYER,
     ],
-    experts: Some(HfExperts {
-        block: "mlp",
-        names: ["gate_proj", "up_proj", "down_proj"],
-        stacked: false,
-    }),
+    experts: Some(MLP_EXPERTS),
     norm_offset: 0.0,
     defaults: HfDefaults {
         norm_topk_prob: true,

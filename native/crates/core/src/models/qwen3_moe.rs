@@ -9,7 +9,7 @@ use crate::models::llama::{Llama, LlamaVariant, HF_LAYER};
 use crate::models::qwen3::QWEN3;
 use crate::models::Model;
 use crate::weights::{Need, Weights};
-use crate::weights_hf::{HfCheckpoint, HfExperts, DECODER_GLOBALS};
+use crate::weights_hf::{HfCheckpoint, DECODER_GLOBALS, MLP_EXPERTS};
 
 const QWEN3_MOE: LlamaVariant = LlamaVariant {
     experts: Need::Required,
@@ -19,11 +19,7 @@ const QWEN3_MOE: LlamaVariant = LlamaVariant {
 pub(crate) const HF: HfCheckpoint = HfCheckpoint {
     globals: DECODER_GLOBALS,
     layer_parts: &[&[("ffn_gate_inp", "mlp.gate")], HF_LAYER],
-    experts: Some(HfExperts {
-        block: "mlp",
-        names: ["gate_proj", "up_proj", "down_proj"],
-        stacked: false,
-    }),
+    experts: Some(MLP_EXPERTS),
     norm_offset: 0.0,
     defaults: HfDefaults::new(),
 };
