@@ -255,8 +255,8 @@ impl Llama {
                     match w.hparam_u32("expert_shared_feed_forward_length")? {
                         Some(f) => f as usize,
                         None => {
-                            cfg.intermediate_size
-                                * hparam("num_shared_expert", "num_shared_expert")?.unwrap_or(1)
+                            let count = w.hparam_u32("num_shared_expert")?.unwrap_or(1);
+                            cfg.intermediate_size * count as usize
                         }
                     }
                 }
