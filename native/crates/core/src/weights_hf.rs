@@ -190,7 +190,7 @@ impl HfWeights {
         n_experts: usize,
         in_features: usize,
         out_features: usize,
-    ) -> Result<(usize, GgmlType, Vec<u8>)> {
+    ) -> Result<(usize, GgmlType, &[u8])> {
         let experts = self.layout.experts.as_ref().filter(|e| e.stacked);
         let parsed = gguf
             .strip_prefix("blk.")
@@ -227,7 +227,7 @@ impl HfWeights {
                 info.shape
             )));
         }
-        Ok((which, ty, file.tensor_data(info).to_vec()))
+        Ok((which, ty, file.tensor_data(info)))
     }
 
     fn matrix_named(
