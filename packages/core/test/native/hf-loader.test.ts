@@ -165,6 +165,42 @@ fixtures.describe('identity', () => {
     engine.close();
   }, 120_000);
 
+  it('refuses the new architectures’ configs and files that cannot run, naming the key or tensor', async () => {
+    const cases: Array<[string, TinySpec, string[]]> = [
+      ['smollm3-short-nope-list', { arch: 'smollm3', hfConfig: { no_rope_layers: [1, 1] } }, ['`no_rope_layers`', '4 layers']],
+      [
+        'smollm3-nope-interval-0',
+        { arch: 'smollm3', hfConfig: { no_rope_layers: undefined, no_rope_layer_interval: 0 } },
+        ['no_rope_layer_interval'],
+      ],
+      ['glm4moelite-sparse-first', { arch: 'glm4moelite', hfConfig: { mlp_layer_types: ['sparse', 'dense'] } }, ['mlp_layer_types']],
+      [
+        'hunyuanmoe-mixed-topk',
+        { arch: 'hunyuanmoe', hfConfigFormat: 'v4', hfConfig: { moe_topk: [2, 3] } },
+        ['`moe_topk` differs between layers'],
+      ],
+      [
+        'hunyuan-alpha-0',
+        { arch: 'hunyuan', hfConfigFormat: 'v4', hfConfig: { rope_scaling: { type: 'dynamic', alpha: 0 } } },
+        ['alpha 0'],
+      ],
+      ['gptoss-no-sinks', { arch: 'gptoss', slidingWindow: 4, omitTensors: /attn_sinks/ }, ['model.layers.0.self_attn.sinks']],
+    ];
+    for (const [name, spec, needles] of cases) {
+      const hf = join(dir, name);
+      await writeTinyHf(hf, spec);
+      const error = await load(hf).then(
+        (e) => {
+          e.close();
+          return undefined;
+        },
+        (e: unknown) => e,
+      );
+      expect([name, (error as Error | undefined)?.message]).toEqual([name, expect.stringContaining(needles[0]!)]);
+      for (const needle of needles) expect((error as Error).message).toContain(needle);
+    }
+  }, 120_000);
+
   it('refuses the model_type llama.cpp and mistral.rs spell, which transformers never writes', async () => {
     const hf = join(dir, 'qwen3moe-misspelt');
     await writeTinyHf(hf, { arch: 'qwen3moe', hfConfig: { model_type: 'qwen3moe' } });

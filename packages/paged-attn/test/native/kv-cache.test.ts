@@ -212,6 +212,17 @@ describe('PagedKvCache', () => {
         () => cache.attend(0, Uint32Array.of(1), fill(3 * 32, rand), 0, { nHeads: 3 }),
         /heads/,
       ],
+      [
+        'sinks that are not one per query head',
+        () => cache.attend(0, Uint32Array.of(1), fill(N_HEADS * 32, rand), 0, { nHeads: N_HEADS, sinks: Float32Array.of(1, 2) }),
+        /sinks must hold 4/,
+      ],
+      [
+        'a sink that is not finite',
+        () =>
+          cache.attend(0, Uint32Array.of(1), fill(N_HEADS * 32, rand), 0, { nHeads: N_HEADS, sinks: Float32Array.of(0, Number.NaN, 0, 0) }),
+        /sinks must hold 4 finite/,
+      ],
     ])('%s', async (_name, call, message) => {
       const error = await refusal(call);
       expect(error).toBeInstanceOf(MistralrsError);
