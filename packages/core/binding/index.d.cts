@@ -234,6 +234,12 @@ export interface ModelInfo {
   kvCacheBytes: number
   /** Bytes a safetensors model's matrices take as stored (`dtype`); absent for a GGUF. */
   weightBytes?: number
+  /**
+   * Bytes of recurrent state each sequence carries (LFM2's short convolutions); 0 when the
+   * KV cache is the model's whole memory. Such a model runs without prefix caching and
+   * speculative decoding.
+   */
+  recurrentStateBytes: number
 }
 
 /**

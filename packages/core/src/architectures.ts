@@ -98,6 +98,17 @@ export const ARCHITECTURES: readonly ArchitectureRow[] = [
     models: 'Hunyuan-A13B',
     traits: 'Hunyuan dense attention; 64 experts (top 8, renormalised) plus a shared expert in every layer',
   },
+  {
+    id: 'lfm2',
+    models: 'LFM2 350M–2.6B, LFM2.5',
+    traits:
+      'hybrid: gated short convolutions (3 taps; a recurrent state per sequence) in most layers, GQA with Q/K norms before NeoX RoPE in the others; final norm `embedding_norm`; no prefix caching or speculation',
+  },
+  {
+    id: 'lfm2_moe',
+    models: 'LFM2-8B-A1B, LFM2-24B-A2B',
+    traits: "LFM2's hybrid layers; dense leading layers, then a sigmoid router with a selection bias over experts (renormalised)",
+  },
 ];
 
 const code = (names: readonly string[]) => names.map((n) => `\`${n}\``).join(', ');

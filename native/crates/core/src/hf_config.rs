@@ -248,11 +248,48 @@ impl HfConfig {
         Ok(Some(base as f32))
     }
 
-    /// `first_k_dense_replace`, or `mlp_layer_types` when it lists `dense` layers and then
-    /// `sparse` ones (any other order is refused).
+    /// Which layers attend in a hybrid model: `layer_types` (`full_attention` and
+    /// `sliding_attention` attend; `conv`, `mamba`, `linear_attention` are recurrent), else
+    /// LFM2's `full_attn_idxs`.
+    pub fn attention_layers(&self, n_layers: usize) -> Result<Option<Vec<bool>>> {
+        let layers = match &self.value["layer_types"] {
+            Value::Array(types) => types
+                .iter()
+                .map(|t| match t.as_str() {
+                    Some(FULL_ATTENTION | SLIDING_ATTENTION) => Ok(true),
+                    Some("conv" | "mamba" | "linear_attention") => Ok(false),
+                    _ => Err(self.bad(format!("layer type {t} is not known"))),
+                })
+                .collect::<Result<Vec<_>>>()?,
+            Value::Null => match self.usize_list("full_attn_idxs")? {
+                None => return Ok(None),
+                Some(idxs) => {
+                    if let Some(i) = idxs.iter().find(|&&i| i >= n_layers) {
+                        return Err(
+                            self.bad(format!("full_attn_idxs names layer {i} of {n_layers}"))
+                        );
+                    }
+                    (0..n_layers).map(|i| idxs.contains(&i)).collect()
+                }
+            },
+            other => return Err(self.bad(format!("layer_types {other} is not a list"))),
+        };
+        if layers.len() != n_layers {
+            return Err(self.bad(format!(
+                "layer_types has {} entries for {n_layers} layers",
+                layers.len()
+            )));
+        }
+        Ok(Some(layers))
+    }
+
+    /// `first_k_dense_replace` (LFM2-MoE: `num_dense_layers`), or `mlp_layer_types` when it
+    /// lists `dense` layers and then `sparse` ones (any other order is refused).
     pub fn leading_dense_layers(&self) -> Result<Option<usize>> {
-        if let Some(n) = self.usize_key("first_k_dense_replace")? {
-            return Ok(Some(n));
+        for key in ["first_k_dense_replace", "num_dense_layers"] {
+            if let Some(n) = self.usize_key(key)? {
+                return Ok(Some(n));
+            }
         }
         let types = match &self.value["mlp_layer_types"] {
             Value::Null => return Ok(None),
@@ -318,7 +355,11 @@ impl HfConfig {
             n_heads,
             n_kv_heads: self.usize_key("num_key_value_heads")?.unwrap_or(n_heads),
             head_dim,
-            intermediate_size: self.required("intermediate_size")?,
+            // LFM2's first checkpoints name it `block_ff_dim`.
+            intermediate_size: match self.usize_key("block_ff_dim")? {
+                Some(ff) => ff,
+                None => self.required("intermediate_size")?,
+            },
             rms_norm_eps: self.f64_key("rms_norm_eps")?.unwrap_or(1e-6) as f32,
             rope_base,
             rope_dims,

@@ -33,6 +33,33 @@ pub fn arch_u32(file: &GgufFile, arch: &str, key: &str) -> Result<Option<u32>> {
     Ok(file.get_u32_opt(&format!("{arch}.{key}"))?)
 }
 
+/// A value llama.cpp reads per layer (`get_key_or_arr`): None for a single number or no key,
+/// else the array's `n_layers` whole numbers (hybrid models' `attention.head_count_kv`).
+pub fn per_layer_u32(file: &GgufFile, key: &str, n_layers: usize) -> Result<Option<Vec<u32>>> {
+    use mistralrs_quant::gguf::GgufArray;
+    let Some(mistralrs_quant::gguf::GgufValue::Array(array)) = file.get(key) else {
+        return Ok(None);
+    };
+    let bad =
+        |what: &str| ModelError::Unsupported(format!("{}: `{key}` {what}", file.path().display()));
+    let values: Vec<u32> = match array {
+        GgufArray::U32(v) => v.clone(),
+        GgufArray::I32(v) => v
+            .iter()
+            .map(|&x| u32::try_from(x))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| bad("holds a negative number"))?,
+        _ => return Err(bad("is an array of neither u32 nor i32")),
+    };
+    if values.len() != n_layers {
+        return Err(bad(&format!(
+            "has {} entries for {n_layers} layers",
+            values.len()
+        )));
+    }
+    Ok(Some(values))
+}
+
 pub fn arch_f32(file: &GgufFile, arch: &str, key: &str) -> Result<Option<f32>> {
     Ok(file.get_f32_opt(&format!("{arch}.{key}"))?)
 }
@@ -122,8 +149,16 @@ impl ModelConfig {
         let arch = file.get_string("general.architecture")?.to_string();
         let hidden_size = required(file, &arch, "embedding_length")?;
         let n_heads = required(file, &arch, "attention.head_count")?;
-        let n_kv_heads =
-            arch_u32(file, &arch, "attention.head_count_kv")?.map_or(n_heads, |v| v as usize);
+        let n_layers = required(file, &arch, "block_count")?;
+        // Hybrid models list it per layer, 0 for their recurrent layers: the attention
+        // layers' count is the largest.
+        let kv_key = format!("{arch}.attention.head_count_kv");
+        let n_kv_heads = match per_layer_u32(file, &kv_key, n_layers)? {
+            Some(per_layer) => per_layer.into_iter().max().unwrap_or(0) as usize,
+            None => {
+                arch_u32(file, &arch, "attention.head_count_kv")?.map_or(n_heads, |v| v as usize)
+            }
+        };
         let head_dim = match arch_u32(file, &arch, "attention.key_length")? {
             Some(d) => d as usize,
             None if hidden_size.is_multiple_of(n_heads) => hidden_size / n_heads,
@@ -146,7 +181,7 @@ impl ModelConfig {
         let cfg = ModelConfig {
             vocab_size,
             hidden_size,
-            n_layers: required(file, &arch, "block_count")?,
+            n_layers,
             n_heads,
             n_kv_heads,
             head_dim,

@@ -122,6 +122,10 @@ struct SeqState {
     history: Vec<u32>,
     /// The grammar its output must follow, if any.
     constraint: Option<Constraint>,
+    /// The model's recurrent state for this sequence (empty for attention-only models).
+    recurrent: Vec<f32>,
+    /// The tokens `recurrent` has seen: a step must start there (or at 0, which starts over).
+    recurrent_position: usize,
 }
 
 pub struct Runner {
@@ -267,6 +271,8 @@ impl Runner {
                 sampler: Sampler::new(params),
                 history: Vec::new(),
                 constraint,
+                recurrent: Vec::new(),
+                recurrent_position: 0,
             },
         );
     }
@@ -307,8 +313,22 @@ impl Runner {
         self.stats
     }
 
-    /// One forward pass of the model over `inputs` on this runner's cache.
+    /// Floats of recurrent state the model keeps per sequence (0: its memory is the KV cache
+    /// alone). Such a model cannot start a sequence from cached blocks or take back tokens, so
+    /// prefix caching and speculative decoding are off for it.
+    pub fn recurrent_state_len(&self) -> usize {
+        self.model.recurrent_state_len()
+    }
+
+    /// One forward pass of the model over `inputs` on this runner's cache, for sequences that
+    /// are not registered (a draft model's): refused for a model with recurrent state.
     pub(crate) fn forward(&mut self, inputs: &[SeqInput<'_>], logits: &mut Vec<f32>) -> Result<()> {
+        if self.recurrent_state_len() > 0 {
+            return Err(ModelError::Unsupported(format!(
+                "`{}` keeps a recurrent state per sequence and cannot run as a draft model",
+                self.config().architecture
+            )));
+        }
         self.model.forward(
             ThreadPool::global(),
             &mut self.cache,
@@ -318,9 +338,71 @@ impl Runner {
         )
     }
 
+    /// One forward pass over the step's sequences, each with its recurrent state when the
+    /// model keeps one: a sequence fed from position 0 starts from zeros (a new or recomputed
+    /// one); any other must continue where its state is.
+    fn forward_step(
+        &mut self,
+        batch: &[StepSeq<'_>],
+        inputs: &[SeqInput<'_>],
+        logits: &mut Vec<f32>,
+    ) -> Result<()> {
+        let len = self.model.recurrent_state_len();
+        if len == 0 {
+            return self.forward(inputs, logits);
+        }
+        for s in batch {
+            let state = self.sequence(s.seq_id)?;
+            if s.start_pos != 0 && s.start_pos != state.recurrent_position {
+                return Err(ModelError::InvalidInput(format!(
+                    "sequence {}: the model's recurrent state holds {} tokens, but the step starts at {} (a recurrent model cannot start from cached blocks or take tokens back)",
+                    s.seq_id, state.recurrent_position, s.start_pos
+                )));
+            }
+        }
+        let mut states = Vec::with_capacity(batch.len());
+        for s in batch {
+            let state = self.sequence(s.seq_id)?;
+            let mut values = std::mem::take(&mut state.recurrent);
+            if s.start_pos == 0 || values.len() != len {
+                values.clear();
+                values.resize(len, 0.0);
+            }
+            // Until the pass succeeds, the state is at no position a step could start from.
+            state.recurrent_position = usize::MAX;
+            states.push(values);
+        }
+        let result = self.model.forward_recurrent(
+            ThreadPool::global(),
+            &mut self.cache,
+            inputs,
+            &mut states,
+            &mut self.scratch,
+            logits,
+        );
+        for ((s, input), values) in batch.iter().zip(inputs).zip(states) {
+            let state = self.sequence(s.seq_id)?;
+            state.recurrent = values;
+            if result.is_ok() {
+                state.recurrent_position = s.start_pos + input.tokens.len();
+            }
+        }
+        result
+    }
+
+    fn sequence(&mut self, seq_id: u64) -> Result<&mut SeqState> {
+        self.sequences
+            .get_mut(&seq_id)
+            .ok_or_else(|| ModelError::InvalidInput(format!("unknown sequence id {seq_id}")))
+    }
+
     /// Each speculating sequence's proposal (empty where there is none).
     fn proposals(&mut self, batch: &[StepSeq<'_>]) -> Result<Vec<Proposal>> {
         let mut out = vec![Proposal::default(); batch.len()];
+        if self.recurrent_state_len() > 0 {
+            // A recurrent state cannot take back the proposals the target rejects.
+            return Ok(out);
+        }
         let wanted: Vec<usize> = batch
             .iter()
             .enumerate()
@@ -424,7 +506,7 @@ impl Runner {
             })
             .collect();
         let mut logits = Vec::new();
-        self.forward(&inputs, &mut logits)?;
+        self.forward_step(batch, &inputs, &mut logits)?;
 
         let vocab = self.model.config().vocab_size;
         let mut rows = &mut logits[..];

@@ -249,6 +249,14 @@ pub trait Weights {
         Ok(None)
     }
 
+    /// Which of a hybrid model's `n_layers` layers attend (the others are recurrent: short
+    /// convolutions, state-space or linear attention): a GGUF's per-layer
+    /// `attention.head_count_kv` (0 for a recurrent layer, as llama.cpp reads it), a
+    /// checkpoint's `layer_types` (or `full_attn_idxs`). None when the source says nothing.
+    fn attention_layers(&self, _n_layers: usize) -> Result<Option<Vec<bool>>> {
+        Ok(None)
+    }
+
     /// Tensors of the source that nothing has read so far (after loading: what the
     /// architecture would ignore), by the source's own names.
     fn unused_tensors(&self) -> Vec<String>;
@@ -373,6 +381,15 @@ impl Weights for GgufWeights {
     fn hparam_bool(&self, name: &str) -> Result<Option<bool>> {
         let arch = self.file.get_string("general.architecture")?;
         Ok(self.file.get_bool_opt(&format!("{arch}.{name}"))?)
+    }
+
+    fn attention_layers(&self, n_layers: usize) -> Result<Option<Vec<bool>>> {
+        let arch = self.file.get_string("general.architecture")?;
+        let key = format!("{arch}.attention.head_count_kv");
+        Ok(
+            crate::model_config::per_layer_u32(&self.file, &key, n_layers)?
+                .map(|heads| heads.iter().map(|&h| h > 0).collect()),
+        )
     }
 
     fn unused_tensors(&self) -> Vec<String> {

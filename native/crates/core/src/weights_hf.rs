@@ -511,6 +511,10 @@ impl Weights for HfWeights {
         self.config.sliding_layers()
     }
 
+    fn attention_layers(&self, n_layers: usize) -> Result<Option<Vec<bool>>> {
+        self.config.attention_layers(n_layers)
+    }
+
     /// Every tensor no loader read, except rotary tables some checkpoints carry as buffers
     /// (`rotary_emb.inv_freq`, recomputed here from the config).
     fn unused_tensors(&self) -> Vec<String> {

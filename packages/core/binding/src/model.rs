@@ -65,6 +65,10 @@ pub struct ModelInfo {
     pub kv_cache_bytes: f64,
     /// Bytes a safetensors model's matrices take as stored (`dtype`); absent for a GGUF.
     pub weight_bytes: Option<f64>,
+    /// Bytes of recurrent state each sequence carries (LFM2's short convolutions); 0 when the
+    /// KV cache is the model's whole memory. Such a model runs without prefix caching and
+    /// speculative decoding.
+    pub recurrent_state_bytes: f64,
 }
 
 #[napi]
@@ -542,6 +546,8 @@ impl ModelHandle {
                 n_blocks: r.n_blocks() as u32,
                 kv_cache_bytes: r.kv_cache_bytes() as f64,
                 weight_bytes: r.weight_bytes().map(|b| b as f64),
+                recurrent_state_bytes: (r.recurrent_state_len() * std::mem::size_of::<f32>())
+                    as f64,
             })
         })
     }

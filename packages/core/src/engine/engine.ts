@@ -134,7 +134,9 @@ export class Engine {
       maxRunning: positiveOption(options.maxRunning, 16, 'maxRunning'),
       maxWaiting: positiveOption(options.maxWaiting, 64, 'maxWaiting'),
       stepTokens: positiveOption(options.prefillChunk, 512, 'prefillChunk'),
-      prefixCaching: options.prefixCaching ?? true,
+      // A recurrent state cannot start from cached blocks (llama-server re-processes such
+      // prompts whole too).
+      prefixCaching: (options.prefixCaching ?? true) && info.recurrentStateBytes === 0,
       speculate: speculationGamma(options.speculative),
     });
     this.#grammars = new GrammarCompiler(tokenizer);
@@ -186,6 +188,13 @@ export class Engine {
       throw new EngineError('InvalidArgumentError', foreign);
     }
     if (options.speculative) {
+      if (info.recurrentStateBytes > 0) {
+        model.release();
+        throw new EngineError(
+          'InvalidArgumentError',
+          `${path}: speculative decoding is not available for \`${info.architecture}\`: it keeps a recurrent state per sequence, which cannot take back rejected proposals`,
+        );
+      }
       try {
         speculationGamma(options.speculative);
         const draft = await setUpSpeculation(model, options.speculative, { tokenizer, path, kvCacheType: options.kvCacheType }, source);

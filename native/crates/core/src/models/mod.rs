@@ -22,6 +22,8 @@ pub mod glm4_moe_lite;
 pub mod gpt_oss;
 pub mod hunyuan_v1_dense;
 pub mod hunyuan_v1_moe;
+pub mod lfm2;
+pub mod lfm2_moe;
 pub mod llama;
 pub mod mistral;
 pub mod mixtral;
@@ -83,6 +85,28 @@ pub trait Model: Send + Sync {
         scratch: &mut ForwardScratch,
         logits: &mut Vec<f32>,
     ) -> Result<()>;
+
+    /// Floats of recurrent state each sequence carries from one step to the next (LFM2's
+    /// short convolutions keep their last inputs); 0 for models whose whole memory is the KV
+    /// cache. Such a model runs through [`Model::forward_recurrent`].
+    fn recurrent_state_len(&self) -> usize {
+        0
+    }
+
+    /// [`Model::forward`] for a model with recurrent state: `states[i]` is `batch[i]`'s
+    /// ([`Model::recurrent_state_len`] floats, zeros before its first token), which the pass
+    /// reads at the sequence's `start_pos` and leaves at its end.
+    fn forward_recurrent(
+        &self,
+        pool: &ThreadPool,
+        cache: &mut KvCache,
+        batch: &[SeqInput<'_>],
+        _states: &mut [Vec<f32>],
+        scratch: &mut ForwardScratch,
+        logits: &mut Vec<f32>,
+    ) -> Result<()> {
+        self.forward(pool, cache, batch, scratch, logits)
+    }
 
     /// Whether [`Model::encode`] runs (the architecture can be an embedding model).
     fn encodes(&self) -> bool {

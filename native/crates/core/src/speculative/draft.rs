@@ -71,6 +71,13 @@ impl DraftModel {
                 ..base.clone()
             },
         )?;
+        if runner.recurrent_state_len() > 0 {
+            return Err(ModelError::Unsupported(format!(
+                "{}: `{}` keeps a recurrent state per sequence, which cannot take back rejected proposals; a draft model must be attention-only",
+                path.display(),
+                runner.config().architecture
+            )));
+        }
         let vocab = runner.config().vocab_size;
         if vocab != target_vocab {
             return Err(ModelError::InvalidInput(format!(
