@@ -89,6 +89,9 @@ const CASES: Array<[string, TinySpec, [string, string]]> = [
   ['gpt_oss, transformers 4 config', { arch: 'gptoss', slidingWindow: 4, hfConfigFormat: 'v4' }, ['gpt_oss', 'gpt_oss']],
   ['hunyuan_v1_moe (shared expert)', { arch: 'hunyuanmoe' }, ['hunyuan_v1_moe', 'hunyuan_v1_moe']],
   ['hunyuan_v1_moe, per-layer lists', { arch: 'hunyuanmoe', hfConfigFormat: 'v4' }, ['hunyuan_v1_moe', 'hunyuan_v1_moe']],
+  ['lfm2 (short convolutions, layer_types, MLP width ⅔ of intermediate_size)', { arch: 'lfm2' }, ['lfm2', 'lfm2']],
+  ['lfm2, transformers 4 config (full_attn_idxs, block_ff_dim)', { arch: 'lfm2', hfConfigFormat: 'v4' }, ['lfm2', 'lfm2']],
+  ['lfm2_moe (dense layer, sigmoid router with expert_bias)', { arch: 'lfm2moe' }, ['lfm2_moe', 'lfm2_moe']],
 ];
 
 fixtures.describe.each(CASES)('%s weights through the GGUF and the Hugging Face loaders', (name, spec, [ggufArch, hfArch]) => {
@@ -185,6 +188,17 @@ fixtures.describe('identity', () => {
         ['alpha 0'],
       ],
       ['gptoss-no-sinks', { arch: 'gptoss', slidingWindow: 4, omitTensors: /attn_sinks/ }, ['model.layers.0.self_attn.sinks']],
+      ['lfm2-conv-bias', { arch: 'lfm2', hfConfig: { conv_bias: true } }, ['`conv_bias`']],
+      ['lfm2-one-tap', { arch: 'lfm2', hfConfig: { conv_L_cache: 1 } }, ['`conv_L_cache`', 'is 1']],
+      ['lfm2-unknown-layer-type', { arch: 'lfm2', hfConfig: { layer_types: ['conv', 'mixer', 'conv'] } }, ['layer type "mixer"']],
+      ['lfm2-short-layer-types', { arch: 'lfm2', hfConfig: { layer_types: ['conv', 'full_attention'] } }, ['2 entries for 3 layers']],
+      [
+        'lfm2-attention-index-out',
+        { arch: 'lfm2', hfConfigFormat: 'v4', hfConfig: { full_attn_idxs: [1, 7] } },
+        ['full_attn_idxs names layer 7'],
+      ],
+      ['lfm2-no-layer-types', { arch: 'lfm2', hfConfigFormat: 'v4', hfConfig: { full_attn_idxs: undefined } }, ['which layers attend']],
+      ['lfm2-no-conv-taps', { arch: 'lfm2', omitTensors: /shortconv\.conv/ }, ['model.layers.0.conv.conv.weight']],
     ];
     for (const [name, spec, needles] of cases) {
       const hf = join(dir, name);
@@ -199,6 +213,16 @@ fixtures.describe('identity', () => {
       expect([name, (error as Error | undefined)?.message]).toEqual([name, expect.stringContaining(needles[0]!)]);
       for (const needle of needles) expect((error as Error).message).toContain(needle);
     }
+  }, 120_000);
+
+  it('refuses a hybrid GGUF whose per-layer KV head counts do not fit its layers', async () => {
+    const gguf = join(dir, 'lfm2-head-counts.gguf');
+    const heads = { key: 'lfm2.attention.head_count_kv', type: 'array' as const, value: { itemType: 'i32' as const, items: [0, 2] } };
+    await writeTinyGguf(gguf, { arch: 'lfm2', ggufMetadata: [heads] }, 'F16');
+    await refused(gguf, undefined, 'lfm2.attention.head_count_kv', '2 entries for 3 layers');
+    const negative = { ...heads, value: { itemType: 'i32' as const, items: [0, -2, 0] } };
+    await writeTinyGguf(gguf, { arch: 'lfm2', ggufMetadata: [negative] }, 'F16');
+    await refused(gguf, undefined, 'lfm2.attention.head_count_kv', 'negative');
   }, 120_000);
 
   it('refuses the model_type llama.cpp and mistral.rs spell, which transformers never writes', async () => {

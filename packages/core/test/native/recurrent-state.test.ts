@@ -1,0 +1,191 @@
+/**
+ * Models with a recurrent state per sequence (LFM2's short convolutions): the runner carries
+ * each sequence's state from step to step, beside its KV blocks. On a tiny LFM2 in Q4_K (own
+ * output head, so that greedy paths wander): requests run together give the tokens each gives
+ * alone, with long prompts prefilled in chunks while others decode; preemption (the state
+ * rebuilt from the recomputed prompt) and cancellation leave the others' tokens unchanged; a
+ * prompt prefilled in chunks gives the logits of one prefilled at once; prefix caching is off
+ * (a cached block holds no state) and gives the same bits as asking for it off; speculative
+ * decoding is refused; a native step that does not start where the state is fails clearly.
+ * The logits themselves are checked against llama.cpp in tiny-models.test.ts (several
+ * sequences in the same steps). Work is fixed by token counts (`WORK_BOUNDED`).
+ */
+import { afterAll, beforeAll, expect } from '@jest/globals';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { needsFixtures } from '../../../../test-support/fixtures.js';
+import { Engine } from '../../src/index.js';
+import { binding } from '../../src/native.js';
+import { vocabPath, writeTinyGguf } from '../fixtures/tiny-model.js';
+import { maxAbsDiff, WORK_BOUNDED } from '../support/fidelity.js';
+
+const tiny = needsFixtures('the tiny models', [vocabPath]);
+let dir: string;
+let lfm2: string;
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'recurrent-'));
+  lfm2 = join(dir, 'tiny-lfm2-q4k.gguf');
+  if (tiny.present) await writeTinyGguf(lfm2, { arch: 'lfm2', layers: 6, untiedOutput: true }, 'Q4_K');
+}, WORK_BOUNDED);
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const TEXTS = [
+  'The capital of France is',
+  'Write a haiku about the sea. The waves',
+  'def fibonacci(n):',
+  'Once upon a time, in a small village, there lived an old',
+  'The three primary colors are',
+  // Long enough to be prefilled in several chunks while the others decode.
+  'Tell me about the history of the printing press and why it mattered. '.repeat(8),
+];
+
+async function alone(engine: Engine, prompts: number[][], maxTokens: number): Promise<number[][]> {
+  const out = [];
+  for (const prompt of prompts) out.push((await engine.complete({ prompt, maxTokens, ignoreEos: true }).result).tokenIds);
+  return out;
+}
+
+async function together(engine: Engine, prompts: number[][], maxTokens: number) {
+  let peak = 0;
+  const results = await Promise.all(
+    prompts.map(async (prompt) => {
+      const generation = engine.complete({ prompt, maxTokens, ignoreEos: true });
+      for await (const _ of generation) peak = Math.max(peak, engine.load.running);
+      return (await generation.result).tokenIds;
+    }),
+  );
+  return { results, peak };
+}
+
+tiny.describe('a model with a recurrent state per sequence (tiny LFM2, Q4_K)', () => {
+  const encode = (engine: Engine, texts: string[]) => texts.map((t) => Array.from(engine.tokenizer.encode(t)));
+
+  tiny.it(
+    'reports its state and gives each request the same tokens alone and among others',
+    async () => {
+      const engine = await Engine.load({ model: lfm2, kvTokens: 2048, prefillChunk: 32 });
+      try {
+        // Four convolution layers of two 256-wide rows of f32.
+        expect(engine.info.recurrentStateBytes).toBe(4 * 2 * 256 * 4);
+        const prompts = encode(engine, TEXTS);
+        expect(prompts[5]!.length).toBeGreaterThan(64);
+        const expected = await alone(engine, prompts, 16);
+        const { results, peak } = await together(engine, prompts, 16);
+        expect(peak).toBeGreaterThan(1);
+        expect(results).toEqual(expected);
+        expect(engine.load).toMatchObject({ running: 0, waiting: 0, freeBlocks: engine.info.nBlocks });
+      } finally {
+        engine.close();
+      }
+    },
+    WORK_BOUNDED,
+  );
+
+  tiny.it(
+    'carries the state across prefill chunks: the logits of a prompt in chunks of 8 and in one',
+    async () => {
+      const chunked = await Engine.load({ model: lfm2, kvTokens: 512, prefillChunk: 8 });
+      const whole = await Engine.load({ model: lfm2, kvTokens: 512, prefillChunk: 512 });
+      try {
+        const [prompt] = encode(chunked, [TEXTS[5]!]);
+        const diff = maxAbsDiff(await chunked.nextTokenLogits(prompt!), await whole.nextTokenLogits(prompt!));
+        // Only the products' grouping of rows differs (Q8_K activations per row either way).
+        console.log(`LFM2, ${prompt!.length} tokens in chunks of 8 vs one: max |Δ logit| ${diff.toExponential(2)}`);
+        expect(diff).toBeLessThan(1e-3);
+      } finally {
+        chunked.close();
+        whole.close();
+      }
+    },
+    WORK_BOUNDED,
+  );
+
+  tiny.it(
+    'rebuilds a preempted sequence’s state from its recomputed tokens: the outputs stay the same',
+    async () => {
+      // 8 blocks of 16 tokens: four sequences of ~10 + 40 tokens cannot all fit.
+      const engine = await Engine.load({ model: lfm2, kvTokens: 128, blockSize: 16 });
+      try {
+        const prompts = encode(engine, TEXTS.slice(0, 4));
+        const expected = await alone(engine, prompts, 40);
+        const { results } = await together(engine, prompts, 40);
+        expect(engine.load.preemptions).toBeGreaterThan(0);
+        expect(results).toEqual(expected);
+        expect(engine.load.freeBlocks).toBe(engine.info.nBlocks);
+      } finally {
+        engine.close();
+      }
+    },
+    WORK_BOUNDED,
+  );
+
+  tiny.it(
+    'frees a cancelled sequence and keeps the others going; a new request starts from a fresh state',
+    async () => {
+      const engine = await Engine.load({ model: lfm2, kvTokens: 1024 });
+      try {
+        const [prompt] = encode(engine, [TEXTS[0]!]);
+        const expected = (await engine.complete({ prompt: prompt!, maxTokens: 24, ignoreEos: true }).result).tokenIds;
+        const controller = new AbortController();
+        const cancelled = engine.complete({ prompt: prompt!, maxTokens: 500, ignoreEos: true, signal: controller.signal });
+        const other = engine.complete({ prompt: prompt!, maxTokens: 24, ignoreEos: true });
+        let seen = 0;
+        for await (const _ of cancelled) if (++seen === 3) controller.abort();
+        expect((await cancelled.result).finishReason).toBe('cancelled');
+        expect((await other.result).tokenIds).toEqual(expected);
+        expect(engine.load).toMatchObject({ running: 0, freeBlocks: engine.info.nBlocks });
+        expect((await engine.complete({ prompt: prompt!, maxTokens: 24, ignoreEos: true }).result).tokenIds).toEqual(expected);
+      } finally {
+        engine.close();
+      }
+    },
+    WORK_BOUNDED,
+  );
+
+  tiny.it(
+    'runs without prefix caching (a cached block holds no state): the same bits as with it off',
+    async () => {
+      const on = await Engine.load({ model: lfm2, kvTokens: 1024, prefixCaching: true });
+      const off = await Engine.load({ model: lfm2, kvTokens: 1024, prefixCaching: false });
+      try {
+        const system = 'You are a careful assistant. Answer in one short sentence, and never make things up. '.repeat(3);
+        for (const q of ['What is the capital of France?', 'Name a prime number.']) {
+          const [prompt] = encode(on, [system + q]);
+          const options = { prompt: prompt!, maxTokens: 12, ignoreEos: true };
+          expect((await on.complete(options).result).tokenIds).toEqual((await off.complete(options).result).tokenIds);
+          expect(Array.from(await on.nextTokenLogits(prompt!))).toEqual(Array.from(await off.nextTokenLogits(prompt!)));
+        }
+        expect(on.load.prefixCache).toMatchObject({ queriedBlocks: 0, hitBlocks: 0, cachedBlocks: 0 });
+      } finally {
+        on.close();
+        off.close();
+      }
+    },
+    WORK_BOUNDED,
+  );
+
+  tiny.it('refuses speculative decoding, naming the reason', async () => {
+    await expect(Engine.load({ model: lfm2, kvTokens: 256, speculative: { kind: 'ngram' } })).rejects.toMatchObject({
+      code: 'InvalidArgumentError',
+      message: expect.stringContaining('recurrent state'),
+    });
+  });
+
+  tiny.it('fails a native step that does not start where the sequence’s state is, and the sequence goes on from there', async () => {
+    const model = await binding.loadModel(lfm2, { kvTokens: 64, blockSize: 16 });
+    try {
+      const table = Uint32Array.from([0, 1, 2, 3]);
+      model.addSequence(1, { temperature: 0 });
+      const step = (tokens: number[], startPos: number) =>
+        model.step([{ seqId: 1, tokens: Uint32Array.from(tokens), startPos, blockTable: table, sample: true }]);
+      await step([1, 450, 4996], 0);
+      await expect(step([1701], 5)).rejects.toThrow(/recurrent state holds 3 tokens, but the step starts at 5/);
+      const [out] = await step([1701], 3);
+      expect(out!.token).toBeGreaterThanOrEqual(0);
+    } finally {
+      model.release();
+    }
+  });
+});
