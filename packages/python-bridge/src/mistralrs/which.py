@@ -37,6 +37,8 @@ class Architecture(Enum):
     GLM4MoeLite = "glm4moelite"
     GptOss = "gptoss"
     SmolLm3 = "smollm3"
+    Lfm2 = "lfm2"
+    Lfm2Moe = "lfm2_moe"
 
 
 class EmbeddingArchitecture(Enum):

@@ -133,7 +133,7 @@ pub const ARCHITECTURES: &[Architecture] = &[
     arch!("hunyuan_v1_dense", hunyuan_v1_dense, gguf "hunyuan-dense" Any),
     arch!("hunyuan_v1_moe", hunyuan_v1_moe, gguf "hunyuan-moe" Any),
     arch!("lfm2", lfm2, gguf "lfm2" Any),
-    arch!("lfm2_moe", lfm2_moe, gguf "lfm2moe" Any, cli "lfm2moe"),
+    arch!("lfm2_moe", lfm2_moe, gguf "lfm2moe" Any),
 ];
 
 /// Architecture ids this build can run.
