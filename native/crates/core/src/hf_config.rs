@@ -139,6 +139,14 @@ impl HfConfig {
         }
     }
 
+    pub fn str_key(&self, key: &str) -> Result<Option<String>> {
+        match &self.value[key] {
+            Value::Null => Ok(None),
+            Value::String(s) => Ok(Some(s.clone())),
+            v => Err(self.bad(format!("`{key}` is {v}, not a string"))),
+        }
+    }
+
     pub fn f64_key(&self, key: &str) -> Result<Option<f64>> {
         number(&self.value, key).map_err(|e| self.bad(e))
     }
@@ -252,11 +260,16 @@ impl HfConfig {
     /// `sliding_attention` attend; `conv`, `mamba`, `linear_attention` are recurrent), else
     /// LFM2's `full_attn_idxs`.
     pub fn attention_layers(&self, n_layers: usize) -> Result<Option<Vec<bool>>> {
-        let layers = match &self.value["layer_types"] {
+        // Granite's older configs name the list `layers_block_type`.
+        let types = match &self.value["layer_types"] {
+            Value::Null => &self.value["layers_block_type"],
+            types => types,
+        };
+        let layers = match types {
             Value::Array(types) => types
                 .iter()
                 .map(|t| match t.as_str() {
-                    Some(FULL_ATTENTION | SLIDING_ATTENTION) => Ok(true),
+                    Some(FULL_ATTENTION | SLIDING_ATTENTION | "attention") => Ok(true),
                     Some("conv" | "mamba" | "linear_attention") => Ok(false),
                     _ => Err(self.bad(format!("layer type {t} is not known"))),
                 })

@@ -154,7 +154,11 @@ impl ModelConfig {
         // layers' count is the largest.
         let kv_key = format!("{arch}.attention.head_count_kv");
         let n_kv_heads = match per_layer_u32(file, &kv_key, n_layers)? {
-            Some(per_layer) => per_layer.into_iter().max().unwrap_or(0) as usize,
+            // None attends: the KV geometry goes unused (kept valid).
+            Some(per_layer) => match per_layer.into_iter().max().unwrap_or(0) {
+                0 => n_heads,
+                most => most as usize,
+            },
             None => {
                 arch_u32(file, &arch, "attention.head_count_kv")?.map_or(n_heads, |v| v as usize)
             }

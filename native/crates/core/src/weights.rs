@@ -249,6 +249,12 @@ pub trait Weights {
         Ok(None)
     }
 
+    /// A string hyperparameter from `config.json` (Granite's `position_embedding_type`);
+    /// GGUF files carry none of those read here.
+    fn hparam_str(&self, _name: &str) -> Result<Option<String>> {
+        Ok(None)
+    }
+
     /// Which of a hybrid model's `n_layers` layers attend (the others are recurrent: short
     /// convolutions, state-space or linear attention): a GGUF's per-layer
     /// `attention.head_count_kv` (0 for a recurrent layer, as llama.cpp reads it), a

@@ -38,19 +38,31 @@ pub struct HfCheckpoint {
 /// `model.layers.N.<block>.experts.E.<gate|up|down>.weight`, or stacked.
 pub struct HfExperts {
     pub block: &'static str,
-    /// Names of the gate, up and down matrices.
+    /// Names of the gate, up and down matrices (or of the stacked tensors).
     pub names: [&'static str; 3],
-    /// Every expert in one tensor per kind instead (gpt-oss): `<block>.experts.gate_up_proj`
-    /// `[experts, in, 2 · ff]` (transposed, gate and up columns interleaved) with
-    /// `gate_up_proj_bias`, and `down_proj` `[experts, ff, out]` with `down_proj_bias`.
-    pub stacked: bool,
+    pub stack: ExpertStack,
+}
+
+/// How a checkpoint stores its experts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpertStack {
+    /// One matrix per expert and kind: `<block>.experts.E.<name>.weight`.
+    PerExpert,
+    /// gpt-oss: `<block>.experts.gate_up_proj` `[experts, in, 2 · ff]` (transposed, gate and
+    /// up columns interleaved) with `gate_up_proj_bias`, and `down_proj` `[experts, ff, out]`
+    /// with `down_proj_bias`.
+    GptOss,
+    /// Granite: `<block>.<gate/up name>.weight` `[experts, 2 · ff, in]` (each expert's gate
+    /// rows, then its up rows) and `<block>.<down name>.weight` `[experts, out, ff]`: cut in
+    /// place.
+    GateUpRows,
 }
 
 /// `mlp.experts.E.{gate,up,down}_proj` (Qwen 3 MoE, DeepSeek, GLM 4 MoE, HunYuan MoE).
 pub const MLP_EXPERTS: HfExperts = HfExperts {
     block: "mlp",
     names: ["gate_proj", "up_proj", "down_proj"],
-    stacked: false,
+    stack: ExpertStack::PerExpert,
 };
 
 /// The final norm and the head, as most decoders name them.
@@ -181,7 +193,7 @@ impl HfWeights {
         self.matrix_named(&name, rows, cols)
     }
 
-    /// The stacked experts' tensor of `gguf`'s layer and kind (see [`HfExperts::stacked`]):
+    /// The stacked experts' tensor of `gguf`'s layer and kind (see [`ExpertStack::GptOss`]):
     /// its name, type and bytes, checked to be `[n_experts, in, out]` (gate and up: `out` is
     /// twice the hidden size, interleaved) in a float type.
     fn stacked_experts(
@@ -191,7 +203,11 @@ impl HfWeights {
         in_features: usize,
         out_features: usize,
     ) -> Result<(usize, GgmlType, &[u8])> {
-        let experts = self.layout.experts.as_ref().filter(|e| e.stacked);
+        let experts = self
+            .layout
+            .experts
+            .as_ref()
+            .filter(|e| e.stack == ExpertStack::GptOss);
         let parsed = gguf
             .strip_prefix("blk.")
             .and_then(|r| r.split_once('.'))
@@ -228,6 +244,75 @@ impl HfWeights {
             )));
         }
         Ok((which, ty, file.tensor_data(info)))
+    }
+
+    /// Granite's stacked experts ([`ExpertStack::GateUpRows`]): each expert's rows of the
+    /// `[experts, rows, in]` tensor of `gguf`'s layer and kind, in place.
+    fn gate_up_row_experts(
+        &self,
+        gguf: &str,
+        n_experts: usize,
+        in_features: usize,
+        out_features: usize,
+    ) -> Result<Vec<Linear>> {
+        let experts = self.layout.experts.as_ref();
+        let parsed = gguf
+            .strip_prefix("blk.")
+            .and_then(|r| r.split_once('.'))
+            .and_then(|(layer, rest)| Some((layer, rest.strip_suffix(".weight")?)));
+        let (Some(experts), Some((layer, kind))) = (experts, parsed) else {
+            return Err(self.bad(format!("cannot map tensor `{gguf}`")));
+        };
+        // Rows per expert, and where this kind's rows start in each.
+        let (which, per_expert, first) = match kind {
+            "ffn_gate_exps" => (0, 2 * out_features, 0),
+            "ffn_up_exps" => (1, 2 * out_features, out_features),
+            "ffn_down_exps" => (2, out_features, 0),
+            _ => return Err(self.bad(format!("cannot map tensor `{gguf}`"))),
+        };
+        let root = if self.bare { "" } else { "model." };
+        let name = format!(
+            "{root}layers.{layer}.{}.{}.weight",
+            experts.block, experts.names[which]
+        );
+        self.read.mark(&name);
+        let (file, info) = self
+            .model
+            .tensor(&name)
+            .ok_or_else(|| ModelError::MissingTensor {
+                source: self.dir.display().to_string(),
+                name: name.clone(),
+            })?;
+        let ty = float_type(info.dtype).ok_or_else(|| {
+            self.bad(format!(
+                "tensor `{name}` is {}; only F32, F16 and BF16 checkpoints load",
+                info.dtype
+            ))
+        })?;
+        if info.shape != [n_experts as u64, per_expert as u64, in_features as u64] {
+            return Err(self.bad(format!(
+                "tensor `{name}` has shape {:?}, expected [{n_experts}, {per_expert}, {in_features}]",
+                info.shape
+            )));
+        }
+        let all = WeightBytes::Mapped {
+            file: Arc::clone(file.file_bytes()),
+            offset: (file.data_start() + info.data_offsets.0) as usize,
+            len: info.size_bytes() as usize,
+        };
+        (0..n_experts)
+            .map(|e| {
+                let start = e * per_expert + first;
+                let rows = crate::weights::row_slice(
+                    all.clone(),
+                    ty,
+                    in_features,
+                    start..start + out_features,
+                );
+                let (ty, bytes) = self.store(ty, rows)?;
+                Ok(Linear::new(ty, out_features, in_features, bytes)?)
+            })
+            .collect()
     }
 
     fn matrix_named(
@@ -310,7 +395,12 @@ impl Weights for HfWeights {
     /// Stacked experts' biases: `gate_up_proj_bias` `[experts, 2 · ff]` (gate and up
     /// interleaved) and `down_proj_bias` `[experts, out]`.
     fn expert_vectors(&self, name: &str, n_experts: usize, len: usize) -> Result<Vec<Vec<f32>>> {
-        let Some(experts) = self.layout.experts.as_ref().filter(|e| e.stacked) else {
+        let Some(experts) = self
+            .layout
+            .experts
+            .as_ref()
+            .filter(|e| e.stack == ExpertStack::GptOss)
+        else {
             let all = self.vector_2d(name, n_experts, len)?;
             return Ok(all.chunks_exact(len).map(<[f32]>::to_vec).collect());
         };
@@ -400,7 +490,11 @@ impl Weights for HfWeights {
         in_features: usize,
         out_features: usize,
     ) -> Result<Vec<Linear>> {
-        if self.layout.experts.as_ref().is_some_and(|e| e.stacked) {
+        let stack = self.layout.experts.as_ref().map(|e| e.stack);
+        if stack == Some(ExpertStack::GateUpRows) {
+            return self.gate_up_row_experts(name, n_experts, in_features, out_features);
+        }
+        if stack == Some(ExpertStack::GptOss) {
             let (which, ty, data) =
                 self.stacked_experts(name, n_experts, in_features, out_features)?;
             let elem = ty.bytes_for(1).unwrap_or(4) as usize;
@@ -513,6 +607,10 @@ impl Weights for HfWeights {
 
     fn attention_layers(&self, n_layers: usize) -> Result<Option<Vec<bool>>> {
         self.config.attention_layers(n_layers)
+    }
+
+    fn hparam_str(&self, name: &str) -> Result<Option<String>> {
+        self.config.str_key(name)
     }
 
     /// Every tensor no loader read, except rotary tables some checkpoints carry as buffers

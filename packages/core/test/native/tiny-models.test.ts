@@ -111,6 +111,8 @@ const CASES: Case[] = [
   ...perType('glm4moe (dense layer, then sigmoid router with bias over 4 experts, shared expert)', { arch: 'glm4moe' }),
   ...perType('lfm2 (short convolutions around an attention layer)', { arch: 'lfm2' }),
   ...perType('lfm2moe (convolutions and attention, dense layer then sigmoid router with bias)', { arch: 'lfm2moe' }),
+  ...perType('granitemoehybrid (Mamba-2 around an attention layer, Granite multipliers)', { arch: 'granite' }),
+  ...perType('granitemoehybrid with experts (softmax router over 4, top 2, shared expert)', { arch: 'granitemoe' }),
   // A softmax router of 8 experts takes the vectorised path of ggml's softmax.
   { name: 'deepseekv2, 8 experts', type: 'Q8_0', spec: varied({ arch: 'deepseekv2', experts: 8 }) },
   // The other types of the real models' files (Gemma 3's Q4_K_M mixes in Q5_0 and Q6_K), and

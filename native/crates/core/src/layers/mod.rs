@@ -9,6 +9,7 @@ pub mod linear;
 pub mod moe;
 pub mod norm;
 pub mod rope;
+pub mod ssm;
 
 pub use embedding::Embedding;
 pub use linear::{add_rows, Linear, WeightBytes};

@@ -12,7 +12,7 @@ use crate::model_error::Result;
 use crate::models::llama::{Llama, LlamaVariant, LLAMA};
 use crate::models::Model;
 use crate::weights::{Need, Weights};
-use crate::weights_hf::{HfCheckpoint, HfExperts, DECODER_GLOBALS};
+use crate::weights_hf::{ExpertStack, HfCheckpoint, HfExperts, DECODER_GLOBALS};
 
 const GPT_OSS: LlamaVariant = LlamaVariant {
     rope_style: RopeStyle::Neox,
@@ -47,7 +47,7 @@ pub(crate) const HF: HfCheckpoint = HfCheckpoint {
     experts: Some(HfExperts {
         block: "mlp",
         names: ["gate_up_proj", "gate_up_proj", "down_proj"],
-        stacked: true,
+        stack: ExpertStack::GptOss,
     }),
     norm_offset: 0.0,
     defaults: HfDefaults::new(),

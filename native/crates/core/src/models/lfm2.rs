@@ -15,13 +15,14 @@ use crate::hf_config::HfDefaults;
 use crate::layers::activations::swiglu;
 use crate::layers::attention::Attend;
 use crate::layers::moe::Expert;
+use crate::layers::ssm::causal_conv;
 use crate::layers::{rms_norm, rms_norm_inplace, Embedding, Linear, Moe, Rope, RopeStyle};
 use crate::model_config::ModelConfig;
 use crate::model_error::{ModelError, Result};
 use crate::models::parts::{self, output_head};
 use crate::models::{forward_layers, ForwardScratch, Model, SeqInput};
 use crate::weights::{Need, Weights};
-use crate::weights_hf::{HfCheckpoint, HfExperts};
+use crate::weights_hf::{ExpertStack, HfCheckpoint, HfExperts};
 
 /// The gated short convolution of a layer.
 struct ShortConv {
@@ -105,7 +106,7 @@ pub(crate) const HF: HfCheckpoint = HfCheckpoint {
     experts: Some(HfExperts {
         block: "feed_forward",
         names: ["w1", "w3", "w2"],
-        stacked: false,
+        stack: ExpertStack::PerExpert,
     }),
     norm_offset: 0.0,
     defaults: HfDefaults {
@@ -267,18 +268,17 @@ impl Model for Lfm2 {
         }
     }
 
+    /// Only for a file whose every layer attends (no state to carry).
     fn forward(
         &self,
-        _pool: &ThreadPool,
-        _cache: &mut KvCache,
-        _batch: &[SeqInput<'_>],
-        _scratch: &mut ForwardScratch,
-        _logits: &mut Vec<f32>,
+        pool: &ThreadPool,
+        cache: &mut KvCache,
+        batch: &[SeqInput<'_>],
+        scratch: &mut ForwardScratch,
+        logits: &mut Vec<f32>,
     ) -> Result<()> {
-        Err(ModelError::Unsupported(format!(
-            "`{}` keeps a recurrent state per sequence; it runs through a runner's steps",
-            self.cfg.architecture
-        )))
+        let mut states = vec![Vec::new(); batch.len()];
+        self.forward_recurrent(pool, cache, batch, &mut states, scratch, logits)
     }
 
     fn forward_recurrent(
@@ -290,14 +290,7 @@ impl Model for Lfm2 {
         scratch: &mut ForwardScratch,
         logits: &mut Vec<f32>,
     ) -> Result<()> {
-        let len = self.recurrent_state_len();
-        if states.len() != batch.len() || states.iter().any(|s| s.len() != len) {
-            return Err(ModelError::InvalidInput(format!(
-                "`{}` needs a recurrent state of {len} floats for each of the batch's {} sequences",
-                self.cfg.architecture,
-                batch.len()
-            )));
-        }
+        crate::models::check_states(&self.cfg, self.recurrent_state_len(), batch, states)?;
         forward_layers(
             &self.cfg,
             (pool, cache, batch),
@@ -413,30 +406,16 @@ impl Lfm2 {
     ) {
         let d = self.cfg.hidden_size;
         let keep = self.taps - 1;
-        let mut window = Vec::new();
+        let (mut bx, mut window) = (Vec::new(), Vec::new());
         let mut t0 = 0;
         for (&len, state) in seq_lens.iter().zip(states.iter_mut()) {
-            let state = &mut state[conv.state_offset..conv.state_offset + keep * d];
-            // The state's rows, then this step's B·x rows: `[keep + len, d]`.
-            window.clear();
-            window.extend_from_slice(state);
+            bx.clear();
             for row in bcx[t0 * 3 * d..(t0 + len) * 3 * d].chunks_exact(3 * d) {
-                window.extend(row[..d].iter().zip(&row[2 * d..]).map(|(b, x)| b * x));
+                bx.extend(row[..d].iter().zip(&row[2 * d..]).map(|(b, x)| b * x));
             }
-            for t in 0..len {
-                let out = &mut work[(t0 + t) * d..(t0 + t + 1) * d];
-                for (ch, o) in out.iter_mut().enumerate() {
-                    let taps = &conv.taps[ch * self.taps..(ch + 1) * self.taps];
-                    // Oldest input first, from zero, as ggml's `ssm_conv` sums; its build
-                    // contracts each step into a fused multiply-add.
-                    let mut sum = 0f32;
-                    for (k, &w) in taps.iter().enumerate() {
-                        sum = window[(t + k) * d + ch].mul_add(w, sum);
-                    }
-                    *o = sum;
-                }
-            }
-            state.copy_from_slice(&window[len * d..]);
+            let state = &mut state[conv.state_offset..conv.state_offset + keep * d];
+            let out = &mut work[t0 * d..(t0 + len) * d];
+            causal_conv((&conv.taps, d), state, &bx, out, &mut window);
             t0 += len;
         }
         // y = C · conv, packed into the front of `bcx` for the output projection.

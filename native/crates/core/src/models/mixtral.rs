@@ -7,7 +7,7 @@ use crate::model_error::Result;
 use crate::models::llama::{Llama, LlamaVariant, HF_LAYER, LLAMA};
 use crate::models::Model;
 use crate::weights::{Need, Weights};
-use crate::weights_hf::{HfCheckpoint, HfExperts, DECODER_GLOBALS};
+use crate::weights_hf::{ExpertStack, HfCheckpoint, HfExperts, DECODER_GLOBALS};
 
 const MIXTRAL: LlamaVariant = LlamaVariant {
     qkv_bias: Need::Absent,
@@ -21,7 +21,7 @@ const HF_MOE: &[(&str, &str)] = &[("ffn_gate_inp", "block_sparse_moe.gate")];
 const HF_EXPERTS: HfExperts = HfExperts {
     block: "block_sparse_moe",
     names: ["w1", "w3", "w2"],
-    stacked: false,
+    stack: ExpertStack::PerExpert,
 };
 
 pub(crate) const HF: HfCheckpoint = HfCheckpoint {

@@ -20,6 +20,7 @@ pub mod glm4;
 pub mod glm4_moe;
 pub mod glm4_moe_lite;
 pub mod gpt_oss;
+pub mod granitemoehybrid;
 pub mod hunyuan_v1_dense;
 pub mod hunyuan_v1_moe;
 pub mod lfm2;
@@ -147,6 +148,23 @@ pub trait Model: Send + Sync {
             dtype,
         }
     }
+}
+
+/// Checks that a model with recurrent state was given one of `len` floats per sequence.
+pub(crate) fn check_states(
+    cfg: &ModelConfig,
+    len: usize,
+    batch: &[SeqInput<'_>],
+    states: &[Vec<f32>],
+) -> Result<()> {
+    if states.len() != batch.len() || states.iter().any(|s| s.len() != len) {
+        return Err(ModelError::InvalidInput(format!(
+            "`{}` needs a recurrent state of {len} floats for each of the batch's {} sequences",
+            cfg.architecture,
+            batch.len()
+        )));
+    }
+    Ok(())
 }
 
 /// The start of every forward pass: the batch checked against the model and the cache (so a
