@@ -99,6 +99,12 @@ export const ARCHITECTURES: readonly ArchitectureRow[] = [
     traits: 'Hunyuan dense attention; 64 experts (top 8, renormalised) plus a shared expert in every layer',
   },
   {
+    id: 'granitemoehybrid',
+    models: 'Granite 4.0 H (Micro, Tiny, Small)',
+    traits:
+      'hybrid: Mamba-2 layers (causal convolution, selective scan; a recurrent state per sequence) in most layers, GQA without RoPE in the others; dense MLP or softmax-routed experts plus a shared expert; embedding, residual, attention and logit multipliers; no prefix caching or speculation',
+  },
+  {
     id: 'lfm2',
     models: 'LFM2 350M–2.6B, LFM2.5',
     traits:

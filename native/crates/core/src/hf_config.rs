@@ -53,6 +53,33 @@ pub struct HfConfig {
     value: Value,
 }
 
+/// `text` with the bare `NaN`, `Infinity` and `-Infinity` outside strings quoted.
+fn quote_python_constants(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 16);
+    let (mut in_string, mut escaped) = (false, false);
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if in_string {
+            in_string = escaped || c != '"';
+            escaped = !escaped && c == '\\';
+        } else if c == '"' {
+            in_string = true;
+        } else if let Some(word) = ["-Infinity", "Infinity", "NaN"]
+            .into_iter()
+            .find(|w| rest.starts_with(w))
+        {
+            out.push('"');
+            out.push_str(word);
+            out.push('"');
+            rest = &rest[word.len()..];
+            continue;
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
 /// The layer types of transformers' `layer_types` (and of per-type `rope_parameters`).
 pub const FULL_ATTENTION: &str = "full_attention";
 pub const SLIDING_ATTENTION: &str = "sliding_attention";
@@ -67,9 +94,14 @@ impl HfConfig {
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<HfConfig> {
-        let value: Value = serde_json::from_str(text).map_err(|e| {
-            ModelError::Unsupported(format!("{}: not valid JSON: {e}", path.display()))
-        })?;
+        // Python's `json` writes NaN and infinities as bare words (older transformers did, in
+        // fields such as Mamba's `time_step_limit`): read as strings, so that a key we use
+        // holding one is refused by name rather than the whole file.
+        let value: Value = serde_json::from_str(text)
+            .or_else(|e| serde_json::from_str(&quote_python_constants(text)).map_err(|_| e))
+            .map_err(|e| {
+                ModelError::Unsupported(format!("{}: not valid JSON: {e}", path.display()))
+            })?;
         if !value.is_object() {
             return Err(ModelError::Unsupported(format!(
                 "{}: not a JSON object",
@@ -656,4 +688,21 @@ fn number(value: &Value, key: &str) -> std::result::Result<Option<f64>, String> 
 /// `v` as a whole number of tokens, if it is one.
 fn whole(v: f64) -> Option<usize> {
     (v >= 0.0 && v.fract() == 0.0 && v < (1u64 << 53) as f64).then_some(v as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_constants_outside_strings_are_quoted() {
+        let text = r#"{"a": [0.0, Infinity], "b": -Infinity, "c": NaN, "d": "NaN \" Infinity"}"#;
+        let value: Value = serde_json::from_str(&quote_python_constants(text)).expect("valid JSON");
+        assert_eq!(value["a"][1], "Infinity");
+        assert_eq!(value["b"], "-Infinity");
+        assert_eq!(value["c"], "NaN");
+        assert_eq!(value["d"], "NaN \" Infinity");
+        let config = HfConfig::parse(Path::new("config.json"), text).expect("parsed");
+        assert!(config.f64_key("c").is_err());
+    }
 }

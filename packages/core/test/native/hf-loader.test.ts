@@ -92,6 +92,8 @@ const CASES: Array<[string, TinySpec, [string, string]]> = [
   ['lfm2 (short convolutions, layer_types, MLP width ⅔ of intermediate_size)', { arch: 'lfm2' }, ['lfm2', 'lfm2']],
   ['lfm2, transformers 4 config (full_attn_idxs, block_ff_dim)', { arch: 'lfm2', hfConfigFormat: 'v4' }, ['lfm2', 'lfm2']],
   ['lfm2_moe (dense layer, sigmoid router with expert_bias)', { arch: 'lfm2moe' }, ['lfm2_moe', 'lfm2_moe']],
+  ['granitemoehybrid (Mamba-2 with A_log, fused shared_mlp)', { arch: 'granite' }, ['granitemoehybrid', 'granitemoehybrid']],
+  ['granitemoehybrid with experts (stacked input_linear)', { arch: 'granitemoe' }, ['granitemoehybrid', 'granitemoehybrid']],
 ];
 
 fixtures.describe.each(CASES)('%s weights through the GGUF and the Hugging Face loaders', (name, spec, [ggufArch, hfArch]) => {
@@ -199,6 +201,10 @@ fixtures.describe('identity', () => {
       ],
       ['lfm2-no-layer-types', { arch: 'lfm2', hfConfigFormat: 'v4', hfConfig: { full_attn_idxs: undefined } }, ['which layers attend']],
       ['lfm2-no-conv-taps', { arch: 'lfm2', omitTensors: /shortconv\.conv/ }, ['model.layers.0.conv.conv.weight']],
+      ['granite-groups', { arch: 'granite', hfConfig: { mamba_n_groups: 3 } }, ['Mamba-2 sizes', '3 groups']],
+      ['granite-no-conv-bias', { arch: 'granite', hfConfig: { mamba_conv_bias: false } }, ['convolution bias']],
+      ['granite-no-a-log', { arch: 'granite', omitTensors: /ssm_a$/ }, ['model.layers.0.mamba.A_log']],
+      ['granite-nan-multiplier', { arch: 'granite', hfConfig: { residual_multiplier: -1 } }, ['residual_multiplier', '-1']],
     ];
     for (const [name, spec, needles] of cases) {
       const hf = join(dir, name);

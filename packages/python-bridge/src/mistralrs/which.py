@@ -37,6 +37,7 @@ class Architecture(Enum):
     GLM4MoeLite = "glm4moelite"
     GptOss = "gptoss"
     SmolLm3 = "smollm3"
+    GraniteMoeHybrid = "granitemoehybrid"
     Lfm2 = "lfm2"
     Lfm2Moe = "lfm2_moe"
 
