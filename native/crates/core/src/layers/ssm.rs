@@ -92,10 +92,9 @@ pub fn mamba2_scan_token(
     } = shape;
     let whole = d_state / 32 * 32;
     let heads_per_group = n_heads / n_groups;
-    for h in 0..n_heads {
-        let dt = token.dt[h];
+    for (h, (&dt, &a)) in token.dt.iter().zip(a).enumerate().take(n_heads) {
         let delta = if dt > 20.0 { dt } else { (1.0 + dt.exp()).ln() };
-        let decay = (delta * a[h]).exp();
+        let decay = (delta * a).exp();
         let g = h / heads_per_group;
         let (b, c) = (
             &token.b[g * d_state..(g + 1) * d_state],

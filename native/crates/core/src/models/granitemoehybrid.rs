@@ -538,7 +538,7 @@ impl GraniteMoeHybrid {
                             // The routed experts' sum plus the shared expert's, as llama.cpp adds.
                             h.iter_mut()
                                 .zip(experts_out.iter())
-                                .for_each(|(s, r)| *s = *r + *s);
+                                .for_each(|(s, r)| *s += *r);
                         }
                     }
                 }
