@@ -48,6 +48,9 @@ describe('architecture names', () => {
         'gpt_oss',
         'hunyuan_v1_dense',
         'hunyuan_v1_moe',
+        'granitemoehybrid',
+        'lfm2',
+        'lfm2_moe',
       ].sort(),
     );
   });
