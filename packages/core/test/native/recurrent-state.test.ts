@@ -2,15 +2,14 @@
  * Models with a recurrent state per sequence (LFM2's short convolutions, Granite 4 H's Mamba-2
  * layers): the runner carries each sequence's state from step to step, beside its KV blocks.
  * On a tiny LFM2 and a tiny Granite 4 H in Q4_K (own output heads, so that greedy paths
- * wander): requests run together give the tokens each gives
- * alone, with long prompts prefilled in chunks while others decode; preemption (the state
- * rebuilt from the recomputed prompt) and cancellation leave the others' tokens unchanged; a
- * prompt prefilled in chunks gives the logits of one prefilled at once; prefix caching is off
- * (a cached block holds no state) and gives the same bits as asking for it off; speculative
- * decoding is refused; a native step that does not start where the state is fails clearly.
- * The logits themselves are checked against llama.cpp in tiny-models.test.ts (several
- * sequences in the same steps). Work is fixed by token counts (`WORK_BOUNDED`).
- */
+ * wander): requests run together give the tokens each gives alone, with long prompts
+ * prefilled in chunks while others decode; preemption (the state rebuilt from the recomputed
+ * prompt) and cancellation leave the others' tokens unchanged; a prompt prefilled in chunks
+ * gives the logits of one prefilled at once; prefix caching is off (a cached block holds no
+ * state) and gives the same bits as asking for it off; speculative decoding, and drafting for
+ * another model, are refused; a native step that does not start where the state is fails
+ * clearly. The logits themselves are checked against llama.cpp in tiny-models.test.ts
+ * (several sequences in the same steps). Work is fixed by token counts (`WORK_BOUNDED`). */
 import { afterAll, beforeAll, expect } from '@jest/globals';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -174,11 +173,17 @@ for (const { arch, stateBytes } of MODELS) {
       WORK_BOUNDED,
     );
 
-    tiny.it('refuses speculative decoding, naming the reason', async () => {
+    tiny.it('refuses speculative decoding, and refuses to draft for another model, naming the reason', async () => {
       await expect(Engine.load({ model, kvTokens: 256, speculative: { kind: 'ngram' } })).rejects.toMatchObject({
         code: 'InvalidArgumentError',
         message: expect.stringContaining('recurrent state'),
       });
+      // An attention-only target (the same vocabulary) with this model as its draft.
+      const target = join(dir, 'tiny-llama-target.gguf');
+      await writeTinyGguf(target, { arch: 'llama' }, 'Q8_0');
+      await expect(
+        Engine.load({ model: target, kvTokens: 256, speculative: { kind: 'draft', draftModel: model, gamma: 2 } }),
+      ).rejects.toMatchObject({ message: expect.stringContaining('a draft model must be attention-only') });
     });
 
     tiny.it('fails a native step that does not start where the sequence’s state is, and the sequence goes on from there', async () => {
