@@ -75,6 +75,13 @@ impl VecDotF16Acc {
         *slot = a.mul_add(b, *slot);
     }
 
+    /// The four 8-lane accumulators: element `i` of a product goes to `[(i % 32) / 8][i % 8]`
+    /// (for loops the compiler keeps in vector registers).
+    #[inline(always)]
+    pub fn lanes_mut(&mut self) -> &mut [[f32; 8]; 4] {
+        &mut self.acc
+    }
+
     #[inline(always)]
     pub fn sum(&self) -> f32 {
         let s = &self.acc;

@@ -12,6 +12,36 @@ use mistralrs_common::numerics::{expf_ggml, VecDotF16Acc};
 /// (Mamba-2's 4), the others as fused multiply-adds (LFM2's 3); both checked bit for bit
 /// against llama.cpp.
 pub fn causal_conv(
+    taps: (&[f32], usize),
+    state: &mut [f32],
+    input: &[f32],
+    out: &mut [f32],
+    window: &mut Vec<f32>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if mistralrs_common::cpu_features().fma {
+        // SAFETY: the CPU has FMA (checked just above).
+        unsafe { causal_conv_fma(taps, state, input, out, window) };
+        return;
+    }
+    causal_conv_body(taps, state, input, out, window);
+}
+
+/// `mul_add` as one instruction (a library call without FMA enabled).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "fma")]
+unsafe fn causal_conv_fma(
+    taps: (&[f32], usize),
+    state: &mut [f32],
+    input: &[f32],
+    out: &mut [f32],
+    window: &mut Vec<f32>,
+) {
+    causal_conv_body(taps, state, input, out, window);
+}
+
+#[inline(always)]
+fn causal_conv_body(
     (taps, channels): (&[f32], usize),
     state: &mut [f32],
     input: &[f32],
@@ -84,6 +114,30 @@ pub fn mamba2_scan_token(
     state: &mut [f32],
     y: &mut [f32],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if mistralrs_common::cpu_features().fma {
+        // SAFETY: the CPU has FMA (checked just above).
+        unsafe { scan_fma(shape, a, token, state, y) };
+        return;
+    }
+    scan_body(shape, a, token, state, y);
+}
+
+/// `mul_add` as one instruction, and the 32-element chunks in vector registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "fma")]
+unsafe fn scan_fma(
+    shape: ScanShape,
+    a: &[f32],
+    token: ScanToken<'_>,
+    state: &mut [f32],
+    y: &mut [f32],
+) {
+    scan_body(shape, a, token, state, y);
+}
+
+#[inline(always)]
+fn scan_body(shape: ScanShape, a: &[f32], token: ScanToken<'_>, state: &mut [f32], y: &mut [f32]) {
     let ScanShape {
         n_heads,
         head_dim,
@@ -105,10 +159,26 @@ pub fn mamba2_scan_token(
             let x_dt = token.x[channel] * delta;
             let s = &mut state[channel * d_state..(channel + 1) * d_state];
             let mut acc = VecDotF16Acc::new();
-            for k in 0..whole {
-                let next = s[k].mul_add(decay, b[k] * x_dt);
-                acc.add(k, next, c[k]);
-                s[k] = next;
+            let lanes = acc.lanes_mut();
+            let chunks = s[..whole]
+                .chunks_exact_mut(32)
+                .zip(b[..whole].chunks_exact(32))
+                .zip(c[..whole].chunks_exact(32));
+            for ((s, b), c) in chunks {
+                // Fixed-size arrays: no bounds checks, so each accumulator is one vector FMA.
+                let (s, b, c): (&mut [f32; 32], &[f32; 32], &[f32; 32]) =
+                    match (s.try_into(), b.try_into(), c.try_into()) {
+                        (Ok(s), Ok(b), Ok(c)) => (s, b, c),
+                        _ => unreachable!("chunks_exact(32) yields 32 elements"),
+                    };
+                for (j, lane) in lanes.iter_mut().enumerate() {
+                    for (l, slot) in lane.iter_mut().enumerate() {
+                        let k = 8 * j + l;
+                        let next = s[k].mul_add(decay, b[k] * x_dt);
+                        *slot = next.mul_add(c[k], *slot);
+                        s[k] = next;
+                    }
+                }
             }
             let mut sum = acc.sum();
             for k in whole..d_state {
