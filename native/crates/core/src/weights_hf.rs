@@ -193,28 +193,30 @@ impl HfWeights {
         self.matrix_named(&name, rows, cols)
     }
 
+    /// The layer and kind of a GGUF expert tensor name (`blk.N.ffn_gate_exps.weight`), with
+    /// the layout's experts.
+    fn expert_kind<'g>(&self, gguf: &'g str) -> Result<(&HfExperts, &'g str, &'g str)> {
+        let parsed = gguf
+            .strip_prefix("blk.")
+            .and_then(|r| r.split_once('.'))
+            .and_then(|(layer, rest)| Some((layer, rest.strip_suffix(".weight")?)));
+        match (self.layout.experts.as_ref(), parsed) {
+            (Some(experts), Some((layer, kind))) => Ok((experts, layer, kind)),
+            _ => Err(self.bad(format!("cannot map tensor `{gguf}`"))),
+        }
+    }
+
     /// The stacked experts' tensor of `gguf`'s layer and kind (see [`ExpertStack::GptOss`]):
-    /// its name, type and bytes, checked to be `[n_experts, in, out]` (gate and up: `out` is
-    /// twice the hidden size, interleaved) in a float type.
+    /// which of gate, up and down it is, its type and bytes, checked to be
+    /// `[n_experts, in, out]` (gate and up: `out` is twice the hidden size, interleaved).
     fn stacked_experts(
         &self,
         gguf: &str,
         n_experts: usize,
         in_features: usize,
         out_features: usize,
-    ) -> Result<(usize, GgmlType, &[u8])> {
-        let experts = self
-            .layout
-            .experts
-            .as_ref()
-            .filter(|e| e.stack == ExpertStack::GptOss);
-        let parsed = gguf
-            .strip_prefix("blk.")
-            .and_then(|r| r.split_once('.'))
-            .and_then(|(layer, rest)| Some((layer, rest.strip_suffix(".weight")?)));
-        let (Some(experts), Some((layer, kind))) = (experts, parsed) else {
-            return Err(self.bad(format!("cannot map tensor `{gguf}`")));
-        };
+    ) -> Result<(usize, GgmlType, WeightBytes)> {
+        let (experts, layer, kind) = self.expert_kind(gguf)?;
         let (tensor, which, cols) = match kind {
             "ffn_gate_exps" => ("gate_up_proj", 0, 2 * out_features),
             "ffn_up_exps" => ("gate_up_proj", 1, 2 * out_features),
@@ -223,27 +225,8 @@ impl HfWeights {
         };
         let root = if self.bare { "" } else { "model." };
         let name = format!("{root}layers.{layer}.{}.experts.{tensor}", experts.block);
-        self.read.mark(&name);
-        let (file, info) = self
-            .model
-            .tensor(&name)
-            .ok_or_else(|| ModelError::MissingTensor {
-                source: self.dir.display().to_string(),
-                name: name.clone(),
-            })?;
-        let ty = float_type(info.dtype).ok_or_else(|| {
-            self.bad(format!(
-                "tensor `{name}` is {}; only F32, F16 and BF16 checkpoints load",
-                info.dtype
-            ))
-        })?;
-        if info.shape != [n_experts as u64, in_features as u64, cols as u64] {
-            return Err(self.bad(format!(
-                "tensor `{name}` has shape {:?}, expected [{n_experts}, {in_features}, {cols}]",
-                info.shape
-            )));
-        }
-        Ok((which, ty, file.tensor_data(info)))
+        let (ty, bytes) = self.float_tensor(&name, &[n_experts, in_features, cols])?;
+        Ok((which, ty, bytes))
     }
 
     /// Granite's stacked experts ([`ExpertStack::GateUpRows`]): each expert's rows of the
@@ -255,14 +238,7 @@ impl HfWeights {
         in_features: usize,
         out_features: usize,
     ) -> Result<Vec<Linear>> {
-        let experts = self.layout.experts.as_ref();
-        let parsed = gguf
-            .strip_prefix("blk.")
-            .and_then(|r| r.split_once('.'))
-            .and_then(|(layer, rest)| Some((layer, rest.strip_suffix(".weight")?)));
-        let (Some(experts), Some((layer, kind))) = (experts, parsed) else {
-            return Err(self.bad(format!("cannot map tensor `{gguf}`")));
-        };
+        let (experts, layer, kind) = self.expert_kind(gguf)?;
         // Rows per expert, and where this kind's rows start in each.
         let (which, per_expert, first) = match kind {
             "ffn_gate_exps" => (0, 2 * out_features, 0),
@@ -275,31 +251,7 @@ impl HfWeights {
             "{root}layers.{layer}.{}.{}.weight",
             experts.block, experts.names[which]
         );
-        self.read.mark(&name);
-        let (file, info) = self
-            .model
-            .tensor(&name)
-            .ok_or_else(|| ModelError::MissingTensor {
-                source: self.dir.display().to_string(),
-                name: name.clone(),
-            })?;
-        let ty = float_type(info.dtype).ok_or_else(|| {
-            self.bad(format!(
-                "tensor `{name}` is {}; only F32, F16 and BF16 checkpoints load",
-                info.dtype
-            ))
-        })?;
-        if info.shape != [n_experts as u64, per_expert as u64, in_features as u64] {
-            return Err(self.bad(format!(
-                "tensor `{name}` has shape {:?}, expected [{n_experts}, {per_expert}, {in_features}]",
-                info.shape
-            )));
-        }
-        let all = WeightBytes::Mapped {
-            file: Arc::clone(file.file_bytes()),
-            offset: (file.data_start() + info.data_offsets.0) as usize,
-            len: info.size_bytes() as usize,
-        };
+        let (ty, all) = self.float_tensor(&name, &[n_experts, per_expert, in_features])?;
         (0..n_experts)
             .map(|e| {
                 let start = e * per_expert + first;
@@ -321,6 +273,12 @@ impl HfWeights {
         rows: usize,
         cols: usize,
     ) -> Result<(GgmlType, WeightBytes)> {
+        self.float_tensor(name, &[rows, cols])
+    }
+
+    /// The float tensor `name` of `shape` (PyTorch order), marked read: its type and bytes,
+    /// in place.
+    fn float_tensor(&self, name: &str, shape: &[usize]) -> Result<(GgmlType, WeightBytes)> {
         self.read.mark(name);
         let (file, info) = self
             .model
@@ -336,9 +294,14 @@ impl HfWeights {
                 info.dtype
             ))
         })?;
-        if info.shape != [rows as u64, cols as u64] {
+        if !info
+            .shape
+            .iter()
+            .copied()
+            .eq(shape.iter().map(|&d| d as u64))
+        {
             return Err(ModelError::Unsupported(format!(
-                "{}: tensor `{name}` has shape {:?}, expected [{rows}, {cols}]",
+                "{}: tensor `{name}` has shape {:?}, expected {shape:?}",
                 file.path().display(),
                 info.shape
             )));
@@ -497,6 +460,7 @@ impl Weights for HfWeights {
         if stack == Some(ExpertStack::GptOss) {
             let (which, ty, data) =
                 self.stacked_experts(name, n_experts, in_features, out_features)?;
+            let data = data.as_slice();
             let elem = ty.bytes_for(1).unwrap_or(4) as usize;
             // Column `c` of each expert's `[in, cols]` block is row `j` of ours: gate `2j`, up
             // `2j + 1`, down `j`. Element by element: exact in any float type.

@@ -19,6 +19,7 @@ import { needsFixtures } from '../../../../test-support/fixtures.js';
 import { Engine, EngineError, fetchRegistryModel } from '../../src/index.js';
 import { vocabPath, writeTinyGguf } from '../fixtures/tiny-model.js';
 import { WORK_BOUNDED } from '../support/fidelity.js';
+import { alone, BATCH_TEXTS as TEXTS, together } from '../support/together.js';
 
 const tiny = needsFixtures('the tiny models', [vocabPath]);
 let dir: string;
@@ -34,39 +35,6 @@ beforeAll(async () => {
   }
 }, WORK_BOUNDED);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-const TEXTS = [
-  'The capital of France is',
-  'Write a haiku about the sea. The waves',
-  'def fibonacci(n):',
-  'Once upon a time, in a small village, there lived an old',
-  'The three primary colors are',
-  'Water boils at',
-  'List three fruits: apple,',
-  'In 1492, Columbus',
-  'A recursive function is one that',
-  // Long enough to be prefilled in several chunks while the others decode.
-  'Tell me about the history of the printing press and why it mattered. '.repeat(10),
-];
-
-async function alone(engine: Engine, prompts: number[][], maxTokens: number): Promise<number[][]> {
-  const out = [];
-  for (const prompt of prompts) out.push((await engine.complete({ prompt, maxTokens, ignoreEos: true }).result).tokenIds);
-  return out;
-}
-
-/** All at once; records how many sequences ran together at most. */
-async function together(engine: Engine, prompts: number[][], maxTokens: number) {
-  let peak = 0;
-  const results = await Promise.all(
-    prompts.map(async (prompt) => {
-      const generation = engine.complete({ prompt, maxTokens, ignoreEos: true });
-      for await (const _ of generation) peak = Math.max(peak, engine.load.running);
-      return (await generation.result).tokenIds;
-    }),
-  );
-  return { results, peak };
-}
 
 const MODELS = [
   ['the default model (Q4_1)', async () => fetchRegistryModel('smollm2-135m-instruct-q4_1'), describe],

@@ -23,7 +23,7 @@ use crate::layers::{rms_norm, Embedding, Linear, Moe, Rope, RopeStyle};
 use crate::model_config::ModelConfig;
 use crate::model_error::{ModelError, Result};
 use crate::models::parts::{self, output_head};
-use crate::models::{forward_layers, ForwardScratch, Model, SeqInput};
+use crate::models::{attention_cache_config, forward_layers, ForwardScratch, Model, SeqInput};
 use crate::weights::{Need, Weights};
 use crate::weights_hf::{ExpertStack, HfCheckpoint, HfExperts, DECODER_GLOBALS};
 
@@ -382,27 +382,8 @@ impl Model for GraniteMoeHybrid {
     }
 
     fn kv_cache_config(&self, block_size: usize, n_blocks: usize, dtype: KvDtype) -> KvCacheConfig {
-        KvCacheConfig {
-            n_layers: self.n_attention.max(1),
-            n_kv_heads: self.cfg.n_kv_heads,
-            head_dim: self.cfg.head_dim,
-            block_size,
-            n_blocks,
-            dtype,
-        }
-    }
-
-    /// Only for a file whose every layer attends (no state to carry).
-    fn forward(
-        &self,
-        pool: &ThreadPool,
-        cache: &mut KvCache,
-        batch: &[SeqInput<'_>],
-        scratch: &mut ForwardScratch,
-        logits: &mut Vec<f32>,
-    ) -> Result<()> {
-        let mut states = vec![Vec::new(); batch.len()];
-        self.forward_recurrent(pool, cache, batch, &mut states, scratch, logits)
+        // The recurrent layers keep no keys or values.
+        attention_cache_config(&self.cfg, self.n_attention, (block_size, n_blocks, dtype))
     }
 
     fn forward_recurrent(

@@ -20,7 +20,7 @@ use crate::layers::{rms_norm, rms_norm_inplace, Embedding, Linear, Moe, Rope, Ro
 use crate::model_config::ModelConfig;
 use crate::model_error::{ModelError, Result};
 use crate::models::parts::{self, output_head};
-use crate::models::{forward_layers, ForwardScratch, Model, SeqInput};
+use crate::models::{attention_cache_config, forward_layers, ForwardScratch, Model, SeqInput};
 use crate::weights::{Need, Weights};
 use crate::weights_hf::{ExpertStack, HfCheckpoint, HfExperts};
 
@@ -256,29 +256,8 @@ impl Model for Lfm2 {
     }
 
     fn kv_cache_config(&self, block_size: usize, n_blocks: usize, dtype: KvDtype) -> KvCacheConfig {
-        let c = &self.cfg;
-        KvCacheConfig {
-            // The convolution layers keep no keys or values (at least one layer for the pool).
-            n_layers: self.n_attention.max(1),
-            n_kv_heads: c.n_kv_heads,
-            head_dim: c.head_dim,
-            block_size,
-            n_blocks,
-            dtype,
-        }
-    }
-
-    /// Only for a file whose every layer attends (no state to carry).
-    fn forward(
-        &self,
-        pool: &ThreadPool,
-        cache: &mut KvCache,
-        batch: &[SeqInput<'_>],
-        scratch: &mut ForwardScratch,
-        logits: &mut Vec<f32>,
-    ) -> Result<()> {
-        let mut states = vec![Vec::new(); batch.len()];
-        self.forward_recurrent(pool, cache, batch, &mut states, scratch, logits)
+        // The recurrent layers keep no keys or values.
+        attention_cache_config(&self.cfg, self.n_attention, (block_size, n_blocks, dtype))
     }
 
     fn forward_recurrent(

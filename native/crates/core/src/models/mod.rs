@@ -77,7 +77,9 @@ pub trait Model: Send + Sync {
     fn config(&self) -> &ModelConfig;
 
     /// Runs `batch`, writing its keys and values into `cache` and, for each sequence, the
-    /// logits of its last `logit_rows` tokens into `logits` (`[n_wanted, vocab]`).
+    /// logits of its last `logit_rows` tokens into `logits` (`[n_wanted, vocab]`). A model
+    /// implements this or [`Model::forward_recurrent`]; one with recurrent layers the latter
+    /// (this then serves a file with none, whose state is empty).
     fn forward(
         &self,
         pool: &ThreadPool,
@@ -85,7 +87,10 @@ pub trait Model: Send + Sync {
         batch: &[SeqInput<'_>],
         scratch: &mut ForwardScratch,
         logits: &mut Vec<f32>,
-    ) -> Result<()>;
+    ) -> Result<()> {
+        let mut states = vec![Vec::new(); batch.len()];
+        self.forward_recurrent(pool, cache, batch, &mut states, scratch, logits)
+    }
 
     /// Floats of recurrent state each sequence carries from one step to the next (LFM2's
     /// short convolutions keep their last inputs); 0 for models whose whole memory is the KV
@@ -139,14 +144,24 @@ pub trait Model: Send + Sync {
     /// The cache geometry this model needs for `n_blocks` blocks of `block_size` tokens.
     fn kv_cache_config(&self, block_size: usize, n_blocks: usize, dtype: KvDtype) -> KvCacheConfig {
         let c = self.config();
-        KvCacheConfig {
-            n_layers: c.n_layers,
-            n_kv_heads: c.n_kv_heads,
-            head_dim: c.head_dim,
-            block_size,
-            n_blocks,
-            dtype,
-        }
+        attention_cache_config(c, c.n_layers, (block_size, n_blocks, dtype))
+    }
+}
+
+/// The cache of `n_layers` attention layers of `cfg`'s heads (a hybrid model has KV for its
+/// attention layers only; at least one layer, for the pool).
+pub(crate) fn attention_cache_config(
+    cfg: &ModelConfig,
+    n_layers: usize,
+    (block_size, n_blocks, dtype): (usize, usize, KvDtype),
+) -> KvCacheConfig {
+    KvCacheConfig {
+        n_layers: n_layers.max(1),
+        n_kv_heads: cfg.n_kv_heads,
+        head_dim: cfg.head_dim,
+        block_size,
+        n_blocks,
+        dtype,
     }
 }
 
