@@ -23,7 +23,9 @@ use crate::layers::{rms_norm, Embedding, Linear, Moe, Rope, RopeStyle};
 use crate::model_config::ModelConfig;
 use crate::model_error::{ModelError, Result};
 use crate::models::parts::{self, output_head};
-use crate::models::{attention_cache_config, forward_layers, ForwardScratch, Model, SeqInput};
+use crate::models::{
+    attention_cache_config, forward_recurrent_layers, ForwardScratch, Model, SeqInput,
+};
 use crate::weights::{Need, Weights};
 use crate::weights_hf::{ExpertStack, HfCheckpoint, HfExperts, DECODER_GLOBALS};
 
@@ -395,14 +397,13 @@ impl Model for GraniteMoeHybrid {
         scratch: &mut ForwardScratch,
         logits: &mut Vec<f32>,
     ) -> Result<()> {
-        crate::models::check_states(&self.cfg, self.recurrent_state_len(), batch, states)?;
-        forward_layers(
+        forward_recurrent_layers(
             &self.cfg,
-            (pool, cache, batch),
+            (pool, cache, batch, states, self.recurrent_state_len()),
             (&self.output_norm, self.cfg.rms_norm_eps),
             &self.output,
             (scratch, logits),
-            |tokens, positions, attend, scratch| {
+            |tokens, positions, states, attend, scratch| {
                 self.layers_forward(pool, (tokens, positions, batch), states, attend, scratch)
             },
         )?;
@@ -549,7 +550,8 @@ impl GraniteMoeHybrid {
         let in_width = 2 * d_inner + 2 * s.scan.n_groups * s.scan.d_state + n_heads;
         let gs = s.scan.n_groups * s.scan.d_state;
         let conv_state_len = (s.d_conv - 1) * conv_dim;
-        let (mut inputs, mut window, mut dt) = (Vec::new(), Vec::new(), vec![0f32; n_heads]);
+        let (mut inputs, mut window) = (Vec::new(), Vec::new());
+        let (mut dt, mut z) = (vec![0f32; n_heads], vec![0f32; d_inner]);
         let mut t0 = 0;
         for (&len, state) in seq_lens.iter().zip(states.iter_mut()) {
             let state = &mut state[m.state_offset..m.state_offset + s.state_len()];
@@ -586,7 +588,7 @@ impl GraniteMoeHybrid {
                 for (i, o) in out.iter_mut().enumerate() {
                     *o += conv[i] * m.d[i / head_dim];
                 }
-                let mut z = row[..d_inner].to_vec();
+                z.copy_from_slice(&row[..d_inner]);
                 swiglu(&mut z, out);
                 // Each group's RMS norm.
                 let group = d_inner / s.scan.n_groups;

@@ -20,7 +20,9 @@ use crate::layers::{rms_norm, rms_norm_inplace, Embedding, Linear, Moe, Rope, Ro
 use crate::model_config::ModelConfig;
 use crate::model_error::{ModelError, Result};
 use crate::models::parts::{self, output_head};
-use crate::models::{attention_cache_config, forward_layers, ForwardScratch, Model, SeqInput};
+use crate::models::{
+    attention_cache_config, forward_recurrent_layers, ForwardScratch, Model, SeqInput,
+};
 use crate::weights::{Need, Weights};
 use crate::weights_hf::{ExpertStack, HfCheckpoint, HfExperts};
 
@@ -269,14 +271,13 @@ impl Model for Lfm2 {
         scratch: &mut ForwardScratch,
         logits: &mut Vec<f32>,
     ) -> Result<()> {
-        crate::models::check_states(&self.cfg, self.recurrent_state_len(), batch, states)?;
-        forward_layers(
+        forward_recurrent_layers(
             &self.cfg,
-            (pool, cache, batch),
+            (pool, cache, batch, states, self.recurrent_state_len()),
             (&self.output_norm, self.cfg.rms_norm_eps),
             &self.output,
             (scratch, logits),
-            |tokens, positions, attend, scratch| {
+            |tokens, positions, states, attend, scratch| {
                 self.layers_forward(pool, (tokens, positions, batch), states, attend, scratch)
             },
         )

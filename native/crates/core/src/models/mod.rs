@@ -166,7 +166,7 @@ pub(crate) fn attention_cache_config(
 }
 
 /// Checks that a model with recurrent state was given one of `len` floats per sequence.
-pub(crate) fn check_states(
+fn check_states(
     cfg: &ModelConfig,
     len: usize,
     batch: &[SeqInput<'_>],
@@ -270,6 +270,40 @@ pub(crate) fn forward_layers(
     last_token_logits(pool, batch, &bufs[0], (norm, eps), output, scratch, logits)?;
     end_forward(scratch, bufs, positions);
     Ok(())
+}
+
+/// A generation pass of a model with recurrent layers ([`Model::forward_recurrent`]): the
+/// states checked (`state_len` floats for each sequence), then [`forward_layers`] with the
+/// states lent to `layers`.
+pub(crate) fn forward_recurrent_layers(
+    cfg: &ModelConfig,
+    (pool, cache, batch, states, state_len): (
+        &ThreadPool,
+        &mut KvCache,
+        &[SeqInput<'_>],
+        &mut [Vec<f32>],
+        usize,
+    ),
+    norm: (&[f32], f32),
+    output: &crate::layers::Linear,
+    out: (&mut ForwardScratch, &mut Vec<f32>),
+    layers: impl FnOnce(
+        &[u32],
+        &[usize],
+        &mut [Vec<f32>],
+        &mut Attend<'_, '_, '_>,
+        &mut ForwardScratch,
+    ) -> Result<Vec<Vec<f32>>>,
+) -> Result<()> {
+    check_states(cfg, state_len, batch, states)?;
+    forward_layers(
+        cfg,
+        (pool, cache, batch),
+        norm,
+        output,
+        out,
+        |t, p, a, s| layers(t, p, states, a, s),
+    )
 }
 
 /// An encoder pass ([`Model::encode`]) of a model whose `layers` run the embeddings of the
