@@ -256,7 +256,8 @@ pub trait Weights {
     }
 
     /// Which of a hybrid model's `n_layers` layers attend (the others are recurrent: short
-    /// convolutions, state-space or linear attention): a GGUF's per-layer
+    /// convolutions, state-space or linear attention): a GGUF's `attention.recurrent_layers`
+    /// (its first `n_layers`: multi-token-prediction layers may follow) or per-layer
     /// `attention.head_count_kv` (0 for a recurrent layer, as llama.cpp reads it), a
     /// checkpoint's `layer_types` (or `full_attn_idxs`). None when the source says nothing.
     fn attention_layers(&self, _n_layers: usize) -> Result<Option<Vec<bool>>> {
@@ -390,7 +391,25 @@ impl Weights for GgufWeights {
     }
 
     fn attention_layers(&self, n_layers: usize) -> Result<Option<Vec<bool>>> {
+        use mistralrs_quant::gguf::{GgufArray, GgufValue};
         let arch = self.file.get_string("general.architecture")?;
+        let key = format!("{arch}.attention.recurrent_layers");
+        if let Some(value) = self.file.get(&key) {
+            let GgufValue::Array(GgufArray::Bool(recurrent)) = value else {
+                return Err(ModelError::Unsupported(format!(
+                    "{}: `{key}` is not an array of booleans",
+                    self.source()
+                )));
+            };
+            if recurrent.len() < n_layers {
+                return Err(ModelError::Unsupported(format!(
+                    "{}: `{key}` has {} entries for {n_layers} layers",
+                    self.source(),
+                    recurrent.len()
+                )));
+            }
+            return Ok(Some(recurrent[..n_layers].iter().map(|r| !r).collect()));
+        }
         let key = format!("{arch}.attention.head_count_kv");
         Ok(
             crate::model_config::per_layer_u32(&self.file, &key, n_layers)?
@@ -532,7 +551,12 @@ impl Weights for GgufWeights {
     /// Stored `[in, out]` in ggml order.
     fn linear(&self, name: &str, in_features: usize, out_features: usize) -> Result<Linear> {
         let info = self.info(name)?;
-        self.expect_dims(info, &[in_features, out_features])?;
+        // A single row may be stored 1-D (Qwen 3 Next's shared-expert gate), as ggml reads it.
+        if !(out_features == 1 && info.dims.len() == 1) {
+            self.expect_dims(info, &[in_features, out_features])?;
+        } else {
+            self.expect_dims(info, &[in_features])?;
+        }
         Ok(Linear::new(
             info.ty,
             out_features,

@@ -417,7 +417,8 @@ impl Weights for HfWeights {
         }
         let mut values = self.model.to_f32(&hf)?;
         let shift = self.layout.norm_offset;
-        if shift != 0.0 && name.ends_with("norm.weight") {
+        // A gated delta net's own norm (Qwen 3 Next's `linear_attn.norm`) is stored as applied.
+        if shift != 0.0 && name.ends_with("norm.weight") && !name.ends_with("ssm_norm.weight") {
             values.iter_mut().for_each(|v| *v += shift);
         }
         if values.len() != len {
@@ -578,7 +579,8 @@ impl Weights for HfWeights {
     }
 
     /// Every tensor no loader read, except rotary tables some checkpoints carry as buffers
-    /// (`rotary_emb.inv_freq`, recomputed here from the config).
+    /// (`rotary_emb.inv_freq`, recomputed here from the config) and a multi-token-prediction
+    /// head kept apart from the layers.
     fn unused_tensors(&self) -> Vec<String> {
         self.read
             .unused(self.model.tensor_names(), |n| {
@@ -593,6 +595,8 @@ impl Weights for HfWeights {
             })
             .into_iter()
             .filter(|n| !n.ends_with("rotary_emb.inv_freq"))
+            // The multi-token-prediction head (Qwen 3 Next's `mtp.*`) is never run.
+            .filter(|n| !n.starts_with("mtp.") && !n.starts_with("model.mtp."))
             .collect()
     }
 

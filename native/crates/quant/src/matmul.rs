@@ -406,9 +406,11 @@ impl RowsJob<'_, '_> {
     }
 
     /// F32 weights: llama.cpp's product of two or more tokens of a sequence is tinyBLAS's
-    /// order, a single token's `ggml_vec_dot_f32` (the type's vec_dot).
+    /// order, a single token's `ggml_vec_dot_f32` (the type's vec_dot). tinyBLAS tiles the
+    /// matrix by four rows and declines others (Qwen 3 Next's one-row shared-expert gate),
+    /// which then take `ggml_vec_dot_f32` too.
     fn multi_token_f32(&self, t: usize) -> bool {
-        if self.w.ty != GgmlType::F32 {
+        if self.w.ty != GgmlType::F32 || self.w.rows % 4 != 0 {
             return false;
         }
         let mut first = 0;

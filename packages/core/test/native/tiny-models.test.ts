@@ -41,6 +41,8 @@ import { kernelTiers, loadPeer, ourSteps, peerSteps, StepComparer, WORK_BOUNDED,
 /** F16 weights: llama.cpp's f16 activations against our f32 ones. Measured max 7.8e-3 over the
  * 60 F16 generations here (phi3 with LongRoPE's long factors); see docs/testing.md. */
 const F16_MAX_ABS = 1e-2;
+/** Qwen3-Next's F16 bound (measured max 1.25e-2 over its 3 generations). */
+const QWEN3_NEXT_F16_MAX_ABS = 1.5e-2;
 const VOCAB = 32000;
 /** Tokens of context on both sides (a prompt of 70 and 96 generated fit). */
 const CONTEXT = 256;
@@ -75,6 +77,8 @@ interface Case {
   prompts?: number[][];
   /** Greedy tokens generated per prompt (default 32). */
   tokens?: number;
+  /** The F16 bound where an architecture's own differs from F16_MAX_ABS (see its case). */
+  f16MaxAbs?: number;
 }
 
 /** The greedy paths of tied-embedding models repeat one token: untie where llama.cpp allows. */
@@ -113,6 +117,11 @@ const CASES: Case[] = [
   ...perType('lfm2moe (convolutions and attention, dense layer then sigmoid router with bias)', { arch: 'lfm2moe' }),
   ...perType('granitemoehybrid (Mamba-2 around an attention layer, Granite multipliers)', { arch: 'granite' }),
   ...perType('granitemoehybrid with experts (softmax router over 4, top 2, shared expert)', { arch: 'granitemoe' }),
+  // Its F16 differences run higher (measured max 1.25e-2): llama.cpp's f16 activations feed the
+  // delta nets' projections, and the state carries each token's rounding to the next.
+  ...perType('qwen3next (gated delta nets around gated attention, 4 experts and a gated shared expert)', { arch: 'qwen3next' }).map(
+    (c): Case => ({ ...c, f16MaxAbs: QWEN3_NEXT_F16_MAX_ABS }),
+  ),
   // A softmax router of 8 experts takes the vectorised path of ggml's softmax.
   { name: 'deepseekv2, 8 experts', type: 'Q8_0', spec: varied({ arch: 'deepseekv2', experts: 8 }) },
   // The other types of the real models' files (Gemma 3's Q4_K_M mixes in Q5_0 and Q6_K), and
@@ -185,7 +194,14 @@ async function writeCase(c: Case): Promise<string> {
 }
 
 /** The assertions of one generation: exact for quantized types, within F16_MAX_ABS for F16. */
-function expectFidelity(label: string, type: GgmlTypeName, peer: PeerRun, cmp: StepComparer, engineTokens: number[]): void {
+function expectFidelity(
+  label: string,
+  type: GgmlTypeName,
+  peer: PeerRun,
+  cmp: StepComparer,
+  engineTokens: number[],
+  f16MaxAbs = F16_MAX_ABS,
+): void {
   const { tokenDifferences } = cmp.result;
   const firstDiff = engineTokens.findIndex((t, i) => t !== peer.tokens[i]);
   console.log(
@@ -201,8 +217,8 @@ function expectFidelity(label: string, type: GgmlTypeName, peer: PeerRun, cmp: S
     expect(engineTokens).toEqual(peer.tokens);
     return;
   }
-  expect(cmp.worst).toBeLessThanOrEqual(F16_MAX_ABS);
-  for (const d of tokenDifferences) expect(d.peerMargin).toBeLessThanOrEqual(2 * F16_MAX_ABS);
+  expect(cmp.worst).toBeLessThanOrEqual(f16MaxAbs);
+  for (const d of tokenDifferences) expect(d.peerMargin).toBeLessThanOrEqual(2 * f16MaxAbs);
   // The engine follows llama.cpp's path up to the first step where our greedy token differs.
   expect(firstDiff).toBe(tokenDifferences[0]?.step ?? -1);
 }
@@ -220,7 +236,7 @@ async function compareCase(c: Case): Promise<void> {
       const cmp = new StepComparer(peer);
       await ourSteps(path, [{ prompt, path: peer.tokens, steps: tokens }], (_, step, row) => cmp.add(step, row), { kvTokens: CONTEXT });
       const ours = await engine.complete({ prompt, maxTokens: tokens, ignoreEos: true }).result;
-      expectFidelity(`${c.name} ${c.type}, prompt of ${prompt.length}`, c.type, peer, cmp, ours.tokenIds);
+      expectFidelity(`${c.name} ${c.type}, prompt of ${prompt.length}`, c.type, peer, cmp, ours.tokenIds, c.f16MaxAbs);
     }
   } finally {
     engine.close();

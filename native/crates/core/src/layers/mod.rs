@@ -4,6 +4,7 @@
 pub mod activations;
 pub mod attention;
 pub mod embedding;
+pub mod gated_delta_net;
 pub mod gpt;
 pub mod linear;
 pub mod moe;

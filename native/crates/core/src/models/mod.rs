@@ -35,6 +35,7 @@ pub mod phimoe;
 pub mod qwen2;
 pub mod qwen3;
 pub mod qwen3_moe;
+pub mod qwen3_next;
 mod registry;
 pub mod smollm3;
 pub mod starcoder2;

@@ -17,7 +17,7 @@ use mistralrs_quant::gguf::GgufFile;
 use super::{
     deepseek_v2, deepseek_v3, gemma, gemma2, gemma3, glm4, glm4_moe, glm4_moe_lite, gpt_oss,
     granitemoehybrid, hunyuan_v1_dense, hunyuan_v1_moe, lfm2, lfm2_moe, llama, mistral, mixtral,
-    phi, phi3, phimoe, qwen2, qwen3, qwen3_moe, smollm3, starcoder2, Model,
+    phi, phi3, phimoe, qwen2, qwen3, qwen3_moe, qwen3_next, smollm3, starcoder2, Model,
 };
 use crate::hf_config::HfConfig;
 use crate::model_error::{ModelError, Result};
@@ -135,6 +135,7 @@ pub const ARCHITECTURES: &[Architecture] = &[
     arch!("granitemoehybrid", granitemoehybrid, gguf "granitehybrid" Any),
     arch!("lfm2", lfm2, gguf "lfm2" Any),
     arch!("lfm2_moe", lfm2_moe, gguf "lfm2moe" Any),
+    arch!("qwen3_next", qwen3_next, gguf "qwen3next" Any, cli "qwen3next"),
 ];
 
 /// Architecture ids this build can run.
