@@ -115,6 +115,12 @@ export const ARCHITECTURES: readonly ArchitectureRow[] = [
     models: 'LFM2-8B-A1B, LFM2-24B-A2B',
     traits: "LFM2's hybrid layers; dense leading layers, then a sigmoid router with a selection bias over experts (renormalised)",
   },
+  {
+    id: 'qwen3_next',
+    models: 'Qwen3-Next 80B-A3B (Instruct, Thinking)',
+    traits:
+      'hybrid: gated delta nets (linear attention: causal convolution, L2-normed q/k, decay and step per value head; a recurrent state per sequence) in three layers of four, gated attention (an output gate per head, Q/K norms, NeoX RoPE on a quarter of each head) in the fourth; softmax-routed experts plus a shared expert under a sigmoid gate; no prefix caching or speculation',
+  },
 ];
 
 const code = (names: readonly string[]) => names.map((n) => `\`${n}\``).join(', ');

@@ -51,6 +51,7 @@ describe('architecture names', () => {
         'granitemoehybrid',
         'lfm2',
         'lfm2_moe',
+        'qwen3_next',
       ].sort(),
     );
   });
@@ -70,6 +71,7 @@ describe('architecture names', () => {
       ['deepseekv2', 'deepseek_v2'],
       ['deepseekv3', 'deepseek_v3'],
       ['qwen3moe', 'qwen3_moe'],
+      ['qwen3next', 'qwen3_next'],
       ['phi2', 'phi'],
       ['gemma3_text', 'gemma3'],
       ['deepseek2', 'deepseek_v2'],

@@ -94,6 +94,12 @@ const CASES: Array<[string, TinySpec, [string, string]]> = [
   ['lfm2_moe (dense layer, sigmoid router with expert_bias)', { arch: 'lfm2moe' }, ['lfm2_moe', 'lfm2_moe']],
   ['granitemoehybrid (Mamba-2 with A_log, fused shared_mlp)', { arch: 'granite' }, ['granitemoehybrid', 'granitemoehybrid']],
   ['granitemoehybrid with experts (stacked input_linear)', { arch: 'granitemoe' }, ['granitemoehybrid', 'granitemoehybrid']],
+  ['qwen3_next (in_proj_qkvz grouped per key head, norms as offsets, layer_types)', { arch: 'qwen3next' }, ['qwen3_next', 'qwen3_next']],
+  [
+    'qwen3_next, transformers 4 config (full_attention_interval)',
+    { arch: 'qwen3next', hfConfigFormat: 'v4' },
+    ['qwen3_next', 'qwen3_next'],
+  ],
 ];
 
 fixtures.describe.each(CASES)('%s weights through the GGUF and the Hugging Face loaders', (name, spec, [ggufArch, hfArch]) => {
@@ -205,6 +211,18 @@ fixtures.describe('identity', () => {
       ['granite-no-conv-bias', { arch: 'granite', hfConfig: { mamba_conv_bias: false } }, ['convolution bias']],
       ['granite-no-a-log', { arch: 'granite', omitTensors: /ssm_a$/ }, ['model.layers.0.mamba.A_log']],
       ['granite-nan-multiplier', { arch: 'granite', hfConfig: { residual_multiplier: -1 } }, ['residual_multiplier', '-1']],
+      [
+        'qwen3next-value-heads',
+        { arch: 'qwen3next', hfConfig: { linear_num_value_heads: 3 } },
+        ['linear-attention sizes', '3 value heads'],
+      ],
+      [
+        'qwen3next-interval-0',
+        { arch: 'qwen3next', hfConfigFormat: 'v4', hfConfig: { full_attention_interval: 0 } },
+        ['full_attention_interval'],
+      ],
+      ['qwen3next-no-a-log', { arch: 'qwen3next', omitTensors: /ssm_a$/ }, ['model.layers.0.linear_attn.A_log']],
+      ['qwen3next-no-shared-gate', { arch: 'qwen3next', omitTensors: /gate_inp_shexp/ }, ['model.layers.0.mlp.shared_expert_gate.weight']],
     ];
     for (const [name, spec, needles] of cases) {
       const hf = join(dir, name);
@@ -229,6 +247,20 @@ fixtures.describe('identity', () => {
     const negative = { ...heads, value: { itemType: 'i32' as const, items: [0, -2, 0] } };
     await writeTinyGguf(gguf, { arch: 'lfm2', ggufMetadata: [negative] }, 'F16');
     await refused(gguf, undefined, 'lfm2.attention.head_count_kv', 'negative');
+  }, 120_000);
+
+  it('refuses a qwen3next GGUF whose recurrent-layer list is not booleans for its layers', async () => {
+    const gguf = join(dir, 'qwen3next-recurrent-layers.gguf');
+    const short = {
+      key: 'qwen3next.attention.recurrent_layers',
+      type: 'array' as const,
+      value: { itemType: 'bool' as const, items: [true] },
+    };
+    await writeTinyGguf(gguf, { arch: 'qwen3next', ggufMetadata: [short] }, 'F16');
+    await refused(gguf, undefined, 'qwen3next.attention.recurrent_layers', '1 entries for 3 layers');
+    const numbers = { ...short, value: { itemType: 'u32' as const, items: [1, 1, 0] } };
+    await writeTinyGguf(gguf, { arch: 'qwen3next', ggufMetadata: [numbers] }, 'F16');
+    await refused(gguf, undefined, 'qwen3next.attention.recurrent_layers', 'not an array of booleans');
   }, 120_000);
 
   it('refuses the model_type llama.cpp and mistral.rs spell, which transformers never writes', async () => {

@@ -1,14 +1,14 @@
 /**
  * Models with a recurrent state per sequence (LFM2's short convolutions, Granite 4 H's Mamba-2
- * layers): the runner carries each sequence's state from step to step, beside its KV blocks.
- * On a tiny LFM2 and a tiny Granite 4 H in Q4_K (own output heads, so that greedy paths
- * wander): requests run together give the tokens each gives alone, with long prompts
- * prefilled in chunks while others decode; preemption (the state rebuilt from the recomputed
- * prompt) and cancellation leave the others' tokens unchanged; a prompt prefilled in chunks
- * gives the logits of one prefilled at once; prefix caching is off (a cached block holds no
- * state) and gives the same bits as asking for it off; speculative decoding, and drafting for
- * another model, are refused; a native step that does not start where the state is fails
- * clearly. The logits themselves are checked against llama.cpp in tiny-models.test.ts
+ * layers, Qwen3-Next's gated delta nets): the runner carries each sequence's state from step to
+ * step, beside its KV blocks. On a tiny LFM2, Granite 4 H and Qwen3-Next in Q4_K (own output
+ * heads, so that greedy paths wander): requests run together give the tokens each gives alone,
+ * with long prompts prefilled in chunks while others decode; preemption (the state rebuilt
+ * from the recomputed prompt) and cancellation leave the others' tokens unchanged; a prompt
+ * prefilled in chunks gives the logits of one prefilled at once; prefix caching is off (a
+ * cached block holds no state) and gives the same bits as asking for it off; speculative
+ * decoding, and drafting for another model, are refused; a native step that does not start
+ * where the state is fails clearly. The logits themselves are checked against llama.cpp in tiny-models.test.ts
  * (several sequences in the same steps). Work is fixed by token counts (`WORK_BOUNDED`). */
 import { afterAll, beforeAll, expect } from '@jest/globals';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -30,6 +30,9 @@ const MODELS = [
   { arch: 'lfm2', stateBytes: 4 * 2 * 256 * 4 },
   // Per Mamba layer: three rows of the convolution's 768 channels, and the scan's 512 × 64.
   { arch: 'granite', stateBytes: 4 * (3 * 768 + 512 * 64) * 4 },
+  // Per delta net: three rows of the convolution's 512 channels (q, k, v), and 4 value heads'
+  // 64 × 64 states.
+  { arch: 'qwen3next', stateBytes: 4 * (3 * 512 + 4 * 64 * 64) * 4 },
 ] as const;
 const pathOf = (arch: string) => join(dir, `tiny-${arch}-q4k.gguf`);
 beforeAll(async () => {

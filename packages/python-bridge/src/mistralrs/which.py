@@ -40,6 +40,7 @@ class Architecture(Enum):
     GraniteMoeHybrid = "granitemoehybrid"
     Lfm2 = "lfm2"
     Lfm2Moe = "lfm2_moe"
+    Qwen3Next = "qwen3next"
 
 
 class EmbeddingArchitecture(Enum):
