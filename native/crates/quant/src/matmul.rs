@@ -656,6 +656,53 @@ mod tests {
         }
     }
 
+    /// F32 products of several tokens of a sequence take tinyBLAS's order when the matrix's
+    /// rows are a multiple of 4, as llama.cpp's tinyBLAS accepts them; `ggml_vec_dot_f32`'s
+    /// otherwise (and for one token).
+    #[test]
+    fn f32_products_of_several_tokens_follow_tinyblas_only_on_whole_fours_of_rows() {
+        let pool = ThreadPool::new(2);
+        let mut rng = Rng::new(5);
+        let cols = 264; // a whole 8-lane step, and a 32-element tail for vec_dot
+        for (isa, rows) in Isa::available()
+            .into_iter()
+            .flat_map(|i| [(i, 1usize), (i, 6), (i, 8)])
+        {
+            let w = rng.f32_vec(rows * cols, 1.0);
+            let bytes: Vec<u8> = w.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let m = QMatrix::new(GgmlType::F32, rows, cols, &bytes).unwrap();
+            for n_tokens in [1usize, 3] {
+                let x = rng.f32_vec(n_tokens * cols, 1.0);
+                let mut y = vec![0f32; n_tokens * rows];
+                matmul(&pool, isa, &m, &x, &mut y, &mut MatmulScratch::default()).unwrap();
+                for t in 0..n_tokens {
+                    let act: Vec<u8> = x[t * cols..(t + 1) * cols]
+                        .iter()
+                        .flat_map(|v| v.to_le_bytes())
+                        .collect();
+                    for r in 0..rows {
+                        let tinyblas = n_tokens > 1 && rows % 4 == 0;
+                        let want = match crate::formats::f32::dot_tinyblas_order(
+                            isa,
+                            cols,
+                            m.row(r),
+                            &act,
+                        ) {
+                            Some(d) if tinyblas => d,
+                            _ => (m.traits.vec_dot)(isa, cols, m.row(r), &act),
+                        };
+                        let got = y[t * rows + r];
+                        assert_eq!(
+                            got.to_bits(),
+                            want.to_bits(),
+                            "{isa}: {rows} rows, {n_tokens} tokens, row {r}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn interleaved_layouts_refuse_other_types_row_counts_and_lengths() {
         let bytes = vec![0u8; 8 * 18];
