@@ -410,7 +410,7 @@ impl RowsJob<'_, '_> {
     /// matrix by four rows and declines others (Qwen 3 Next's one-row shared-expert gate),
     /// which then take `ggml_vec_dot_f32` too.
     fn multi_token_f32(&self, t: usize) -> bool {
-        if self.w.ty != GgmlType::F32 || self.w.rows % 4 != 0 {
+        if self.w.ty != GgmlType::F32 || !self.w.rows.is_multiple_of(4) {
             return false;
         }
         let mut first = 0;
@@ -681,7 +681,7 @@ mod tests {
                         .flat_map(|v| v.to_le_bytes())
                         .collect();
                     for r in 0..rows {
-                        let tinyblas = n_tokens > 1 && rows % 4 == 0;
+                        let tinyblas = n_tokens > 1 && rows.is_multiple_of(4);
                         let want = match crate::formats::f32::dot_tinyblas_order(
                             isa,
                             cols,
