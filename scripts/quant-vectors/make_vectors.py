@@ -54,6 +54,9 @@ TYPES = [
     "F32", "F16", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q8_1", "Q2_K", "Q3_K", "Q4_K",
     "Q5_K", "Q6_K", "Q8_K", "IQ4_NL", "IQ4_XS", "BF16",
 ]
+# Types added later: each takes its own generator (seeded by SEED and its id), so adding one
+# leaves every earlier file as it was.
+LATER_TYPES = ["MXFP4"]
 
 # Byte offsets of the f16 scale fields inside one block (ggml's block_* structs).
 F16_FIELDS = {
@@ -69,7 +72,10 @@ F16_FIELDS = {
     "Q6_K": [208],        # ql[128], qh[64], scales[16] (int8), d
     "IQ4_NL": [0],        # d, qs[16]
     "IQ4_XS": [0],        # d, scales_h (u16), scales_l[4], qs[128]
+    "MXFP4": [],          # e (E8M0), qs[16]
 }
+# E8M0 exponent bytes: random, kept below 253 so that 12 · 2^(e − 128) stays finite.
+E8M0_FIELDS = {"MXFP4": [0]}
 PLAIN = {"F32", "F16", "BF16"}
 
 DEQUANT_BLOCKS_SMALL = 64   # blocks of types with 32 elements per block
@@ -130,6 +136,9 @@ def random_blocks(rng: np.random.Generator, name: str, n_blocks: int, type_size:
     for i, value in enumerate([np.float16(1.0), np.float16(0.0), np.float16(-65504.0)]):
         for off in F16_FIELDS[name]:
             blocks[i, off:off + 2] = np.array([value], dtype=np.float16).view(np.uint8)
+    for off in E8M0_FIELDS.get(name, []):
+        blocks[:, off] = rng.integers(0, 253, n_blocks, dtype=np.uint16).astype(np.uint8)
+        blocks[:4, off] = [127, 0, 1, 252]   # scale 1, the two subnormal ones, the largest kept
     return blocks.reshape(-1)
 
 
@@ -261,10 +270,11 @@ def build(out: Path) -> None:
                       "gguf_py_quantize": can_quantize(qt)})
 
     dequant_cases = []
-    for name in TYPES:
+
+    def dequant_case(name: str, rng: np.random.Generator) -> None:
         qt = QT[name]
         if not can_dequantize(qt):
-            continue
+            return
         bs, ts = sizes[qt]
         if name in PLAIN:
             raw = random_plain_values(rng, name, PLAIN_ELEMENTS)
@@ -283,10 +293,11 @@ def build(out: Path) -> None:
         })
 
     quant_cases = []
-    for name in TYPES:
+
+    def quant_case(name: str, rng: np.random.Generator) -> None:
         qt = QT[name]
         if not can_quantize(qt):
-            continue
+            return
         bs, ts = sizes[qt]
         inputs: list[tuple[str, np.ndarray, str]] = []
         if name == "F16":
@@ -320,13 +331,22 @@ def build(out: Path) -> None:
                 "blocks_file": write(f"{name}.quant-{case}.blocks.bin", blocks),
             })
 
+    for name in TYPES:
+        dequant_case(name, rng)
+    for name in TYPES:
+        quant_case(name, rng)
+    for name in LATER_TYPES:
+        later = np.random.default_rng([SEED, int(QT[name])])
+        dequant_case(name, later)
+        quant_case(name, later)
+
     manifest = {
         "format": FORMAT,
         "generator": "scripts/quant-vectors/make_vectors.py",
         "gguf_version": importlib.metadata.version("gguf"),
         "numpy_version": np.__version__,
         "seed": SEED,
-        "requested_types": TYPES,
+        "requested_types": TYPES + LATER_TYPES,
         "types": types,
         "dequantize": dequant_cases,
         "quantize": quant_cases,

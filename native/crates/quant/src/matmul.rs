@@ -334,6 +334,7 @@ fn vec_dot_rows(ty: GgmlType) -> Option<crate::formats::VecDotRowsFn> {
 fn repacked_gemv_rows(w: &QMatrix<'_>) -> Option<crate::formats::VecDotRowsFn> {
     match w.ty {
         GgmlType::Q4_K => Some(crate::formats::q4_k::vec_dot_gemv_order_rows),
+        GgmlType::MXFP4 => Some(crate::formats::mxfp4::vec_dot_repacked_order_rows),
         _ => None,
     }
 }
@@ -351,6 +352,7 @@ fn repacked_orders(w: &QMatrix<'_>) -> Option<RepackedTilesFn> {
     }
     match w.ty {
         GgmlType::Q4_K => Some(crate::formats::q4_k::repacked_order_tiles),
+        GgmlType::MXFP4 => Some(crate::formats::mxfp4::repacked_order_tiles),
         _ => None,
     }
 }

@@ -35,6 +35,7 @@ pub mod f32;
 pub mod iq4_nl;
 pub mod iq4_xs;
 pub(crate) mod k_quant_search;
+pub mod mxfp4;
 pub mod q2_k;
 pub mod q3_k;
 pub mod q4_0;
@@ -88,6 +89,7 @@ const ALL: &[&TypeTraits] = &[
     &q8_k::TRAITS,
     &iq4_nl::TRAITS,
     &iq4_xs::TRAITS,
+    &mxfp4::TRAITS,
 ];
 
 /// The traits of a supported type; `None` for types this crate cannot compute with.
