@@ -112,6 +112,22 @@ const CASES: Case[] = [
     slidingWindow: 4,
     ropeScaling: { type: 'yarn', factor: 4, originalContext: 64 },
   }),
+  // gpt-oss as released: MXFP4 experts (llama.cpp repacks them 8 rows at a time and sums each
+  // row's blocks in one fused accumulator), the rest in the file's type. (Over F16 weights the
+  // f16 activations' differences reach the experts' Q8_0 activations and flip roundings there,
+  // so that pairing is not a bound worth stating.)
+  ...(['Q8_0', 'Q4_K'] as const).map(
+    (type): Case => ({
+      name: 'gpt-oss with MXFP4 experts',
+      type,
+      spec: varied({
+        arch: 'gptoss',
+        slidingWindow: 4,
+        ropeScaling: { type: 'yarn', factor: 4, originalContext: 64 },
+        expertType: 'MXFP4',
+      }),
+    }),
+  ),
   ...perType('glm4moe (dense layer, then sigmoid router with bias over 4 experts, shared expert)', { arch: 'glm4moe' }),
   ...perType('lfm2 (short convolutions around an attention layer)', { arch: 'lfm2' }),
   ...perType('lfm2moe (convolutions and attention, dense layer then sigmoid router with bias)', { arch: 'lfm2moe' }),

@@ -12,7 +12,7 @@
 //! sequence (the convolution's last inputs and the scan's state) is carried by the runner.
 
 use mistralrs_common::ThreadPool;
-use mistralrs_paged_attn::{AttentionParams, KvCache, KvCacheConfig, KvDtype};
+use mistralrs_paged_attn::AttentionParams;
 
 use crate::hf_config::HfDefaults;
 use crate::layers::activations::swiglu;
@@ -23,9 +23,7 @@ use crate::layers::{rms_norm, Embedding, Linear, Moe, Rope, RopeStyle};
 use crate::model_config::ModelConfig;
 use crate::model_error::{ModelError, Result};
 use crate::models::parts::{self, output_head};
-use crate::models::{
-    attention_cache_config, forward_recurrent_layers, ForwardScratch, Model, SeqInput,
-};
+use crate::models::{ForwardScratch, HybridDecoder, Model, SeqInput};
 use crate::weights::{Need, Weights};
 use crate::weights_hf::{ExpertStack, HfCheckpoint, HfExperts, DECODER_GLOBALS};
 
@@ -374,49 +372,24 @@ fn load_mamba(
     })
 }
 
-impl Model for GraniteMoeHybrid {
-    fn config(&self) -> &ModelConfig {
+impl HybridDecoder for GraniteMoeHybrid {
+    fn cfg(&self) -> &ModelConfig {
         &self.cfg
     }
 
-    fn recurrent_state_len(&self) -> usize {
+    fn n_attention_layers(&self) -> usize {
+        // The Mamba layers keep no keys or values.
+        self.n_attention
+    }
+
+    fn state_len(&self) -> usize {
         self.n_mamba * self.ssm.state_len()
     }
 
-    fn kv_cache_config(&self, block_size: usize, n_blocks: usize, dtype: KvDtype) -> KvCacheConfig {
-        // The recurrent layers keep no keys or values.
-        attention_cache_config(&self.cfg, self.n_attention, (block_size, n_blocks, dtype))
+    fn head(&self) -> (&[f32], &Linear) {
+        (&self.output_norm, &self.output)
     }
 
-    fn forward_recurrent(
-        &self,
-        pool: &ThreadPool,
-        cache: &mut KvCache,
-        batch: &[SeqInput<'_>],
-        states: &mut [Vec<f32>],
-        scratch: &mut ForwardScratch,
-        logits: &mut Vec<f32>,
-    ) -> Result<()> {
-        forward_recurrent_layers(
-            &self.cfg,
-            (pool, cache, batch, states, self.recurrent_state_len()),
-            (&self.output_norm, self.cfg.rms_norm_eps),
-            &self.output,
-            (scratch, logits),
-            |tokens, positions, states, attend, scratch| {
-                self.layers_forward(pool, (tokens, positions, batch), states, attend, scratch)
-            },
-        )?;
-        // llama.cpp multiplies by the reciprocal.
-        let inverse = 1.0 / self.scales.logits;
-        if inverse != 1.0 {
-            logits.iter_mut().for_each(|v| *v *= inverse);
-        }
-        Ok(())
-    }
-}
-
-impl GraniteMoeHybrid {
     fn layers_forward(
         &self,
         pool: &ThreadPool,
@@ -533,6 +506,16 @@ impl GraniteMoeHybrid {
         Ok(bufs)
     }
 
+    fn finish_logits(&self, logits: &mut [f32]) {
+        // llama.cpp multiplies by the reciprocal.
+        let inverse = 1.0 / self.scales.logits;
+        if inverse != 1.0 {
+            logits.iter_mut().for_each(|v| *v *= inverse);
+        }
+    }
+}
+
+impl GraniteMoeHybrid {
     /// The Mamba-2 mixer of every sequence's rows: `zxbcdt` (`[n, in_width]`) in, `y`
     /// (`[n, d_inner]`) out (gated and normed, before `out_proj`); `xbc` is `[n, conv_dim]`
     /// scratch. Each sequence's convolution and scan states are read before its rows and

@@ -9,7 +9,7 @@
 //! step by the runner (see [`Model::forward_recurrent`]); only attention layers have KV.
 
 use mistralrs_common::ThreadPool;
-use mistralrs_paged_attn::{AttentionParams, KvCache, KvCacheConfig, KvDtype};
+use mistralrs_paged_attn::AttentionParams;
 
 use crate::hf_config::HfDefaults;
 use crate::layers::activations::swiglu;
@@ -20,9 +20,7 @@ use crate::layers::{rms_norm, rms_norm_inplace, Embedding, Linear, Moe, Rope, Ro
 use crate::model_config::ModelConfig;
 use crate::model_error::{ModelError, Result};
 use crate::models::parts::{self, output_head};
-use crate::models::{
-    attention_cache_config, forward_recurrent_layers, ForwardScratch, Model, SeqInput,
-};
+use crate::models::{ForwardScratch, HybridDecoder, Model, SeqInput};
 use crate::weights::{Need, Weights};
 use crate::weights_hf::{ExpertStack, HfCheckpoint, HfExperts};
 
@@ -248,43 +246,24 @@ fn mlp_width(w: &dyn Weights, ff: usize) -> Result<usize> {
     Ok(ff.div_ceil(multiple) * multiple)
 }
 
-impl Model for Lfm2 {
-    fn config(&self) -> &ModelConfig {
+impl HybridDecoder for Lfm2 {
+    fn cfg(&self) -> &ModelConfig {
         &self.cfg
     }
 
-    fn recurrent_state_len(&self) -> usize {
+    fn n_attention_layers(&self) -> usize {
+        // The short convolutions keep no keys or values.
+        self.n_attention
+    }
+
+    fn state_len(&self) -> usize {
         self.n_conv * (self.taps - 1) * self.cfg.hidden_size
     }
 
-    fn kv_cache_config(&self, block_size: usize, n_blocks: usize, dtype: KvDtype) -> KvCacheConfig {
-        // The recurrent layers keep no keys or values.
-        attention_cache_config(&self.cfg, self.n_attention, (block_size, n_blocks, dtype))
+    fn head(&self) -> (&[f32], &Linear) {
+        (&self.output_norm, &self.output)
     }
 
-    fn forward_recurrent(
-        &self,
-        pool: &ThreadPool,
-        cache: &mut KvCache,
-        batch: &[SeqInput<'_>],
-        states: &mut [Vec<f32>],
-        scratch: &mut ForwardScratch,
-        logits: &mut Vec<f32>,
-    ) -> Result<()> {
-        forward_recurrent_layers(
-            &self.cfg,
-            (pool, cache, batch, states, self.recurrent_state_len()),
-            (&self.output_norm, self.cfg.rms_norm_eps),
-            &self.output,
-            (scratch, logits),
-            |tokens, positions, states, attend, scratch| {
-                self.layers_forward(pool, (tokens, positions, batch), states, attend, scratch)
-            },
-        )
-    }
-}
-
-impl Lfm2 {
     /// The embeddings of `tokens` through every layer; the residual stream (`[n, d]`) is the
     /// first of the buffers returned.
     fn layers_forward(
@@ -372,7 +351,9 @@ impl Lfm2 {
         }
         Ok(bufs)
     }
+}
 
+impl Lfm2 {
     /// The gated short convolution of every sequence's rows: `bcx` (`[n, 3d]`: B, C, x per
     /// row) in, C · conv(B · x) out in its first `n · d` floats, each sequence's state read
     /// before its rows and left holding its last `L − 1` B·x rows. `work` is `[n, d]` scratch.

@@ -273,38 +273,74 @@ pub(crate) fn forward_layers(
     Ok(())
 }
 
-/// A generation pass of a model with recurrent layers ([`Model::forward_recurrent`]): the
-/// states checked (`state_len` floats for each sequence), then [`forward_layers`] with the
-/// states lent to `layers`.
-pub(crate) fn forward_recurrent_layers(
-    cfg: &ModelConfig,
-    (pool, cache, batch, states, state_len): (
-        &ThreadPool,
-        &mut KvCache,
-        &[SeqInput<'_>],
-        &mut [Vec<f32>],
-        usize,
-    ),
-    norm: (&[f32], f32),
-    output: &crate::layers::Linear,
-    out: (&mut ForwardScratch, &mut Vec<f32>),
-    layers: impl FnOnce(
-        &[u32],
-        &[usize],
-        &mut [Vec<f32>],
-        &mut Attend<'_, '_, '_>,
-        &mut ForwardScratch,
-    ) -> Result<Vec<Vec<f32>>>,
-) -> Result<()> {
-    check_states(cfg, state_len, batch, states)?;
-    forward_layers(
-        cfg,
-        (pool, cache, batch),
-        norm,
-        output,
-        out,
-        |t, p, a, s| layers(t, p, states, a, s),
-    )
+/// A hybrid decoder: attention layers among recurrent ones (LFM2's short convolutions,
+/// Granite 4 H's Mamba-2 layers, Qwen3-Next's gated delta nets). Its [`Model`] is these parts:
+/// the states checked (`state_len` floats for each sequence), then [`forward_layers`] with the
+/// states lent to `layers_forward`, keys and values for the attention layers only.
+pub(crate) trait HybridDecoder: Send + Sync {
+    fn cfg(&self) -> &ModelConfig;
+    /// How many layers attend (the cache's layers).
+    fn n_attention_layers(&self) -> usize;
+    /// Floats of recurrent state per sequence.
+    fn state_len(&self) -> usize;
+    /// The final RMS norm's weights and the output head.
+    fn head(&self) -> (&[f32], &crate::layers::Linear);
+    /// The embeddings of `tokens` (at `positions`, sequences as in `batch`) through every
+    /// layer; the buffers, the residual stream first.
+    fn layers_forward(
+        &self,
+        pool: &ThreadPool,
+        inputs: (&[u32], &[usize], &[SeqInput<'_>]),
+        states: &mut [Vec<f32>],
+        attend: &mut Attend<'_, '_, '_>,
+        scratch: &mut ForwardScratch,
+    ) -> Result<Vec<Vec<f32>>>;
+    /// The logits' last step (Granite divides them by its `logits_scaling`).
+    fn finish_logits(&self, _logits: &mut [f32]) {}
+}
+
+impl<T: HybridDecoder> Model for T {
+    fn config(&self) -> &ModelConfig {
+        self.cfg()
+    }
+
+    fn recurrent_state_len(&self) -> usize {
+        self.state_len()
+    }
+
+    fn kv_cache_config(&self, block_size: usize, n_blocks: usize, dtype: KvDtype) -> KvCacheConfig {
+        attention_cache_config(
+            self.cfg(),
+            self.n_attention_layers(),
+            (block_size, n_blocks, dtype),
+        )
+    }
+
+    fn forward_recurrent(
+        &self,
+        pool: &ThreadPool,
+        cache: &mut KvCache,
+        batch: &[SeqInput<'_>],
+        states: &mut [Vec<f32>],
+        scratch: &mut ForwardScratch,
+        logits: &mut Vec<f32>,
+    ) -> Result<()> {
+        let cfg = self.cfg();
+        check_states(cfg, self.state_len(), batch, states)?;
+        let (norm, output) = self.head();
+        forward_layers(
+            cfg,
+            (pool, cache, batch),
+            (norm, cfg.rms_norm_eps),
+            output,
+            (scratch, logits),
+            |tokens, positions, attend, scratch| {
+                self.layers_forward(pool, (tokens, positions, batch), states, attend, scratch)
+            },
+        )?;
+        self.finish_logits(logits);
+        Ok(())
+    }
 }
 
 /// An encoder pass ([`Model::encode`]) of a model whose `layers` run the embeddings of the

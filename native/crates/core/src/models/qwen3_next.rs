@@ -17,7 +17,7 @@
 //! rows are picked after the final norm), so its products keep the whole prompt's grouping.
 
 use mistralrs_common::ThreadPool;
-use mistralrs_paged_attn::{AttentionParams, KvCache, KvCacheConfig, KvDtype};
+use mistralrs_paged_attn::AttentionParams;
 
 use crate::hf_config::HfDefaults;
 use crate::layers::activations::swiglu;
@@ -29,9 +29,7 @@ use crate::layers::{rms_norm, rms_norm_inplace, Embedding, Linear, Moe, Rope, Ro
 use crate::model_config::ModelConfig;
 use crate::model_error::{ModelError, Result};
 use crate::models::parts::{self, output_head};
-use crate::models::{
-    attention_cache_config, forward_recurrent_layers, ForwardScratch, Model, SeqInput,
-};
+use crate::models::{ForwardScratch, HybridDecoder, Model, SeqInput};
 use crate::weights::{Need, Weights};
 use crate::weights_hf::{HfCheckpoint, DECODER_GLOBALS, MLP_EXPERTS};
 
@@ -331,48 +329,24 @@ fn load_delta(
     })
 }
 
-impl Model for Qwen3Next {
-    fn config(&self) -> &ModelConfig {
+impl HybridDecoder for Qwen3Next {
+    fn cfg(&self) -> &ModelConfig {
         &self.cfg
     }
 
-    fn recurrent_state_len(&self) -> usize {
+    fn n_attention_layers(&self) -> usize {
+        // The delta nets keep no keys or values.
+        self.n_attention
+    }
+
+    fn state_len(&self) -> usize {
         self.n_delta * self.linear.state_len()
     }
 
-    fn kv_cache_config(&self, block_size: usize, n_blocks: usize, dtype: KvDtype) -> KvCacheConfig {
-        // The delta nets keep no keys or values.
-        attention_cache_config(&self.cfg, self.n_attention, (block_size, n_blocks, dtype))
+    fn head(&self) -> (&[f32], &Linear) {
+        (&self.output_norm, &self.output)
     }
 
-    fn forward_recurrent(
-        &self,
-        pool: &ThreadPool,
-        cache: &mut KvCache,
-        batch: &[SeqInput<'_>],
-        states: &mut [Vec<f32>],
-        scratch: &mut ForwardScratch,
-        logits: &mut Vec<f32>,
-    ) -> Result<()> {
-        forward_recurrent_layers(
-            &self.cfg,
-            (pool, cache, batch, states, self.recurrent_state_len()),
-            (&self.output_norm, self.cfg.rms_norm_eps),
-            &self.output,
-            (scratch, logits),
-            |tokens, positions, states, attend, scratch| {
-                self.layers_forward(pool, (tokens, positions, batch), states, attend, scratch)
-            },
-        )
-    }
-}
-
-/// `1 / (1 + e^−x)`, as ggml's sigmoid.
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
-}
-
-impl Qwen3Next {
     fn layers_forward(
         &self,
         pool: &ThreadPool,
@@ -508,7 +482,14 @@ impl Qwen3Next {
         }
         Ok(bufs)
     }
+}
 
+/// `1 / (1 + e^−x)`, as ggml's sigmoid.
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+impl Qwen3Next {
     /// A checkpoint's `in_proj_qkvz` rows (`[n, conv_dim + value_dim]`, per key head its q,
     /// k, v and z) into llama.cpp's order: `qkv` (`[n, conv_dim]`: every q, every k, every v)
     /// and `z` (`[n, value_dim]`).

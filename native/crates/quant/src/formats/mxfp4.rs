@@ -75,7 +75,9 @@ fn nearest(x: f32, d: f32) -> u8 {
 fn quantize(src: &[f32], dst: &mut [u8]) {
     let rows: &[[f32; QK_MXFP4]] = bytemuck::cast_slice(src);
     for (x, b) in rows.iter().zip(as_blocks_mut::<BlockMxfp4>(dst)) {
-        let amax = x.iter().fold(0.0f32, |m, &v| if m < v.abs() { v.abs() } else { m });
+        let amax = x
+            .iter()
+            .fold(0.0f32, |m, &v| if m < v.abs() { v.abs() } else { m });
         // ggml converts the float to a byte through a 32-bit integer: out-of-range
         // exponents (subnormal blocks) wrap as they do there.
         b.e = if amax > 0.0 {
@@ -201,9 +203,9 @@ mod simd {
         // The table in both 128-bit halves: pshufb looks up each nibble within its half.
         let k = KVALUES;
         let table = _mm256_setr_epi8(
-            k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], k[10], k[11], k[12],
-            k[13], k[14], k[15], k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9],
-            k[10], k[11], k[12], k[13], k[14], k[15],
+            k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], k[10], k[11], k[12], k[13],
+            k[14], k[15], k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], k[10], k[11],
+            k[12], k[13], k[14], k[15],
         );
         let q = _mm256_shuffle_epi8(table, unpack_nibbles(&x.qs));
         dot_i8_avx2(load_i8(&y.qs), q)
@@ -257,7 +259,10 @@ mod tests {
 
     #[test]
     fn block_size_matches_the_type_table() {
-        assert_eq!(std::mem::size_of::<BlockMxfp4>(), GgmlType::MXFP4.type_size());
+        assert_eq!(
+            std::mem::size_of::<BlockMxfp4>(),
+            GgmlType::MXFP4.type_size()
+        );
         assert_eq!(QK_MXFP4, GgmlType::MXFP4.block_size());
     }
 
@@ -287,7 +292,11 @@ mod tests {
     fn quantize_is_exact_on_representable_values_and_nearest_otherwise() {
         // A block of E2M1 values times 2^3: every value comes back exactly.
         let exact: Vec<f32> = (0..32)
-            .map(|j| [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0][j % 8] * 8.0 * if j % 3 == 0 { -1.0 } else { 1.0 })
+            .map(|j| {
+                [0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0][j % 8]
+                    * 8.0
+                    * if j % 3 == 0 { -1.0 } else { 1.0 }
+            })
             .collect();
         let mut q = vec![0u8; 17];
         quantize(&exact, &mut q);
@@ -344,6 +353,9 @@ mod tests {
         let got = vec_dot_repacked_order(Isa::Scalar, n, &w, &a);
         assert_eq!(got.to_bits(), want.to_bits());
         let plain = vec_dot_scalar(wb, ab);
-        assert!((got - plain).abs() <= 1e-5 * plain.abs().max(1.0), "{got} vs {plain}");
+        assert!(
+            (got - plain).abs() <= 1e-5 * plain.abs().max(1.0),
+            "{got} vs {plain}"
+        );
     }
 }
