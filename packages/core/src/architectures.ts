@@ -86,7 +86,7 @@ export const ARCHITECTURES: readonly ArchitectureRow[] = [
     id: 'gpt_oss',
     models: 'gpt-oss 20B, 120B',
     traits:
-      'attention sinks, windowed and full layers alternating, biases on Q/K/V, output, router and experts; experts chosen by logits and weighted by a softmax over the chosen; clamped SwiGLU; YaRN (without truncation from config.json, as transformers); experts in MXFP4 (GGUF), F16, BF16 or Q8_0',
+      'attention sinks, windowed and full layers alternating, biases on Q/K/V, output, router and experts; experts chosen by logits and weighted by a softmax over the chosen; clamped SwiGLU; YaRN (without truncation from config.json, as transformers); experts in MXFP4 (GGUF and checkpoint), F16, BF16 or Q8_0',
   },
   {
     id: 'hunyuan_v1_dense',

@@ -229,6 +229,92 @@ impl HfWeights {
         Ok((which, ty, bytes))
     }
 
+    /// gpt-oss's MXFP4 experts, when the checkpoint has them (`quantization_config`
+    /// `mxfp4`): `<tensor>_blocks` `[experts, rows, in/32, 16]` and `<tensor>_scales`
+    /// `[experts, rows, in/32]` (E8M0 exponents, ggml's bias), rows as in the float layout's
+    /// columns (gate `2j`, up `2j + 1`, down `j`). Each expert's rows become ggml MXFP4
+    /// blocks: the exponent, then the codes with element j in the low nibble and j + 16 in
+    /// the high one (the checkpoint pairs elements 2i and 2i + 1 in a byte, low first; both
+    /// index E2M1 in the same order, as llama.cpp's converter moves them). None when the
+    /// checkpoint stores the experts as floats.
+    fn mxfp4_experts(
+        &self,
+        gguf: &str,
+        n_experts: usize,
+        in_features: usize,
+        out_features: usize,
+    ) -> Result<Option<Vec<Linear>>> {
+        let (experts, layer, kind) = self.expert_kind(gguf)?;
+        let (tensor, which, rows) = match kind {
+            "ffn_gate_exps" => ("gate_up_proj", 0, 2 * out_features),
+            "ffn_up_exps" => ("gate_up_proj", 1, 2 * out_features),
+            "ffn_down_exps" => ("down_proj", 2, out_features),
+            _ => return Err(self.bad(format!("cannot map tensor `{gguf}`"))),
+        };
+        let root = if self.bare { "" } else { "model." };
+        let base = format!("{root}layers.{layer}.{}.experts.{tensor}", experts.block);
+        let (blocks_name, scales_name) = (format!("{base}_blocks"), format!("{base}_scales"));
+        if self.model.tensor(&blocks_name).is_none() {
+            return Ok(None);
+        }
+        let nb = in_features / 32;
+        if !in_features.is_multiple_of(32) {
+            return Err(self.bad(format!(
+                "MXFP4 experts of {in_features} inputs: not whole blocks of 32"
+            )));
+        }
+        let raw = |name: &str, shape: &[usize]| -> Result<&[u8]> {
+            self.read.mark(name);
+            let (file, info) =
+                self.model
+                    .tensor(name)
+                    .ok_or_else(|| ModelError::MissingTensor {
+                        source: self.dir.display().to_string(),
+                        name: name.to_string(),
+                    })?;
+            let shaped = info
+                .shape
+                .iter()
+                .copied()
+                .eq(shape.iter().map(|&d| d as u64));
+            if info.dtype != Dtype::U8 || !shaped {
+                return Err(ModelError::Unsupported(format!(
+                    "{}: MXFP4 tensor `{name}` is {} {:?}, expected U8 {shape:?}",
+                    file.path().display(),
+                    info.dtype,
+                    info.shape
+                )));
+            }
+            Ok(file.tensor_data(info))
+        };
+        let blocks = raw(&blocks_name, &[n_experts, rows, nb, 16])?;
+        let scales = raw(&scales_name, &[n_experts, rows, nb])?;
+        let (step, first) = if which == 2 { (1, 0) } else { (2, which) };
+        (0..n_experts)
+            .map(|e| {
+                let mut out = vec![0u8; out_features * nb * 17];
+                for (j, dst_row) in out.chunks_exact_mut(nb * 17).enumerate() {
+                    let r = e * rows + step * j + first;
+                    for (b, dst) in dst_row.chunks_exact_mut(17).enumerate() {
+                        let src = &blocks[(r * nb + b) * 16..(r * nb + b + 1) * 16];
+                        let code = |k: usize| (src[k / 2] >> (4 * (k % 2))) & 0x0F;
+                        dst[0] = scales[r * nb + b];
+                        for (i, byte) in dst[1..].iter_mut().enumerate() {
+                            *byte = code(i) | code(i + 16) << 4;
+                        }
+                    }
+                }
+                Ok(Linear::new(
+                    GgmlType::MXFP4,
+                    out_features,
+                    in_features,
+                    WeightBytes::Owned(Arc::new(out)),
+                )?)
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(Some)
+    }
+
     /// Granite's stacked experts ([`ExpertStack::GateUpRows`]): each expert's rows of the
     /// `[experts, rows, in]` tensor of `gguf`'s layer and kind, in place.
     fn gate_up_row_experts(
@@ -459,6 +545,9 @@ impl Weights for HfWeights {
             return self.gate_up_row_experts(name, n_experts, in_features, out_features);
         }
         if stack == Some(ExpertStack::GptOss) {
+            if let Some(mxfp4) = self.mxfp4_experts(name, n_experts, in_features, out_features)? {
+                return Ok(mxfp4);
+            }
             let (which, ty, data) =
                 self.stacked_experts(name, n_experts, in_features, out_features)?;
             let data = data.as_slice();

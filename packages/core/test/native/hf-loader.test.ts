@@ -94,6 +94,8 @@ const CASES: Array<[string, TinySpec, [string, string]]> = [
   ['lfm2_moe (dense layer, sigmoid router with expert_bias)', { arch: 'lfm2moe' }, ['lfm2_moe', 'lfm2_moe']],
   ['granitemoehybrid (Mamba-2 with A_log, fused shared_mlp)', { arch: 'granite' }, ['granitemoehybrid', 'granitemoehybrid']],
   ['granitemoehybrid with experts (stacked input_linear)', { arch: 'granitemoe' }, ['granitemoehybrid', 'granitemoehybrid']],
+  // As released: MXFP4 experts (blocks and scales; the GGUF's experts are MXFP4 too).
+  ['gpt_oss with MXFP4 experts (blocks and scales)', { arch: 'gptoss', expertType: 'MXFP4' }, ['gpt_oss', 'gpt_oss']],
   ['qwen3_next (in_proj_qkvz grouped per key head, norms as offsets, layer_types)', { arch: 'qwen3next' }, ['qwen3_next', 'qwen3_next']],
   [
     'qwen3_next, transformers 4 config (full_attention_interval)',

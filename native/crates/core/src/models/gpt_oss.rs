@@ -3,8 +3,8 @@
 //! alternating (the even layers windowed); in every layer a mixture of experts: the router's
 //! logits plus a bias choose the experts, a softmax over the chosen ones weights them, and
 //! each expert (with biases) runs gpt-oss's clamped SwiGLU, `g · σ(1.702 g) · (u + 1)`.
-//! Expert matrices in MXFP4 (the released GGUFs' type), F16, BF16 or Q8_0; a checkpoint's
-//! MXFP4 experts (`*_blocks`, `*_scales`) are not read yet.
+//! Expert matrices in MXFP4 (the released files' type: a GGUF's, or a checkpoint's `*_blocks`
+//! and `*_scales`), F16, BF16 or Q8_0.
 
 use crate::hf_config::HfDefaults;
 use crate::layers::moe::{ExpertActivation, Gating};
