@@ -56,7 +56,7 @@ TYPES = [
 ]
 # Types added later: each takes its own generator (seeded by SEED and its id), so adding one
 # leaves every earlier file as it was.
-LATER_TYPES = ["MXFP4"]
+LATER_TYPES = ["MXFP4", "TQ2_0"]
 
 # Byte offsets of the f16 scale fields inside one block (ggml's block_* structs).
 F16_FIELDS = {
@@ -73,6 +73,7 @@ F16_FIELDS = {
     "IQ4_NL": [0],        # d, qs[16]
     "IQ4_XS": [0],        # d, scales_h (u16), scales_l[4], qs[128]
     "MXFP4": [],          # e (E8M0), qs[16]
+    "TQ2_0": [64],        # qs[64], d
 }
 # E8M0 exponent bytes: random, kept below 253 so that 12 · 2^(e − 128) stays finite.
 E8M0_FIELDS = {"MXFP4": [0]}
@@ -310,8 +311,8 @@ def build(out: Path) -> None:
             inputs.append(("random", random_plain_values(rng, "F32", PLAIN_ELEMENTS).view(np.float32),
                            "identity"))
         else:
-            assert bs == 32, name
-            inputs.append(("random", quantize_input(rng, QUANT_BLOCKS, bs),
+            assert bs in (32, 256), name
+            inputs.append(("random", quantize_input(rng, QUANT_BLOCKS * 32 // bs, bs),
                            "random blocks of varied scale and shape, plus zero / constant / tied-max / single-outlier blocks"))
             if name == "Q8_0":
                 inputs.append(("ties", q8_0_ties_input(),

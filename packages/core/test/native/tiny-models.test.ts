@@ -142,7 +142,8 @@ const CASES: Case[] = [
   { name: 'deepseekv2, 8 experts', type: 'Q8_0', spec: varied({ arch: 'deepseekv2', experts: 8 }) },
   // The other types of the real models' files (Gemma 3's Q4_K_M mixes in Q5_0 and Q6_K), and
   // Q4_0, which llama.cpp repacks like Q4_K (its own order of summation).
-  ...(['Q4_0', 'Q4_1', 'Q5_0', 'Q6_K'] as const).map((type): Case => ({ name: 'llama', type, spec: varied({ arch: 'llama' }) })),
+  // TQ2_0: ternary weights (BitNet b1.58's and TriLMs' GGUFs).
+  ...(['Q4_0', 'Q4_1', 'Q5_0', 'Q6_K', 'TQ2_0'] as const).map((type): Case => ({ name: 'llama', type, spec: varied({ arch: 'llama' }) })),
   { name: 'llama, linear RoPE scaling ×2', type: 'F16', spec: varied({ arch: 'llama', ropeScaling: { type: 'linear', factor: 2 } }) },
   {
     name: 'llama, Llama 3 RoPE frequency factors',

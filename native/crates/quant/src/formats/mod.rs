@@ -50,6 +50,7 @@ pub mod q8_1;
 pub mod q8_k;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod tq2_0;
 
 /// Dequantizes whole blocks: `src.len()` is a multiple of the type size and `dst.len()` the
 /// matching number of elements.
@@ -90,6 +91,7 @@ const ALL: &[&TypeTraits] = &[
     &iq4_nl::TRAITS,
     &iq4_xs::TRAITS,
     &mxfp4::TRAITS,
+    &tq2_0::TRAITS,
 ];
 
 /// The traits of a supported type; `None` for types this crate cannot compute with.

@@ -213,7 +213,7 @@ mod simd {
 
     /// ggml's AVX2 order: blocks in pairs, the even ones into one accumulator and the odd
     /// ones into another (lanes times `dy·scale`, fused), the two added and reduced; an odd
-    /// last block added after, from its exact integer sum.
+    /// last block fused in after, from its exact integer sum.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) fn vec_dot_avx2(w: &[BlockMxfp4], a: &[BlockQ8_0]) -> f32 {
         let (mut acc1, mut acc2) = (_mm256_setzero_ps(), _mm256_setzero_ps());
@@ -227,8 +227,10 @@ mod simd {
         }
         let mut sum = hsum(_mm256_add_ps(acc1, acc2));
         if w.len() % 2 == 1 {
+            // `sumf += d * sumi` in ggml, which its compiler fuses.
             let (x, y) = (&w[w.len() - 1], &a[w.len() - 1]);
-            sum += f16_to_f32(y.d) * super::e8m0_half(x.e) * super::block_sum(x, y) as f32;
+            let d = f16_to_f32(y.d) * super::e8m0_half(x.e);
+            sum = (super::block_sum(x, y) as f32).mul_add(d, sum);
         }
         sum
     }
