@@ -131,10 +131,13 @@ mod simd {
             let m4 = _mm256_set1_epi8(0x0F);
             let sixteen = _mm256_set1_epi8(16);
             let mut acc = _mm256_setzero_ps();
+            // ggml sums the mins' terms apart, as scalars: `summs += dmin * Σ m·bsum` (fused
+            // by its compiler), added after the lanes are reduced.
+            let mut summs = 0.0f32;
             for (b, a) in $x.iter().zip($y.iter()) {
                 let yd = a.scale();
                 let d = _mm256_set1_ps(yd * f16(b.d));
-                let dmin = _mm256_set1_ps(yd * f16(b.dmin));
+                let dmin = -yd * f16(b.dmin);
                 let sm = load_u8x16(&unpack_scale_min_k4(&b.scales));
                 let mins = _mm256_cvtepu8_epi32(_mm_srli_si128(sm, 8));
                 let mins = _mm256_or_si256(mins, _mm256_slli_epi32(mins, 16));
@@ -165,9 +168,9 @@ mod simd {
                     sumi = $madd(sumi, s_hi, p_hi);
                 }
                 acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
-                acc = _mm256_fnmadd_ps(dmin, _mm256_cvtepi32_ps(prod_m), acc);
+                summs = (hsum_i32x8(prod_m) as f32).mul_add(dmin, summs);
             }
-            hsum_f32x8(acc)
+            hsum_f32x8(acc) + summs
         }};
     }
 
