@@ -211,8 +211,9 @@ mod simd {
                         sumi = $madd(sumi, scale_pair_i8(scales, 8 * h + 2 * j), p);
                     }
                 }
-                acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
+                // The mins' terms first, then the scales', as ggml's AVX2 kernel adds them.
                 acc = _mm256_fnmadd_ps(dmin, _mm256_cvtepi32_ps(prod_m), acc);
+                acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi), acc);
             }
             hsum_f32x8(acc)
         }};
