@@ -335,6 +335,7 @@ fn repacked_gemv_rows(w: &QMatrix<'_>) -> Option<crate::formats::VecDotRowsFn> {
     match w.ty {
         GgmlType::Q4_K => Some(crate::formats::q4_k::vec_dot_gemv_order_rows),
         GgmlType::MXFP4 => Some(crate::formats::mxfp4::vec_dot_repacked_order_rows),
+        GgmlType::IQ4_NL => Some(crate::formats::iq4_nl::vec_dot_repacked_order_rows),
         _ => None,
     }
 }
@@ -353,6 +354,7 @@ fn repacked_orders(w: &QMatrix<'_>) -> Option<RepackedTilesFn> {
     match w.ty {
         GgmlType::Q4_K => Some(crate::formats::q4_k::repacked_order_tiles),
         GgmlType::MXFP4 => Some(crate::formats::mxfp4::repacked_order_tiles),
+        GgmlType::IQ4_NL => Some(crate::formats::iq4_nl::repacked_order_tiles),
         _ => None,
     }
 }

@@ -5,6 +5,7 @@
 use mistralrs_common::Isa;
 
 use super::q8_0::BlockQ8_0;
+use super::table4::{self, TableBlock};
 use super::{as_blocks, as_blocks_mut, clamp_isa, f16_le, f16_to_le, TypeTraits};
 use crate::GgmlType;
 
@@ -97,80 +98,80 @@ fn quantize(src: &[f32], dst: &mut [u8]) {
     }
 }
 
-fn vec_dot(isa: Isa, n: usize, weights: &[u8], activation: &[u8]) -> f32 {
+fn check(what: &str, n: usize, weights: &[u8], activation: &[u8]) {
     let nb = n / QK4_NL;
     assert!(
         n.is_multiple_of(QK4_NL) && weights.len() == nb * 18 && activation.len() == nb * 34,
-        "iq4_nl vec_dot: n = {n}, {} weight bytes, {} activation bytes",
+        "iq4_nl {what}: n = {n}, {} weight bytes, {} activation bytes",
         weights.len(),
         activation.len()
     );
+}
+
+impl TableBlock for BlockIq4Nl {
+    const TABLE: [i8; 16] = KVALUES;
+    fn codes(&self) -> &[u8; 16] {
+        &self.qs
+    }
+    fn scale(&self) -> f32 {
+        f16_le(self.d)
+    }
+}
+
+fn vec_dot(isa: Isa, n: usize, weights: &[u8], activation: &[u8]) -> f32 {
+    check("vec_dot", n, weights, activation);
     let (w, a): (&[BlockIq4Nl], &[BlockQ8_0]) = (as_blocks(weights), as_blocks(activation));
     match clamp_isa(isa) {
         // SAFETY: clamp_isa only returns tiers whose features this CPU has.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512Vnni => unsafe { simd::vec_dot_vnni(w, a) },
-        // SAFETY: as above.
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { simd::vec_dot_avx2(w, a) },
-        _ => vec_dot_scalar(w, a),
+        Isa::Avx2 | Isa::Avx512Vnni => unsafe { table4::simd::pair_order(w, a) },
+        _ => table4::dot_scalar(w, a),
     }
 }
 
-/// The reference: exact i32 sum of table values times activation quants per block, then
-/// one float scale per block.
-fn vec_dot_scalar(w: &[BlockIq4Nl], a: &[BlockQ8_0]) -> f32 {
-    let mut sum = 0.0f32;
-    for (x, y) in w.iter().zip(a) {
-        let (ylo, yhi) = y.qs.split_at(QK4_NL / 2);
-        let mut sumi = 0i32;
-        for ((&q, &l), &h) in x.qs.iter().zip(ylo).zip(yhi) {
-            sumi += KVALUES[(q & 0x0F) as usize] as i32 * l as i32;
-            sumi += KVALUES[(q >> 4) as usize] as i32 * h as i32;
-        }
-        sum += f16_le(x.d) * f16_le(y.d) * sumi as f32;
+/// See [`table4::repacked_order`]: llama.cpp's order for IQ4_NL matrices of whole 8-row
+/// groups.
+pub fn vec_dot_repacked_order(isa: Isa, n: usize, weights: &[u8], activation: &[u8]) -> f32 {
+    check("repacked order", n, weights, activation);
+    let (w, a): (&[BlockIq4Nl], &[BlockQ8_0]) = (as_blocks(weights), as_blocks(activation));
+    #[cfg(target_arch = "x86_64")]
+    if clamp_isa(isa) >= Isa::Avx2 {
+        // SAFETY: the AVX2 tier implies FMA.
+        return unsafe { table4::simd::repacked_order_fma(w, a) };
     }
-    sum
+    let _ = isa;
+    table4::repacked_order(w, a)
 }
 
-#[cfg(target_arch = "x86_64")]
-mod simd {
-    use super::super::q8_0::x86::*;
-    use super::{BlockIq4Nl, BlockQ8_0, KVALUES};
-    use std::arch::x86_64::*;
-
-    macro_rules! tier {
-        ($name:ident, $features:literal, $dot:ident) => {
-            #[target_feature(enable = $features)]
-            pub(super) fn $name(w: &[BlockIq4Nl], a: &[BlockQ8_0]) -> f32 {
-                #[inline]
-                #[target_feature(enable = $features)]
-                fn step(x: &BlockIq4Nl, y: &BlockQ8_0, acc: __m256) -> __m256 {
-                    // The table in both 128-bit halves: pshufb looks up each nibble (0..=15)
-                    // within its own half.
-                    let k = KVALUES;
-                    let table = _mm256_setr_epi8(
-                        k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], k[10], k[11],
-                        k[12], k[13], k[14], k[15], k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7],
-                        k[8], k[9], k[10], k[11], k[12], k[13], k[14], k[15],
-                    );
-                    let q = _mm256_shuffle_epi8(table, unpack_nibbles(&x.qs));
-                    // The activation carries the sign: -q stays within [-113, 127], so any
-                    // activation byte works.
-                    let p = $dot(load_i8(&y.qs), q);
-                    let d = _mm256_set1_ps(f16_to_f32(x.d) * f16_to_f32(y.d));
-                    _mm256_fmadd_ps(p, d, acc)
-                }
-                sum_blocks!(w, a, step)
-            }
-        };
+/// [`vec_dot_repacked_order`] for consecutive rows against one activation row.
+pub fn vec_dot_repacked_order_rows(
+    isa: Isa,
+    n: usize,
+    weights: &[u8],
+    activation: &[u8],
+    out: &mut [f32],
+) {
+    let row_bytes = n / QK4_NL * 18;
+    for (o, row) in out.iter_mut().zip(weights.chunks_exact(row_bytes)) {
+        *o = vec_dot_repacked_order(isa, n, row, activation);
     }
-    tier!(vec_dot_avx2, "avx2,fma,f16c", dot_i8_avx2);
-    tier!(
-        vec_dot_vnni,
-        "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
-        dot_i8_vnni
-    );
+}
+
+/// Rows × tokens in the repacked order.
+///
+/// # Safety
+/// As [`table4::repacked_order_tiles`].
+pub unsafe fn repacked_order_tiles(
+    _isa: Isa,
+    n: usize,
+    weights: &[u8],
+    activation: &[u8],
+    _gemm_order: bool,
+    out: *mut f32,
+    out_stride: usize,
+) {
+    // SAFETY: the caller's contract is the callee's.
+    unsafe { table4::repacked_order_tiles::<BlockIq4Nl>(n, weights, activation, out, out_stride) }
 }
 
 #[cfg(test)]

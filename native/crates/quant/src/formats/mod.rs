@@ -48,6 +48,7 @@ pub mod q6_k;
 pub mod q8_0;
 pub mod q8_1;
 pub mod q8_k;
+pub(crate) mod table4;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod tq2_0;

@@ -6,7 +6,8 @@
 use mistralrs_common::Isa;
 
 use super::q8_0::BlockQ8_0;
-use super::{as_blocks, as_blocks_mut, clamp_isa, f16_le, TypeTraits};
+use super::table4::{self, TableBlock};
+use super::{as_blocks, as_blocks_mut, clamp_isa, TypeTraits};
 use crate::GgmlType;
 
 pub const QK_MXFP4: usize = 32;
@@ -103,51 +104,38 @@ fn check(what: &str, n: usize, weights: &[u8], activation: &[u8]) -> usize {
     nb
 }
 
+impl TableBlock for BlockMxfp4 {
+    const TABLE: [i8; 16] = KVALUES;
+    fn codes(&self) -> &[u8; 16] {
+        &self.qs
+    }
+    fn scale(&self) -> f32 {
+        e8m0_half(self.e)
+    }
+}
+
 fn vec_dot(isa: Isa, n: usize, weights: &[u8], activation: &[u8]) -> f32 {
     check("vec_dot", n, weights, activation);
     let (w, a): (&[BlockMxfp4], &[BlockQ8_0]) = (as_blocks(weights), as_blocks(activation));
     match clamp_isa(isa) {
         // SAFETY: clamp_isa only returns tiers whose features this CPU has.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::Avx512Vnni => unsafe { simd::vec_dot_avx2(w, a) },
-        _ => vec_dot_scalar(w, a),
+        Isa::Avx2 | Isa::Avx512Vnni => unsafe { table4::simd::pair_order(w, a) },
+        _ => table4::dot_scalar(w, a),
     }
 }
 
-/// A block's exact integer dot product with an activation block.
-fn block_sum(x: &BlockMxfp4, y: &BlockQ8_0) -> i32 {
-    let (ylo, yhi) = y.qs.split_at(QK_MXFP4 / 2);
-    let mut sumi = 0i32;
-    for ((&q, &l), &h) in x.qs.iter().zip(ylo).zip(yhi) {
-        sumi += KVALUES[(q & 0x0F) as usize] as i32 * l as i32;
-        sumi += KVALUES[(q >> 4) as usize] as i32 * h as i32;
-    }
-    sumi
-}
-
-/// The reference: exact i32 sum per block, then one float scale per block.
-fn vec_dot_scalar(w: &[BlockMxfp4], a: &[BlockQ8_0]) -> f32 {
-    let mut sum = 0.0f32;
-    for (x, y) in w.iter().zip(a) {
-        sum += f16_le(y.d) * e8m0_half(x.e) * block_sum(x, y) as f32;
-    }
-    sum
-}
-
-/// llama.cpp repacks MXFP4 matrices whose row count is a multiple of 8 at load on x86 (8 rows
-/// interleaved, as Q4_0) and computes them in its own order, for single tokens and batches
-/// alike: per row, each block's exact integer sum times `scale·dy`, fused-multiply-added into
-/// one scalar accumulator.
-pub fn vec_dot_repacked_order(_isa: Isa, n: usize, weights: &[u8], activation: &[u8]) -> f32 {
+/// See [`table4::repacked_order`]: llama.cpp's order for MXFP4 matrices of whole 8-row groups.
+pub fn vec_dot_repacked_order(isa: Isa, n: usize, weights: &[u8], activation: &[u8]) -> f32 {
     check("repacked order", n, weights, activation);
-    let mut acc = 0.0f32;
-    for (x, y) in as_blocks::<BlockMxfp4>(weights)
-        .iter()
-        .zip(as_blocks::<BlockQ8_0>(activation))
-    {
-        acc = (block_sum(x, y) as f32).mul_add(e8m0_half(x.e) * f16_le(y.d), acc);
+    let (w, a): (&[BlockMxfp4], &[BlockQ8_0]) = (as_blocks(weights), as_blocks(activation));
+    #[cfg(target_arch = "x86_64")]
+    if clamp_isa(isa) >= Isa::Avx2 {
+        // SAFETY: the AVX2 tier implies FMA.
+        return unsafe { table4::simd::repacked_order_fma(w, a) };
     }
-    acc
+    let _ = isa;
+    table4::repacked_order(w, a)
 }
 
 /// [`vec_dot_repacked_order`] for consecutive rows against one activation row.
@@ -165,14 +153,12 @@ pub fn vec_dot_repacked_order_rows(
 }
 
 /// Rows × tokens in the repacked order (the same for llama.cpp's GEMM tiles of 4 tokens and
-/// its GEMV): output `(t, r)` goes to `out[t * out_stride + r]`. `weights` holds whole rows of
-/// `n` values, `activation` whole Q8_0 rows of `n` values.
+/// its GEMV).
 ///
 /// # Safety
-/// `out` must be valid for writes at `t * out_stride + r` for every token `t` and row `r`, and
-/// no other thread may access those indices during the call.
+/// As [`table4::repacked_order_tiles`].
 pub unsafe fn repacked_order_tiles(
-    isa: Isa,
+    _isa: Isa,
     n: usize,
     weights: &[u8],
     activation: &[u8],
@@ -180,64 +166,13 @@ pub unsafe fn repacked_order_tiles(
     out: *mut f32,
     out_stride: usize,
 ) {
-    let (row_bytes, act_bytes) = (n / QK_MXFP4 * 17, n / QK_MXFP4 * 34);
-    for (t, act) in activation.chunks_exact(act_bytes).enumerate() {
-        for (r, row) in weights.chunks_exact(row_bytes).enumerate() {
-            let value = vec_dot_repacked_order(isa, n, row, act);
-            // SAFETY: the caller's contract covers (t, r).
-            unsafe { *out.add(t * out_stride + r) = value };
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod simd {
-    use super::super::q8_0::x86::*;
-    use super::{BlockMxfp4, BlockQ8_0, KVALUES};
-    use std::arch::x86_64::*;
-
-    /// One block's products as 8 lanes of 4 (as ggml's `mul_add_epi8` and `madd`).
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn lanes(x: &BlockMxfp4, y: &BlockQ8_0) -> __m256 {
-        // The table in both 128-bit halves: pshufb looks up each nibble within its half.
-        let k = KVALUES;
-        let table = _mm256_setr_epi8(
-            k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], k[10], k[11], k[12], k[13],
-            k[14], k[15], k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], k[10], k[11],
-            k[12], k[13], k[14], k[15],
-        );
-        let q = _mm256_shuffle_epi8(table, unpack_nibbles(&x.qs));
-        dot_i8_avx2(load_i8(&y.qs), q)
-    }
-
-    /// ggml's AVX2 order: blocks in pairs, the even ones into one accumulator and the odd
-    /// ones into another (lanes times `dy·scale`, fused), the two added and reduced; an odd
-    /// last block fused in after, from its exact integer sum.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) fn vec_dot_avx2(w: &[BlockMxfp4], a: &[BlockQ8_0]) -> f32 {
-        let (mut acc1, mut acc2) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let pairs = w.len() / 2;
-        for i in 0..pairs {
-            let (x0, x1, y0, y1) = (&w[2 * i], &w[2 * i + 1], &a[2 * i], &a[2 * i + 1]);
-            let s0 = _mm256_set1_ps(f16_to_f32(y0.d) * super::e8m0_half(x0.e));
-            let s1 = _mm256_set1_ps(f16_to_f32(y1.d) * super::e8m0_half(x1.e));
-            acc1 = _mm256_fmadd_ps(s0, lanes(x0, y0), acc1);
-            acc2 = _mm256_fmadd_ps(s1, lanes(x1, y1), acc2);
-        }
-        let mut sum = hsum(_mm256_add_ps(acc1, acc2));
-        if w.len() % 2 == 1 {
-            // `sumf += d * sumi` in ggml, which its compiler fuses.
-            let (x, y) = (&w[w.len() - 1], &a[w.len() - 1]);
-            let d = f16_to_f32(y.d) * super::e8m0_half(x.e);
-            sum = (super::block_sum(x, y) as f32).mul_add(d, sum);
-        }
-        sum
-    }
+    // SAFETY: the caller's contract is the callee's.
+    unsafe { table4::repacked_order_tiles::<BlockMxfp4>(n, weights, activation, out, out_stride) }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::f16_le;
     use super::super::q8_0::test_support::*;
     use super::super::q8_0::TRAITS as Q8_0;
     use super::super::testing::Rng;
@@ -350,11 +285,11 @@ mod tests {
         let (wb, ab): (&[BlockMxfp4], &[BlockQ8_0]) = (as_blocks(&w), as_blocks(&a));
         let mut want = 0.0f32;
         for (x, y) in wb.iter().zip(ab) {
-            want = (block_sum(x, y) as f32).mul_add(e8m0_half(x.e) * f16_le(y.d), want);
+            want = (table4::block_sum(x, y) as f32).mul_add(e8m0_half(x.e) * f16_le(y.d), want);
         }
         let got = vec_dot_repacked_order(Isa::Scalar, n, &w, &a);
         assert_eq!(got.to_bits(), want.to_bits());
-        let plain = vec_dot_scalar(wb, ab);
+        let plain = table4::dot_scalar(wb, ab);
         assert!(
             (got - plain).abs() <= 1e-5 * plain.abs().max(1.0),
             "{got} vs {plain}"
