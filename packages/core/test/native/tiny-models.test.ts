@@ -140,10 +140,13 @@ const CASES: Case[] = [
   ),
   // A softmax router of 8 experts takes the vectorised path of ggml's softmax.
   { name: 'deepseekv2, 8 experts', type: 'Q8_0', spec: varied({ arch: 'deepseekv2', experts: 8 }) },
-  // The other types of the real models' files (Gemma 3's Q4_K_M mixes in Q5_0 and Q6_K), and
-  // Q4_0, which llama.cpp repacks like Q4_K (its own order of summation).
-  // TQ2_0: ternary weights (BitNet b1.58's and TriLMs' GGUFs).
-  ...(['Q4_0', 'Q4_1', 'Q5_0', 'Q6_K', 'TQ2_0'] as const).map((type): Case => ({ name: 'llama', type, spec: varied({ arch: 'llama' }) })),
+  // The other types of the real models' files (Gemma 3's Q4_K_M mixes in Q5_0 and Q6_K; Q5_K_M
+  // files Q5_K; Q2_K and Q3_K_M files Q2_K and Q3_K), Q4_0 and IQ4_NL, which llama.cpp repacks
+  // like Q4_K (its own order of summation), and TQ2_0 (ternary weights: BitNet b1.58's and
+  // TriLMs' GGUFs).
+  ...(['Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'Q2_K', 'Q3_K', 'Q5_K', 'Q6_K', 'IQ4_NL', 'TQ2_0'] as const).map(
+    (type): Case => ({ name: 'llama', type, spec: varied({ arch: 'llama' }) }),
+  ),
   { name: 'llama, linear RoPE scaling ×2', type: 'F16', spec: varied({ arch: 'llama', ropeScaling: { type: 'linear', factor: 2 } }) },
   {
     name: 'llama, Llama 3 RoPE frequency factors',
