@@ -1,10 +1,8 @@
 /**
- * Every architecture we implement (llama, qwen2, qwen3, mixtral, qwen3moe, phi2, phi3,
- * starcoder2, gemma, gemma2, gemma3, phimoe, deepseekv2, deepseekv3, smollm3, glm4, hunyuan
- * dense), as a small random-weight
- * model written by our own GGUF writer (see fixtures/tiny-model.ts), against llama.cpp
- * (node-llama-cpp) on the same file: F16, Q8_0 and Q4_K weights (and Q4_0, Q4_1, Q5_0, Q6_K on
- * llama), the RoPE scalings (linear, YaRN, Llama 3 frequency factors, LongRoPE), sliding
+ * Every architecture we implement (see fixtures/tiny-model.ts), as a small random-weight model
+ * written by our own GGUF writer, against llama.cpp (node-llama-cpp) on the same file: F16,
+ * Q8_0 and Q4_K weights (and Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q5_K, Q6_K, IQ4_NL, TQ2_0 on
+ * llama; gpt-oss's MXFP4 experts), the RoPE scalings (linear, YaRN, Llama 3 frequency factors, LongRoPE), sliding
  * windows much shorter than the prompt and the generation (Gemma 3 with its global layer,
  * Gemma 2), long generations and several sequences decoded in the same steps.
  *
