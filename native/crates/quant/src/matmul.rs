@@ -7,7 +7,9 @@ use std::ops::Range;
 
 use mistralrs_common::{Isa, ParallelCtx, ThreadPool};
 
-use crate::formats::{clamp_isa, type_traits, TypeTraits};
+use crate::formats::iq4_nl::BlockIq4Nl;
+use crate::formats::mxfp4::BlockMxfp4;
+use crate::formats::{clamp_isa, table4, type_traits, TypeTraits};
 use crate::gemm::{gemm, GemmShape};
 use crate::{GgmlType, QuantError, Result};
 
@@ -334,8 +336,8 @@ fn vec_dot_rows(ty: GgmlType) -> Option<crate::formats::VecDotRowsFn> {
 fn repacked_gemv_rows(w: &QMatrix<'_>) -> Option<crate::formats::VecDotRowsFn> {
     match w.ty {
         GgmlType::Q4_K => Some(crate::formats::q4_k::vec_dot_gemv_order_rows),
-        GgmlType::MXFP4 => Some(crate::formats::mxfp4::vec_dot_repacked_order_rows),
-        GgmlType::IQ4_NL => Some(crate::formats::iq4_nl::vec_dot_repacked_order_rows),
+        GgmlType::MXFP4 => Some(table4::vec_dot_repacked_rows::<BlockMxfp4>),
+        GgmlType::IQ4_NL => Some(table4::vec_dot_repacked_rows::<BlockIq4Nl>),
         _ => None,
     }
 }
@@ -353,8 +355,8 @@ fn repacked_orders(w: &QMatrix<'_>) -> Option<RepackedTilesFn> {
     }
     match w.ty {
         GgmlType::Q4_K => Some(crate::formats::q4_k::repacked_order_tiles),
-        GgmlType::MXFP4 => Some(crate::formats::mxfp4::repacked_order_tiles),
-        GgmlType::IQ4_NL => Some(crate::formats::iq4_nl::repacked_order_tiles),
+        GgmlType::MXFP4 => Some(table4::repacked_order_tiles::<BlockMxfp4>),
+        GgmlType::IQ4_NL => Some(table4::repacked_order_tiles::<BlockIq4Nl>),
         _ => None,
     }
 }

@@ -2,11 +2,8 @@
 //! f16 scale: `x = d·KVALUES[q]`. The table is denser near zero, where weights cluster.
 //! Pairs with Q8_0 activations.
 
-use mistralrs_common::Isa;
-
-use super::q8_0::BlockQ8_0;
 use super::table4::{self, TableBlock};
-use super::{as_blocks, as_blocks_mut, clamp_isa, f16_le, f16_to_le, TypeTraits};
+use super::{as_blocks, as_blocks_mut, f16_le, f16_to_le, TypeTraits};
 use crate::GgmlType;
 
 pub const QK4_NL: usize = 32;
@@ -31,7 +28,7 @@ pub const TRAITS: TypeTraits = TypeTraits {
     dequantize,
     quantize: Some(quantize),
     vec_dot_type: GgmlType::Q8_0,
-    vec_dot,
+    vec_dot: table4::vec_dot::<BlockIq4Nl>,
 };
 
 fn dequantize(src: &[u8], dst: &mut [f32]) {
@@ -98,16 +95,6 @@ fn quantize(src: &[f32], dst: &mut [u8]) {
     }
 }
 
-fn check(what: &str, n: usize, weights: &[u8], activation: &[u8]) {
-    let nb = n / QK4_NL;
-    assert!(
-        n.is_multiple_of(QK4_NL) && weights.len() == nb * 18 && activation.len() == nb * 34,
-        "iq4_nl {what}: n = {n}, {} weight bytes, {} activation bytes",
-        weights.len(),
-        activation.len()
-    );
-}
-
 impl TableBlock for BlockIq4Nl {
     const TABLE: [i8; 16] = KVALUES;
     fn codes(&self) -> &[u8; 16] {
@@ -116,62 +103,6 @@ impl TableBlock for BlockIq4Nl {
     fn scale(&self) -> f32 {
         f16_le(self.d)
     }
-}
-
-fn vec_dot(isa: Isa, n: usize, weights: &[u8], activation: &[u8]) -> f32 {
-    check("vec_dot", n, weights, activation);
-    let (w, a): (&[BlockIq4Nl], &[BlockQ8_0]) = (as_blocks(weights), as_blocks(activation));
-    match clamp_isa(isa) {
-        // SAFETY: clamp_isa only returns tiers whose features this CPU has.
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::Avx512Vnni => unsafe { table4::simd::pair_order(w, a) },
-        _ => table4::dot_scalar(w, a),
-    }
-}
-
-/// See [`table4::repacked_order`]: llama.cpp's order for IQ4_NL matrices of whole 8-row
-/// groups.
-pub fn vec_dot_repacked_order(isa: Isa, n: usize, weights: &[u8], activation: &[u8]) -> f32 {
-    check("repacked order", n, weights, activation);
-    let (w, a): (&[BlockIq4Nl], &[BlockQ8_0]) = (as_blocks(weights), as_blocks(activation));
-    #[cfg(target_arch = "x86_64")]
-    if clamp_isa(isa) >= Isa::Avx2 {
-        // SAFETY: the AVX2 tier implies FMA.
-        return unsafe { table4::simd::repacked_order_fma(w, a) };
-    }
-    let _ = isa;
-    table4::repacked_order(w, a)
-}
-
-/// [`vec_dot_repacked_order`] for consecutive rows against one activation row.
-pub fn vec_dot_repacked_order_rows(
-    isa: Isa,
-    n: usize,
-    weights: &[u8],
-    activation: &[u8],
-    out: &mut [f32],
-) {
-    let row_bytes = n / QK4_NL * 18;
-    for (o, row) in out.iter_mut().zip(weights.chunks_exact(row_bytes)) {
-        *o = vec_dot_repacked_order(isa, n, row, activation);
-    }
-}
-
-/// Rows × tokens in the repacked order.
-///
-/// # Safety
-/// As [`table4::repacked_order_tiles`].
-pub unsafe fn repacked_order_tiles(
-    _isa: Isa,
-    n: usize,
-    weights: &[u8],
-    activation: &[u8],
-    _gemm_order: bool,
-    out: *mut f32,
-    out_stride: usize,
-) {
-    // SAFETY: the caller's contract is the callee's.
-    unsafe { table4::repacked_order_tiles::<BlockIq4Nl>(n, weights, activation, out, out_stride) }
 }
 
 #[cfg(test)]

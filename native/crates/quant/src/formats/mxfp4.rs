@@ -3,11 +3,8 @@
 //! ggml keeps the E2M1 values doubled in an integer table and halves the scale, so that the
 //! dot product is integer per block, as IQ4_NL's. Pairs with Q8_0 activations.
 
-use mistralrs_common::Isa;
-
-use super::q8_0::BlockQ8_0;
 use super::table4::{self, TableBlock};
-use super::{as_blocks, as_blocks_mut, clamp_isa, TypeTraits};
+use super::{as_blocks, as_blocks_mut, TypeTraits};
 use crate::GgmlType;
 
 pub const QK_MXFP4: usize = 32;
@@ -31,7 +28,7 @@ pub const TRAITS: TypeTraits = TypeTraits {
     dequantize,
     quantize: Some(quantize),
     vec_dot_type: GgmlType::Q8_0,
-    vec_dot,
+    vec_dot: table4::vec_dot::<BlockMxfp4>,
 };
 
 /// Half the block's scale, `2^(e − 128)`, built from its bits (exponents 0 and 1 are
@@ -93,17 +90,6 @@ fn quantize(src: &[f32], dst: &mut [u8]) {
     }
 }
 
-fn check(what: &str, n: usize, weights: &[u8], activation: &[u8]) -> usize {
-    let nb = n / QK_MXFP4;
-    assert!(
-        n.is_multiple_of(QK_MXFP4) && weights.len() == nb * 17 && activation.len() == nb * 34,
-        "mxfp4 {what}: n = {n}, {} weight bytes, {} activation bytes",
-        weights.len(),
-        activation.len()
-    );
-    nb
-}
-
 impl TableBlock for BlockMxfp4 {
     const TABLE: [i8; 16] = KVALUES;
     fn codes(&self) -> &[u8; 16] {
@@ -114,66 +100,13 @@ impl TableBlock for BlockMxfp4 {
     }
 }
 
-fn vec_dot(isa: Isa, n: usize, weights: &[u8], activation: &[u8]) -> f32 {
-    check("vec_dot", n, weights, activation);
-    let (w, a): (&[BlockMxfp4], &[BlockQ8_0]) = (as_blocks(weights), as_blocks(activation));
-    match clamp_isa(isa) {
-        // SAFETY: clamp_isa only returns tiers whose features this CPU has.
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::Avx512Vnni => unsafe { table4::simd::pair_order(w, a) },
-        _ => table4::dot_scalar(w, a),
-    }
-}
-
-/// See [`table4::repacked_order`]: llama.cpp's order for MXFP4 matrices of whole 8-row groups.
-pub fn vec_dot_repacked_order(isa: Isa, n: usize, weights: &[u8], activation: &[u8]) -> f32 {
-    check("repacked order", n, weights, activation);
-    let (w, a): (&[BlockMxfp4], &[BlockQ8_0]) = (as_blocks(weights), as_blocks(activation));
-    #[cfg(target_arch = "x86_64")]
-    if clamp_isa(isa) >= Isa::Avx2 {
-        // SAFETY: the AVX2 tier implies FMA.
-        return unsafe { table4::simd::repacked_order_fma(w, a) };
-    }
-    let _ = isa;
-    table4::repacked_order(w, a)
-}
-
-/// [`vec_dot_repacked_order`] for consecutive rows against one activation row.
-pub fn vec_dot_repacked_order_rows(
-    isa: Isa,
-    n: usize,
-    weights: &[u8],
-    activation: &[u8],
-    out: &mut [f32],
-) {
-    let row_bytes = n / QK_MXFP4 * 17;
-    for (o, row) in out.iter_mut().zip(weights.chunks_exact(row_bytes)) {
-        *o = vec_dot_repacked_order(isa, n, row, activation);
-    }
-}
-
-/// Rows × tokens in the repacked order (the same for llama.cpp's GEMM tiles of 4 tokens and
-/// its GEMV).
-///
-/// # Safety
-/// As [`table4::repacked_order_tiles`].
-pub unsafe fn repacked_order_tiles(
-    _isa: Isa,
-    n: usize,
-    weights: &[u8],
-    activation: &[u8],
-    _gemm_order: bool,
-    out: *mut f32,
-    out_stride: usize,
-) {
-    // SAFETY: the caller's contract is the callee's.
-    unsafe { table4::repacked_order_tiles::<BlockMxfp4>(n, weights, activation, out, out_stride) }
-}
-
 #[cfg(test)]
 mod tests {
+    use mistralrs_common::Isa;
+
     use super::super::f16_le;
     use super::super::q8_0::test_support::*;
+    use super::super::q8_0::BlockQ8_0;
     use super::super::q8_0::TRAITS as Q8_0;
     use super::super::testing::Rng;
     use super::*;
@@ -287,7 +220,7 @@ mod tests {
         for (x, y) in wb.iter().zip(ab) {
             want = (table4::block_sum(x, y) as f32).mul_add(e8m0_half(x.e) * f16_le(y.d), want);
         }
-        let got = vec_dot_repacked_order(Isa::Scalar, n, &w, &a);
+        let got = table4::vec_dot_repacked::<BlockMxfp4>(Isa::Scalar, n, &w, &a);
         assert_eq!(got.to_bits(), want.to_bits());
         let plain = table4::dot_scalar(wb, ab);
         assert!(

@@ -3,8 +3,10 @@
 //! orders. Byte j of a block's codes holds element j in its low nibble and j + 16 in its
 //! high one.
 
-use super::f16_le;
+use mistralrs_common::Isa;
+
 use super::q8_0::BlockQ8_0;
+use super::{clamp_isa, f16_le};
 
 pub(crate) trait TableBlock: bytemuck::Pod {
     const TABLE: [i8; 16];
@@ -46,26 +48,87 @@ pub(crate) fn repacked_order<B: TableBlock>(w: &[B], a: &[BlockQ8_0]) -> f32 {
     acc
 }
 
-/// [`repacked_order`] for rows × tokens: output `(t, r)` at `out[t * out_stride + r]`;
-/// `weights` holds whole rows of `n` values, `activation` whole Q8_0 rows.
+/// One row's weights and activation as blocks, their lengths checked.
+fn blocks<'a, B: TableBlock>(
+    what: &str,
+    n: usize,
+    weights: &'a [u8],
+    activation: &'a [u8],
+) -> (&'a [B], &'a [BlockQ8_0]) {
+    let nb = n / 32;
+    let size = std::mem::size_of::<B>();
+    assert!(
+        n.is_multiple_of(32) && weights.len() == nb * size && activation.len() == nb * 34,
+        "{what}: n = {n}, {} weight bytes, {} activation bytes",
+        weights.len(),
+        activation.len()
+    );
+    (super::as_blocks(weights), super::as_blocks(activation))
+}
+
+/// The type's `vec_dot`: ggml's AVX2 pair order from the AVX2 tier on, else the reference.
+pub(crate) fn vec_dot<B: TableBlock>(isa: Isa, n: usize, weights: &[u8], activation: &[u8]) -> f32 {
+    let (w, a) = blocks::<B>("vec_dot", n, weights, activation);
+    match clamp_isa(isa) {
+        // SAFETY: clamp_isa only returns tiers whose features this CPU has.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 | Isa::Avx512Vnni => unsafe { simd::pair_order(w, a) },
+        _ => dot_scalar(w, a),
+    }
+}
+
+/// One row in [`repacked_order`] (with FMA as one instruction where the CPU has it).
+pub(crate) fn vec_dot_repacked<B: TableBlock>(
+    isa: Isa,
+    n: usize,
+    weights: &[u8],
+    activation: &[u8],
+) -> f32 {
+    let (w, a) = blocks::<B>("repacked order", n, weights, activation);
+    #[cfg(target_arch = "x86_64")]
+    if clamp_isa(isa) >= Isa::Avx2 {
+        // SAFETY: the AVX2 tier implies FMA.
+        return unsafe { simd::repacked_order_fma(w, a) };
+    }
+    let _ = isa;
+    repacked_order(w, a)
+}
+
+/// [`vec_dot_repacked`] for consecutive rows against one activation row.
+pub(crate) fn vec_dot_repacked_rows<B: TableBlock>(
+    isa: Isa,
+    n: usize,
+    weights: &[u8],
+    activation: &[u8],
+    out: &mut [f32],
+) {
+    let row_bytes = n / 32 * std::mem::size_of::<B>();
+    for (o, row) in out.iter_mut().zip(weights.chunks_exact(row_bytes)) {
+        *o = vec_dot_repacked::<B>(isa, n, row, activation);
+    }
+}
+
+/// [`vec_dot_repacked`] for rows × tokens (llama.cpp's GEMM tiles of 4 tokens and its GEMV
+/// share the order): output `(t, r)` at `out[t * out_stride + r]`; `weights` holds whole rows
+/// of `n` values, `activation` whole Q8_0 rows.
 ///
 /// # Safety
 /// `out` must be valid for writes at `t * out_stride + r` for every token `t` and row `r`, and
 /// no other thread may access those indices during the call.
 pub(crate) unsafe fn repacked_order_tiles<B: TableBlock>(
+    isa: Isa,
     n: usize,
     weights: &[u8],
     activation: &[u8],
+    _gemm_order: bool,
     out: *mut f32,
     out_stride: usize,
 ) {
-    let nb = n / 32;
-    let w: &[B] = super::as_blocks(weights);
-    let a: &[BlockQ8_0] = super::as_blocks(activation);
-    for (t, act) in a.chunks_exact(nb).enumerate() {
-        for (r, row) in w.chunks_exact(nb).enumerate() {
+    let row_bytes = n / 32 * std::mem::size_of::<B>();
+    for (t, act) in activation.chunks_exact(n / 32 * 34).enumerate() {
+        for (r, row) in weights.chunks_exact(row_bytes).enumerate() {
             // SAFETY: the caller's contract covers (t, r).
-            unsafe { *out.add(t * out_stride + r) = repacked_order(row, act) };
+            unsafe { *out.add(t * out_stride + r) = vec_dot_repacked::<B>(isa, n, row, act) };
         }
     }
 }
