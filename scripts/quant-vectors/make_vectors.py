@@ -56,7 +56,7 @@ TYPES = [
 ]
 # Types added later: each takes its own generator (seeded by SEED and its id), so adding one
 # leaves every earlier file as it was.
-LATER_TYPES = ["MXFP4", "TQ2_0"]
+LATER_TYPES = ["MXFP4", "TQ2_0", "TQ1_0"]
 
 # Byte offsets of the f16 scale fields inside one block (ggml's block_* structs).
 F16_FIELDS = {
@@ -74,6 +74,7 @@ F16_FIELDS = {
     "IQ4_XS": [0],        # d, scales_h (u16), scales_l[4], qs[128]
     "MXFP4": [],          # e (E8M0), qs[16]
     "TQ2_0": [64],        # qs[64], d
+    "TQ1_0": [52],        # qs[48], qh[4], d
 }
 # E8M0 exponent bytes: random, kept below 253 so that 12 · 2^(e − 128) stays finite.
 E8M0_FIELDS = {"MXFP4": [0]}

@@ -51,6 +51,7 @@ pub mod q8_k;
 pub(crate) mod table4;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod tq1_0;
 pub mod tq2_0;
 
 /// Dequantizes whole blocks: `src.len()` is a multiple of the type size and `dst.len()` the
@@ -92,6 +93,7 @@ const ALL: &[&TypeTraits] = &[
     &iq4_nl::TRAITS,
     &iq4_xs::TRAITS,
     &mxfp4::TRAITS,
+    &tq1_0::TRAITS,
     &tq2_0::TRAITS,
 ];
 
