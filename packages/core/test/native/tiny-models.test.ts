@@ -1,7 +1,7 @@
 /**
  * Every architecture we implement (see fixtures/tiny-model.ts), as a small random-weight model
  * written by our own GGUF writer, against llama.cpp (node-llama-cpp) on the same file: F16,
- * Q8_0 and Q4_K weights (and Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q5_K, Q6_K, IQ4_NL, TQ2_0 on
+ * Q8_0 and Q4_K weights (and Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q5_K, Q6_K, IQ4_NL, TQ1_0, TQ2_0 on
  * llama; gpt-oss's MXFP4 experts), the RoPE scalings (linear, YaRN, Llama 3 frequency factors, LongRoPE), sliding
  * windows much shorter than the prompt and the generation (Gemma 3 with its global layer,
  * Gemma 2), long generations and several sequences decoded in the same steps.
@@ -140,9 +140,9 @@ const CASES: Case[] = [
   { name: 'deepseekv2, 8 experts', type: 'Q8_0', spec: varied({ arch: 'deepseekv2', experts: 8 }) },
   // The other types of the real models' files (Gemma 3's Q4_K_M mixes in Q5_0 and Q6_K; Q5_K_M
   // files Q5_K; Q2_K and Q3_K_M files Q2_K and Q3_K), Q4_0 and IQ4_NL, which llama.cpp repacks
-  // like Q4_K (its own order of summation), and TQ2_0 (ternary weights: BitNet b1.58's and
-  // TriLMs' GGUFs).
-  ...(['Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'Q2_K', 'Q3_K', 'Q5_K', 'Q6_K', 'IQ4_NL', 'TQ2_0'] as const).map(
+  // like Q4_K (its own order of summation), and TQ1_0 and TQ2_0 (ternary weights: BitNet
+  // b1.58's and TriLMs' GGUFs).
+  ...(['Q4_0', 'Q4_1', 'Q5_0', 'Q5_1', 'Q2_K', 'Q3_K', 'Q5_K', 'Q6_K', 'IQ4_NL', 'TQ1_0', 'TQ2_0'] as const).map(
     (type): Case => ({ name: 'llama', type, spec: varied({ arch: 'llama' }) }),
   ),
   { name: 'llama, linear RoPE scaling ×2', type: 'F16', spec: varied({ arch: 'llama', ropeScaling: { type: 'linear', factor: 2 } }) },
