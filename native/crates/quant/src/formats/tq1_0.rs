@@ -83,7 +83,7 @@ fn quantize(src: &[f32], dst: &mut [u8]) {
         for (i, q) in bytes.iter().enumerate() {
             // The four-digit bytes' first digit goes to the most significant of five.
             let q = if i >= 48 { (q * 3) as u8 } else { *q as u8 };
-            let packed = ((q as u16 * 256 + 242) / 243) as u8;
+            let packed = (q as u16 * 256).div_ceil(243) as u8;
             if i < 48 {
                 b.qs[i] = packed;
             } else {
@@ -171,7 +171,7 @@ mod tests {
     #[test]
     fn both_digit_readings_agree_on_packed_bytes() {
         for digits in 0..243u16 {
-            let q = ((digits * 256 + 242) / 243) as u8;
+            let q = (digits * 256).div_ceil(243) as u8;
             for p in POW3.iter().take(5) {
                 let v = q.wrapping_mul(*p);
                 assert_eq!(digit(v), digit_avx2(v), "byte {q} × {p}");
