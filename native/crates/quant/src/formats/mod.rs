@@ -49,6 +49,7 @@ pub mod q8_0;
 pub mod q8_1;
 pub mod q8_k;
 pub(crate) mod table4;
+pub(crate) mod ternary;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod tq1_0;

@@ -6,6 +6,7 @@
 use mistralrs_common::Isa;
 
 use super::q8_k::{BlockQ8K, QK_K};
+use super::ternary::{self, TernaryBlock};
 use super::{as_blocks, as_blocks_mut, f16_le, f16_to_le, TypeTraits};
 use crate::GgmlType;
 
@@ -101,21 +102,7 @@ fn vec_dot(isa: Isa, n: usize, weights: &[u8], activation: &[u8]) -> f32 {
         weights.len(),
         activation.len()
     );
-    let (w, a) = (as_blocks(weights), as_blocks(activation));
-    #[cfg(target_arch = "x86_64")]
-    if super::clamp_isa(isa) >= Isa::Avx2 {
-        // SAFETY: the AVX2 tier implies FMA.
-        return unsafe { dot_fma(w, a) };
-    }
-    let _ = isa;
-    dot_ggml_order(w, a)
-}
-
-/// `mul_add` as one instruction.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "fma")]
-unsafe fn dot_fma(w: &[BlockTq1_0], a: &[BlockQ8K]) -> f32 {
-    dot_ggml_order(w, a)
+    ternary::dot::<BlockTq1_0>(isa, as_blocks(weights), as_blocks(activation))
 }
 
 /// The digit as ggml's AVX2 kernel reads it: a halving average twice (`(3q)/4` with its
@@ -126,31 +113,23 @@ fn digit_avx2(q: u8) -> i32 {
     ((((a + b + 1) >> 1) >> 6) & 3) as i32
 }
 
-/// ggml's AVX2 order, in scalar code: per block 8 integer lanes, lane `m` holding the
-/// products at positions `4m .. 4m + 4` of each 32-element run the kernel multiplies (the
-/// runs follow the element order), less the activation's block sums `2m` and `2m + 1` (the −1
-/// of every digit); each lane times `dy·dx` fused into its float accumulator (ggml writes a
-/// multiply and an add; its compiler fuses them); the accumulators reduced as `_mm256`
-/// halves, then pairs.
-#[inline(always)]
-fn dot_ggml_order(w: &[BlockTq1_0], a: &[BlockQ8K]) -> f32 {
-    let mut acc = [0f32; 8];
-    for (x, y) in w.iter().zip(a) {
-        let d = f32::from_le_bytes(y.d) * f16_le(x.d);
+impl TernaryBlock for BlockTq1_0 {
+    fn d(&self) -> [u8; 2] {
+        self.d
+    }
+
+    /// ggml's AVX2 lanes: lane `m` holds the products at positions `4m .. 4m + 4` of each
+    /// 32-element run the kernel multiplies (the runs follow the element order), digits read
+    /// as [`digit_avx2`], less the activation's block sums `2m` and `2m + 1`.
+    fn lanes(&self, y: &BlockQ8K) -> [i32; 8] {
         let mut lanes = [0i32; 8];
         for e in 0..QK_K {
             let (i, n) = layout(e);
-            let t = digit_avx2(byte(x, i).wrapping_mul(POW3[n]));
+            let t = digit_avx2(byte(self, i).wrapping_mul(POW3[n]));
             lanes[e % 32 / 4] += t * y.qs[e] as i32;
         }
-        for (m, (lane, l)) in acc.iter_mut().zip(lanes).enumerate() {
-            let bsum = i16::from_le_bytes(y.bsums[2 * m]) as i32
-                + i16::from_le_bytes(y.bsums[2 * m + 1]) as i32;
-            *lane = ((l - bsum) as f32).mul_add(d, *lane);
-        }
+        std::array::from_fn(|m| lanes[m] - ternary::lane_bsum(y, m))
     }
-    let s: [f32; 4] = std::array::from_fn(|i| acc[i] + acc[i + 4]);
-    (s[0] + s[2]) + (s[1] + s[3])
 }
 
 #[cfg(test)]

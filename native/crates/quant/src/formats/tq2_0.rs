@@ -4,6 +4,7 @@
 use mistralrs_common::Isa;
 
 use super::q8_k::{BlockQ8K, QK_K};
+use super::ternary::{self, TernaryBlock};
 use super::{as_blocks, as_blocks_mut, f16_le, f16_to_le, TypeTraits};
 use crate::GgmlType;
 
@@ -68,51 +69,29 @@ fn vec_dot(isa: Isa, n: usize, weights: &[u8], activation: &[u8]) -> f32 {
         weights.len(),
         activation.len()
     );
-    let (w, a) = (as_blocks(weights), as_blocks(activation));
-    #[cfg(target_arch = "x86_64")]
-    if super::clamp_isa(isa) >= Isa::Avx2 {
-        // SAFETY: the AVX2 tier implies FMA.
-        return unsafe { dot_fma(w, a) };
+    ternary::dot::<BlockTq2_0>(isa, as_blocks(weights), as_blocks(activation))
+}
+
+impl TernaryBlock for BlockTq2_0 {
+    fn d(&self) -> [u8; 2] {
+        self.d
     }
-    let _ = isa;
-    dot_ggml_order(w, a)
-}
 
-/// `mul_add` as one instruction.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "fma")]
-unsafe fn dot_fma(w: &[BlockTq2_0], a: &[BlockQ8K]) -> f32 {
-    dot_ggml_order(w, a)
-}
-
-/// ggml's AVX2 order, written out in scalar code (its lanes are exact integers, so this is
-/// also the reference): per block, 8 lanes, lane `k` holding Σ q·y over the bytes `4k .. 4k + 4`
-/// of both 32-byte halves and all four bit pairs, less the activation's block sums `2k` and
-/// `2k + 1` (the −1 of every code); each lane times `dy·dx` fused-multiply-added into its
-/// float accumulator (ggml writes a multiply and an add; its compiler fuses them); the 8
-/// accumulators reduced as `_mm256` halves, then pairs.
-#[inline(always)]
-fn dot_ggml_order(w: &[BlockTq2_0], a: &[BlockQ8K]) -> f32 {
-    let mut acc = [0f32; 8];
-    for (x, y) in w.iter().zip(a) {
-        let d = f32::from_le_bytes(y.d) * f16_le(x.d);
-        for (k, lane) in acc.iter_mut().enumerate() {
+    /// ggml's AVX2 lanes: lane `k` holds Σ q·y over the bytes `4k .. 4k + 4` of both 32-byte
+    /// halves and all four bit pairs, less the activation's block sums `2k` and `2k + 1`.
+    fn lanes(&self, y: &BlockQ8K) -> [i32; 8] {
+        std::array::from_fn(|k| {
             let mut sumi = 0i32;
             for h in 0..2 {
                 for l in 0..4 {
                     for m in 4 * k..4 * k + 4 {
-                        let e = 128 * h + 32 * l + m;
-                        sumi += code(x, h, l, m) as i32 * y.qs[e] as i32;
+                        sumi += code(self, h, l, m) as i32 * y.qs[128 * h + 32 * l + m] as i32;
                     }
                 }
             }
-            sumi -= i16::from_le_bytes(y.bsums[2 * k]) as i32;
-            sumi -= i16::from_le_bytes(y.bsums[2 * k + 1]) as i32;
-            *lane = (sumi as f32).mul_add(d, *lane);
-        }
+            sumi - ternary::lane_bsum(y, k)
+        })
     }
-    let s: [f32; 4] = std::array::from_fn(|i| acc[i] + acc[i + 4]);
-    (s[0] + s[2]) + (s[1] + s[3])
 }
 
 #[cfg(test)]
