@@ -91,6 +91,12 @@ fn gelu_tanh(x: f32) -> f32 {
     0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * inner).tanh())
 }
 
+/// `1 / (1 + e^−x)`, as ggml's sigmoid (libm's exp, one value at a time).
+#[inline]
+pub fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

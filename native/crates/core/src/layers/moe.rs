@@ -18,7 +18,7 @@ use mistralrs_common::numerics::{expf_ggml, hsum8};
 use mistralrs_common::ThreadPool;
 use mistralrs_quant::matmul::MatmulScratch;
 
-use crate::layers::activations::swiglu;
+use crate::layers::activations::{sigmoid, swiglu};
 use crate::layers::Linear;
 use crate::model_error::Result;
 
@@ -250,7 +250,7 @@ impl Moe {
         {
             match self.cfg.gating {
                 Gating::Softmax => softmax(row),
-                Gating::Sigmoid => row.iter_mut().for_each(|v| *v = 1.0 / (1.0 + (-*v).exp())),
+                Gating::Sigmoid => row.iter_mut().for_each(|v| *v = sigmoid(*v)),
                 Gating::SoftmaxWeight => {}
             }
             selection.copy_from_slice(row);

@@ -162,20 +162,13 @@ fn either_f32(w: &dyn Weights, gguf: &str, hf: &str) -> Result<Option<f32>> {
     })
 }
 
-fn either_u32(w: &dyn Weights, gguf: &str, hf: &str) -> Result<Option<usize>> {
-    Ok(match w.hparam_u32(gguf)? {
-        Some(v) => Some(v as usize),
-        None => w.hparam_u32(hf)?.map(|v| v as usize),
-    })
-}
-
 pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
     let cfg = w.config(RopeStyle::Normal)?;
     let source = w.source();
     let bad = |what: String| ModelError::Unsupported(format!("{source}: {what}"));
     let d = cfg.hidden_size;
     let need = |gguf: &str, hf: &str| -> Result<usize> {
-        either_u32(w, gguf, hf)?
+        parts::either_u32(w, gguf, hf)?
             .filter(|&v| v > 0)
             .ok_or_else(|| bad(format!("needs a positive `{gguf}` (`{hf}`)")))
     };
@@ -226,13 +219,13 @@ pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
         (None, None) => false,
     };
     // Dense checkpoints say `num_local_experts: 0`.
-    let moe = match either_u32(w, "expert_count", "num_local_experts")? {
+    let moe = match parts::either_u32(w, "expert_count", "num_local_experts")? {
         Some(0) | None => None,
         Some(_) => w.moe()?,
     };
     let shared_ff = match moe {
         None => 0,
-        Some(_) => either_u32(
+        Some(_) => parts::either_u32(
             w,
             "expert_shared_feed_forward_length",
             "shared_intermediate_size",

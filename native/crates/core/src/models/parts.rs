@@ -196,3 +196,12 @@ pub(crate) fn skip_mtp_layers(
     w.skip_layers_from(cfg.n_layers);
     Ok(())
 }
+
+/// An integer hyperparameter under its GGUF name, else its checkpoint name (the hybrids' sizes,
+/// which the two formats name differently).
+pub(crate) fn either_u32(w: &dyn Weights, gguf: &str, hf: &str) -> Result<Option<usize>> {
+    Ok(match w.hparam_u32(gguf)? {
+        Some(v) => Some(v as usize),
+        None => w.hparam_u32(hf)?.map(|v| v as usize),
+    })
+}

@@ -20,7 +20,7 @@ use mistralrs_common::ThreadPool;
 use mistralrs_paged_attn::AttentionParams;
 
 use crate::hf_config::HfDefaults;
-use crate::layers::activations::swiglu;
+use crate::layers::activations::{sigmoid, swiglu};
 use crate::layers::attention::Attend;
 use crate::layers::gated_delta_net::{gated_delta_token, DeltaShape, DeltaToken};
 use crate::layers::moe::Expert;
@@ -164,14 +164,6 @@ pub(crate) const HF: HfCheckpoint = HfCheckpoint {
     },
 };
 
-/// A hyperparameter under its GGUF name, else its checkpoint name.
-fn either_u32(w: &dyn Weights, gguf: &str, hf: &str) -> Result<Option<usize>> {
-    Ok(match w.hparam_u32(gguf)? {
-        Some(v) => Some(v as usize),
-        None => w.hparam_u32(hf)?.map(|v| v as usize),
-    })
-}
-
 pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
     let mut cfg = w.config(RopeStyle::Neox)?;
     parts::skip_mtp_layers(w, &mut cfg)?;
@@ -179,7 +171,7 @@ pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
     let bad = |what: String| ModelError::Unsupported(format!("{source}: {what}"));
     let d = cfg.hidden_size;
     let need = |gguf: &str, hf: &str| -> Result<usize> {
-        either_u32(w, gguf, hf)?
+        parts::either_u32(w, gguf, hf)?
             .filter(|&v| v > 0)
             .ok_or_else(|| bad(format!("needs a positive `{gguf}` (`{hf}`)")))
     };
@@ -224,7 +216,7 @@ pub fn load(w: &dyn Weights) -> Result<Box<dyn Model>> {
     let moe = w
         .moe()?
         .ok_or_else(|| bad("needs experts (`expert_count`, `num_experts`)".into()))?;
-    let shared_ff = either_u32(
+    let shared_ff = parts::either_u32(
         w,
         "expert_shared_feed_forward_length",
         "shared_expert_intermediate_size",
@@ -482,11 +474,6 @@ impl HybridDecoder for Qwen3Next {
         }
         Ok(bufs)
     }
-}
-
-/// `1 / (1 + e^−x)`, as ggml's sigmoid.
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
 }
 
 impl Qwen3Next {

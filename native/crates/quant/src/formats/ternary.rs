@@ -6,7 +6,7 @@
 use mistralrs_common::Isa;
 
 use super::f16_le;
-use super::q8_k::BlockQ8K;
+use super::q8_k::{BlockQ8K, QK_K};
 
 /// A ternary block: its f16 scale and its 8 integer lanes against an activation block.
 pub(crate) trait TernaryBlock: bytemuck::Pod {
@@ -20,7 +20,18 @@ pub(crate) fn lane_bsum(y: &BlockQ8K, m: usize) -> i32 {
     i16::from_le_bytes(y.bsums[2 * m]) as i32 + i16::from_le_bytes(y.bsums[2 * m + 1]) as i32
 }
 
-pub(crate) fn dot<B: TernaryBlock>(isa: Isa, w: &[B], a: &[BlockQ8K]) -> f32 {
+/// The type's `vec_dot`: `n` values of weights and of Q8_K activations, lengths checked.
+pub(crate) fn dot<B: TernaryBlock>(isa: Isa, n: usize, weights: &[u8], activation: &[u8]) -> f32 {
+    let nb = n / QK_K;
+    assert!(
+        n.is_multiple_of(QK_K)
+            && weights.len() == nb * std::mem::size_of::<B>()
+            && activation.len() == nb * std::mem::size_of::<BlockQ8K>(),
+        "ternary vec_dot: n = {n}, {} weight bytes, {} activation bytes",
+        weights.len(),
+        activation.len()
+    );
+    let (w, a): (&[B], &[BlockQ8K]) = (super::as_blocks(weights), super::as_blocks(activation));
     #[cfg(target_arch = "x86_64")]
     if super::clamp_isa(isa) >= Isa::Avx2 {
         // SAFETY: the AVX2 tier implies FMA.

@@ -3,8 +3,6 @@
 //! its digits as a fraction of 243 scaled to 256 (rounded up), so multiplying it by 3^n and
 //! keeping the top bits of `3 · q` reads digit n. Pairs with Q8_K activations.
 
-use mistralrs_common::Isa;
-
 use super::q8_k::{BlockQ8K, QK_K};
 use super::ternary::{self, TernaryBlock};
 use super::{as_blocks, as_blocks_mut, f16_le, f16_to_le, TypeTraits};
@@ -26,7 +24,7 @@ pub const TRAITS: TypeTraits = TypeTraits {
     dequantize,
     quantize: Some(quantize),
     vec_dot_type: GgmlType::Q8_K,
-    vec_dot,
+    vec_dot: ternary::dot::<BlockTq1_0>,
 };
 
 const POW3: [u8; 6] = [1, 3, 9, 27, 81, 243];
@@ -94,17 +92,6 @@ fn quantize(src: &[f32], dst: &mut [u8]) {
     }
 }
 
-fn vec_dot(isa: Isa, n: usize, weights: &[u8], activation: &[u8]) -> f32 {
-    let nb = n / QK_K;
-    assert!(
-        n.is_multiple_of(QK_K) && weights.len() == nb * 54 && activation.len() == nb * 292,
-        "tq1_0 vec_dot: n = {n}, {} weight bytes, {} activation bytes",
-        weights.len(),
-        activation.len()
-    );
-    ternary::dot::<BlockTq1_0>(isa, as_blocks(weights), as_blocks(activation))
-}
-
 /// The digit as ggml's AVX2 kernel reads it: a halving average twice (`(3q)/4` with its
 /// roundings, after taking 1 off), then the top two bits.
 fn digit_avx2(q: u8) -> i32 {
@@ -134,6 +121,8 @@ impl TernaryBlock for BlockTq1_0 {
 
 #[cfg(test)]
 mod tests {
+    use mistralrs_common::Isa;
+
     use super::super::q8_k::TRAITS as Q8_K;
     use super::super::testing::Rng;
     use super::*;
@@ -180,7 +169,7 @@ mod tests {
             .map(|(&p, &q)| p as f64 * q as f64)
             .sum();
         for isa in [Isa::Scalar, Isa::Avx2] {
-            let got = vec_dot(isa, 2 * QK_K, &q, &a);
+            let got = (TRAITS.vec_dot)(isa, 2 * QK_K, &q, &a);
             assert!(
                 (got as f64 - exact).abs() <= 1e-4 * exact.abs().max(1.0),
                 "{got} vs {exact}"

@@ -1,8 +1,6 @@
 //! TQ2_0: ternary weights (BitNet b1.58 and TriLMs), 256 values per block as 2-bit codes
 //! 0, 1, 2 for −1, 0, +1 under one f16 scale: `x = d·(q − 1)`. Pairs with Q8_K activations.
 
-use mistralrs_common::Isa;
-
 use super::q8_k::{BlockQ8K, QK_K};
 use super::ternary::{self, TernaryBlock};
 use super::{as_blocks, as_blocks_mut, f16_le, f16_to_le, TypeTraits};
@@ -23,7 +21,7 @@ pub const TRAITS: TypeTraits = TypeTraits {
     dequantize,
     quantize: Some(quantize),
     vec_dot_type: GgmlType::Q8_K,
-    vec_dot,
+    vec_dot: ternary::dot::<BlockTq2_0>,
 };
 
 /// The code of element `128h + 32l + m`.
@@ -61,17 +59,6 @@ fn quantize(src: &[f32], dst: &mut [u8]) {
     }
 }
 
-fn vec_dot(isa: Isa, n: usize, weights: &[u8], activation: &[u8]) -> f32 {
-    let nb = n / QK_K;
-    assert!(
-        n.is_multiple_of(QK_K) && weights.len() == nb * 66 && activation.len() == nb * 292,
-        "tq2_0 vec_dot: n = {n}, {} weight bytes, {} activation bytes",
-        weights.len(),
-        activation.len()
-    );
-    ternary::dot::<BlockTq2_0>(isa, as_blocks(weights), as_blocks(activation))
-}
-
 impl TernaryBlock for BlockTq2_0 {
     fn d(&self) -> [u8; 2] {
         self.d
@@ -96,6 +83,8 @@ impl TernaryBlock for BlockTq2_0 {
 
 #[cfg(test)]
 mod tests {
+    use mistralrs_common::Isa;
+
     use super::super::q8_k::TRAITS as Q8_K;
     use super::super::testing::Rng;
     use super::*;
@@ -131,7 +120,7 @@ mod tests {
             .zip(&deq_a)
             .map(|(&p, &q)| p as f64 * q as f64)
             .sum();
-        let got = vec_dot(Isa::Scalar, 2 * QK_K, &q, &a);
+        let got = (TRAITS.vec_dot)(Isa::Scalar, 2 * QK_K, &q, &a);
         assert!(
             (got as f64 - exact).abs() <= 1e-4 * exact.abs().max(1.0),
             "{got} vs {exact}"
