@@ -136,6 +136,8 @@ const CASES: Case[] = [
   ...perType('qwen3next (gated delta nets around gated attention, 4 experts and a gated shared expert)', { arch: 'qwen3next' }).map(
     (c): Case => ({ ...c, f16MaxAbs: QWEN3_NEXT_F16_MAX_ABS }),
   ),
+  // F32 weights take no activation quantization: the delta rule's sums are seen unrounded.
+  { name: 'qwen3next', type: 'F32', spec: varied({ arch: 'qwen3next' }) },
   // A softmax router of 8 experts takes the vectorised path of ggml's softmax.
   { name: 'deepseekv2, 8 experts', type: 'Q8_0', spec: varied({ arch: 'deepseekv2', experts: 8 }) },
   // The other types of the real models' files (Gemma 3's Q4_K_M mixes in Q5_0 and Q6_K; Q5_K_M
